@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+// The ZeroFS-in-Swift package. Layers point down only (see Docs/architecture.md):
+// zerofs (CLI) -> Workloads -> BackendCatalog -> backends -> Engine.
+import PackageDescription
+
+let package = Package(
+    name: "zerofs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "zerofs", targets: ["zerofs"]),
+        .library(name: "Engine", targets: ["Engine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims: one system-library target per native library, found by pkg-config.
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        .target(name: "Engine"),
+        .target(name: "Compression", dependencies: ["CZstd"]),
+
+        .target(name: "MemoryBackend", dependencies: ["Engine"], path: "Sources/Backends/Memory"),
+        .target(name: "RocksDBBackend", dependencies: ["Engine", "CRocksDB"], path: "Sources/Backends/RocksDB"),
+        .target(name: "LMDBBackend", dependencies: ["Engine", "CLMDB"], path: "Sources/Backends/LMDB"),
+        // The one place that names every backend: adding a backend is one folder plus one line here.
+        .target(
+            name: "BackendCatalog",
+            dependencies: ["Engine", "MemoryBackend", "RocksDBBackend", "LMDBBackend"],
+            path: "Sources/Backends/Catalog"
+        ),
+
+        .target(name: "Workloads", dependencies: ["Engine"]),
+        .executableTarget(
+            name: "zerofs",
+            dependencies: [
+                "Engine", "BackendCatalog", "Workloads",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Shared test machinery: the conformance suite, the model-based test, the crash harness.
+        .target(name: "KVTestSupport", dependencies: ["Engine", "MemoryBackend"]),
+
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "KVTestSupport"]),
+        .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
+        .testTarget(
+            name: "BackendsTests",
+            dependencies: ["Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,139 @@
+// The `lmdb` backend: LMDB through its C API. Store folder layout:
+//   PATH/ZEROFS-STORE, PATH/LOCK      (StoreDirectory)
+//   PATH/db/data.mdb, PATH/db/lock.mdb
+//   PATH/checkpoints/NAME/db/data.mdb (a compacting copy)
+//
+// LMDB rejects empty keys, so every stored key is the caller's key behind one 0x00 byte.
+// Tuning keys: map_size (bytes of address space reserved at open, default 1 TiB; grown by
+// doubling when full), max_readers (default 1024).
+
+import CLMDB
+import Engine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct LMDBBackendFactory: KVBackendFactory {
+    public let name = "lmdb"
+    public let capabilities = BackendCapabilities(persistent: true, crashSafe: true)
+
+    public init() {}
+
+    public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
+        let root = FileOps.absolutePath(path)
+        let settings = try LMDBSettings(options)
+        let lock = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
+        try CheckpointDirectory(storePath: root).removeLeftovers()
+        try FileOps.makeDirectories(root + "/db")
+        let env = try LMDBEnvironment.open(root + "/db", settings: settings, readOnly: false)
+        return LMDBBackend(env: env, root: root, lock: lock)
+    }
+
+    public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
+        let root = FileOps.absolutePath(path)
+        guard try StoreDirectory.backendName(at: root) == self.name else {
+            throw KVError(.notAStore, "no lmdb store here", path: root)
+        }
+        let checkpoints = CheckpointDirectory(storePath: root)
+        _ = try checkpoints.info(named: name)
+        let env = try LMDBEnvironment.open(checkpoints.path(of: name) + "/db", settings: try LMDBSettings(options), readOnly: true)
+        return LMDBBackend(env: env, root: root, lock: nil)
+    }
+
+    public func restoreCheckpoint(at path: String, named name: String, to destination: String) throws {
+        let root = FileOps.absolutePath(path)
+        guard try StoreDirectory.backendName(at: root) == self.name else {
+            throw KVError(.notAStore, "no lmdb store here", path: root)
+        }
+        try CheckpointDirectory(storePath: root).restore(
+            named: name, to: FileOps.absolutePath(destination), backend: self.name
+        ) { source, target in
+            try FileOps.makeDirectories(target + "/db")
+            try FileOps.copyFile(from: source + "/db/data.mdb", to: target + "/db/data.mdb")
+            try FileOps.syncDirectory(target + "/db")
+        }
+    }
+}
+
+struct LMDBSettings: Sendable {
+    var mapSize = 1 << 40
+    var maxReaders: UInt32 = 1024
+
+    init(_ options: BackendOptions) throws(KVError) {
+        for (key, text) in options.tuning.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "map_size":
+                guard let value = Int(text), value >= 1 << 16 else {
+                    throw KVError(.invalidArgument, "lmdb option map_size must be a whole number of bytes >= 65536, got '\(text)'")
+                }
+                mapSize = value
+            case "max_readers":
+                guard let value = UInt32(text), value >= 8 else {
+                    throw KVError(.invalidArgument, "lmdb option max_readers must be a whole number >= 8, got '\(text)'")
+                }
+                maxReaders = value
+            default:
+                throw KVError(.invalidArgument, "unknown lmdb tuning option '\(key)'; known: map_size, max_readers")
+            }
+        }
+    }
+}
+
+/// An LMDB environment and its one unnamed database.
+final class LMDBEnvironment: @unchecked Sendable {
+    // `env` and `dbi` are fixed after open; LMDB makes the environment safe to share, and
+    // the backend serializes what LMDB requires (one writer, map resizing).
+    let env: OpaquePointer
+    let dbi: MDB_dbi
+    let path: String
+    let readOnly: Bool
+    private(set) var mapSize: Int
+
+    private init(env: OpaquePointer, dbi: MDB_dbi, path: String, readOnly: Bool, mapSize: Int) {
+        self.env = env
+        self.dbi = dbi
+        self.path = path
+        self.readOnly = readOnly
+        self.mapSize = mapSize
+    }
+
+    static func open(_ path: String, settings: LMDBSettings, readOnly: Bool) throws(KVError) -> LMDBEnvironment {
+        var created: OpaquePointer?
+        try LMDBError.check(mdb_env_create(&created), "env create", path: path)
+        guard let env = created else { throw KVError(.io, "lmdb returned no environment", path: path) }
+        do {
+            try LMDBError.check(mdb_env_set_mapsize(env, settings.mapSize), "set map size", path: path)
+            try LMDBError.check(mdb_env_set_maxreaders(env, settings.maxReaders), "set max readers", path: path)
+            // NOTLS: read transactions belong to objects, not threads. NOSYNC is toggled per
+            // commit: durable commits turn it off so LMDB syncs data, then meta.
+            var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
+            flags |= readOnly ? UInt32(MDB_RDONLY) : UInt32(MDB_NOSYNC)
+            try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "open", path: path)
+            var dead: Int32 = 0
+            try LMDBError.check(mdb_reader_check(env, &dead), "reader check", path: path)
+            var txn: OpaquePointer?
+            try LMDBError.check(mdb_txn_begin(env, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn), "begin", path: path)
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, nil, 0, &dbi)
+            if rc != 0 {
+                mdb_txn_abort(txn)
+                try LMDBError.check(rc, "open database", path: path)
+            }
+            try LMDBError.check(mdb_txn_commit(txn), "commit", path: path)
+            return LMDBEnvironment(env: env, dbi: dbi, path: path, readOnly: readOnly, mapSize: settings.mapSize)
+        } catch {
+            mdb_env_close(env)
+            throw error
+        }
+    }
+
+    /// Doubles the map. REQUIRES: no transaction of this process is active.
+    func grow() throws(KVError) {
+        let size = mapSize * 2
+        try LMDBError.check(mdb_env_set_mapsize(env, size), "grow map", path: path)
+        mapSize = size
+    }
+
+    func close() { mdb_env_close(env) }
+}

@@ -1,0 +1,59 @@
+// How stores are made: a factory per backend, its capabilities, and the options it takes.
+
+/// What a backend promises beyond the core contract; the conformance suite runs the cases
+/// a backend's capabilities allow.
+public struct BackendCapabilities: Sendable, Equatable {
+    /// Data survives the process ending (reopen in a new process finds it).
+    public var persistent: Bool
+    /// Every acknowledged durable write survives a crash (SIGKILL) of the process.
+    public var crashSafe: Bool
+
+    public init(persistent: Bool, crashSafe: Bool) {
+        self.persistent = persistent
+        self.crashSafe = crashSafe
+    }
+}
+
+/// Block compression of a backend's stored data.
+public enum CompressionKind: String, Sendable, CaseIterable {
+    case none
+    case zstd
+}
+
+/// Options common to every backend plus backend-specific tuning.
+public struct BackendOptions: Sendable, Equatable {
+    /// Create an empty store when the path holds none; otherwise `.storeNotFound`.
+    public var createIfMissing = true
+    /// Bytes of cache for stored blocks (backends without a cache of their own ignore it).
+    public var cacheBytes = 64 << 20
+    public var compression = CompressionKind.none
+    /// Backend-specific settings by name (each backend documents its keys and rejects
+    /// unknown ones with `.invalidArgument`).
+    public var tuning: [String: String] = [:]
+
+    public init() {}
+}
+
+/// Makes stores of one backend kind. Thread safety: factories are stateless values.
+public protocol KVBackendFactory: Sendable {
+    /// The registry name: "lsm", "rocksdb", "lmdb", "memory".
+    var name: String { get }
+    var capabilities: BackendCapabilities { get }
+
+    /// Opens (or, with `createIfMissing`, creates) the store at `path`, taking its lock.
+    /// Throws `.locked` naming the holder, `.notAStore` for a path holding something else,
+    /// `.wrongBackend` for another backend's store, `.storeNotFound`, `.corruption`,
+    /// `.invalidArgument` for bad options, `.io`.
+    func open(at path: String, options: BackendOptions) throws -> any KVBackend
+
+    /// Opens checkpoint `name` of the store at `path` read-only: writes throw `.readOnly`.
+    /// Does not take the store's lock, so it works while the store is in use.
+    /// Throws `.notFound`, and as `open`.
+    func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend
+
+    /// Makes a new, independent, writable store at `destination` holding exactly the state
+    /// of checkpoint `name`. The new store stays whole if the checkpoint or the old store
+    /// is deleted. Throws `.notFound`, `.alreadyExists` if `destination` holds anything,
+    /// `.io`.
+    func restoreCheckpoint(at path: String, named name: String, to destination: String) throws
+}

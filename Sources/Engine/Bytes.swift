@@ -1,0 +1,54 @@
+// Byte-string helpers shared by every layer: the one comparison that defines key order.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum Bytes {
+    /// Unsigned lexicographic comparison; a proper prefix sorts first. Negative, zero or
+    /// positive like memcmp.
+    @inlinable
+    public static func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+        let n = min(a.count, b.count)
+        if n > 0 {
+            let c = memcmp(a.baseAddress!, b.baseAddress!, n)
+            if c != 0 { return Int(c) }
+        }
+        return a.count - b.count
+    }
+
+    @inlinable
+    public static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        a.withUnsafeBytes { x in b.withUnsafeBytes { y in compare(x, y) } }
+    }
+
+    @inlinable
+    public static func compare(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Int {
+        b.withUnsafeBytes { compare(a, $0) }
+    }
+
+    /// The smallest key greater than every key that starts with `prefix`, or nil when
+    /// there is none (the prefix is empty or all 0xFF).
+    public static func prefixSuccessor(_ prefix: [UInt8]) -> [UInt8]? {
+        var end = prefix
+        while let last = end.last {
+            if last < 0xFF {
+                end[end.count - 1] = last + 1
+                return end
+            }
+            end.removeLast()
+        }
+        return nil
+    }
+
+    /// Whether `bytes` starts with `prefix`.
+    @inlinable
+    public static func hasPrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: [UInt8]) -> Bool {
+        guard bytes.count >= prefix.count else { return false }
+        return prefix.withUnsafeBytes { p in
+            p.count == 0 || memcmp(bytes.baseAddress!, p.baseAddress!, p.count) == 0
+        }
+    }
+}

@@ -1,0 +1,110 @@
+// Checkpoints of the file-based backends (rocksdb, lmdb) as folders beside the data:
+//
+//   PATH/checkpoints/NAME/CHECKPOINT     "zerofs-checkpoint 1\nname NAME\ncreated NANOS\n"
+//   PATH/checkpoints/NAME/...            the backend's self-contained image
+//
+// A checkpoint is built under a temporary name starting with '.', synced, and renamed into
+// place, so a crash leaves either a whole checkpoint or a temporary folder that the next
+// open removes.
+
+public struct CheckpointDirectory: Sendable {
+    public let root: String
+    public static let infoName = "CHECKPOINT"
+
+    public init(storePath: String) {
+        root = storePath + "/checkpoints"
+    }
+
+    public func path(of name: String) -> String { root + "/" + name }
+
+    /// Creates checkpoint `name`: `build` fills the folder it is given (which does not
+    /// exist yet) with a self-contained image, synced.
+    public func create(named name: String, build: (String) throws -> Void) throws -> CheckpointInfo {
+        try CheckpointName.validate(name)
+        try FileOps.makeDirectories(root)
+        let final = path(of: name)
+        guard FileOps.kind(of: final) == .missing else {
+            throw KVError(.alreadyExists, "checkpoint '\(name)' exists", path: final)
+        }
+        let temporary = root + "/.building-" + name
+        try FileOps.removeTree(temporary)
+        do {
+            try build(temporary)
+            let info = CheckpointInfo(name: name, createdAtNanos: FileOps.nowNanos())
+            try FileOps.writeFileAtomically(
+                temporary + "/" + Self.infoName,
+                Array("zerofs-checkpoint 1\nname \(name)\ncreated \(info.createdAtNanos)\n".utf8))
+            try FileOps.renameItem(temporary, final)
+            try FileOps.syncDirectory(root)
+            return info
+        } catch {
+            try? FileOps.removeTree(temporary)
+            throw error
+        }
+    }
+
+    public func list() throws(KVError) -> [CheckpointInfo] {
+        guard FileOps.kind(of: root) == .directory else { return [] }
+        var result: [CheckpointInfo] = []
+        for name in try FileOps.list(root) where !name.hasPrefix(".") {
+            result.append(try info(named: name))
+        }
+        return result
+    }
+
+    public func info(named name: String) throws(KVError) -> CheckpointInfo {
+        try CheckpointName.validate(name)
+        let file = path(of: name) + "/" + Self.infoName
+        guard FileOps.kind(of: file) == .file else {
+            throw KVError(.notFound, "no checkpoint '\(name)'", path: path(of: name))
+        }
+        let lines = String(decoding: try FileOps.readFile(file), as: UTF8.self).split(separator: "\n")
+        guard lines.count >= 3, lines[0] == "zerofs-checkpoint 1", lines[2].hasPrefix("created "),
+              let created = UInt64(lines[2].dropFirst("created ".count))
+        else {
+            throw KVError(.corruption, "malformed checkpoint record", path: file)
+        }
+        return CheckpointInfo(name: name, createdAtNanos: created)
+    }
+
+    /// Deletes checkpoint `name`: renamed away first, so a crash never leaves half of one.
+    public func delete(named name: String) throws(KVError) {
+        _ = try info(named: name)
+        let doomed = root + "/.deleting-" + name
+        try FileOps.removeTree(doomed)
+        try FileOps.renameItem(path(of: name), doomed)
+        try FileOps.syncDirectory(root)
+        try FileOps.removeTree(doomed)
+    }
+
+    /// Removes what an interrupted create or delete left behind.
+    public func removeLeftovers() throws(KVError) {
+        guard FileOps.kind(of: root) == .directory else { return }
+        for name in try FileOps.list(root) where name.hasPrefix(".") {
+            try FileOps.removeTree(root + "/" + name)
+        }
+    }
+
+    /// Makes a new store at `destination` for `backend` from checkpoint `name`: `populate`
+    /// copies the image (its source folder, its destination data folder).
+    public func restore(
+        named name: String, to destination: String, backend: String,
+        populate: (String, String) throws -> Void
+    ) throws {
+        _ = try info(named: name)
+        switch FileOps.kind(of: destination) {
+        case .missing:
+            try FileOps.makeDirectories(destination)
+        case .directory:
+            guard try FileOps.list(destination).isEmpty else {
+                throw KVError(.alreadyExists, "restore destination is not empty", path: destination)
+            }
+        default:
+            throw KVError(.alreadyExists, "restore destination exists and is not a folder", path: destination)
+        }
+        let lock = try StoreLock(path: destination + "/" + StoreDirectory.lockName, storePath: destination)
+        defer { lock.release() }
+        try populate(path(of: name), destination)
+        try StoreDirectory.writeMarker(path: destination, backend: backend)
+    }
+}

@@ -1,0 +1,200 @@
+// The KVBackend contract: the only storage interface the filesystem layer knows.
+// Every backend (lsm, rocksdb, lmdb, memory) implements exactly these semantics, and one
+// conformance suite (KVTestSupport) checks them. Docs/kv-contract.md says the same in prose.
+//
+// Keys: 0 to 500 bytes (KVLimits.maxKeySize), ordered by unsigned byte comparison (a
+// shorter key that is a prefix of a longer one sorts first). Values: 0 bytes to 64 MiB.
+// Every requirement throws only KVError.
+
+/// One key and its value, owned.
+public struct KVEntry: Sendable, Equatable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public init(key: [UInt8], value: [UInt8]) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A half-open key range [start, end); `end == nil` means "to the last key".
+public struct KeyRange: Sendable, Equatable {
+    public var start: [UInt8]
+    public var end: [UInt8]?
+
+    public init(start: [UInt8] = [], end: [UInt8]? = nil) {
+        self.start = start
+        self.end = end
+    }
+
+    /// Every key.
+    public static let all = KeyRange()
+
+    /// Every key that starts with `prefix`.
+    public static func prefix(_ prefix: [UInt8]) -> KeyRange {
+        KeyRange(start: prefix, end: Bytes.prefixSuccessor(prefix))
+    }
+
+    /// Whether `key` lies in the range.
+    public func contains(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard Bytes.compare(key, start) >= 0 else { return false }
+        guard let end else { return true }
+        return Bytes.compare(key, end) < 0
+    }
+}
+
+/// A cursor over one consistent point-in-time view, bounded by the range it was made for.
+///
+/// An iterator is made positioned at the first entry of its range. It lends the bytes of
+/// the current entry without copying: the buffers passed to `withCurrent` are valid only
+/// during that call. An iterator is used by one thread at a time (it is not Sendable); it
+/// holds its view's resources until it is released.
+public protocol KVIterator: AnyObject {
+    /// True while the iterator is positioned on an entry inside its range.
+    var isValid: Bool { get }
+
+    /// Positions on the first entry whose key is at or after `key` (and at or after the
+    /// range's start). Throws `.closed` if the store was closed, `.corruption` or `.io`
+    /// when stored data cannot be read.
+    func seek(_ key: [UInt8]) throws
+
+    /// Moves to the next entry, or makes the iterator invalid at the end of its range.
+    /// REQUIRES: `isValid`. Throws as `seek`.
+    func next() throws
+
+    /// Lends the current key and value to `body`. REQUIRES: `isValid`. Throws `.closed`
+    /// when the store was closed, and whatever `body` throws.
+    func withCurrent<R>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R) throws -> R
+}
+
+extension KVIterator {
+    /// The current entry, copied out.
+    public func entry() throws -> KVEntry {
+        try withCurrent { KVEntry(key: Array($0), value: Array($1)) }
+    }
+
+    /// The current key, copied out.
+    public func key() throws -> [UInt8] { try withCurrent { k, _ in Array(k) } }
+}
+
+/// Read access at one point in time (a read view) or at "now" (the store itself).
+/// Thread safety: all requirements may be called from any thread at once.
+public protocol KVReader: AnyObject, Sendable {
+    /// The value stored under `key`, or nil when absent. Throws `.invalidArgument` for a key
+    /// over 500 bytes, `.closed` after close, `.corruption` or `.io` on storage failure.
+    func get(_ key: [UInt8]) throws -> [UInt8]?
+
+    /// An iterator over `range`, positioned at its first entry. When called on a store it
+    /// sees the store as of this call, however long it lives; on a read view, the view's
+    /// point in time. Throws like `get`.
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator
+
+    /// The first entry whose key is at or after `from` and starts with `prefix`, or nil.
+    /// (The filesystem's versioned lookup; backends may skip data that cannot hold the
+    /// prefix, for example with prefix bloom filters.) Throws like `get`.
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry?
+}
+
+/// A consistent point-in-time view: it never sees writes made after it was opened, while
+/// writers continue. Close it (or release it) to let the store reclaim what it pins; use
+/// after `close()` throws `.closed`. Iterators already made from it stay usable until they
+/// are released.
+public protocol KVReadView: KVReader {
+    func close()
+}
+
+/// A key-value store: the storage contract of the whole project.
+///
+/// Thread safety: every requirement may be called from any thread at once; a store is a
+/// reference type shared freely. Exclusivity: one process opens a store at a time (the
+/// factory takes an exclusive lock; a second opener gets `.locked` naming the holder).
+public protocol KVBackend: KVReader {
+    /// The backend's registry name ("lsm", "rocksdb", "lmdb", "memory").
+    var backendName: String { get }
+
+    /// True for a store opened read-only (a checkpoint); writes then throw `.readOnly`.
+    var isReadOnly: Bool { get }
+
+    /// Applies every operation of `batch` atomically: after it returns, and after any crash,
+    /// either all of them are visible or none is. Readers never see part of a batch.
+    ///
+    /// Durability: with `durable: true` the call returns only after the batch, and every
+    /// batch any thread wrote before it, is on stable storage (prefix durability). With
+    /// `durable: false` the batch is visible at once and becomes durable at the next
+    /// durable write, `flush()` or a clean `close()`; a crash may lose it (and only a suffix
+    /// of such batches), never reorder it.
+    ///
+    /// Throws `.invalidArgument` if a key exceeds 500 bytes or a value 64 MiB (nothing is
+    /// applied), `.readOnly`, `.closed`, `.io`, or `.fenced` when another writer took over.
+    func write(_ batch: WriteBatch, durable: Bool) throws
+
+    /// Makes every write that returned before this call durable. Throws `.io`, `.closed`.
+    func flush() throws
+
+    /// A consistent read view of the store as of this call. Throws `.closed`.
+    func readView() throws -> any KVReadView
+
+    /// Flushes and releases the store and its lock. Later calls on the store throw
+    /// `.closed`; closing twice is harmless. Iterators and views still alive become
+    /// unusable (their calls throw `.closed`).
+    func close() throws
+
+    /// Creates a named, durable, point-in-time image of the whole store containing every
+    /// write that returned before this call. Later writes never change it. Names are 1 to 64
+    /// characters of [A-Za-z0-9._-], not starting with '.'. Throws `.alreadyExists`,
+    /// `.invalidArgument`, `.readOnly`, `.io`.
+    func createCheckpoint(named name: String) throws -> CheckpointInfo
+
+    /// Every checkpoint of the store, sorted by name.
+    func listCheckpoints() throws -> [CheckpointInfo]
+
+    /// Deletes a checkpoint; its storage is reclaimed. Throws `.notFound`.
+    func deleteCheckpoint(named name: String) throws
+}
+
+extension KVBackend {
+    /// Writes one key.
+    public func put(_ key: [UInt8], _ value: [UInt8], durable: Bool = false) throws {
+        var batch = WriteBatch()
+        batch.put(key, value)
+        try write(batch, durable: durable)
+    }
+
+    /// Deletes one key.
+    public func delete(_ key: [UInt8], durable: Bool = false) throws {
+        var batch = WriteBatch()
+        batch.delete(key)
+        try write(batch, durable: durable)
+    }
+}
+
+extension KVReader {
+    /// Calls `body` for each entry of `range` in key order with borrowed bytes until it
+    /// returns false. No allocation per entry.
+    public func scan(
+        _ range: KeyRange,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        let iterator = try makeIterator(range)
+        while iterator.isValid {
+            guard try iterator.withCurrent(body) else { return }
+            try iterator.next()
+        }
+    }
+
+    /// Every entry of `range`, copied out (for tests and small ranges).
+    public func entries(_ range: KeyRange = .all) throws -> [KVEntry] {
+        var result: [KVEntry] = []
+        try scan(range) { key, value in
+            result.append(KVEntry(key: Array(key), value: Array(value)))
+            return true
+        }
+        return result
+    }
+
+    /// A default `firstEntry` for backends without a faster way: one bounded seek.
+    public func firstEntryBySeek(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
+        let start = Bytes.compare(from, prefix) >= 0 ? from : prefix
+        let iterator = try makeIterator(KeyRange(start: start, end: Bytes.prefixSuccessor(prefix)))
+        return iterator.isValid ? try iterator.entry() : nil
+    }
+}

@@ -1,0 +1,123 @@
+// A store on local disk is a folder with a marker file naming its backend and format, and
+// a lock file held with flock() while the store is open. See Docs/format-store-folder.md.
+//
+//   PATH/ZEROFS-STORE      "zerofs-store 1\nbackend NAME\n"
+//   PATH/LOCK              holds the PID of the process that has the store open
+//   PATH/...               the backend's own files
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An exclusive, process-wide lock on a store folder, released by `release()` or deinit.
+/// flock() locks belong to the open file description, so a second open in the same
+/// process conflicts too.
+public final class StoreLock: @unchecked Sendable {
+    // `fd` is written only in init and release(), which the owning backend calls under its
+    // own lock; the class is otherwise immutable.
+    private var fd: Int32
+    public let path: String
+
+    /// Takes the lock at `path`, or throws `.locked` naming the PID that holds it.
+    public init(path: String, storePath: String) throws(KVError) {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .posix("open", path: path, errno: errno) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            let holder = (try? FileOps.readFile(path)).map { String(decoding: $0, as: UTF8.self) }?
+                .trimmingWhitespace ?? ""
+            close(fd)
+            if code == EWOULDBLOCK {
+                let who = holder.isEmpty ? "another process" : "PID \(holder)"
+                throw KVError(.locked, "store is held by \(who)", path: storePath)
+            }
+            throw .posix("flock", path: path, errno: code)
+        }
+        ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    public func release() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+    }
+
+    deinit { release() }
+}
+
+/// Opening and creating store folders, the same way for every file-based backend.
+public enum StoreDirectory {
+    public static let markerName = "ZEROFS-STORE"
+    public static let lockName = "LOCK"
+    public static let formatVersion = 1
+
+    /// Validates (or creates) the store folder at `path` for `backend` and takes its lock.
+    /// Throws `.notAStore` when the folder holds files but no marker, `.wrongBackend` when
+    /// the marker names another backend, `.storeNotFound` when absent and not to be
+    /// created, `.unsupportedFormat` for an unknown format version, `.locked`.
+    public static func open(path: String, backend: String, createIfMissing: Bool) throws(KVError) -> StoreLock {
+        switch FileOps.kind(of: path) {
+        case .missing:
+            guard createIfMissing else { throw KVError(.storeNotFound, "no store here", path: path) }
+            try FileOps.makeDirectories(path)
+        case .directory:
+            break
+        default:
+            throw KVError(.notAStore, "path is not a folder", path: path)
+        }
+        let hasMarker = try readMarker(path: path, expecting: backend)
+        if !hasMarker {
+            let others = try FileOps.list(path).filter { $0 != lockName }
+            guard others.isEmpty else {
+                throw KVError(.notAStore, "folder is not empty and has no \(markerName) marker", path: path)
+            }
+            guard createIfMissing else { throw KVError(.storeNotFound, "no store here", path: path) }
+        }
+        let lock = try StoreLock(path: path + "/" + lockName, storePath: path)
+        if !hasMarker { try writeMarker(path: path, backend: backend) }
+        return lock
+    }
+
+    /// Writes the marker that makes `path` a store of `backend`.
+    public static func writeMarker(path: String, backend: String) throws(KVError) {
+        try FileOps.writeFileAtomically(path + "/" + markerName, Array("zerofs-store \(formatVersion)\nbackend \(backend)\n".utf8))
+    }
+
+    /// The backend named by the marker at `path`, or nil when there is no marker.
+    public static func backendName(at path: String) throws(KVError) -> String? {
+        let markerPath = path + "/" + markerName
+        guard FileOps.kind(of: markerPath) == .file else { return nil }
+        let text = String(decoding: try FileOps.readFile(markerPath), as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        guard lines.count >= 2, lines[0].hasPrefix("zerofs-store "), lines[1].hasPrefix("backend ") else {
+            throw KVError(.corruption, "malformed \(markerName) marker", path: markerPath)
+        }
+        guard Int(lines[0].dropFirst("zerofs-store ".count)) == formatVersion else {
+            throw KVError(.unsupportedFormat, "store folder format '\(lines[0])' is not \(formatVersion)", path: markerPath)
+        }
+        return String(lines[1].dropFirst("backend ".count))
+    }
+
+    private static func readMarker(path: String, expecting backend: String) throws(KVError) -> Bool {
+        guard let found = try backendName(at: path) else { return false }
+        guard found == backend else {
+            throw KVError(.wrongBackend, "folder holds a \(found) store, not \(backend)", path: path)
+        }
+        return true
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,482 @@
+// The one conformance suite of the KVBackend contract. Each backend runs it through a
+// few-line test file:
+//
+//   @Test(arguments: KVConformance.cases(for: RocksDBBackendFactory()))
+//   func conformance(_ check: ConformanceCase) throws { try check.run() }
+//
+// Cases that need data to outlive the process declare it; `memory` runs all the others.
+
+import Engine
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct ConformanceCase: Sendable, CustomTestStringConvertible {
+    public let name: String
+    public let factory: any KVBackendFactory
+    let needsPersistence: Bool
+    let body: @Sendable (StoreHarness) throws -> Void
+
+    public var testDescription: String { "\(factory.name): \(name)" }
+
+    /// Runs the case against fresh stores, removing them afterwards.
+    public func run() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        try body(harness)
+    }
+}
+
+public enum KVConformance {
+    /// The cases `factory`'s capabilities allow.
+    public static func cases(for factory: any KVBackendFactory) -> [ConformanceCase] {
+        all.filter { !$0.persistent || factory.capabilities.persistent }.map {
+            ConformanceCase(name: $0.name, factory: factory, needsPersistence: $0.persistent, body: $0.body)
+        }
+    }
+
+    typealias Body = @Sendable (StoreHarness) throws -> Void
+    static let all: [(name: String, persistent: Bool, body: Body)] = [
+        ("empty key and empty value", false, emptyKeyAndValue),
+        ("binary keys sort by unsigned bytes", false, binaryKeyOrder),
+        ("values of 0 B, 100 B, 1 MiB and 16 MiB", false, valueSizes),
+        ("overwrite and delete", false, overwriteAndDelete),
+        ("delete-range", false, deleteRange),
+        ("batches apply in order and atomically", false, batchSemantics),
+        ("size limits are enforced before anything applies", false, sizeLimits),
+        ("iteration bounds and seek", false, iterationBoundsAndSeek),
+        ("firstEntry(from:prefix:)", false, firstEntry),
+        ("read views and iterators are isolated from later writes", false, readViewIsolation),
+        ("100,000-key bulk load and full scan", false, bulkLoad),
+        ("concurrent writers and readers keep a batch invariant", false, concurrentInvariant),
+        ("reopen keeps every durable write", false, reopenKeepsWrites),
+        ("checkpoints are point-in-time and restorable", false, checkpointSemantics),
+        ("checkpoint names and errors", false, checkpointErrors),
+        ("operations after close fail cleanly", false, afterClose),
+        ("a second opener gets a locked error naming the holder", false, secondOpenerLocked),
+        ("paths that are not stores of this backend are refused", true, badPaths),
+    ]
+
+    // MARK: Cases
+
+    static func emptyKeyAndValue(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        #expect(try store.get([]) == nil)
+        try store.put([], [])
+        #expect(try store.get([]) == [])
+        try store.put([], [1, 2])
+        #expect(try store.get([]) == [1, 2])
+        try store.put([0], [])
+        #expect(try store.entries().map(\.key) == [[], [0]])
+        try store.delete([])
+        #expect(try store.get([]) == nil)
+        #expect(try store.get([0]) == [])
+    }
+
+    static func binaryKeyOrder(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        let keys: [[UInt8]] = [[0xFF], [0x00], [0x00, 0x00], [0x7F, 0xFF], [0x80], [0xFF, 0x00], [0xFF, 0xFF, 0xFF], [0x01, 0x00, 0x02], []]
+        var batch = WriteBatch()
+        for (i, key) in keys.enumerated() { batch.put(key, [UInt8(i)]) }
+        try store.write(batch, durable: false)
+        let expected = keys.sorted { Bytes.compare($0, $1) < 0 }
+        #expect(expected.first == [])
+        #expect(try store.entries().map(\.key) == expected)
+        for (i, key) in keys.enumerated() { #expect(try store.get(key) == [UInt8(i)]) }
+    }
+
+    static func valueSizes(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        var store = try h.open(path)
+        let sizes = [0, 100, 1 << 20, 16 << 20]
+        for (i, size) in sizes.enumerated() { try store.put(TestBytes.key(i), TestBytes.value(i, size: size), durable: true) }
+        for (i, size) in sizes.enumerated() { #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: size)) }
+        try store.close()
+        store = try h.open(path)
+        defer { try? store.close() }
+        for (i, size) in sizes.enumerated() { #expect(try store.get(TestBytes.key(i))?.count == size) }
+        #expect(try store.get(TestBytes.key(3)) == TestBytes.value(3, size: 16 << 20))
+    }
+
+    static func overwriteAndDelete(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        let key = TestBytes.text("k")
+        try store.put(key, TestBytes.text("one"))
+        try store.put(key, TestBytes.text("two"))
+        #expect(try store.get(key) == TestBytes.text("two"))
+        try store.delete(key)
+        #expect(try store.get(key) == nil)
+        try store.delete(key)
+        try store.delete(TestBytes.text("never-written"))
+        #expect(try store.entries().isEmpty)
+        try store.put(key, TestBytes.text("three"))
+        #expect(try store.entries() == [KVEntry(key: key, value: TestBytes.text("three"))])
+    }
+
+    static func deleteRange(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        var batch = WriteBatch()
+        for i in 0..<100 { batch.put(TestBytes.key(i), TestBytes.key(i)) }
+        try store.write(batch, durable: false)
+        batch.removeAll()
+        batch.deleteRange(from: TestBytes.key(10), to: TestBytes.key(20))
+        batch.deleteRange(from: TestBytes.key(50), to: TestBytes.key(50))
+        batch.deleteRange(from: TestBytes.key(70), to: TestBytes.key(60))
+        try store.write(batch, durable: false)
+        let remaining = try store.entries().map(\.key)
+        #expect(remaining == (0..<100).filter { !(10..<20).contains($0) }.map { TestBytes.key($0) })
+        #expect(try store.get(TestBytes.key(10)) == nil)
+        #expect(try store.get(TestBytes.key(19)) == nil)
+        #expect(try store.get(TestBytes.key(20)) == TestBytes.key(20))
+        // A range delete then a put of a key inside it, in one batch: the put wins.
+        batch.removeAll()
+        batch.deleteRange(from: TestBytes.key(0), to: TestBytes.key(100))
+        batch.put(TestBytes.key(42), [42])
+        try store.write(batch, durable: true)
+        #expect(try store.entries() == [KVEntry(key: TestBytes.key(42), value: [42])])
+        // Keys that only share a prefix with the range ends.
+        try store.put([1], [])
+        try store.put([1, 0], [])
+        try store.put([2], [])
+        batch.removeAll()
+        batch.deleteRange(from: [1, 0], to: [2])
+        try store.write(batch, durable: false)
+        #expect(try store.get([1]) == [])
+        #expect(try store.get([1, 0]) == nil)
+        #expect(try store.get([2]) == [])
+    }
+
+    static func batchSemantics(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        var batch = WriteBatch()
+        batch.put([1], [1])
+        batch.put([2], [2])
+        batch.delete([1])
+        batch.put([3], [3])
+        batch.put([3], [4])
+        batch.put([0], [0])
+        try store.write(batch, durable: true)
+        #expect(try store.entries() == [KVEntry(key: [0], value: [0]), KVEntry(key: [2], value: [2]), KVEntry(key: [3], value: [4])])
+        try store.write(WriteBatch(), durable: true)
+        #expect(try store.entries().count == 3)
+        let decoded = try WriteBatch(rep: batch.rep)
+        #expect(decoded == batch)
+    }
+
+    static func sizeLimits(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        let longest = [UInt8](repeating: 0xAB, count: KVLimits.maxKeySize)
+        try store.put(longest, [1])
+        #expect(try store.get(longest) == [1])
+        var batch = WriteBatch()
+        batch.put([9], [9])
+        batch.put(longest + [0], [1])
+        #expect { try store.write(batch, durable: false) } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        batch.removeAll()
+        batch.put([9], [9])
+        batch.put([8], [UInt8](repeating: 0, count: KVLimits.maxValueSize + 1))
+        #expect { try store.write(batch, durable: false) } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        #expect(try store.get([9]) == nil)
+        #expect { _ = try store.get(longest + [0]) } throws: { ($0 as? KVError)?.code == .invalidArgument }
+    }
+
+    static func iterationBoundsAndSeek(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        var batch = WriteBatch()
+        for i in stride(from: 0, to: 100, by: 2) { batch.put(TestBytes.key(i), TestBytes.value(i, size: 10)) }
+        try store.write(batch, durable: false)
+        let all = try store.entries()
+        #expect(all.count == 50)
+        #expect(all.map(\.key) == stride(from: 0, to: 100, by: 2).map { TestBytes.key($0) })
+        #expect(all.allSatisfy { $0.value == TestBytes.value(Int($0.key[7]), size: 10) })
+
+        let bounded = try store.entries(KeyRange(start: TestBytes.key(11), end: TestBytes.key(20)))
+        #expect(bounded.map(\.key) == [12, 14, 16, 18].map { TestBytes.key($0) })
+        #expect(try store.entries(KeyRange(start: TestBytes.key(20), end: TestBytes.key(20))).isEmpty)
+        #expect(try store.entries(KeyRange(start: TestBytes.key(200))).isEmpty)
+
+        let iterator = try store.makeIterator(KeyRange(start: TestBytes.key(10), end: TestBytes.key(30)))
+        #expect(try iterator.key() == TestBytes.key(10))
+        try iterator.seek(TestBytes.key(21))
+        #expect(try iterator.key() == TestBytes.key(22))
+        try iterator.seek(TestBytes.key(0))
+        #expect(try iterator.key() == TestBytes.key(10), "seek below the range clamps to its start")
+        try iterator.seek(TestBytes.key(28))
+        try iterator.next()
+        #expect(!iterator.isValid, "the end bound is exclusive")
+        try iterator.seek(TestBytes.key(12))
+        #expect(iterator.isValid, "an iterator can seek again after running off its end")
+        var count = 0
+        try store.scan(.all) { _, _ in
+            count += 1
+            return count < 5
+        }
+        #expect(count == 5)
+    }
+
+    static func firstEntry(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        var batch = WriteBatch()
+        for key in [[1, 5], [1, 9], [2], [2, 0, 1], [3, 3]] as [[UInt8]] { batch.put(key, key) }
+        try store.write(batch, durable: false)
+        #expect(try store.firstEntry(from: [1], prefix: [1])?.key == [1, 5])
+        #expect(try store.firstEntry(from: [1, 6], prefix: [1])?.key == [1, 9])
+        #expect(try store.firstEntry(from: [1, 10], prefix: [1]) == nil)
+        #expect(try store.firstEntry(from: [0], prefix: [2]) == KVEntry(key: [2], value: [2]))
+        #expect(try store.firstEntry(from: [2, 0], prefix: [2, 0])?.key == [2, 0, 1])
+        #expect(try store.firstEntry(from: [3], prefix: []) == KVEntry(key: [3, 3], value: [3, 3]))
+        #expect(try store.firstEntry(from: [4], prefix: []) == nil)
+        let view = try store.readView()
+        try store.delete([1, 5])
+        #expect(try view.firstEntry(from: [1], prefix: [1])?.key == [1, 5])
+        #expect(try store.firstEntry(from: [1], prefix: [1])?.key == [1, 9])
+        view.close()
+    }
+
+    static func readViewIsolation(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        try store.put([1], [1])
+        try store.put([2], [2])
+        let view = try store.readView()
+        let iterator = try store.makeIterator(.all)
+        try store.put([1], [10])
+        try store.delete([2])
+        try store.put([3], [3])
+        var batch = WriteBatch()
+        batch.deleteRange(from: [0], to: [9])
+        try store.write(batch, durable: false)
+        #expect(try view.get([1]) == [1])
+        #expect(try view.get([2]) == [2])
+        #expect(try view.get([3]) == nil)
+        #expect(try view.entries() == [KVEntry(key: [1], value: [1]), KVEntry(key: [2], value: [2])])
+        var seen: [KVEntry] = []
+        while iterator.isValid {
+            seen.append(try iterator.entry())
+            try iterator.next()
+        }
+        #expect(seen == [KVEntry(key: [1], value: [1]), KVEntry(key: [2], value: [2])])
+        #expect(try store.entries().isEmpty)
+        let viewIterator = try view.makeIterator(.all)
+        view.close()
+        #expect { _ = try view.get([1]) } throws: { ($0 as? KVError)?.code == .closed }
+        #expect(try viewIterator.key() == [1], "iterators outlive the view they came from")
+    }
+
+    static func bulkLoad(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        let store = try h.open(path)
+        defer { try? store.close() }
+        var generator = SeededGenerator(seed: 7)
+        var order = Array(0..<100_000)
+        order.shuffle(using: &generator)
+        var batch = WriteBatch()
+        for (n, i) in order.enumerated() {
+            batch.put(TestBytes.key(i), TestBytes.key(i &* 31))
+            if n % 1000 == 999 {
+                try store.write(batch, durable: false)
+                batch.removeAll()
+            }
+        }
+        try store.flush()
+        var expected = 0
+        var ok = true
+        try store.scan(.all) { key, value in
+            ok = ok && Array(key) == TestBytes.key(expected) && Array(value) == TestBytes.key(expected &* 31)
+            expected += 1
+            return true
+        }
+        #expect(ok)
+        #expect(expected == 100_000)
+        for i in stride(from: 0, to: 100_000, by: 997) { #expect(try store.get(TestBytes.key(i)) == TestBytes.key(i &* 31)) }
+    }
+
+    static func concurrentInvariant(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        try store.put([0xA], TestBytes.key(0))
+        try store.put([0xB], TestBytes.key(0))
+        let failures = Counter()
+        let threads = 4
+        let rounds = 400
+        runConcurrently(threads) { thread in
+            do {
+                if thread < 2 {
+                    for round in 0..<rounds {
+                        let value = TestBytes.key(thread * 1_000_000 + round)
+                        var batch = WriteBatch()
+                        batch.put([0xA], value)
+                        batch.put([0xC, UInt8(thread)], value)
+                        batch.put([0xB], value)
+                        try store.write(batch, durable: round % 50 == 0)
+                    }
+                } else {
+                    for _ in 0..<rounds {
+                        let view = try store.readView()
+                        let a = try view.get([0xA])
+                        let b = try view.get([0xB])
+                        if a != b || a == nil { failures.add() }
+                        let entries = try view.entries(KeyRange(start: [0xA], end: [0xC]))
+                        if entries.count != 2 || entries[0].value != entries[1].value { failures.add() }
+                        view.close()
+                    }
+                }
+            } catch {
+                failures.add()
+            }
+        }
+        #expect(failures.value == 0)
+        #expect(try store.get([0xA]) == store.get([0xB]))
+    }
+
+    static func reopenKeepsWrites(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        var store = try h.open(path)
+        for i in 0..<200 { try store.put(TestBytes.key(i), TestBytes.value(i, size: 50), durable: i % 20 == 19) }
+        var batch = WriteBatch()
+        batch.deleteRange(from: TestBytes.key(50), to: TestBytes.key(60))
+        try store.write(batch, durable: true)
+        try store.close()
+        store = try h.open(path)
+        defer { try? store.close() }
+        let keys = try store.entries().map(\.key)
+        #expect(keys == (0..<200).filter { !(50..<60).contains($0) }.map { TestBytes.key($0) })
+        #expect(try store.get(TestBytes.key(199)) == TestBytes.value(199, size: 50))
+        try store.put([1], [1], durable: true)
+        #expect(try store.get([1]) == [1])
+    }
+
+    static func checkpointSemantics(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        let store = try h.open(path)
+        for i in 0..<500 { try store.put(TestBytes.key(i), TestBytes.value(i, size: 64)) }
+        let before = try store.entries()
+        let info = try store.createCheckpoint(named: "cp-1")
+        #expect(info.name == "cp-1")
+        // Heavy changes after the checkpoint never reach it.
+        var batch = WriteBatch()
+        batch.deleteRange(from: TestBytes.key(0), to: TestBytes.key(250))
+        for i in 400..<900 { batch.put(TestBytes.key(i), TestBytes.value(i + 1, size: 64)) }
+        try store.write(batch, durable: true)
+        let after = try store.entries()
+        #expect(try store.listCheckpoints().map(\.name) == ["cp-1"])
+
+        let frozen = try h.factory.openCheckpoint(at: path, named: "cp-1", options: BackendOptions())
+        #expect(frozen.isReadOnly)
+        #expect(try frozen.entries() == before)
+        #expect { try frozen.put([1], [1]) } throws: { ($0 as? KVError)?.code == .readOnly }
+        try frozen.close()
+
+        let restoredPath = h.freshPath("restored")
+        try h.factory.restoreCheckpoint(at: path, named: "cp-1", to: restoredPath)
+        _ = try store.createCheckpoint(named: "cp-2")
+        try store.deleteCheckpoint(named: "cp-1")
+        #expect(try store.listCheckpoints().map(\.name) == ["cp-2"])
+        #expect(throws: KVError.self) { _ = try h.factory.openCheckpoint(at: path, named: "cp-1", options: BackendOptions()) }
+        try store.close()
+
+        let restored = try h.open(restoredPath)
+        #expect(try restored.entries() == before, "a restored store holds exactly the checkpoint's state")
+        try restored.put([0xEE], [1], durable: true)
+        #expect(try restored.listCheckpoints().isEmpty)
+        try restored.close()
+
+        let reopened = try h.open(path)
+        #expect(try reopened.entries() == after, "restoring and writing the copy never touches the original")
+        let second = try h.factory.openCheckpoint(at: path, named: "cp-2", options: BackendOptions())
+        #expect(try second.entries() == after)
+        try second.close()
+        try reopened.close()
+    }
+
+    static func checkpointErrors(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        let store = try h.open(path)
+        defer { try? store.close() }
+        for bad in ["", ".hidden", "a/b", "white space", String(repeating: "x", count: 65), "ünï"] {
+            #expect { _ = try store.createCheckpoint(named: bad) } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        }
+        _ = try store.createCheckpoint(named: "same")
+        #expect { _ = try store.createCheckpoint(named: "same") } throws: { ($0 as? KVError)?.code == .alreadyExists }
+        #expect { try store.deleteCheckpoint(named: "missing") } throws: { ($0 as? KVError)?.code == .notFound }
+        #expect { try h.factory.restoreCheckpoint(at: path, named: "missing", to: h.freshPath()) } throws: { ($0 as? KVError)?.code == .notFound }
+        let occupied = h.freshPath("occupied")
+        try h.factory.restoreCheckpoint(at: path, named: "same", to: occupied)
+        #expect { try h.factory.restoreCheckpoint(at: path, named: "same", to: occupied) } throws: { ($0 as? KVError)?.code == .alreadyExists }
+    }
+
+    static func afterClose(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        try store.put([1], [1])
+        let view = try store.readView()
+        let iterator = try store.makeIterator(.all)
+        try store.close()
+        try store.close()
+        func isClosed(_ error: any Error) -> Bool { (error as? KVError)?.code == .closed }
+        #expect { _ = try store.get([1]) } throws: { isClosed($0) }
+        #expect { try store.put([2], [2]) } throws: { isClosed($0) }
+        #expect { _ = try store.makeIterator(.all) } throws: { isClosed($0) }
+        #expect { _ = try store.readView() } throws: { isClosed($0) }
+        #expect { try store.flush() } throws: { isClosed($0) }
+        #expect { _ = try store.createCheckpoint(named: "late") } throws: { isClosed($0) }
+        #expect { _ = try view.get([1]) } throws: { isClosed($0) }
+        #expect { _ = try iterator.entry() } throws: { isClosed($0) }
+        #expect { try iterator.next() } throws: { isClosed($0) }
+        view.close()
+    }
+
+    static func secondOpenerLocked(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        let store = try h.open(path)
+        do {
+            _ = try h.open(path)
+            Issue.record("a second open of a held store succeeded")
+        } catch let error as KVError {
+            #expect(error.code == .locked)
+            #expect(error.description.contains("\(getpid())"), "the error names the holder: \(error)")
+        }
+        try store.close()
+        let again = try h.open(path)
+        try again.close()
+    }
+
+    static func badPaths(_ h: StoreHarness) throws {
+        let file = h.freshPath("file")
+        try FileOps.writeFileAtomically(file, [1, 2, 3])
+        #expect { _ = try h.open(file) } throws: { ($0 as? KVError)?.code == .notAStore }
+
+        let folder = h.freshPath("folder")
+        try FileOps.makeDirectories(folder)
+        try FileOps.writeFileAtomically(folder + "/precious.txt", Array("keep me".utf8))
+        #expect { _ = try h.open(folder) } throws: { ($0 as? KVError)?.code == .notAStore }
+        #expect(try FileOps.readFile(folder + "/precious.txt") == Array("keep me".utf8), "a refused open touches nothing")
+
+        var options = BackendOptions()
+        options.createIfMissing = false
+        #expect { _ = try h.open(h.freshPath("absent"), options: options) } throws: { ($0 as? KVError)?.code == .storeNotFound }
+
+        let other = h.freshPath("other")
+        try FileOps.makeDirectories(other)
+        try StoreDirectory.writeMarker(path: other, backend: h.factory.name == "lmdb" ? "rocksdb" : "lmdb")
+        #expect { _ = try h.open(other) } throws: { ($0 as? KVError)?.code == .wrongBackend }
+
+        var tuning = BackendOptions()
+        tuning.tuning = ["no_such_option": "1"]
+        #expect { _ = try h.open(h.freshPath(), options: tuning) } throws: { ($0 as? KVError)?.code == .invalidArgument }
+
+        let corrupt = h.freshPath("corrupt")
+        try FileOps.makeDirectories(corrupt)
+        try FileOps.writeFileAtomically(corrupt + "/" + StoreDirectory.markerName, Array("garbage".utf8))
+        #expect { _ = try h.open(corrupt) } throws: { ($0 as? KVError)?.code == .corruption }
+    }
+}
