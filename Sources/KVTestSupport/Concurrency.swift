@@ -15,3 +15,9 @@ public final class Counter: Sendable {
     public func add(_ n: Int = 1) { count.withLock { $0 += n } }
     public var value: Int { count.withLock { $0 } }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public func usleepMilliseconds(_ ms: Int) { usleep(UInt32(ms * 1000)) }

@@ -4,8 +4,10 @@
 //   PATH/checkpoints/NAME/db/data.mdb (a compacting copy)
 //
 // LMDB rejects empty keys, so every stored key is the caller's key behind one 0x00 byte.
-// Tuning keys: map_size (bytes of address space reserved at open, default 1 TiB; grown by
-// doubling when full), max_readers (default 1024).
+// Tuning keys: map_size (bytes of address space reserved at open; by default twice the
+// size of the file system holding the store, at least 1 TiB and at most 64 TiB, so the map
+// cannot fill before the disk does; grown by doubling if it ever does), max_readers
+// (default 1024).
 
 import CLMDB
 import Engine
@@ -22,7 +24,7 @@ public struct LMDBBackendFactory: KVBackendFactory {
 
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
-        let settings = try LMDBSettings(options)
+        let settings = try LMDBSettings(options, path: root)
         let lock = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
         try CheckpointDirectory(storePath: root).removeLeftovers()
         try FileOps.makeDirectories(root + "/db")
@@ -37,7 +39,7 @@ public struct LMDBBackendFactory: KVBackendFactory {
         }
         let checkpoints = CheckpointDirectory(storePath: root)
         _ = try checkpoints.info(named: name)
-        let env = try LMDBEnvironment.open(checkpoints.path(of: name) + "/db", settings: try LMDBSettings(options), readOnly: true)
+        let env = try LMDBEnvironment.open(checkpoints.path(of: name) + "/db", settings: try LMDBSettings(options, path: root), readOnly: true)
         return LMDBBackend(env: env, root: root, lock: nil)
     }
 
@@ -57,10 +59,11 @@ public struct LMDBBackendFactory: KVBackendFactory {
 }
 
 struct LMDBSettings: Sendable {
-    var mapSize = 1 << 40
+    var mapSize: Int
     var maxReaders: UInt32 = 1024
 
-    init(_ options: BackendOptions) throws(KVError) {
+    init(_ options: BackendOptions, path: String) throws(KVError) {
+        mapSize = Self.defaultMapSize(for: path)
         for (key, text) in options.tuning.sorted(by: { $0.key < $1.key }) {
             switch key {
             case "map_size":
@@ -77,6 +80,20 @@ struct LMDBSettings: Sendable {
                 throw KVError(.invalidArgument, "unknown lmdb tuning option '\(key)'; known: map_size, max_readers")
             }
         }
+    }
+
+    /// Twice the capacity of the file system holding `path` (or its nearest existing
+    /// parent), clamped to [1 TiB, 64 TiB]: address space only, never disk.
+    static func defaultMapSize(for path: String) -> Int {
+        var probe = path
+        var info = statvfs()
+        while statvfs(probe, &info) != 0 {
+            let parent = FileOps.parentPath(probe)
+            if parent == probe { return 1 << 40 }
+            probe = parent
+        }
+        let capacity = Int(info.f_blocks) &* Int(info.f_frsize)
+        return min(max(capacity &* 2, 1 << 40), 1 << 46)
     }
 }
 

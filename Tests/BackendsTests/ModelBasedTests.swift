@@ -1,0 +1,31 @@
+// The seeded model-based test on each persistent backend, with memory as the model.
+// Longer runs: ZEROFS_MODEL_STEPS=20000; replay: ZEROFS_SEED=<printed seed>.
+
+import Engine
+import KVTestSupport
+import LMDBBackend
+import RocksDBBackend
+import Testing
+
+@Suite struct ModelBasedTests {
+    @Test func rocksdbMatchesTheModel() throws {
+        try ModelBasedTest(RocksDBBackendFactory(), testName: "rocksdbMatchesTheModel").run()
+    }
+
+    @Test func rocksdbWithTinyMemtablesMatchesTheModel() throws {
+        var test = ModelBasedTest(RocksDBBackendFactory(), testName: "rocksdbWithTinyMemtablesMatchesTheModel", steps: 800)
+        test.options.tuning = ["write_buffer_size": "65536"]
+        try test.run()
+    }
+
+    @Test func lmdbMatchesTheModel() throws {
+        try ModelBasedTest(LMDBBackendFactory(), testName: "lmdbMatchesTheModel").run()
+    }
+
+    @Test func lmdbWithATinyMapMatchesTheModel() throws {
+        var test = ModelBasedTest(LMDBBackendFactory(), testName: "lmdbWithATinyMapMatchesTheModel", steps: 800)
+        test.options.tuning = ["map_size": "65536"]
+        test.holdsViews = false
+        try test.run()
+    }
+}
