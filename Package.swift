@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "zerofs", targets: ["zerofs"]),
         .library(name: "Engine", targets: ["Engine"]),
+        // Preloaded into the crash test's writer child to count completed syncs.
+        .library(name: "ZeroFSSyncCounter", type: .dynamic, targets: ["SyncCounter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -20,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         .target(name: "Engine"),
+        .target(name: "SyncCounter", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "Compression", dependencies: ["CZstd"]),
 
         .target(name: "MemoryBackend", dependencies: ["Engine"], path: "Sources/Backends/Memory"),
@@ -42,9 +45,9 @@ let package = Package(
         ),
 
         // Shared test machinery: the conformance suite, the model-based test, the crash harness.
-        .target(name: "KVTestSupport", dependencies: ["Engine", "MemoryBackend"]),
+        .target(name: "KVTestSupport", dependencies: ["Engine", "MemoryBackend", "Workloads"]),
 
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "KVTestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "KVTestSupport", "MemoryBackend"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackendsTests",

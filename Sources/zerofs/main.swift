@@ -1,1 +1,124 @@
-print("zerofs")
+// The `zerofs` command line: parsing and wiring only; the work lives in the libraries.
+
+import ArgumentParser
+import BackendCatalog
+import Engine
+import Workloads
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct ZeroFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zerofs",
+        abstract: "A filesystem server whose every byte lives in an ordered key-value store.",
+        subcommands: [Bench.self, Debug.self]
+    )
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark programs that print a table (or JSON lines with --json).",
+        subcommands: [BenchKV.self]
+    )
+}
+
+struct BenchKV: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kv",
+        abstract: "db_bench-style workloads on one or more key-value backends, each in its own process."
+    )
+
+    @Option(help: "Backend, or a comma-separated list (\(BackendCatalog.standard.names.joined(separator: ", "))).")
+    var backend = BackendCatalog.standard.defaultName
+    @Option(help: "Keys per workload.") var num = 1_000_000
+    @Option(help: "Key size in bytes (8 to 500).") var keySize = 16
+    @Option(help: "Value size in bytes.") var valueSize = 100
+    @Option(help: "Operations per write batch.") var batchSize = 1
+    @Flag(help: "Make every write batch durable before it returns.") var durable = false
+    @Option(help: "Comma-separated workloads (default: all).") var workloads = KVBench.allWorkloads.joined(separator: ",")
+    @Option(help: "Folder for the stores (default: a temporary folder, removed afterwards).") var dir: String?
+    @Option(help: "Block cache bytes for backends that have one.") var cacheBytes = 64 << 20
+    @Option(help: "Compression for backends that support it: none or zstd.") var compression = "none"
+    @Flag(help: "Print one JSON object per workload instead of a table.") var json = false
+    @Flag(help: .hidden) var inProcess = false
+
+    func run() throws {
+        var options = KVBenchOptions()
+        options.num = num
+        options.keySize = keySize
+        options.valueSize = valueSize
+        options.batchSize = batchSize
+        options.durable = durable
+        options.workloads = workloads.split(separator: ",").map(String.init)
+        options.directory = dir
+        options.backendOptions.cacheBytes = cacheBytes
+        guard let kind = CompressionKind(rawValue: compression) else {
+            throw ValidationError("--compression must be none or zstd")
+        }
+        options.backendOptions.compression = kind
+        let backends = backend.split(separator: ",").map(String.init)
+        do {
+            try options.validate()
+            for name in backends { _ = try BackendCatalog.standard.factory(named: name) }
+        } catch {
+            throw ValidationError(error.message)
+        }
+
+        if inProcess {
+                let factory = try BackendCatalog.standard.factory(named: backends[0])
+            try KVBench.runInProcess(factory: factory, options: options) {
+                print($0.json(options))
+                flushStandardOutput()
+            }
+            return
+        }
+        var results: [KVBenchResult] = []
+        for name in backends {
+            var arguments = [
+                "bench", "kv", "--backend", name, "--num", "\(num)", "--key-size", "\(keySize)",
+                "--value-size", "\(valueSize)", "--batch-size", "\(batchSize)", "--workloads", workloads,
+                "--cache-bytes", "\(cacheBytes)", "--compression", compression, "--in-process",
+            ]
+            if durable { arguments.append("--durable") }
+            if let dir { arguments += ["--dir", dir] }
+            let child = try ChildProcess(executable: ChildProcess.currentExecutable, arguments: arguments)
+            while let line = child.readLine() {
+                if json { print(line) }
+                if let result = KVBenchResult(json: line) {
+                    results.append(result)
+                    if !json { printError("  \(name) \(result.workload): \(Int(result.opsPerSecond)) ops/s") }
+                }
+            }
+            let status = child.wait()
+            guard status == 0 else { throw ValidationError("the \(name) benchmark process failed (status \(status))") }
+        }
+        if !json {
+            print("zerofs bench kv: num \(num), key \(keySize) B, value \(valueSize) B, batch \(batchSize), durable \(durable)")
+            print(KVBench.table(results, reference: backends.count > 1 ? backends[0] : nil))
+        }
+    }
+}
+
+struct Debug: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tools for tests.", shouldDisplay: false, subcommands: [CrashWriterCommand.self])
+}
+
+struct CrashWriterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crash-writer", abstract: "Write durable batches and acknowledge each until killed (the crash test's child).")
+
+    @Option var backend: String
+    @Option var path: String
+    @Option var start: UInt64 = 0
+    @Option var limit: UInt64?
+
+    func run() throws {
+        let factory = try BackendCatalog.standard.factory(named: backend)
+        let store = try factory.open(at: path, options: BackendOptions())
+        try CrashWriter.run(store: store, start: start, limit: limit)
+    }
+}

@@ -1,0 +1,108 @@
+// Starting a child process with its standard output on a pipe, reading it line by line,
+// and stopping it: used by the benchmark (one child per backend) and the crash test.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class ChildProcess {
+    public let pid: pid_t
+    private let output: UnsafeMutablePointer<FILE>
+    private var exited = false
+
+    /// Starts `executable` with `arguments`; `environment` entries ("NAME=value") are added
+    /// to this process's environment.
+    public init(executable: String, arguments: [String], environment: [String] = []) throws {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw ChildProcessError("pipe: \(String(cString: strerror(errno)))") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+
+        var inherited: [String] = []
+        var index = 0
+        while let entry = environ[index] {
+            inherited.append(String(cString: entry))
+            index += 1
+        }
+        let names = Set(environment.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        inherited.removeAll { names.contains(String($0.split(separator: "=", maxSplits: 1).first ?? "")) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = (inherited + environment).map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw ChildProcessError("cannot start \(executable): \(String(cString: strerror(rc)))")
+        }
+        pid = child
+        output = fdopen(fds[0], "r")
+    }
+
+    /// The next line of the child's standard output without its newline, or nil at the end.
+    public func readLine() -> String? {
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        let n = getline(&line, &capacity, output)
+        guard n >= 0, let line else { return nil }
+        var text = String(cString: line)
+        if text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+
+    /// Kills the child with `signal` and reaps it.
+    public func kill(_ signal: Int32 = SIGKILL) {
+        guard !exited else { return }
+        Glibc.kill(pid, signal)
+        _ = wait()
+    }
+
+    /// Waits for the child to end; returns its exit status (or 128 + signal).
+    @discardableResult
+    public func wait() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        exited = true
+        if status & 0x7F == 0 { return (status >> 8) & 0xFF }
+        return 128 + (status & 0x7F)
+    }
+
+    deinit {
+        if !exited { kill() }
+        fclose(output)
+    }
+
+    /// The path of the running executable.
+    public static var currentExecutable: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+public struct ChildProcessError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Flushes every output stream (standard output included), so a reader on a pipe sees
+/// each line at once.
+public func flushStandardOutput() {
+    fflush(nil)
+}
+
+/// Writes one line to standard error (progress and diagnostics).
+public func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,16 @@
+// SIGKILL crash tests on each crash-safe backend (ZEROFS_CRASH_ROUNDS for more rounds).
+
+import KVTestSupport
+import LMDBBackend
+import RocksDBBackend
+import Testing
+
+@Suite(.serialized) struct CrashTests {
+    @Test func rocksdbKeepsEveryAcknowledgedBatch() throws {
+        try CrashTest(RocksDBBackendFactory(), testName: "rocksdbKeepsEveryAcknowledgedBatch").run()
+    }
+
+    @Test func lmdbKeepsEveryAcknowledgedBatch() throws {
+        try CrashTest(LMDBBackendFactory(), testName: "lmdbKeepsEveryAcknowledgedBatch").run()
+    }
+}

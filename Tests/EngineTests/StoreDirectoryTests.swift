@@ -1,0 +1,43 @@
+import Engine
+import KVTestSupport
+import MemoryBackend
+import Testing
+
+@Suite struct StoreDirectoryTests {
+    @Test func createsMarkerAndLocksExclusively() throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let lock = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true)
+        #expect(try FileOps.readFile(path + "/ZEROFS-STORE") == Array("zerofs-store 1\nbackend example\n".utf8))
+        #expect(try StoreDirectory.backendName(at: path) == "example")
+        #expect { _ = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true) } throws: {
+            ($0 as? KVError)?.code == .locked
+        }
+        lock.release()
+        let again = try StoreDirectory.open(path: path, backend: "example", createIfMissing: false)
+        again.release()
+        #expect { _ = try StoreDirectory.open(path: path, backend: "other", createIfMissing: true) } throws: {
+            ($0 as? KVError)?.code == .wrongBackend
+        }
+    }
+
+    @Test func refusesNewerFormats() throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        try FileOps.makeDirectories(path)
+        try FileOps.writeFileAtomically(path + "/ZEROFS-STORE", Array("zerofs-store 9\nbackend example\n".utf8))
+        #expect { _ = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true) } throws: {
+            ($0 as? KVError)?.code == .unsupportedFormat
+        }
+    }
+
+    @Test func registryNamesItsBackends() throws {
+        let registry = BackendRegistry([MemoryBackendFactory()], defaultName: "memory")
+        #expect(try registry.factory(named: "memory").name == "memory")
+        #expect { _ = try registry.factory(named: "nope") } throws: {
+            ($0 as? KVError)?.message.contains("known backends: memory") == true
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Engine
+import Testing
+
+@Suite struct WriteBatchTests {
+    @Test func encodesTheDocumentedBytes() throws {
+        var batch = WriteBatch()
+        batch.put(Array("a".utf8), Array("xy".utf8))
+        batch.delete(Array("b".utf8))
+        batch.deleteRange(from: [0x00], to: [0xFF, 0xFF])
+        // Docs/format-write-batch.md: tag, LEB128 length, bytes.
+        #expect(batch.rep == [0x01, 0x01, 0x61, 0x02, 0x78, 0x79, 0x02, 0x01, 0x62, 0x03, 0x01, 0x00, 0x02, 0xFF, 0xFF])
+        #expect(batch.count == 3)
+        #expect(try WriteBatch(rep: batch.rep) == batch)
+    }
+
+    @Test func longFieldsUseMultiByteLengths() throws {
+        var batch = WriteBatch()
+        batch.put([UInt8](repeating: 7, count: 300), [UInt8](repeating: 9, count: 20000))
+        #expect(Array(batch.rep[0..<3]) == [0x01, 0xAC, 0x02])
+        var seen: [(WriteBatch.Op, Int, Int)] = []
+        batch.forEach { op, key, value in seen.append((op, key.count, value.count)) }
+        #expect(seen.count == 1 && seen[0].1 == 300 && seen[0].2 == 20000)
+        #expect(try WriteBatch(rep: batch.rep).count == 1)
+    }
+
+    @Test(arguments: [
+        [0x04, 0x00],
+        [0x01, 0x05, 0x61],
+        [0x01, 0x01, 0x61],
+        [0x02, 0x80],
+        [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+    ] as [[UInt8]])
+    func malformedBytesAreCorruption(_ rep: [UInt8]) {
+        #expect { _ = try WriteBatch(rep: rep) } throws: { ($0 as? KVError)?.code == .corruption }
+    }
+
+    @Test func sizeViolationsAreReportedAtValidation() {
+        var batch = WriteBatch()
+        batch.put([UInt8](repeating: 1, count: 500), [])
+        #expect(throws: Never.self) { try batch.validate() }
+        batch.delete([UInt8](repeating: 1, count: 501))
+        #expect { try batch.validate() } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        batch.removeAll()
+        #expect(throws: Never.self) { try batch.validate() }
+    }
+}
+
+@Suite struct BytesTests {
+    @Test func comparesUnsignedWithPrefixesFirst() {
+        #expect(Bytes.compare([], [0]) < 0)
+        #expect(Bytes.compare([0x7F], [0x80]) < 0)
+        #expect(Bytes.compare([0xFF], [0x00, 0x00]) > 0)
+        #expect(Bytes.compare([1, 2], [1, 2]) == 0)
+        #expect(Bytes.compare([1, 2], [1, 2, 0]) < 0)
+    }
+
+    @Test func prefixSuccessorSkipsTrailingFF() {
+        #expect(Bytes.prefixSuccessor([1, 2]) == [1, 3])
+        #expect(Bytes.prefixSuccessor([1, 0xFF]) == [2])
+        #expect(Bytes.prefixSuccessor([0xFF, 0xFF]) == nil)
+        #expect(Bytes.prefixSuccessor([]) == nil)
+        #expect(KeyRange.prefix([5, 0xFF]) == KeyRange(start: [5, 0xFF], end: [6]))
+    }
+}
