@@ -26,15 +26,22 @@ public struct CheckpointDirectory: Sendable {
         guard FileOps.kind(of: final) == .missing else {
             throw KVError(.alreadyExists, "checkpoint '\(name)' exists", path: final)
         }
-        let temporary = root + "/.building-" + name
-        try FileOps.removeTree(temporary)
+        // A temporary name of its own per call, so two creates of one name cannot spoil each
+        // other: the rename of the loser fails because the winner's folder is not empty.
+        let temporary = root + "/.building-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             try build(temporary)
             let info = CheckpointInfo(name: name, createdAtNanos: FileOps.nowNanos())
             try FileOps.writeFileAtomically(
                 temporary + "/" + Self.infoName,
                 Array("zerofs-checkpoint 1\nname \(name)\ncreated \(info.createdAtNanos)\n".utf8))
-            try FileOps.renameItem(temporary, final)
+            if rename(temporary, final) != 0 {
+                let code = errno
+                if code == ENOTEMPTY || code == EEXIST {
+                    throw KVError(.alreadyExists, "checkpoint '\(name)' exists", path: final)
+                }
+                throw KVError.posix("rename", path: temporary, errno: code)
+            }
             try FileOps.syncDirectory(root)
             return info
         } catch {
@@ -46,7 +53,9 @@ public struct CheckpointDirectory: Sendable {
     public func list() throws(KVError) -> [CheckpointInfo] {
         guard FileOps.kind(of: root) == .directory else { return [] }
         var result: [CheckpointInfo] = []
-        for name in try FileOps.list(root) where !name.hasPrefix(".") {
+        // Only folders with a checkpoint record are checkpoints; anything else is ignored.
+        for name in try FileOps.list(root) where !name.hasPrefix(".") && (try? CheckpointName.validate(name)) != nil
+            && FileOps.kind(of: path(of: name) + "/" + Self.infoName) == .file {
             result.append(try info(named: name))
         }
         return result
@@ -86,15 +95,17 @@ public struct CheckpointDirectory: Sendable {
     }
 
     /// Makes a new store at `destination` for `backend` from checkpoint `name`: `populate`
-    /// copies the image (its source folder, its destination data folder).
+    /// copies the image (its source folder, its destination data folder). The store is
+    /// built beside `destination` and renamed into place, so a crash never leaves half a
+    /// store under the destination's name.
     public func restore(
         named name: String, to destination: String, backend: String,
         populate: (String, String) throws -> Void
     ) throws {
         _ = try info(named: name)
-        switch FileOps.kind(of: destination) {
+        switch FileOps.kind(of: destination, followingLinks: true) {
         case .missing:
-            try FileOps.makeDirectories(destination)
+            break
         case .directory:
             guard try FileOps.list(destination).isEmpty else {
                 throw KVError(.alreadyExists, "restore destination is not empty", path: destination)
@@ -102,9 +113,27 @@ public struct CheckpointDirectory: Sendable {
         default:
             throw KVError(.alreadyExists, "restore destination exists and is not a folder", path: destination)
         }
-        let lock = try StoreLock(path: destination + "/" + StoreDirectory.lockName, storePath: destination)
-        defer { lock.release() }
-        try populate(path(of: name), destination)
-        try StoreDirectory.writeMarker(path: destination, backend: backend)
+        let parent = FileOps.parentPath(destination)
+        try FileOps.makeDirectories(parent)
+        let temporary = destination + ".restoring-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try FileOps.makeDirectories(temporary)
+            try populate(path(of: name), temporary)
+            try StoreDirectory.writeMarker(path: temporary, backend: backend)
+            if FileOps.kind(of: destination) == .directory, rmdir(destination) != 0 {
+                throw KVError(.alreadyExists, "restore destination is not empty", path: destination)
+            }
+            try FileOps.renameItem(temporary, destination)
+            try FileOps.syncDirectory(parent)
+        } catch {
+            try? FileOps.removeTree(temporary)
+            throw error
+        }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -10,9 +10,10 @@ import Darwin
 public enum FileOps {
     public enum Kind: Sendable { case missing, directory, file, other }
 
-    public static func kind(of path: String) -> Kind {
+    /// What is at `path`; a symbolic link is followed when `followingLinks` is set.
+    public static func kind(of path: String, followingLinks: Bool = false) -> Kind {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return .missing }
+        guard (followingLinks ? stat(path, &info) : lstat(path, &info)) == 0 else { return .missing }
         switch info.st_mode & S_IFMT {
         case S_IFDIR: return .directory
         case S_IFREG: return .file
@@ -20,14 +21,17 @@ public enum FileOps {
         }
     }
 
-    /// Creates `path` and its missing parents.
+    /// Creates `path` and its missing parents, syncing each parent that gained an entry so
+    /// the new folders survive a power loss.
     public static func makeDirectories(_ path: String) throws(KVError) {
-        if kind(of: path) == .directory { return }
+        if kind(of: path, followingLinks: true) == .directory { return }
         let parent = parentPath(path)
         if parent != path, !parent.isEmpty { try makeDirectories(parent) }
-        if mkdir(path, 0o755) != 0, errno != EEXIST {
+        if mkdir(path, 0o755) != 0 {
+            if errno == EEXIST { return }
             throw .posix("mkdir", path: path, errno: errno)
         }
+        try syncDirectory(parent.isEmpty ? "." : parent)
     }
 
     /// The names in a directory, without "." and "..", sorted.
@@ -166,8 +170,13 @@ public enum FileOps {
         }
     }
 
+    /// Renames `from` to `to`. A folder onto a non-empty folder fails with
+    /// `.alreadyExists`.
     public static func renameItem(_ from: String, _ to: String) throws(KVError) {
-        if rename(from, to) != 0 { throw .posix("rename", path: from, errno: errno) }
+        if rename(from, to) != 0 {
+            if errno == ENOTEMPTY || errno == EEXIST { throw KVError(.alreadyExists, "target exists", path: to) }
+            throw .posix("rename", path: from, errno: errno)
+        }
     }
 
     public static func parentPath(_ path: String) -> String {

@@ -51,6 +51,14 @@ public final class StoreLock: @unchecked Sendable {
     deinit { release() }
 }
 
+/// A store folder opened for writing: its lock, and whether this open created it.
+public struct StoreFolder: Sendable {
+    public let lock: StoreLock
+    /// True when the folder held no store before (the backend may create its files);
+    /// false when the backend's files must already be there.
+    public let isNew: Bool
+}
+
 /// Opening and creating store folders, the same way for every file-based backend.
 public enum StoreDirectory {
     public static let markerName = "ZEROFS-STORE"
@@ -61,8 +69,8 @@ public enum StoreDirectory {
     /// Throws `.notAStore` when the folder holds files but no marker, `.wrongBackend` when
     /// the marker names another backend, `.storeNotFound` when absent and not to be
     /// created, `.unsupportedFormat` for an unknown format version, `.locked`.
-    public static func open(path: String, backend: String, createIfMissing: Bool) throws(KVError) -> StoreLock {
-        switch FileOps.kind(of: path) {
+    public static func open(path: String, backend: String, createIfMissing: Bool) throws(KVError) -> StoreFolder {
+        switch FileOps.kind(of: path, followingLinks: true) {
         case .missing:
             guard createIfMissing else { throw KVError(.storeNotFound, "no store here", path: path) }
             try FileOps.makeDirectories(path)
@@ -73,15 +81,35 @@ public enum StoreDirectory {
         }
         let hasMarker = try readMarker(path: path, expecting: backend)
         if !hasMarker {
-            let others = try FileOps.list(path).filter { $0 != lockName }
+            // What an interrupted create leaves (the lock, a marker's temporary file) does
+            // not make a folder foreign; anything else does, and is never touched.
+            let others = try FileOps.list(path).filter { $0 != lockName && !$0.hasPrefix(markerName + ".tmp.") }
             guard others.isEmpty else {
                 throw KVError(.notAStore, "folder is not empty and has no \(markerName) marker", path: path)
             }
             guard createIfMissing else { throw KVError(.storeNotFound, "no store here", path: path) }
         }
         let lock = try StoreLock(path: path + "/" + lockName, storePath: path)
-        if !hasMarker { try writeMarker(path: path, backend: backend) }
-        return lock
+        if !hasMarker {
+            for leftover in try FileOps.list(path) where leftover.hasPrefix(markerName + ".tmp.") {
+                try FileOps.removeTree(path + "/" + leftover)
+            }
+            try writeMarker(path: path, backend: backend)
+        }
+        return StoreFolder(lock: lock, isNew: !hasMarker)
+    }
+
+    /// Checks that `path` holds a store of `backend` without opening or locking it (for
+    /// reading checkpoints). Throws `.storeNotFound`, `.notAStore`, `.wrongBackend`.
+    public static func requireStore(path: String, backend: String) throws(KVError) {
+        switch FileOps.kind(of: path, followingLinks: true) {
+        case .missing: throw KVError(.storeNotFound, "no store here", path: path)
+        case .directory: break
+        default: throw KVError(.notAStore, "path is not a folder", path: path)
+        }
+        guard try readMarker(path: path, expecting: backend) else {
+            throw KVError(.notAStore, "folder has no \(markerName) marker", path: path)
+        }
     }
 
     /// Writes the marker that makes `path` a store of `backend`.

@@ -28,15 +28,20 @@ public struct WriteBatch: Sendable, Equatable {
     /// Decodes a batch from its `rep` (for example, read back from a log). Throws
     /// `.corruption` when the bytes are not a well-formed batch.
     public init(rep: [UInt8]) throws(KVError) {
-        let (n, malformed) = rep.withUnsafeBytes { raw in
+        var decoded = WriteBatch()
+        let malformed = rep.withUnsafeBytes { raw in
             var reader = Reader(raw: raw)
-            var n = 0
-            while reader.next() != nil { n += 1 }
-            return (n, reader.malformed)
+            while let (op, a, b) = reader.next() {
+                switch op {
+                case .put: decoded.put(a, b)
+                case .delete: decoded.delete(a)
+                case .deleteRange: decoded.deleteRange(from: Array(a), to: Array(b))
+                }
+            }
+            return reader.malformed
         }
         if let malformed { throw KVError(.corruption, "malformed write batch: \(malformed)") }
-        self.rep = rep
-        count = n
+        self = decoded
     }
 
     public var isEmpty: Bool { count == 0 }

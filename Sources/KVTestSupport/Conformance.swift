@@ -57,6 +57,10 @@ public enum KVConformance {
         ("operations after close fail cleanly", false, afterClose),
         ("a second opener gets a locked error naming the holder", false, secondOpenerLocked),
         ("paths that are not stores of this backend are refused", true, badPaths),
+        ("a store whose data files vanished is reported, not recreated empty", true, missingData),
+        ("leftovers of an interrupted create do not block the folder", true, interruptedCreate),
+        ("a store reached through a symbolic link opens", true, symbolicLink),
+        ("concurrent checkpoints of one name: exactly one wins", false, checkpointRace),
     ]
 
     // MARK: Cases
@@ -478,5 +482,77 @@ public enum KVConformance {
         try FileOps.makeDirectories(corrupt)
         try FileOps.writeFileAtomically(corrupt + "/" + StoreDirectory.markerName, Array("garbage".utf8))
         #expect { _ = try h.open(corrupt) } throws: { ($0 as? KVError)?.code == .corruption }
+    }
+
+    static func missingData(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        var store = try h.open(path)
+        try store.put([1], [1], durable: true)
+        try store.close()
+        for name in try FileOps.list(path) where name != StoreDirectory.markerName && name != StoreDirectory.lockName {
+            try FileOps.removeTree(path + "/" + name)
+        }
+        #expect { _ = try h.open(path) } throws: { ($0 as? KVError)?.code == .corruption }
+        store = try h.open(h.freshPath())
+        try store.close()
+    }
+
+    static func interruptedCreate(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        try FileOps.makeDirectories(path)
+        try FileOps.writeFileAtomically(path + "/" + StoreDirectory.lockName, Array("12345\n".utf8))
+        try FileOps.writeFileAtomically(path + "/" + StoreDirectory.markerName + ".tmp.999", Array("zerofs-st".utf8))
+        let store = try h.open(path)
+        try store.put([1], [2], durable: true)
+        #expect(try store.get([1]) == [2])
+        try store.close()
+        #expect(!(try FileOps.list(path)).contains { $0.hasPrefix(StoreDirectory.markerName + ".tmp.") })
+    }
+
+    static func symbolicLink(_ h: StoreHarness) throws {
+        let real = h.freshPath("real")
+        var store = try h.open(real)
+        try store.put([7], [7], durable: true)
+        try store.close()
+        let link = h.freshPath("link")
+        guard symlink(real, link) == 0 else { throw KVError.posix("symlink", path: link, errno: errno) }
+        store = try h.open(link)
+        #expect(try store.get([7]) == [7])
+        try store.close()
+        #expect { _ = try h.factory.openCheckpoint(at: h.freshPath("absent"), named: "x", options: BackendOptions()) } throws: {
+            ($0 as? KVError)?.code == .storeNotFound
+        }
+        let other = h.freshPath("other")
+        try FileOps.makeDirectories(other)
+        try StoreDirectory.writeMarker(path: other, backend: "some-other-backend")
+        #expect { _ = try h.factory.openCheckpoint(at: other, named: "x", options: BackendOptions()) } throws: {
+            ($0 as? KVError)?.code == .wrongBackend
+        }
+    }
+
+    static func checkpointRace(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        let store = try h.open(path)
+        defer { try? store.close() }
+        for i in 0..<300 { try store.put(TestBytes.key(i), TestBytes.value(i, size: 100)) }
+        let expected = try store.entries()
+        let wins = Counter()
+        let conflicts = Counter()
+        let others = Counter()
+        runConcurrently(4) { _ in
+            do {
+                _ = try store.createCheckpoint(named: "contested")
+                wins.add()
+            } catch let error as KVError where error.code == .alreadyExists {
+                conflicts.add()
+            } catch {
+                others.add()
+            }
+        }
+        #expect(wins.value == 1 && conflicts.value == 3 && others.value == 0)
+        let frozen = try h.factory.openCheckpoint(at: path, named: "contested", options: BackendOptions())
+        #expect(try frozen.entries() == expected)
+        try frozen.close()
+        #expect(try store.listCheckpoints().map(\.name) == ["contested"])
     }
 }

@@ -1,5 +1,5 @@
 // The writer half of the crash test (`zerofs debug crash-writer`): it writes durable
-// batches forever and acknowledges each on standard output only after write returned:
+// batches forever (every fifth one buffered, then made durable by an empty durable write) and acknowledges each on standard output only after write returned:
 //
 //   ack <batch> <syncs before the write> <syncs after it>
 //
@@ -33,7 +33,14 @@ public enum CrashWriter {
             let value = value(batch: batchNumber)
             for key in keys(batch: batchNumber) { batch.put(key, value) }
             let before = syncCount?() ?? 0
-            try store.write(batch, durable: true)
+            if batchNumber % 5 == 4 {
+                // A buffered write made durable by a later empty durable write: prefix
+                // durability must hold even when the durable write changes nothing.
+                try store.write(batch, durable: false)
+                try store.write(WriteBatch(), durable: true)
+            } else {
+                try store.write(batch, durable: true)
+            }
             let after = syncCount?() ?? 0
             print("ack \(batchNumber) \(before) \(after)")
             flushStandardOutput()

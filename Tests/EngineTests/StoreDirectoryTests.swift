@@ -8,15 +8,17 @@ import Testing
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let path = harness.freshPath()
-        let lock = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true)
+        let folder = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true)
+        #expect(folder.isNew)
         #expect(try FileOps.readFile(path + "/ZEROFS-STORE") == Array("zerofs-store 1\nbackend example\n".utf8))
         #expect(try StoreDirectory.backendName(at: path) == "example")
         #expect { _ = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true) } throws: {
             ($0 as? KVError)?.code == .locked
         }
-        lock.release()
+        folder.lock.release()
         let again = try StoreDirectory.open(path: path, backend: "example", createIfMissing: false)
-        again.release()
+        #expect(!again.isNew)
+        again.lock.release()
         #expect { _ = try StoreDirectory.open(path: path, backend: "other", createIfMissing: true) } throws: {
             ($0 as? KVError)?.code == .wrongBackend
         }

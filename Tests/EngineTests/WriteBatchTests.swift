@@ -34,6 +34,13 @@ import Testing
         #expect { _ = try WriteBatch(rep: rep) } throws: { ($0 as? KVError)?.code == .corruption }
     }
 
+    @Test func decodedBatchesAreHeldToTheLimits() throws {
+        var batch = WriteBatch()
+        batch.put([UInt8](repeating: 1, count: 501), [])
+        let decoded = try WriteBatch(rep: batch.rep)
+        #expect { try decoded.validate() } throws: { ($0 as? KVError)?.code == .invalidArgument }
+    }
+
     @Test func sizeViolationsAreReportedAtValidation() {
         var batch = WriteBatch()
         batch.put([UInt8](repeating: 1, count: 500), [])

@@ -25,18 +25,22 @@ public struct LMDBBackendFactory: KVBackendFactory {
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
         let settings = try LMDBSettings(options, path: root)
-        let lock = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
+        let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
         try CheckpointDirectory(storePath: root).removeLeftovers()
-        try FileOps.makeDirectories(root + "/db")
+        // Only a new store may create its environment: a store whose data vanished is
+        // reported, never silently replaced by an empty one.
+        if folder.isNew {
+            try FileOps.makeDirectories(root + "/db")
+        } else if FileOps.kind(of: root + "/db/data.mdb") != .file {
+            throw KVError(.corruption, "the store's lmdb data file is missing", path: root + "/db/data.mdb")
+        }
         let env = try LMDBEnvironment.open(root + "/db", settings: settings, readOnly: false)
-        return LMDBBackend(env: env, root: root, lock: lock)
+        return LMDBBackend(env: env, root: root, lock: folder.lock)
     }
 
     public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
-        guard try StoreDirectory.backendName(at: root) == self.name else {
-            throw KVError(.notAStore, "no lmdb store here", path: root)
-        }
+        try StoreDirectory.requireStore(path: root, backend: self.name)
         let checkpoints = CheckpointDirectory(storePath: root)
         _ = try checkpoints.info(named: name)
         let env = try LMDBEnvironment.open(checkpoints.path(of: name) + "/db", settings: try LMDBSettings(options, path: root), readOnly: true)
@@ -45,9 +49,7 @@ public struct LMDBBackendFactory: KVBackendFactory {
 
     public func restoreCheckpoint(at path: String, named name: String, to destination: String) throws {
         let root = FileOps.absolutePath(path)
-        guard try StoreDirectory.backendName(at: root) == self.name else {
-            throw KVError(.notAStore, "no lmdb store here", path: root)
-        }
+        try StoreDirectory.requireStore(path: root, backend: self.name)
         try CheckpointDirectory(storePath: root).restore(
             named: name, to: FileOps.absolutePath(destination), backend: self.name
         ) { source, target in
@@ -64,6 +66,9 @@ struct LMDBSettings: Sendable {
 
     init(_ options: BackendOptions, path: String) throws(KVError) {
         mapSize = Self.defaultMapSize(for: path)
+        guard options.compression == .none else {
+            throw KVError(.invalidArgument, "the lmdb backend does not compress; set compression to none")
+        }
         for (key, text) in options.tuning.sorted(by: { $0.key < $1.key }) {
             switch key {
             case "map_size":
@@ -125,7 +130,8 @@ final class LMDBEnvironment: @unchecked Sendable {
             // NOTLS: read transactions belong to objects, not threads. NOSYNC is toggled per
             // commit: durable commits turn it off so LMDB syncs data, then meta.
             var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
-            flags |= readOnly ? UInt32(MDB_RDONLY) : UInt32(MDB_NOSYNC)
+            // A checkpoint is never written by anyone, so readers need no lock file in it.
+            flags |= readOnly ? UInt32(MDB_RDONLY | MDB_NOLOCK) : UInt32(MDB_NOSYNC)
             try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "open", path: path)
             var dead: Int32 = 0
             try LMDBError.check(mdb_reader_check(env, &dead), "reader check", path: path)

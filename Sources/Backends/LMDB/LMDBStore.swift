@@ -153,11 +153,15 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
             }
             // This thread leads: it commits its own batch and those queued behind it.
             leaderActive = true
+            // The group always reaches this thread's own request; past it, it takes more
+            // queued requests while they fit in groupBytes.
             var group: [PendingWrite] = []
             var bytes = 0
-            while !queue.isEmpty, group.isEmpty || bytes + queue[0].batch.byteSize <= Self.groupBytes {
+            var holdsOwn = false
+            while !queue.isEmpty, !holdsOwn || bytes + queue[0].batch.byteSize <= Self.groupBytes {
                 let next = queue.removeFirst()
                 bytes += next.batch.byteSize
+                holdsOwn = holdsOwn || next === request
                 group.append(next)
             }
             monitor.unlock()
@@ -182,6 +186,7 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
     /// Applies a group of batches in one write transaction, growing the map when full.
     private func commit(_ group: [PendingWrite]) throws {
         let durable = group.contains { $0.durable }
+        let lastCommitted = lastTransactionID()
         while true {
             var txn: OpaquePointer?
             try LMDBError.check(mdb_txn_begin(env.env, nil, 0, &txn), "begin write", path: env.path)
@@ -201,6 +206,11 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
                 continue
             }
             try LMDBError.check(rc, "commit", path: env.path)
+            // LMDB skips its syncs when a commit changed nothing (an empty batch, deletes of
+            // absent keys); a durable write must still make earlier buffered commits durable.
+            if durable, lastTransactionID() == lastCommitted {
+                try LMDBError.check(mdb_env_sync(env.env, 1), "sync", path: env.path)
+            }
             return
         }
     }
@@ -283,6 +293,12 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
         for txn in pooled { mdb_txn_abort(txn) }
         defer { monitor.withLock { growing = false; monitor.broadcast() } }
         try env.grow()
+    }
+
+    private func lastTransactionID() -> Int {
+        var info = MDB_envinfo()
+        mdb_env_info(env.env, &info)
+        return info.me_last_txnid
     }
 
     func flush() throws {

@@ -90,6 +90,9 @@ public struct MemoryBackendFactory: KVBackendFactory {
     }
 
     private static func validate(_ options: BackendOptions) throws(KVError) {
+        guard options.compression == .none else {
+            throw KVError(.invalidArgument, "the memory backend does not compress; set compression to none")
+        }
         if let key = options.tuning.keys.sorted().first {
             throw KVError(.invalidArgument, "the memory backend has no tuning option '\(key)'")
         }

@@ -15,19 +15,22 @@ public struct RocksDBBackendFactory: KVBackendFactory {
 
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
-        let settings = try RocksDBOptions(options, create: true)
-        let lock = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
-        let checkpoints = CheckpointDirectory(storePath: root)
-        try checkpoints.removeLeftovers()
+        try RocksDBOptions.validate(options)
+        let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
+        // Only a new store may create its database: a store whose data vanished is reported,
+        // never silently replaced by an empty one.
+        let settings = try RocksDBOptions(options, create: folder.isNew)
+        try CheckpointDirectory(storePath: root).removeLeftovers()
+        if !folder.isNew, FileOps.kind(of: root + "/db/CURRENT") != .file {
+            throw KVError(.corruption, "the store's rocksdb database is missing", path: root + "/db")
+        }
         let db = try RocksDBHandle.open(settings, path: root + "/db", readOnly: false)
-        return RocksDBBackend(db: db, settings: settings, root: root, lock: lock, readOnly: false)
+        return RocksDBBackend(db: db, settings: settings, root: root, lock: folder.lock, readOnly: false)
     }
 
     public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
-        guard try StoreDirectory.backendName(at: root) == self.name else {
-            throw KVError(.notAStore, "no rocksdb store here", path: root)
-        }
+        try StoreDirectory.requireStore(path: root, backend: self.name)
         let checkpoints = CheckpointDirectory(storePath: root)
         _ = try checkpoints.info(named: name)
         let settings = try RocksDBOptions(options, create: false)
@@ -37,9 +40,7 @@ public struct RocksDBBackendFactory: KVBackendFactory {
 
     public func restoreCheckpoint(at path: String, named name: String, to destination: String) throws {
         let root = FileOps.absolutePath(path)
-        guard try StoreDirectory.backendName(at: root) == self.name else {
-            throw KVError(.notAStore, "no rocksdb store here", path: root)
-        }
+        try StoreDirectory.requireStore(path: root, backend: self.name)
         try CheckpointDirectory(storePath: root).restore(
             named: name, to: FileOps.absolutePath(destination), backend: self.name
         ) { source, target in
@@ -155,7 +156,8 @@ final class RocksDBBackend: KVBackend, @unchecked Sendable {
         try batch.validate()
         if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot be written", path: root) }
         guard !batch.isEmpty else {
-            if durable { try flush() }
+            // Nothing to apply, but a durable call still makes earlier writes durable.
+            if durable { try flush() } else { try lifetime.shared {} }
             return
         }
         let native = rocksdb_writebatch_create()

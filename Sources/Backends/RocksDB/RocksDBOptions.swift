@@ -17,10 +17,15 @@ final class RocksDBOptions: @unchecked Sendable {
 
     static let knownKeys: Set<String> = ["bloom_bits_per_key", "write_buffer_size", "max_background_jobs", "block_size"]
 
-    init(_ settings: BackendOptions, create: Bool) throws(KVError) {
-        if let unknown = settings.tuning.keys.sorted().first(where: { !Self.knownKeys.contains($0) }) {
-            throw KVError(.invalidArgument, "unknown rocksdb tuning option '\(unknown)'; known: \(Self.knownKeys.sorted().joined(separator: ", "))")
+    /// Checks the tuning keys before anything touches the disk.
+    static func validate(_ settings: BackendOptions) throws(KVError) {
+        if let unknown = settings.tuning.keys.sorted().first(where: { !knownKeys.contains($0) }) {
+            throw KVError(.invalidArgument, "unknown rocksdb tuning option '\(unknown)'; known: \(knownKeys.sorted().joined(separator: ", "))")
         }
+    }
+
+    init(_ settings: BackendOptions, create: Bool) throws(KVError) {
+        try Self.validate(settings)
         func integer(_ key: String, _ fallback: Int, _ valid: ClosedRange<Int>) throws(KVError) -> Int {
             guard let text = settings.tuning[key] else { return fallback }
             guard let value = Int(text), valid.contains(value) else {
