@@ -28,10 +28,12 @@ let package = Package(
         .target(name: "MemoryBackend", dependencies: ["Engine"], path: "Sources/Backends/Memory"),
         .target(name: "RocksDBBackend", dependencies: ["Engine", "CRocksDB"], path: "Sources/Backends/RocksDB"),
         .target(name: "LMDBBackend", dependencies: ["Engine", "CLMDB"], path: "Sources/Backends/LMDB"),
+        .target(name: "ObjectStore", dependencies: ["Engine"], path: "Sources/Backends/ObjectStore"),
+        .target(name: "LSMBackend", dependencies: ["Engine", "ObjectStore", "Compression"], path: "Sources/Backends/LSM"),
         // The one place that names every backend: adding a backend is one folder plus one line here.
         .target(
             name: "BackendCatalog",
-            dependencies: ["Engine", "MemoryBackend", "RocksDBBackend", "LMDBBackend"],
+            dependencies: ["Engine", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend"],
             path: "Sources/Backends/Catalog"
         ),
 
@@ -51,7 +53,9 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackendsTests",
-            dependencies: ["Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend"]
+            dependencies: [
+                "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

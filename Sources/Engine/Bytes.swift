@@ -29,6 +29,11 @@ public enum Bytes {
         b.withUnsafeBytes { compare(a, $0) }
     }
 
+    @inlinable
+    public static func compare(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Int {
+        a.withUnsafeBytes { compare($0, b) }
+    }
+
     /// The smallest key greater than every key that starts with `prefix`, or nil when
     /// there is none (the prefix is empty or all 0xFF).
     public static func prefixSuccessor(_ prefix: [UInt8]) -> [UInt8]? {

@@ -123,7 +123,11 @@ public struct ModelBasedTest {
                 try subject.deleteCheckpoint(named: name)
                 try model.deleteCheckpoint(named: name)
             }
-            guard try subject.entries() == model.entries() else { return fail(step, action, "store content differs after the step") }
+            let (got, want) = (try subject.entries(), try model.entries())
+            guard got == want else {
+                let wrong = Set(got).symmetricDifference(Set(want)).map(\.key).sorted { Bytes.compare($0, $1) < 0 }.prefix(5)
+                return fail(step, action, "store content differs after the step: \(got.count) entries, model \(want.count); keys differing: \(wrong)")
+            }
             guard try subject.listCheckpoints().map(\.name) == model.listCheckpoints().map(\.name) else {
                 return fail(step, action, "checkpoint lists differ")
             }

@@ -4,6 +4,7 @@ import BackendCatalog
 import Engine
 import KVTestSupport
 import LMDBBackend
+import LSMBackend
 import MemoryBackend
 import RocksDBBackend
 import Testing
@@ -20,5 +21,10 @@ import Testing
 
 @Suite struct LMDBConformance {
     @Test(arguments: KVConformance.cases(for: LMDBBackendFactory()))
+    func conformance(_ check: ConformanceCase) throws { try check.run() }
+}
+
+@Suite struct LSMConformance {
+    @Test(arguments: KVConformance.cases(for: LSMBackendFactory()))
     func conformance(_ check: ConformanceCase) throws { try check.run() }
 }

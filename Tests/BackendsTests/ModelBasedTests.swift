@@ -4,6 +4,7 @@
 import Engine
 import KVTestSupport
 import LMDBBackend
+import LSMBackend
 import RocksDBBackend
 import Testing
 
@@ -15,6 +16,20 @@ import Testing
     @Test func rocksdbWithTinyMemtablesMatchesTheModel() throws {
         var test = ModelBasedTest(RocksDBBackendFactory(), testName: "rocksdbWithTinyMemtablesMatchesTheModel", steps: 800)
         test.options.tuning = ["write_buffer_size": "65536"]
+        try test.run()
+    }
+
+    @Test func lsmMatchesTheModel() throws {
+        try ModelBasedTest(LSMBackendFactory(), testName: "lsmMatchesTheModel").run()
+    }
+
+    /// Tiny memtables, blocks, tables and levels: flushes and compactions all the time.
+    @Test func lsmWithTinyTablesMatchesTheModel() throws {
+        var test = ModelBasedTest(LSMBackendFactory(), testName: "lsmWithTinyTablesMatchesTheModel", steps: 3000)
+        test.options.tuning = [
+            "memtable_bytes": "65536", "block_size": "256", "l0_compaction_trigger": "2", "l0_stop_trigger": "6",
+            "level1_bytes": "65536", "level_multiplier": "2", "table_target_bytes": "16384",
+        ]
         try test.run()
     }
 

@@ -3,16 +3,18 @@
 
 import Engine
 import LMDBBackend
+import LSMBackend
 import MemoryBackend
 import RocksDBBackend
 
 public enum BackendCatalog {
     public static let standard = BackendRegistry(
         [
+            LSMBackendFactory(),
             RocksDBBackendFactory(),
             LMDBBackendFactory(),
             MemoryBackendFactory(),
         ],
-        defaultName: "rocksdb"
+        defaultName: "lsm"
     )
 }

@@ -1,0 +1,211 @@
+// Blocks: the unit of tables (Docs/format-sstable.md). A block holds sorted entries with
+// prefix-compressed keys and a restart point (a full key) every 16 entries:
+//
+//   entry:   shared varint | unshared varint | tag varint | key suffix | value
+//            tag = value length << 1 | 1 if the entry is a deletion
+//   trailer: restart offsets (fixed32 each) | restart count (fixed32)
+//
+// On disk every block is followed by 1 byte of compression type (0 none, 1 zstd) and a
+// masked CRC-32C (fixed32) of the stored bytes and the type byte.
+
+import Compression
+import Engine
+
+struct BlockBuilder {
+    private(set) var buffer: [UInt8] = []
+    private var restarts: [UInt32] = [0]
+    private var counter = 0
+    private var lastKey: [UInt8] = []
+    private(set) var entries = 0
+    static let restartInterval = 16
+
+    init() { buffer.reserveCapacity(4096 + 512) }
+
+    var isEmpty: Bool { entries == 0 }
+    var estimatedSize: Int { buffer.count + restarts.count * 4 + 4 }
+
+    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) {
+        var shared = 0
+        if counter < Self.restartInterval {
+            let n = min(lastKey.count, key.count)
+            while shared < n && lastKey[shared] == key[shared] { shared += 1 }
+        } else {
+            restarts.append(UInt32(buffer.count))
+            counter = 0
+        }
+        buffer.appendVarint(shared)
+        buffer.appendVarint(key.count - shared)
+        buffer.appendVarint(UInt64(value.count) << 1 | (isDelete ? 1 : 0))
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: key[shared...]))
+        buffer.append(contentsOf: value)
+        lastKey.removeAll(keepingCapacity: true)
+        lastKey.append(contentsOf: key)
+        counter += 1
+        entries += 1
+    }
+
+    /// The finished block contents (without the on-disk trailer).
+    mutating func finish() -> [UInt8] {
+        for r in restarts { buffer.appendFixed32(r) }
+        buffer.appendFixed32(UInt32(restarts.count))
+        return buffer
+    }
+
+    mutating func reset() {
+        buffer.removeAll(keepingCapacity: true)
+        restarts = [0]
+        counter = 0
+        lastKey.removeAll(keepingCapacity: true)
+        entries = 0
+    }
+}
+
+/// Framing of stored blocks: compression and checksum.
+enum BlockFrame {
+    static let trailerSize = 5
+
+    /// The stored form of `contents`: compressed when that saves at least 1/8.
+    static func encode(_ contents: [UInt8], compress: Bool) -> [UInt8] {
+        var stored = contents
+        var type: UInt8 = 0
+        if compress, let packed = try? Zstd.compress(contents, level: 1), packed.count + 5 < contents.count - contents.count / 8 {
+            stored = []
+            stored.reserveCapacity(packed.count + 10)
+            stored.appendVarint(contents.count)
+            stored.append(contentsOf: packed)
+            type = 1
+        }
+        stored.append(type)
+        let crc = stored.withUnsafeBytes { CRC32C.checksum($0) }
+        stored.appendFixed32(CRC32C.mask(crc))
+        return stored
+    }
+
+    /// Checks and unpacks a stored block; `.corruption` naming `what` on any mismatch.
+    static func decode(_ stored: [UInt8], what: String) throws -> [UInt8] {
+        guard stored.count >= trailerSize else { throw KVError(.corruption, "block is too short", path: what) }
+        let body = stored.count - 4
+        let expected = stored.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: body, as: UInt32.self)) }
+        let actual = stored.withUnsafeBytes { CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<body]))) }
+        guard expected == actual else { throw KVError(.corruption, "block checksum mismatch", path: what) }
+        let type = stored[body - 1]
+        switch type {
+        case 0:
+            return Array(stored[0..<(body - 1)])
+        case 1:
+            return try stored.withUnsafeBytes { raw in
+                var reader = ByteReader(UnsafeRawBufferPointer(rebasing: raw[0..<(body - 1)]), what: what)
+                let size = try reader.int()
+                guard size <= 1 << 30 else { throw KVError(.corruption, "block size is impossible", path: what) }
+                do {
+                    return try Zstd.decompress(UnsafeRawBufferPointer(rebasing: raw[reader.at..<(body - 1)]), expectedSize: size)
+                } catch {
+                    throw KVError(.corruption, "block does not decompress", path: what, cause: "\(error)")
+                }
+            }
+        default:
+            throw KVError(.corruption, "unknown block compression \(type)", path: what)
+        }
+    }
+}
+
+/// A decoded block, shared by readers (immutable).
+final class Block: Sendable {
+    let data: [UInt8]
+    let restartsOffset: Int
+    let restartCount: Int
+
+    init(_ data: [UInt8], what: String) throws {
+        guard data.count >= 4 else { throw KVError(.corruption, "block has no trailer", path: what) }
+        let count = Int(data.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: data.count - 4, as: UInt32.self)) })
+        let offset = data.count - 4 - count * 4
+        guard count >= 1, offset >= 0 else { throw KVError(.corruption, "block restart array is malformed", path: what) }
+        self.data = data
+        restartCount = count
+        restartsOffset = offset
+    }
+
+    var byteSize: Int { data.count + 64 }
+}
+
+/// A position in a block. Keys are rebuilt into `key`; the value is a range of the block.
+struct BlockCursor {
+    let block: Block
+    private(set) var key: [UInt8] = []
+    private(set) var valueStart = 0
+    private(set) var valueLength = 0
+    private(set) var isDelete = false
+    private var next = 0
+    private(set) var isValid = false
+    private(set) var corrupt = false
+
+    init(_ block: Block) {
+        self.block = block
+        key.reserveCapacity(64)
+    }
+
+    private func restart(_ i: Int) -> Int {
+        block.data.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: block.restartsOffset + 4 * i, as: UInt32.self))) }
+    }
+
+    mutating func seekToFirst() {
+        key.removeAll(keepingCapacity: true)
+        next = 0
+        step()
+    }
+
+    /// Positions on the first entry whose key is >= target.
+    mutating func seek(_ target: UnsafeRawBufferPointer) {
+        // Binary search on restart points (their keys are stored whole).
+        var lo = 0
+        var hi = block.restartCount - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            let c = block.data.withUnsafeBytes { raw -> Int in
+                var p = raw.baseAddress! + restart(mid)
+                let end = raw.baseAddress! + block.restartsOffset
+                guard decodeVarint32(&p, end) == 0, let unshared = decodeVarint32(&p, end), decodeVarint32(&p, end) != nil,
+                      p + Int(unshared) <= end
+                else { return 1 }
+                return Bytes.compare(UnsafeRawBufferPointer(start: p, count: Int(unshared)), target)
+            }
+            if c < 0 { lo = mid } else { hi = mid - 1 }
+        }
+        key.removeAll(keepingCapacity: true)
+        next = restart(lo)
+        step()
+        while isValid && key.withUnsafeBytes({ Bytes.compare($0, target) }) < 0 { step() }
+    }
+
+    /// Moves to the next entry.
+    mutating func step() {
+        guard next < block.restartsOffset else {
+            isValid = false
+            return
+        }
+        let ok: Bool = block.data.withUnsafeBytes { raw in
+            let base = raw.baseAddress!
+            var p = base + next
+            let end = base + block.restartsOffset
+            guard let shared = decodeVarint32(&p, end), let unshared = decodeVarint32(&p, end), let tag = decodeVarint32(&p, end),
+                  Int(shared) <= key.count
+            else { return false }
+            let valueLen = Int(tag >> 1)
+            guard p + Int(unshared) + valueLen <= end else { return false }
+            key.removeSubrange(Int(shared)...)
+            key.append(contentsOf: UnsafeRawBufferPointer(start: p, count: Int(unshared)))
+            p += Int(unshared)
+            valueStart = p - base
+            valueLength = valueLen
+            isDelete = tag & 1 == 1
+            next = valueStart + valueLen
+            return true
+        }
+        isValid = ok
+        if !ok { corrupt = true }
+    }
+
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try block.data.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[valueStart..<(valueStart + valueLength)])) }
+    }
+}

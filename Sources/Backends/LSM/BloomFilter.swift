@@ -1,0 +1,82 @@
+// Bloom filters for tables: about 10 bits per key and 7 probes (about 1% false
+// positives), by double hashing one 64-bit hash. Optional prefix entries (the hash of
+// each key's first N bytes, for configured N) let firstEntry(from:prefix:) skip tables.
+//
+// Layout: bit array (m bytes), then 1 byte: the number of probes.
+
+enum BloomHash {
+    /// A 64-bit hash of bytes (FNV-1a over 8-byte words, then a murmur finalizer).
+    @inline(__always)
+    static func hash(_ data: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(data.count)
+        var i = 0
+        let n = data.count
+        if let base = data.baseAddress {
+            while i + 8 <= n {
+                h = (h ^ base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01b3
+                h ^= h >> 29
+                i += 8
+            }
+            while i < n {
+                h = (h ^ UInt64(base.load(fromByteOffset: i, as: UInt8.self))) &* 0x100_0000_01b3
+                i += 1
+            }
+        }
+        h ^= h >> 33
+        h = h &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33
+        h = h &* 0xc4ce_b9fe_1a85_ec53
+        h ^= h >> 33
+        return h
+    }
+}
+
+struct BloomBuilder {
+    private(set) var hashes: [UInt64] = []
+    let bitsPerKey: Int
+
+    init(bitsPerKey: Int) { self.bitsPerKey = bitsPerKey }
+
+    mutating func add(_ hash: UInt64) { hashes.append(hash) }
+
+    func finish() -> [UInt8] {
+        let probes = max(1, min(30, Int(Double(bitsPerKey) * 0.69)))
+        let bits = max(64, hashes.count * bitsPerKey)
+        let bytes = (bits + 7) / 8
+        var array = [UInt8](repeating: 0, count: bytes + 1)
+        let m = UInt64(bytes * 8)
+        array.withUnsafeMutableBufferPointer { a in
+            for hash in hashes {
+                var h = hash
+                let delta = (h >> 33) | (h << 31)
+                for _ in 0..<probes {
+                    let bit = Int(h % m)
+                    a[bit >> 3] |= UInt8(1 << (bit & 7))
+                    h &+= delta
+                }
+            }
+        }
+        array[bytes] = UInt8(probes)
+        return array
+    }
+}
+
+enum BloomFilter {
+    /// Whether the filter may hold `hash` (false means certainly not).
+    @inline(__always)
+    static func mayContain(_ filter: UnsafeRawBufferPointer, _ hash: UInt64) -> Bool {
+        guard filter.count >= 2 else { return true }
+        let bytes = filter.count - 1
+        let probes = Int(filter[bytes])
+        guard probes >= 1, probes <= 30 else { return true }
+        let m = UInt64(bytes * 8)
+        var h = hash
+        let delta = (h >> 33) | (h << 31)
+        for _ in 0..<probes {
+            let bit = Int(h % m)
+            if filter[bit >> 3] & UInt8(1 << (bit & 7)) == 0 { return false }
+            h &+= delta
+        }
+        return true
+    }
+}

@@ -1,0 +1,227 @@
+// The sources a merging iterator combines: a memtable at a sequence number, one L0 table,
+// or one whole deeper level. Each yields every key once with its newest version in that
+// source, deletions included, and says whether its range tombstones hide a key of an
+// older source.
+
+import Engine
+
+protocol MergeCursor: AnyObject {
+    var isValid: Bool { get }
+    func seekToFirst() throws
+    func seek(_ key: UnsafeRawBufferPointer) throws
+    func step() throws
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+    var isDelete: Bool { get }
+    /// Whether this source's range tombstones hide `key` in every older source.
+    func hides(_ key: UnsafeRawBufferPointer) -> Bool
+    var hasTombstones: Bool { get }
+}
+
+final class MemtableMergeCursor: MergeCursor {
+    private var cursor: MemtableCursor
+    private let table: Memtable
+    private let seq: UInt64
+    let hasTombstones: Bool
+    private(set) var isDelete = false
+
+    init(_ table: Memtable, seq: UInt64) {
+        self.table = table
+        self.seq = seq
+        cursor = MemtableCursor(table, seq: seq)
+        hasTombstones = table.hasRangeDeletes
+    }
+
+    var isValid: Bool { cursor.isValid }
+
+    private func classify() {
+        guard let node = cursor.node else { return }
+        isDelete = Memtable.isDelete(node)
+            || (hasTombstones && table.rangeDeleteSeq(Memtable.key(node), atOrBelow: seq) > Memtable.seq(node))
+    }
+
+    func seekToFirst() {
+        cursor.seekToFirst()
+        classify()
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer) {
+        cursor.seek(key)
+        classify()
+    }
+
+    func step() {
+        cursor.step()
+        classify()
+    }
+
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(Memtable.key(cursor.node!)) }
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(Memtable.value(cursor.node!)) }
+
+    func hides(_ key: UnsafeRawBufferPointer) -> Bool {
+        hasTombstones && table.rangeDeleteSeq(key, atOrBelow: seq) > 0
+    }
+}
+
+final class TableMergeCursor: MergeCursor {
+    private var cursor: TableCursor
+    let table: TableReader
+
+    init(_ table: TableReader, fillCache: Bool = true) {
+        self.table = table
+        cursor = TableCursor(table, fillCache: fillCache)
+    }
+
+    var isValid: Bool { cursor.isValid }
+    var isDelete: Bool { cursor.isDelete }
+    var hasTombstones: Bool { !table.tombstones.isEmpty }
+    func seekToFirst() throws { try cursor.seekToFirst() }
+    func seek(_ key: UnsafeRawBufferPointer) throws { try cursor.seek(key) }
+    func step() throws { try cursor.step() }
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor.withKey(body) }
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor.withValue(body) }
+    func hides(_ key: UnsafeRawBufferPointer) -> Bool { table.tombstoneCovers(key) }
+}
+
+/// A whole level (>= 1): its tables in key order, read one after another.
+final class LevelMergeCursor: MergeCursor {
+    private let tables: [TableReader]
+    private let version: Version
+    private let level: Int
+    private var index = 0
+    private var cursor: TableCursor?
+    let hasTombstones: Bool
+    private let fillCache: Bool
+
+    init(version: Version, level: Int, fillCache: Bool = true) {
+        self.version = version
+        self.level = level
+        tables = version.levels[level]
+        hasTombstones = tables.contains { !$0.tombstones.isEmpty }
+        self.fillCache = fillCache
+    }
+
+    var isValid: Bool { cursor?.isValid ?? false }
+    var isDelete: Bool { cursor!.isDelete }
+
+    private func open(_ i: Int) throws {
+        index = i
+        cursor = i < tables.count ? TableCursor(tables[i], fillCache: fillCache) : nil
+    }
+
+    private func skipExhausted() throws {
+        while let c = cursor, !c.isValid, index + 1 < tables.count {
+            try open(index + 1)
+            try cursor?.seekToFirst()
+        }
+    }
+
+    func seekToFirst() throws {
+        try open(0)
+        try cursor?.seekToFirst()
+        try skipExhausted()
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer) throws {
+        var lo = 0
+        var hi = tables.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Bytes.compare(tables[mid].meta.largest, key) < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        try open(lo)
+        try cursor?.seek(key)
+        try skipExhausted()
+    }
+
+    func step() throws {
+        try cursor?.step()
+        try skipExhausted()
+    }
+
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor!.withKey(body) }
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor!.withValue(body) }
+
+    func hides(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard hasTombstones, let table = version.table(level: level, covering: key) else { return false }
+        return table.tombstoneCovers(key)
+    }
+}
+
+/// Merges sources (newest first) into one ordered stream of visible entries: for each key
+/// the newest source's entry, unless it is a deletion or a newer source's range
+/// tombstone hides it. With `keepDeletes` (compaction), deletions are yielded too.
+struct MergedStream {
+    private let sources: [MergeCursor]
+    private let anyTombstones: Bool
+    private(set) var winner = -1
+    private var currentKey: [UInt8] = []
+    let keepDeletes: Bool
+
+    init(_ sources: [MergeCursor], keepDeletes: Bool = false) {
+        self.sources = sources
+        anyTombstones = sources.contains { $0.hasTombstones }
+        self.keepDeletes = keepDeletes
+        currentKey.reserveCapacity(64)
+    }
+
+    var isValid: Bool { winner >= 0 }
+    var source: MergeCursor { sources[winner] }
+
+    mutating func seekToFirst() throws {
+        for s in sources { try s.seekToFirst() }
+        try settle()
+    }
+
+    mutating func seek(_ key: UnsafeRawBufferPointer) throws {
+        for s in sources { try s.seek(key) }
+        try settle()
+    }
+
+    /// Moves past the current key in every source, then settles on the next visible one.
+    mutating func step() throws {
+        guard winner >= 0 else { return }
+        try advancePast()
+        try settle()
+    }
+
+    private mutating func advancePast() throws {
+        try currentKey.withUnsafeBytes { k in
+            for s in sources where s.isValid {
+                if s.withKey({ Bytes.compare($0, k) }) == 0 { try s.step() }
+            }
+        }
+    }
+
+    /// Whether a source newer than `rank` hides `key`.
+    private func hidden(_ key: UnsafeRawBufferPointer, below rank: Int) -> Bool {
+        guard anyTombstones else { return false }
+        for r in 0..<rank where sources[r].hasTombstones && sources[r].hides(key) { return true }
+        return false
+    }
+
+    private mutating func settle() throws {
+        while true {
+            var best = -1
+            for (i, s) in sources.enumerated() where s.isValid {
+                if best < 0 {
+                    best = i
+                } else if s.withKey({ k in sources[best].withKey { Bytes.compare(k, $0) } }) < 0 {
+                    best = i
+                }
+            }
+            winner = best
+            guard best >= 0 else { return }
+            currentKey.removeAll(keepingCapacity: true)
+            sources[best].withKey { currentKey.append(contentsOf: $0) }
+            let visible = currentKey.withUnsafeBytes { !hidden($0, below: best) }
+            if visible && (keepDeletes || !sources[best].isDelete) { return }
+            if !visible && keepDeletes {
+                // A hidden key is dropped even from compaction output: the tombstone stays.
+            }
+            try advancePast()
+        }
+    }
+
+    var key: [UInt8] { currentKey }
+}

@@ -1,0 +1,260 @@
+// The `lsm` backend: the KVBackend face of LSMStore, its iterators and read views, and
+// the factory. Store folder layout:
+//   PATH/ZEROFS-STORE, PATH/LOCK      (StoreDirectory)
+//   PATH/objects/manifest/<id>.manifest, PATH/objects/wal/<id>.wal, PATH/objects/sst/<id>.sst
+
+import Engine
+import ObjectStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct LSMBackendFactory: KVBackendFactory {
+    public let name = "lsm"
+    public let capabilities = BackendCapabilities(persistent: true, crashSafe: true)
+
+    public init() {}
+
+    public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
+        let root = FileOps.absolutePath(path)
+        let settings = try LSMOptions(options)
+        let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
+        do {
+            let objects = try LocalObjectStore(root: root + "/objects")
+            if !folder.isNew, try objects.list(prefix: "manifest/").isEmpty {
+                throw KVError(.corruption, "the store's manifest is missing", path: root + "/objects/manifest")
+            }
+            return LSMBackend(store: try LSMStore(objects: objects, options: settings), lock: folder.lock, location: root)
+        } catch {
+            folder.lock.release()
+            throw error
+        }
+    }
+
+    /// Opens a store kept in any object store (tests use memory and crash-simulating ones;
+    /// no lock file exists there, the writer epoch and WAL fences guard instead).
+    public func open(objects: any ObjectStore, options: BackendOptions) throws -> any KVBackend {
+        LSMBackend(store: try LSMStore(objects: objects, options: try LSMOptions(options)), lock: nil, location: objects.location)
+    }
+
+    public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
+        let root = FileOps.absolutePath(path)
+        try StoreDirectory.requireStore(path: root, backend: self.name)
+        return try openCheckpoint(objects: try LocalObjectStore(root: root + "/objects"), named: name, options: options)
+    }
+
+    public func openCheckpoint(objects: any ObjectStore, named name: String, options: BackendOptions) throws -> any KVBackend {
+        let (_, id) = try LSMStore.checkpointManifest(objects, named: name)
+        let store = try LSMStore(objects: objects, options: try LSMOptions(options), manifestID: id)
+        return LSMBackend(store: store, lock: nil, location: objects.location)
+    }
+
+    public func restoreCheckpoint(at path: String, named name: String, to destination: String) throws {
+        let root = FileOps.absolutePath(path)
+        try StoreDirectory.requireStore(path: root, backend: self.name)
+        let source = try LocalObjectStore(root: root + "/objects")
+        let target = FileOps.absolutePath(destination)
+        switch FileOps.kind(of: target, followingLinks: true) {
+        case .missing: break
+        case .directory:
+            guard try FileOps.list(target).isEmpty else { throw KVError(.alreadyExists, "restore destination is not empty", path: target) }
+        default:
+            throw KVError(.alreadyExists, "restore destination exists and is not a folder", path: target)
+        }
+        _ = try LSMStore.checkpointManifest(source, named: name)
+        // Built beside the destination and renamed into place: never half a store there.
+        let parent = FileOps.parentPath(target)
+        try FileOps.makeDirectories(parent)
+        let building = target + ".restoring-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            let objects = try LocalObjectStore(root: building + "/objects")
+            try FileOps.makeDirectories(building + "/objects/sst")
+            try LSMStore.restore(from: source, named: name, into: objects) { meta in
+                // Tables never change once written, so a hard link is a safe copy.
+                let from = root + "/objects/" + meta.name
+                let to = building + "/objects/" + meta.name
+                if link(from, to) != 0 { try FileOps.copyFile(from: from, to: to) }
+            }
+            try FileOps.syncDirectory(building + "/objects/sst")
+            try StoreDirectory.writeMarker(path: building, backend: self.name)
+            if FileOps.kind(of: target) == .directory, rmdir(target) != 0 {
+                throw KVError(.alreadyExists, "restore destination is not empty", path: target)
+            }
+            try FileOps.renameItem(building, target)
+            try FileOps.syncDirectory(parent)
+        } catch {
+            try? FileOps.removeTree(building)
+            throw error
+        }
+    }
+
+    /// The same as `restoreCheckpoint(at:named:to:)` between object stores (tables copied).
+    public func restoreCheckpoint(objects: any ObjectStore, named name: String, into target: any ObjectStore) throws {
+        try LSMStore.restore(from: objects, named: name, into: target) { meta in
+            guard let bytes = try objects.get(meta.name) else { throw KVError(.corruption, "table object is missing", path: meta.name) }
+            try target.put(meta.name, bytes)
+        }
+    }
+}
+
+final class LSMBackend: KVBackend {
+    let backendName = "lsm"
+    let store: LSMStore
+    private let lock: StoreLock?
+    private let location: String
+    let lifetime = LifetimeGuard("store")
+
+    init(store: LSMStore, lock: StoreLock?, location: String) {
+        self.store = store
+        self.lock = lock
+        self.location = location
+    }
+
+    deinit { try? close() }
+
+    var isReadOnly: Bool { store.readOnly }
+
+    func get(_ key: [UInt8]) throws -> [UInt8]? {
+        try checkKey(key)
+        return try lifetime.shared { try store.get(key, at: store.snapshot()) }
+    }
+
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator {
+        try lifetime.shared { try LSMIterator(store: store, snapshot: store.snapshot(), range: range, lifetime: lifetime) }
+    }
+
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
+        try lifetime.shared { try LSMIterator.firstEntry(store: store, snapshot: store.snapshot(), from: from, prefix: prefix) }
+    }
+
+    func write(_ batch: WriteBatch, durable: Bool) throws {
+        try batch.validate()
+        if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot be written", path: location) }
+        try lifetime.shared { try store.write(batch, durable: durable) }
+    }
+
+    func flush() throws {
+        try lifetime.shared {
+            guard !isReadOnly else { return }
+            try store.flushWAL(upTo: store.wal.withLock { store.walAppended })
+        }
+    }
+
+    func readView() throws -> any KVReadView {
+        try lifetime.shared { LSMReadView(store: store, snapshot: store.snapshot(), parent: lifetime) }
+    }
+
+    func close() throws {
+        var failure: (any Error)?
+        lifetime.close {
+            guard !store.readOnly else { return }
+            store.stopBackgroundThreads()
+            do { try store.flushWAL(upTo: store.wal.withLock { store.walAppended }) } catch { failure = error }
+            lock?.release()
+        }
+        if let failure { throw failure }
+    }
+
+    func createCheckpoint(named name: String) throws -> CheckpointInfo {
+        try CheckpointName.validate(name)
+        if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot make checkpoints", path: location) }
+        return try lifetime.shared { try store.createCheckpoint(named: name) }
+    }
+
+    func listCheckpoints() throws -> [CheckpointInfo] {
+        try lifetime.shared {
+            if isReadOnly { return [] }
+            return store.listCheckpoints()
+        }
+    }
+
+    func deleteCheckpoint(named name: String) throws {
+        if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot delete checkpoints", path: location) }
+        try lifetime.shared { try store.deleteCheckpoint(named: name) }
+    }
+}
+
+func checkKey(_ key: [UInt8]) throws {
+    if key.count > KVLimits.maxKeySize {
+        throw KVError(.invalidArgument, "key of \(key.count) bytes exceeds the limit of \(KVLimits.maxKeySize)")
+    }
+}
+
+final class LSMReadView: KVReadView {
+    private let store: LSMStore
+    private let snapshot: LSMStore.Snapshot
+    private let parent: LifetimeGuard
+    private let lifetime = LifetimeGuard("read view")
+
+    init(store: LSMStore, snapshot: LSMStore.Snapshot, parent: LifetimeGuard) {
+        self.store = store
+        self.snapshot = snapshot
+        self.parent = parent
+    }
+
+    private func open<R>(_ body: () throws -> R) throws -> R {
+        try lifetime.shared { try parent.shared(body) }
+    }
+
+    func get(_ key: [UInt8]) throws -> [UInt8]? {
+        try checkKey(key)
+        return try open { try store.get(key, at: snapshot) }
+    }
+
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator {
+        try open { try LSMIterator(store: store, snapshot: snapshot, range: range, lifetime: parent) }
+    }
+
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
+        try open { try LSMIterator.firstEntry(store: store, snapshot: snapshot, from: from, prefix: prefix) }
+    }
+
+    func close() { lifetime.close {} }
+}
+
+final class LSMIterator: KVIterator {
+    private var stream: MergedStream
+    private let range: KeyRange
+    private let lifetime: LifetimeGuard
+    private let snapshot: LSMStore.Snapshot
+
+    init(store: LSMStore, snapshot: LSMStore.Snapshot, range: KeyRange, lifetime: LifetimeGuard, prefix: [UInt8]? = nil) throws {
+        self.snapshot = snapshot
+        self.range = range
+        self.lifetime = lifetime
+        stream = MergedStream(store.sources(snapshot, prefix: prefix))
+        try range.start.withUnsafeBytes { try stream.seek($0) }
+    }
+
+    static func firstEntry(store: LSMStore, snapshot: LSMStore.Snapshot, from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
+        let start = Bytes.compare(from, prefix) >= 0 ? from : prefix
+        let iterator = try LSMIterator(store: store, snapshot: snapshot, range: KeyRange(start: start, end: Bytes.prefixSuccessor(prefix)),
+                                       lifetime: LifetimeGuard("iterator"), prefix: prefix)
+        return iterator.isValid ? try iterator.entry() : nil
+    }
+
+    var isValid: Bool {
+        guard stream.isValid else { return false }
+        guard let end = range.end else { return true }
+        return Bytes.compare(stream.key, end) < 0
+    }
+
+    func seek(_ key: [UInt8]) throws {
+        try lifetime.shared {
+            let target = Bytes.compare(key, range.start) >= 0 ? key : range.start
+            try target.withUnsafeBytes { try stream.seek($0) }
+        }
+    }
+
+    func next() throws {
+        try lifetime.shared { try stream.step() }
+    }
+
+    func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try lifetime.shared {
+            let source = stream.source
+            return try stream.key.withUnsafeBytes { k in try source.withValue { v in try body(k, v) } }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+// Options of the lsm backend with their defaults (Docs/lsm.md lists them). Tuning keys
+// are parsed from BackendOptions.tuning; unknown keys and bad values are refused.
+
+import Engine
+
+struct LSMOptions: Sendable {
+    /// Bytes of memtable before it is frozen and flushed to an L0 table.
+    var memtableBytes = 16 << 20
+    /// Frozen memtables waiting for flush before writers are throttled.
+    var maxImmutableMemtables = 2
+    var table = TableOptions()
+    var blockCacheBytes = 64 << 20
+    /// L0 tables that start an L0 -> L1 compaction.
+    var l0CompactionTrigger = 4
+    /// L0 tables at which writers wait for compaction.
+    var l0StopTrigger = 12
+    /// Target bytes of L1; each deeper level is `levelMultiplier` times larger.
+    var level1Bytes = 64 << 20
+    var levelMultiplier = 10
+    var maxLevels = 7
+    /// Bytes of one compaction output table.
+    var tableTargetBytes = 16 << 20
+    /// Buffered (non-durable) writes reach the WAL at least this often...
+    var walFlushIntervalMillis = 100
+    /// ...or when this many bytes are buffered.
+    var walBufferBytes = 4 << 20
+    /// "buffered": only durable writes wait for the WAL; "always": every write does.
+    var walSyncAlways = false
+
+    static let tuningKeys: [String] = [
+        "memtable_bytes", "max_immutable_memtables", "block_size", "bloom_bits_per_key", "prefix_bloom_lengths",
+        "l0_compaction_trigger", "l0_stop_trigger", "level1_bytes", "level_multiplier", "table_target_bytes",
+        "wal_flush_interval_ms", "wal_buffer_bytes", "wal_sync",
+    ]
+
+    init(_ options: BackendOptions) throws {
+        blockCacheBytes = max(options.cacheBytes, 1 << 20)
+        table.compress = options.compression == .zstd
+        for (key, text) in options.tuning.sorted(by: { $0.key < $1.key }) {
+            func number(_ range: ClosedRange<Int>) throws -> Int {
+                guard let value = Int(text), range.contains(value) else {
+                    throw KVError(.invalidArgument, "lsm option \(key) must be a whole number in \(range), got '\(text)'")
+                }
+                return value
+            }
+            switch key {
+            case "memtable_bytes": memtableBytes = try number((64 << 10)...(1 << 30))
+            case "max_immutable_memtables": maxImmutableMemtables = try number(1...16)
+            case "block_size": table.blockSize = try number(256...(1 << 20))
+            case "bloom_bits_per_key": table.bitsPerKey = try number(1...32)
+            case "prefix_bloom_lengths":
+                let parts = text.split(separator: ",").map { Int($0.trimmingCharacters()) }
+                guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && (1...KVLimits.maxKeySize).contains($0!) }) else {
+                    throw KVError(.invalidArgument, "lsm option prefix_bloom_lengths must be a comma list of lengths 1 to 500, got '\(text)'")
+                }
+                table.prefixLengths = parts.map { $0! }
+            case "l0_compaction_trigger": l0CompactionTrigger = try number(2...64)
+            case "l0_stop_trigger": l0StopTrigger = try number(2...256)
+            case "level1_bytes": level1Bytes = try number((64 << 10)...(1 << 40))
+            case "level_multiplier": levelMultiplier = try number(2...100)
+            case "table_target_bytes": tableTargetBytes = try number((16 << 10)...(1 << 30))
+            case "wal_flush_interval_ms": walFlushIntervalMillis = try number(1...60_000)
+            case "wal_buffer_bytes": walBufferBytes = try number((4 << 10)...(1 << 30))
+            case "wal_sync":
+                guard text == "buffered" || text == "always" else {
+                    throw KVError(.invalidArgument, "lsm option wal_sync must be buffered or always, got '\(text)'")
+                }
+                walSyncAlways = text == "always"
+            default:
+                throw KVError(.invalidArgument, "unknown lsm tuning option '\(key)'; known: \(Self.tuningKeys.joined(separator: ", "))")
+            }
+        }
+        guard l0StopTrigger > l0CompactionTrigger else {
+            throw KVError(.invalidArgument, "lsm option l0_stop_trigger must exceed l0_compaction_trigger")
+        }
+    }
+
+    func levelTarget(_ level: Int) -> Int {
+        var bytes = level1Bytes
+        for _ in 1..<max(level, 1) { bytes = bytes &* levelMultiplier }
+        return bytes
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> Substring {
+        var s = self
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}

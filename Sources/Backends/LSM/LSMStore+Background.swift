@@ -1,0 +1,319 @@
+// Background work of the LSM store, each on its own thread: writing buffered WAL records
+// on an interval, flushing frozen memtables to L0 tables, leveled compaction, and garbage
+// collection of objects no manifest, checkpoint or reader still uses.
+
+import Engine
+import Foundation
+import ObjectStore
+
+extension LSMStore {
+    func startBackgroundThreads() {
+        state.withLock { runningThreads = 3 }
+        spawn("zerofs-lsm-wal") { store in store.walLoop() }
+        spawn("zerofs-lsm-flush") { store in store.flushLoop() }
+        spawn("zerofs-lsm-compact") { store in store.compactionLoop() }
+    }
+
+    private func spawn(_ name: String, _ body: @escaping @Sendable (LSMStore) -> Void) {
+        let thread = Thread { [self] in
+            body(self)
+            state.withLock {
+                runningThreads -= 1
+                state.broadcast()
+            }
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Stops the background threads (after the flush thread drains nothing more) and waits.
+    func stopBackgroundThreads() {
+        state.withLock {
+            closing = true
+            state.broadcast()
+            while runningThreads > 0 { state.wait() }
+        }
+        wal.withLock { wal.broadcast() }
+    }
+
+    // MARK: WAL interval
+
+    private func walLoop() {
+        let interval = Double(options.walFlushIntervalMillis) / 1000
+        while true {
+            let stop = state.withLock { () -> Bool in
+                if !closing { _ = state.wait(seconds: interval) }
+                return closing
+            }
+            if stop { return }
+            let pending = wal.withLock { walAppended > walDurable ? walAppended : 0 }
+            if pending > 0 { try? flushWAL(upTo: pending) }
+        }
+    }
+
+    // MARK: Memtable flush
+
+    private func flushLoop() {
+        while true {
+            let next: Memtable? = state.withLock {
+                while immutables.isEmpty && !closing { state.wait() }
+                return closing ? nil : immutables.first
+            }
+            guard let table = next else { return }
+            do {
+                try flush(table)
+            } catch {
+                state.withLock {
+                    backgroundError = error as? KVError ?? KVError(.io, "memtable flush failed", cause: "\(error)")
+                    state.broadcast()
+                }
+                return
+            }
+        }
+    }
+
+    /// Writes one frozen memtable as an L0 table and commits it in a new manifest.
+    func flush(_ table: Memtable) throws {
+        let id = try allocateTableID()
+        defer { inFlightTables.withLock { _ = $0.remove(id) } }
+        var builder = TableBuilder(options: options.table)
+        let all = UInt64.max >> 8
+        let tombstones = Self.disjoint(table.rangeDeletes(atOrBelow: all).map { ($0.start, $0.end) })
+        var cursor = MemtableCursor(table, seq: all)
+        cursor.seekToFirst()
+        while let node = cursor.node {
+            let key = Memtable.key(node)
+            // A range delete of the same memtable newer than the entry hides it for good.
+            if table.rangeDeleteSeq(key, atOrBelow: all) <= Memtable.seq(node) {
+                builder.add(key, Memtable.value(node), isDelete: Memtable.isDelete(node))
+            }
+            cursor.step()
+        }
+        for t in tombstones { builder.addTombstone(t.start, t.end) }
+        var reader: TableReader?
+        if !builder.isEmpty {
+            let (bytes, meta) = builder.finish(id: id)
+            try objects.put(meta.name, bytes)
+            reader = try openTable(meta)
+        }
+        try manifestLock.withLock { _ in
+            try commit(removingImmutables: 1) { _, levels in
+                if let reader { levels[0].insert(reader, at: 0) }
+            }
+        }
+    }
+
+    func allocateTableID() throws -> UInt64 {
+        let id = state.withLock { () -> UInt64 in
+            defer { nextTableID += 1 }
+            return nextTableID
+        }
+        inFlightTables.withLock { _ = $0.insert(id) }
+        return id
+    }
+
+    /// Commits a new manifest made by `change` from the current state, then installs it;
+    /// the oldest `removed` frozen memtables leave with it (their data is in a new table).
+    /// REQUIRES: `manifestLock` is held (one commit at a time).
+    func commit(removingImmutables removed: Int = 0, _ change: (inout Manifest, inout [[TableReader]]) throws -> Void) throws {
+        var (next, levels, id) = state.withLock { (manifest, version.levels, manifestID) }
+        try change(&next, &levels)
+        while levels.count > 1 && levels.last!.isEmpty { levels.removeLast() }
+        next.levels = levels.map { $0.map(\.meta) }
+        (next.lastSeq, next.nextTableID, next.walReplayFrom) = state.withLock {
+            // Memtables frozen later only append, so this start can only be too early.
+            (lastSeq, nextTableID, immutables.dropFirst(removed).first?.firstWAL ?? mem.firstWAL)
+        }
+        next.nextWALID = wal.withLock { nextWALID }
+        guard try objects.putIfAbsent(Manifest.name(id + 1), next.encode()) else {
+            throw KVError(.fenced, "another writer took over this store (manifest \(id + 1) exists)", path: objects.location)
+        }
+        state.withLock {
+            manifest = next
+            manifestID = id + 1
+            version = Version(levels: levels)
+            immutables.removeFirst(removed)
+            if version.levels[0].count >= options.l0CompactionTrigger { compactionPending = true }
+            state.broadcast()
+        }
+        collectGarbage()
+    }
+
+    /// Sorted, non-overlapping ranges covering the same keys as `ranges`.
+    static func disjoint(_ ranges: [([UInt8], [UInt8])]) -> [(start: [UInt8], end: [UInt8])] {
+        let sorted = ranges.filter { Bytes.compare($0.0, $0.1) < 0 }.sorted { Bytes.compare($0.0, $1.0) < 0 }
+        var result: [(start: [UInt8], end: [UInt8])] = []
+        for (start, end) in sorted {
+            if let last = result.last, Bytes.compare(start, last.end) <= 0 {
+                if Bytes.compare(end, last.end) > 0 { result[result.count - 1].end = end }
+            } else {
+                result.append((start, end))
+            }
+        }
+        return result
+    }
+
+    // MARK: Compaction
+
+    private func compactionLoop() {
+        while true {
+            let stop = state.withLock { () -> Bool in
+                while !closing && !compactionPending && pickCompaction(version) == nil { _ = state.wait(seconds: 1) }
+                compactionPending = false
+                return closing
+            }
+            if stop { return }
+            do {
+                while try compactOnce() {
+                    if state.withLock({ closing }) { return }
+                }
+            } catch {
+                state.withLock {
+                    backgroundError = error as? KVError ?? KVError(.io, "compaction failed", cause: "\(error)")
+                    state.broadcast()
+                }
+                return
+            }
+        }
+    }
+
+    struct CompactionPlan {
+        var level: Int
+        var inputs: [TableReader]  // newest first: L0 tables, then `level`, then `level + 1`
+        var overlapping: [TableReader]  // the inputs from level + 1
+    }
+
+    func pickCompaction(_ version: Version) -> CompactionPlan? {
+        let levels = version.levels
+        if levels[0].count >= options.l0CompactionTrigger {
+            let inputs = levels[0]
+            let (low, high) = Self.range(of: inputs.map(\.meta))
+            let below = levels.count > 1 ? levels[1].filter { Self.overlaps($0.meta, low, high) } : []
+            return CompactionPlan(level: 0, inputs: inputs + below, overlapping: below)
+        }
+        for level in 1..<max(levels.count, 1) where level < options.maxLevels - 1 {
+            let size = levels[level].reduce(0) { $0 + $1.meta.size }
+            guard size > options.levelTarget(level) else { continue }
+            // The table after the last one compacted at this level, round robin by key.
+            let pointer = compactPointers.withLock { $0[level] }
+            let table = levels[level].first { pointer == nil || Bytes.compare($0.meta.smallest, pointer!) > 0 } ?? levels[level][0]
+            let below = level + 1 < levels.count ? levels[level + 1].filter { Self.overlaps($0.meta, table.meta.smallest, table.meta.largest) } : []
+            return CompactionPlan(level: level, inputs: [table] + below, overlapping: below)
+        }
+        return nil
+    }
+
+    static func range(of metas: [TableMeta]) -> ([UInt8], [UInt8]) {
+        var low = metas[0].smallest
+        var high = metas[0].largest
+        for m in metas {
+            if Bytes.compare(m.smallest, low) < 0 { low = m.smallest }
+            if Bytes.compare(m.largest, high) > 0 { high = m.largest }
+        }
+        return (low, high)
+    }
+
+    static func overlaps(_ meta: TableMeta, _ low: [UInt8], _ high: [UInt8]) -> Bool {
+        Bytes.compare(meta.largest, low) >= 0 && Bytes.compare(meta.smallest, high) <= 0
+    }
+
+    /// Runs one compaction if one is due; returns whether it did.
+    func compactOnce() throws -> Bool {
+        try manifestLock.withLock { _ in
+            let current = state.withLock { version }
+            guard let plan = pickCompaction(current) else { return false }
+            let outputLevel = plan.level + 1
+            let (low, high) = Self.range(of: plan.inputs.map(\.meta))
+            // With nothing older below the output, deletions and tombstones can go.
+            let bottom = !current.levels.indices.contains { $0 > outputLevel && current.levels[$0].contains { Self.overlaps($0.meta, low, high) } }
+            let outputs = try Compaction(store: self, inputs: plan.inputs, keepDeletes: !bottom).run()
+            let inputIDs = Set(plan.inputs.map(\.meta.id))
+            if plan.level > 0 {
+                compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
+            }
+            let before = Self.paranoid ? try Self.contents(current) : []
+            try commit { _, levels in
+                for i in levels.indices { levels[i].removeAll { inputIDs.contains($0.meta.id) } }
+                while levels.count <= outputLevel { levels.append([]) }
+                levels[outputLevel] = (levels[outputLevel] + outputs).sorted { Bytes.compare($0.meta.smallest, $1.meta.smallest) < 0 }
+            }
+            if Self.paranoid {
+                let after = state.withLock { version }
+                try Self.checkInvariants(after)
+                let now = try Self.contents(after)
+                if now != before {
+                    throw KVError(.corruption, "paranoid check: compaction of level \(plan.level) (\(plan.inputs.map(\.meta.id))) changed the contents: \(before.count) -> \(now.count) entries")
+                }
+            }
+            return true
+        }
+    }
+
+    // MARK: Paranoid checks (ZEROFS_LSM_PARANOID=1, for debugging)
+
+    static let paranoid = ProcessInfo.processInfo.environment["ZEROFS_LSM_PARANOID"] == "1"
+
+    /// Every visible entry of a version's tables.
+    static func contents(_ version: Version) throws -> [KVEntry] {
+        var stream = MergedStream(version.levels[0].map { TableMergeCursor($0, fillCache: false) as MergeCursor }
+            + (1..<version.levels.count).map { LevelMergeCursor(version: version, level: $0, fillCache: false) })
+        try stream.seekToFirst()
+        var result: [KVEntry] = []
+        while stream.isValid {
+            let source = stream.source
+            result.append(KVEntry(key: stream.key, value: source.withValue { Array($0) }))
+            try stream.step()
+        }
+        return result
+    }
+
+    static func checkInvariants(_ version: Version) throws {
+        for level in 1..<version.levels.count {
+            let tables = version.levels[level]
+            for i in 1..<max(tables.count, 1) where i < tables.count {
+                let a = tables[i - 1].meta
+                let b = tables[i].meta
+                let c = Bytes.compare(a.largest, b.smallest)
+                if c > 0 || (c == 0 && !a.largestExclusive) {
+                    throw KVError(.corruption, "paranoid check: level \(level) tables \(a.id) and \(b.id) overlap")
+                }
+            }
+        }
+    }
+
+    // MARK: Garbage collection
+
+    /// Deletes tables no manifest, checkpoint or open reader uses, WAL objects below the
+    /// replay start (never fences) and manifests no checkpoint pins. Failures are left for
+    /// the next pass.
+    func collectGarbage() {
+        guard !readOnly else { return }
+        let (current, id) = state.withLock { (manifest, manifestID) }
+        var live = current.tableIDs
+        var pinnedManifests: Set<UInt64> = [id]
+        for checkpoint in current.checkpoints {
+            pinnedManifests.insert(checkpoint.manifestID)
+            if let pinned = try? Self.loadManifest(objects, checkpoint.manifestID) { live.formUnion(pinned.tableIDs) } else { return }
+        }
+        live.formUnion(inFlightTables.withLock { $0 })
+        openTables.withLock { open in
+            open = open.filter { $0.value.table != nil }
+            live.formUnion(open.keys)
+        }
+        let nextTable = state.withLock { nextTableID }
+        for name in (try? objects.list(prefix: "sst/")) ?? [] {
+            guard let tableID = UInt64(name.dropFirst(4).dropLast(4)), tableID < nextTable, !live.contains(tableID) else { continue }
+            try? objects.delete(name)
+            cache.evict(table: tableID)
+        }
+        let fences = Set(current.fences)
+        for name in (try? objects.list(prefix: "wal/")) ?? [] {
+            guard let walID = WALFormat.id(of: name), walID < current.walReplayFrom, !fences.contains(walID) else { continue }
+            try? objects.delete(name)
+        }
+        for name in (try? objects.list(prefix: "manifest/")) ?? [] {
+            guard let manifestNumber = Manifest.id(of: name), manifestNumber < id, !pinnedManifests.contains(manifestNumber) else { continue }
+            try? objects.delete(name)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+// Checkpoints, SlateDB-style: a record in the manifest pinning one manifest id. Creating
+// one freezes and flushes the memtable (so the pinned manifest's tables alone hold the
+// state, with no WAL to replay) and commits a manifest naming itself; no table is copied.
+// GC keeps every table a pinned manifest names until the checkpoint is deleted.
+
+import Engine
+import ObjectStore
+
+extension LSMStore {
+    func createCheckpoint(named name: String) throws -> CheckpointInfo {
+        try CheckpointName.validate(name)
+        // Freeze what was written so far and wait until it is in tables.
+        try state.withLock {
+            if let error = backgroundError { throw error }
+            if mem.entryCount > 0 || mem.hasRangeDeletes {
+                try rotateMemtable()
+                state.broadcast()
+            }
+            while !immutables.isEmpty {
+                if let error = backgroundError { throw error }
+                state.wait()
+            }
+        }
+        return try manifestLock.withLock { _ in
+            let (existing, id) = state.withLock { (manifest.checkpoints, manifestID) }
+            if existing.contains(where: { $0.name == name }) {
+                throw KVError(.alreadyExists, "checkpoint '\(name)' exists", path: objects.location)
+            }
+            let record = CheckpointRecord(name: name, manifestID: id + 1, createdNanos: FileOps.nowNanos(), expiresNanos: 0)
+            try commit { next, _ in next.checkpoints.append(record) }
+            return CheckpointInfo(name: name, createdAtNanos: record.createdNanos)
+        }
+    }
+
+    func listCheckpoints() -> [CheckpointInfo] {
+        state.withLock { manifest.checkpoints }.map { CheckpointInfo(name: $0.name, createdAtNanos: $0.createdNanos) }
+            .sorted { $0.name < $1.name }
+    }
+
+    func deleteCheckpoint(named name: String) throws {
+        try CheckpointName.validate(name)
+        try manifestLock.withLock { _ in
+            guard state.withLock({ manifest.checkpoints.contains { $0.name == name } }) else {
+                throw KVError(.notFound, "no checkpoint '\(name)'", path: objects.location)
+            }
+            try commit { next, _ in next.checkpoints.removeAll { $0.name == name } }
+        }
+    }
+
+    /// The manifest id checkpoint `name` pins, read from the newest manifest in `objects`.
+    static func checkpointManifest(_ objects: any ObjectStore, named name: String) throws -> (Manifest, UInt64) {
+        try CheckpointName.validate(name)
+        guard let newest = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max() else {
+            throw KVError(.corruption, "the store has no manifest", path: objects.location)
+        }
+        let current = try loadManifest(objects, newest)
+        guard let record = current.checkpoints.first(where: { $0.name == name }) else {
+            throw KVError(.notFound, "no checkpoint '\(name)'", path: objects.location)
+        }
+        return (try loadManifest(objects, record.manifestID), record.manifestID)
+    }
+
+    /// Writes into `target` a new store holding checkpoint `name` of `source`: its tables
+    /// (through `copyTable`, which may link) and a first manifest with no WAL and no
+    /// checkpoints.
+    static func restore(
+        from source: any ObjectStore, named name: String, into target: any ObjectStore,
+        copyTable: (TableMeta) throws -> Void
+    ) throws {
+        let (pinned, _) = try checkpointManifest(source, named: name)
+        for meta in pinned.levels.flatMap({ $0 }) { try copyTable(meta) }
+        var fresh = pinned
+        fresh.writerEpoch = 0
+        fresh.checkpoints = []
+        fresh.fences = []
+        fresh.walReplayFrom = 1
+        fresh.nextWALID = 1
+        guard try target.putIfAbsent(Manifest.name(1), fresh.encode()) else {
+            throw KVError(.alreadyExists, "the restore target already holds a store", path: target.location)
+        }
+    }
+}

@@ -1,0 +1,301 @@
+// The LSM store: recovery, the write path (WAL group commit, memtable, throttling) and
+// point reads. Background work (memtable flush, compaction, GC) is in
+// LSMStore+Background.swift; checkpoints in LSMStore+Checkpoints.swift.
+//
+// Locks, always taken in this order: `manifestLock` (one manifest commit at a time) ->
+// `state` (memtables, version, sequence numbers) -> `wal` (WAL buffer and group commit).
+
+import Engine
+import Foundation
+import ObjectStore
+import Synchronization
+
+final class LSMStore: @unchecked Sendable {
+    // Mutable fields are guarded as their comments say; everything else is immutable.
+    let objects: any ObjectStore
+    let options: LSMOptions
+    let cache: BlockCache
+    let readOnly: Bool
+
+    /// Guards memtables, version, sequence numbers and the manifest copy. Writers wait on
+    /// it while throttled; background threads wait on it for work.
+    let state = Monitor()
+    var mem: Memtable  // state
+    var immutables: [Memtable] = []  // state, oldest first
+    var version: Version  // state
+    var lastSeq: UInt64  // state: the newest visible sequence number
+    var manifest: Manifest  // state: the last committed manifest
+    var manifestID: UInt64  // state
+    /// The next table id to hand out; only grows (manifests persist it, installing one
+    /// never rewinds it).
+    var nextTableID: UInt64  // state
+    var backgroundError: KVError?  // state: a failed flush or compaction stops writes
+    var closing = false  // state
+    var compactionPending = false  // state
+    var runningThreads = 0  // state
+
+    /// Serializes manifest commits (flush, compaction, checkpoints).
+    let manifestLock = Mutex(())
+
+    /// Guards the WAL buffer and group commit.
+    let wal = Monitor()
+    var walBuffer: [UInt8] = []  // wal
+    var walAppended: UInt64 = 0  // wal: records appended, ever
+    var walDurable: UInt64 = 0  // wal: records in WAL objects
+    var walFlushing = false  // wal
+    var nextWALID: UInt64  // wal
+    var walError: KVError?  // wal
+
+    /// Table files being written and not yet in a manifest (GC must not delete them).
+    let inFlightTables = Mutex<Set<UInt64>>([])
+    /// Open table readers by id (weakly), so GC keeps files that readers still use.
+    let openTables = Mutex<[UInt64: WeakTable]>([:])
+
+    struct WeakTable { weak var table: TableReader? }
+    /// Per level, the largest key of the last table compacted from it (round robin).
+    let compactPointers = Mutex<[Int: [UInt8]]>([:])
+
+    // MARK: Opening
+
+    /// Opens (or creates) the store in `objects`: reads the newest manifest, takes over as
+    /// writer (a new epoch, a fence in the WAL), replays the WAL into the memtable.
+    init(objects: any ObjectStore, options: LSMOptions) throws {
+        self.objects = objects
+        self.options = options
+        cache = BlockCache(capacity: options.blockCacheBytes)
+        readOnly = false
+        let manifestNames = try objects.list(prefix: "manifest/")
+        var current: Manifest
+        var currentID: UInt64
+        if let newest = manifestNames.compactMap(Manifest.id(of:)).max() {
+            currentID = newest
+            current = try Self.loadManifest(objects, newest)
+        } else {
+            currentID = 0
+            current = Manifest()
+        }
+        // Take over. First a fence: an empty WAL object at the next id, so an older writer's
+        // next WAL write fails; then a manifest with a new epoch recording the fence. A
+        // concurrent opener loses one of the two put-if-absent races.
+        let existingWAL = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
+        let fenceID = max((existingWAL.max() ?? 0) + 1, current.nextWALID)
+        guard try objects.putIfAbsent(WALFormat.name(fenceID), WALFormat.header()) else {
+            throw KVError(.fenced, "another writer wrote WAL object \(fenceID) while this store was opening", path: objects.location)
+        }
+        let replayFrom = current.walReplayFrom
+        current.writerEpoch += 1
+        current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
+        current.nextWALID = fenceID + 1
+        guard try objects.putIfAbsent(Manifest.name(currentID + 1), current.encode()) else {
+            throw KVError(.fenced, "another writer committed manifest \(currentID + 1) while this store was opening", path: objects.location)
+        }
+        currentID += 1
+        manifest = current
+        manifestID = currentID
+        nextTableID = current.nextTableID
+        lastSeq = current.lastSeq
+        mem = Memtable(firstWAL: replayFrom)
+        version = Version(levels: [])
+        nextWALID = fenceID + 1
+        version = try openVersion(current.levels)
+
+        // Replay the WAL: every object from walReplayFrom up to the fence, in order. Only
+        // the newest may be torn (cut short by a crash); a damaged older one is corruption.
+        let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
+        for (index, id) in walIDs.enumerated() {
+            let name = WALFormat.name(id)
+            guard let bytes = try objects.get(name) else { continue }
+            let (records, torn) = try WALFormat.decode(bytes, name: name)
+            if torn && index != walIDs.count - 1 {
+                throw KVError(.corruption, "WAL object is damaged before the end of the log", path: name)
+            }
+            for (seq, batch) in records {
+                apply(batch, firstSeq: seq, to: mem)
+                lastSeq = max(lastSeq, seq + UInt64(max(batch.count, 1)) - 1)
+            }
+        }
+        startBackgroundThreads()
+    }
+
+    /// A read-only store over the state of one manifest (a checkpoint): no WAL, no threads.
+    init(objects: any ObjectStore, options: LSMOptions, manifestID id: UInt64) throws {
+        self.objects = objects
+        self.options = options
+        cache = BlockCache(capacity: options.blockCacheBytes)
+        readOnly = true
+        let loaded = try Self.loadManifest(objects, id)
+        manifest = loaded
+        manifestID = id
+        nextTableID = loaded.nextTableID
+        lastSeq = loaded.lastSeq
+        mem = Memtable(firstWAL: loaded.nextWALID)
+        nextWALID = loaded.nextWALID
+        version = Version(levels: [])
+        version = try openVersion(loaded.levels)
+    }
+
+    static func loadManifest(_ objects: any ObjectStore, _ id: UInt64) throws -> Manifest {
+        let name = Manifest.name(id)
+        guard let bytes = try objects.get(name) else { throw KVError(.corruption, "manifest object is missing", path: name) }
+        return try Manifest.decode(bytes, name: name)
+    }
+
+    func openTable(_ meta: TableMeta) throws -> TableReader {
+        if let open = openTables.withLock({ $0[meta.id]?.table }) { return open }
+        guard let object = try objects.open(meta.name) else {
+            throw KVError(.corruption, "table object is missing", path: meta.name)
+        }
+        let table = try TableReader(meta: meta, object: object, cache: cache)
+        openTables.withLock { $0[meta.id] = WeakTable(table: table) }
+        return table
+    }
+
+    func openVersion(_ levels: [[TableMeta]]) throws -> Version {
+        Version(levels: try levels.map { try $0.map { try openTable($0) } })
+    }
+
+    // MARK: Writing
+
+    /// Inserts a batch's operations into `table` with consecutive sequence numbers.
+    func apply(_ batch: WriteBatch, firstSeq: UInt64, to table: Memtable) {
+        var seq = firstSeq
+        batch.forEach { op, a, b in
+            switch op {
+            case .put: table.add(a, b, seq: seq, isDelete: false)
+            case .delete: table.add(a, UnsafeRawBufferPointer(start: nil, count: 0), seq: seq, isDelete: true)
+            case .deleteRange: table.addRangeDelete(a, b, seq: seq)
+            }
+            seq += 1
+        }
+    }
+
+    func write(_ batch: WriteBatch, durable: Bool) throws {
+        var position: UInt64 = 0
+        var rotated = false
+        try state.withLock {
+            while true {
+                if let error = backgroundError { throw error }
+                if closing { throw KVError(.closed, "store is closed") }
+                let l0 = version.levels[0].count
+                if immutables.count < options.maxImmutableMemtables && l0 < options.l0StopTrigger { break }
+                // Throttle: never more memory than the configured memtables.
+                state.wait()
+            }
+            if !batch.isEmpty {
+                let first = lastSeq + 1
+                position = try wal.withLock {
+                    if let error = walError { throw error }
+                    WALFormat.appendRecord(&walBuffer, seq: first, batch: batch)
+                    walAppended += 1
+                    return walAppended
+                }
+                apply(batch, firstSeq: first, to: mem)
+                lastSeq = first + UInt64(batch.count) - 1
+                if mem.approximateBytes >= options.memtableBytes {
+                    try rotateMemtable()
+                    rotated = true
+                }
+            } else {
+                position = wal.withLock { walAppended }
+            }
+        }
+        if rotated { state.withLock { state.broadcast() } }
+        let bufferFull = wal.withLock { walBuffer.count >= options.walBufferBytes }
+        if durable || options.walSyncAlways || bufferFull {
+            try flushWAL(upTo: position)
+        }
+    }
+
+    /// Freezes the memtable. Its records must sit in WAL objects below the new memtable's
+    /// first WAL id, so the WAL buffer is written out first. REQUIRES: `state` is held.
+    func rotateMemtable() throws {
+        let upTo = wal.withLock { walAppended }
+        try flushWAL(upTo: upTo)
+        let first = wal.withLock { nextWALID }
+        immutables.append(mem)
+        mem = Memtable(firstWAL: first)
+    }
+
+    /// Makes every record up to `position` durable in WAL objects (group commit: one thread
+    /// writes the buffer for everyone waiting; the others wait for it).
+    func flushWAL(upTo position: UInt64) throws {
+        wal.lock()
+        defer { wal.unlock() }
+        while walDurable < position {
+            if let error = walError { throw error }
+            if walFlushing {
+                wal.wait()
+                continue
+            }
+            walFlushing = true
+            let bytes = WALFormat.header() + walBuffer
+            walBuffer.removeAll(keepingCapacity: true)
+            let end = walAppended
+            let id = nextWALID
+            nextWALID += 1
+            wal.unlock()
+            var failure: KVError?
+            do {
+                if try !objects.putIfAbsent(WALFormat.name(id), bytes) {
+                    failure = KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
+                }
+            } catch {
+                failure = error as? KVError ?? KVError(.io, "WAL write failed", path: WALFormat.name(id), cause: "\(error)")
+            }
+            wal.lock()
+            walFlushing = false
+            if let failure {
+                walError = failure
+                wal.broadcast()
+                throw failure
+            }
+            walDurable = end
+            wal.broadcast()
+        }
+    }
+
+    // MARK: Reading
+
+    /// What a reader needs for one point in time.
+    struct Snapshot {
+        let mem: Memtable
+        let immutables: [Memtable]
+        let version: Version
+        let seq: UInt64
+    }
+
+    func snapshot() -> Snapshot {
+        state.withLock { Snapshot(mem: mem, immutables: immutables, version: version, seq: lastSeq) }
+    }
+
+    func get(_ key: [UInt8], at snap: Snapshot) throws -> [UInt8]? {
+        try key.withUnsafeBytes { k in
+            for table in [snap.mem] + snap.immutables.reversed() {
+                switch table.get(k, seq: snap.seq) {
+                case .value(let v): return v
+                case .deleted: return nil
+                case .absent: continue
+                }
+            }
+            switch try snap.version.get(k) {
+            case .value(let v): return v
+            case .deleted, .absent: return nil
+            }
+        }
+    }
+
+    /// The merge sources of a snapshot, newest first; tables that cannot hold `prefix`
+    /// (by their prefix bloom) and have no range tombstones are left out.
+    func sources(_ snap: Snapshot, prefix: [UInt8]? = nil) -> [MergeCursor] {
+        var result: [MergeCursor] = [MemtableMergeCursor(snap.mem, seq: snap.seq)]
+        for table in snap.immutables.reversed() { result.append(MemtableMergeCursor(table, seq: snap.seq)) }
+        for table in snap.version.levels[0] {
+            if let prefix, table.tombstones.isEmpty, !table.mayContainPrefix(prefix) { continue }
+            result.append(TableMergeCursor(table))
+        }
+        for level in 1..<snap.version.levels.count where !snap.version.levels[level].isEmpty {
+            result.append(LevelMergeCursor(version: snap.version, level: level))
+        }
+        return result
+    }
+}

@@ -1,0 +1,253 @@
+// The memtable: a skiplist whose nodes live in an arena of large chunks (no allocation
+// per entry), ordered by key ascending, then sequence number descending, so a reader at
+// sequence s takes the first node of a key with seq <= s. Every write adds a node (old
+// versions stay for read views); range deletes are kept in a side list with their
+// sequence numbers. One writer at a time (the store's write lock); readers share a
+// reader-writer lock with it.
+//
+// Node: seq<<8|kind u64 | key length u32 | value length u32 | height u32 | pad u32 |
+//       next pointers (8 bytes x height) | key | value
+
+import Engine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class Memtable: @unchecked Sendable {
+    // All mutable state is guarded by `lock` (writers exclusive, readers shared); node
+    // memory never moves or frees until the memtable is released.
+    static let maxHeight = 12
+    private let lock = ReadWriteLock()
+    private var chunks: [UnsafeMutableRawPointer] = []
+    private var chunkUsed = 0
+    private var chunkSize = 0
+    private let head: UnsafeMutableRawPointer
+    private var height = 1
+    private var random: UInt64 = 0x2545_F491_4F6C_DD1D
+    private(set) var approximateBytes = 0
+    private(set) var entryCount = 0
+    private var rangeDeletes: [(start: [UInt8], end: [UInt8], seq: UInt64)] = []
+    /// The first WAL object holding this memtable's data.
+    let firstWAL: UInt64
+    private static let standardChunk = 1 << 20
+
+    init(firstWAL: UInt64) {
+        self.firstWAL = firstWAL
+        head = UnsafeMutableRawPointer.allocate(byteCount: 24 + 8 * Self.maxHeight, alignment: 8)
+        head.initializeMemory(as: UInt8.self, repeating: 0, count: 24 + 8 * Self.maxHeight)
+    }
+
+    deinit {
+        head.deallocate()
+        for chunk in chunks { chunk.deallocate() }
+    }
+
+    // MARK: Node access
+
+    @inline(__always) private static func seqKind(_ n: UnsafeRawPointer) -> UInt64 { n.load(as: UInt64.self) }
+    @inline(__always) private static func keyLength(_ n: UnsafeRawPointer) -> Int { Int(n.load(fromByteOffset: 8, as: UInt32.self)) }
+    @inline(__always) private static func valueLength(_ n: UnsafeRawPointer) -> Int { Int(n.load(fromByteOffset: 12, as: UInt32.self)) }
+    @inline(__always) private static func nodeHeight(_ n: UnsafeRawPointer) -> Int { Int(n.load(fromByteOffset: 16, as: UInt32.self)) }
+    @inline(__always) static func next(_ n: UnsafeRawPointer, _ level: Int) -> UnsafeMutableRawPointer? {
+        n.load(fromByteOffset: 24 + 8 * level, as: UnsafeMutableRawPointer?.self)
+    }
+    @inline(__always) private static func setNext(_ n: UnsafeMutableRawPointer, _ level: Int, _ to: UnsafeMutableRawPointer?) {
+        n.storeBytes(of: to, toByteOffset: 24 + 8 * level, as: UnsafeMutableRawPointer?.self)
+    }
+    @inline(__always) static func key(_ n: UnsafeRawPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: n + 24 + 8 * nodeHeight(n), count: keyLength(n))
+    }
+    @inline(__always) static func value(_ n: UnsafeRawPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: n + 24 + 8 * nodeHeight(n) + keyLength(n), count: valueLength(n))
+    }
+    @inline(__always) static func seq(_ n: UnsafeRawPointer) -> UInt64 { seqKind(n) >> 8 }
+    @inline(__always) static func isDelete(_ n: UnsafeRawPointer) -> Bool { seqKind(n) & 0xFF == 0 }
+
+    /// Orders (key, seq): key ascending, then seq descending.
+    @inline(__always)
+    private static func compare(_ n: UnsafeRawPointer, _ key: UnsafeRawBufferPointer, _ seq: UInt64) -> Int {
+        let c = Bytes.compare(Self.key(n), key)
+        if c != 0 { return c }
+        let s = Self.seq(n)
+        return s > seq ? -1 : (s < seq ? 1 : 0)
+    }
+
+    private func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let size = (bytes + 7) & ~7
+        if size > Self.standardChunk / 4 {
+            let chunk = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+            chunks.insert(chunk, at: max(chunks.count - 1, 0))
+            return chunk
+        }
+        if chunks.isEmpty || chunkUsed + size > chunkSize {
+            chunks.append(UnsafeMutableRawPointer.allocate(byteCount: Self.standardChunk, alignment: 8))
+            chunkSize = Self.standardChunk
+            chunkUsed = 0
+        }
+        defer { chunkUsed += size }
+        return chunks[chunks.count - 1] + chunkUsed
+    }
+
+    private func randomHeight() -> Int {
+        var h = 1
+        while h < Self.maxHeight {
+            random ^= random << 13
+            random ^= random >> 7
+            random ^= random << 17
+            if random & 3 != 0 { break }
+            h += 1
+        }
+        return h
+    }
+
+    // MARK: Writing (one writer at a time)
+
+    func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, seq: UInt64, isDelete: Bool) {
+        let h = randomHeight()
+        let size = 24 + 8 * h + key.count + value.count
+        lock.writeLocked {
+            let node = allocate(size)
+            node.storeBytes(of: seq << 8 | (isDelete ? 0 : 1), as: UInt64.self)
+            node.storeBytes(of: UInt32(key.count), toByteOffset: 8, as: UInt32.self)
+            node.storeBytes(of: UInt32(value.count), toByteOffset: 12, as: UInt32.self)
+            node.storeBytes(of: UInt32(h), toByteOffset: 16, as: UInt32.self)
+            node.storeBytes(of: UInt32(0), toByteOffset: 20, as: UInt32.self)
+            let body = node + 24 + 8 * h
+            if key.count > 0 { body.copyMemory(from: key.baseAddress!, byteCount: key.count) }
+            if value.count > 0 { (body + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+            // Find predecessors at every level.
+            var preds = [UnsafeMutableRawPointer](repeating: head, count: Self.maxHeight)
+            var x = head
+            var level = height - 1
+            while true {
+                if let n = Self.next(x, level), Self.compare(n, key, seq) < 0 {
+                    x = n
+                } else {
+                    preds[level] = x
+                    if level == 0 { break }
+                    level -= 1
+                }
+            }
+            if h > height {
+                for l in height..<h { preds[l] = head }
+                height = h
+            }
+            for l in 0..<h {
+                Self.setNext(node, l, Self.next(preds[l], l))
+                Self.setNext(preds[l], l, node)
+            }
+            approximateBytes += size + 16
+            entryCount += 1
+        }
+    }
+
+    func addRangeDelete(_ start: UnsafeRawBufferPointer, _ end: UnsafeRawBufferPointer, seq: UInt64) {
+        guard Bytes.compare(start, end) < 0 else { return }
+        lock.writeLocked {
+            rangeDeletes.append((Array(start), Array(end), seq))
+            approximateBytes += start.count + end.count + 64
+        }
+    }
+
+    // MARK: Reading
+
+    /// The first node at or after (key, seq). REQUIRES: the read lock is held.
+    private func seekNode(_ key: UnsafeRawBufferPointer, _ seq: UInt64) -> UnsafeMutableRawPointer? {
+        var x = head
+        var level = height - 1
+        while true {
+            if let n = Self.next(x, level), Self.compare(n, key, seq) < 0 {
+                x = n
+            } else {
+                if level == 0 { return Self.next(x, 0) }
+                level -= 1
+            }
+        }
+    }
+
+    /// The highest sequence number (at most `seq`) of a range delete covering `key`, or 0.
+    func rangeDeleteSeq(_ key: UnsafeRawBufferPointer, atOrBelow seq: UInt64) -> UInt64 {
+        lock.readLocked { coveringSeq(key, seq) }
+    }
+
+    private func coveringSeq(_ key: UnsafeRawBufferPointer, _ seq: UInt64) -> UInt64 {
+        var best: UInt64 = 0
+        for r in rangeDeletes where r.seq <= seq && r.seq > best {
+            if Bytes.compare(key, r.start) >= 0 && Bytes.compare(key, r.end) < 0 { best = r.seq }
+        }
+        return best
+    }
+
+    var hasRangeDeletes: Bool { lock.readLocked { !rangeDeletes.isEmpty } }
+
+    /// Looks `key` up as of `seq`.
+    func get(_ key: UnsafeRawBufferPointer, seq: UInt64) -> Lookup {
+        lock.readLocked {
+            let covered = rangeDeletes.isEmpty ? 0 : coveringSeq(key, seq)
+            if let n = seekNode(key, seq), Bytes.compare(Self.key(n), key) == 0, Self.seq(n) > covered {
+                return Self.isDelete(n) ? .deleted : .value(Array(Self.value(n)))
+            }
+            return covered > 0 ? .deleted : .absent
+        }
+    }
+
+    /// Range deletes visible at `seq`, sorted by start (for flushing and merging).
+    func rangeDeletes(atOrBelow seq: UInt64) -> [(start: [UInt8], end: [UInt8], seq: UInt64)] {
+        lock.readLocked { rangeDeletes.filter { $0.seq <= seq }.sorted { Bytes.compare($0.start, $1.start) < 0 } }
+    }
+
+    // MARK: Cursor support (the cursor holds the memtable alive)
+
+    func first() -> UnsafeMutableRawPointer? { lock.readLocked { Self.next(head, 0) } }
+
+    func seek(_ key: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
+        lock.readLocked { seekNode(key, UInt64.max >> 8) }
+    }
+
+    func successor(_ node: UnsafeRawPointer) -> UnsafeMutableRawPointer? { lock.readLocked { Self.next(node, 0) } }
+
+    /// Runs `body` holding the read lock (to read node bytes safely while writers insert).
+    func reading<R>(_ body: () throws -> R) rethrows -> R { try lock.readLocked(body) }
+}
+
+/// A cursor over one memtable as of a sequence number: it yields each key once, at its
+/// newest version with seq <= the cursor's, deletions included.
+struct MemtableCursor {
+    let table: Memtable
+    let seq: UInt64
+    private(set) var node: UnsafeMutableRawPointer?
+
+    init(_ table: Memtable, seq: UInt64) {
+        self.table = table
+        self.seq = seq
+    }
+
+    var isValid: Bool { node != nil }
+
+    mutating func seekToFirst() {
+        node = table.first()
+        settle()
+    }
+
+    mutating func seek(_ key: UnsafeRawBufferPointer) {
+        node = table.seek(key)
+        settle()
+    }
+
+    /// Skips versions newer than `seq`.
+    private mutating func settle() {
+        while let n = node, Memtable.seq(n) > seq { node = table.successor(n) }
+    }
+
+    mutating func step() {
+        guard let current = node else { return }
+        // Skip the remaining (older) versions of the current key.
+        var n = table.successor(current)
+        table.reading {
+            while let x = n, Bytes.compare(Memtable.key(x), Memtable.key(current)) == 0 { n = Memtable.next(x, 0) }
+        }
+        node = n
+        settle()
+    }
+}

@@ -1,0 +1,145 @@
+// Writes a table (Docs/format-sstable.md):
+//
+//   data block 0 | ... | data block n | filter | range tombstones | index | properties | footer
+//
+// Every part but the footer is a framed block (BlockFrame). The footer is 60 bytes:
+//   filter offset u64, size u32 | tombstones offset u64, size u32 | index offset u64,
+//   size u32 | properties offset u64, size u32 | format version u32 | magic u64
+// all little-endian. Index entries map the last key of each data block to its offset and
+// stored size (two varints). Tombstone entries map a range's start to its end.
+
+import Engine
+
+struct TableOptions: Sendable {
+    var blockSize = 4096
+    var bitsPerKey = 10
+    var compress = false
+    /// Key prefix lengths also entered into the bloom filter (prefix bloom).
+    var prefixLengths: [Int] = []
+}
+
+enum TableFormat {
+    static let magic: UInt64 = 0x5A45_524F_4653_5354  // "ZEROFSST"
+    static let version: UInt32 = 1
+    static let footerSize = 60
+}
+
+/// What the manifest records about a table.
+struct TableMeta: Sendable, Equatable {
+    var id: UInt64
+    var size: Int
+    var smallest: [UInt8]
+    var largest: [UInt8]
+    var entries: Int
+    var tombstones: Int
+    /// True when `largest` is a range tombstone's (exclusive) end rather than a key.
+    var largestExclusive = false
+
+    /// Whether `key` lies in the table's key range.
+    func covers(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard Bytes.compare(key, smallest) >= 0 else { return false }
+        let c = Bytes.compare(key, largest)
+        return largestExclusive ? c < 0 : c <= 0
+    }
+
+    static func name(_ id: UInt64) -> String {
+        let digits = String(id)
+        return "sst/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".sst"
+    }
+
+    var name: String { Self.name(id) }
+}
+
+struct TableBuilder {
+    let options: TableOptions
+    private(set) var output: [UInt8] = []
+    private var data = BlockBuilder()
+    private var index = BlockBuilder()
+    private var bloom: BloomBuilder
+    private var tombstones: [(start: [UInt8], end: [UInt8])] = []
+    private var lastKey: [UInt8] = []
+    private(set) var smallest: [UInt8]?
+    private(set) var entries = 0
+
+    init(options: TableOptions) {
+        self.options = options
+        bloom = BloomBuilder(bitsPerKey: options.bitsPerKey)
+        output.reserveCapacity(1 << 20)
+    }
+
+    var estimatedSize: Int { output.count + data.estimatedSize }
+    var isEmpty: Bool { entries == 0 && tombstones.isEmpty }
+
+    /// Adds an entry; keys must arrive in strictly increasing order.
+    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) {
+        if smallest == nil { smallest = Array(key) }
+        data.add(key, value, isDelete: isDelete)
+        bloom.add(BloomHash.hash(key))
+        for length in options.prefixLengths where length < key.count {
+            bloom.add(BloomHash.hash(UnsafeRawBufferPointer(rebasing: key[0..<length])) ^ 0x5052_4546)
+        }
+        lastKey.removeAll(keepingCapacity: true)
+        lastKey.append(contentsOf: key)
+        entries += 1
+        if data.estimatedSize >= options.blockSize { flushData() }
+    }
+
+    /// Adds a range tombstone [start, end); tombstones arrive sorted by start.
+    mutating func addTombstone(_ start: [UInt8], _ end: [UInt8]) {
+        tombstones.append((start, end))
+    }
+
+    private mutating func flushData() {
+        guard !data.isEmpty else { return }
+        let stored = BlockFrame.encode(data.finish(), compress: options.compress)
+        var handle: [UInt8] = []
+        handle.appendVarint(output.count)
+        handle.appendVarint(stored.count)
+        output.append(contentsOf: stored)
+        lastKey.withUnsafeBytes { k in handle.withUnsafeBytes { index.add(k, $0, isDelete: false) } }
+        data.reset()
+    }
+
+    /// Finishes the table; returns its bytes and its metadata (id filled in by the caller).
+    mutating func finish(id: UInt64) -> (bytes: [UInt8], meta: TableMeta) {
+        flushData()
+        func appendBlock(_ contents: [UInt8], compress: Bool) -> (UInt64, UInt32) {
+            let stored = BlockFrame.encode(contents, compress: compress)
+            let offset = UInt64(output.count)
+            output.append(contentsOf: stored)
+            return (offset, UInt32(stored.count))
+        }
+        let filter = appendBlock(bloom.finish(), compress: false)
+        var tombBlock = BlockBuilder()
+        for t in tombstones {
+            t.start.withUnsafeBytes { s in t.end.withUnsafeBytes { tombBlock.add(s, $0, isDelete: false) } }
+        }
+        let tomb = appendBlock(tombBlock.finish(), compress: false)
+        let indexHandle = appendBlock(index.finish(), compress: false)
+        var smallestKey = smallest ?? []
+        var largestKey = entries > 0 ? lastKey : []
+        var exclusive = false
+        if let first = tombstones.first, smallest == nil || Bytes.compare(first.start, smallestKey) < 0 { smallestKey = first.start }
+        for t in tombstones where Bytes.compare(t.end, largestKey) > 0 {
+            largestKey = t.end
+            exclusive = true
+        }
+        var props: [UInt8] = []
+        props.appendVarint(entries)
+        props.appendVarint(tombstones.count)
+        props.appendBytes(smallestKey)
+        props.appendBytes(largestKey)
+        props.appendVarint(options.prefixLengths.count)
+        for length in options.prefixLengths { props.appendVarint(length) }
+        let propsHandle = appendBlock(props, compress: false)
+        for (offset, size) in [filter, tomb, indexHandle, propsHandle] {
+            output.appendFixed64(offset)
+            output.appendFixed32(size)
+        }
+        output.appendFixed32(TableFormat.version)
+        output.appendFixed64(TableFormat.magic)
+        let meta = TableMeta(id: id, size: output.count, smallest: smallestKey, largest: largestKey,
+                             entries: entries, tombstones: tombstones.count, largestExclusive: exclusive)
+        return (output, meta)
+    }
+}

@@ -1,0 +1,207 @@
+// Reads a table: the footer, index, filter, tombstones and properties are loaded at open
+// and kept; data blocks come through the block cache. See TableBuilder.swift for the
+// layout. Every structural problem is a `.corruption` error naming the table.
+
+import Engine
+import ObjectStore
+
+/// The result of looking a key up in one source.
+enum Lookup {
+    case absent
+    case value([UInt8])
+    case deleted
+}
+
+final class TableReader: Sendable {
+    let meta: TableMeta
+    let object: any ReadableObject
+    let index: Block
+    let filter: [UInt8]
+    /// Range tombstones sorted by start: [start, end).
+    let tombstones: [(start: [UInt8], end: [UInt8])]
+    let prefixLengths: Set<Int>
+    private let cache: BlockCache
+
+    init(meta: TableMeta, object: any ReadableObject, cache: BlockCache) throws {
+        self.meta = meta
+        self.object = object
+        self.cache = cache
+        let name = object.name
+        guard object.size >= TableFormat.footerSize else { throw KVError(.corruption, "table is too short", path: name) }
+        let footer: [UInt8]
+        do { footer = try object.read(offset: object.size - TableFormat.footerSize, length: TableFormat.footerSize) } catch {
+            throw error as? KVError ?? KVError(.io, "read failed", path: name)
+        }
+        var reader = footer.withUnsafeBytes { ByteReader($0, what: name) }
+        var handles: [(Int, Int)] = []
+        var version: UInt32 = 0
+        var magic: UInt64 = 0
+        try footer.withUnsafeBytes { raw in
+            reader = ByteReader(raw, what: name)
+            for _ in 0..<4 { handles.append((Int(try reader.fixed64()), Int(try reader.fixed32()))) }
+            version = try reader.fixed32()
+            magic = try reader.fixed64()
+        }
+        guard magic == TableFormat.magic else { throw KVError(.corruption, "not a table (bad magic number)", path: name) }
+        guard version == TableFormat.version else { throw KVError(.unsupportedFormat, "table format \(version) is not \(TableFormat.version)", path: name) }
+        for (offset, size) in handles where offset < 0 || size < BlockFrame.trailerSize || offset + size > object.size - TableFormat.footerSize {
+            throw KVError(.corruption, "table footer points outside the table", path: name)
+        }
+        func load(_ handle: (Int, Int)) throws -> [UInt8] {
+            let stored: [UInt8]
+            do { stored = try object.read(offset: handle.0, length: handle.1) } catch {
+                throw error as? KVError ?? KVError(.io, "read failed", path: name)
+            }
+            return try BlockFrame.decode(stored, what: name)
+        }
+        filter = try load(handles[0])
+        let tombBlock = try Block(try load(handles[1]), what: name)
+        index = try Block(try load(handles[2]), what: name)
+        var list: [(start: [UInt8], end: [UInt8])] = []
+        var cursor = BlockCursor(tombBlock)
+        cursor.seekToFirst()
+        while cursor.isValid {
+            list.append((cursor.key, cursor.withValue { Array($0) }))
+            cursor.step()
+        }
+        if cursor.corrupt { throw KVError(.corruption, "tombstone block is malformed", path: name) }
+        tombstones = list
+        let props = try load(handles[3])
+        var lengths: Set<Int> = []
+        try props.withUnsafeBytes { raw in
+            var r = ByteReader(raw, what: name)
+            _ = try r.int()
+            _ = try r.int()
+            _ = try r.byteArray()
+            _ = try r.byteArray()
+            for _ in 0..<(try r.int()) { lengths.insert(try r.int()) }
+        }
+        prefixLengths = lengths
+    }
+
+    var name: String { object.name }
+
+    /// The data block at `handle` (offset, stored size), from the cache or the object.
+    func block(offset: Int, size: Int, fillCache: Bool = true) throws -> Block {
+        let key = BlockCache.key(table: meta.id, offset: offset)
+        if let cached = cache.get(key) { return cached }
+        let stored: [UInt8]
+        do { stored = try object.read(offset: offset, length: size) } catch {
+            throw error as? KVError ?? KVError(.io, "read failed", path: name)
+        }
+        let block = try Block(try BlockFrame.decode(stored, what: name), what: name)
+        if fillCache { cache.insert(key, block) }
+        return block
+    }
+
+    /// Whether a range tombstone of this table covers `key`.
+    func tombstoneCovers(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard !tombstones.isEmpty else { return false }
+        // Tombstones are sorted by start and, within a table, do not overlap.
+        var lo = 0
+        var hi = tombstones.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Bytes.compare(key, tombstones[mid].start) >= 0 { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0 else { return false }
+        return Bytes.compare(key, tombstones[lo - 1].end) < 0
+    }
+
+    func mayContain(_ key: UnsafeRawBufferPointer) -> Bool {
+        filter.withUnsafeBytes { BloomFilter.mayContain($0, BloomHash.hash(key)) }
+    }
+
+    /// Whether the table may hold a key starting with `prefix` (false means certainly not).
+    func mayContainPrefix(_ prefix: [UInt8]) -> Bool {
+        guard prefixLengths.contains(prefix.count) else { return true }
+        return filter.withUnsafeBytes { f in prefix.withUnsafeBytes { BloomFilter.mayContain(f, BloomHash.hash($0) ^ 0x5052_4546) } }
+    }
+
+    /// Looks `key` up. The table's own entries win over its own range tombstones (a
+    /// compaction keeps an entry beside a tombstone only when the entry is newer); the
+    /// tombstones hide the key in older tables.
+    func get(_ key: UnsafeRawBufferPointer) throws -> Lookup {
+        let hidden: Lookup = tombstoneCovers(key) ? .deleted : .absent
+        guard mayContain(key) else { return hidden }
+        var indexCursor = BlockCursor(index)
+        indexCursor.seek(key)
+        guard indexCursor.isValid else {
+            if indexCursor.corrupt { throw KVError(.corruption, "index block is malformed", path: name) }
+            return hidden
+        }
+        let (offset, size) = try indexCursor.withValue { raw in
+            var r = ByteReader(raw, what: name)
+            return (try r.int(), try r.int())
+        }
+        var cursor = BlockCursor(try block(offset: offset, size: size))
+        cursor.seek(key)
+        if cursor.corrupt { throw KVError(.corruption, "data block is malformed", path: name) }
+        guard cursor.isValid, cursor.key.withUnsafeBytes({ Bytes.compare($0, key) }) == 0 else { return hidden }
+        if cursor.isDelete { return .deleted }
+        return .value(cursor.withValue { Array($0) })
+    }
+}
+
+/// Iterates a table's entries in order, deletions included (the merge decides).
+struct TableCursor {
+    let table: TableReader
+    private var indexCursor: BlockCursor
+    private var data: BlockCursor?
+    let fillCache: Bool
+
+    init(_ table: TableReader, fillCache: Bool = true) {
+        self.table = table
+        indexCursor = BlockCursor(table.index)
+        self.fillCache = fillCache
+    }
+
+    var isValid: Bool { data?.isValid ?? false }
+    var key: [UInt8] { data!.key }
+    var isDelete: Bool { data!.isDelete }
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try data!.withValue(body) }
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try data!.key.withUnsafeBytes(body) }
+
+    mutating func seekToFirst() throws {
+        indexCursor.seekToFirst()
+        try loadBlock()
+        data?.seekToFirst()
+        try skipEmpty()
+    }
+
+    mutating func seek(_ target: UnsafeRawBufferPointer) throws {
+        indexCursor.seek(target)
+        try loadBlock()
+        data?.seek(target)
+        try skipEmpty()
+    }
+
+    mutating func step() throws {
+        data?.step()
+        try skipEmpty()
+    }
+
+    private mutating func loadBlock() throws {
+        guard indexCursor.isValid else {
+            if indexCursor.corrupt { throw KVError(.corruption, "index block is malformed", path: table.name) }
+            data = nil
+            return
+        }
+        let name = table.name
+        let (offset, size) = try indexCursor.withValue { raw in
+            var r = ByteReader(raw, what: name)
+            return (try r.int(), try r.int())
+        }
+        data = BlockCursor(try table.block(offset: offset, size: size, fillCache: fillCache))
+    }
+
+    /// Moves past the end of a data block into the next one.
+    private mutating func skipEmpty() throws {
+        while let d = data, !d.isValid {
+            if d.corrupt { throw KVError(.corruption, "data block is malformed", path: table.name) }
+            indexCursor.step()
+            try loadBlock()
+            data?.seekToFirst()
+        }
+    }
+}

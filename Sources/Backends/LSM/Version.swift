@@ -1,0 +1,54 @@
+// A Version is one immutable set of open tables (L0 newest first, deeper levels sorted by
+// key and not overlapping). Readers hold the Version they started with, which keeps its
+// tables open and their files from garbage collection until the readers are released.
+
+import Engine
+
+final class Version: Sendable {
+    let levels: [[TableReader]]
+    let hasTombstones: Bool
+
+    init(levels: [[TableReader]]) {
+        var padded = levels
+        if padded.isEmpty { padded = [[]] }
+        self.levels = padded
+        hasTombstones = padded.contains { $0.contains { !$0.tombstones.isEmpty } }
+    }
+
+    var metas: [[TableMeta]] { levels.map { $0.map(\.meta) } }
+    var tableCount: Int { levels.reduce(0) { $0 + $1.count } }
+
+    /// The table of level `level` (>= 1) whose range may hold `key`.
+    func table(level: Int, covering key: UnsafeRawBufferPointer) -> TableReader? {
+        let tables = levels[level]
+        var lo = 0
+        var hi = tables.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Bytes.compare(tables[mid].meta.largest, key) < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        // Ranges may touch (an exclusive end equal to the next table's first key).
+        while lo < tables.count, !tables[lo].meta.covers(key) {
+            guard Bytes.compare(key, tables[lo].meta.smallest) >= 0 else { return nil }
+            lo += 1
+        }
+        return lo < tables.count ? tables[lo] : nil
+    }
+
+    /// Looks `key` up, newest table first; stops at the first table that knows the key.
+    func get(_ key: UnsafeRawBufferPointer) throws -> Lookup {
+        for table in levels[0] {
+            guard table.meta.covers(key) else { continue }
+            let found = try table.get(key)
+            if case .absent = found { continue }
+            return found
+        }
+        for level in 1..<levels.count {
+            guard let table = table(level: level, covering: key) else { continue }
+            let found = try table.get(key)
+            if case .absent = found { continue }
+            return found
+        }
+        return .absent
+    }
+}

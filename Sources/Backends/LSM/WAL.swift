@@ -1,0 +1,77 @@
+// The write-ahead log (Docs/format-wal.md): a series of immutable objects "wal/<id>",
+// each written once with put-if-absent by one group commit. An object is:
+//
+//   magic "ZWAL" (fixed32 0x4C41575A) | format version (fixed32 1) | record*
+//   record: length (fixed32, of seq + batch) | masked CRC-32C (fixed32, of seq + batch) |
+//           seq (fixed64, the first operation's sequence number) | batch (WriteBatch.rep)
+//
+// An object holding only the header is a fence: a newer writer writes one at the next id
+// so that an older writer's next WAL write fails.
+
+import Engine
+
+enum WALFormat {
+    static let magic: UInt32 = 0x4C41_575A
+    static let version: UInt32 = 1
+    static let headerSize = 8
+
+    static func name(_ id: UInt64) -> String {
+        let digits = String(id)
+        return "wal/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".wal"
+    }
+
+    static func id(of name: String) -> UInt64? {
+        guard name.hasPrefix("wal/"), name.hasSuffix(".wal") else { return nil }
+        return UInt64(name.dropFirst(4).dropLast(4))
+    }
+
+    static func header() -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.appendFixed32(magic)
+        bytes.appendFixed32(version)
+        return bytes
+    }
+
+    /// Appends one record to a WAL buffer.
+    static func appendRecord(_ buffer: inout [UInt8], seq: UInt64, batch: WriteBatch) {
+        let start = buffer.count
+        buffer.appendFixed32(UInt32(8 + batch.rep.count))
+        buffer.appendFixed32(0)
+        buffer.appendFixed64(seq)
+        buffer.append(contentsOf: batch.rep)
+        let crc = buffer.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 8)...])) }
+        buffer.withUnsafeMutableBytes { $0.storeBytes(of: CRC32C.mask(crc).littleEndian, toByteOffset: start + 4, as: UInt32.self) }
+    }
+
+    /// The records of one WAL object. A record that is cut short or fails its checksum ends
+    /// the object: `torn` reports it (the caller decides whether a torn object may be the
+    /// tail of the log).
+    static func decode(_ bytes: [UInt8], name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], torn: Bool) {
+        guard bytes.count >= headerSize else { return ([], true) }
+        let (magicFound, versionFound) = bytes.withUnsafeBytes {
+            (UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)), UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+        }
+        guard magicFound == magic else { throw KVError(.corruption, "not a WAL object (bad magic number)", path: name) }
+        guard versionFound == version else { throw KVError(.unsupportedFormat, "WAL format \(versionFound) is not \(version)", path: name) }
+        var records: [(UInt64, WriteBatch)] = []
+        var at = headerSize
+        while at < bytes.count {
+            guard at + 16 <= bytes.count else { return (records, true) }
+            let (length, crc) = bytes.withUnsafeBytes {
+                (Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))),
+                 UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
+            }
+            guard length >= 8, at + 8 + length <= bytes.count else { return (records, true) }
+            let actual = bytes.withUnsafeBytes { CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(at + 8)..<(at + 8 + length)]))) }
+            guard actual == crc else { return (records, true) }
+            let seq = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)) }
+            let batch: WriteBatch
+            do { batch = try WriteBatch(rep: Array(bytes[(at + 16)..<(at + 8 + length)])) } catch {
+                throw KVError(.corruption, "WAL record holds a malformed batch", path: name)
+            }
+            records.append((seq, batch))
+            at += 8 + length
+        }
+        return (records, false)
+    }
+}

@@ -1,0 +1,142 @@
+// Objects as files in a local folder. Names map to relative paths ("wal/0001" is the file
+// FOLDER/wal/0001). put: temporary file, fsync, rename, fsync of the folder. putIfAbsent:
+// temporary file, fsync, link() to the name (fails if it exists), fsync of the folder.
+
+import Engine
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class LocalObjectStore: ObjectStore {
+    public let root: String
+    public var location: String { "folder \(root)" }
+    /// Folders already created (and synced into their parents).
+    private let knownFolders = Mutex<Set<String>>([])
+
+    public init(root: String) throws {
+        self.root = root
+        try FileOps.makeDirectories(root)
+    }
+
+    private func path(_ name: String) -> String { root + "/" + name }
+
+    private func ensureFolder(for name: String) throws {
+        guard let slash = name.lastIndex(of: "/") else { return }
+        let folder = String(name[..<slash])
+        if knownFolders.withLock({ $0.contains(folder) }) { return }
+        try FileOps.makeDirectories(path(folder))
+        knownFolders.withLock { _ = $0.insert(folder) }
+    }
+
+    public func get(_ name: String) throws -> [UInt8]? {
+        guard FileOps.kind(of: path(name)) == .file else { return nil }
+        return try FileOps.readFile(path(name))
+    }
+
+    public func open(_ name: String) throws -> (any ReadableObject)? {
+        let fd = Glibc.open(path(name), O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw KVError.posix("open", path: path(name), errno: errno)
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let code = errno
+            close(fd)
+            throw KVError.posix("fstat", path: path(name), errno: code)
+        }
+        return LocalReadableObject(name: name, path: path(name), fd: fd, size: Int(info.st_size))
+    }
+
+    private func writeTemporary(_ name: String, _ bytes: [UInt8]) throws -> String {
+        try ensureFolder(for: name)
+        let temporary = path(name) + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw KVError.posix("open", path: temporary, errno: errno) }
+        do {
+            try FileOps.writeAll(fd, bytes, path: temporary)
+            if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: temporary, errno: errno) }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        return temporary
+    }
+
+    public func put(_ name: String, _ bytes: [UInt8]) throws {
+        let temporary = try writeTemporary(name, bytes)
+        if rename(temporary, path(name)) != 0 {
+            let code = errno
+            unlink(temporary)
+            throw KVError.posix("rename", path: path(name), errno: code)
+        }
+        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
+    }
+
+    public func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
+        let temporary = try writeTemporary(name, bytes)
+        defer { unlink(temporary) }
+        if link(temporary, path(name)) != 0 {
+            if errno == EEXIST { return false }
+            throw KVError.posix("link", path: path(name), errno: errno)
+        }
+        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
+        return true
+    }
+
+    public func list(prefix: String) throws -> [String] {
+        // Names are "folder/file"; list the folder part of the prefix.
+        let folder = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
+        let full = folder.isEmpty ? root : path(folder)
+        guard FileOps.kind(of: full) == .directory else { return [] }
+        return try FileOps.list(full)
+            .filter { !$0.contains(".tmp.") }
+            .map { folder.isEmpty ? $0 : folder + "/" + $0 }
+            .filter { $0.hasPrefix(prefix) }
+            .sorted()
+    }
+
+    public func delete(_ name: String) throws {
+        if unlink(path(name)) != 0, errno != ENOENT {
+            throw KVError.posix("unlink", path: path(name), errno: errno)
+        }
+    }
+}
+
+final class LocalReadableObject: ReadableObject {
+    let name: String
+    let path: String
+    let size: Int
+    private let fd: Int32
+
+    init(name: String, path: String, fd: Int32, size: Int) {
+        self.name = name
+        self.path = path
+        self.fd = fd
+        self.size = size
+    }
+
+    deinit { close(fd) }
+
+    func read(offset: Int, length: Int) throws -> [UInt8] {
+        guard offset >= 0, length >= 0, offset + length <= size else {
+            throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)
+        }
+        var result = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in count = length }
+        var done = 0
+        while done < length {
+            let n = result.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, length - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KVError.posix("pread", path: path, errno: errno)
+            }
+            if n == 0 { throw KVError(.corruption, "object ended early", path: path) }
+            done += n
+        }
+        return result
+    }
+}

@@ -1,0 +1,42 @@
+// The ObjectStore protocol: the only way the LSM backend touches storage. Objects are
+// immutable byte strings under '/'-separated names; a put is durable when it returns.
+// Implementations: a local folder, memory, a crash-simulating wrapper for tests (and an
+// S3 store, issue 8).
+
+import Engine
+
+/// An object opened for reading ranges of it (a file descriptor locally, a name and size
+/// on a remote store). Thread safety: `read` may be called from any thread at once.
+public protocol ReadableObject: AnyObject, Sendable {
+    var name: String { get }
+    var size: Int { get }
+    /// Reads `length` bytes at `offset`; throws `.corruption` if the object is shorter.
+    func read(offset: Int, length: Int) throws -> [UInt8]
+}
+
+/// A store of immutable, named objects. Thread safety: every requirement may be called
+/// from any thread at once. Every error is a KVError naming the object.
+public protocol ObjectStore: AnyObject, Sendable {
+    /// A description for messages ("folder /x", "memory").
+    var location: String { get }
+
+    /// The whole object, or nil when it does not exist.
+    func get(_ name: String) throws -> [UInt8]?
+
+    /// Opens an object for ranged reads, or nil when it does not exist.
+    func open(_ name: String) throws -> (any ReadableObject)?
+
+    /// Writes (or replaces) an object atomically and durably: readers see the old or the
+    /// new bytes, never a mix, and after return a crash keeps the new bytes.
+    func put(_ name: String, _ bytes: [UInt8]) throws
+
+    /// Writes an object only if no object has that name; returns false (writing nothing)
+    /// when one exists. Atomic and durable like `put`.
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool
+
+    /// The names that start with `prefix`, sorted.
+    func list(prefix: String) throws -> [String]
+
+    /// Deletes an object; deleting an absent object is not an error.
+    func delete(_ name: String) throws
+}
