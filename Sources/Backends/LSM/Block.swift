@@ -109,9 +109,11 @@ enum BlockFrame {
     }
 }
 
-/// A decoded block, shared by readers (immutable).
-final class Block: Sendable {
-    let data: [UInt8]
+/// A decoded block in memory of its own (stable addresses), shared by readers.
+final class Block: @unchecked Sendable {
+    // Immutable after init; `base` is freed in deinit, after every cursor let go.
+    let base: UnsafeMutableRawPointer
+    let size: Int
     let restartsOffset: Int
     let restartCount: Int
 
@@ -119,20 +121,33 @@ final class Block: Sendable {
         guard data.count >= 4 else { throw KVError(.corruption, "block has no trailer", path: what) }
         let count = Int(data.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: data.count - 4, as: UInt32.self)) })
         let offset = data.count - 4 - count * 4
-        guard count >= 1, offset >= 0 else { throw KVError(.corruption, "block restart array is malformed", path: what) }
-        self.data = data
+        guard count >= 1, count <= data.count, offset >= 0 else { throw KVError(.corruption, "block restart array is malformed", path: what) }
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: max(data.count, 1), alignment: 8)
+        data.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        base = memory
+        size = data.count
         restartCount = count
         restartsOffset = offset
     }
 
-    var byteSize: Int { data.count + 64 }
+    deinit { base.deallocate() }
+
+    var byteSize: Int { size + 96 }
+
+    @inline(__always)
+    func restart(_ i: Int) -> Int {
+        Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: restartsOffset + 4 * i, as: UInt32.self)))
+    }
 }
 
-/// A position in a block. Keys are rebuilt into `key`; the value is a range of the block.
-struct BlockCursor {
-    let block: Block
-    private(set) var key: [UInt8] = []
-    private(set) var valueStart = 0
+/// A position in a block. Keys are rebuilt into a buffer of the cursor's own; `key` and
+/// `value` stay valid until the cursor moves. Used by one thread at a time.
+final class BlockCursor {
+    private(set) var block: Block
+    private var keyBuffer: UnsafeMutableRawPointer
+    private var keyCapacity = 256
+    private(set) var keyLength = 0
+    private var valueStart = 0
     private(set) var valueLength = 0
     private(set) var isDelete = false
     private var next = 0
@@ -141,71 +156,84 @@ struct BlockCursor {
 
     init(_ block: Block) {
         self.block = block
-        key.reserveCapacity(64)
+        keyBuffer = UnsafeMutableRawPointer.allocate(byteCount: keyCapacity, alignment: 8)
     }
 
-    private func restart(_ i: Int) -> Int {
-        block.data.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: block.restartsOffset + 4 * i, as: UInt32.self))) }
+    deinit { keyBuffer.deallocate() }
+
+    /// Moves the cursor to another block (before its first entry).
+    func reset(_ block: Block) {
+        self.block = block
+        isValid = false
+        corrupt = false
+        keyLength = 0
+        next = 0
     }
 
-    mutating func seekToFirst() {
-        key.removeAll(keepingCapacity: true)
+    @inline(__always) var key: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: keyBuffer, count: keyLength) }
+    @inline(__always) var value: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: block.base + valueStart, count: valueLength) }
+
+    func seekToFirst() {
+        keyLength = 0
         next = 0
         step()
     }
 
     /// Positions on the first entry whose key is >= target.
-    mutating func seek(_ target: UnsafeRawBufferPointer) {
+    func seek(_ target: UnsafeRawBufferPointer) {
         // Binary search on restart points (their keys are stored whole).
+        let base = UnsafeRawPointer(block.base)
+        let end = base + block.restartsOffset
         var lo = 0
         var hi = block.restartCount - 1
         while lo < hi {
             let mid = (lo + hi + 1) / 2
-            let c = block.data.withUnsafeBytes { raw -> Int in
-                var p = raw.baseAddress! + restart(mid)
-                let end = raw.baseAddress! + block.restartsOffset
-                guard decodeVarint32(&p, end) == 0, let unshared = decodeVarint32(&p, end), decodeVarint32(&p, end) != nil,
-                      p + Int(unshared) <= end
-                else { return 1 }
-                return Bytes.compare(UnsafeRawBufferPointer(start: p, count: Int(unshared)), target)
+            var p = base + block.restart(mid)
+            var c = 1
+            if p < end, decodeVarint32(&p, end) == 0, let unshared = decodeVarint32(&p, end), decodeVarint32(&p, end) != nil,
+               p + Int(unshared) <= end {
+                c = Bytes.compare(UnsafeRawBufferPointer(start: p, count: Int(unshared)), target)
             }
             if c < 0 { lo = mid } else { hi = mid - 1 }
         }
-        key.removeAll(keepingCapacity: true)
-        next = restart(lo)
+        keyLength = 0
+        next = block.restart(lo)
         step()
-        while isValid && key.withUnsafeBytes({ Bytes.compare($0, target) }) < 0 { step() }
+        while isValid && Bytes.compare(key, target) < 0 { step() }
     }
 
     /// Moves to the next entry.
-    mutating func step() {
+    @inline(__always)
+    func step() {
         guard next < block.restartsOffset else {
             isValid = false
             return
         }
-        let ok: Bool = block.data.withUnsafeBytes { raw in
-            let base = raw.baseAddress!
-            var p = base + next
-            let end = base + block.restartsOffset
-            guard let shared = decodeVarint32(&p, end), let unshared = decodeVarint32(&p, end), let tag = decodeVarint32(&p, end),
-                  Int(shared) <= key.count
-            else { return false }
-            let valueLen = Int(tag >> 1)
-            guard p + Int(unshared) + valueLen <= end else { return false }
-            key.removeSubrange(Int(shared)...)
-            key.append(contentsOf: UnsafeRawBufferPointer(start: p, count: Int(unshared)))
-            p += Int(unshared)
-            valueStart = p - base
-            valueLength = valueLen
-            isDelete = tag & 1 == 1
-            next = valueStart + valueLen
-            return true
+        let base = UnsafeRawPointer(block.base)
+        var p = base + next
+        let end = base + block.restartsOffset
+        guard let shared = decodeVarint32(&p, end), let unshared = decodeVarint32(&p, end), let tag = decodeVarint32(&p, end),
+              Int(shared) <= keyLength, p + Int(unshared) + Int(tag >> 1) <= end
+        else {
+            isValid = false
+            corrupt = true
+            return
         }
-        isValid = ok
-        if !ok { corrupt = true }
-    }
-
-    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try block.data.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[valueStart..<(valueStart + valueLength)])) }
+        let newLength = Int(shared) + Int(unshared)
+        if newLength > keyCapacity {
+            let grown = UnsafeMutableRawPointer.allocate(byteCount: newLength * 2, alignment: 8)
+            grown.copyMemory(from: keyBuffer, byteCount: keyLength)
+            keyBuffer.deallocate()
+            keyBuffer = grown
+            keyCapacity = newLength * 2
+        }
+        if unshared > 0 { (keyBuffer + Int(shared)).copyMemory(from: p, byteCount: Int(unshared)) }
+        keyLength = newLength
+        p += Int(unshared)
+        valueStart = p - base
+        valueLength = Int(tag >> 1)
+        isDelete = tag & 1 == 1
+        next = valueStart + valueLength
+        isValid = true
     }
 }

@@ -48,12 +48,10 @@ struct Compaction {
             while stream.isValid {
                 let key = stream.key
                 if builder.estimatedSize >= store.options.tableTargetBytes {
-                    try finishTable(endingBefore: key)
+                    try finishTable(endingBefore: Array(key))
                 }
                 let source = stream.source
-                try key.withUnsafeBytes { k in
-                    try source.withValue { v in builder.add(k, v, isDelete: source.isDelete) }
-                }
+                builder.add(key, source.value, isDelete: source.isDelete)
                 try stream.step()
             }
             try finishTable(endingBefore: nil)

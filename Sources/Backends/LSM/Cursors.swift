@@ -1,7 +1,7 @@
 // The sources a merging iterator combines: a memtable at a sequence number, one L0 table,
 // or one whole deeper level. Each yields every key once with its newest version in that
 // source, deletions included, and says whether its range tombstones hide a key of an
-// older source.
+// older source. `key` and `value` stay valid until the source moves.
 
 import Engine
 
@@ -10,8 +10,9 @@ protocol MergeCursor: AnyObject {
     func seekToFirst() throws
     func seek(_ key: UnsafeRawBufferPointer) throws
     func step() throws
-    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
-    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+    /// REQUIRES: isValid.
+    var key: UnsafeRawBufferPointer { get }
+    var value: UnsafeRawBufferPointer { get }
     var isDelete: Bool { get }
     /// Whether this source's range tombstones hide `key` in every older source.
     func hides(_ key: UnsafeRawBufferPointer) -> Bool
@@ -33,6 +34,8 @@ final class MemtableMergeCursor: MergeCursor {
     }
 
     var isValid: Bool { cursor.isValid }
+    var key: UnsafeRawBufferPointer { Memtable.key(cursor.node!) }
+    var value: UnsafeRawBufferPointer { Memtable.value(cursor.node!) }
 
     private func classify() {
         guard let node = cursor.node else { return }
@@ -55,31 +58,29 @@ final class MemtableMergeCursor: MergeCursor {
         classify()
     }
 
-    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(Memtable.key(cursor.node!)) }
-    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(Memtable.value(cursor.node!)) }
-
     func hides(_ key: UnsafeRawBufferPointer) -> Bool {
         hasTombstones && table.rangeDeleteSeq(key, atOrBelow: seq) > 0
     }
 }
 
 final class TableMergeCursor: MergeCursor {
-    private var cursor: TableCursor
+    private let cursor: TableCursor
     let table: TableReader
+    let hasTombstones: Bool
 
     init(_ table: TableReader, fillCache: Bool = true) {
         self.table = table
         cursor = TableCursor(table, fillCache: fillCache)
+        hasTombstones = !table.tombstones.isEmpty
     }
 
     var isValid: Bool { cursor.isValid }
     var isDelete: Bool { cursor.isDelete }
-    var hasTombstones: Bool { !table.tombstones.isEmpty }
+    var key: UnsafeRawBufferPointer { cursor.key }
+    var value: UnsafeRawBufferPointer { cursor.value }
     func seekToFirst() throws { try cursor.seekToFirst() }
     func seek(_ key: UnsafeRawBufferPointer) throws { try cursor.seek(key) }
     func step() throws { try cursor.step() }
-    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor.withKey(body) }
-    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor.withValue(body) }
     func hides(_ key: UnsafeRawBufferPointer) -> Bool { table.tombstoneCovers(key) }
 }
 
@@ -103,21 +104,23 @@ final class LevelMergeCursor: MergeCursor {
 
     var isValid: Bool { cursor?.isValid ?? false }
     var isDelete: Bool { cursor!.isDelete }
+    var key: UnsafeRawBufferPointer { cursor!.key }
+    var value: UnsafeRawBufferPointer { cursor!.value }
 
-    private func open(_ i: Int) throws {
+    private func open(_ i: Int) {
         index = i
         cursor = i < tables.count ? TableCursor(tables[i], fillCache: fillCache) : nil
     }
 
     private func skipExhausted() throws {
         while let c = cursor, !c.isValid, index + 1 < tables.count {
-            try open(index + 1)
+            open(index + 1)
             try cursor?.seekToFirst()
         }
     }
 
     func seekToFirst() throws {
-        try open(0)
+        open(0)
         try cursor?.seekToFirst()
         try skipExhausted()
     }
@@ -129,18 +132,17 @@ final class LevelMergeCursor: MergeCursor {
             let mid = (lo + hi) / 2
             if Bytes.compare(tables[mid].meta.largest, key) < 0 { lo = mid + 1 } else { hi = mid }
         }
-        try open(lo)
+        open(lo)
         try cursor?.seek(key)
         try skipExhausted()
     }
 
+    @inline(__always)
     func step() throws {
-        try cursor?.step()
-        try skipExhausted()
+        guard let cursor else { return }
+        try cursor.step()
+        if !cursor.isValid { try skipExhausted() }
     }
-
-    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor!.withKey(body) }
-    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try cursor!.withValue(body) }
 
     func hides(_ key: UnsafeRawBufferPointer) -> Bool {
         guard hasTombstones, let table = version.table(level: level, covering: key) else { return false }
@@ -151,22 +153,22 @@ final class LevelMergeCursor: MergeCursor {
 /// Merges sources (newest first) into one ordered stream of visible entries: for each key
 /// the newest source's entry, unless it is a deletion or a newer source's range
 /// tombstone hides it. With `keepDeletes` (compaction), deletions are yielded too.
+/// `key` and `source.value` stay valid until the stream moves.
 struct MergedStream {
     private let sources: [MergeCursor]
     private let anyTombstones: Bool
     private(set) var winner = -1
-    private var currentKey: [UInt8] = []
     let keepDeletes: Bool
 
     init(_ sources: [MergeCursor], keepDeletes: Bool = false) {
         self.sources = sources
         anyTombstones = sources.contains { $0.hasTombstones }
         self.keepDeletes = keepDeletes
-        currentKey.reserveCapacity(64)
     }
 
     var isValid: Bool { winner >= 0 }
     var source: MergeCursor { sources[winner] }
+    var key: UnsafeRawBufferPointer { sources[winner].key }
 
     mutating func seekToFirst() throws {
         for s in sources { try s.seekToFirst() }
@@ -185,12 +187,13 @@ struct MergedStream {
         try settle()
     }
 
-    private mutating func advancePast() throws {
-        try currentKey.withUnsafeBytes { k in
-            for s in sources where s.isValid {
-                if s.withKey({ Bytes.compare($0, k) }) == 0 { try s.step() }
-            }
-        }
+    /// Steps every source positioned at the winner's key; the winner last, since its key
+    /// is the one compared against.
+    private func advancePast() throws {
+        let w = sources[winner]
+        let k = w.key
+        for s in sources where s !== w && s.isValid && Bytes.compare(s.key, k) == 0 { try s.step() }
+        try w.step()
     }
 
     /// Whether a source newer than `rank` hides `key`.
@@ -203,25 +206,21 @@ struct MergedStream {
     private mutating func settle() throws {
         while true {
             var best = -1
-            for (i, s) in sources.enumerated() where s.isValid {
-                if best < 0 {
+            var bestKey = UnsafeRawBufferPointer(start: nil, count: 0)
+            for i in 0..<sources.count {
+                let s = sources[i]
+                guard s.isValid else { continue }
+                let k = s.key
+                if best < 0 || Bytes.compare(k, bestKey) < 0 {
                     best = i
-                } else if s.withKey({ k in sources[best].withKey { Bytes.compare(k, $0) } }) < 0 {
-                    best = i
+                    bestKey = k
                 }
             }
             winner = best
             guard best >= 0 else { return }
-            currentKey.removeAll(keepingCapacity: true)
-            sources[best].withKey { currentKey.append(contentsOf: $0) }
-            let visible = currentKey.withUnsafeBytes { !hidden($0, below: best) }
+            let visible = !hidden(bestKey, below: best)
             if visible && (keepDeletes || !sources[best].isDelete) { return }
-            if !visible && keepDeletes {
-                // A hidden key is dropped even from compaction output: the tombstone stays.
-            }
             try advancePast()
         }
     }
-
-    var key: [UInt8] { currentKey }
 }

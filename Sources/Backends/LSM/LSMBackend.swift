@@ -253,8 +253,7 @@ final class LSMIterator: KVIterator {
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try lifetime.shared {
-            let source = stream.source
-            return try stream.key.withUnsafeBytes { k in try source.withValue { v in try body(k, v) } }
+            try body(stream.key, stream.source.value)
         }
     }
 }

@@ -261,7 +261,7 @@ extension LSMStore {
         var result: [KVEntry] = []
         while stream.isValid {
             let source = stream.source
-            result.append(KVEntry(key: stream.key, value: source.withValue { Array($0) }))
+            result.append(KVEntry(key: Array(stream.key), value: Array(source.value)))
             try stream.step()
         }
         return result

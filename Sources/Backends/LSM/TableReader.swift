@@ -58,10 +58,10 @@ final class TableReader: Sendable {
         let tombBlock = try Block(try load(handles[1]), what: name)
         index = try Block(try load(handles[2]), what: name)
         var list: [(start: [UInt8], end: [UInt8])] = []
-        var cursor = BlockCursor(tombBlock)
+        let cursor = BlockCursor(tombBlock)
         cursor.seekToFirst()
         while cursor.isValid {
-            list.append((cursor.key, cursor.withValue { Array($0) }))
+            list.append((Array(cursor.key), Array(cursor.value)))
             cursor.step()
         }
         if cursor.corrupt { throw KVError(.corruption, "tombstone block is malformed", path: name) }
@@ -124,29 +124,33 @@ final class TableReader: Sendable {
     func get(_ key: UnsafeRawBufferPointer) throws -> Lookup {
         let hidden: Lookup = tombstoneCovers(key) ? .deleted : .absent
         guard mayContain(key) else { return hidden }
-        var indexCursor = BlockCursor(index)
+        let indexCursor = BlockCursor(index)
         indexCursor.seek(key)
         guard indexCursor.isValid else {
             if indexCursor.corrupt { throw KVError(.corruption, "index block is malformed", path: name) }
             return hidden
         }
-        let (offset, size) = try indexCursor.withValue { raw in
-            var r = ByteReader(raw, what: name)
-            return (try r.int(), try r.int())
-        }
-        var cursor = BlockCursor(try block(offset: offset, size: size))
+        let (offset, size) = try Self.handle(indexCursor.value, name)
+        let cursor = BlockCursor(try block(offset: offset, size: size))
         cursor.seek(key)
         if cursor.corrupt { throw KVError(.corruption, "data block is malformed", path: name) }
-        guard cursor.isValid, cursor.key.withUnsafeBytes({ Bytes.compare($0, key) }) == 0 else { return hidden }
+        guard cursor.isValid, Bytes.compare(cursor.key, key) == 0 else { return hidden }
         if cursor.isDelete { return .deleted }
-        return .value(cursor.withValue { Array($0) })
+        return .value(Array(cursor.value))
+    }
+
+    /// Decodes a block handle (offset, stored size) from an index entry's value.
+    static func handle(_ raw: UnsafeRawBufferPointer, _ name: String) throws -> (Int, Int) {
+        var r = ByteReader(raw, what: name)
+        return (try r.int(), try r.int())
     }
 }
 
-/// Iterates a table's entries in order, deletions included (the merge decides).
-struct TableCursor {
+/// Iterates a table's entries in order, deletions included (the merge decides). `key`
+/// and `value` stay valid until the cursor moves.
+final class TableCursor {
     let table: TableReader
-    private var indexCursor: BlockCursor
+    private let indexCursor: BlockCursor
     private var data: BlockCursor?
     let fillCache: Bool
 
@@ -157,46 +161,44 @@ struct TableCursor {
     }
 
     var isValid: Bool { data?.isValid ?? false }
-    var key: [UInt8] { data!.key }
+    var key: UnsafeRawBufferPointer { data!.key }
+    var value: UnsafeRawBufferPointer { data!.value }
     var isDelete: Bool { data!.isDelete }
-    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try data!.withValue(body) }
-    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try data!.key.withUnsafeBytes(body) }
 
-    mutating func seekToFirst() throws {
+    func seekToFirst() throws {
         indexCursor.seekToFirst()
         try loadBlock()
         data?.seekToFirst()
         try skipEmpty()
     }
 
-    mutating func seek(_ target: UnsafeRawBufferPointer) throws {
+    func seek(_ target: UnsafeRawBufferPointer) throws {
         indexCursor.seek(target)
         try loadBlock()
         data?.seek(target)
         try skipEmpty()
     }
 
-    mutating func step() throws {
-        data?.step()
-        try skipEmpty()
+    @inline(__always)
+    func step() throws {
+        guard let data else { return }
+        data.step()
+        if !data.isValid { try skipEmpty() }
     }
 
-    private mutating func loadBlock() throws {
+    private func loadBlock() throws {
         guard indexCursor.isValid else {
             if indexCursor.corrupt { throw KVError(.corruption, "index block is malformed", path: table.name) }
             data = nil
             return
         }
-        let name = table.name
-        let (offset, size) = try indexCursor.withValue { raw in
-            var r = ByteReader(raw, what: name)
-            return (try r.int(), try r.int())
-        }
-        data = BlockCursor(try table.block(offset: offset, size: size, fillCache: fillCache))
+        let (offset, size) = try TableReader.handle(indexCursor.value, table.name)
+        let block = try table.block(offset: offset, size: size, fillCache: fillCache)
+        if let data { data.reset(block) } else { data = BlockCursor(block) }
     }
 
     /// Moves past the end of a data block into the next one.
-    private mutating func skipEmpty() throws {
+    private func skipEmpty() throws {
         while let d = data, !d.isValid {
             if d.corrupt { throw KVError(.corruption, "data block is malformed", path: table.name) }
             indexCursor.step()
