@@ -2,6 +2,8 @@
 // them to finish and then frees everything exactly once. Backends over C libraries run
 // every call under `shared`, so a close racing a read can never free memory in use.
 
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -13,6 +15,9 @@ public final class LifetimeGuard: @unchecked Sendable {
     // holding it (shared to read, exclusive to write).
     private let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
     private var closed = false
+    /// Mirrors `closed` for lock-free checks by users whose memory safety does not depend
+    /// on the guard (they only need "closed" to be reported).
+    private let closedFlag = Atomic<Bool>(false)
     private let what: String
 
     /// `what` names the guarded thing in `.closed` errors ("store", "read view").
@@ -55,9 +60,23 @@ public final class LifetimeGuard: @unchecked Sendable {
         defer { pthread_rwlock_unlock(lock) }
         if closed { return false }
         closed = true
+        closedFlag.store(true, ordering: .releasing)
         try finalize()
         return true
     }
+
+    /// Throws `.closed` after `close` began, without taking the lock. Only for callers
+    /// that hold their own references to everything they touch.
+    @inlinable
+    public func ensureOpen() throws(KVError) {
+        if isClosedFast { throw KVError(.closed, "\(describe) is closed") }
+    }
+
+    @usableFromInline
+    var isClosedFast: Bool { closedFlag.load(ordering: .acquiring) }
+
+    @usableFromInline
+    var describe: String { what }
 
     @usableFromInline
     func enterShared() throws(KVError) {

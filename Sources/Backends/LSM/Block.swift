@@ -17,16 +17,21 @@ struct BlockBuilder {
     private var counter = 0
     private var lastKey: [UInt8] = []
     private(set) var entries = 0
-    static let restartInterval = 16
+    /// Entries between restart points: 16 for data blocks; 1 for index blocks, so a seek
+    /// there is a pure binary search.
+    let restartInterval: Int
 
-    init() { buffer.reserveCapacity(4096 + 512) }
+    init(restartInterval: Int = 16) {
+        self.restartInterval = restartInterval
+        buffer.reserveCapacity(4096 + 512)
+    }
 
     var isEmpty: Bool { entries == 0 }
     var estimatedSize: Int { buffer.count + restarts.count * 4 + 4 }
 
     mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) {
         var shared = 0
-        if counter < Self.restartInterval {
+        if counter < restartInterval {
             let n = min(lastKey.count, key.count)
             while shared < n && lastKey[shared] == key[shared] { shared += 1 }
         } else {

@@ -4,6 +4,7 @@
 // table's span, so tables of one level never overlap.
 
 import Engine
+import ObjectStore
 
 struct Compaction {
     let store: LSMStore
@@ -16,8 +17,14 @@ struct Compaction {
         try stream.seekToFirst()
         var tombstones = keepDeletes ? LSMStore.disjoint(inputs.flatMap { $0.tombstones.map { ($0.start, $0.end) } }) : []
         var outputs: [TableReader] = []
-        var builder = TableBuilder(options: store.options.table)
         var spanStart: [UInt8]? = nil
+        var current: (id: UInt64, writer: any ObjectWriter, builder: TableBuilder)?
+
+        func startTable() throws {
+            let id = try store.allocateTableID()
+            let writer = try store.objects.makeWriter(TableMeta.name(id))
+            current = (id, writer, TableBuilder(options: store.options.table) { try writer.append($0) })
+        }
 
         func finishTable(endingBefore boundary: [UInt8]?) throws {
             // Tombstone pieces inside [spanStart, boundary) belong to this table.
@@ -34,28 +41,38 @@ struct Compaction {
                 }
                 if Bytes.compare(piece.start, piece.end) < 0 { kept.append(piece) }
             }
-            for t in kept { builder.addTombstone(t.start, t.end) }
-            guard !builder.isEmpty else { return }
-            let id = try store.allocateTableID()
-            let (bytes, meta) = builder.finish(id: id)
-            try store.objects.put(meta.name, bytes)
+            if current == nil && !kept.isEmpty { try startTable() }
+            guard var table = current else { return }
+            for t in kept { table.builder.addTombstone(t.start, t.end) }
+            current = nil
+            guard !table.builder.isEmpty else {
+                table.writer.abort()
+                store.inFlightTables.withLock { _ = $0.remove(table.id) }
+                return
+            }
+            let (_, meta) = try table.builder.finish(id: table.id)
+            try table.writer.commit()
             outputs.append(try store.openTable(meta))
-            builder = TableBuilder(options: store.options.table)
             spanStart = boundary
         }
 
         do {
             while stream.isValid {
                 let key = stream.key
-                if builder.estimatedSize >= store.options.tableTargetBytes {
+                if let table = current, table.builder.estimatedSize >= store.options.tableTargetBytes {
                     try finishTable(endingBefore: Array(key))
                 }
+                if current == nil { try startTable() }
                 let source = stream.source
-                builder.add(key, source.value, isDelete: source.isDelete)
+                try current!.builder.add(key, source.value, isDelete: source.isDelete)
                 try stream.step()
             }
             try finishTable(endingBefore: nil)
         } catch {
+            if let table = current {
+                table.writer.abort()
+                store.inFlightTables.withLock { _ = $0.remove(table.id) }
+            }
             for table in outputs { store.inFlightTables.withLock { _ = $0.remove(table.meta.id) } }
             throw error
         }

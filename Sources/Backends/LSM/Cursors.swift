@@ -33,12 +33,17 @@ final class MemtableMergeCursor: MergeCursor {
         hasTombstones = table.hasRangeDeletes
     }
 
-    var isValid: Bool { cursor.isValid }
-    var key: UnsafeRawBufferPointer { Memtable.key(cursor.node!) }
+    private(set) var isValid = false
+    private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
     var value: UnsafeRawBufferPointer { Memtable.value(cursor.node!) }
 
     private func classify() {
-        guard let node = cursor.node else { return }
+        guard let node = cursor.node else {
+            isValid = false
+            return
+        }
+        isValid = true
+        key = Memtable.key(node)
         isDelete = Memtable.isDelete(node)
             || (hasTombstones && table.rangeDeleteSeq(Memtable.key(node), atOrBelow: seq) > Memtable.seq(node))
     }
@@ -74,13 +79,31 @@ final class TableMergeCursor: MergeCursor {
         hasTombstones = !table.tombstones.isEmpty
     }
 
-    var isValid: Bool { cursor.isValid }
+    private(set) var isValid = false
+    private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
     var isDelete: Bool { cursor.isDelete }
-    var key: UnsafeRawBufferPointer { cursor.key }
     var value: UnsafeRawBufferPointer { cursor.value }
-    func seekToFirst() throws { try cursor.seekToFirst() }
-    func seek(_ key: UnsafeRawBufferPointer) throws { try cursor.seek(key) }
-    func step() throws { try cursor.step() }
+
+    @inline(__always) private func refresh() {
+        isValid = cursor.isValid
+        if isValid { key = cursor.key }
+    }
+
+    func seekToFirst() throws {
+        try cursor.seekToFirst()
+        refresh()
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer) throws {
+        try cursor.seek(key)
+        refresh()
+    }
+
+    func step() throws {
+        try cursor.step()
+        refresh()
+    }
+
     func hides(_ key: UnsafeRawBufferPointer) -> Bool { table.tombstoneCovers(key) }
 }
 
@@ -102,10 +125,19 @@ final class LevelMergeCursor: MergeCursor {
         self.fillCache = fillCache
     }
 
-    var isValid: Bool { cursor?.isValid ?? false }
+    private(set) var isValid = false
+    private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
     var isDelete: Bool { cursor!.isDelete }
-    var key: UnsafeRawBufferPointer { cursor!.key }
     var value: UnsafeRawBufferPointer { cursor!.value }
+
+    @inline(__always) private func refresh() {
+        if let cursor, cursor.isValid {
+            isValid = true
+            key = cursor.key
+        } else {
+            isValid = false
+        }
+    }
 
     private func open(_ i: Int) {
         index = i
@@ -123,6 +155,7 @@ final class LevelMergeCursor: MergeCursor {
         open(0)
         try cursor?.seekToFirst()
         try skipExhausted()
+        refresh()
     }
 
     func seek(_ key: UnsafeRawBufferPointer) throws {
@@ -135,6 +168,7 @@ final class LevelMergeCursor: MergeCursor {
         open(lo)
         try cursor?.seek(key)
         try skipExhausted()
+        refresh()
     }
 
     @inline(__always)
@@ -142,6 +176,7 @@ final class LevelMergeCursor: MergeCursor {
         guard let cursor else { return }
         try cursor.step()
         if !cursor.isValid { try skipExhausted() }
+        refresh()
     }
 
     func hides(_ key: UnsafeRawBufferPointer) -> Bool {

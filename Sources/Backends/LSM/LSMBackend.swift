@@ -240,20 +240,21 @@ final class LSMIterator: KVIterator {
         return Bytes.compare(stream.key, end) < 0
     }
 
+    // The iterator's snapshot keeps its memtables and tables alive by reference, so after
+    // close it only has to report `.closed`; no lock is needed per step.
     func seek(_ key: [UInt8]) throws {
-        try lifetime.shared {
-            let target = Bytes.compare(key, range.start) >= 0 ? key : range.start
-            try target.withUnsafeBytes { try stream.seek($0) }
-        }
+        try lifetime.ensureOpen()
+        let target = Bytes.compare(key, range.start) >= 0 ? key : range.start
+        try target.withUnsafeBytes { try stream.seek($0) }
     }
 
     func next() throws {
-        try lifetime.shared { try stream.step() }
+        try lifetime.ensureOpen()
+        try stream.step()
     }
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try lifetime.shared {
-            try body(stream.key, stream.source.value)
-        }
+        try lifetime.ensureOpen()
+        return try body(stream.key, stream.source.value)
     }
 }

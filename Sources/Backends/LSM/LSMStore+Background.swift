@@ -76,7 +76,9 @@ extension LSMStore {
     func flush(_ table: Memtable) throws {
         let id = try allocateTableID()
         defer { inFlightTables.withLock { _ = $0.remove(id) } }
-        var builder = TableBuilder(options: options.table)
+        let writer = try objects.makeWriter(TableMeta.name(id))
+        defer { writer.abort() }
+        var builder = TableBuilder(options: options.table) { try writer.append($0) }
         let all = UInt64.max >> 8
         let tombstones = Self.disjoint(table.rangeDeletes(atOrBelow: all).map { ($0.start, $0.end) })
         var cursor = MemtableCursor(table, seq: all)
@@ -85,15 +87,15 @@ extension LSMStore {
             let key = Memtable.key(node)
             // A range delete of the same memtable newer than the entry hides it for good.
             if table.rangeDeleteSeq(key, atOrBelow: all) <= Memtable.seq(node) {
-                builder.add(key, Memtable.value(node), isDelete: Memtable.isDelete(node))
+                try builder.add(key, Memtable.value(node), isDelete: Memtable.isDelete(node))
             }
             cursor.step()
         }
         for t in tombstones { builder.addTombstone(t.start, t.end) }
         var reader: TableReader?
         if !builder.isEmpty {
-            let (bytes, meta) = builder.finish(id: id)
-            try objects.put(meta.name, bytes)
+            let (_, meta) = try builder.finish(id: id)
+            try writer.commit()
             reader = try openTable(meta)
         }
         try manifestLock.withLock { _ in

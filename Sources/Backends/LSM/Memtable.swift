@@ -116,8 +116,13 @@ final class Memtable: @unchecked Sendable {
             let body = node + 24 + 8 * h
             if key.count > 0 { body.copyMemory(from: key.baseAddress!, byteCount: key.count) }
             if value.count > 0 { (body + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
-            // Find predecessors at every level.
-            var preds = [UnsafeMutableRawPointer](repeating: head, count: Self.maxHeight)
+            // Find predecessors at every level (a fixed-size stack buffer, no allocation).
+            var predStorage: (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer,
+                              UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer,
+                              UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer)
+                = (head, head, head, head, head, head, head, head, head, head, head, head)
+            withUnsafeMutableBytes(of: &predStorage) { raw in
+            let preds = raw.bindMemory(to: UnsafeMutableRawPointer.self)
             var x = head
             var level = height - 1
             while true {
@@ -136,6 +141,7 @@ final class Memtable: @unchecked Sendable {
             for l in 0..<h {
                 Self.setNext(node, l, Self.next(preds[l], l))
                 Self.setNext(preds[l], l, node)
+            }
             }
             approximateBytes += size + 16
             entryCount += 1
@@ -242,12 +248,15 @@ struct MemtableCursor {
 
     mutating func step() {
         guard let current = node else { return }
-        // Skip the remaining (older) versions of the current key.
-        var n = table.successor(current)
-        table.reading {
-            while let x = n, Bytes.compare(Memtable.key(x), Memtable.key(current)) == 0 { n = Memtable.next(x, 0) }
+        let seq = seq
+        // Skip the remaining (older) versions of the current key, then versions newer than
+        // the cursor's sequence number, under one read lock.
+        node = table.reading {
+            var n = Memtable.next(current, 0)
+            let key = Memtable.key(current)
+            while let x = n, Bytes.compare(Memtable.key(x), key) == 0 { n = Memtable.next(x, 0) }
+            while let x = n, Memtable.seq(x) > seq { n = Memtable.next(x, 0) }
+            return n
         }
-        node = n
-        settle()
     }
 }

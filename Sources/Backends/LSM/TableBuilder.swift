@@ -52,26 +52,40 @@ struct TableMeta: Sendable, Equatable {
 
 struct TableBuilder {
     let options: TableOptions
+    /// Bytes not yet handed to `sink`; `written` bytes went before them.
     private(set) var output: [UInt8] = []
+    private var written = 0
+    /// Receives the table in pieces as it is built (nil: keep it all in `output`).
+    private let sink: ((UnsafeRawBufferPointer) throws -> Void)?
+    private static let pieceBytes = 256 << 10
     private var data = BlockBuilder()
-    private var index = BlockBuilder()
+    private var index = BlockBuilder(restartInterval: 1)
     private var bloom: BloomBuilder
     private var tombstones: [(start: [UInt8], end: [UInt8])] = []
     private var lastKey: [UInt8] = []
     private(set) var smallest: [UInt8]?
     private(set) var entries = 0
 
-    init(options: TableOptions) {
+    init(options: TableOptions, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) {
         self.options = options
+        self.sink = sink
         bloom = BloomBuilder(bitsPerKey: options.bitsPerKey)
-        output.reserveCapacity(1 << 20)
+        output.reserveCapacity(sink == nil ? 1 << 20 : Self.pieceBytes + 8192)
     }
 
-    var estimatedSize: Int { output.count + data.estimatedSize }
+    var estimatedSize: Int { written + output.count + data.estimatedSize }
+    private var offset: Int { written + output.count }
+
+    private mutating func drain(force: Bool) throws {
+        guard let sink, force || output.count >= Self.pieceBytes else { return }
+        try output.withUnsafeBytes { try sink($0) }
+        written += output.count
+        output.removeAll(keepingCapacity: true)
+    }
     var isEmpty: Bool { entries == 0 && tombstones.isEmpty }
 
     /// Adds an entry; keys must arrive in strictly increasing order.
-    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) {
+    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) throws {
         if smallest == nil { smallest = Array(key) }
         data.add(key, value, isDelete: isDelete)
         bloom.add(BloomHash.hash(key))
@@ -81,7 +95,10 @@ struct TableBuilder {
         lastKey.removeAll(keepingCapacity: true)
         lastKey.append(contentsOf: key)
         entries += 1
-        if data.estimatedSize >= options.blockSize { flushData() }
+        if data.estimatedSize >= options.blockSize {
+            flushData()
+            try drain(force: false)
+        }
     }
 
     /// Adds a range tombstone [start, end); tombstones arrive sorted by start.
@@ -93,19 +110,22 @@ struct TableBuilder {
         guard !data.isEmpty else { return }
         let stored = BlockFrame.encode(data.finish(), compress: options.compress)
         var handle: [UInt8] = []
-        handle.appendVarint(output.count)
+        handle.appendVarint(offset)
         handle.appendVarint(stored.count)
         output.append(contentsOf: stored)
         lastKey.withUnsafeBytes { k in handle.withUnsafeBytes { index.add(k, $0, isDelete: false) } }
         data.reset()
     }
 
-    /// Finishes the table; returns its bytes and its metadata (id filled in by the caller).
-    mutating func finish(id: UInt64) -> (bytes: [UInt8], meta: TableMeta) {
+    /// Finishes the table: returns the bytes still held (all of them without a sink; with
+    /// a sink they have been handed over) and the table's metadata.
+    mutating func finish(id: UInt64) throws -> (bytes: [UInt8], meta: TableMeta) {
         flushData()
+        var output = self.output
+        let written = self.written
         func appendBlock(_ contents: [UInt8], compress: Bool) -> (UInt64, UInt32) {
             let stored = BlockFrame.encode(contents, compress: compress)
-            let offset = UInt64(output.count)
+            let offset = UInt64(written + output.count)
             output.append(contentsOf: stored)
             return (offset, UInt32(stored.count))
         }
@@ -138,8 +158,11 @@ struct TableBuilder {
         }
         output.appendFixed32(TableFormat.version)
         output.appendFixed64(TableFormat.magic)
-        let meta = TableMeta(id: id, size: output.count, smallest: smallestKey, largest: largestKey,
+        self.output = output
+        let size = written + output.count
+        try drain(force: true)
+        let meta = TableMeta(id: id, size: size, smallest: smallestKey, largest: largestKey,
                              entries: entries, tombstones: tombstones.count, largestExclusive: exclusive)
-        return (output, meta)
+        return (self.output, meta)
     }
 }

@@ -91,6 +91,11 @@ public final class CrashingObjectStore: ObjectStore {
         return try inner.list(prefix: prefix)
     }
 
+    public func makeWriter(_ name: String) throws -> any ObjectWriter {
+        try check()
+        return BufferedObjectWriter(store: self, name: name)
+    }
+
     public func delete(_ name: String) throws {
         if try tick(name) != nil { throw KVError(.io, "simulated crash during delete", path: name) }
         try inner.delete(name)

@@ -100,6 +100,14 @@ public final class LocalObjectStore: ObjectStore {
             .sorted()
     }
 
+    public func makeWriter(_ name: String) throws -> any ObjectWriter {
+        try ensureFolder(for: name)
+        let temporary = path(name) + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw KVError.posix("open", path: temporary, errno: errno) }
+        return LocalObjectWriter(fd: fd, temporary: temporary, final: path(name))
+    }
+
     public func delete(_ name: String) throws {
         if unlink(path(name)) != 0, errno != ENOENT {
             throw KVError.posix("unlink", path: path(name), errno: errno)
@@ -138,5 +146,50 @@ final class LocalReadableObject: ReadableObject {
             done += n
         }
         return result
+    }
+}
+
+/// Writes to a temporary file; commit syncs it and renames it into place.
+final class LocalObjectWriter: ObjectWriter {
+    private var fd: Int32
+    private let temporary: String
+    private let final: String
+
+    init(fd: Int32, temporary: String, final: String) {
+        self.fd = fd
+        self.temporary = temporary
+        self.final = final
+    }
+
+    deinit { abort() }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw KVError(.io, "object writer is closed", path: final) }
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KVError.posix("write", path: temporary, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    func commit() throws {
+        guard fd >= 0 else { throw KVError(.io, "object writer is closed", path: final) }
+        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: temporary, errno: errno) }
+        close(fd)
+        fd = -1
+        if rename(temporary, final) != 0 { throw KVError.posix("rename", path: final, errno: errno) }
+        try FileOps.syncDirectory(FileOps.parentPath(final))
+    }
+
+    func abort() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+            unlink(temporary)
+        }
     }
 }

@@ -32,6 +32,8 @@ public final class MemoryObjectStore: ObjectStore {
 
     public func delete(_ name: String) throws { objects.withLock { _ = $0.removeValue(forKey: name) } }
 
+    public func makeWriter(_ name: String) throws -> any ObjectWriter { BufferedObjectWriter(store: self, name: name) }
+
     /// Replaces an object's bytes without any checks (corruption tests).
     public func tamper(_ name: String, _ change: (inout [UInt8]) -> Void) {
         objects.withLock { objects in

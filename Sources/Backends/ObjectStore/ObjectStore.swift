@@ -39,4 +39,34 @@ public protocol ObjectStore: AnyObject, Sendable {
 
     /// Deletes an object; deleting an absent object is not an error.
     func delete(_ name: String) throws
+
+    /// Starts writing a large object piece by piece; nothing is visible under `name` until
+    /// `commit()`, which replaces any object of that name atomically and durably.
+    func makeWriter(_ name: String) throws -> any ObjectWriter
+}
+
+/// An object being written in pieces (so large objects never sit whole in memory).
+/// Used by one thread.
+public protocol ObjectWriter: AnyObject {
+    func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Publishes the object; after return it is durable.
+    func commit() throws
+    /// Drops what was written (also done on release without commit).
+    func abort()
+}
+
+/// A writer that collects the pieces in memory and puts them at commit.
+public final class BufferedObjectWriter: ObjectWriter {
+    private let store: any ObjectStore
+    private let name: String
+    private var bytes: [UInt8] = []
+
+    public init(store: any ObjectStore, name: String) {
+        self.store = store
+        self.name = name
+    }
+
+    public func append(_ piece: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: piece) }
+    public func commit() throws { try store.put(name, bytes) }
+    public func abort() { bytes = [] }
 }

@@ -1,0 +1,7 @@
+#ifndef ZEROFS_CRC32C_H
+#define ZEROFS_CRC32C_H
+#include <stddef.h>
+#include <stdint.h>
+/// CRC-32C (Castagnoli) of `length` bytes, continuing from `crc` (0 to start).
+uint32_t zerofs_crc32c(uint32_t crc, const void *data, size_t length);
+#endif
