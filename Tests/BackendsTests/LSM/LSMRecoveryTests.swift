@@ -1,0 +1,189 @@
+// Recovery, corruption, fencing and checkpoints of the lsm backend, on in-memory and
+// crash-simulating object stores.
+
+import Engine
+import KVTestSupport
+import MemoryBackend
+import ObjectStore
+import Testing
+@testable import LSMBackend
+
+/// Small sizes so that every test flushes and compacts.
+func tinyLSMOptions() -> BackendOptions {
+    var options = BackendOptions()
+    options.tuning = [
+        "memtable_bytes": "65536", "block_size": "512", "l0_compaction_trigger": "2", "l0_stop_trigger": "8",
+        "level1_bytes": "131072", "level_multiplier": "2", "table_target_bytes": "32768",
+    ]
+    return options
+}
+
+@Suite struct LSMRecoveryTests {
+    let factory = LSMBackendFactory()
+
+    private func fill(_ store: any KVBackend, _ range: Range<Int>, size: Int = 200, durable: Bool = false) throws {
+        for i in range { try store.put(TestBytes.key(i), TestBytes.value(i, size: size), durable: durable) }
+    }
+
+    @Test func flippedBytesInEachFileKindAreReportedAsCorruption() throws {
+        let objects = MemoryObjectStore()
+        var store = try factory.open(objects: objects, options: tinyLSMOptions())
+        try fill(store, 0..<2000)
+        _ = try store.createCheckpoint(named: "flush")  // everything into tables
+        try fill(store, 2000..<2010, durable: true)  // and some in the WAL
+        try store.close()
+
+        // A table of the current state: a byte in the middle of its data blocks.
+        let newest = try objects.list(prefix: "manifest/").last!
+        let current = try Manifest.decode(try objects.get(newest)!, name: newest)
+        let table = current.levels.flatMap { $0 }.max { $0.size < $1.size }!.name
+        objects.tamper(table) { $0[$0.count / 3] ^= 0x5A }
+        store = try factory.open(objects: objects, options: tinyLSMOptions())
+        #expect { _ = try store.entries() } throws: { error in
+            guard let e = error as? KVError else { return false }
+            return e.code == .corruption && e.path == table
+        }
+        try store.close()
+        objects.tamper(table) { $0[$0.count / 3] ^= 0x5A }
+
+        // The newest manifest.
+        let manifest = try objects.list(prefix: "manifest/").last!
+        objects.tamper(manifest) { $0[$0.count - 1] ^= 0x01 }
+        #expect { _ = try factory.open(objects: objects, options: tinyLSMOptions()) } throws: { error in
+            (error as? KVError)?.code == .corruption && (error as? KVError)?.path == manifest
+        }
+        objects.tamper(manifest) { $0[$0.count - 1] ^= 0x01 }
+
+        // A WAL object before the newest one holding records: damage there is corruption.
+        let walWithRecords = try objects.list(prefix: "wal/").filter { (try? objects.get($0))!!.count > WALFormat.headerSize }
+        if walWithRecords.count >= 2 {
+            let early = walWithRecords[0]
+            objects.tamper(early) { $0[WALFormat.headerSize + 20] ^= 0xFF }
+            #expect { _ = try factory.open(objects: objects, options: tinyLSMOptions()) } throws: { error in
+                (error as? KVError)?.code == .corruption && (error as? KVError)?.path == early
+            }
+            objects.tamper(early) { $0[WALFormat.headerSize + 20] ^= 0xFF }
+        }
+        store = try factory.open(objects: objects, options: tinyLSMOptions())
+        #expect(try store.entries().count == 2010)
+        try store.close()
+    }
+
+    @Test func aTornWALTailIsDiscarded() throws {
+        let objects = MemoryObjectStore()
+        let store = try factory.open(objects: objects, options: BackendOptions())
+        try fill(store, 0..<10, durable: true)
+        try store.close()
+        // Cut the newest WAL object holding records in the middle of its last record.
+        let newest = try objects.list(prefix: "wal/").filter { (try? objects.get($0))!!.count > WALFormat.headerSize }.last!
+        objects.tamper(newest) { $0.removeLast(5) }
+        let reopened = try factory.open(objects: objects, options: BackendOptions())
+        let keys = try reopened.entries().map(\.key)
+        #expect(keys == (0..<9).map { TestBytes.key($0) }, "only the torn record is lost")
+        try reopened.put([1], [1], durable: true)
+        try reopened.close()
+    }
+
+    @Test func anOlderWriterIsFencedAndLosesNothingAcknowledged() throws {
+        let objects = MemoryObjectStore()
+        let first = try factory.open(objects: objects, options: BackendOptions())
+        try fill(first, 0..<5, durable: true)
+        let second = try factory.open(objects: objects, options: BackendOptions())
+        #expect(try second.entries().count == 5)
+        #expect { try first.put([9], [9], durable: true) } throws: { ($0 as? KVError)?.code == .fenced }
+        try second.put([8], [8], durable: true)
+        try? first.close()
+        try second.close()
+        let third = try factory.open(objects: objects, options: BackendOptions())
+        #expect(try third.get([8]) == [8])
+        #expect(try third.get([9]) == nil)
+        #expect(try third.entries().count == 6)
+        try third.close()
+    }
+
+    @Test func checkpointsSurviveChurnAndFreeTheirFilesWhenDeleted() throws {
+        let objects = MemoryObjectStore()
+        let store = try factory.open(objects: objects, options: tinyLSMOptions())
+        try fill(store, 0..<3000)
+        let before = try store.entries()
+        _ = try store.createCheckpoint(named: "before")
+        // Heavy churn: overwrites, deletes, a range delete, many flushes and compactions.
+        try fill(store, 1000..<4000, size: 300)
+        var batch = WriteBatch()
+        batch.deleteRange(from: TestBytes.key(0), to: TestBytes.key(1500))
+        try store.write(batch, durable: false)
+        for i in stride(from: 2000, to: 3000, by: 3) { try store.delete(TestBytes.key(i)) }
+        _ = try store.createCheckpoint(named: "after")
+        let after = try store.entries()
+
+        let frozen = try factory.openCheckpoint(objects: objects, named: "before", options: BackendOptions())
+        #expect(try frozen.entries() == before)
+        try frozen.close()
+
+        let tablesWithBoth = Set(try objects.list(prefix: "sst/"))
+        try store.deleteCheckpoint(named: "before")
+        // The next commit collects garbage: files only the checkpoint held go.
+        _ = try store.createCheckpoint(named: "gc")
+        let tablesAfter = Set(try objects.list(prefix: "sst/"))
+        #expect(tablesAfter.count < tablesWithBoth.count, "deleting a checkpoint frees its tables")
+
+        // A clone restored from "after" and the original diverge independently.
+        let cloneObjects = MemoryObjectStore()
+        try factory.restoreCheckpoint(objects: objects, named: "after", into: cloneObjects)
+        let clone = try factory.open(objects: cloneObjects, options: tinyLSMOptions())
+        #expect(try clone.entries() == after)
+        try clone.put([0xFF], [1], durable: true)
+        try store.put([0xFE], [2], durable: true)
+        #expect(try clone.get([0xFE]) == nil)
+        #expect(try store.get([0xFF]) == nil)
+        try clone.close()
+        try store.close()
+    }
+
+    /// Crashes at a random object-store operation (a WAL object may be torn), restarts,
+    /// and checks the store equals the model at some point no earlier than the last
+    /// acknowledged durable write.
+    @Test func crashesAtRandomObjectOperationsKeepAcknowledgedWrites() throws {
+        let seed = TestSeed.resolve("crashesAtRandomObjectOperationsKeepAcknowledgedWrites")
+        var random = SeededGenerator(seed: seed)
+        let rounds = TestSeed.environmentInt("ZEROFS_CRASH_ROUNDS", default: 4) * 3
+        for round in 0..<rounds {
+            let crashing = CrashingObjectStore(seed: random.next())
+            var history: [[KVEntry]] = [[]]
+            var lastDurable = 0
+            var model: [[UInt8]: [UInt8]] = [:]
+            let store = try factory.open(objects: crashing, options: tinyLSMOptions())
+            crashing.crash(afterOperations: Int.random(in: 1...400, using: &random), tearing: "wal/")
+            writes: for _ in 0..<2000 {
+                var batch = WriteBatch()
+                for _ in 0..<Int.random(in: 1...4, using: &random) {
+                    let key = TestBytes.key(Int.random(in: 0..<300, using: &random))
+                    if Int.random(in: 0..<5, using: &random) == 0 {
+                        batch.delete(key)
+                        model[key] = nil
+                    } else {
+                        let value = TestBytes.value(Int.random(in: 0..<1000, using: &random), size: Int.random(in: 0...400, using: &random))
+                        batch.put(key, value)
+                        model[key] = value
+                    }
+                }
+                let durable = Int.random(in: 0..<3, using: &random) == 0
+                do {
+                    try store.write(batch, durable: durable)
+                } catch {
+                    break writes
+                }
+                history.append(model.map { KVEntry(key: $0.key, value: $0.value) }.sorted { Bytes.compare($0.key, $1.key) < 0 })
+                if durable { lastDurable = history.count - 1 }
+            }
+            try? store.close()
+            let restarted = crashing.restarted(seed: random.next())
+            let reopened = try factory.open(objects: restarted, options: tinyLSMOptions())
+            let state = try reopened.entries()
+            let match = history.indices.last { history[$0] == state }
+            #expect(match != nil && match! >= lastDurable,
+                    "round \(round): recovered state matches history point \(String(describing: match)), last durable \(lastDurable) (seed \(seed))")
+            try reopened.close()
+        }
+    }
+}
