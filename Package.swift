@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // The ZeroFS-in-Swift package. Layers point down only (see Docs/architecture.md):
-// zerofs (CLI) -> Workloads -> BackendCatalog -> backends -> Engine.
+// zerofs (CLI) -> Workloads, BackendCatalog -> backends (lsm over ObjectStore, rocksdb,
+// lmdb, memory) -> Engine; C shims (CRocksDB, CLMDB, CZstd, CCRC32C) at the bottom.
 import PackageDescription
 
 let package = Package(

@@ -13,8 +13,23 @@ public enum Bytes {
     public static func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
         let n = min(a.count, b.count)
         if n > 0 {
-            let c = memcmp(a.baseAddress!, b.baseAddress!, n)
-            if c != 0 { return Int(c) }
+            // Whole 8-byte words first, compared as big-endian numbers (short keys need no
+            // call into memcmp), then the remaining bytes.
+            let pa = a.baseAddress!
+            let pb = b.baseAddress!
+            var i = 0
+            while i + 8 <= n {
+                let x = UInt64(bigEndian: pa.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let y = UInt64(bigEndian: pb.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                if x != y { return x < y ? -1 : 1 }
+                i += 8
+            }
+            while i < n {
+                let x = pa.load(fromByteOffset: i, as: UInt8.self)
+                let y = pb.load(fromByteOffset: i, as: UInt8.self)
+                if x != y { return x < y ? -1 : 1 }
+                i += 1
+            }
         }
         return a.count - b.count
     }

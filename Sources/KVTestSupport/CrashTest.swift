@@ -15,9 +15,6 @@ import Glibc
 public struct CrashTest {
     public let factory: any KVBackendFactory
     public var rounds = 4
-    public var options = BackendOptions()
-    /// Extra arguments for the writer (backend tuning, for example).
-    public var writerArguments: [String] = []
     let seed: UInt64
 
     public init(_ factory: any KVBackendFactory, testName: String) {
@@ -48,7 +45,7 @@ public struct CrashTest {
         for round in 0..<rounds {
             let child = try ChildProcess(
                 executable: products.zerofs,
-                arguments: ["debug", "crash-writer", "--backend", factory.name, "--path", path, "--start", "\(next)"] + writerArguments,
+                arguments: ["debug", "crash-writer", "--backend", factory.name, "--path", path, "--start", "\(next)"],
                 environment: ["LD_PRELOAD=" + products.syncCounter])
             let killAfter = Int.random(in: 5...120, using: &random)
             var acknowledged: UInt64?
@@ -79,7 +76,7 @@ public struct CrashTest {
                 return
             }
 
-            let store = try factory.open(at: path, options: options)
+            let store = try factory.open(at: path, options: BackendOptions())
             var counts: [UInt64: Int] = [:]
             var wrongValues = 0
             try store.scan(.prefix(CrashWriter.prefix)) { key, value in

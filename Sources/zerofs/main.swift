@@ -41,7 +41,7 @@ struct BenchKV: ParsableCommand {
     @Option(help: "Comma-separated workloads (default: all).") var workloads = KVBench.allWorkloads.joined(separator: ",")
     @Option(help: "Folder for the stores (default: a temporary folder, removed afterwards).") var dir: String?
     @Option(help: "Block cache bytes for backends that have one.") var cacheBytes = 64 << 20
-    @Option(help: "Compression for backends that support it: none or zstd.") var compression = "none"
+    @Option(help: "Block compression: none or zstd (rocksdb and lsm; lmdb and memory refuse zstd).") var compression = "none"
     @Flag(help: "Print one JSON object per workload instead of a table.") var json = false
     @Flag(help: .hidden) var inProcess = false
 

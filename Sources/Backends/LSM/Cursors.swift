@@ -190,15 +190,18 @@ final class LevelMergeCursor: MergeCursor {
 /// tombstone hides it. With `keepDeletes` (compaction), deletions are yielded too.
 /// `key` and `source.value` stay valid until the stream moves.
 struct MergedStream {
-    private let sources: [MergeCursor]
+    private let sources: ContiguousArray<MergeCursor>
     private let anyTombstones: Bool
     private(set) var winner = -1
+    /// Sources positioned at the winner's key besides the winner (found by `settle`).
+    private var ties: ContiguousArray<Int> = []
     let keepDeletes: Bool
 
     init(_ sources: [MergeCursor], keepDeletes: Bool = false) {
-        self.sources = sources
+        self.sources = ContiguousArray(sources)
         anyTombstones = sources.contains { $0.hasTombstones }
         self.keepDeletes = keepDeletes
+        ties.reserveCapacity(sources.count)
     }
 
     var isValid: Bool { winner >= 0 }
@@ -222,13 +225,10 @@ struct MergedStream {
         try settle()
     }
 
-    /// Steps every source positioned at the winner's key; the winner last, since its key
-    /// is the one compared against.
+    /// Steps every source positioned at the winner's key.
     private func advancePast() throws {
-        let w = sources[winner]
-        let k = w.key
-        for s in sources where s !== w && s.isValid && Bytes.compare(s.key, k) == 0 { try s.step() }
-        try w.step()
+        for i in ties { try sources[i].step() }
+        try sources[winner].step()
     }
 
     /// Whether a source newer than `rank` hides `key`.
@@ -238,17 +238,28 @@ struct MergedStream {
         return false
     }
 
+    /// Finds the smallest key (the newest source wins a tie) and the sources tied with it.
     private mutating func settle() throws {
         while true {
             var best = -1
             var bestKey = UnsafeRawBufferPointer(start: nil, count: 0)
+            ties.removeAll(keepingCapacity: true)
             for i in 0..<sources.count {
                 let s = sources[i]
                 guard s.isValid else { continue }
                 let k = s.key
-                if best < 0 || Bytes.compare(k, bestKey) < 0 {
+                if best < 0 {
                     best = i
                     bestKey = k
+                    continue
+                }
+                let c = Bytes.compare(k, bestKey)
+                if c < 0 {
+                    best = i
+                    bestKey = k
+                    ties.removeAll(keepingCapacity: true)
+                } else if c == 0 {
+                    ties.append(i)
                 }
             }
             winner = best

@@ -17,15 +17,16 @@ final class RocksDBOptions: @unchecked Sendable {
 
     static let knownKeys: Set<String> = ["bloom_bits_per_key", "write_buffer_size", "max_background_jobs", "block_size"]
 
-    /// Checks the tuning keys before anything touches the disk.
+    /// Checks every tuning key and value before anything touches the disk.
     static func validate(_ settings: BackendOptions) throws(KVError) {
         if let unknown = settings.tuning.keys.sorted().first(where: { !knownKeys.contains($0) }) {
             throw KVError(.invalidArgument, "unknown rocksdb tuning option '\(unknown)'; known: \(knownKeys.sorted().joined(separator: ", "))")
         }
+        _ = try parse(settings)
     }
 
-    init(_ settings: BackendOptions, create: Bool) throws(KVError) {
-        try Self.validate(settings)
+    /// The numeric tuning values: bloom bits, write buffer, background jobs, block size.
+    private static func parse(_ settings: BackendOptions) throws(KVError) -> (Int, Int, Int, Int) {
         func integer(_ key: String, _ fallback: Int, _ valid: ClosedRange<Int>) throws(KVError) -> Int {
             guard let text = settings.tuning[key] else { return fallback }
             guard let value = Int(text), valid.contains(value) else {
@@ -33,10 +34,13 @@ final class RocksDBOptions: @unchecked Sendable {
             }
             return value
         }
-        let bloomBits = try integer("bloom_bits_per_key", 10, 0...64)
-        let writeBuffer = try integer("write_buffer_size", 64 << 20, (1 << 16)...(1 << 32))
-        let jobs = try integer("max_background_jobs", 2, 1...64)
-        let blockSize = try integer("block_size", 4096, 512...(1 << 24))
+        return (try integer("bloom_bits_per_key", 10, 0...64), try integer("write_buffer_size", 64 << 20, (1 << 16)...(1 << 32)),
+                try integer("max_background_jobs", 2, 1...64), try integer("block_size", 4096, 512...(1 << 24)))
+    }
+
+    init(_ settings: BackendOptions, create: Bool) throws(KVError) {
+        try Self.validate(settings)
+        let (bloomBits, writeBuffer, jobs, blockSize) = try Self.parse(settings)
 
         options = rocksdb_options_create()
         rocksdb_options_set_create_if_missing(options, create ? 1 : 0)
