@@ -34,7 +34,9 @@ final class BlockCache: Sendable {
         capacityPerShard = max(capacity / count, 1)
     }
 
-    static func key(table: UInt64, offset: Int) -> UInt64 { table << 40 | UInt64(offset) }
+    /// Table ids take the high 24 bits and offsets the low 40; both stay far below those
+    /// limits (16M tables, 1 TiB per table), and `evict` relies on the split.
+    static func key(table: UInt64, offset: Int) -> UInt64 { (table & 0xFF_FFFF) << 40 | UInt64(offset) & 0xFF_FFFF_FFFF }
 
     private func shard(_ key: UInt64) -> Int { Int((key &* 0x9E37_79B9_7F4A_7C15) >> 60) % shards.count }
 

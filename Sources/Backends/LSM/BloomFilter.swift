@@ -1,4 +1,4 @@
-// Bloom filters for tables: about 10 bits per key and 7 probes (about 1% false
+// Bloom filters for tables: about 10 bits per key and 6 probes (about 1% false
 // positives), by double hashing one 64-bit hash. Optional prefix entries (the hash of
 // each key's first N bytes, for configured N) let firstEntry(from:prefix:) skip tables.
 //

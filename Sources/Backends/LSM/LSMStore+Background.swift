@@ -106,12 +106,13 @@ extension LSMStore {
     }
 
     func allocateTableID() throws -> UInt64 {
-        let id = state.withLock { () -> UInt64 in
-            defer { nextTableID += 1 }
-            return nextTableID
+        // In flight before the id is visible to GC (which reads nextTableID first).
+        state.withLock { () -> UInt64 in
+            let id = nextTableID
+            nextTableID += 1
+            inFlightTables.withLock { _ = $0.insert(id) }
+            return id
         }
-        inFlightTables.withLock { _ = $0.insert(id) }
-        return id
     }
 
     /// Commits a new manifest made by `change` from the current state, then installs it;
@@ -127,6 +128,7 @@ extension LSMStore {
             (lastSeq, nextTableID, immutables.dropFirst(removed).first?.firstWAL ?? mem.firstWAL)
         }
         next.nextWALID = wal.withLock { nextWALID }
+        next.tornWAL = next.tornWAL.filter { $0 >= next.walReplayFrom }
         guard try objects.putIfAbsent(Manifest.name(id + 1), next.encode()) else {
             throw KVError(.fenced, "another writer took over this store (manifest \(id + 1) exists)", path: objects.location)
         }
@@ -297,12 +299,13 @@ extension LSMStore {
             pinnedManifests.insert(checkpoint.manifestID)
             if let pinned = try? Self.loadManifest(objects, checkpoint.manifestID) { live.formUnion(pinned.tableIDs) } else { return }
         }
+        // nextTableID first: an id below it was in flight before it was handed out.
+        let nextTable = state.withLock { nextTableID }
         live.formUnion(inFlightTables.withLock { $0 })
         openTables.withLock { open in
             open = open.filter { $0.value.table != nil }
             live.formUnion(open.keys)
         }
-        let nextTable = state.withLock { nextTableID }
         for name in (try? objects.list(prefix: "sst/")) ?? [] {
             guard let tableID = UInt64(name.dropFirst(4).dropLast(4)), tableID < nextTable, !live.contains(tableID) else { continue }
             try? objects.delete(name)

@@ -68,6 +68,9 @@ extension LSMStore {
         copyTable: (TableMeta) throws -> Void
     ) throws {
         let (pinned, _) = try checkpointManifest(source, named: name)
+        guard try target.list(prefix: "manifest/").isEmpty, try target.list(prefix: "sst/").isEmpty else {
+            throw KVError(.alreadyExists, "the restore target already holds a store", path: target.location)
+        }
         for meta in pinned.levels.flatMap({ $0 }) { try copyTable(meta) }
         var fresh = pinned
         fresh.writerEpoch = 0

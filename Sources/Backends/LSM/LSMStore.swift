@@ -45,6 +45,11 @@ final class LSMStore: @unchecked Sendable {
     var walFlushing = false  // wal
     var nextWALID: UInt64  // wal
     var walError: KVError?  // wal
+    /// The WAL segment being appended to, when the object store can append.
+    var walSegment: (any AppendableObject)?  // wal
+    /// WAL segments grow to about this size before a new one starts.
+    static let walSegmentBytes = 64 << 20
+    var walSegmentSize = 0  // wal
 
     /// Table files being written and not yet in a manifest (GC must not delete them).
     let inFlightTables = Mutex<Set<UInt64>>([])
@@ -66,7 +71,7 @@ final class LSMStore: @unchecked Sendable {
         readOnly = false
         let manifestNames = try objects.list(prefix: "manifest/")
         var current: Manifest
-        var currentID: UInt64
+        let currentID: UInt64
         if let newest = manifestNames.compactMap(Manifest.id(of:)).max() {
             currentID = newest
             current = try Self.loadManifest(objects, newest)
@@ -75,21 +80,14 @@ final class LSMStore: @unchecked Sendable {
             current = Manifest()
         }
         // Take over. First a fence: an empty WAL object at the next id, so an older writer's
-        // next WAL write fails; then a manifest with a new epoch recording the fence. A
-        // concurrent opener loses one of the two put-if-absent races.
+        // next WAL write fails; then the WAL replay; then a manifest with a new epoch that
+        // records the fence. A concurrent opener loses one of the put-if-absent races.
         let existingWAL = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
         let fenceID = max((existingWAL.max() ?? 0) + 1, current.nextWALID)
         guard try objects.putIfAbsent(WALFormat.name(fenceID), WALFormat.header()) else {
             throw KVError(.fenced, "another writer wrote WAL object \(fenceID) while this store was opening", path: objects.location)
         }
         let replayFrom = current.walReplayFrom
-        current.writerEpoch += 1
-        current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
-        current.nextWALID = fenceID + 1
-        guard try objects.putIfAbsent(Manifest.name(currentID + 1), current.encode()) else {
-            throw KVError(.fenced, "another writer committed manifest \(currentID + 1) while this store was opening", path: objects.location)
-        }
-        currentID += 1
         manifest = current
         manifestID = currentID
         nextTableID = current.nextTableID
@@ -97,23 +95,38 @@ final class LSMStore: @unchecked Sendable {
         mem = Memtable(firstWAL: replayFrom)
         version = Version(levels: [])
         nextWALID = fenceID + 1
-        version = try openVersion(current.levels)
 
-        // Replay the WAL: every object from walReplayFrom up to the fence, in order. Only
-        // the newest may be torn (cut short by a crash); a damaged older one is corruption.
+        // Replay the WAL: every object from walReplayFrom up to the fence, in order. The
+        // newest may be torn (cut short by a crash), and so may the objects an earlier
+        // open found torn (the manifest lists them); any other damage is corruption.
         let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
+        var torn = Set(current.tornWAL)
         for (index, id) in walIDs.enumerated() {
             let name = WALFormat.name(id)
             guard let bytes = try objects.get(name) else { continue }
-            let (records, torn) = try WALFormat.decode(bytes, name: name)
-            if torn && index != walIDs.count - 1 {
-                throw KVError(.corruption, "WAL object is damaged before the end of the log", path: name)
+            let (records, cut) = try WALFormat.decode(bytes, name: name)
+            if cut {
+                guard index == walIDs.count - 1 || torn.contains(id) else {
+                    throw KVError(.corruption, "WAL object is damaged before the end of the log", path: name)
+                }
+                torn.insert(id)
             }
             for (seq, batch) in records {
                 apply(batch, firstSeq: seq, to: mem)
                 lastSeq = max(lastSeq, seq + UInt64(max(batch.count, 1)) - 1)
             }
         }
+        current.writerEpoch += 1
+        current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
+        current.nextWALID = fenceID + 1
+        current.tornWAL = torn.filter { $0 >= replayFrom }.sorted()
+        current.lastSeq = lastSeq
+        guard try objects.putIfAbsent(Manifest.name(currentID + 1), current.encode()) else {
+            throw KVError(.fenced, "another writer committed manifest \(currentID + 1) while this store was opening", path: objects.location)
+        }
+        manifest = current
+        manifestID = currentID + 1
+        version = try openVersion(current.levels)
         startBackgroundThreads()
     }
 
@@ -211,16 +224,26 @@ final class LSMStore: @unchecked Sendable {
     func rotateMemtable() throws {
         let upTo = wal.withLock { walAppended }
         try flushWAL(upTo: upTo)
-        let first = wal.withLock { nextWALID }
+        // The frozen memtable's records end here: seal the segment, so the next memtable's
+        // records start in a WAL object of their own (walReplayFrom can then skip these).
+        let first = wal.withLock { () -> UInt64 in
+            while walFlushing { wal.wait() }
+            walSegment?.seal()
+            walSegment = nil
+            return nextWALID
+        }
         immutables.append(mem)
         mem = Memtable(firstWAL: first)
     }
 
-    /// Makes every record up to `position` durable in WAL objects (group commit: one thread
-    /// writes the buffer for everyone waiting; the others wait for it).
+    /// Makes every record up to `position` durable in the WAL (group commit: one thread
+    /// writes the buffer for everyone waiting; the others wait for it). Where the object
+    /// store can append (a local folder), records go into the current segment with one
+    /// sync; elsewhere each flush is a new WAL object.
     func flushWAL(upTo position: UInt64) throws {
         wal.lock()
         defer { wal.unlock() }
+        let appendable = objects as? any AppendableObjectStore
         while walDurable < position {
             if let error = walError { throw error }
             if walFlushing {
@@ -228,16 +251,34 @@ final class LSMStore: @unchecked Sendable {
                 continue
             }
             walFlushing = true
-            let bytes = WALFormat.header() + walBuffer
+            let records = walBuffer
             walBuffer.removeAll(keepingCapacity: true)
             let end = walAppended
-            let id = nextWALID
-            nextWALID += 1
+            if walSegment != nil && walSegmentSize >= Self.walSegmentBytes {
+                walSegment?.seal()
+                walSegment = nil
+            }
+            var segment = walSegment
+            let id: UInt64
+            if segment == nil {
+                id = nextWALID
+                nextWALID += 1
+            } else {
+                id = nextWALID - 1
+            }
             wal.unlock()
             var failure: KVError?
             do {
-                if try !objects.putIfAbsent(WALFormat.name(id), bytes) {
-                    failure = KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
+                if let appendable {
+                    if segment == nil {
+                        guard let created = try appendable.createAppendable(WALFormat.name(id), header: WALFormat.header()) else {
+                            throw KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
+                        }
+                        segment = created
+                    }
+                    try records.withUnsafeBytes { try segment!.appendDurably($0) }
+                } else if try !objects.putIfAbsent(WALFormat.name(id), WALFormat.header() + records) {
+                    throw KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
                 }
             } catch {
                 failure = error as? KVError ?? KVError(.io, "WAL write failed", path: WALFormat.name(id), cause: "\(error)")
@@ -248,6 +289,11 @@ final class LSMStore: @unchecked Sendable {
                 walError = failure
                 wal.broadcast()
                 throw failure
+            }
+            if appendable != nil {
+                if walSegment == nil { walSegmentSize = 0 }
+                walSegment = segment
+                walSegmentSize += records.count
             }
             walDurable = end
             wal.broadcast()

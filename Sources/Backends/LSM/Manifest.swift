@@ -7,7 +7,8 @@
 //         (varints) | level count, then per level: table count, then per table: id, size,
 //         smallest key, largest key, entries, tombstones, largest-is-exclusive (0/1) |
 //         checkpoint count, then per checkpoint: name, pinned manifest id, created (ns),
-//         expires (ns, 0 = never) | fence count, then fence WAL ids (never collected)
+//         expires (ns, 0 = never) | fence count, then fence WAL ids (never collected) |
+//         torn count, then ids of WAL objects found torn at an open (replay accepts them)
 
 import Engine
 
@@ -35,6 +36,9 @@ struct Manifest: Sendable, Equatable {
     /// an older writer's next WAL write always meets one.
     var fences: [UInt64] = []
     static let maxFences = 32
+    /// WAL objects at or after the replay start that an open found torn (cut short by a
+    /// crash); replay accepts them even when newer WAL objects follow.
+    var tornWAL: [UInt64] = []
 
     static func name(_ id: UInt64) -> String {
         let digits = String(id)
@@ -77,6 +81,8 @@ struct Manifest: Sendable, Equatable {
         }
         body.appendVarint(fences.count)
         for f in fences { body.appendVarint(f) }
+        body.appendVarint(tornWAL.count)
+        for t in tornWAL { body.appendVarint(t) }
         var bytes: [UInt8] = []
         bytes.appendFixed32(Self.magic)
         bytes.appendFixed32(Self.version)
@@ -120,6 +126,7 @@ struct Manifest: Sendable, Equatable {
                                                       createdNanos: try r.varint(), expiresNanos: try r.varint()))
             }
             for _ in 0..<(try r.int()) { m.fences.append(try r.varint()) }
+            for _ in 0..<(try r.int()) { m.tornWAL.append(try r.varint()) }
             guard r.isAtEnd else { throw KVError(.corruption, "manifest has trailing bytes", path: name) }
             return m
         }

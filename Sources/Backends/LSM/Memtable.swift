@@ -2,8 +2,8 @@
 // per entry), ordered by key ascending, then sequence number descending, so a reader at
 // sequence s takes the first node of a key with seq <= s. Every write adds a node (old
 // versions stay for read views); range deletes are kept in a side list with their
-// sequence numbers. One writer at a time (the store's write lock); readers share a
-// reader-writer lock with it.
+// sequence numbers. One writer at a time (writers hold the store's state monitor);
+// readers share a reader-writer lock with it.
 //
 // Node: seq<<8|kind u64 | key length u32 | value length u32 | height u32 | pad u32 |
 //       next pointers (8 bytes x height) | key | value

@@ -89,7 +89,7 @@ struct TableBuilder {
         if smallest == nil { smallest = Array(key) }
         data.add(key, value, isDelete: isDelete)
         bloom.add(BloomHash.hash(key))
-        for length in options.prefixLengths where length < key.count {
+        for length in options.prefixLengths where length <= key.count {
             bloom.add(BloomHash.hash(UnsafeRawBufferPointer(rebasing: key[0..<length])) ^ 0x5052_4546)
         }
         lastKey.removeAll(keepingCapacity: true)

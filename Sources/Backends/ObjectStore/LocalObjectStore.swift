@@ -1,5 +1,5 @@
-// Objects as files in a local folder. Names map to relative paths ("wal/0001" is the file
-// FOLDER/wal/0001). put: temporary file, fsync, rename, fsync of the folder. putIfAbsent:
+// Objects as files in a local folder. Names map to relative paths ("sst/00000000000000000007.sst"
+// is the file FOLDER/sst/00000000000000000007.sst). put: temporary file, fsync, rename, fsync of the folder. putIfAbsent:
 // temporary file, fsync, link() to the name (fails if it exists), fsync of the folder.
 
 import Engine
@@ -9,7 +9,7 @@ import Synchronization
 import Glibc
 #endif
 
-public final class LocalObjectStore: ObjectStore {
+public final class LocalObjectStore: AppendableObjectStore {
     public let root: String
     public var location: String { "folder \(root)" }
     /// Folders already created (and synced into their parents).
@@ -98,6 +98,21 @@ public final class LocalObjectStore: ObjectStore {
             .map { folder.isEmpty ? $0 : folder + "/" + $0 }
             .filter { $0.hasPrefix(prefix) }
             .sorted()
+    }
+
+    public func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)? {
+        // Built under a temporary name and linked into place, so the name never shows a
+        // file without its header, and an existing object is never touched.
+        let temporary = try writeTemporary(name, header)
+        defer { unlink(temporary) }
+        if link(temporary, path(name)) != 0 {
+            if errno == EEXIST { return nil }
+            throw KVError.posix("link", path: path(name), errno: errno)
+        }
+        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
+        let fd = Glibc.open(path(name), O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { throw KVError.posix("open", path: path(name), errno: errno) }
+        return LocalAppendableObject(fd: fd, path: path(name))
     }
 
     public func makeWriter(_ name: String) throws -> any ObjectWriter {
@@ -190,6 +205,40 @@ final class LocalObjectWriter: ObjectWriter {
             close(fd)
             fd = -1
             unlink(temporary)
+        }
+    }
+}
+
+/// A local file grown by appends, each made durable by fdatasync.
+final class LocalAppendableObject: AppendableObject {
+    private var fd: Int32
+    private let path: String
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { seal() }
+
+    func appendDurably(_ bytes: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KVError.posix("write", path: path, errno: errno)
+            }
+            done += n
+        }
+        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+    }
+
+    func seal() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
         }
     }
 }

@@ -1,5 +1,6 @@
 // The ObjectStore protocol: the only way the LSM backend touches storage. Objects are
-// immutable byte strings under '/'-separated names; a put is durable when it returns.
+// byte strings under '/'-separated names, immutable once written (an appendable store
+// lets one object grow until it is sealed); a put is durable when it returns.
 // Implementations: a local folder, memory, a crash-simulating wrapper for tests (and an
 // S3 store, issue 8).
 
@@ -69,4 +70,20 @@ public final class BufferedObjectWriter: ObjectWriter {
     public func append(_ piece: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: piece) }
     public func commit() throws { try store.put(name, bytes) }
     public func abort() { bytes = [] }
+}
+
+/// An object store that can also grow an object in place (a local folder can; S3 cannot).
+/// The LSM uses it for WAL segments: one sync per group commit instead of a new object.
+public protocol AppendableObjectStore: ObjectStore {
+    /// Creates `name` holding `header`, durably, only if no object has that name (nil when
+    /// one exists).
+    func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)?
+}
+
+/// An object open for appending. Used by one thread at a time.
+public protocol AppendableObject: AnyObject {
+    /// Appends `bytes` and makes everything appended so far durable.
+    func appendDurably(_ bytes: UnsafeRawBufferPointer) throws
+    /// Stops appending; the object is then as immutable as any other.
+    func seal()
 }

@@ -82,6 +82,34 @@ func tinyLSMOptions() -> BackendOptions {
         #expect(keys == (0..<9).map { TestBytes.key($0) }, "only the torn record is lost")
         try reopened.put([1], [1], durable: true)
         try reopened.close()
+        // Newer WAL objects now follow the torn one; it stays acceptable on every open.
+        for round in 0..<2 {
+            let again = try factory.open(objects: objects, options: BackendOptions())
+            #expect(try again.entries().count == 10 + round)
+            try again.put([2, UInt8(round)], [2], durable: true)
+            try again.close()
+        }
+    }
+
+    @Test func aTornSegmentInALocalFolderIsDiscardedOnEveryOpen() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        var store = try factory.open(at: path, options: BackendOptions())
+        for i in 0..<10 { try store.put(TestBytes.key(i), [UInt8(i)], durable: true) }
+        try store.close()
+        let segments = try FileOps.list(path + "/objects/wal").filter { $0.hasSuffix(".wal") }
+        let withRecords = try segments.filter { try FileOps.readFile(path + "/objects/wal/" + $0).count > WALFormat.headerSize }
+        let last = path + "/objects/wal/" + withRecords.last!
+        var bytes = try FileOps.readFile(last)
+        bytes.removeLast(3)
+        try FileOps.writeFileAtomically(last, bytes)
+        for round in 0..<3 {
+            store = try factory.open(at: path, options: BackendOptions())
+            #expect(try store.entries().count == 9 + round)
+            try store.put([UInt8(0xF0 + round)], [1], durable: true)
+            try store.close()
+        }
     }
 
     @Test func anOlderWriterIsFencedAndLosesNothingAcknowledged() throws {
