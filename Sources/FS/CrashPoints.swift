@@ -7,9 +7,9 @@ import Synchronization
 public final class CrashPoints: Sendable {
     /// Every point, for tests that visit each one.
     public static let all: [String] = {
-        let ops = ["create", "mkdir", "symlink", "mknod", "link", "unlink", "rmdir", "rename", "write", "setattr"]
+        let ops = ["create", "mkdir", "symlink", "mknod", "link", "unlink", "rmdir", "rename", "write", "setattr",
+                   "reclaim", "reclaim-finish"]
         return ops.flatMap { ["\($0).before-commit", "\($0).after-commit"] }
-            + ["reclaim.after-batch", "reclaim.before-finish"]
     }()
 
     private let state = Mutex<(armed: String?, stopped: Bool)>((nil, false))

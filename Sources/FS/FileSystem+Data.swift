@@ -8,6 +8,11 @@ import Engine
 public struct ReadResult: Sendable, Equatable {
     public var data: [UInt8]
     public var eof: Bool
+
+    public init(data: [UInt8], eof: Bool) {
+        self.data = data
+        self.eof = eof
+    }
 }
 
 extension FileSystem {
