@@ -99,10 +99,17 @@ extension FileSystem {
     }
 
     private func reclaimShrunk(_ ino: UInt64, _ version: UInt64) throws(FSError) {
+        var deletedMeanwhile = false
         while true {
             let done = try locked([ino]) { () throws(FSError) -> Bool in
                 guard version == view.head, let value = try reads.get(FSKeys.inode(ino)) else {
-                    // The inode is gone: its delete record (or a later version's) takes over.
+                    // The inode went after the queue was read: unlink replaced this record
+                    // with a delete record, which must survive.
+                    let record = try kv { try store.get(FSKeys.reclaim(ino, version)) }
+                    if record == [ReclaimKind.deleteFile.rawValue] {
+                        deletedMeanwhile = true
+                        return true
+                    }
                     var batch = FSBatch(view: view)
                     batch.deleteUnversioned(FSKeys.reclaim(ino, version))
                     try commit(&batch, op: "reclaim-finish", durable: false)
@@ -124,8 +131,9 @@ extension FileSystem {
                 try commit(&batch, op: "reclaim-finish", durable: false)
                 return true
             }
-            if done { return }
+            if done { break }
         }
+        if deletedMeanwhile { try reclaimDeleted(ino, version) }
     }
 
     private func deleteChunks(_ keys: [[UInt8]], _ ino: UInt64) throws(FSError) {
