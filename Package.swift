@@ -43,7 +43,9 @@ let package = Package(
             dependencies: [
                 "Engine", "BackendCatalog", "Workloads", "FS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // main.swift holds @main and the target now has more than one file.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
         // Shared test machinery: the conformance suite, the model-based test, the crash harness.
