@@ -45,7 +45,8 @@ public struct FSError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     static func storage(_ error: KVError) -> FSError {
-        FSError(.EIO, "storage error", cause: error.description)
+        if error.code == .readOnly { return FSError(.EROFS, "the store is read-only", cause: error.description) }
+        return FSError(.EIO, "storage error", cause: error.description)
     }
 
     static func corrupt(_ what: String) -> FSError {
