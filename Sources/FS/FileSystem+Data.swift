@@ -100,7 +100,9 @@ extension FileSystem {
     /// Makes everything written so far durable.
     public func fsync(_ ino: UInt64) throws(FSError) {
         _ = try getattr(ino)
-        try kv { try store.write(WriteBatch(), durable: true) }
+        try syncGate.waitDurable(syncGate.lastApplied) { () throws(FSError) in
+            try kv { try store.write(WriteBatch(), durable: true) }
+        }
     }
 
     /// Sets the size of a locked regular file inode in `batch`. REQUIRES: its lock.

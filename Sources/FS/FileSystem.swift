@@ -6,7 +6,8 @@
 // takes the rename mutex first. Each operation commits one atomic write batch; statistics,
 // the inode counter and the change index live in memory and are written into the batch,
 // as absolute values, under the short commit lock, which also applies the batch (not
-// durably). Durability is awaited outside that lock, so concurrent callers share syncs.
+// durably). Durability is awaited outside that lock through the SyncGate, so concurrent
+// callers share syncs.
 
 import Engine
 import Foundation
@@ -29,6 +30,7 @@ public final class FileSystem: Sendable {
     let view: VersionView
     let state: Mutex<State>
     let reclaimer = ReclaimSignal()
+    let syncGate = SyncGate()
 
     struct State {
         var counters: FSCounters
@@ -131,7 +133,7 @@ public final class FileSystem: Sendable {
     /// Metadata batches are durable before return when the options say so.
     func commit(_ batch: inout FSBatch, op: String, durable: Bool) throws(FSError) {
         try crashPoints.pass("\(op).before-commit")
-        try state.withLock { s throws(FSError) in
+        let sequence = try state.withLock { s throws(FSError) -> UInt64 in
             var counters = s.counters
             counters.inodes = UInt64(Int64(counters.inodes) + batch.inodeDelta)
             counters.chunks = UInt64(Int64(counters.chunks) + batch.chunkDelta)
@@ -143,9 +145,12 @@ public final class FileSystem: Sendable {
             try kv { try store.write(applied, durable: false) }
             s.counters = counters
             s.changed.formUnion(newlyChanged)
+            return syncGate.noteApplied()
         }
         try crashPoints.pass("\(op).after-commit")
-        if durable { try kv { try store.write(WriteBatch(), durable: true) } }
+        if durable {
+            try syncGate.waitDurable(sequence) { () throws(FSError) in try kv { try store.write(WriteBatch(), durable: true) } }
+        }
     }
 
     func validateName(_ name: [UInt8]) throws(FSError) {

@@ -30,7 +30,7 @@ public struct ConcurrentWorkload: Sendable {
         let unexpected = Mutex<[String]>([])
         let succeeded = Counter()
         let workload = self
-        runConcurrently(threads) { thread in
+        runOnThreads(threads) { thread in
             var random = SeededGenerator(seed: workload.seed &+ UInt64(thread) &* 0x9E37_79B9)
             for step in 0..<workload.operationsPerThread {
                 let op = Int.random(in: 0..<12, using: &random)
