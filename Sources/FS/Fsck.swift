@@ -2,7 +2,8 @@
 // checks every invariant the operations keep. Each problem is named precisely; an empty
 // list means the filesystem is consistent. Checks (Docs/filesystem.md, "fsck"):
 //   format and system records; every key parses; the tree is connected from the root;
-//   entries and scan records agree one to one; entry types match inodes; nlink and
+//   entries and scan records agree one to one; cookies lie below their directory's
+//   counter; entry types match inodes; nlink and
 //   entry counts match the entries; directory parents match; no visible data past a
 //   file's size; no chunk without an inode unless a delete record names it; reclaim
 //   records match inodes and marks; the change index covers every versioned key;
@@ -37,6 +38,7 @@ private struct Checker {
     var scans: [UInt64: [UInt64: DirEntry]] = [:]
     var reclaims: [UInt64: [UInt64: ReclaimKind]] = [:]
     var changes: Set<[UInt64]> = []
+    var cookieCounters: [UInt64: UInt64] = [:]
 
     init(store: any KVReader, view: VersionView) {
         self.store = store
@@ -118,12 +120,24 @@ private struct Checker {
                 found.append((KeyKind.reclaim.rawValue, Array(k), Array(v)))
                 return true
             }
+            try store.scan(.prefix([KeyKind.cookieCounter.rawValue])) { k, v in
+                found.append((KeyKind.cookieCounter.rawValue, Array(k), Array(v)))
+                return true
+            }
             try store.scan(.prefix([KeyKind.changeIndex.rawValue])) { k, _ in
                 found.append((KeyKind.changeIndex.rawValue, Array(k), []))
                 return true
             }
         }
         for (kind, key, value) in found {
+            if kind == KeyKind.cookieCounter.rawValue {
+                guard key.count == 9, value.count == 8 else {
+                    problem("malformed cookie counter \(key) -> \(value)")
+                    continue
+                }
+                cookieCounters[key.withUnsafeBytes { $0.readBigEndian(at: 1) }] = value.withUnsafeBytes { $0.readBigEndian(at: 0) }
+                continue
+            }
             guard key.count == 17, let a = FSKeys.uint64(key, at: 1), let b = FSKeys.uint64(key, at: 9) else {
                 problem("unparseable key of kind \(kind): \(key)")
                 continue
@@ -207,6 +221,9 @@ private struct Checker {
                 subdirs[parent, default: 0] += 1
                 if child.parent != parent { problem("\(label): directory \(entry.ino) records parent \(child.parent)") }
             }
+            if entry.cookie == 0 || entry.cookie >= cookieCounters[parent] ?? 0 {
+                problem("\(label): cookie \(entry.cookie) is not below the directory's cookie counter \(cookieCounters[parent] ?? 0)")
+            }
             if let scan = scans[parent]?[entry.cookie] {
                 if scan.ino != entry.ino || scan.name != entry.name || scan.type != entry.type {
                     problem("\(label): its scan record (cookie \(entry.cookie)) disagrees")
@@ -227,6 +244,7 @@ private struct Checker {
                 if ino != FileSystem.rootInode, linked != 1 { problem("directory \(ino) has \(linked) names, expected 1") }
                 let expected = 2 + subdirs[ino, default: 0]
                 if inode.nlink != expected { problem("directory \(ino) has nlink \(inode.nlink), expected \(expected)") }
+                if cookieCounters[ino] == nil { problem("directory \(ino) has no cookie counter") }
                 let count = entryCounts[ino, default: 0]
                 if inode.entryCount != count { problem("directory \(ino) counts \(inode.entryCount) entries, holds \(count)") }
             } else if UInt32(linked) != inode.nlink {

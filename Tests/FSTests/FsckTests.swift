@@ -38,6 +38,9 @@ import Testing
             shrunk.size = 1
             try f.store.put(FSKeys.versioned(FSKeys.inode(file.ino), 1), shrunk.encode())
         }),
+        ("a rewound cookie counter", "is not below the directory's cookie counter", { f, _, dir in
+            try f.store.put(FSKeys.cookieCounter(dir.ino), SystemRecords.encodeUInt64(1))
+        }),
         ("a lost delete record", "no inode and no delete record", { f, file, dir in
             try f.fs.unlink(.root, dir.ino, n("file"))
             try f.store.delete(FSKeys.reclaim(file.ino, 1))
