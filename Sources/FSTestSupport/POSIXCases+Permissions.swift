@@ -91,3 +91,36 @@ extension POSIXSuite {
         #expect(try fs.setattr(Users.root, file.ino, SetAttributes(size: 10)).size == 10)
     }
 }
+
+extension POSIXSuite {
+    static func timestamps(_ f: FSFixture) throws {
+        let fs = f.fs
+        let root = FileSystem.rootInode
+        let old = Timestamp(seconds: 100, nanoseconds: 5)
+        func age(_ ino: UInt64) throws { try fs.setattr(.root, ino, SetAttributes(atime: .set(old), mtime: .set(old))) }
+        let d = try fs.mkdir(.root, root, n("d"), mode: 0o777)
+        try age(d.ino)
+        let file = try fs.create(Users.alice, d.ino, n("f"), mode: 0o4755)
+        #expect(try fs.getattr(d.ino).mtime > old, "create moves the parent's mtime")
+        try age(file.ino)
+        let ctimeBefore = try fs.getattr(file.ino).ctime
+        try fs.write(Users.alice, file.ino, offset: 0, n("x"))
+        let written = try fs.getattr(file.ino)
+        #expect(written.mtime > old && written.ctime >= ctimeBefore && written.atime == old, "write moves mtime and ctime, not atime")
+        #expect(written.mode == 0o755, "a write by a non-root user clears setuid")
+        try age(file.ino)
+        let chmodded = try fs.setattr(Users.alice, file.ino, SetAttributes(mode: 0o644))
+        #expect(chmodded.mtime == old && chmodded.ctime > old, "setattr moves ctime only")
+        let e = try fs.mkdir(.root, root, n("e"), mode: 0o777)
+        try age(d.ino)
+        try age(e.ino)
+        try fs.rename(.root, d.ino, n("f"), e.ino, n("g"))
+        #expect(try fs.getattr(d.ino).mtime > old && fs.getattr(e.ino).mtime > old, "rename moves both parents' mtime")
+        let linked = try fs.link(.root, file.ino, d.ino, n("h"))
+        #expect(linked.ctime > chmodded.ctime, "link moves the file's ctime")
+        try age(e.ino)
+        try fs.unlink(.root, e.ino, n("g"))
+        #expect(try fs.getattr(e.ino).mtime > old, "unlink moves the parent's mtime")
+        #expect(try fs.getattr(file.ino).ctime > linked.ctime, "unlink moves the ctime of a file that keeps a name")
+    }
+}

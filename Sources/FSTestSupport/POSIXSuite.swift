@@ -47,6 +47,7 @@ public enum POSIXSuite {
         ("permissions: owner, group, other, root", permissions),
         ("permissions: sticky and setgid directories", stickyAndSetgid),
         ("setattr: mode, owner, group, times", setattrRules),
+        ("timestamps move as POSIX says", timestamps),
         ("read and write: holes, extension, EOF", readWrite),
         ("bad input gives POSIX errors", badInput),
         ("readdir cookies are stable across changes", readdirCookies),
