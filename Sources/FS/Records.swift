@@ -68,13 +68,23 @@ struct ChunkRecord {
         var out: [UInt8] = [ValueTag.live.rawValue, ChunkEncoding.raw.rawValue]
         out.appendBigEndian(epoch)
         out.appendBigEndian(UInt32(data.count))
-        if compress, data.count >= 64, let packed = try? Zstd.compress(data), packed.count < data.count {
+        if compress, data.count >= 64, worthCompressing(), let packed = try? Zstd.compress(data), packed.count < data.count {
             out[1] = ChunkEncoding.zstd.rawValue
             out.append(contentsOf: packed)
         } else {
             out.append(contentsOf: data)
         }
         return out
+    }
+
+    /// A probe: compress the first 4 KiB of a larger chunk; if that saves under 1/32,
+    /// the chunk is taken as incompressible and stored raw without compressing it all.
+    private func worthCompressing() -> Bool {
+        let probe = 4096
+        guard data.count >= 2 * probe else { return true }
+        let packed = data.withUnsafeBytes { raw in try? Zstd.compress(UnsafeRawBufferPointer(rebasing: raw[0..<probe])) }
+        guard let packed else { return false }
+        return packed.count < probe - probe / 32
     }
 
     static func decode(_ value: UnsafeRawBufferPointer, chunkSize: Int) throws(FSError) -> ChunkRecord {

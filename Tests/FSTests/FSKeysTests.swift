@@ -79,6 +79,11 @@ import Testing
         #expect(raw[1] == ChunkEncoding.raw.rawValue && raw.count == 32768 + 14)
         let back = try raw.withUnsafeBytes { try ChunkRecord.decode($0, chunkSize: 32768) }
         #expect(back.data == noise.data && back.epoch == 1)
+        // The probe looks at the first 4 KiB only: a compressible head is enough.
+        let mixed = ChunkRecord(epoch: 2, data: [UInt8](repeating: 1, count: 4096) + TestBytes.value(4, size: 4096) + [UInt8](repeating: 2, count: 8192))
+        let mixedValue = mixed.encode(compress: true)
+        #expect(mixedValue[1] == ChunkEncoding.zstd.rawValue && mixedValue.count < 4096 + 200)
+        #expect(try mixedValue.withUnsafeBytes { try ChunkRecord.decode($0, chunkSize: 32768) }.data == mixed.data)
     }
 
     /// Versions 1 -> 3 and a sibling 2 (1 -> 2): reads at 3 skip 2's entries; a whiteout hides.
