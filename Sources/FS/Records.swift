@@ -82,7 +82,7 @@ struct ChunkRecord {
     private func worthCompressing() -> Bool {
         let probe = 4096
         guard data.count >= 2 * probe else { return true }
-        let packed = data.withUnsafeBytes { raw in try? Zstd.compress(UnsafeRawBufferPointer(rebasing: raw[0..<probe])) }
+        let packed = data.withUnsafeBytes { raw in try? Zstd.compress(UnsafeRawBufferPointer(rebasing: raw[0..<probe]), level: 1) }
         guard let packed else { return false }
         return packed.count < probe - probe / 32
     }
