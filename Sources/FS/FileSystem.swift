@@ -137,7 +137,9 @@ public final class FileSystem: Sendable {
             var counters = s.counters
             counters.inodes = UInt64(Int64(counters.inodes) + batch.inodeDelta)
             counters.chunks = UInt64(Int64(counters.chunks) + batch.chunkDelta)
-            let newlyChanged = batch.touched.subtracting(s.changed)
+            // filter, not subtracting: Set.subtracting walks the argument, which grows
+            // with every inode the version ever changed.
+            let newlyChanged = batch.touched.filter { !s.changed.contains($0) }
             for ino in newlyChanged { batch.batch.put(FSKeys.changeIndex(view.head, ino), []) }
             batch.batch.put(FSKeys.stats(Self.rootDataset), counters.encode())
             batch.batch.put(FSKeys.system(SystemRecords.nextInodeName), SystemRecords.encodeUInt64(s.nextInode))
