@@ -29,7 +29,10 @@ import Testing
                 "bench", "fs", "--backend", backend, "--dir", dir, "--files", "2000", "--file-mib", "16",
                 "--random-ops", "3000", "--chunk-size", "4096", "--json",
             ])
-            let killAfter = Int.random(in: 0..<8, using: &random)
+            // Never before the first workload has finished: a kill while the backend creates
+            // its store leaves a marker without a database, which neither rocksdb nor lmdb
+            // reopens (a backend issue, reported apart; the FS is not involved yet).
+            let killAfter = Int.random(in: 1..<8, using: &random)
             var lines = 0
             while lines < killAfter, child.readLine() != nil { lines += 1 }
             usleepMilliseconds(Int.random(in: 0..<40, using: &random))
