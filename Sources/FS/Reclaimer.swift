@@ -37,8 +37,10 @@ final class ReclaimSignal: @unchecked Sendable {
         condition.unlock()
         let thread = Thread { [self] in
             while true {
+                // Run when woken, and at least once a second (a queue left by a crash, or
+                // records that failed and must be retried).
                 condition.lock()
-                while !pending && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 1)) ; pending = pending || !stopping }
+                if !pending && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 1)) }
                 let stop = stopping
                 pending = false
                 condition.unlock()
