@@ -44,11 +44,13 @@ let package = Package(
             path: "Sources/Backends/Catalog"
         ),
 
-        .target(name: "Workloads", dependencies: ["Engine"]),
+        .target(name: "FS", dependencies: ["Engine", "Compression"]),
+
+        .target(name: "Workloads", dependencies: ["Engine", "FS"]),
         .executableTarget(
             name: "zerofs",
             dependencies: [
-                "Engine", "BackendCatalog", "Workloads",
+                "Engine", "BackendCatalog", "Workloads", "FS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -56,12 +58,21 @@ let package = Package(
         // Shared test machinery: the conformance suite, the model-based test, the crash harness.
         .target(name: "KVTestSupport", dependencies: ["Engine", "MemoryBackend", "Workloads"]),
 
+        // FS test machinery: the POSIX-semantics cases, the concurrent workload, crash points.
+        .target(name: "FSTestSupport", dependencies: ["Engine", "FS", "KVTestSupport"]),
+
         .testTarget(name: "EngineTests", dependencies: ["Engine", "KVTestSupport", "MemoryBackend"]),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"]),
         .testTarget(
             name: "BackendsTests",
             dependencies: [
                 "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore",
+            ]
+        ),
+        .testTarget(
+            name: "FSTests",
+            dependencies: [
+                "Engine", "FS", "FSTestSupport", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend",
             ]
         ),
     ],

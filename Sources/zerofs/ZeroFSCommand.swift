@@ -14,14 +14,14 @@ struct ZeroFS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerofs",
         abstract: "A filesystem server whose every byte lives in an ordered key-value store.",
-        subcommands: [Bench.self, Debug.self]
+        subcommands: [Bench.self, Fsck.self, Debug.self]
     )
 }
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark programs that print a table (or JSON lines with --json).",
-        subcommands: [BenchKV.self]
+        subcommands: [BenchKV.self, BenchFS.self]
     )
 }
 

@@ -1,0 +1,35 @@
+// Named crash points between the steps of each mutation. A no-op unless a test arms one:
+// then the filesystem stops at that point (the step after it never runs, and every later
+// call fails with EIO), which is what a process killed there leaves in the store.
+
+import Synchronization
+
+public final class CrashPoints: Sendable {
+    /// Every point, for tests that visit each one.
+    public static let all: [String] = {
+        let ops = ["create", "mkdir", "symlink", "mknod", "link", "unlink", "rmdir", "rename", "write", "setattr",
+                   "reclaim", "reclaim-finish"]
+        return ops.flatMap { ["\($0).before-commit", "\($0).after-commit"] }
+    }()
+
+    private let state = Mutex<(armed: String?, stopped: Bool)>((nil, false))
+
+    public init() {}
+
+    public func arm(_ name: String) { state.withLock { $0.armed = name } }
+
+    public var stopped: Bool { state.withLock { $0.stopped } }
+
+    /// Throws once the armed point is reached (and on every call after that).
+    func pass(_ name: String) throws(FSError) {
+        let stop = state.withLock { s -> Bool in
+            if s.armed == name { s.stopped = true }
+            return s.stopped
+        }
+        if stop { throw FSError(.EIO, "stopped at crash point \(name)") }
+    }
+
+    func checkRunning() throws(FSError) {
+        if stopped { throw FSError(.EIO, "the filesystem stopped at a crash point") }
+    }
+}

@@ -1,0 +1,181 @@
+// The FS key codec: every key the filesystem writes, built and parsed here only.
+// Layouts, field widths and worked examples: Docs/format-fs-keys.md. Persisted kind
+// bytes are never renumbered. Integers are big-endian, so byte order is numeric order;
+// every name is followed by a 0x00 terminator (names never contain NUL), so all versions
+// of one logical key sit together; every versioned key ends in UInt64.max - version.
+//
+//   kind  key                                         versioned  value
+//   0x01  inode    ino                                yes        tag + InodeRecord
+//   0x02  dirent   parent ino, name, 0x00             yes        tag + child ino, cookie, type
+//   0x03  dirscan  parent ino, cookie                 yes        tag + child ino, type, name
+//   0x04  cookies  dir ino                            no         next cookie (8)
+//   0x05  stats    dataset id                         no         StatsRecord
+//   0x06  system   name bytes                         no         per name (SystemRecords)
+//   0x07  reclaim  ino, version                       no         reclaim kind (1)
+//   0x0B  change   version, ino                       no         empty
+//   0xFE  chunk    ino, chunk index                   yes        tag + encoding, epoch, data
+//   (0x08 dataset, 0x09 dataset registry, 0x0A version node: reserved for datasets)
+
+public enum KeyKind: UInt8, Sendable, CaseIterable {
+    case inode = 0x01
+    case dirEntry = 0x02
+    case dirScan = 0x03
+    case cookieCounter = 0x04
+    case stats = 0x05
+    case system = 0x06
+    case reclaim = 0x07
+    case changeIndex = 0x0B
+    case chunk = 0xFE
+}
+
+/// The one-byte tag that opens every versioned value.
+public enum ValueTag: UInt8, Sendable {
+    case live = 0x01
+    case whiteout = 0x02
+}
+
+public enum FSKeys {
+    public static let versionSuffixSize = 8
+
+    // MARK: logical keys (without the version suffix)
+
+    public static func inode(_ ino: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.inode.rawValue]
+        key.appendBigEndian(ino)
+        return key
+    }
+
+    public static func dirEntry(_ parent: UInt64, _ name: [UInt8]) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.dirEntry.rawValue]
+        key.reserveCapacity(10 + name.count + versionSuffixSize)
+        key.appendBigEndian(parent)
+        key.append(contentsOf: name)
+        key.append(0)
+        return key
+    }
+
+    /// Every dirent key of one directory starts with this.
+    public static func dirEntryPrefix(_ parent: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.dirEntry.rawValue]
+        key.appendBigEndian(parent)
+        return key
+    }
+
+    public static func dirScan(_ parent: UInt64, _ cookie: UInt64) -> [UInt8] {
+        var key = dirScanPrefix(parent)
+        key.appendBigEndian(cookie)
+        return key
+    }
+
+    public static func dirScanPrefix(_ parent: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.dirScan.rawValue]
+        key.appendBigEndian(parent)
+        return key
+    }
+
+    public static func cookieCounter(_ dir: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.cookieCounter.rawValue]
+        key.appendBigEndian(dir)
+        return key
+    }
+
+    public static func stats(_ dataset: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.stats.rawValue]
+        key.appendBigEndian(dataset)
+        return key
+    }
+
+    public static func system(_ name: String) -> [UInt8] {
+        [KeyKind.system.rawValue] + Array(name.utf8)
+    }
+
+    public static func reclaim(_ ino: UInt64, _ version: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.reclaim.rawValue]
+        key.appendBigEndian(ino)
+        key.appendBigEndian(version)
+        return key
+    }
+
+    public static func changeIndex(_ version: UInt64, _ ino: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.changeIndex.rawValue]
+        key.appendBigEndian(version)
+        key.appendBigEndian(ino)
+        return key
+    }
+
+    public static func chunk(_ ino: UInt64, _ index: UInt64) -> [UInt8] {
+        var key = chunkPrefix(ino)
+        key.appendBigEndian(index)
+        return key
+    }
+
+    public static func chunkPrefix(_ ino: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.chunk.rawValue]
+        key.appendBigEndian(ino)
+        return key
+    }
+
+    // MARK: versions
+
+    /// `logical` followed by the inverted version, so newer versions sort first.
+    public static func versioned(_ logical: [UInt8], _ version: UInt64) -> [UInt8] {
+        var key = logical
+        key.appendBigEndian(UInt64.max - version)
+        return key
+    }
+
+    /// Splits a versioned key into its logical part and version; nil when too short.
+    public static func splitVersion(_ key: UnsafeRawBufferPointer) -> (logical: UnsafeRawBufferPointer, version: UInt64)? {
+        guard key.count > versionSuffixSize else { return nil }
+        let cut = key.count - versionSuffixSize
+        let inverted = key.readBigEndian(at: cut)
+        return (UnsafeRawBufferPointer(rebasing: key[0..<cut]), UInt64.max - inverted)
+    }
+
+    public static func splitVersion(_ key: [UInt8]) -> (logical: [UInt8], version: UInt64)? {
+        key.withUnsafeBytes { raw in splitVersion(raw).map { (Array($0.logical), $0.version) } }
+    }
+
+    // MARK: parsing logical keys
+
+    /// (parent, name) of a logical dirent key.
+    public static func parseDirEntry(_ logical: [UInt8]) -> (parent: UInt64, name: [UInt8])? {
+        guard logical.count >= 11, logical[0] == KeyKind.dirEntry.rawValue, logical.last == 0 else { return nil }
+        let parent = logical.withUnsafeBytes { $0.readBigEndian(at: 1) }
+        return (parent, Array(logical[9..<(logical.count - 1)]))
+    }
+
+    /// Reads the big-endian UInt64 at `offset` of a key that is long enough.
+    public static func uint64(_ key: [UInt8], at offset: Int) -> UInt64? {
+        guard key.count >= offset + 8 else { return nil }
+        return key.withUnsafeBytes { $0.readBigEndian(at: offset) }
+    }
+}
+
+extension Array where Element == UInt8 {
+    @inline(__always)
+    mutating func appendBigEndian(_ value: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+
+    @inline(__always)
+    mutating func appendBigEndian(_ value: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    @inline(__always)
+    func readBigEndian(at offset: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for i in 0..<8 { value = value << 8 | UInt64(self[offset + i]) }
+        return value
+    }
+
+    @inline(__always)
+    func readBigEndian32(at offset: Int) -> UInt32 {
+        var value: UInt32 = 0
+        for i in 0..<4 { value = value << 8 | UInt32(self[offset + i]) }
+        return value
+    }
+}

@@ -1,0 +1,23 @@
+// Options of a filesystem: those fixed when it is formatted (chunk size) and those chosen
+// at every open (compression, durability of metadata operations, background reclaim).
+
+public struct FSOptions: Sendable {
+    public static let validChunkSizes: Set<Int> = [4096, 8192, 16384, 32768, 65536, 131_072, 262_144, 524_288, 1_048_576]
+    /// The largest file size: offsets at or beyond it are EFBIG.
+    public static let maxFileSize: UInt64 = 1 << 50
+    public static let maxNameLength = 255
+    public static let maxSymlinkLength = 4096
+
+    /// Bytes per chunk, used only when formatting a new filesystem (then read from the store).
+    public var chunkSize = 32768
+    /// Compress chunks with zstd (chunks that do not shrink are stored raw).
+    public var compressChunks = true
+    /// Metadata operations are durable before they return (RFC 1813 expects it).
+    public var durableMetadata = true
+    /// Run the reclaimer on a background thread; tests may drive it with `reclaimNow()`.
+    public var backgroundReclaim = true
+    /// Chunk entries deleted per reclaim batch.
+    public var reclaimBatchSize = 512
+
+    public init() {}
+}

@@ -1,0 +1,130 @@
+// Operations that add a name: create (plain and exclusive), mkdir, symlink, mknod, link.
+// Each is one batch: the new inode (if any), the entry, its scan record, the parent's
+// updated inode and cookie counter.
+
+extension FileSystem {
+    /// Creates a regular file. With `exclusive` an existing name is EEXIST; without, an
+    /// existing regular file is returned unchanged (open with O_CREAT).
+    public func create(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], mode: UInt32, exclusive: Bool = false) throws(FSError) -> Inode {
+        try makeNode(cred, dir, name, type: .regular, mode: mode, op: "create", existing: exclusive ? nil : { found throws(FSError) in
+            let inode = try self.inode(found.ino)
+            guard inode.type == .regular else {
+                throw FSError(inode.type == .directory ? .EISDIR : .EEXIST, "\(Self.show(name)) exists and is not a regular file")
+            }
+            return inode
+        })
+    }
+
+    public func mkdir(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], mode: UInt32) throws(FSError) -> Inode {
+        try makeNode(cred, dir, name, type: .directory, mode: mode, op: "mkdir")
+    }
+
+    public func symlink(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], target: [UInt8]) throws(FSError) -> Inode {
+        guard !target.isEmpty, !target.contains(0) else { throw FSError(.EINVAL, "a symlink target must be non-empty without NUL") }
+        guard target.count <= FSOptions.maxSymlinkLength else {
+            throw FSError(.ENAMETOOLONG, "symlink target of \(target.count) bytes exceeds \(FSOptions.maxSymlinkLength)")
+        }
+        return try makeNode(cred, dir, name, type: .symlink, mode: 0o777, op: "symlink", target: target)
+    }
+
+    /// Creates a device, FIFO or socket node.
+    public func mknod(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], type: FileType, mode: UInt32, rdev: UInt64 = 0) throws(FSError) -> Inode {
+        switch type {
+        case .blockDevice, .characterDevice:
+            guard cred.isRoot else { throw FSError(.EPERM, "only root may create device nodes") }
+        case .fifo, .socket:
+            break
+        case .regular, .directory, .symlink:
+            throw FSError(.EINVAL, "mknod makes devices, FIFOs and sockets only")
+        }
+        return try makeNode(cred, dir, name, type: type, mode: mode, op: "mknod", rdev: rdev)
+    }
+
+    /// Adds the name `name` in `dir` for the existing non-directory `ino`.
+    public func link(_ cred: Credentials, _ ino: UInt64, _ dir: UInt64, _ name: [UInt8]) throws(FSError) -> Inode {
+        try validateName(name)
+        if Self.isDotOrDotDot(name) { throw FSError(.EEXIST, "\(Self.show(name)) always exists") }
+        return try locked([ino, dir]) { () throws(FSError) -> Inode in
+            var parent = try directory(dir)
+            try parent.require(cred, [.write, .execute])
+            var target = try inode(ino)
+            guard target.type != .directory else { throw FSError(.EPERM, "hard links to directories are not allowed") }
+            guard target.nlink < UInt32.max - 1 else { throw FSError(.EMLINK, "too many links to inode \(ino)") }
+            if try entry(dir, name) != nil { throw FSError(.EEXIST, "\(Self.show(name)) exists") }
+            let now = Self.now()
+            target.nlink += 1
+            target.ctime = now
+            var batch = FSBatch(view: view)
+            try addEntry(&batch, parent: &parent, DirEntry(name: name, ino: ino, type: target.type, cookie: 0), now: now)
+            batch.putInode(target)
+            batch.putInode(parent)
+            try commit(&batch, op: "link", durable: options.durableMetadata)
+            return target
+        }
+    }
+
+    private func makeNode(
+        _ cred: Credentials, _ dir: UInt64, _ name: [UInt8], type: FileType, mode: UInt32, op: String,
+        rdev: UInt64 = 0, target: [UInt8] = [], existing: ((DirEntry) throws(FSError) -> Inode)? = nil
+    ) throws(FSError) -> Inode {
+        try validateName(name)
+        if Self.isDotOrDotDot(name) { throw FSError(.EEXIST, "\(Self.show(name)) always exists") }
+        return try locked([dir]) { () throws(FSError) -> Inode in
+            var parent = try directory(dir)
+            try parent.require(cred, [.write, .execute])
+            if let found = try entry(dir, name) {
+                if let existing { return try existing(found) }
+                throw FSError(.EEXIST, "\(Self.show(name)) exists")
+            }
+            let now = Self.now()
+            let setgidDir = parent.mode & Mode.setgid != 0
+            var node = Inode(ino: allocateInode(), type: type, mode: mode, uid: cred.uid,
+                             gid: setgidDir ? parent.gid : cred.gid, now: now)
+            node.generation = UInt64.random(in: 1...UInt64(UInt32.max))
+            node.rdev = rdev
+            node.target = target
+            node.size = UInt64(target.count)
+            if type == .directory {
+                node.parent = dir
+                if setgidDir { node.mode |= Mode.setgid }
+            } else if node.mode & Mode.setgid != 0, !cred.isRoot, !cred.inGroup(node.gid) {
+                node.mode &= ~Mode.setgid
+            }
+            var batch = FSBatch(view: view)
+            try addEntry(&batch, parent: &parent, DirEntry(name: name, ino: node.ino, type: type, cookie: 0), now: now)
+            if type == .directory {
+                parent.nlink += 1
+                batch.putUnversioned(FSKeys.cookieCounter(node.ino), SystemRecords.encodeUInt64(1))
+            }
+            batch.putInode(node)
+            batch.putInode(parent)
+            batch.inodeDelta = 1
+            try commit(&batch, op: op, durable: options.durableMetadata)
+            return node
+        }
+    }
+
+    /// Puts the entry and scan record of `entry` (given a fresh cookie) and counts it in
+    /// `parent`, whose inode the caller writes. REQUIRES: the parent's lock.
+    func addEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
+        var entry = entry
+        let counterKey = FSKeys.cookieCounter(parent.ino)
+        let counter = try kv { try store.get(counterKey) }
+        entry.cookie = try counter.map { v throws(FSError) in try SystemRecords.decodeUInt64(v, "cookie counter") } ?? 1
+        batch.putUnversioned(counterKey, SystemRecords.encodeUInt64(entry.cookie + 1))
+        batch.put(FSKeys.dirEntry(parent.ino, entry.name), entry.encodeEntry())
+        batch.put(FSKeys.dirScan(parent.ino, entry.cookie), entry.encodeScan())
+        parent.entryCount += 1
+        parent.mtime = now
+        parent.ctime = now
+    }
+
+    /// Removes `entry` from `parent` (the caller writes the parent inode). REQUIRES: its lock.
+    func removeEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) {
+        batch.remove(FSKeys.dirEntry(parent.ino, entry.name))
+        batch.remove(FSKeys.dirScan(parent.ino, entry.cookie))
+        parent.entryCount -= 1
+        parent.mtime = now
+        parent.ctime = now
+    }
+}

@@ -1,0 +1,171 @@
+// File data: read, write, truncate and fsync over fixed-size chunks (0xFE). A chunk never
+// written, or hidden by a shrink mark, reads as zeros (a hole). Truncating down rewrites
+// the boundary chunk with its tail cut and hides every chunk past the new size with one
+// shrink mark: O(1) whatever the file's size; the reclaimer deletes the hidden chunks.
+
+import Engine
+
+public struct ReadResult: Sendable, Equatable {
+    public var data: [UInt8]
+    public var eof: Bool
+
+    public init(data: [UInt8], eof: Bool) {
+        self.data = data
+        self.eof = eof
+    }
+}
+
+extension FileSystem {
+    public func read(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int) throws(FSError) -> ReadResult {
+        guard count >= 0 else { throw FSError(.EINVAL, "negative read count") }
+        return try locked([ino]) { () throws(FSError) -> ReadResult in
+            var file = try inode(ino)
+            try checkRegular(file)
+            try file.require(cred, .read)
+            guard offset < file.size, count > 0 else { return ReadResult(data: [], eof: offset >= file.size) }
+            let end = min(file.size, offset + UInt64(min(count, 64 << 20)))
+            var data = [UInt8](repeating: 0, count: Int(end - offset))
+            let cs = UInt64(chunkSize)
+            var index = offset / cs
+            while index * cs < end {
+                let chunkStart = index * cs
+                if let chunk = try visibleChunk(file, index) {
+                    let from = max(offset, chunkStart)
+                    let to = min(end, chunkStart + UInt64(chunk.data.count))
+                    if from < to {
+                        chunk.data.withUnsafeBytes { src in
+                            data.withUnsafeMutableBytes { dst in
+                                dst.baseAddress!.advanced(by: Int(from - offset))
+                                    .copyMemory(from: src.baseAddress!.advanced(by: Int(from - chunkStart)), byteCount: Int(to - from))
+                            }
+                        }
+                    }
+                }
+                index += 1
+            }
+            try touchAccessTime(&file)
+            return ReadResult(data: data, eof: end == file.size)
+        }
+    }
+
+    /// Writes `data` at `offset`. With `durable` the data is durable before return
+    /// (NFS FILE_SYNC); otherwise it waits for fsync or the next durable batch.
+    @discardableResult
+    public func write(_ cred: Credentials, _ ino: UInt64, offset: UInt64, _ data: [UInt8], durable: Bool = false) throws(FSError) -> Inode {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
+        guard !overflow, end <= FSOptions.maxFileSize else {
+            throw FSError(.EFBIG, "a write ending at \(overflow ? "overflow" : "\(end)") exceeds the maximum file size")
+        }
+        return try locked([ino]) { () throws(FSError) -> Inode in
+            var file = try inode(ino)
+            try checkRegular(file)
+            try file.require(cred, .write)
+            guard !data.isEmpty else { return file }
+            var batch = FSBatch(view: view)
+            let cs = UInt64(chunkSize)
+            var index = offset / cs
+            while index * cs < end {
+                let chunkStart = index * cs
+                let from = max(offset, chunkStart)
+                let to = min(end, chunkStart + cs)
+                let (exists, old) = try physicalAndVisibleChunk(file, index)
+                var bytes = old?.data ?? []
+                if from == chunkStart && to == chunkStart + cs {
+                    bytes = Array(data[Int(from - offset)..<Int(to - offset)])
+                } else {
+                    let needed = Int(to - chunkStart)
+                    if bytes.count < needed { bytes.append(contentsOf: repeatElement(0, count: needed - bytes.count)) }
+                    bytes.withUnsafeMutableBytes { dst in
+                        data.withUnsafeBytes { src in
+                            dst.baseAddress!.advanced(by: Int(from - chunkStart))
+                                .copyMemory(from: src.baseAddress!.advanced(by: Int(from - offset)), byteCount: Int(to - from))
+                        }
+                    }
+                }
+                putChunk(&batch, file, index, bytes)
+                if !exists { batch.chunkDelta += 1 }
+                index += 1
+            }
+            let now = Self.now()
+            file.size = max(file.size, end)
+            file.mtime = now
+            file.ctime = now
+            if !cred.isRoot { file.mode &= ~(Mode.setuid | Mode.setgid) }
+            batch.putInode(file)
+            try commit(&batch, op: "write", durable: durable)
+            return file
+        }
+    }
+
+    /// Makes everything written so far durable.
+    public func fsync(_ ino: UInt64) throws(FSError) {
+        _ = try getattr(ino)
+        try syncGate.waitDurable(syncGate.lastApplied) { () throws(FSError) in
+            try kv { try store.write(WriteBatch(), durable: true) }
+        }
+    }
+
+    /// Sets the size of a locked regular file inode in `batch`. REQUIRES: its lock.
+    func truncate(_ batch: inout FSBatch, _ file: inout Inode, to size: UInt64) throws(FSError) {
+        guard size <= FSOptions.maxFileSize else { throw FSError(.EFBIG, "size \(size) exceeds the maximum file size") }
+        let cs = UInt64(chunkSize)
+        defer { file.size = size }
+        guard size < file.size else { return }
+        if size % cs != 0, let boundary = try visibleChunk(file, size / cs) {
+            let keep = Int(size % cs)
+            if boundary.data.count > keep { putChunk(&batch, file, size / cs, Array(boundary.data[0..<keep])) }
+        }
+        // Chunks starting at or past `size` exist only below the old size (or are hidden already).
+        let firstBeyond = (size + cs - 1) / cs
+        let oldEnd = (file.size + cs - 1) / cs
+        guard oldEnd > firstBeyond else { return }
+        file.dataEpoch += 1
+        file.shrinkMarks.removeAll { $0.size >= size }
+        file.shrinkMarks.append(ShrinkMark(epoch: file.dataEpoch, size: size))
+        batch.putUnversioned(FSKeys.reclaim(file.ino, view.head), [ReclaimKind.shrink.rawValue])
+    }
+
+    func checkRegular(_ file: Inode) throws(FSError) {
+        switch file.type {
+        case .regular: return
+        case .directory: throw FSError(.EISDIR, "inode \(file.ino) is a directory")
+        default: throw FSError(.EINVAL, "inode \(file.ino) is not a regular file")
+        }
+    }
+
+    private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: [UInt8]) {
+        var trimmed = bytes
+        while trimmed.last == 0 { trimmed.removeLast() }
+        let record = ChunkRecord(epoch: file.dataEpoch, data: trimmed)
+        batch.put(FSKeys.chunk(file.ino, index), record.encode(compress: options.compressChunks))
+    }
+
+    /// The chunk a read sees (nil for a hole).
+    func visibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> ChunkRecord? {
+        guard let value = try reads.get(FSKeys.chunk(file.ino, index)) else { return nil }
+        let chunk = try withBytes(value) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
+        return file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk
+    }
+
+    /// Whether a chunk entry exists at the head version (for accounting), and what reads see.
+    private func physicalAndVisibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> (Bool, ChunkRecord?) {
+        let key = FSKeys.versioned(FSKeys.chunk(file.ino, index), view.head)
+        let raw = try kv { try store.get(key) }
+        let exists = raw?.first == ValueTag.live.rawValue
+        guard view.ancestors.isEmpty else { return (exists, try visibleChunk(file, index)) }
+        guard exists, let raw else { return (false, nil) }
+        let chunk = try withBytes(raw) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
+        return (true, file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
+    }
+
+    /// relatime: atime moves only when it is not newer than mtime or ctime, or is a day
+    /// old; the update is never durable by itself.
+    private func touchAccessTime(_ file: inout Inode) throws(FSError) {
+        let now = Self.now()
+        guard file.atime <= file.mtime || file.atime <= file.ctime || now.seconds - file.atime.seconds >= 86_400 else { return }
+        file.atime = now
+        var batch = FSBatch(view: view)
+        batch.putInode(file)
+        try commit(&batch, op: "atime", durable: false)
+    }
+}

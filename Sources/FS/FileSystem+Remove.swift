@@ -1,0 +1,80 @@
+// Operations that remove a name: unlink and rmdir. The last link of a file removes its
+// inode in the same batch and queues its chunks in the reclaim queue (0x07), so deleting
+// a file of any size returns at once; the reclaimer deletes the chunks in the background.
+
+extension FileSystem {
+    public func unlink(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
+        if Self.isDotOrDotDot(name) { throw FSError(.EINVAL, "cannot unlink \(Self.show(name))") }
+        try validateName(name)
+        try withEntryLocked(dir, name) { found throws(FSError) in
+            var parent = try directory(dir)
+            try parent.require(cred, [.write, .execute])
+            guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
+            var child = try inode(found.ino)
+            guard child.type != .directory else { throw FSError(.EISDIR, "\(Self.show(name)) is a directory") }
+            guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }
+            let now = Self.now()
+            var batch = FSBatch(view: view)
+            removeEntry(&batch, parent: &parent, found, now: now)
+            batch.putInode(parent)
+            unlinkInode(&batch, &child, now: now)
+            try commit(&batch, op: "unlink", durable: options.durableMetadata)
+        }
+        reclaimer.wake()
+    }
+
+    public func rmdir(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
+        if name == [0x2E] { throw FSError(.EINVAL, "cannot remove \".\"") }
+        if name == [0x2E, 0x2E] { throw FSError(.ENOTEMPTY, "cannot remove \"..\"") }
+        try validateName(name)
+        try withEntryLocked(dir, name) { found throws(FSError) in
+            var parent = try directory(dir)
+            try parent.require(cred, [.write, .execute])
+            guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
+            var child = try inode(found.ino)
+            guard child.type == .directory else { throw FSError(.ENOTDIR, "\(Self.show(name)) is not a directory") }
+            guard child.entryCount == 0 else { throw FSError(.ENOTEMPTY, "\(Self.show(name)) is not empty") }
+            guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }
+            let now = Self.now()
+            var batch = FSBatch(view: view)
+            removeEntry(&batch, parent: &parent, found, now: now)
+            parent.nlink -= 1
+            batch.putInode(parent)
+            unlinkInode(&batch, &child, now: now)
+            try commit(&batch, op: "rmdir", durable: options.durableMetadata)
+        }
+    }
+
+    /// Drops one link of `child`; at the last one removes the inode and queues its chunks.
+    func unlinkInode(_ batch: inout FSBatch, _ child: inout Inode, now: Timestamp) {
+        let lastLink = child.type == .directory || child.nlink <= 1
+        if !lastLink {
+            child.nlink -= 1
+            child.ctime = now
+            batch.putInode(child)
+            return
+        }
+        batch.remove(FSKeys.inode(child.ino))
+        batch.touched.insert(child.ino)
+        batch.inodeDelta -= 1
+        if child.type == .regular, child.size > 0 || !child.shrinkMarks.isEmpty {
+            batch.putUnversioned(FSKeys.reclaim(child.ino, view.head), [ReclaimKind.deleteFile.rawValue])
+        }
+    }
+
+    /// Runs `body` holding the locks of `dir` and of the inode its entry `name` names (if
+    /// any), re-reading the entry under the locks until it is stable.
+    func withEntryLocked<R>(_ dir: UInt64, _ name: [UInt8], _ body: (DirEntry?) throws(FSError) -> R) throws(FSError) -> R {
+        var guess = try locked([dir]) { () throws(FSError) in try entry(dir, name) }
+        while true {
+            let inodes = [dir] + (guess.map { [$0.ino] } ?? [])
+            let outcome = try locked(inodes) { () throws(FSError) -> (R?, DirEntry?) in
+                let now = try entry(dir, name)
+                guard now?.ino == guess?.ino else { return (nil, now) }
+                return (try body(now), now)
+            }
+            if let result = outcome.0 { return result }
+            guess = outcome.1
+        }
+    }
+}

@@ -1,0 +1,88 @@
+// setattr: mode, owner, group, size and times ("set to now" included), with the POSIX
+// rules on who may change what, in one batch.
+
+public enum TimeChange: Sendable, Equatable {
+    case now
+    case set(Timestamp)
+}
+
+public struct SetAttributes: Sendable, Equatable {
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var size: UInt64?
+    public var atime: TimeChange?
+    public var mtime: TimeChange?
+
+    public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
+                atime: TimeChange? = nil, mtime: TimeChange? = nil) {
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.atime = atime
+        self.mtime = mtime
+    }
+}
+
+extension FileSystem {
+    @discardableResult
+    public func setattr(_ cred: Credentials, _ ino: UInt64, _ change: SetAttributes) throws(FSError) -> Inode {
+        try locked([ino]) { () throws(FSError) -> Inode in
+            var node = try inode(ino)
+            let isOwner = cred.isRoot || cred.uid == node.uid
+            let now = Self.now()
+            var batch = FSBatch(view: view)
+
+            if let uid = change.uid, uid != node.uid, !cred.isRoot {
+                throw FSError(.EPERM, "only root may change the owner")
+            }
+            if let gid = change.gid, gid != node.gid, !cred.isRoot, !(cred.uid == node.uid && cred.inGroup(gid)) {
+                throw FSError(.EPERM, "only the owner, in the new group, or root may change the group")
+            }
+            if change.mode != nil, !isOwner { throw FSError(.EPERM, "only the owner or root may change the mode") }
+            for time in [change.atime, change.mtime] {
+                switch time {
+                case .now?:
+                    if !isOwner, !node.permits(cred, .write) { throw FSError(.EACCES, "setting times needs ownership or write access") }
+                case .set?:
+                    if !isOwner { throw FSError(.EPERM, "only the owner or root may set times") }
+                case nil:
+                    break
+                }
+            }
+            if let size = change.size {
+                try checkRegular(node)
+                try node.require(cred, .write)
+                if size != node.size {
+                    try truncate(&batch, &node, to: size)
+                    node.mtime = now
+                }
+            }
+            let ownerChanged = (change.uid.map { $0 != node.uid } ?? false) || (change.gid.map { $0 != node.gid } ?? false)
+            if let uid = change.uid { node.uid = uid }
+            if let gid = change.gid { node.gid = gid }
+            if ownerChanged, node.type != .directory, !cred.isRoot || node.mode & 0o111 != 0 {
+                node.mode &= ~(Mode.setuid | Mode.setgid)
+            }
+            if let mode = change.mode {
+                node.mode = mode & 0o7777
+                if node.type != .directory, !cred.isRoot, !cred.inGroup(node.gid) { node.mode &= ~Mode.setgid }
+            }
+            switch change.atime {
+            case .now?: node.atime = now
+            case .set(let t)?: node.atime = t
+            case nil: break
+            }
+            switch change.mtime {
+            case .now?: node.mtime = now
+            case .set(let t)?: node.mtime = t
+            case nil: break
+            }
+            node.ctime = now
+            batch.putInode(node)
+            try commit(&batch, op: "setattr", durable: options.durableMetadata)
+            return node
+        }
+    }
+}

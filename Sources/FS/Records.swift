@@ -1,0 +1,178 @@
+// The small value formats besides the inode: directory entries, scan records, chunks,
+// statistics and the system records (Docs/format-fs-keys.md). Versioned values open
+// with a ValueTag; the decoders here see only live values (whiteouts never reach them).
+
+import Compression
+
+/// A directory entry: what a name points to and the cookie it was given.
+public struct DirEntry: Sendable, Equatable {
+    public var name: [UInt8]
+    public var ino: UInt64
+    public var type: FileType
+    public var cookie: UInt64
+
+    public init(name: [UInt8], ino: UInt64, type: FileType, cookie: UInt64) {
+        self.name = name
+        self.ino = ino
+        self.type = type
+        self.cookie = cookie
+    }
+
+    /// The 0x02 value: tag, child ino, cookie, type.
+    func encodeEntry() -> [UInt8] {
+        var out: [UInt8] = [ValueTag.live.rawValue]
+        out.appendBigEndian(ino)
+        out.appendBigEndian(cookie)
+        out.append(type.rawValue)
+        return out
+    }
+
+    static func decodeEntry(name: [UInt8], _ value: UnsafeRawBufferPointer) throws(FSError) -> DirEntry {
+        var r = ByteReader(value)
+        guard r.u8() == ValueTag.live.rawValue, let ino = r.u64(), let cookie = r.u64(),
+              let type = r.u8().flatMap(FileType.init(rawValue:)), r.atEnd
+        else { throw FSError.corrupt("directory entry") }
+        return DirEntry(name: name, ino: ino, type: type, cookie: cookie)
+    }
+
+    /// The 0x03 value: tag, child ino, type, name.
+    func encodeScan() -> [UInt8] {
+        var out: [UInt8] = [ValueTag.live.rawValue]
+        out.appendBigEndian(ino)
+        out.append(type.rawValue)
+        out.append(contentsOf: name)
+        return out
+    }
+
+    static func decodeScan(cookie: UInt64, _ value: UnsafeRawBufferPointer) throws(FSError) -> DirEntry {
+        var r = ByteReader(value)
+        guard r.u8() == ValueTag.live.rawValue, let ino = r.u64(), let type = r.u8().flatMap(FileType.init(rawValue:))
+        else { throw FSError.corrupt("directory scan record") }
+        return DirEntry(name: Array(r.rest()), ino: ino, type: type, cookie: cookie)
+    }
+}
+
+/// How a chunk's bytes are stored.
+enum ChunkEncoding: UInt8 {
+    case raw = 0
+    case zstd = 1
+}
+
+/// A chunk value: tag, encoding, data epoch (8), stored length (4), then the bytes. Trailing
+/// bytes past the stored length read as zeros.
+struct ChunkRecord {
+    var epoch: UInt64
+    var data: [UInt8]
+
+    func encode(compress: Bool) -> [UInt8] {
+        var out: [UInt8] = [ValueTag.live.rawValue, ChunkEncoding.raw.rawValue]
+        out.appendBigEndian(epoch)
+        out.appendBigEndian(UInt32(data.count))
+        if compress, data.count >= 64, worthCompressing(), let packed = try? Zstd.compress(data), packed.count < data.count {
+            out[1] = ChunkEncoding.zstd.rawValue
+            out.append(contentsOf: packed)
+        } else {
+            out.append(contentsOf: data)
+        }
+        return out
+    }
+
+    /// A probe: compress the first 4 KiB of a larger chunk; if that saves under 1/32,
+    /// the chunk is taken as incompressible and stored raw without compressing it all.
+    private func worthCompressing() -> Bool {
+        let probe = 4096
+        guard data.count >= 2 * probe else { return true }
+        let packed = data.withUnsafeBytes { raw in try? Zstd.compress(UnsafeRawBufferPointer(rebasing: raw[0..<probe]), level: 1) }
+        guard let packed else { return false }
+        return packed.count < probe - probe / 32
+    }
+
+    static func decode(_ value: UnsafeRawBufferPointer, chunkSize: Int) throws(FSError) -> ChunkRecord {
+        var r = ByteReader(value)
+        guard r.u8() == ValueTag.live.rawValue, let encoding = r.u8().flatMap(ChunkEncoding.init(rawValue:)),
+              let epoch = r.u64(), let length = r.u32(), Int(length) <= chunkSize
+        else { throw FSError.corrupt("chunk header") }
+        let body = r.rest()
+        switch encoding {
+        case .raw:
+            guard body.count == Int(length) else { throw FSError.corrupt("chunk length") }
+            return ChunkRecord(epoch: epoch, data: Array(body))
+        case .zstd:
+            do {
+                return ChunkRecord(epoch: epoch, data: try Zstd.decompress(body, expectedSize: Int(length)))
+            } catch {
+                throw FSError.corrupt("chunk: \(error)")
+            }
+        }
+    }
+}
+
+/// Per-dataset statistics, written as absolute values into every batch that changes them.
+public struct FSCounters: Sendable, Equatable {
+    /// Inode records that exist (files, directories, ... including the root).
+    public var inodes: UInt64 = 0
+    /// Chunk entries that exist, hidden or queued for reclaim included.
+    public var chunks: UInt64 = 0
+
+    func encode() -> [UInt8] {
+        var out: [UInt8] = []
+        out.appendBigEndian(inodes)
+        out.appendBigEndian(chunks)
+        return out
+    }
+
+    static func decode(_ value: [UInt8]) throws(FSError) -> FSCounters {
+        try withBytes(value) { raw throws(FSError) in
+            var r = ByteReader(raw)
+            guard let inodes = r.u64(), let chunks = r.u64(), r.atEnd else { throw FSError.corrupt("stats") }
+            return FSCounters(inodes: inodes, chunks: chunks)
+        }
+    }
+}
+
+/// The 0x06 system records.
+enum SystemRecords {
+    static let formatName = "format"
+    static let nextInodeName = "next-inode"
+    static let incarnationName = "incarnation"
+    static let magic: [UInt8] = Array("ZFSFS".utf8)
+    static let formatVersion: UInt8 = 1
+
+    /// magic, format version, chunk size (4).
+    static func encodeFormat(chunkSize: Int) -> [UInt8] {
+        var out = magic + [formatVersion]
+        out.appendBigEndian(UInt32(chunkSize))
+        return out
+    }
+
+    static func decodeFormat(_ value: [UInt8]) throws(FSError) -> Int {
+        guard value.count == magic.count + 5, Array(value[0..<magic.count]) == magic else {
+            throw FSError(.EIO, "not a ZeroFS filesystem (bad format record)")
+        }
+        guard value[magic.count] == formatVersion else {
+            throw FSError(.EIO, "unsupported filesystem format \(value[magic.count])")
+        }
+        let size = value.withUnsafeBytes { Int($0.readBigEndian32(at: magic.count + 1)) }
+        guard FSOptions.validChunkSizes.contains(size) else { throw FSError.corrupt("chunk size \(size)") }
+        return size
+    }
+
+    static func encodeUInt64(_ value: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        out.appendBigEndian(value)
+        return out
+    }
+
+    static func decodeUInt64(_ value: [UInt8], _ what: String) throws(FSError) -> UInt64 {
+        guard value.count == 8 else { throw FSError.corrupt(what) }
+        return value.withUnsafeBytes { $0.readBigEndian(at: 0) }
+    }
+}
+
+/// Reclaim queue values.
+enum ReclaimKind: UInt8 {
+    /// The inode is gone: delete every chunk of (ino, version).
+    case deleteFile = 1
+    /// The inode has shrink marks: delete the chunks they hide, then drop the marks.
+    case shrink = 2
+}

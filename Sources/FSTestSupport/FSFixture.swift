@@ -1,0 +1,88 @@
+// A filesystem on a fresh store of one backend, for one test: open, reopen (as after a
+// restart or a crash), fsck, and short helpers for names, credentials and errors.
+
+import Engine
+import FS
+import KVTestSupport
+import Testing
+
+public final class FSFixture: @unchecked Sendable {
+    // Used by the single test that owns it (the FileSystem inside is thread-safe).
+    public let harness: StoreHarness
+    public let path: String
+    public var options: FSOptions
+    public private(set) var store: any KVBackend
+    public private(set) var fs: FileSystem
+
+    public init(_ factory: any KVBackendFactory, options: FSOptions = FSFixture.testOptions) throws {
+        harness = StoreHarness(factory)
+        path = harness.freshPath("fs")
+        self.options = options
+        store = try harness.open(path)
+        fs = try FileSystem.open(store, options: options)
+        // Every user may create at the top; cases build their own restricted directories.
+        try fs.setattr(.root, FileSystem.rootInode, SetAttributes(mode: 0o777))
+    }
+
+    /// Tests drive the reclaimer themselves unless they ask for the thread.
+    public static var testOptions: FSOptions {
+        var options = FSOptions()
+        options.backgroundReclaim = false
+        return options
+    }
+
+    /// Closes and reopens the store and the filesystem. After a crash point the filesystem
+    /// is not flushed: what the store holds is what a stopped process leaves.
+    public func reopen() throws {
+        try? fs.close()
+        try store.close()
+        store = try harness.open(path)
+        fs = try FileSystem.open(store, options: options)
+    }
+
+    public func fsck() throws -> FsckReport { try Fsck.check(store) }
+
+    /// Records an issue naming every problem fsck finds.
+    public func expectClean(_ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let report = try fsck()
+        #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
+    }
+
+    public func close() {
+        try? fs.close()
+        try? store.close()
+        harness.cleanUp()
+    }
+
+    deinit { close() }
+}
+
+public func n(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+public enum Users {
+    public static let root = Credentials.root
+    public static let alice = Credentials(uid: 1000, gid: 1000)
+    public static let bob = Credentials(uid: 1001, gid: 1001)
+    /// In alice's group as a supplementary group.
+    public static let carol = Credentials(uid: 1002, gid: 1002, groups: [1000])
+}
+
+/// Expects `body` to fail with `code`; records an issue otherwise.
+public func expectErrno(
+    _ code: FSError.Code, _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
+) {
+    do {
+        try body()
+        Issue.record("expected \(code) \(what), but it succeeded", sourceLocation: sourceLocation)
+    } catch let error as FSError {
+        #expect(error.code == code, "\(what): \(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code) \(what), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Bytes that compress poorly (seeded).
+public func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+}
