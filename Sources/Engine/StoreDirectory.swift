@@ -1,7 +1,8 @@
 // A store on local disk is a folder with a marker file naming its backend and format, and
 // a lock file held with flock() while the store is open. See Docs/format-store-folder.md.
 //
-//   PATH/ZEROFS-STORE      "zerofs-store 1\nbackend NAME\n"
+//   PATH/ZEROFS-STORE      "zerofs-store 1\nbackend NAME\n", then "ready\n" once the
+//                          backend created its files (before that, creation can restart)
 //   PATH/LOCK              holds the PID of the process that has the store open
 //   PATH/...               the backend's own files
 
@@ -54,8 +55,9 @@ public final class StoreLock: @unchecked Sendable {
 /// A store folder opened for writing: its lock, and whether this open created it.
 public struct StoreFolder: Sendable {
     public let lock: StoreLock
-    /// True when the folder held no store before (the backend may create its files);
-    /// false when the backend's files must already be there.
+    /// True when the folder held no store before, or only one whose creation was cut
+    /// short (the backend clears what it left and creates its files, then calls
+    /// `markReady`); false when the backend's files must already be there.
     public let isNew: Bool
 }
 
@@ -79,7 +81,8 @@ public enum StoreDirectory {
         default:
             throw KVError(.notAStore, "path is not a folder", path: path)
         }
-        let hasMarker = try readMarker(path: path, expecting: backend)
+        let marker = try readMarker(path: path, expecting: backend)
+        let hasMarker = marker != nil
         if !hasMarker {
             // What an interrupted create leaves (the lock, a marker's temporary file) does
             // not make a folder foreign; anything else does, and is never touched.
@@ -94,9 +97,15 @@ public enum StoreDirectory {
             for leftover in try FileOps.list(path) where leftover.hasPrefix(markerName + ".tmp.") {
                 try FileOps.removeTree(path + "/" + leftover)
             }
-            try writeMarker(path: path, backend: backend)
+            try writeMarker(path: path, backend: backend, ready: false)
         }
-        return StoreFolder(lock: lock, isNew: !hasMarker)
+        return StoreFolder(lock: lock, isNew: marker != true)
+    }
+
+    /// Records that the backend finished creating its files: from now on missing files
+    /// are reported as damage, never silently recreated.
+    public static func markReady(path: String, backend: String) throws(KVError) {
+        try writeMarker(path: path, backend: backend, ready: true)
     }
 
     /// Checks that `path` holds a store of `backend` without opening or locking it (for
@@ -107,37 +116,46 @@ public enum StoreDirectory {
         case .directory: break
         default: throw KVError(.notAStore, "path is not a folder", path: path)
         }
-        guard try readMarker(path: path, expecting: backend) else {
+        guard try readMarker(path: path, expecting: backend) != nil else {
             throw KVError(.notAStore, "folder has no \(markerName) marker", path: path)
         }
     }
 
-    /// Writes the marker that makes `path` a store of `backend`.
-    public static func writeMarker(path: String, backend: String) throws(KVError) {
-        try FileOps.writeFileAtomically(path + "/" + markerName, Array("zerofs-store \(formatVersion)\nbackend \(backend)\n".utf8))
+    /// Writes the marker that makes `path` a store of `backend`; `ready` once its files exist.
+    public static func writeMarker(path: String, backend: String, ready: Bool = true) throws(KVError) {
+        let text = "zerofs-store \(formatVersion)\nbackend \(backend)\n" + (ready ? "ready\n" : "")
+        try FileOps.writeFileAtomically(path + "/" + markerName, Array(text.utf8))
     }
 
     /// The backend named by the marker at `path`, or nil when there is no marker.
     public static func backendName(at path: String) throws(KVError) -> String? {
+        try marker(at: path)?.backend
+    }
+
+    /// The marker's backend and whether creation finished, or nil when there is none.
+    public static func marker(at path: String) throws(KVError) -> (backend: String, ready: Bool)? {
         let markerPath = path + "/" + markerName
         guard FileOps.kind(of: markerPath) == .file else { return nil }
         let text = String(decoding: try FileOps.readFile(markerPath), as: UTF8.self)
         let lines = text.split(separator: "\n").map(String.init)
-        guard lines.count >= 2, lines[0].hasPrefix("zerofs-store "), lines[1].hasPrefix("backend ") else {
+        guard lines.count == 2 || (lines.count == 3 && lines[2] == "ready"), lines[0].hasPrefix("zerofs-store "),
+              lines[1].hasPrefix("backend ")
+        else {
             throw KVError(.corruption, "malformed \(markerName) marker", path: markerPath)
         }
         guard Int(lines[0].dropFirst("zerofs-store ".count)) == formatVersion else {
             throw KVError(.unsupportedFormat, "store folder format '\(lines[0])' is not \(formatVersion)", path: markerPath)
         }
-        return String(lines[1].dropFirst("backend ".count))
+        return (String(lines[1].dropFirst("backend ".count)), lines.count == 3)
     }
 
-    private static func readMarker(path: String, expecting backend: String) throws(KVError) -> Bool {
-        guard let found = try backendName(at: path) else { return false }
-        guard found == backend else {
-            throw KVError(.wrongBackend, "folder holds a \(found) store, not \(backend)", path: path)
+    /// nil without a marker; otherwise whether the store finished its creation.
+    private static func readMarker(path: String, expecting backend: String) throws(KVError) -> Bool? {
+        guard let found = try marker(at: path) else { return nil }
+        guard found.backend == backend else {
+            throw KVError(.wrongBackend, "folder holds a \(found.backend) store, not \(backend)", path: path)
         }
-        return true
+        return found.ready
     }
 }
 

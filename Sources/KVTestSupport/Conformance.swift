@@ -59,6 +59,7 @@ public enum KVConformance {
         ("paths that are not stores of this backend are refused", true, badPaths),
         ("a store whose data files vanished is reported, not recreated empty", true, missingData),
         ("leftovers of an interrupted create do not block the folder", true, interruptedCreate),
+        ("a creation cut short after the marker is started over", true, interruptedBackendCreation),
         ("a store reached through a symbolic link opens", true, symbolicLink),
         ("concurrent checkpoints of one name: exactly one wins", false, checkpointRace),
     ]
@@ -554,5 +555,21 @@ public enum KVConformance {
         #expect(try frozen.entries() == expected)
         try frozen.close()
         #expect(try store.listCheckpoints().map(\.name) == ["contested"])
+    }
+
+    static func interruptedBackendCreation(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        try FileOps.makeDirectories(path + "/db")
+        try FileOps.makeDirectories(path + "/objects/wal")
+        try FileOps.writeFileAtomically(path + "/db/half-written", [1, 2, 3])
+        try FileOps.writeFileAtomically(path + "/objects/wal/junk", [4, 5])
+        try StoreDirectory.writeMarker(path: path, backend: h.factory.name, ready: false)
+        var store = try h.open(path)
+        try store.put([1], [1], durable: true)
+        try store.close()
+        #expect(try StoreDirectory.marker(at: path)?.ready == true)
+        store = try h.open(path)
+        #expect(try store.get([1]) == [1])
+        try store.close()
     }
 }

@@ -16,6 +16,12 @@ import Testing
             ($0 as? KVError)?.code == .locked
         }
         folder.lock.release()
+        // Until the backend marks it ready, a store's creation may start over.
+        let interrupted = try StoreDirectory.open(path: path, backend: "example", createIfMissing: false)
+        #expect(interrupted.isNew)
+        try StoreDirectory.markReady(path: path, backend: "example")
+        #expect(try FileOps.readFile(path + "/ZEROFS-STORE") == Array("zerofs-store 1\nbackend example\nready\n".utf8))
+        interrupted.lock.release()
         let again = try StoreDirectory.open(path: path, backend: "example", createIfMissing: false)
         #expect(!again.isNew)
         again.lock.release()

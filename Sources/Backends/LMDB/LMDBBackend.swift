@@ -30,11 +30,13 @@ public struct LMDBBackendFactory: KVBackendFactory {
         // Only a new store may create its environment: a store whose data vanished is
         // reported, never silently replaced by an empty one.
         if folder.isNew {
+            try FileOps.removeTree(root + "/db")  // what an interrupted creation left
             try FileOps.makeDirectories(root + "/db")
         } else if FileOps.kind(of: root + "/db/data.mdb") != .file {
             throw KVError(.corruption, "the store's lmdb data file is missing", path: root + "/db/data.mdb")
         }
         let env = try LMDBEnvironment.open(root + "/db", settings: settings, readOnly: false)
+        if folder.isNew { try StoreDirectory.markReady(path: root, backend: name) }
         return LMDBBackend(env: env, root: root, lock: folder.lock)
     }
 

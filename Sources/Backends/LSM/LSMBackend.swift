@@ -21,11 +21,14 @@ public struct LSMBackendFactory: KVBackendFactory {
         let settings = try LSMOptions(options)
         let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
         do {
+            if folder.isNew { try FileOps.removeTree(root + "/objects") }  // what an interrupted creation left
             let objects = try LocalObjectStore(root: root + "/objects")
             if !folder.isNew, try objects.list(prefix: "manifest/").isEmpty {
                 throw KVError(.corruption, "the store's manifest is missing", path: root + "/objects/manifest")
             }
-            return LSMBackend(store: try LSMStore(objects: objects, options: settings), lock: folder.lock, location: root)
+            let store = try LSMStore(objects: objects, options: settings)
+            if folder.isNew { try StoreDirectory.markReady(path: root, backend: name) }
+            return LSMBackend(store: store, lock: folder.lock, location: root)
         } catch {
             folder.lock.release()
             throw error

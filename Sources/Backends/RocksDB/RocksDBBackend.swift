@@ -21,10 +21,13 @@ public struct RocksDBBackendFactory: KVBackendFactory {
         // never silently replaced by an empty one.
         let settings = try RocksDBOptions(options, create: folder.isNew)
         try CheckpointDirectory(storePath: root).removeLeftovers()
-        if !folder.isNew, FileOps.kind(of: root + "/db/CURRENT") != .file {
+        if folder.isNew {
+            try FileOps.removeTree(root + "/db")  // what an interrupted creation left
+        } else if FileOps.kind(of: root + "/db/CURRENT") != .file {
             throw KVError(.corruption, "the store's rocksdb database is missing", path: root + "/db")
         }
         let db = try RocksDBHandle.open(settings, path: root + "/db", readOnly: false)
+        if folder.isNew { try StoreDirectory.markReady(path: root, backend: name) }
         return RocksDBBackend(db: db, settings: settings, root: root, lock: folder.lock, readOnly: false)
     }
 
