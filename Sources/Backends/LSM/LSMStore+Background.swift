@@ -31,23 +31,26 @@ extension LSMStore {
         state.withLock {
             closing = true
             state.broadcast()
-            while runningThreads > 0 { state.wait() }
         }
         wal.withLock { wal.broadcast() }
+        state.withLock {
+            while runningThreads > 0 { state.wait() }
+        }
     }
 
     // MARK: WAL interval
 
+    /// Writes buffered records every interval, or at once when writers report a full
+    /// buffer (they broadcast `wal`).
     private func walLoop() {
         let interval = Double(options.walFlushIntervalMillis) / 1000
         while true {
-            let stop = state.withLock { () -> Bool in
-                if !closing { _ = state.wait(seconds: interval) }
-                return closing
+            if state.withLock({ closing }) { return }
+            let pending = wal.withLock { () -> UInt64 in
+                if walBuffer.count < options.walBufferBytes { _ = wal.wait(seconds: interval) }
+                return walAppended > walWritten ? walAppended : 0
             }
-            if stop { return }
-            let pending = wal.withLock { walAppended > walDurable ? walAppended : 0 }
-            if pending > 0 { try? flushWAL(upTo: pending) }
+            if pending > 0 { try? flushWAL(upTo: pending, sync: false) }
         }
     }
 
@@ -132,6 +135,13 @@ extension LSMStore {
         guard try objects.putIfAbsent(Manifest.name(id + 1), next.encode()) else {
             throw KVError(.fenced, "another writer took over this store (manifest \(id + 1) exists)", path: objects.location)
         }
+        // WAL segments below the new replay start hold only records now in tables.
+        let obsolete = wal.withLock { () -> [any AppendableObject] in
+            let dropped = unsyncedSealed.filter { $0.id < next.walReplayFrom }.map(\.segment)
+            unsyncedSealed.removeAll { $0.id < next.walReplayFrom }
+            return dropped
+        }
+        for segment in obsolete { segment.seal() }
         state.withLock {
             manifest = next
             manifestID = id + 1
@@ -227,6 +237,7 @@ extension LSMStore {
             let current = state.withLock { version }
             guard let plan = pickCompaction(current) else { return false }
             let outputLevel = plan.level + 1
+            if try moveTrivially(plan, in: current) { return true }
             let (low, high) = Self.range(of: plan.inputs.map(\.meta))
             // With nothing older below the output, deletions and tombstones can go.
             let bottom = !current.levels.indices.contains { $0 > outputLevel && current.levels[$0].contains { Self.overlaps($0.meta, low, high) } }
@@ -251,6 +262,34 @@ extension LSMStore {
             }
             return true
         }
+    }
+
+    /// When no input overlaps another input or anything in the output level, the inputs
+    /// move down by metadata alone: no table is read or rewritten (sequential loads).
+    /// REQUIRES: `manifestLock` is held.
+    private func moveTrivially(_ plan: CompactionPlan, in current: Version) throws -> Bool {
+        guard plan.overlapping.isEmpty else { return false }
+        let metas = plan.inputs.map(\.meta).sorted { Bytes.compare($0.smallest, $1.smallest) < 0 }
+        for i in 1..<max(metas.count, 1) where i < metas.count {
+            if Self.overlaps(metas[i], metas[i - 1].smallest, metas[i - 1].largest) { return false }
+        }
+        let outputLevel = plan.level + 1
+        if outputLevel < current.levels.count {
+            for meta in metas where current.levels[outputLevel].contains(where: { Self.overlaps($0.meta, meta.smallest, meta.largest) }) {
+                return false
+            }
+        }
+        let moved = Set(metas.map(\.id))
+        if plan.level > 0 {
+            compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
+        }
+        try commit { _, levels in
+            levels[plan.level].removeAll { moved.contains($0.meta.id) }
+            while levels.count <= outputLevel { levels.append([]) }
+            levels[outputLevel] = (levels[outputLevel] + plan.inputs).sorted { Bytes.compare($0.meta.smallest, $1.meta.smallest) < 0 }
+        }
+        if Self.paranoid { try Self.checkInvariants(state.withLock { version }) }
+        return true
     }
 
     // MARK: Paranoid checks (ZEROFS_LSM_PARANOID=1, for debugging)

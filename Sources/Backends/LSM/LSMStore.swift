@@ -41,12 +41,19 @@ final class LSMStore: @unchecked Sendable {
     let wal = Monitor()
     var walBuffer: [UInt8] = []  // wal
     var walAppended: UInt64 = 0  // wal: records appended, ever
-    var walDurable: UInt64 = 0  // wal: records in WAL objects
+    var walWritten: UInt64 = 0  // wal: records in WAL objects (perhaps not yet synced)
+    var walDurable: UInt64 = 0  // wal: records in WAL objects and synced
     var walFlushing = false  // wal
     var nextWALID: UInt64  // wal
     var walError: KVError?  // wal
     /// The WAL segment being appended to, when the object store can append.
     var walSegment: (any AppendableObject)?  // wal
+    var walSegmentID: UInt64 = 0  // wal
+    /// Sealed segments not yet synced. A durable write syncs them first (prefix
+    /// durability); once a committed table holds their records (their ids fall below the
+    /// WAL replay start) they are dropped unsynced, so a WAL that a flush made obsolete
+    /// never has to reach the disk.
+    var unsyncedSealed: [(id: UInt64, segment: any AppendableObject)] = []  // wal
     /// WAL segments grow to about this size before a new one starts.
     static let walSegmentBytes = 64 << 20
     var walSegmentSize = 0  // wal
@@ -213,9 +220,17 @@ final class LSMStore: @unchecked Sendable {
             }
         }
         if rotated { state.withLock { state.broadcast() } }
-        let bufferFull = wal.withLock { walBuffer.count >= options.walBufferBytes }
-        if durable || options.walSyncAlways || bufferFull {
+        if durable || options.walSyncAlways {
             try flushWAL(upTo: position)
+            return
+        }
+        // A full buffer is the WAL thread's job; a writer waits only when the buffer runs
+        // far ahead of it (bounded memory).
+        let buffered = wal.withLock { walBuffer.count }
+        if buffered >= options.walBufferBytes * 4 {
+            try flushWAL(upTo: position, sync: false)
+        } else if buffered >= options.walBufferBytes {
+            wal.withLock { wal.broadcast() }
         }
     }
 
@@ -223,12 +238,12 @@ final class LSMStore: @unchecked Sendable {
     /// first WAL id, so the WAL buffer is written out first. REQUIRES: `state` is held.
     func rotateMemtable() throws {
         let upTo = wal.withLock { walAppended }
-        try flushWAL(upTo: upTo)
+        try flushWAL(upTo: upTo, sync: false)
         // The frozen memtable's records end here: seal the segment, so the next memtable's
         // records start in a WAL object of their own (walReplayFrom can then skip these).
         let first = wal.withLock { () -> UInt64 in
             while walFlushing { wal.wait() }
-            walSegment?.seal()
+            if let segment = walSegment { unsyncedSealed.append((walSegmentID, segment)) }
             walSegment = nil
             return nextWALID
         }
@@ -236,15 +251,16 @@ final class LSMStore: @unchecked Sendable {
         mem = Memtable(firstWAL: first)
     }
 
-    /// Makes every record up to `position` durable in the WAL (group commit: one thread
-    /// writes the buffer for everyone waiting; the others wait for it). Where the object
-    /// store can append (a local folder), records go into the current segment with one
-    /// sync; elsewhere each flush is a new WAL object.
-    func flushWAL(upTo position: UInt64) throws {
+    /// Writes every record up to `position` to the WAL and, with `sync`, makes it durable
+    /// (group commit: one thread writes the buffer for everyone waiting; the others wait
+    /// for it). Where the object store can append (a local folder), records go into the
+    /// current segment, synced only when asked; elsewhere each flush is a new WAL object,
+    /// durable when written.
+    func flushWAL(upTo position: UInt64, sync: Bool = true) throws {
         wal.lock()
         defer { wal.unlock() }
         let appendable = objects as? any AppendableObjectStore
-        while walDurable < position {
+        while (sync ? walDurable : walWritten) < position {
             if let error = walError { throw error }
             if walFlushing {
                 wal.wait()
@@ -254,13 +270,15 @@ final class LSMStore: @unchecked Sendable {
             let records = walBuffer
             walBuffer.removeAll(keepingCapacity: true)
             let end = walAppended
-            if walSegment != nil && walSegmentSize >= Self.walSegmentBytes {
-                walSegment?.seal()
+            if let full = walSegment, walSegmentSize >= Self.walSegmentBytes {
+                unsyncedSealed.append((walSegmentID, full))
                 walSegment = nil
             }
+            let sealed = sync ? unsyncedSealed : []
+            if sync { unsyncedSealed.removeAll() }
             var segment = walSegment
             let id: UInt64
-            if segment == nil {
+            if segment == nil && (appendable == nil || !records.isEmpty) {
                 id = nextWALID
                 nextWALID += 1
             } else {
@@ -269,14 +287,26 @@ final class LSMStore: @unchecked Sendable {
             wal.unlock()
             var failure: KVError?
             do {
+                // Records in sealed segments must be durable before this sync promises
+                // prefix durability.
+                for old in sealed {
+                    try old.segment.sync()
+                    old.segment.seal()
+                }
                 if let appendable {
-                    if segment == nil {
+                    if segment == nil && !records.isEmpty {
                         guard let created = try appendable.createAppendable(WALFormat.name(id), header: WALFormat.header()) else {
                             throw KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
                         }
                         segment = created
                     }
-                    try records.withUnsafeBytes { try segment!.appendDurably($0) }
+                    if let segment {
+                        if records.isEmpty {
+                            if sync { try segment.sync() }
+                        } else {
+                            try records.withUnsafeBytes { try segment.append($0, sync: sync) }
+                        }
+                    }
                 } else if try !objects.putIfAbsent(WALFormat.name(id), WALFormat.header() + records) {
                     throw KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
                 }
@@ -290,12 +320,16 @@ final class LSMStore: @unchecked Sendable {
                 wal.broadcast()
                 throw failure
             }
-            if appendable != nil {
-                if walSegment == nil { walSegmentSize = 0 }
+            if appendable != nil, let segment {
+                if walSegment == nil {
+                    walSegmentSize = 0
+                    walSegmentID = id
+                }
                 walSegment = segment
                 walSegmentSize += records.count
             }
-            walDurable = end
+            walWritten = end
+            if sync || appendable == nil { walDurable = end }
             wal.broadcast()
         }
     }

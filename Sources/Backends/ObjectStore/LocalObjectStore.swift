@@ -221,7 +221,12 @@ final class LocalAppendableObject: AppendableObject {
 
     deinit { seal() }
 
-    func appendDurably(_ bytes: UnsafeRawBufferPointer) throws {
+    func sync() throws {
+        guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
+        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
         var done = 0
         while done < bytes.count {
@@ -232,7 +237,7 @@ final class LocalAppendableObject: AppendableObject {
             }
             done += n
         }
-        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+        if sync { try self.sync() }
     }
 
     func seal() {

@@ -82,8 +82,11 @@ public protocol AppendableObjectStore: ObjectStore {
 
 /// An object open for appending. Used by one thread at a time.
 public protocol AppendableObject: AnyObject {
-    /// Appends `bytes` and makes everything appended so far durable.
-    func appendDurably(_ bytes: UnsafeRawBufferPointer) throws
+    /// Appends `bytes`; with `sync`, everything appended so far is durable on return.
+    /// Without it the bytes survive a crash of this process, not of the machine.
+    func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws
+    /// Makes everything appended so far durable.
+    func sync() throws
     /// Stops appending; the object is then as immutable as any other.
     func seal()
 }
