@@ -92,6 +92,9 @@ public enum StoreDirectory {
             }
             guard createIfMissing else { throw KVError(.storeNotFound, "no store here", path: path) }
         }
+        if marker == false && !createIfMissing {
+            throw KVError(.storeNotFound, "the store's creation was cut short; open it with creation allowed to start over", path: path)
+        }
         let lock = try StoreLock(path: path + "/" + lockName, storePath: path)
         if !hasMarker {
             for leftover in try FileOps.list(path) where leftover.hasPrefix(markerName + ".tmp.") {

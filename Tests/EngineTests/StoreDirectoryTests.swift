@@ -17,7 +17,10 @@ import Testing
         }
         folder.lock.release()
         // Until the backend marks it ready, a store's creation may start over.
-        let interrupted = try StoreDirectory.open(path: path, backend: "example", createIfMissing: false)
+        #expect { _ = try StoreDirectory.open(path: path, backend: "example", createIfMissing: false) } throws: {
+            ($0 as? KVError)?.code == .storeNotFound
+        }
+        let interrupted = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true)
         #expect(interrupted.isNew)
         try StoreDirectory.markReady(path: path, backend: "example")
         #expect(try FileOps.readFile(path + "/ZEROFS-STORE") == Array("zerofs-store 1\nbackend example\nready\n".utf8))

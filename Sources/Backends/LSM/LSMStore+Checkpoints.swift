@@ -76,6 +76,7 @@ extension LSMStore {
         fresh.writerEpoch = 0
         fresh.checkpoints = []
         fresh.fences = []
+        fresh.tornWAL = []
         fresh.walReplayFrom = 1
         fresh.nextWALID = 1
         guard try target.putIfAbsent(Manifest.name(1), fresh.encode()) else {

@@ -107,18 +107,24 @@ final class LSMStore: @unchecked Sendable {
         // newest may be torn (cut short by a crash), and so may the objects an earlier
         // open found torn (the manifest lists them); any other damage is corruption.
         let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
+        var decoded: [(id: UInt64, records: [(seq: UInt64, batch: WriteBatch)], torn: Bool)] = []
+        for id in walIDs {
+            guard let bytes = try objects.get(WALFormat.name(id)) else { continue }
+            let (records, cut) = try WALFormat.decode(bytes, name: WALFormat.name(id))
+            decoded.append((id, records, cut))
+        }
+        // A torn object is the tail of the log when nothing after it holds records (only
+        // fences of opens that followed), or when an earlier open already accepted it.
+        let lastWithRecords = decoded.lastIndex { !$0.records.isEmpty || $0.torn }
         var torn = Set(current.tornWAL)
-        for (index, id) in walIDs.enumerated() {
-            let name = WALFormat.name(id)
-            guard let bytes = try objects.get(name) else { continue }
-            let (records, cut) = try WALFormat.decode(bytes, name: name)
-            if cut {
-                guard index == walIDs.count - 1 || torn.contains(id) else {
-                    throw KVError(.corruption, "WAL object is damaged before the end of the log", path: name)
+        for (index, object) in decoded.enumerated() {
+            if object.torn {
+                guard index == lastWithRecords || torn.contains(object.id) else {
+                    throw KVError(.corruption, "WAL object is damaged before the end of the log", path: WALFormat.name(object.id))
                 }
-                torn.insert(id)
+                torn.insert(object.id)
             }
-            for (seq, batch) in records {
+            for (seq, batch) in object.records {
                 apply(batch, firstSeq: seq, to: mem)
                 lastSeq = max(lastSeq, seq + UInt64(max(batch.count, 1)) - 1)
             }

@@ -1,7 +1,7 @@
 // The write-ahead log (Docs/format-wal.md): a series of objects "wal/<id>.wal". On an
-// object store that can append (a local folder) each is a segment grown by one append
-// and one sync per group commit, sealed at memtable rotation or 64 MiB; elsewhere each
-// group commit writes a new object with put-if-absent. An object is:
+// object store that can append (a local folder) each is a segment grown by appends (synced
+// only for durable writes), sealed at memtable rotation or 64 MiB; elsewhere each group
+// commit writes a new object with put-if-absent. An object is:
 //
 //   magic "ZWAL" (fixed32 0x4C41575A) | format version (fixed32 1) | record*
 //   record: length (fixed32, of seq + batch) | masked CRC-32C (fixed32, of seq + batch) |

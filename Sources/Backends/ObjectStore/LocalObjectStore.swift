@@ -209,7 +209,7 @@ final class LocalObjectWriter: ObjectWriter {
     }
 }
 
-/// A local file grown by appends, each made durable by fdatasync.
+/// A local file grown by appends; `sync` (or an append with sync) runs fdatasync.
 final class LocalAppendableObject: AppendableObject {
     private var fd: Int32
     private let path: String

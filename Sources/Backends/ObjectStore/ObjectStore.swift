@@ -73,7 +73,8 @@ public final class BufferedObjectWriter: ObjectWriter {
 }
 
 /// An object store that can also grow an object in place (a local folder can; S3 cannot).
-/// The LSM uses it for WAL segments: one sync per group commit instead of a new object.
+/// The LSM uses it for WAL segments: appends instead of a new object per group commit,
+/// synced only when a durable write asks.
 public protocol AppendableObjectStore: ObjectStore {
     /// Creates `name` holding `header`, durably, only if no object has that name (nil when
     /// one exists).

@@ -91,6 +91,21 @@ func tinyLSMOptions() -> BackendOptions {
         }
     }
 
+    @Test func aTornObjectFollowedOnlyByAFenceIsTheTail() throws {
+        // A crash during open: the fence was written, the new manifest was not.
+        let objects = MemoryObjectStore()
+        let store = try factory.open(objects: objects, options: BackendOptions())
+        try fill(store, 0..<6, durable: true)
+        try store.close()
+        let ids = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
+        let newest = try ids.filter { (try objects.get(WALFormat.name($0)))!.count > WALFormat.headerSize }.max()!
+        objects.tamper(WALFormat.name(newest)) { $0.removeLast(4) }
+        try objects.put(WALFormat.name(ids.max()! + 1), WALFormat.header())
+        let reopened = try factory.open(objects: objects, options: BackendOptions())
+        #expect(try reopened.entries().count == 5)
+        try reopened.close()
+    }
+
     @Test func aTornSegmentInALocalFolderIsDiscardedOnEveryOpen() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
