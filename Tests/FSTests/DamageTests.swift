@@ -71,6 +71,15 @@ import Testing
         #expect(try f.fs.read(.root, file.ino, offset: FSOptions.maxFileSize - 4, count: 100).data == [0, 0, 0, 0])
     }
 
+    @Test func fsckReportsAChunkIndexBeyondTheMaximum() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        let file = try f.fs.create(.root, FileSystem.rootInode, n("f"), mode: 0o644)
+        try f.store.put(FSKeys.versioned(FSKeys.chunk(file.ino, UInt64.max), 1), ChunkRecord(epoch: 0, data: [1]).encode(compress: false))
+        let problems = try f.fsck().problems
+        #expect(problems.contains { $0.contains("the index lies beyond the maximum file size") }, "\(problems)")
+    }
+
     /// A checkpoint opens read-only: reads (whose atime relatime would move) succeed
     /// without writing, reclaim does nothing, and the background reclaimer does not fail.
     @Test func readsOnACheckpointNeverWrite() throws {
