@@ -44,7 +44,7 @@ extension FileSystem {
     public func link(_ cred: Credentials, _ ino: UInt64, _ dir: UInt64, _ name: [UInt8]) throws(FSError) -> Inode {
         try validateName(name)
         if Self.isDotOrDotDot(name) { throw FSError(.EEXIST, "\(Self.show(name)) always exists") }
-        return try locked([ino, dir]) { () throws(FSError) -> Inode in
+        return try mutate([ino, dir]) { () throws(FSError) -> (Inode, PendingSync) in
             var parent = try directory(dir)
             try parent.require(cred, [.write, .execute])
             var target = try inode(ino)
@@ -58,8 +58,7 @@ extension FileSystem {
             try addEntry(&batch, parent: &parent, DirEntry(name: name, ino: ino, type: target.type, cookie: 0), now: now)
             batch.putInode(target)
             batch.putInode(parent)
-            try commit(&batch, op: "link", durable: options.durableMetadata)
-            return target
+            return (target, try commit(&batch, op: "link", durable: options.durableMetadata))
         }
     }
 
@@ -69,16 +68,22 @@ extension FileSystem {
     ) throws(FSError) -> Inode {
         try validateName(name)
         if Self.isDotOrDotDot(name) { throw FSError(.EEXIST, "\(Self.show(name)) always exists") }
-        return try locked([dir]) { () throws(FSError) -> Inode in
+        return try mutate([dir]) { () throws(FSError) -> (Inode, PendingSync) in
             var parent = try directory(dir)
-            try parent.require(cred, [.write, .execute])
+            // Finding an existing name needs search permission only (open(O_CREAT) of an
+            // existing file, and EEXIST, as on Linux); adding a name needs write as well.
+            try parent.require(cred, .execute)
             if let found = try entry(dir, name) {
-                if let existing { return try existing(found) }
+                if let existing { return (try existing(found), .none) }
                 throw FSError(.EEXIST, "\(Self.show(name)) exists")
             }
+            try parent.require(cred, [.write, .execute])
             let now = Self.now()
             let setgidDir = parent.mode & Mode.setgid != 0
-            var node = Inode(ino: allocateInode(), type: type, mode: mode, uid: cred.uid,
+            // mkdir ignores setuid and setgid in the requested mode (Linux vfs_mkdir); a
+            // directory gets setgid only from a setgid parent, below.
+            let requested = type == .directory ? mode & ~(Mode.setuid | Mode.setgid) : mode
+            var node = Inode(ino: allocateInode(), type: type, mode: requested, uid: cred.uid,
                              gid: setgidDir ? parent.gid : cred.gid, now: now)
             node.generation = UInt64.random(in: 1...UInt64(UInt32.max))
             node.rdev = rdev
@@ -93,14 +98,13 @@ extension FileSystem {
             var batch = FSBatch(view: view)
             try addEntry(&batch, parent: &parent, DirEntry(name: name, ino: node.ino, type: type, cookie: 0), now: now)
             if type == .directory {
-                parent.nlink += 1
+                parent.nlink = try Self.incremented(parent.nlink, "link count of directory \(dir)", code: .EMLINK)
                 batch.putUnversioned(FSKeys.cookieCounter(node.ino), SystemRecords.encodeUInt64(1))
             }
             batch.putInode(node)
             batch.putInode(parent)
             batch.inodeDelta = 1
-            try commit(&batch, op: op, durable: options.durableMetadata)
-            return node
+            return (node, try commit(&batch, op: op, durable: options.durableMetadata))
         }
     }
 
@@ -111,19 +115,19 @@ extension FileSystem {
         let counterKey = FSKeys.cookieCounter(parent.ino)
         let counter = try kv { try store.get(counterKey) }
         entry.cookie = try counter.map { v throws(FSError) in try SystemRecords.decodeUInt64(v, "cookie counter") } ?? 1
-        batch.putUnversioned(counterKey, SystemRecords.encodeUInt64(entry.cookie + 1))
+        batch.putUnversioned(counterKey, SystemRecords.encodeUInt64(try Self.incremented(entry.cookie, "cookie counter of directory \(parent.ino)")))
         batch.put(FSKeys.dirEntry(parent.ino, entry.name), entry.encodeEntry())
         batch.put(FSKeys.dirScan(parent.ino, entry.cookie), entry.encodeScan())
-        parent.entryCount += 1
+        parent.entryCount = try Self.incremented(parent.entryCount, "entry count of directory \(parent.ino)")
         parent.mtime = now
         parent.ctime = now
     }
 
     /// Removes `entry` from `parent` (the caller writes the parent inode). REQUIRES: its lock.
-    func removeEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) {
+    func removeEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
         batch.remove(FSKeys.dirEntry(parent.ino, entry.name))
         batch.remove(FSKeys.dirScan(parent.ino, entry.cookie))
-        parent.entryCount -= 1
+        parent.entryCount = try Self.decremented(parent.entryCount, "entry count of directory \(parent.ino)")
         parent.mtime = now
         parent.ctime = now
     }

@@ -22,8 +22,11 @@ extension FileSystem {
             var file = try inode(ino)
             try checkRegular(file)
             try file.require(cred, .read)
-            guard offset < file.size, count > 0 else { return ReadResult(data: [], eof: offset >= file.size) }
-            let end = min(file.size, offset + UInt64(min(count, 64 << 20)))
+            // A size past the maximum can only be damage: read as if at the maximum, so
+            // the offset arithmetic below cannot overflow.
+            let size = min(file.size, FSOptions.maxFileSize)
+            guard offset < size, count > 0 else { return ReadResult(data: [], eof: offset >= size) }
+            let end = min(size, offset + UInt64(min(count, 64 << 20)))
             var data = [UInt8](repeating: 0, count: Int(end - offset))
             let cs = UInt64(chunkSize)
             var index = offset / cs
@@ -44,7 +47,7 @@ extension FileSystem {
                 index += 1
             }
             try touchAccessTime(&file)
-            return ReadResult(data: data, eof: end == file.size)
+            return ReadResult(data: data, eof: end == size)
         }
     }
 
@@ -56,11 +59,11 @@ extension FileSystem {
         guard !overflow, end <= FSOptions.maxFileSize else {
             throw FSError(.EFBIG, "a write ending at \(overflow ? "overflow" : "\(end)") exceeds the maximum file size")
         }
-        return try locked([ino]) { () throws(FSError) -> Inode in
+        return try mutate([ino]) { () throws(FSError) -> (Inode, PendingSync) in
             var file = try inode(ino)
             try checkRegular(file)
             try file.require(cred, .write)
-            guard !data.isEmpty else { return file }
+            guard !data.isEmpty else { return (file, .none) }
             var batch = FSBatch(view: view)
             let cs = UInt64(chunkSize)
             var index = offset / cs
@@ -92,8 +95,7 @@ extension FileSystem {
             file.ctime = now
             if !cred.isRoot { file.mode &= ~(Mode.setuid | Mode.setgid) }
             batch.putInode(file)
-            try commit(&batch, op: "write", durable: durable)
-            return file
+            return (file, try commit(&batch, op: "write", durable: durable))
         }
     }
 
@@ -117,7 +119,7 @@ extension FileSystem {
         }
         // Chunks starting at or past `size` exist only below the old size (or are hidden already).
         let firstBeyond = (size + cs - 1) / cs
-        let oldEnd = (file.size + cs - 1) / cs
+        let oldEnd = file.size.quotientRoundingUp(chunkSize)
         guard oldEnd > firstBeyond else { return }
         file.dataEpoch += 1
         file.shrinkMarks.removeAll { $0.size >= size }
@@ -159,13 +161,15 @@ extension FileSystem {
     }
 
     /// relatime: atime moves only when it is not newer than mtime or ctime, or is a day
-    /// old; the update is never durable by itself.
+    /// old; the update is never durable by itself. A read-only store (a checkpoint) keeps
+    /// its atimes: a read there must never write, or it would fail with EROFS.
     private func touchAccessTime(_ file: inout Inode) throws(FSError) {
+        guard !store.isReadOnly else { return }
         let now = Self.now()
         guard file.atime <= file.mtime || file.atime <= file.ctime || now.seconds - file.atime.seconds >= 86_400 else { return }
         file.atime = now
         var batch = FSBatch(view: view)
         batch.putInode(file)
-        try commit(&batch, op: "atime", durable: false)
+        _ = try commit(&batch, op: "atime", durable: false)
     }
 }

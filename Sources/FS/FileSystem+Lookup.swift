@@ -80,7 +80,7 @@ extension FileSystem {
         let total: UInt64 = 1 << 50
         let totalInodes: UInt64 = 1 << 40
         return StatFS(blockSize: UInt64(chunkSize), totalBytes: total, usedBytes: used, freeBytes: total - min(used, total),
-                      totalInodes: totalInodes, usedInodes: counters.inodes, freeInodes: totalInodes - counters.inodes)
+                      totalInodes: totalInodes, usedInodes: counters.inodes, freeInodes: totalInodes - min(counters.inodes, totalInodes))
     }
 
     /// The in-memory counters (what statfs reports and fsck checks).

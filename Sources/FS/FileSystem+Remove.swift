@@ -6,7 +6,7 @@ extension FileSystem {
     public func unlink(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
         if Self.isDotOrDotDot(name) { throw FSError(.EINVAL, "cannot unlink \(Self.show(name))") }
         try validateName(name)
-        try withEntryLocked(dir, name) { found throws(FSError) in
+        let pending = try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
             var parent = try directory(dir)
             try parent.require(cred, [.write, .execute])
             guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
@@ -15,19 +15,20 @@ extension FileSystem {
             guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }
             let now = Self.now()
             var batch = FSBatch(view: view)
-            removeEntry(&batch, parent: &parent, found, now: now)
+            try removeEntry(&batch, parent: &parent, found, now: now)
             batch.putInode(parent)
             unlinkInode(&batch, &child, now: now)
-            try commit(&batch, op: "unlink", durable: options.durableMetadata)
+            return try commit(&batch, op: "unlink", durable: options.durableMetadata)
         }
         reclaimer.wake()
+        try awaitDurable(pending)
     }
 
     public func rmdir(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
         if name == [0x2E] { throw FSError(.EINVAL, "cannot remove \".\"") }
         if name == [0x2E, 0x2E] { throw FSError(.ENOTEMPTY, "cannot remove \"..\"") }
         try validateName(name)
-        try withEntryLocked(dir, name) { found throws(FSError) in
+        let pending = try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
             var parent = try directory(dir)
             try parent.require(cred, [.write, .execute])
             guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
@@ -37,12 +38,13 @@ extension FileSystem {
             guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }
             let now = Self.now()
             var batch = FSBatch(view: view)
-            removeEntry(&batch, parent: &parent, found, now: now)
-            parent.nlink -= 1
+            try removeEntry(&batch, parent: &parent, found, now: now)
+            parent.nlink = try Self.decremented(parent.nlink, "link count of directory \(dir)")
             batch.putInode(parent)
             unlinkInode(&batch, &child, now: now)
-            try commit(&batch, op: "rmdir", durable: options.durableMetadata)
+            return try commit(&batch, op: "rmdir", durable: options.durableMetadata)
         }
+        try awaitDurable(pending)
     }
 
     /// Drops one link of `child`; at the last one removes the inode and queues its chunks.

@@ -9,26 +9,28 @@ extension FileSystem {
             if Self.isDotOrDotDot(name) { throw FSError(.EINVAL, "cannot rename \(Self.show(name))") }
             try validateName(name)
         }
+        let pending: PendingSync
         if fromDir == toDir {
-            try renameLocked(cred, fromDir, fromName, toDir, toName)
+            pending = try renameLocked(cred, fromDir, fromName, toDir, toName)
         } else {
-            try renameLock.withLock { () throws(FSError) in try renameLocked(cred, fromDir, fromName, toDir, toName) }
+            pending = try renameLock.withLock { () throws(FSError) in try renameLocked(cred, fromDir, fromName, toDir, toName) }
         }
         reclaimer.wake()
+        // Outside the rename mutex and every inode lock: other renames need not wait for our sync.
+        try awaitDurable(pending)
     }
 
-    private func renameLocked(_ cred: Credentials, _ sd: UInt64, _ sn: [UInt8], _ dd: UInt64, _ dn: [UInt8]) throws(FSError) {
+    private func renameLocked(_ cred: Credentials, _ sd: UInt64, _ sn: [UInt8], _ dd: UInt64, _ dn: [UInt8]) throws(FSError) -> PendingSync {
         var guess = try locked([sd, dd]) { () throws(FSError) in (try entry(sd, sn), try entry(dd, dn)) }
         while true {
             let inodes = [sd, dd] + [guess.0?.ino, guess.1?.ino].compactMap { $0 }
             let seen = guess
-            let outcome = try locked(inodes) { () throws(FSError) -> (done: Bool, now: (DirEntry?, DirEntry?)) in
+            let outcome = try locked(inodes) { () throws(FSError) -> (done: PendingSync?, now: (DirEntry?, DirEntry?)) in
                 let now = (try entry(sd, sn), try entry(dd, dn))
-                guard now.0?.ino == seen.0?.ino, now.1?.ino == seen.1?.ino else { return (false, now) }
-                try renameEntries(cred, sd, now.0, dd, dn, now.1)
-                return (true, now)
+                guard now.0?.ino == seen.0?.ino, now.1?.ino == seen.1?.ino else { return (nil, now) }
+                return (try renameEntries(cred, sd, now.0, dd, dn, now.1), now)
             }
-            if outcome.done { return }
+            if let pending = outcome.done { return pending }
             guess = outcome.now
         }
     }
@@ -37,13 +39,13 @@ extension FileSystem {
     /// when the parents differ).
     private func renameEntries(
         _ cred: Credentials, _ sd: UInt64, _ source: DirEntry?, _ dd: UInt64, _ dn: [UInt8], _ target: DirEntry?
-    ) throws(FSError) {
+    ) throws(FSError) -> PendingSync {
         var dirs: [UInt64: Inode] = [sd: try directory(sd)]
         if dd != sd { dirs[dd] = try directory(dd) }
         try dirs[sd]!.require(cred, [.write, .execute])
         try dirs[dd]!.require(cred, [.write, .execute])
         guard let source else { throw FSError(.ENOENT, "no such entry to rename") }
-        if let target, target.ino == source.ino { return }
+        if let target, target.ino == source.ino { return .none }
         var moving = try inode(source.ino)
         guard dirs[sd]!.allowsRemoval(of: moving, by: cred) else { throw FSError(.EPERM, "sticky source directory") }
         var replaced = try target.map { t throws(FSError) in try inode(t.ino) }
@@ -65,23 +67,23 @@ extension FileSystem {
 
         let now = Self.now()
         var batch = FSBatch(view: view)
-        removeEntry(&batch, parent: &dirs[sd]!, source, now: now)
+        try removeEntry(&batch, parent: &dirs[sd]!, source, now: now)
         if let target, var gone = replaced {
-            removeEntry(&batch, parent: &dirs[dd]!, target, now: now)
-            if gone.type == .directory { dirs[dd]!.nlink -= 1 }
+            try removeEntry(&batch, parent: &dirs[dd]!, target, now: now)
+            if gone.type == .directory { dirs[dd]!.nlink = try Self.decremented(dirs[dd]!.nlink, "link count of directory \(dd)") }
             unlinkInode(&batch, &gone, now: now)
             replaced = gone
         }
         try addEntry(&batch, parent: &dirs[dd]!, DirEntry(name: dn, ino: moving.ino, type: moving.type, cookie: 0), now: now)
         if moving.type == .directory, sd != dd {
-            dirs[sd]!.nlink -= 1
-            dirs[dd]!.nlink += 1
+            dirs[sd]!.nlink = try Self.decremented(dirs[sd]!.nlink, "link count of directory \(sd)")
+            dirs[dd]!.nlink = try Self.incremented(dirs[dd]!.nlink, "link count of directory \(dd)", code: .EMLINK)
             moving.parent = dd
         }
         moving.ctime = now
         batch.putInode(moving)
         for dir in dirs.values { batch.putInode(dir) }
-        try commit(&batch, op: "rename", durable: options.durableMetadata)
+        return try commit(&batch, op: "rename", durable: options.durableMetadata)
     }
 
     /// EINVAL when `dir` is `ino` or lies inside it. REQUIRES: the rename mutex (directory

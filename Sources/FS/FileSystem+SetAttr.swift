@@ -28,7 +28,7 @@ public struct SetAttributes: Sendable, Equatable {
 extension FileSystem {
     @discardableResult
     public func setattr(_ cred: Credentials, _ ino: UInt64, _ change: SetAttributes) throws(FSError) -> Inode {
-        try locked([ino]) { () throws(FSError) -> Inode in
+        try mutate([ino]) { () throws(FSError) -> (Inode, PendingSync) in
             var node = try inode(ino)
             let isOwner = cred.isRoot || cred.uid == node.uid
             let now = Self.now()
@@ -58,6 +58,9 @@ extension FileSystem {
                     try truncate(&batch, &node, to: size)
                     node.mtime = now
                 }
+                // A truncate changes the contents, as a write does: a non-root caller loses
+                // setuid and setgid (Linux ATTR_KILL_SUID/SGID). An explicit mode below wins.
+                if !cred.isRoot { node.mode &= ~(Mode.setuid | Mode.setgid) }
             }
             let ownerChanged = (change.uid.map { $0 != node.uid } ?? false) || (change.gid.map { $0 != node.gid } ?? false)
             if let uid = change.uid { node.uid = uid }
@@ -67,7 +70,9 @@ extension FileSystem {
             }
             if let mode = change.mode {
                 node.mode = mode & 0o7777
-                if node.type != .directory, !cred.isRoot, !cred.inGroup(node.gid) { node.mode &= ~Mode.setgid }
+                // Linux setattr_copy: a caller outside the file's group (and not root) cannot
+                // set setgid, on directories as on files.
+                if !cred.isRoot, !cred.inGroup(node.gid) { node.mode &= ~Mode.setgid }
             }
             switch change.atime {
             case .now?: node.atime = now
@@ -81,8 +86,7 @@ extension FileSystem {
             }
             node.ctime = now
             batch.putInode(node)
-            try commit(&batch, op: "setattr", durable: options.durableMetadata)
-            return node
+            return (node, try commit(&batch, op: "setattr", durable: options.durableMetadata))
         }
     }
 }

@@ -6,8 +6,9 @@
 // takes the rename mutex first. Each operation commits one atomic write batch; statistics,
 // the inode counter and the change index live in memory and are written into the batch,
 // as absolute values, under the short commit lock, which also applies the batch (not
-// durably). Durability is awaited outside that lock through the SyncGate, so concurrent
-// callers share syncs.
+// durably). Durability is awaited after the operation has released every lock (inode
+// stripes, rename mutex) through the SyncGate, so concurrent callers share syncs and no
+// one queues behind another's sync; the reply still follows durability.
 
 import Engine
 import Foundation
@@ -31,6 +32,8 @@ public final class FileSystem: Sendable {
     let state: Mutex<State>
     let reclaimer = ReclaimSignal()
     let syncGate = SyncGate()
+    /// Damaged reclaim records the last reclaim pass skipped.
+    let skippedReclaimRecords = Mutex(0)
 
     struct State {
         var counters: FSCounters
@@ -42,7 +45,8 @@ public final class FileSystem: Sendable {
     /// ownership of the store and closes it after `close()`.
     public static func open(_ store: any KVBackend, options: FSOptions = FSOptions()) throws(FSError) -> FileSystem {
         let fs = try FileSystem(store: store, options: options)
-        if options.backgroundReclaim { fs.startReclaimer() }
+        // A read-only store (a checkpoint) cannot be changed: no reclaimer runs on it.
+        if options.backgroundReclaim, !store.isReadOnly { fs.startReclaimer() }
         return fs
     }
 
@@ -89,7 +93,7 @@ public final class FileSystem: Sendable {
     /// Stops the reclaimer and makes everything durable. The store stays open.
     public func close() throws(FSError) {
         reclaimer.stop()
-        if !crashPoints.stopped { try kv { try store.flush() } }
+        if !crashPoints.stopped, !store.isReadOnly { try kv { try store.flush() } }
     }
 
     // MARK: shared helpers
@@ -130,13 +134,17 @@ public final class FileSystem: Sendable {
     }
 
     /// Applies `batch` atomically with the counters and change index records it implies.
-    /// Metadata batches are durable before return when the options say so.
-    func commit(_ batch: inout FSBatch, op: String, durable: Bool) throws(FSError) {
+    /// The batch is visible on return but not yet durable: with `durable` the result names
+    /// the sync the caller must await (`awaitDurable`) after releasing its locks, so that
+    /// no lock is held across a sync and concurrent operations share one (group commit).
+    /// The caller replies only after that wait, so a reply still implies durability.
+    func commit(_ batch: inout FSBatch, op: String, durable: Bool) throws(FSError) -> PendingSync {
         try crashPoints.pass("\(op).before-commit")
         let sequence = try state.withLock { s throws(FSError) -> UInt64 in
             var counters = s.counters
-            counters.inodes = UInt64(Int64(counters.inodes) + batch.inodeDelta)
-            counters.chunks = UInt64(Int64(counters.chunks) + batch.chunkDelta)
+            // Counters come from disk: damage must give EIO, never an arithmetic trap.
+            counters.inodes = try Self.adjust(counters.inodes, by: batch.inodeDelta, "inode count")
+            counters.chunks = try Self.adjust(counters.chunks, by: batch.chunkDelta, "chunk count")
             // filter, not subtracting: Set.subtracting walks the argument, which grows
             // with every inode the version ever changed.
             let newlyChanged = batch.touched.filter { !s.changed.contains($0) }
@@ -150,9 +158,39 @@ public final class FileSystem: Sendable {
             return syncGate.noteApplied()
         }
         try crashPoints.pass("\(op).after-commit")
-        if durable {
-            try syncGate.waitDurable(sequence) { () throws(FSError) in try kv { try store.write(WriteBatch(), durable: true) } }
-        }
+        return PendingSync(sequence: durable ? sequence : nil)
+    }
+
+    /// Waits until the batch behind `pending` is durable. REQUIRES: no inode lock and not
+    /// the rename mutex held (a sync may take milliseconds; others must not queue behind it).
+    func awaitDurable(_ pending: PendingSync) throws(FSError) {
+        guard let sequence = pending.sequence else { return }
+        try syncGate.waitDurable(sequence) { () throws(FSError) in try kv { try store.write(WriteBatch(), durable: true) } }
+    }
+
+    /// `value + delta` for a counter read from disk; EIO instead of a trap when damage
+    /// would make it negative or overflow.
+    static func adjust(_ value: UInt64, by delta: Int64, _ what: String) throws(FSError) -> UInt64 {
+        let (result, overflow) = delta >= 0
+            ? value.addingReportingOverflow(delta.magnitude)
+            : value.subtractingReportingOverflow(delta.magnitude)
+        guard !overflow else { throw FSError.corrupt("\(what) \(value) cannot change by \(delta)") }
+        return result
+    }
+
+    /// `value - 1` for a count read from disk (nlink, entry count): EIO instead of a trap
+    /// when damage left it at zero.
+    static func decremented<T: FixedWidthInteger>(_ value: T, _ what: @autoclosure () -> String) throws(FSError) -> T {
+        guard value > 0 else { throw FSError.corrupt("\(what()) is already 0") }
+        return value - 1
+    }
+
+    /// `value + 1` for a count read from disk: `code` (EMLINK for links) at its maximum.
+    static func incremented<T: FixedWidthInteger>(
+        _ value: T, _ what: @autoclosure () -> String, code: FSError.Code = .EIO
+    ) throws(FSError) -> T {
+        guard value < T.max else { throw FSError(code, "\(what()) is at its maximum") }
+        return value + 1
     }
 
     func validateName(_ name: [UInt8]) throws(FSError) {
@@ -173,5 +211,30 @@ public final class FileSystem: Sendable {
     func locked<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> R) throws(FSError) -> R {
         try crashPoints.checkRunning()
         return try locks.withLocks(inodes, body)
+    }
+
+    /// A mutation: runs `body` under the locks of `inodes` (it applies its batch there and
+    /// returns the pending sync with its result), then, with the locks released, waits for
+    /// durability before returning the result.
+    func mutate<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> (R, PendingSync)) throws(FSError) -> R {
+        let (result, pending) = try locked(inodes, body)
+        try awaitDurable(pending)
+        return result
+    }
+}
+
+/// The sync a committed batch still needs before its operation may reply (nil: none).
+struct PendingSync {
+    var sequence: UInt64?
+
+    static let none = PendingSync(sequence: nil)
+
+    /// The later of two pending syncs (one wait covers both: syncs are prefix-durable).
+    func merged(_ other: PendingSync) -> PendingSync {
+        switch (sequence, other.sequence) {
+        case let (a?, b?): PendingSync(sequence: max(a, b))
+        case (nil, _): other
+        case (_, nil): self
+        }
     }
 }

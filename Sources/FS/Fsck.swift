@@ -53,20 +53,28 @@ private struct Checker {
             problem("no format record: not a ZeroFS filesystem")
             return
         }
-        chunkSize = try SystemRecords.decodeFormat(format)
+        // Every undecodable record is a problem to name, then the check goes on (a bad
+        // format record leaves the default chunk size for the chunk checks).
+        if let size = decoded("format record", { () throws(FSError) in try SystemRecords.decodeFormat(format) }) {
+            chunkSize = size
+        }
         let nextInode = try systemValue(SystemRecords.nextInodeName)
         _ = try systemValue(SystemRecords.incarnationName)
         var stats = FSCounters()
         if let value = try kv({ try store.get(FSKeys.stats(FileSystem.rootDataset)) }) {
-            stats = try FSCounters.decode(value)
+            stats = decoded("statistics record", { () throws(FSError) in try FSCounters.decode(value) }) ?? stats
         } else {
             problem("no statistics record for dataset 0")
         }
 
         try loadUnversioned()
         try reads.scan(prefix: [KeyKind.inode.rawValue]) { logical, value throws(FSError) in
+            guard logical.count == 9 else {
+                problem("unparseable inode key \(Array(logical))")
+                return true
+            }
             let ino = logical.readBigEndian(at: 1)
-            inodes[ino] = try Inode.decode(ino: ino, value)
+            inodes[ino] = decoded("inode \(ino)", { () throws(FSError) in try Inode.decode(ino: ino, value) })
             return true
         }
         try reads.scan(prefix: [KeyKind.dirEntry.rawValue]) { logical, value throws(FSError) in
@@ -74,7 +82,11 @@ private struct Checker {
                 problem("unparseable directory entry key \(Array(logical))")
                 return true
             }
-            entries.append((parent, try DirEntry.decodeEntry(name: name, value)))
+            if let entry = decoded("entry \(FileSystem.show(name)) of directory \(parent)", { () throws(FSError) in
+                try DirEntry.decodeEntry(name: name, value)
+            }) {
+                entries.append((parent, entry))
+            }
             return true
         }
         try reads.scan(prefix: [KeyKind.dirScan.rawValue]) { logical, value throws(FSError) in
@@ -84,7 +96,11 @@ private struct Checker {
             }
             let parent = logical.readBigEndian(at: 1)
             let cookie = logical.readBigEndian(at: 9)
-            scans[parent, default: [:]][cookie] = try DirEntry.decodeScan(cookie: cookie, value)
+            if let scan = decoded("scan record cookie \(cookie) of directory \(parent)", { () throws(FSError) in
+                try DirEntry.decodeScan(cookie: cookie, value)
+            }) {
+                scans[parent, default: [:]][cookie] = scan
+            }
             return true
         }
         report.inodes = inodes.count
@@ -110,7 +126,17 @@ private struct Checker {
             problem("system record '\(name)' is missing")
             return nil
         }
-        return try SystemRecords.decodeUInt64(value, name)
+        return decoded("system record '\(name)'", { () throws(FSError) in try SystemRecords.decodeUInt64(value, name) })
+    }
+
+    /// The decoded value, or nil after naming the problem (the check continues).
+    mutating func decoded<T>(_ label: String, _ body: () throws(FSError) -> T) -> T? {
+        do {
+            return try body()
+        } catch {
+            problem("\(label): \(error.message)")
+            return nil
+        }
     }
 
     mutating func loadUnversioned() throws(FSError) {
@@ -290,8 +316,14 @@ private struct Checker {
                 continue
             }
             if chunk.epoch > inode.dataEpoch { problem("\(label): epoch \(chunk.epoch) is newer than the inode's \(inode.dataEpoch)") }
+            // Overflow-checked: a damaged chunk index must be reported, not trap.
+            let (start, overflow) = index.multipliedReportingOverflow(by: UInt64(chunkSize))
+            if overflow || start > FSOptions.maxFileSize {
+                problem("\(label): the index lies beyond the maximum file size")
+                continue
+            }
             if !inode.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize),
-               index * UInt64(chunkSize) + UInt64(chunk.data.count) > inode.size {
+               start + UInt64(chunk.data.count) > inode.size {
                 problem("\(label): visible data ends past the file size \(inode.size)")
             }
         }

@@ -69,17 +69,24 @@ extension FileSystem {
     public func reclaimNow() throws(FSError) -> Int {
         try reclaimer.runLock.withLock { () throws(FSError) -> Int in
             try crashPoints.checkRunning()
-            var records: [(UInt64, UInt64, ReclaimKind?)] = []
+            // Nothing can be deleted in a read-only store; its queue waits for a writable open.
+            if store.isReadOnly { return 0 }
+            var records: [(UInt64, UInt64, ReclaimKind)] = []
+            var bad = 0
             try kv {
                 try store.scan(.prefix([KeyKind.reclaim.rawValue])) { key, value in
-                    if key.count == 17 {
-                        records.append((key.readBigEndian(at: 1), key.readBigEndian(at: 9), value.first.flatMap(ReclaimKind.init(rawValue:))))
+                    // A damaged record (bad key or unknown kind) is skipped and counted, so
+                    // it never blocks the records behind it; fsck names it.
+                    guard key.count == 17, value.count == 1, let kind = ReclaimKind(rawValue: value[0]) else {
+                        bad += 1
+                        return true
                     }
+                    records.append((key.readBigEndian(at: 1), key.readBigEndian(at: 9), kind))
                     return true
                 }
             }
+            skippedReclaimRecords.withLock { $0 = bad }
             for (ino, version, kind) in records {
-                guard let kind else { throw FSError.corrupt("reclaim record of inode \(ino) has an unknown kind") }
                 switch kind {
                 case .deleteFile: try reclaimDeleted(ino, version)
                 case .shrink: try reclaimShrunk(ino, version)
@@ -89,6 +96,9 @@ extension FileSystem {
         }
     }
 
+    /// Damaged reclaim records the last pass skipped (fsck names each one).
+    public var damagedReclaimRecords: Int { skippedReclaimRecords.withLock { $0 } }
+
     private func reclaimDeleted(_ ino: UInt64, _ version: UInt64) throws(FSError) {
         while true {
             let keys = try chunkKeys(ino, version, from: 0) { _, _ in true }
@@ -97,7 +107,7 @@ extension FileSystem {
         }
         var batch = FSBatch(view: view)
         batch.deleteUnversioned(FSKeys.reclaim(ino, version))
-        try commit(&batch, op: "reclaim-finish", durable: false)
+        _ = try commit(&batch, op: "reclaim-finish", durable: false)
     }
 
     private func reclaimShrunk(_ ino: UInt64, _ version: UInt64) throws(FSError) {
@@ -114,7 +124,7 @@ extension FileSystem {
                     }
                     var batch = FSBatch(view: view)
                     batch.deleteUnversioned(FSKeys.reclaim(ino, version))
-                    try commit(&batch, op: "reclaim-finish", durable: false)
+                    _ = try commit(&batch, op: "reclaim-finish", durable: false)
                     return true
                 }
                 var file = try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
@@ -130,7 +140,7 @@ extension FileSystem {
                 var batch = FSBatch(view: view)
                 batch.putInode(file)
                 batch.deleteUnversioned(FSKeys.reclaim(ino, version))
-                try commit(&batch, op: "reclaim-finish", durable: false)
+                _ = try commit(&batch, op: "reclaim-finish", durable: false)
                 return true
             }
             if done { break }
@@ -143,7 +153,7 @@ extension FileSystem {
         for key in keys { batch.deleteUnversioned(key) }
         batch.chunkDelta = -Int64(keys.count)
         batch.touched.insert(ino)
-        try commit(&batch, op: "reclaim", durable: false)
+        _ = try commit(&batch, op: "reclaim", durable: false)
     }
 
     /// Up to one batch of chunk keys of exactly `version`, from chunk index `from` on,
@@ -169,6 +179,7 @@ extension FileSystem {
 
 extension UInt64 {
     func quotientRoundingUp(_ divisor: Int) -> UInt64 {
-        self == .max ? .max : (self + UInt64(divisor) - 1) / UInt64(divisor)
+        // Without `self + divisor - 1`, which overflows for a damaged size near the maximum.
+        self == .max ? .max : self / UInt64(divisor) + (self % UInt64(divisor) == 0 ? 0 : 1)
     }
 }

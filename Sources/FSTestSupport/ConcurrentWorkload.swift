@@ -17,6 +17,13 @@ public struct ConcurrentWorkload: Sendable {
     public init(seed: UInt64) { self.seed = seed }
 
     /// EPERM: a hard link to a name that is a directory at that moment.
+    static let pinnedNames: [[UInt8]] = (0..<3).map { n("keep\($0)") }
+
+    /// A listing that broke the readdir contract (not a POSIX error: the run fails).
+    struct ListingError: Error, CustomStringConvertible {
+        var description: String
+    }
+
     static let tolerated: Set<FSError.Code> = [.ENOENT, .EEXIST, .ENOTEMPTY, .ENOTDIR, .EISDIR, .EINVAL, .ESTALE, .EPERM]
 
     /// Runs the workload on `fs`; returns the unexpected errors (empty when all went well)
@@ -25,6 +32,13 @@ public struct ConcurrentWorkload: Sendable {
         var dirs: [UInt64] = [FileSystem.rootInode]
         for d in 0..<directories {
             dirs.append(try fs.mkdir(.root, FileSystem.rootInode, n("dir\(d)"), mode: 0o777).ino)
+        }
+        // Names outside the workload's namespace: they exist throughout, so every paged
+        // listing must show each of them exactly once.
+        for dir in dirs {
+            for k in 0..<ConcurrentWorkload.pinnedNames.count {
+                _ = try fs.create(.root, dir, ConcurrentWorkload.pinnedNames[k], mode: 0o644)
+            }
         }
         let fixedDirs = dirs
         let unexpected = Mutex<[String]>([])
@@ -79,11 +93,25 @@ public struct ConcurrentWorkload: Sendable {
             let file = try fs.lookup(.root, dir, name)
             _ = try fs.link(.root, file.ino, otherDir, otherName)
         default:
+            // Cookies strictly increase across pages (no entry is returned twice; a name
+            // removed and created again meanwhile is a new entry with a new cookie), and
+            // every pinned name, which exists throughout, appears exactly once.
             var cookie: UInt64 = 0
+            var listed: [[UInt8]] = []
             while true {
                 let page = try fs.readdir(.root, dir, after: cookie, limit: 3)
-                guard let last = page.entries.last, !page.eof else { break }
-                cookie = last.cookie
+                for entry in page.entries {
+                    guard entry.cookie > cookie else {
+                        throw ListingError(description: "directory \(dir): cookie \(entry.cookie) after \(cookie)")
+                    }
+                    cookie = entry.cookie
+                    listed.append(entry.name)
+                }
+                if page.eof || page.entries.isEmpty { break }
+            }
+            for pinned in Self.pinnedNames where listed.filter({ $0 == pinned }).count != 1 {
+                let count = listed.filter { $0 == pinned }.count
+                throw ListingError(description: "directory \(dir): \(String(decoding: pinned, as: UTF8.self)) listed \(count) times")
             }
         }
     }

@@ -33,6 +33,19 @@ extension POSIXSuite {
         expectErrno(.EISDIR) { _ = try fs.create(Users.root, FileSystem.rootInode, n("d"), mode: 0o644) }
         expectErrno(.EEXIST) { _ = try fs.mkdir(Users.root, FileSystem.rootInode, n("x"), mode: 0o755) }
         expectErrno(.EEXIST) { _ = try fs.symlink(Users.root, FileSystem.rootInode, n("d"), target: n("t")) }
+        // Opening an existing file with O_CREAT needs only search permission on the
+        // directory; creating a new name there still needs write permission.
+        let locked = try fs.mkdir(Users.root, FileSystem.rootInode, n("ro"), mode: 0o755)
+        let inside = try fs.create(Users.root, locked.ino, n("f"), mode: 0o666)
+        #expect(try fs.create(Users.alice, locked.ino, n("f"), mode: 0o644).ino == inside.ino)
+        expectErrno(.EEXIST, "exclusive create of an existing name") {
+            _ = try fs.create(Users.alice, locked.ino, n("f"), mode: 0o644, exclusive: true)
+        }
+        expectErrno(.EACCES, "a new name needs write permission") { _ = try fs.create(Users.alice, locked.ino, n("g"), mode: 0o644) }
+        try fs.setattr(Users.root, locked.ino, SetAttributes(mode: 0o700))
+        expectErrno(.EACCES, "even an existing name needs search permission") {
+            _ = try fs.create(Users.alice, locked.ino, n("f"), mode: 0o644)
+        }
     }
 
     static func names(_ f: FSFixture) throws {

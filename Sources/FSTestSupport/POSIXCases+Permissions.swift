@@ -49,12 +49,21 @@ extension POSIXSuite {
         try fs.unlink(Users.alice, tmp.ino, n("alice"))
         try fs.unlink(Users.root, tmp.ino, n("bob2"))
 
-        let project = try fs.mkdir(Users.root, root, n("project"), mode: 0o2777)
-        try fs.setattr(Users.root, project.ino, SetAttributes(gid: 500))
+        // mkdir ignores setuid and setgid in the requested mode (Linux vfs_mkdir): chmod sets it.
+        let project = try fs.mkdir(Users.root, root, n("project"), mode: 0o6777)
+        #expect(project.mode == 0o777, "mkdir strips setuid and setgid")
+        try fs.setattr(Users.root, project.ino, SetAttributes(mode: 0o2777, gid: 500))
         let file = try fs.create(Users.alice, project.ino, n("f"), mode: 0o644)
         #expect(file.gid == 500, "a setgid directory gives new files its group")
         let sub = try fs.mkdir(Users.alice, project.ino, n("sub"), mode: 0o755)
         #expect(sub.gid == 500 && sub.mode & 0o2000 != 0, "and new directories its group and setgid bit")
+        let subSetuid = try fs.mkdir(Users.alice, project.ino, n("sub2"), mode: 0o4755)
+        #expect(subSetuid.mode == 0o2755, "setgid inherited, setuid from the mode dropped")
+        // chmod by the owner outside the directory's group clears setgid (Linux setattr_copy).
+        #expect(try fs.setattr(Users.alice, sub.ino, SetAttributes(mode: 0o2775)).mode == 0o775,
+                "alice is not in group 500: setgid cleared on a directory too")
+        let aliceIn500 = Credentials(uid: 1000, gid: 1000, groups: [500])
+        #expect(try fs.setattr(aliceIn500, sub.ino, SetAttributes(mode: 0o2775)).mode == 0o2775)
         let plain = try fs.create(Users.alice, root, n("plain"), mode: 0o2755)
         #expect(plain.gid == 1000 && plain.mode & 0o2000 != 0, "a member keeps setgid outside setgid directories")
         let notMember = try fs.create(Users.alice, project.ino, n("g"), mode: 0o2755)
@@ -89,6 +98,10 @@ extension POSIXSuite {
         expectErrno(.EINVAL) { try fs.setattr(Users.root, link.ino, SetAttributes(size: 0)) }
         expectErrno(.EFBIG) { try fs.setattr(Users.root, file.ino, SetAttributes(size: FSOptions.maxFileSize + 1)) }
         #expect(try fs.setattr(Users.root, file.ino, SetAttributes(size: 10)).size == 10)
+        // A truncate by a non-root user clears setuid and setgid, as a write does; by root not.
+        try fs.setattr(Users.root, file.ino, SetAttributes(mode: 0o6777, gid: 1001))
+        #expect(try fs.setattr(Users.root, file.ino, SetAttributes(size: 5)).mode == 0o6777, "root keeps them")
+        #expect(try fs.setattr(Users.alice, file.ino, SetAttributes(size: 3)).mode == 0o777, "a user's truncate clears them")
     }
 }
 

@@ -23,16 +23,21 @@ import Testing
         var random = SeededGenerator(seed: seed)
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
-        for round in 0..<3 {
+        // A round whose kill came before the store existed checks nothing; keep going (up to
+        // six rounds) until at least one round has run fsck, and fail if none did.
+        var checked = 0
+        var round = 0
+        while round < 3 || (checked == 0 && round < 6) {
+            defer { round += 1 }
             let dir = harness.freshPath("bench")
             try FileOps.makeDirectories(dir)
             let child = try ChildProcess(executable: zerofs, arguments: [
                 "bench", "fs", "--backend", backend, "--dir", dir, "--files", "2000", "--file-mib", "16",
                 "--random-ops", "3000", "--chunk-size", "4096", "--json",
             ])
-            // Never before the first workload has finished: a kill while the backend creates
-            // its store leaves a marker without a database, which neither rocksdb nor lmdb
-            // reopens (a backend issue, reported apart; the FS is not involved yet).
+            // Never before the first workload has finished: this test is about the FS, and
+            // a kill during store creation is covered by the conformance suite ("a
+            // creation cut short after the marker is started over").
             let killAfter = Int.random(in: 1..<8, using: &random)
             var lines = 0
             while lines < killAfter, child.readLine() != nil { lines += 1 }
@@ -44,6 +49,7 @@ import Testing
             defer { try? store.close() }
             guard try store.get(Array([0x06] + Array("format".utf8))) != nil else { continue }
             let report = try Fsck.check(store)
+            checked += 1
             #expect(report.problems == [], "seed \(seed) round \(round), killed after \(lines) workloads")
             var options = FSOptions()
             options.backgroundReclaim = false
@@ -53,5 +59,6 @@ import Testing
             #expect(fs.counters.chunks == UInt64(try Fsck.check(store).chunks))
             try fs.close()
         }
+        #expect(checked > 0, "no round left a store to check (seed \(seed))")
     }
 }

@@ -1,0 +1,154 @@
+// Durability waits happen outside every lock: an operation applies its batch under its
+// inode locks, releases them, and only then waits for the sync (group commit). Checked
+// with a store whose syncs can be held back: while one operation waits for its sync,
+// others on the same inodes still run. And many threads creating in one directory end
+// with every file present and a clean fsck.
+
+@testable import FS
+import Engine
+import FSTestSupport
+import KVTestSupport
+import Foundation
+import MemoryBackend
+import Synchronization
+import Testing
+
+/// Forwards to a store; while `hold` is set, a durable write (a sync) blocks until it is
+/// cleared, and `waiting` counts the blocked syncs.
+final class HeldSyncStore: KVBackend, @unchecked Sendable {
+    // `condition` guards `held` and `blocked`; `base` is thread-safe itself.
+    let base: any KVBackend
+    private let condition = NSCondition()
+    private var held = false
+    private var blocked = 0
+
+    init(_ base: any KVBackend) { self.base = base }
+
+    func hold(_ on: Bool) {
+        condition.lock()
+        held = on
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until at least one sync is blocked (false after `timeout` seconds).
+    func waitForBlockedSync(timeout: TimeInterval) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while blocked == 0 {
+            if !condition.wait(until: deadline) { return blocked > 0 }
+        }
+        return true
+    }
+
+    var backendName: String { base.backendName }
+    var isReadOnly: Bool { base.isReadOnly }
+    func get(_ key: [UInt8]) throws -> [UInt8]? { try base.get(key) }
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator { try base.makeIterator(range) }
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? { try base.firstEntry(from: from, prefix: prefix) }
+    func write(_ batch: WriteBatch, durable: Bool) throws {
+        if durable {
+            condition.lock()
+            blocked += 1
+            condition.broadcast()
+            while held { condition.wait() }
+            blocked -= 1
+            condition.unlock()
+        }
+        try base.write(batch, durable: durable)
+    }
+    func flush() throws { try base.flush() }
+    func readView() throws -> any KVReadView { try base.readView() }
+    func close() throws { try base.close() }
+    func createCheckpoint(named name: String) throws -> CheckpointInfo { try base.createCheckpoint(named: name) }
+    func listCheckpoints() throws -> [CheckpointInfo] { try base.listCheckpoints() }
+    func deleteCheckpoint(named name: String) throws { try base.deleteCheckpoint(named: name) }
+}
+
+@Suite struct DurabilityTests {
+    /// One thread's durable write waits for a held sync; meanwhile a read of the same file
+    /// (its inode lock) and a create in the same directory must complete. Before the fix the
+    /// waiting write held the file's lock through the sync and the read never finished.
+    @Test func noLockIsHeldWhileWaitingForDurability() throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let store = HeldSyncStore(try harness.open(harness.freshPath("fs")))
+        defer { try? store.close() }
+        let fs = try FileSystem.open(store, options: FSFixture.testOptions)
+        let dir = try fs.mkdir(.root, FileSystem.rootInode, n("d"), mode: 0o755)
+        let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
+
+        store.hold(true)
+        let writer = Mutex<Result<Inode, FSError>?>(nil)
+        let writerDone = DispatchSemaphore(value: 0)
+        Thread {
+            let result = Result { () throws(FSError) in try fs.write(.root, file.ino, offset: 0, n("durable"), durable: true) }
+            writer.withLock { $0 = result }
+            writerDone.signal()
+        }.start()
+        #expect(store.waitForBlockedSync(timeout: 10), "the durable write never reached its sync")
+
+        // Same inode as the waiting write: needs its lock, which must be free by now.
+        let readerDone = DispatchSemaphore(value: 0)
+        let read = Mutex<Result<ReadResult, FSError>?>(nil)
+        Thread {
+            let result = Result { () throws(FSError) in try fs.read(.root, file.ino, offset: 0, count: 7) }
+            read.withLock { $0 = result }
+            readerDone.signal()
+        }.start()
+        let readFinished = readerDone.wait(timeout: .now() + 10) == .success
+        #expect(readFinished, "a read of the file waited for another operation's sync")
+        if readFinished {
+            // Applied (visible) before durable: the read sees the data the writer is syncing.
+            #expect(try read.withLock { $0 }?.get().data == n("durable"))
+        }
+        #expect(writer.withLock { $0 } == nil, "the durable write replied before its sync finished")
+
+        store.hold(false)
+        #expect(writerDone.wait(timeout: .now() + 30) == .success)
+        #expect(try writer.withLock { $0 }?.get().size == 7)
+        try fs.close()
+        #expect(try Fsck.check(store).problems == [])
+    }
+
+    /// Eight threads create files in one directory with durable metadata: every create
+    /// succeeds, every name is there once with its own inode, counts and fsck agree.
+    @Test func concurrentCreatesInOneDirectory() throws {
+        let fixture = try FSFixture(MemoryBackendFactory())
+        defer { fixture.close() }
+        let fs = fixture.fs
+        let dir = try fs.mkdir(.root, FileSystem.rootInode, n("shared"), mode: 0o777)
+        let threads = 8
+        let perThread = 60
+        let failures = Mutex<[String]>([])
+        let created = Mutex<[UInt64: [UInt8]]>([:])
+        runOnThreads(threads) { thread in
+            for i in 0..<perThread {
+                let name = n("t\(thread)-\(i)")
+                do {
+                    let node = try fs.create(.root, dir.ino, name, mode: 0o644, exclusive: true)
+                    created.withLock { $0[node.ino] = name }
+                } catch {
+                    failures.withLock { $0.append("\(thread)/\(i): \(error)") }
+                }
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+        #expect(created.withLock { $0.count } == threads * perThread, "inode numbers are unique")
+        #expect(try fs.getattr(dir.ino).entryCount == UInt64(threads * perThread))
+        var names: [[UInt8]] = []
+        var cookie: UInt64 = 0
+        while true {
+            let page = try fs.readdir(.root, dir.ino, after: cookie, limit: 50)
+            names += page.entries.map(\.name)
+            guard let last = page.entries.last, !page.eof else { break }
+            cookie = last.cookie
+        }
+        #expect(names.count == threads * perThread && Set(names).count == names.count)
+        #expect(Set(names) == Set(created.withLock { $0 }.values))
+        try fixture.reopen()
+        try fixture.expectClean("after concurrent creates")
+        #expect(try fixture.fsck().inodes == Int(fixture.fs.statfs().usedInodes))
+    }
+}
