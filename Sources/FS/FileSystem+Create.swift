@@ -113,9 +113,19 @@ extension FileSystem {
     func addEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
         var entry = entry
         let counterKey = FSKeys.cookieCounter(parent.ino)
-        let counter = try kv { try store.get(counterKey) }
-        entry.cookie = try counter.map { v throws(FSError) in try SystemRecords.decodeUInt64(v, "cookie counter") } ?? 1
-        batch.putUnversioned(counterKey, SystemRecords.encodeUInt64(try Self.incremented(entry.cookie, "cookie counter of directory \(parent.ino)")))
+        if let cached = cookieCounters.withLock({ $0[parent.ino] }) {
+            entry.cookie = cached
+        } else {
+            let counter = try kv { try store.get(counterKey) }
+            entry.cookie = try counter.map { v throws(FSError) in try SystemRecords.decodeUInt64(v, "cookie counter") } ?? 1
+        }
+        let next = try Self.incremented(entry.cookie, "cookie counter of directory \(parent.ino)")
+        batch.putUnversioned(counterKey, SystemRecords.encodeUInt64(next))
+        // Advancing before the batch commits is safe: a failed batch only leaves a gap.
+        cookieCounters.withLock { cache in
+            if cache.count >= Self.cookieCacheLimit { cache.removeAll(keepingCapacity: true) }
+            cache[parent.ino] = next
+        }
         batch.put(FSKeys.dirEntry(parent.ino, entry.name), entry.encodeEntry())
         batch.put(FSKeys.dirScan(parent.ino, entry.cookie), entry.encodeScan())
         parent.entryCount = try Self.incremented(parent.entryCount, "entry count of directory \(parent.ino)")

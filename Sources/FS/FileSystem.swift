@@ -34,6 +34,11 @@ public final class FileSystem: Sendable {
     let syncGate = SyncGate()
     /// Damaged reclaim records the last reclaim pass skipped.
     let skippedReclaimRecords = Mutex(0)
+    /// Next cookie per directory, read from the store once and then kept here (an id
+    /// counter: in memory, written as an absolute value into each batch). Bounded: the
+    /// cache is emptied when it grows past `cookieCacheLimit` directories.
+    let cookieCounters = Mutex<[UInt64: UInt64]>([:])
+    static let cookieCacheLimit = 65_536
 
     struct State {
         var counters: FSCounters
