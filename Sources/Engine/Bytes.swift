@@ -63,6 +63,31 @@ public enum Bytes {
         return nil
     }
 
+    /// A well-mixed 64-bit hash of `data` (FNV-1a over 8-byte words, then the murmur3
+    /// finalizer); the same on every platform, for bloom filters and treap priorities.
+    public static func hash64(_ data: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(data.count)
+        var i = 0
+        let n = data.count
+        if let base = data.baseAddress {
+            while i + 8 <= n {
+                h = (h ^ UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))) &* 0x100_0000_01b3
+                h ^= h >> 29
+                i += 8
+            }
+            while i < n {
+                h = (h ^ UInt64(base.load(fromByteOffset: i, as: UInt8.self))) &* 0x100_0000_01b3
+                i += 1
+            }
+        }
+        h ^= h >> 33
+        h = h &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33
+        h = h &* 0xc4ce_b9fe_1a85_ec53
+        h ^= h >> 33
+        return h
+    }
+
     /// Whether `bytes` starts with `prefix`.
     @inlinable
     public static func hasPrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: [UInt8]) -> Bool {

@@ -81,15 +81,7 @@ public enum FSBench {
             rows.append([r.backend, r.workload, "\(r.ops)", String(format: "%.0f", r.opsPerSecond),
                          String(format: "%.1f", r.megabytesPerSecond), String(format: "%.2f", r.p50Micros), String(format: "%.2f", r.p99Micros)])
         }
-        var widths = [Int](repeating: 0, count: rows[0].count)
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        return rows.enumerated().map { index, row in
-            let line = row.enumerated().map { i, cell in
-                i < 2 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                    : String(repeating: " ", count: widths[i] - cell.count) + cell
-            }.joined(separator: "  ")
-            return index == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
-        }.joined(separator: "\n")
+        return TextTable.render(rows)
     }
 }
 

@@ -4,31 +4,13 @@
 //
 // Layout: bit array (m bytes), then 1 byte: the number of probes.
 
+import Engine
+
 enum BloomHash {
-    /// A 64-bit hash of bytes (FNV-1a over 8-byte words, then a murmur finalizer).
+    /// The filter's hash: Engine's portable 64-bit hash (words read little-endian, so a
+    /// table's filter means the same on every machine).
     @inline(__always)
-    static func hash(_ data: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(data.count)
-        var i = 0
-        let n = data.count
-        if let base = data.baseAddress {
-            while i + 8 <= n {
-                h = (h ^ base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01b3
-                h ^= h >> 29
-                i += 8
-            }
-            while i < n {
-                h = (h ^ UInt64(base.load(fromByteOffset: i, as: UInt8.self))) &* 0x100_0000_01b3
-                i += 1
-            }
-        }
-        h ^= h >> 33
-        h = h &* 0xff51_afd7_ed55_8ccd
-        h ^= h >> 33
-        h = h &* 0xc4ce_b9fe_1a85_ec53
-        h ^= h >> 33
-        return h
-    }
+    static func hash(_ data: UnsafeRawBufferPointer) -> UInt64 { Bytes.hash64(data) }
 }
 
 struct BloomBuilder {

@@ -127,19 +127,8 @@ struct PersistentTree: Sendable {
         return (node.with(left: node.left, right: rest), above)
     }
 
-    /// A 64-bit mix of the key bytes (FNV-1a, then a murmur finalizer).
-    static func priority(_ key: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key {
-            h = (h ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        h ^= h >> 33
-        h = h &* 0xff51_afd7_ed55_8ccd
-        h ^= h >> 33
-        h = h &* 0xc4ce_b9fe_1a85_ec53
-        h ^= h >> 33
-        return h
-    }
+    /// The key's treap priority: a well-mixed hash, so the shape depends only on the keys.
+    static func priority(_ key: UnsafeRawBufferPointer) -> UInt64 { Bytes.hash64(key) }
 }
 
 /// In-order traversal of one tree version with an explicit stack; lends node bytes.
