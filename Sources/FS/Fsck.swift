@@ -82,6 +82,9 @@ private struct Checker {
                 problem("unparseable directory entry key \(Array(logical))")
                 return true
             }
+            if name.isEmpty || name.count > FSOptions.maxNameLength || name.contains(0) || name.contains(UInt8(ascii: "/")) {
+                problem("entry \(FileSystem.show(name)) of directory \(parent): a name must be 1 to \(FSOptions.maxNameLength) bytes without '/' or NUL")
+            }
             if let entry = decoded("entry \(FileSystem.show(name)) of directory \(parent)", { () throws(FSError) in
                 try DirEntry.decodeEntry(name: name, value)
             }) {

@@ -41,6 +41,10 @@ import Testing
         ("a rewound cookie counter", "is not below the directory's cookie counter", { f, _, dir in
             try f.store.put(FSKeys.cookieCounter(dir.ino), SystemRecords.encodeUInt64(1))
         }),
+        ("an entry whose name holds a slash", "a name must be 1 to 255 bytes", { f, file, dir in
+            let entry = try #require(try f.fs.entry(dir.ino, n("file")))
+            try f.store.put(FSKeys.versioned(FSKeys.dirEntry(dir.ino, n("a/b")), 1), entry.encodeEntry())
+        }),
         ("a lost delete record", "no inode and no delete record", { f, file, dir in
             try f.fs.unlink(.root, dir.ino, n("file"))
             try f.store.delete(FSKeys.reclaim(file.ino, 1))

@@ -1,0 +1,66 @@
+// Truncating down is O(1) in the file's size: it writes a shrink mark, never one
+// deletion per chunk (DESIGN.md, "Traps to design for"). Checked by counting the key
+// operations of the truncate's write batch, not by timing.
+
+import Engine
+import FS
+import FSTestSupport
+import KVTestSupport
+import MemoryBackend
+import Synchronization
+import Testing
+
+/// A KVBackend that forwards to another and counts the operations of written batches.
+final class CountingBackend: KVBackend {
+    let inner: any KVBackend
+    let operations = Mutex(0)
+
+    init(_ inner: any KVBackend) { self.inner = inner }
+
+    var backendName: String { inner.backendName }
+    var isReadOnly: Bool { inner.isReadOnly }
+    func get(_ key: [UInt8]) throws -> [UInt8]? { try inner.get(key) }
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator { try inner.makeIterator(range) }
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? { try inner.firstEntry(from: from, prefix: prefix) }
+    func write(_ batch: WriteBatch, durable: Bool) throws {
+        operations.withLock { $0 += batch.count }
+        try inner.write(batch, durable: durable)
+    }
+    func flush() throws { try inner.flush() }
+    func readView() throws -> any KVReadView { try inner.readView() }
+    func close() throws { try inner.close() }
+    func createCheckpoint(named name: String) throws -> CheckpointInfo { try inner.createCheckpoint(named: name) }
+    func listCheckpoints() throws -> [CheckpointInfo] { try inner.listCheckpoints() }
+    func deleteCheckpoint(named name: String) throws { try inner.deleteCheckpoint(named: name) }
+}
+
+@Suite struct TruncateCostTests {
+    /// Key operations written by truncating a file of `chunks` written chunks to 100 bytes.
+    private func truncateCost(chunks: Int) throws -> Int {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let counting = CountingBackend(try harness.open(harness.freshPath()))
+        var options = FSOptions()
+        options.chunkSize = 4096
+        options.backgroundReclaim = false  // its deletions come later and are not the truncate's
+        let fs = try FileSystem.open(counting, options: options)
+        defer { try? fs.close() }
+        let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
+        _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: chunks * 4096))
+        let before = counting.operations.withLock { $0 }
+        _ = try fs.setattr(.root, file.ino, SetAttributes(size: 100))
+        let cost = counting.operations.withLock { $0 } - before
+        #expect(try fs.read(.root, file.ino, offset: 0, count: 200).data == [UInt8](repeating: 7, count: 100))
+        // The chunks beyond the new size are reclaimed later, in batches of their own.
+        _ = try fs.reclaimNow()
+        #expect(try Fsck.check(counting).problems.isEmpty)
+        return cost
+    }
+
+    @Test func truncatingDownWritesTheSameKeysWhateverTheSize() throws {
+        let small = try truncateCost(chunks: 10)
+        let large = try truncateCost(chunks: 1000)
+        #expect(small == large, "truncate wrote \(small) key operations for 10 chunks and \(large) for 1,000")
+        #expect(large < 20)
+    }
+}
