@@ -19,7 +19,9 @@ final class Memtable: @unchecked Sendable {
     // memory never moves or frees until the memtable is released.
     static let maxHeight = 12
     private let lock = ReadWriteLock()
-    private var chunks: [UnsafeMutableRawPointer] = []
+    /// Arena chunks, mapped with mmap so that releasing a memtable always returns its
+    /// memory to the system (malloc's moving mmap threshold would keep it in the heap).
+    private var chunks: [(base: UnsafeMutableRawPointer, size: Int, mapped: Bool)] = []
     private var chunkUsed = 0
     private var chunkSize = 0
     private let head: UnsafeMutableRawPointer
@@ -40,7 +42,19 @@ final class Memtable: @unchecked Sendable {
 
     deinit {
         head.deallocate()
-        for chunk in chunks { chunk.deallocate() }
+        for chunk in chunks {
+            if chunk.mapped { munmap(chunk.base, chunk.size) } else { chunk.base.deallocate() }
+        }
+    }
+
+    /// A region of `size` bytes straight from the system (page-aligned), or from the
+    /// allocator if mapping fails.
+    private static func map(_ size: Int) -> (base: UnsafeMutableRawPointer, size: Int, mapped: Bool) {
+        let region = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let region, region != MAP_FAILED else {
+            return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8), size, false)
+        }
+        return (region, size, true)
     }
 
     // MARK: Node access
@@ -76,17 +90,17 @@ final class Memtable: @unchecked Sendable {
     private func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
         let size = (bytes + 7) & ~7
         if size > Self.standardChunk / 4 {
-            let chunk = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+            let chunk = Self.map(size)
             chunks.insert(chunk, at: max(chunks.count - 1, 0))
-            return chunk
+            return chunk.base
         }
         if chunks.isEmpty || chunkUsed + size > chunkSize {
-            chunks.append(UnsafeMutableRawPointer.allocate(byteCount: Self.standardChunk, alignment: 8))
+            chunks.append(Self.map(Self.standardChunk))
             chunkSize = Self.standardChunk
             chunkUsed = 0
         }
         defer { chunkUsed += size }
-        return chunks[chunks.count - 1] + chunkUsed
+        return chunks[chunks.count - 1].base + chunkUsed
     }
 
     private func randomHeight() -> Int {
