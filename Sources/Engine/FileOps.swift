@@ -89,9 +89,22 @@ public enum FileOps {
     }
 
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(KVError) {
+        let failure: KVError? = bytes.withUnsafeBytes { raw in
+            do throws(KVError) {
+                try writeAll(fd, raw, path: path)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes every byte, retrying short writes and EINTR.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(KVError) {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .posix("write", path: path, errno: errno)

@@ -40,10 +40,7 @@ struct Manifest: Sendable, Equatable {
     /// crash); replay accepts them even when newer WAL objects follow.
     var tornWAL: [UInt64] = []
 
-    static func name(_ id: UInt64) -> String {
-        let digits = String(id)
-        return "manifest/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".manifest"
-    }
+    static func name(_ id: UInt64) -> String { objectName("manifest/", id, ".manifest") }
 
     static func id(of name: String) -> UInt64? {
         guard name.hasPrefix("manifest/"), name.hasSuffix(".manifest") else { return nil }

@@ -42,10 +42,7 @@ struct TableMeta: Sendable, Equatable {
         return largestExclusive ? c < 0 : c <= 0
     }
 
-    static func name(_ id: UInt64) -> String {
-        let digits = String(id)
-        return "sst/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".sst"
-    }
+    static func name(_ id: UInt64) -> String { objectName("sst/", id, ".sst") }
 
     var name: String { Self.name(id) }
 }

@@ -12,15 +12,18 @@
 
 import Engine
 
+/// "<folder>/<id as 20 zero-padded digits><suffix>": names that sort as their ids do.
+func objectName(_ folder: String, _ id: UInt64, _ suffix: String) -> String {
+    let digits = String(id)
+    return folder + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + suffix
+}
+
 enum WALFormat {
     static let magic: UInt32 = 0x4C41_575A
     static let version: UInt32 = 1
     static let headerSize = 8
 
-    static func name(_ id: UInt64) -> String {
-        let digits = String(id)
-        return "wal/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".wal"
-    }
+    static func name(_ id: UInt64) -> String { objectName("wal/", id, ".wal") }
 
     static func id(of name: String) -> UInt64? {
         guard name.hasPrefix("wal/"), name.hasSuffix(".wal") else { return nil }

@@ -180,15 +180,7 @@ final class LocalObjectWriter: ObjectWriter {
 
     func append(_ bytes: UnsafeRawBufferPointer) throws {
         guard fd >= 0 else { throw KVError(.io, "object writer is closed", path: final) }
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw KVError.posix("write", path: temporary, errno: errno)
-            }
-            done += n
-        }
+        try FileOps.writeAll(fd, bytes, path: temporary)
     }
 
     func commit() throws {
@@ -228,15 +220,7 @@ final class LocalAppendableObject: AppendableObject {
 
     func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw KVError.posix("write", path: path, errno: errno)
-            }
-            done += n
-        }
+        try FileOps.writeAll(fd, bytes, path: path)
         if sync { try self.sync() }
     }
 
