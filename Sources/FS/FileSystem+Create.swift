@@ -74,7 +74,12 @@ extension FileSystem {
             // existing file, and EEXIST, as on Linux); adding a name needs write as well.
             try parent.require(cred, .execute)
             if let found = try entry(dir, name) {
-                if let existing { return (try existing(found), .none) }
+                // The name may come from another caller's create that is applied but not yet
+                // durable: answer only once everything applied so far is durable.
+                if let existing {
+                    let pending = options.durableMetadata ? PendingSync(sequence: syncGate.lastApplied) : .none
+                    return (try existing(found), pending)
+                }
                 throw FSError(.EEXIST, "\(Self.show(name)) exists")
             }
             try parent.require(cred, [.write, .execute])

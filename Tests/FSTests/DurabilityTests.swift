@@ -112,6 +112,46 @@ final class HeldSyncStore: KVBackend, @unchecked Sendable {
         #expect(try Fsck.check(store).problems == [])
     }
 
+    /// A create that finds the name made by another caller's create, whose sync is still
+    /// held, must not answer before that sync finishes (it would report a file that a crash
+    /// could still take away).
+    @Test func findingAnotherCallersPendingCreateWaitsForItsSync() throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let store = HeldSyncStore(try harness.open(harness.freshPath("fs")))
+        defer { try? store.close() }
+        let fs = try FileSystem.open(store, options: FSFixture.testOptions)
+        let dir = try fs.mkdir(.root, FileSystem.rootInode, n("d"), mode: 0o755)
+
+        store.hold(true)
+        let first = Mutex<Result<Inode, FSError>?>(nil)
+        let firstDone = DispatchSemaphore(value: 0)
+        Thread {
+            let result = Result { () throws(FSError) in try fs.create(.root, dir.ino, n("same"), mode: 0o644) }
+            first.withLock { $0 = result }
+            firstDone.signal()
+        }.start()
+        #expect(store.waitForBlockedSync(timeout: 10), "the first create never reached its sync")
+
+        let second = Mutex<Result<Inode, FSError>?>(nil)
+        let secondDone = DispatchSemaphore(value: 0)
+        Thread {
+            let result = Result { () throws(FSError) in try fs.create(.root, dir.ino, n("same"), mode: 0o644) }
+            second.withLock { $0 = result }
+            secondDone.signal()
+        }.start()
+        #expect(secondDone.wait(timeout: .now() + 1) == .timedOut, "the second create answered before the first was durable")
+
+        store.hold(false)
+        #expect(firstDone.wait(timeout: .now() + 30) == .success)
+        #expect(secondDone.wait(timeout: .now() + 30) == .success)
+        let a = try #require(try first.withLock { $0 }?.get())
+        let b = try #require(try second.withLock { $0 }?.get())
+        #expect(a.ino == b.ino)
+        try fs.close()
+        #expect(try Fsck.check(store).problems == [])
+    }
+
     /// Eight threads create files in one directory with durable metadata: every create
     /// succeeds, every name is there once with its own inode, counts and fsck agree.
     @Test func concurrentCreatesInOneDirectory() throws {
