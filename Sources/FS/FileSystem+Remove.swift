@@ -5,21 +5,9 @@
 extension FileSystem {
     public func unlink(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
         if Self.isDotOrDotDot(name) { throw FSError(.EINVAL, "cannot unlink \(Self.show(name))") }
-        try validateName(name)
-        let pending = try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
-            var parent = try directory(dir)
-            try parent.require(cred, [.write, .execute])
-            guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
-            var child = try inode(found.ino)
+        let pending = try removeName(cred, dir, name, op: "unlink") { child throws(FSError) in
             guard child.type != .directory else { throw FSError(.EISDIR, "\(Self.show(name)) is a directory") }
-            guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }
-            let now = Self.now()
-            var batch = FSBatch(view: view)
-            try removeEntry(&batch, parent: &parent, found, now: now)
-            batch.putInode(parent)
-            unlinkInode(&batch, &child, now: now)
-            return try commit(&batch, op: "unlink", durable: options.durableMetadata)
-        }
+        } parent: { _ throws(FSError) in }
         reclaimer.wake()
         try awaitDurable(pending)
     }
@@ -27,24 +15,38 @@ extension FileSystem {
     public func rmdir(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
         if name == [0x2E] { throw FSError(.EINVAL, "cannot remove \".\"") }
         if name == [0x2E, 0x2E] { throw FSError(.ENOTEMPTY, "cannot remove \"..\"") }
+        let pending = try removeName(cred, dir, name, op: "rmdir") { child throws(FSError) in
+            guard child.type == .directory else { throw FSError(.ENOTDIR, "\(Self.show(name)) is not a directory") }
+            guard child.entryCount == 0 else { throw FSError(.ENOTEMPTY, "\(Self.show(name)) is not empty") }
+        } parent: { parent throws(FSError) in
+            parent.nlink = try Self.decremented(parent.nlink, "link count of directory \(dir)")
+        }
+        try awaitDurable(pending)
+    }
+
+    /// The shared body of unlink and rmdir: under the entry's locks, checks permission,
+    /// existence, `check` (the operation's own rules) and the sticky bit, in that order,
+    /// then removes the name, lets `parent` adjust the directory, and drops the link.
+    private func removeName(
+        _ cred: Credentials, _ dir: UInt64, _ name: [UInt8], op: String,
+        check: (Inode) throws(FSError) -> Void, parent adjust: (inout Inode) throws(FSError) -> Void
+    ) throws(FSError) -> PendingSync {
         try validateName(name)
-        let pending = try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
+        return try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
             var parent = try directory(dir)
             try parent.require(cred, [.write, .execute])
             guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
             var child = try inode(found.ino)
-            guard child.type == .directory else { throw FSError(.ENOTDIR, "\(Self.show(name)) is not a directory") }
-            guard child.entryCount == 0 else { throw FSError(.ENOTEMPTY, "\(Self.show(name)) is not empty") }
+            try check(child)
             guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }
             let now = Self.now()
             var batch = FSBatch(view: view)
             try removeEntry(&batch, parent: &parent, found, now: now)
-            parent.nlink = try Self.decremented(parent.nlink, "link count of directory \(dir)")
+            try adjust(&parent)
             batch.putInode(parent)
             unlinkInode(&batch, &child, now: now)
-            return try commit(&batch, op: "rmdir", durable: options.durableMetadata)
+            return try commit(&batch, op: op, durable: options.durableMetadata)
         }
-        try awaitDurable(pending)
     }
 
     /// Drops one link of `child`; at the last one removes the inode and queues its chunks.

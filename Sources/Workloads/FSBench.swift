@@ -35,7 +35,7 @@ public struct FSBenchOptions: Sendable {
     }
 }
 
-public struct FSBenchResult: Sendable {
+public struct FSBenchResult: Sendable, BenchMeasurement {
     public var backend: String
     public var workload: String
     public var ops: Int
@@ -44,14 +44,8 @@ public struct FSBenchResult: Sendable {
     public var p50Micros: Double
     public var p99Micros: Double
 
-    public var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
-    public var megabytesPerSecond: Double { Double(bytes) / 1_048_576 / max(seconds, 1e-9) }
-
     public func json(_ options: FSBenchOptions) -> String {
-        func number(_ value: Double) -> String { String(format: "%.3f", value) }
-        return "{\"backend\":\"\(backend)\",\"workload\":\"\(workload)\",\"ops\":\(ops),\"seconds\":\(String(format: "%.6f", seconds)),"
-            + "\"ops_per_sec\":\(number(opsPerSecond)),\"mb_per_sec\":\(number(megabytesPerSecond)),"
-            + "\"p50_us\":\(number(p50Micros)),\"p99_us\":\(number(p99Micros)),\"files\":\(options.files),"
+        "{" + commonJSONFields + ",\"files\":\(options.files),"
             + "\"file_mib\":\(options.fileMiB),\"io_kib\":\(options.ioKiB),\"chunk_size\":\(options.fsOptions.chunkSize),"
             + "\"compress\":\(options.fsOptions.compressChunks),\"durable_metadata\":\(options.fsOptions.durableMetadata)}"
     }
@@ -76,11 +70,7 @@ public enum FSBench {
     }
 
     public static func table(_ results: [FSBenchResult]) -> String {
-        var rows: [[String]] = [["backend", "workload", "ops", "ops/s", "MB/s", "p50 µs", "p99 µs"]]
-        for r in results {
-            rows.append([r.backend, r.workload, "\(r.ops)", String(format: "%.0f", r.opsPerSecond),
-                         String(format: "%.1f", r.megabytesPerSecond), String(format: "%.2f", r.p50Micros), String(format: "%.2f", r.p99Micros)])
-        }
+        let rows = [FSBenchResult.commonHeader] + results.map(\.commonRow)
         return TextTable.render(rows)
     }
 }

@@ -39,7 +39,7 @@ public struct KVBenchOptions: Sendable {
 }
 
 /// One measured workload.
-public struct KVBenchResult: Sendable {
+public struct KVBenchResult: Sendable, BenchMeasurement {
     public var backend: String
     public var workload: String
     public var ops: Int
@@ -50,14 +50,8 @@ public struct KVBenchResult: Sendable {
     public var peakRSSBytes: Int
     public var found: Int
 
-    public var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
-    public var megabytesPerSecond: Double { Double(bytes) / 1_048_576 / max(seconds, 1e-9) }
-
     public func json(_ options: KVBenchOptions) -> String {
-        func number(_ value: Double) -> String { String(format: "%.3f", value) }
-        return "{\"backend\":\"\(backend)\",\"workload\":\"\(workload)\",\"ops\":\(ops),\"seconds\":\(String(format: "%.6f", seconds)),"
-            + "\"ops_per_sec\":\(number(opsPerSecond)),\"mb_per_sec\":\(number(megabytesPerSecond)),"
-            + "\"p50_us\":\(number(p50Micros)),\"p99_us\":\(number(p99Micros)),\"peak_rss_bytes\":\(peakRSSBytes),"
+        "{" + commonJSONFields + ",\"peak_rss_bytes\":\(peakRSSBytes),"
             + "\"found\":\(found),\"num\":\(options.num),\"key_size\":\(options.keySize),\"value_size\":\(options.valueSize),"
             + "\"batch_size\":\(options.batchSize),\"durable\":\(options.durable)}"
     }
@@ -125,14 +119,10 @@ public enum KVBench {
     /// Prints results as an aligned table, with each backend's throughput relative to the
     /// first backend of the run when there are several.
     public static func table(_ results: [KVBenchResult], reference: String?) -> String {
-        var rows: [[String]] = [["backend", "workload", "ops", "ops/s", "MB/s", "p50 µs", "p99 µs", "peak RSS MiB"]]
+        var rows: [[String]] = [KVBenchResult.commonHeader + ["peak RSS MiB"]]
         if let reference { rows[0].append("vs \(reference)") }
         for result in results {
-            var row = [
-                result.backend, result.workload, "\(result.ops)", String(format: "%.0f", result.opsPerSecond),
-                String(format: "%.1f", result.megabytesPerSecond), String(format: "%.2f", result.p50Micros),
-                String(format: "%.2f", result.p99Micros), String(format: "%.1f", Double(result.peakRSSBytes) / 1_048_576),
-            ]
+            var row = result.commonRow + [String(format: "%.1f", Double(result.peakRSSBytes) / 1_048_576)]
             if let reference {
                 let base = results.first { $0.backend == reference && $0.workload == result.workload }
                 row.append(base.map { String(format: "%.2fx", result.opsPerSecond / max($0.opsPerSecond, 1e-9)) } ?? "-")

@@ -13,8 +13,7 @@ struct BenchFS: ParsableCommand {
         abstract: "Filesystem workloads through the FS layer, in this process, on each backend in turn."
     )
 
-    @Option(help: "Backend, or a comma-separated list (\(BackendCatalog.standard.names.joined(separator: ", "))).")
-    var backend = BackendCatalog.standard.defaultName
+    @OptionGroup var target: BenchTarget
     @Option(help: "Files for create, stat, readdir, rename and unlink.") var files = 10_000
     @Option(help: "Size of the sequential-I/O file in MiB.") var fileMib = 1024
     @Option(help: "Bytes per sequential read or write call, in KiB.") var ioKib = 1024
@@ -23,8 +22,6 @@ struct BenchFS: ParsableCommand {
     @Option(help: "Chunk compression: zstd or none.") var compression = "zstd"
     @Flag(help: "Do not make metadata operations durable before they return.") var relaxedMetadata = false
     @Option(help: "Comma-separated workloads (default: all).") var workloads = FSBench.allWorkloads.joined(separator: ",")
-    @Option(help: "Folder for the stores (default: a temporary folder, removed afterwards).") var dir: String?
-    @Flag(help: "Print one JSON object per workload instead of a table.") var json = false
 
     func run() throws {
         var options = FSBenchOptions()
@@ -33,24 +30,19 @@ struct BenchFS: ParsableCommand {
         options.ioKiB = ioKib
         options.randomOps = randomOps
         options.workloads = workloads.split(separator: ",").map(String.init)
-        options.directory = dir
+        options.directory = target.dir
         options.fsOptions.chunkSize = chunkSize
         options.fsOptions.durableMetadata = !relaxedMetadata
         guard compression == "zstd" || compression == "none" else { throw ValidationError("--compression must be zstd or none") }
         options.fsOptions.compressChunks = compression == "zstd"
-        let backends = backend.split(separator: ",").map(String.init)
-        do {
-            try options.validate()
-            for name in backends { _ = try BackendCatalog.standard.factory(named: name) }
-        } catch {
-            throw ValidationError(error.message)
-        }
+        let backends = try target.backends()
+        do { try options.validate() } catch { throw ValidationError(error.message) }
         var results: [FSBenchResult] = []
         for name in backends {
             let factory = try BackendCatalog.standard.factory(named: name)
             try FSBench.run(factory: factory, options: options) { result in
                 results.append(result)
-                if json {
+                if target.json {
                     print(result.json(options))
                     flushStandardOutput()
                 } else {
@@ -58,7 +50,7 @@ struct BenchFS: ParsableCommand {
                 }
             }
         }
-        if !json {
+        if !target.json {
             print("zerofs bench fs: \(files) files, \(fileMib) MiB file in \(ioKib) KiB calls, \(randomOps) random 4 KiB ops, "
                 + "chunk \(chunkSize) B, compression \(compression), durable metadata \(!relaxedMetadata)")
             print(FSBench.table(results))

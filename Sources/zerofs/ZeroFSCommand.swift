@@ -25,24 +25,40 @@ struct Bench: ParsableCommand {
     )
 }
 
+/// The options every benchmark takes: which backends, where the stores go, the output.
+struct BenchTarget: ParsableArguments {
+    @Option(help: "Backend, or a comma-separated list (\(BackendCatalog.standard.names.joined(separator: ", "))).")
+    var backend = BackendCatalog.standard.defaultName
+    @Option(help: "Folder for the stores (default: a temporary folder, removed afterwards).") var dir: String?
+    @Flag(help: "Print one JSON object per workload instead of a table.") var json = false
+
+    /// The named backends, each checked against the registry.
+    func backends() throws -> [String] {
+        let names = backend.split(separator: ",").map(String.init)
+        do {
+            for name in names { _ = try BackendCatalog.standard.factory(named: name) }
+        } catch {
+            throw ValidationError(error.message)
+        }
+        return names
+    }
+}
+
 struct BenchKV: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kv",
         abstract: "db_bench-style workloads on one or more key-value backends, each in its own process."
     )
 
-    @Option(help: "Backend, or a comma-separated list (\(BackendCatalog.standard.names.joined(separator: ", "))).")
-    var backend = BackendCatalog.standard.defaultName
+    @OptionGroup var target: BenchTarget
     @Option(help: "Keys per workload.") var num = 1_000_000
     @Option(help: "Key size in bytes (8 to 500).") var keySize = 16
     @Option(help: "Value size in bytes.") var valueSize = 100
     @Option(help: "Operations per write batch.") var batchSize = 1
     @Flag(help: "Make every write batch durable before it returns.") var durable = false
     @Option(help: "Comma-separated workloads (default: all).") var workloads = KVBench.allWorkloads.joined(separator: ",")
-    @Option(help: "Folder for the stores (default: a temporary folder, removed afterwards).") var dir: String?
     @Option(help: "Block cache bytes for backends that have one.") var cacheBytes = 64 << 20
     @Option(help: "Block compression: none or zstd (rocksdb and lsm; lmdb and memory refuse zstd).") var compression = "none"
-    @Flag(help: "Print one JSON object per workload instead of a table.") var json = false
     @Flag(help: .hidden) var inProcess = false
 
     func run() throws {
@@ -53,19 +69,14 @@ struct BenchKV: ParsableCommand {
         options.batchSize = batchSize
         options.durable = durable
         options.workloads = workloads.split(separator: ",").map(String.init)
-        options.directory = dir
+        options.directory = target.dir
         options.backendOptions.cacheBytes = cacheBytes
         guard let kind = CompressionKind(rawValue: compression) else {
             throw ValidationError("--compression must be none or zstd")
         }
         options.backendOptions.compression = kind
-        let backends = backend.split(separator: ",").map(String.init)
-        do {
-            try options.validate()
-            for name in backends { _ = try BackendCatalog.standard.factory(named: name) }
-        } catch {
-            throw ValidationError(error.message)
-        }
+        let backends = try target.backends()
+        do { try options.validate() } catch { throw ValidationError(error.message) }
 
         if inProcess {
                 let factory = try BackendCatalog.standard.factory(named: backends[0])
@@ -83,19 +94,19 @@ struct BenchKV: ParsableCommand {
                 "--cache-bytes", "\(cacheBytes)", "--compression", compression, "--in-process",
             ]
             if durable { arguments.append("--durable") }
-            if let dir { arguments += ["--dir", dir] }
+            if let dir = target.dir { arguments += ["--dir", dir] }
             let child = try ChildProcess(executable: ChildProcess.currentExecutable, arguments: arguments)
             while let line = child.readLine() {
-                if json { print(line) }
+                if target.json { print(line) }
                 if let result = KVBenchResult(json: line) {
                     results.append(result)
-                    if !json { printError("  \(name) \(result.workload): \(Int(result.opsPerSecond)) ops/s") }
+                    if !target.json { printError("  \(name) \(result.workload): \(Int(result.opsPerSecond)) ops/s") }
                 }
             }
             let status = child.wait()
             guard status == 0 else { throw ValidationError("the \(name) benchmark process failed (status \(status))") }
         }
-        if !json {
+        if !target.json {
             print("zerofs bench kv: num \(num), key \(keySize) B, value \(valueSize) B, batch \(batchSize), durable \(durable)")
             print(KVBench.table(results, reference: backends.count > 1 ? backends[0] : nil))
         }

@@ -137,17 +137,7 @@ final class Memtable: @unchecked Sendable {
                 = (head, head, head, head, head, head, head, head, head, head, head, head)
             withUnsafeMutableBytes(of: &predStorage) { raw in
             let preds = raw.bindMemory(to: UnsafeMutableRawPointer.self)
-            var x = head
-            var level = height - 1
-            while true {
-                if let n = Self.next(x, level), Self.compare(n, key, seq) < 0 {
-                    x = n
-                } else {
-                    preds[level] = x
-                    if level == 0 { break }
-                    level -= 1
-                }
-            }
+            _ = descend(key, seq, recording: preds)
             if h > height {
                 for l in height..<h { preds[l] = head }
                 height = h
@@ -172,18 +162,27 @@ final class Memtable: @unchecked Sendable {
 
     // MARK: Reading
 
-    /// The first node at or after (key, seq). REQUIRES: the read lock is held.
-    private func seekNode(_ key: UnsafeRawBufferPointer, _ seq: UInt64) -> UnsafeMutableRawPointer? {
+    /// The last node before (key, seq) (or the head), noting at every level the node the
+    /// descent turned down at when `preds` is given. REQUIRES: the lock is held.
+    private func descend(
+        _ key: UnsafeRawBufferPointer, _ seq: UInt64, recording preds: UnsafeMutableBufferPointer<UnsafeMutableRawPointer>? = nil
+    ) -> UnsafeMutableRawPointer {
         var x = head
         var level = height - 1
         while true {
             if let n = Self.next(x, level), Self.compare(n, key, seq) < 0 {
                 x = n
             } else {
-                if level == 0 { return Self.next(x, 0) }
+                preds?[level] = x
+                if level == 0 { return x }
                 level -= 1
             }
         }
+    }
+
+    /// The first node at or after (key, seq). REQUIRES: the read lock is held.
+    private func seekNode(_ key: UnsafeRawBufferPointer, _ seq: UInt64) -> UnsafeMutableRawPointer? {
+        Self.next(descend(key, seq), 0)
     }
 
     /// The highest sequence number (at most `seq`) of a range delete covering `key`, or 0.
