@@ -59,7 +59,8 @@ struct Compaction {
         do {
             while stream.isValid {
                 let key = stream.key
-                if let table = current, table.builder.estimatedSize >= store.options.tableTargetBytes {
+                // Reads through the optional: `if let` would copy the builder per entry.
+                if let size = current?.builder.estimatedSize, size >= store.options.tableTargetBytes {
                     try finishTable(endingBefore: Array(key))
                 }
                 if current == nil { try startTable() }
