@@ -92,6 +92,19 @@ public protocol KVReader: AnyObject, Sendable {
     /// (The filesystem's versioned lookup; backends may skip data that cannot hold the
     /// prefix, for example with prefix bloom filters.) Throws like `get`.
     func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry?
+
+    /// `firstEntry(from:prefix:)` for versioned keys: the caller promises that every key
+    /// starting with `prefix` is exactly `prefix.count + suffixLength` bytes long (a logical
+    /// key and its version). A backend may then skip data whose filter of keys without
+    /// their last `suffixLength` bytes rules `prefix` out. Throws like `get`.
+    func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry?
+}
+
+extension KVReader {
+    /// The default: the plain prefix lookup (the promise only allows skipping data).
+    public func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+        try firstEntry(from: from, prefix: prefix)
+    }
 }
 
 /// A consistent point-in-time view: it never sees writes made after it was opened, while

@@ -48,6 +48,7 @@ public enum KVConformance {
         ("size limits are enforced before anything applies", false, sizeLimits),
         ("iteration bounds and seek", false, iterationBoundsAndSeek),
         ("firstEntry(from:prefix:)", false, firstEntry),
+        ("firstVersion(from:prefix:suffixLength:) matches a model across flushes", false, firstVersionMatchesModel),
         ("read views and iterators are isolated from later writes", false, readViewIsolation),
         ("100,000-key bulk load and full scan", false, bulkLoad),
         ("concurrent writers and readers keep a batch invariant", false, concurrentInvariant),
@@ -246,6 +247,48 @@ public enum KVConformance {
         #expect(try view.firstEntry(from: [1], prefix: [1])?.key == [1, 5])
         #expect(try store.firstEntry(from: [1], prefix: [1])?.key == [1, 9])
         view.close()
+    }
+
+    /// Versioned keys (a 2-byte logical key and an 8-byte suffix) written, overwritten and
+    /// deleted over several flushes, so versions of one logical key sit in many sources;
+    /// after each round every query must give what a sorted model gives.
+    static func firstVersionMatchesModel(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        defer { try? store.close() }
+        let seed = TestSeed.resolve("firstVersionMatchesModel")
+        var random = SeededGenerator(seed: seed)
+        var model: [[UInt8]: [UInt8]] = [:]
+        func key(_ logical: UInt8, _ suffix: UInt64) -> [UInt8] {
+            var key: [UInt8] = [0x4B, logical]
+            for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: suffix >> UInt64(shift))) }
+            return key
+        }
+        for round in 0..<8 {
+            var batch = WriteBatch()
+            for _ in 0..<60 {
+                let k = key(UInt8.random(in: 0..<6, using: &random), UInt64.random(in: 0..<24, using: &random))
+                if Int.random(in: 0..<4, using: &random) == 0 {
+                    batch.delete(k)
+                    model[k] = nil
+                } else {
+                    let value = [UInt8(round), UInt8.random(in: 0...255, using: &random)]
+                    batch.put(k, value)
+                    model[k] = value
+                }
+            }
+            try store.write(batch, durable: false)
+            if round % 2 == 1 { try store.flush() }
+            let sorted = model.keys.sorted { Bytes.compare($0, $1) < 0 }
+            for logical in 0..<7 as Range<UInt8> {
+                for suffix in 0..<26 as Range<UInt64> {
+                    let from = key(logical, suffix)
+                    let expected = sorted.first { Bytes.compare($0, from) >= 0 && $0.starts(with: [0x4B, logical]) }
+                    let found = try store.firstVersion(from: from, prefix: [0x4B, logical], suffixLength: 8)
+                    #expect(found?.key == expected && found?.value == expected.flatMap { model[$0] },
+                            "seed \(seed), round \(round), logical \(logical), from suffix \(suffix)")
+                }
+            }
+        }
     }
 
     static func readViewIsolation(_ h: StoreHarness) throws {

@@ -11,6 +11,9 @@ enum BloomHash {
     /// table's filter means the same on every machine).
     @inline(__always)
     static func hash(_ data: UnsafeRawBufferPointer) -> UInt64 { Bytes.hash64(data) }
+
+    /// Mixed into the hash of a key entered without its version suffix.
+    static let versionSeed: UInt64 = 0x5645_5253  // "VERS"
 }
 
 struct BloomBuilder {

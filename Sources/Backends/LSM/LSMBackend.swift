@@ -131,6 +131,12 @@ final class LSMBackend: KVBackend {
         try lifetime.shared { try LSMIterator.firstEntry(store: store, snapshot: store.snapshot(), from: from, prefix: prefix) }
     }
 
+    func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+        try lifetime.shared {
+            try LSMIterator.firstVersion(store: store, snapshot: store.snapshot(), from: from, prefix: prefix, suffixLength: suffixLength)
+        }
+    }
+
     func write(_ batch: WriteBatch, durable: Bool) throws {
         try batch.validate()
         if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot be written", path: location) }
@@ -213,6 +219,12 @@ final class LSMReadView: KVReadView {
         try open { try LSMIterator.firstEntry(store: store, snapshot: snapshot, from: from, prefix: prefix) }
     }
 
+    func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+        try open {
+            try LSMIterator.firstVersion(store: store, snapshot: snapshot, from: from, prefix: prefix, suffixLength: suffixLength)
+        }
+    }
+
     func close() { lifetime.close {} }
 }
 
@@ -233,6 +245,19 @@ final class LSMIterator: KVIterator {
     static func firstEntry(store: LSMStore, snapshot: LSMStore.Snapshot, from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
         let start = Bytes.compare(from, prefix) >= 0 ? from : prefix
         let iterator = try LSMIterator(store: store, snapshot: snapshot, range: KeyRange(start: start, end: Bytes.prefixSuccessor(prefix)),
+                                       lifetime: LifetimeGuard("iterator"), prefix: prefix)
+        return iterator.isValid ? try iterator.entry() : nil
+    }
+
+    static func firstVersion(store: LSMStore, snapshot: LSMStore.Snapshot, from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+        let start = Bytes.compare(from, prefix) >= 0 ? from : prefix
+        let end = Bytes.prefixSuccessor(prefix)
+        // The newest-first path answers unless range tombstones or a deletion need the merge
+        // (an empty key there means "nothing in range").
+        if let found = try store.firstVersion(snapshot, from: start, end: end, prefix: prefix, suffixLength: suffixLength) {
+            return found.key.isEmpty ? nil : found
+        }
+        let iterator = try LSMIterator(store: store, snapshot: snapshot, range: KeyRange(start: start, end: end),
                                        lifetime: LifetimeGuard("iterator"), prefix: prefix)
         return iterator.isValid ? try iterator.entry() : nil
     }

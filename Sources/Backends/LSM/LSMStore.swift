@@ -370,6 +370,76 @@ final class LSMStore: @unchecked Sendable {
         }
     }
 
+    /// `firstVersion`: the first entry at or after `from` below `end`, for keys that are
+    /// `prefix` plus exactly `suffixLength` bytes. Sources are visited newest first; once
+    /// an entry is found, an older source matters only if it may hold a key between `from`
+    /// and that entry (an equal key in an older source is shadowed). When that gap is
+    /// empty the older sources are skipped; when it holds a few keys, their full-key bloom
+    /// filters decide; otherwise, and for tables the logical-key filter cannot rule out,
+    /// the source is sought. Range tombstones, or a deletion as the answer, send the call
+    /// to the merged path.
+    func firstVersion(_ snap: Snapshot, from: [UInt8], end: [UInt8]?, prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+        if snap.version.hasTombstones || snap.mem.hasRangeDeletes || snap.immutables.contains(where: \.hasRangeDeletes) {
+            return nil
+        }
+        var best: (key: [UInt8], value: [UInt8], isDelete: Bool)?
+        /// Keys that may lie between `from` and the best entry so far: nil when unknown or many.
+        func gap() -> [[UInt8]]? {
+            guard let best else { return nil }
+            let width = prefix.count + suffixLength
+            guard from.count == width, best.key.count == width, suffixLength == 8 else { return nil }
+            let low = from.withUnsafeBytes { $0.loadBigEndianUInt64(at: width - 8) }
+            let high = best.key.withUnsafeBytes { $0.loadBigEndianUInt64(at: width - 8) }
+            guard high >= low, high - low <= 8 else { return nil }
+            return (low..<high).map { suffix in
+                var key = prefix
+                for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: suffix >> UInt64(shift))) }
+                return key
+            }
+        }
+        func consider(_ cursor: MergeCursor) throws {
+            try from.withUnsafeBytes { try cursor.seek($0) }
+            guard cursor.isValid else { return }
+            if let end, Bytes.compare(cursor.key, end) >= 0 { return }
+            if let best, Bytes.compare(cursor.key, best.key) >= 0 { return }
+            best = (Array(cursor.key), Array(cursor.value), cursor.isDelete)
+        }
+        /// Whether a table may hold a key between `from` and the best entry so far.
+        func mayMatter(_ table: TableReader) -> Bool {
+            guard best != nil else { return table.mayContainVersion(prefix, suffixLength: suffixLength) }
+            guard let keys = gap() else { return table.mayContainVersion(prefix, suffixLength: suffixLength) }
+            return keys.contains { key in key.withUnsafeBytes { table.mayContain($0) } }
+        }
+        for table in [snap.mem] + snap.immutables.reversed() {
+            if best != nil, gap()?.isEmpty == true { break }
+            try consider(MemtableMergeCursor(table, seq: snap.seq))
+        }
+        for table in snap.version.levels[0] where gap()?.isEmpty != true {
+            if mayMatter(table) { try consider(TableMergeCursor(table)) }
+        }
+        for level in 1..<snap.version.levels.count where gap()?.isEmpty != true {
+            let tables = snap.version.levels[level]
+            var lo = 0
+            var hi = tables.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if Bytes.compare(tables[mid].meta.largest, from) < 0 { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo < tables.count else { continue }
+            let upper = best?.key ?? end
+            if upper.map({ Bytes.compare(tables[lo].meta.smallest, $0) >= 0 }) ?? false { continue }
+            // One table holds the whole range below the best entry: its filters decide.
+            if let upper, Bytes.compare(upper, tables[lo].meta.largest) <= 0 {
+                if mayMatter(tables[lo]) { try consider(TableMergeCursor(tables[lo])) }
+            } else {
+                try consider(LevelMergeCursor(version: snap.version, level: level))
+            }
+        }
+        guard let best else { return KVEntry(key: [], value: []) }
+        if best.isDelete { return nil }
+        return KVEntry(key: best.key, value: best.value)
+    }
+
     /// The merge sources of a snapshot, newest first; tables that cannot hold `prefix`
     /// (by their prefix bloom) and have no range tombstones are left out.
     func sources(_ snap: Snapshot, prefix: [UInt8]? = nil) -> [MergeCursor] {
@@ -383,5 +453,14 @@ final class LSMStore: @unchecked Sendable {
             result.append(LevelMergeCursor(version: snap.version, level: level))
         }
         return result
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The big-endian UInt64 at `offset` (a version suffix).
+    fileprivate func loadBigEndianUInt64(at offset: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for i in 0..<8 { value = value << 8 | UInt64(self[offset + i]) }
+        return value
     }
 }

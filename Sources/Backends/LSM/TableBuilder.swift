@@ -16,6 +16,9 @@ struct TableOptions: Sendable {
     var compress = false
     /// Key prefix lengths also entered into the bloom filter (prefix bloom).
     var prefixLengths: [Int] = []
+    /// Every key longer than this is also entered without its last `versionSuffix` bytes
+    /// (versioned keys: their logical part), for `firstVersion`; 0 turns it off.
+    var versionSuffix = 8
 }
 
 enum TableFormat {
@@ -89,6 +92,9 @@ struct TableBuilder {
         for length in options.prefixLengths where length <= key.count {
             bloom.add(BloomHash.hash(UnsafeRawBufferPointer(rebasing: key[0..<length])) ^ 0x5052_4546)
         }
+        if options.versionSuffix > 0, key.count > options.versionSuffix {
+            bloom.add(BloomHash.hash(UnsafeRawBufferPointer(rebasing: key[0..<(key.count - options.versionSuffix)])) ^ BloomHash.versionSeed)
+        }
         lastKey.removeAll(keepingCapacity: true)
         lastKey.append(contentsOf: key)
         entries += 1
@@ -148,6 +154,7 @@ struct TableBuilder {
         props.appendBytes(largestKey)
         props.appendVarint(options.prefixLengths.count)
         for length in options.prefixLengths { props.appendVarint(length) }
+        props.appendVarint(options.versionSuffix)
         let propsHandle = appendBlock(props, compress: false)
         for (offset, size) in [filter, tomb, indexHandle, propsHandle] {
             output.appendFixed64(offset)

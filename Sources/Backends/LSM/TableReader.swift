@@ -20,6 +20,8 @@ final class TableReader: Sendable {
     /// Range tombstones sorted by start: [start, end).
     let tombstones: [(start: [UInt8], end: [UInt8])]
     let prefixLengths: Set<Int>
+    /// Keys entered into the filter also without this many last bytes (0: none).
+    let versionSuffix: Int
     private let cache: BlockCache
 
     init(meta: TableMeta, object: any ReadableObject, cache: BlockCache) throws {
@@ -68,6 +70,7 @@ final class TableReader: Sendable {
         tombstones = list
         let props = try load(handles[3])
         var lengths: Set<Int> = []
+        var suffix = 0
         try props.withUnsafeBytes { raw in
             var r = ByteReader(raw, what: name)
             _ = try r.int()
@@ -75,8 +78,11 @@ final class TableReader: Sendable {
             _ = try r.byteArray()
             _ = try r.byteArray()
             for _ in 0..<(try r.int()) { lengths.insert(try r.int()) }
+            // Tables written before the version filter existed end here.
+            suffix = r.isAtEnd ? 0 : try r.int()
         }
         prefixLengths = lengths
+        versionSuffix = suffix
     }
 
     var name: String { object.name }
@@ -116,6 +122,12 @@ final class TableReader: Sendable {
     func mayContainPrefix(_ prefix: [UInt8]) -> Bool {
         guard prefixLengths.contains(prefix.count) else { return true }
         return filter.withUnsafeBytes { f in prefix.withUnsafeBytes { BloomFilter.mayContain(f, BloomHash.hash($0) ^ 0x5052_4546) } }
+    }
+
+    /// Whether the table may hold a key that is `prefix` plus `suffixLength` bytes.
+    func mayContainVersion(_ prefix: [UInt8], suffixLength: Int) -> Bool {
+        guard versionSuffix == suffixLength else { return true }
+        return filter.withUnsafeBytes { f in prefix.withUnsafeBytes { BloomFilter.mayContain(f, BloomHash.hash($0) ^ BloomHash.versionSeed) } }
     }
 
     /// Looks `key` up. The table's own entries win over its own range tombstones (a
