@@ -12,18 +12,21 @@ public final class CrashPoints: Sendable {
         return ops.flatMap { ["\($0).before-commit", "\($0).after-commit"] }
     }()
 
-    private let state = Mutex<(armed: String?, stopped: Bool)>((nil, false))
+    private let state = Mutex<(armed: String?, skip: Int, stopped: Bool)>((nil, 0, false))
 
     public init() {}
 
-    public func arm(_ name: String) { state.withLock { $0.armed = name } }
+    /// Stops at point `name` once it has been passed `skip` times.
+    public func arm(_ name: String, skip: Int = 0) { state.withLock { $0 = (name, skip, $0.stopped) } }
 
     public var stopped: Bool { state.withLock { $0.stopped } }
 
     /// Throws once the armed point is reached (and on every call after that).
     func pass(_ name: String) throws(FSError) {
         let stop = state.withLock { s -> Bool in
-            if s.armed == name { s.stopped = true }
+            if s.armed == name {
+                if s.skip == 0 { s.stopped = true } else { s.skip -= 1 }
+            }
             return s.stopped
         }
         if stop { throw FSError(.EIO, "stopped at crash point \(name)") }

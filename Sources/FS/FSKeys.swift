@@ -9,12 +9,16 @@
 //   0x02  dirent   parent ino, name, 0x00             yes        tag + child ino, cookie, type
 //   0x03  dirscan  parent ino, cookie                 yes        tag + child ino, type, name
 //   0x04  cookies  dir ino                            no         next cookie (8)
-//   0x05  stats    dataset id                         no         StatsRecord
+//   0x05  stats    dataset id                         no         FSCounters
 //   0x06  system   name bytes                         no         per name (SystemRecords)
 //   0x07  reclaim  ino, version                       no         reclaim kind (1)
+//   0x08  dataset  dataset id                         no         DatasetRecord
+//   0x09  registry space (1), namespace id, name, 0x00 no         dataset id (8)
+//   0x0A  version  version id                         no         VersionNode
 //   0x0B  change   version, ino                       no         empty
 //   0xFE  chunk    ino, chunk index                   yes        tag + encoding, epoch, data
-//   (0x08 dataset, 0x09 dataset registry, 0x0A version node: reserved for datasets)
+
+import Engine
 
 public enum KeyKind: UInt8, Sendable, CaseIterable {
     case inode = 0x01
@@ -24,6 +28,9 @@ public enum KeyKind: UInt8, Sendable, CaseIterable {
     case stats = 0x05
     case system = 0x06
     case reclaim = 0x07
+    case dataset = 0x08
+    case registry = 0x09
+    case versionNode = 0x0A
     case changeIndex = 0x0B
     case chunk = 0xFE
 }
@@ -32,6 +39,15 @@ public enum KeyKind: UInt8, Sendable, CaseIterable {
 public enum ValueTag: UInt8, Sendable {
     case live = 0x01
     case whiteout = 0x02
+}
+
+/// The two name spaces of the registry (0x09).
+public enum NameSpace: UInt8, Sendable {
+    case dataset = 1
+    case snapshot = 2
+
+    /// The namespace id of top-level dataset names.
+    public static let topLevel = UInt64.max
 }
 
 public enum FSKeys {
@@ -97,10 +113,45 @@ public enum FSKeys {
     }
 
     public static func changeIndex(_ version: UInt64, _ ino: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.changeIndex.rawValue]
-        key.appendBigEndian(version)
+        var key = changeIndexPrefix(version)
         key.appendBigEndian(ino)
         return key
+    }
+
+    /// Every change index record of one version starts with this.
+    public static func changeIndexPrefix(_ version: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.changeIndex.rawValue]
+        key.appendBigEndian(version)
+        return key
+    }
+
+    public static func dataset(_ id: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.dataset.rawValue]
+        key.appendBigEndian(id)
+        return key
+    }
+
+    /// A name in the registry: datasets are named inside their container (top-level ones
+    /// inside `NameSpace.topLevel`), snapshots inside the dataset they were taken of.
+    public static func registry(_ space: NameSpace, _ namespace: UInt64, _ name: [UInt8]) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.registry.rawValue, space.rawValue]
+        key.reserveCapacity(11 + name.count)
+        key.appendBigEndian(namespace)
+        key.append(contentsOf: name)
+        key.append(0)
+        return key
+    }
+
+    public static func versionNode(_ id: UInt64) -> [UInt8] {
+        var key: [UInt8] = [KeyKind.versionNode.rawValue]
+        key.appendBigEndian(id)
+        return key
+    }
+
+    /// The key ranges holding every versioned key of inode `ino`: its inode record, its
+    /// directory entries and scan records (as a directory), its chunks (as a file).
+    static func inodeRanges(_ ino: UInt64) -> [KeyRange] {
+        [KeyRange.prefix(inode(ino)), .prefix(dirEntryPrefix(ino)), .prefix(dirScanPrefix(ino)), .prefix(chunkPrefix(ino))]
     }
 
     public static func chunk(_ ino: UInt64, _ index: UInt64) -> [UInt8] {

@@ -91,6 +91,7 @@ extension FileSystem {
             var node = Inode(ino: allocateInode(), type: type, mode: requested, uid: cred.uid,
                              gid: setgidDir ? parent.gid : cred.gid, now: now)
             node.generation = UInt64.random(in: 1...UInt64(UInt32.max))
+            node.contentVersion = view.head
             node.rdev = rdev
             node.target = target
             node.size = UInt64(target.count)
@@ -109,6 +110,7 @@ extension FileSystem {
             batch.putInode(node)
             batch.putInode(parent)
             batch.inodeDelta = 1
+            batch.bytesDelta = Int64(node.size)
             return (node, try commit(&batch, op: op, durable: options.durableMetadata))
         }
     }
@@ -118,7 +120,7 @@ extension FileSystem {
     func addEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
         var entry = entry
         let counterKey = FSKeys.cookieCounter(parent.ino)
-        if let cached = cookieCounters.withLock({ $0[parent.ino] }) {
+        if let cached = pool.cookieCounters.withLock({ $0[parent.ino] }) {
             entry.cookie = cached
         } else {
             let counter = try kv { try store.get(counterKey) }
@@ -127,8 +129,8 @@ extension FileSystem {
         let next = try Self.incremented(entry.cookie, "cookie counter of directory \(parent.ino)")
         batch.putUnversioned(counterKey, SystemRecords.encodeUInt64(next))
         // Advancing before the batch commits is safe: a failed batch only leaves a gap.
-        cookieCounters.withLock { cache in
-            if cache.count >= Self.cookieCacheLimit { cache.removeAll(keepingCapacity: true) }
+        pool.cookieCounters.withLock { cache in
+            if cache.count >= Pool.cookieCacheLimit { cache.removeAll(keepingCapacity: true) }
             cache[parent.ino] = next
         }
         batch.put(FSKeys.dirEntry(parent.ino, entry.name), entry.encodeEntry())
@@ -136,6 +138,7 @@ extension FileSystem {
         parent.entryCount = try Self.incremented(parent.entryCount, "entry count of directory \(parent.ino)")
         parent.mtime = now
         parent.ctime = now
+        parent.contentVersion = batch.view.head
     }
 
     /// Removes `entry` from `parent` (the caller writes the parent inode). REQUIRES: its lock.
@@ -145,5 +148,6 @@ extension FileSystem {
         parent.entryCount = try Self.decremented(parent.entryCount, "entry count of directory \(parent.ino)")
         parent.mtime = now
         parent.ctime = now
+        parent.contentVersion = batch.view.head
     }
 }

@@ -71,7 +71,7 @@ extension FileSystem {
                 let chunkStart = index * cs
                 let from = max(offset, chunkStart)
                 let to = min(end, chunkStart + cs)
-                let (exists, old) = try physicalAndVisibleChunk(file, index)
+                let (stored, old) = try headAndVisibleChunk(file, index)
                 var bytes = old?.data ?? []
                 if from == chunkStart && to == chunkStart + cs {
                     bytes = Array(data[Int(from - offset)..<Int(to - offset)])
@@ -85,11 +85,12 @@ extension FileSystem {
                         }
                     }
                 }
-                putChunk(&batch, file, index, bytes)
-                if !exists { batch.chunkDelta += 1 }
+                putChunk(&batch, file, index, bytes, replacing: stored)
                 index += 1
             }
             let now = Self.now()
+            file.contentVersion = batch.view.head
+            if end > file.size { batch.bytesDelta += Int64(end - file.size) }
             file.size = max(file.size, end)
             file.mtime = now
             file.ctime = now
@@ -111,11 +112,16 @@ extension FileSystem {
     func truncate(_ batch: inout FSBatch, _ file: inout Inode, to size: UInt64) throws(FSError) {
         guard size <= FSOptions.maxFileSize else { throw FSError(.EFBIG, "size \(size) exceeds the maximum file size") }
         let cs = UInt64(chunkSize)
+        batch.bytesDelta += size >= file.size ? Int64(size - file.size) : -Int64(file.size - size)
         defer { file.size = size }
         guard size < file.size else { return }
-        if size % cs != 0, let boundary = try visibleChunk(file, size / cs) {
+        if size % cs != 0 {
+            let (stored, boundary) = try headAndVisibleChunk(file, size / cs)
             let keep = Int(size % cs)
-            if boundary.data.count > keep { putChunk(&batch, file, size / cs, Array(boundary.data[0..<keep])) }
+            if let boundary, boundary.data.count > keep {
+                putChunk(&batch, file, size / cs, Array(boundary.data[0..<keep]), replacing: stored)
+                file.contentVersion = batch.view.head
+            }
         }
         // Chunks starting at or past `size` exist only below the old size (or are hidden already).
         let firstBeyond = (size + cs - 1) / cs
@@ -135,36 +141,47 @@ extension FileSystem {
         }
     }
 
-    private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: [UInt8]) {
+    /// Puts chunk `index` at the head; `replacing` is the stored size of the chunk entry
+    /// the head already holds there (nil: none), for WRITTEN.
+    private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: [UInt8], replacing: Int?) {
         var trimmed = bytes
         while trimmed.last == 0 { trimmed.removeLast() }
-        let record = ChunkRecord(epoch: file.dataEpoch, data: trimmed)
-        batch.put(FSKeys.chunk(file.ino, index), record.encode(compress: options.compressChunks))
+        let value = ChunkRecord(epoch: file.dataEpoch, data: trimmed).encode(compress: options.compressChunks)
+        batch.put(FSKeys.chunk(file.ino, index), value)
+        batch.addWritten(batch.view.head, value.count - (replacing ?? 0))
     }
 
     /// The chunk a read sees (nil for a hole).
     func visibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> ChunkRecord? {
-        guard let value = try reads.get(FSKeys.chunk(file.ino, index)) else { return nil }
+        guard let value = try reads.get(FSKeys.chunk(file.ino, index), below: file.contentVersion) else { return nil }
         let chunk = try withBytes(value) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
         return file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk
     }
 
-    /// Whether a chunk entry exists at the head version (for accounting), and what reads see.
-    private func physicalAndVisibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> (Bool, ChunkRecord?) {
-        let key = FSKeys.versioned(FSKeys.chunk(file.ino, index), view.head)
-        let raw = try kv { try store.get(key) }
-        let exists = raw?.first == ValueTag.live.rawValue
-        guard view.ancestors.isEmpty else { return (exists, try visibleChunk(file, index)) }
-        guard exists, let raw else { return (false, nil) }
+    /// The stored size of the chunk entry at exactly the head version (nil: none; for
+    /// WRITTEN), and what reads see. One point get when the head has no ancestors, or when
+    /// the head holds the chunk.
+    private func headAndVisibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> (Int?, ChunkRecord?) {
+        let view = self.view
+        // Content older than the head: the head holds none of this file's chunks.
+        if !view.ancestors.isEmpty, file.contentVersion != 0, file.contentVersion < view.head {
+            return (nil, try visibleChunk(file, index))
+        }
+        let raw = try kv { try store.get(FSKeys.versioned(FSKeys.chunk(file.ino, index), view.head)) }
+        let stored = raw.map(\.count)
+        guard let raw, raw.first == ValueTag.live.rawValue else {
+            if raw != nil || view.ancestors.isEmpty { return (stored, nil) }
+            return (nil, try visibleChunk(file, index))
+        }
         let chunk = try withBytes(raw) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
-        return (true, file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
+        return (stored, file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
     }
 
     /// relatime: atime moves only when it is not newer than mtime or ctime, or is a day
     /// old; the update is never durable by itself. A read-only store (a checkpoint) keeps
     /// its atimes: a read there must never write, or it would fail with EROFS.
     private func touchAccessTime(_ file: inout Inode) throws(FSError) {
-        guard !store.isReadOnly else { return }
+        guard !store.isReadOnly, isWritable else { return }
         let now = Self.now()
         guard file.atime <= file.mtime || file.atime <= file.ctime || now.seconds - file.atime.seconds >= 86_400 else { return }
         file.atime = now

@@ -21,29 +21,31 @@ public struct StatFS: Sendable, Equatable {
 extension FileSystem {
     /// The attributes of `name` in directory `dir` ("." and ".." included).
     public func lookup(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) -> Inode {
-        try crashPoints.checkRunning()
+        try checkOpen()
         let parent = try directory(dir)
         try parent.require(cred, .execute)
         if name == [0x2E] { return parent }
         if name == [0x2E, 0x2E] { return try inode(parent.parent) }
         try validateName(name)
-        guard let found = try entry(dir, name) else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
+        guard let found = try entry(dir, name, hint: parent.contentVersion) else {
+            throw FSError(.ENOENT, "no entry named \(Self.show(name))")
+        }
         return try inode(found.ino)
     }
 
     public func getattr(_ ino: UInt64) throws(FSError) -> Inode {
-        try crashPoints.checkRunning()
+        try checkOpen()
         return try inode(ino)
     }
 
     /// Whether `cred` may access `ino` with `mask` (NFS ACCESS).
     public func access(_ cred: Credentials, _ ino: UInt64, _ mask: AccessMask) throws(FSError) -> Bool {
-        try crashPoints.checkRunning()
+        try checkOpen()
         return try inode(ino).permits(cred, mask)
     }
 
     public func readlink(_ ino: UInt64) throws(FSError) -> [UInt8] {
-        try crashPoints.checkRunning()
+        try checkOpen()
         let link = try inode(ino)
         guard link.type == .symlink else { throw FSError(.EINVAL, "inode \(ino) is not a symbolic link") }
         return link.target
@@ -53,7 +55,7 @@ extension FileSystem {
     /// in cookie order. Cookies never change while an entry exists, so a listing paged
     /// across concurrent changes never repeats or skips an entry that existed throughout.
     public func readdir(_ cred: Credentials, _ dir: UInt64, after cookie: UInt64, limit: Int) throws(FSError) -> ReadDirResult {
-        try crashPoints.checkRunning()
+        try checkOpen()
         guard limit > 0 else { throw FSError(.EINVAL, "readdir limit must be positive") }
         let parent = try directory(dir)
         try parent.require(cred, .read)
@@ -74,17 +76,17 @@ extension FileSystem {
     }
 
     public func statfs() throws(FSError) -> StatFS {
-        try crashPoints.checkRunning()
-        let counters = state.withLock { $0.counters }
-        let used = counters.chunks * UInt64(chunkSize)
+        try checkOpen()
+        let counters = self.counters
+        let used = pool.storedBytes
         let total: UInt64 = 1 << 50
         let totalInodes: UInt64 = 1 << 40
         return StatFS(blockSize: UInt64(chunkSize), totalBytes: total, usedBytes: used, freeBytes: total - min(used, total),
                       totalInodes: totalInodes, usedInodes: counters.inodes, freeInodes: totalInodes - min(counters.inodes, totalInodes))
     }
 
-    /// The in-memory counters (what statfs reports and fsck checks).
-    public var counters: FSCounters { state.withLock { $0.counters } }
+    /// This dataset's statistics (what statfs reports and fsck checks).
+    public var counters: FSCounters { pool.state.withLock { $0.counters[dataset] ?? FSCounters() } }
 
     static func show(_ name: [UInt8]) -> String {
         String(decoding: name, as: UTF8.self).debugDescription

@@ -8,7 +8,7 @@ extension FileSystem {
         let pending = try removeName(cred, dir, name, op: "unlink") { child throws(FSError) in
             guard child.type != .directory else { throw FSError(.EISDIR, "\(Self.show(name)) is a directory") }
         } parent: { _ throws(FSError) in }
-        reclaimer.wake()
+        pool.worker.wake()
         try awaitDurable(pending)
     }
 
@@ -32,6 +32,7 @@ extension FileSystem {
         check: (Inode) throws(FSError) -> Void, parent adjust: (inout Inode) throws(FSError) -> Void
     ) throws(FSError) -> PendingSync {
         try validateName(name)
+        try checkWritable()
         return try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
             var parent = try directory(dir)
             try parent.require(cred, [.write, .execute])
@@ -61,6 +62,7 @@ extension FileSystem {
         batch.remove(FSKeys.inode(child.ino))
         batch.touched.insert(child.ino)
         batch.inodeDelta -= 1
+        if child.type == .regular || child.type == .symlink { batch.bytesDelta -= Int64(child.size) }
         if child.type == .regular, child.size > 0 || !child.shrinkMarks.isEmpty {
             batch.putUnversioned(FSKeys.reclaim(child.ino, view.head), [ReclaimKind.deleteFile.rawValue])
         }

@@ -9,13 +9,14 @@ extension FileSystem {
             if Self.isDotOrDotDot(name) { throw FSError(.EINVAL, "cannot rename \(Self.show(name))") }
             try validateName(name)
         }
+        try checkWritable()
         let pending: PendingSync
         if fromDir == toDir {
             pending = try renameLocked(cred, fromDir, fromName, toDir, toName)
         } else {
             pending = try renameLock.withLock { () throws(FSError) in try renameLocked(cred, fromDir, fromName, toDir, toName) }
         }
-        reclaimer.wake()
+        pool.worker.wake()
         // Outside the rename mutex and every inode lock: other renames need not wait for our sync.
         try awaitDurable(pending)
     }
@@ -93,7 +94,7 @@ extension FileSystem {
         var steps = 0
         while true {
             if current == ino { throw FSError(.EINVAL, "cannot move a directory into its own subtree") }
-            if current == Self.rootInode { return }
+            if current == root { return }
             current = try inode(current).parent
             steps += 1
             if steps > 1 << 20 { throw FSError.corrupt("directory parent chain does not reach the root") }

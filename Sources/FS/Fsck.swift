@@ -1,13 +1,17 @@
 // The FS consistency checker: reads every FS key of a store (not being written to) and
 // checks every invariant the operations keep. Each problem is named precisely; an empty
-// list means the filesystem is consistent. Checks (Docs/filesystem.md, "fsck"):
-//   format and system records; every key parses; the tree is connected from the root;
-//   entries and scan records agree one to one; cookies lie below their directory's
-//   counter; entry types match inodes; nlink and
-//   entry counts match the entries; directory parents match; no visible data past a
-//   file's size; no chunk without an inode unless a delete record names it; reclaim
-//   records match inodes and marks; the change index covers every versioned key;
-//   statistics and the inode counter match what exists.
+// list means the filesystem is consistent. Checks (Docs/filesystem.md and
+// Docs/datasets.md, "fsck"):
+//   store-wide: format and system records; every key parses; dataset records, registry
+//   names, version nodes and id counters agree; every version's parent exists; every
+//   versioned key names a version of the forest and has a change record; WRITTEN of each
+//   version matches its chunks; no chunk without an inode at its version unless a delete
+//   record names it; reclaim records match inodes and marks; once the collector is done,
+//   every entry is seen by some live version.
+//   per dataset and snapshot, at its version: the tree is connected from its root; entries
+//   and scan records agree one to one; cookies lie below their directory's counter; entry
+//   types match inodes; nlink and entry counts match the entries; directory parents
+//   match; no visible data past a file's size; statistics match what it shows.
 
 import Engine
 
@@ -16,13 +20,15 @@ public struct FsckReport: Sendable {
     public var inodes = 0
     public var entries = 0
     public var chunks = 0
+    /// Stored bytes of every chunk entry.
+    public var storedBytes: UInt64 = 0
 
     public var isClean: Bool { problems.isEmpty }
 }
 
 public enum Fsck {
-    public static func check(_ store: any KVReader, view: VersionView = VersionView(head: 1)) throws(FSError) -> FsckReport {
-        var checker = Checker(store: store, view: view)
+    public static func check(_ store: any KVReader) throws(FSError) -> FsckReport {
+        var checker = Checker(store: store)
         try checker.run()
         return checker.report
     }
@@ -30,25 +36,33 @@ public enum Fsck {
 
 private struct Checker {
     let store: any KVReader
-    let view: VersionView
     var report = FsckReport()
     var chunkSize = 32768
-    var inodes: [UInt64: Inode] = [:]
-    var entries: [(parent: UInt64, entry: DirEntry)] = []
-    var scans: [UInt64: [UInt64: DirEntry]] = [:]
+    var forest = Forest()
+    var stats: [UInt64: FSCounters] = [:]
+    var statsSeen: Set<UInt64> = []
     var reclaims: [UInt64: [UInt64: ReclaimKind]] = [:]
     var changes: Set<[UInt64]> = []
     var cookieCounters: [UInt64: UInt64] = [:]
+    /// Per version: the stored bytes of its chunks.
+    var chunkBytes: [UInt64: UInt64] = [:]
+    // The dataset being checked, and what it shows.
+    var label = ""
+    var view = VersionView(head: 1)
+    var root = FileSystem.rootInode
+    var inodes: [UInt64: Inode] = [:]
+    var entries: [(parent: UInt64, entry: DirEntry)] = []
+    var scans: [UInt64: [UInt64: DirEntry]] = [:]
+    /// Per inode: the newest version of the content this dataset shows of it.
+    var contentVersions: [UInt64: UInt64] = [:]
 
-    init(store: any KVReader, view: VersionView) {
+    init(store: any KVReader) {
         self.store = store
-        self.view = view
     }
 
-    mutating func problem(_ text: String) { report.problems.append(text) }
+    mutating func problem(_ text: String) { report.problems.append(label + text) }
 
     mutating func run() throws(FSError) {
-        let reads = VersionedStore(store: store, view: view)
         guard let format = try kv({ try store.get(FSKeys.system(SystemRecords.formatName)) }) else {
             problem("no format record: not a ZeroFS filesystem")
             return
@@ -60,14 +74,49 @@ private struct Checker {
         }
         let nextInode = try systemValue(SystemRecords.nextInodeName)
         _ = try systemValue(SystemRecords.incarnationName)
-        var stats = FSCounters()
-        if let value = try kv({ try store.get(FSKeys.stats(FileSystem.rootDataset)) }) {
-            stats = decoded("statistics record", { () throws(FSError) in try FSCounters.decode(value) }) ?? stats
-        } else {
-            problem("no statistics record for dataset 0")
-        }
-
         try loadUnversioned()
+        let upgraded = try kv({ try store.get(FSKeys.system(SystemRecords.nextVersionName)) }) != nil
+        if upgraded {
+            try loadForest()
+        } else {
+            // Made before datasets: one version, no records (the first open adds them).
+            forest.addVersion(1, VersionNode(parent: 0, written: 0))
+            forest.put(DatasetRecord(id: FileSystem.rootDataset, name: Array("root".utf8), version: 1,
+                                     rootInode: FileSystem.rootInode, createdAt: Timestamp(seconds: 0, nanoseconds: 0)))
+        }
+        try checkVersionedKeys(checkWritten: upgraded)
+
+        var largest: UInt64 = 0
+        for record in forest.datasets.values.sorted(by: { $0.id < $1.id }) where forest.versions[record.version] != nil {
+            label = forest.datasets.count > 1 ? "\(forest.fullName(record.id)): " : ""
+            view = forest.view(record.version)
+            root = record.rootInode
+            let shown = try checkDataset()
+            if upgraded, let counted = stats[record.id], counted != shown {
+                if counted.inodes != shown.inodes {
+                    problem("statistics count \(counted.inodes) inodes, the store holds \(shown.inodes)")
+                }
+                if counted.bytes != shown.bytes {
+                    problem("statistics count \(counted.bytes) bytes, the files hold \(shown.bytes)")
+                }
+            }
+            largest = max(largest, inodes.keys.max() ?? 0)
+        }
+        label = ""
+        if let nextInode, nextInode <= largest {
+            problem("the inode counter (\(nextInode)) is not above the largest inode number (\(largest))")
+        }
+        try checkReclaims()
+        if forest.collectable().isEmpty { try checkEverySeen() }
+    }
+
+    /// Checks the dataset or snapshot at `view` and returns what it shows.
+    mutating func checkDataset() throws(FSError) -> FSCounters {
+        let reads = VersionedStore(store: store, view: view)
+        inodes = [:]
+        entries = []
+        scans = [:]
+        contentVersions = [:]
         try reads.scan(prefix: [KeyKind.inode.rawValue]) { logical, value throws(FSError) in
             guard logical.count == 9 else {
                 problem("unparseable inode key \(Array(logical))")
@@ -77,11 +126,12 @@ private struct Checker {
             inodes[ino] = decoded("inode \(ino)", { () throws(FSError) in try Inode.decode(ino: ino, value) })
             return true
         }
-        try reads.scan(prefix: [KeyKind.dirEntry.rawValue]) { logical, value throws(FSError) in
+        try reads.scanVersions(prefix: [KeyKind.dirEntry.rawValue]) { logical, version, value throws(FSError) in
             guard let (parent, name) = FSKeys.parseDirEntry(Array(logical)) else {
                 problem("unparseable directory entry key \(Array(logical))")
                 return true
             }
+            contentVersions[parent] = max(contentVersions[parent] ?? 0, version)
             if name.isEmpty || name.count > FSOptions.maxNameLength || name.contains(0) || name.contains(UInt8(ascii: "/")) {
                 problem("entry \(FileSystem.show(name)) of directory \(parent): a name must be 1 to \(FSOptions.maxNameLength) bytes without '/' or NUL")
             }
@@ -92,12 +142,13 @@ private struct Checker {
             }
             return true
         }
-        try reads.scan(prefix: [KeyKind.dirScan.rawValue]) { logical, value throws(FSError) in
+        try reads.scanVersions(prefix: [KeyKind.dirScan.rawValue]) { logical, version, value throws(FSError) in
             guard logical.count == 17 else {
                 problem("unparseable scan record key \(Array(logical))")
                 return true
             }
             let parent = logical.readBigEndian(at: 1)
+            contentVersions[parent] = max(contentVersions[parent] ?? 0, version)
             let cookie = logical.readBigEndian(at: 9)
             if let scan = decoded("scan record cookie \(cookie) of directory \(parent)", { () throws(FSError) in
                 try DirEntry.decodeScan(cookie: cookie, value)
@@ -106,22 +157,91 @@ private struct Checker {
             }
             return true
         }
-        report.inodes = inodes.count
-        report.entries = entries.count
-
-        let physical = try checkVersionedKeys()
+        report.inodes += inodes.count
+        report.entries += entries.count
         checkTree()
-        if stats.inodes != UInt64(inodes.count) {
-            problem("statistics count \(stats.inodes) inodes, the store holds \(inodes.count)")
-        }
-        if stats.chunks != UInt64(physical) {
-            problem("statistics count \(stats.chunks) chunks, the store holds \(physical)")
-        }
-        if let maxIno = inodes.keys.max(), let nextInode, nextInode <= maxIno {
-            problem("the inode counter (\(nextInode)) is not above the largest inode number (\(maxIno))")
-        }
         try checkChunks(reads)
-        checkReclaims()
+        for (ino, newest) in contentVersions.sorted(by: { $0.key < $1.key }) {
+            if let inode = inodes[ino], inode.contentVersion != 0, newest > inode.contentVersion {
+                problem("inode \(ino) names content version \(inode.contentVersion), but holds content of version \(newest)")
+            }
+        }
+        for (ino, inode) in inodes where !inode.shrinkMarks.isEmpty && view.ancestors.isEmpty
+            && reclaims[ino]?[view.head] != .shrink && forest.datasets.values.contains(where: { $0.version == view.head && !$0.isSnapshot }) {
+            problem("inode \(ino) has shrink marks but no shrink record")
+        }
+        var shown = FSCounters(inodes: UInt64(inodes.count), bytes: 0)
+        for inode in inodes.values where inode.type == .regular || inode.type == .symlink { shown.bytes &+= inode.size }
+        return shown
+    }
+
+    /// Dataset records, registry names, version nodes and statistics, and how they agree.
+    mutating func loadForest() throws(FSError) {
+        let nextVersion = try systemValue(SystemRecords.nextVersionName)
+        let nextDataset = try systemValue(SystemRecords.nextDatasetName)
+        let defaultDataset = try systemValue(SystemRecords.defaultDatasetName)
+        var raw: [(UInt8, [UInt8], [UInt8])] = []
+        try kv {
+            for kind in [KeyKind.dataset, .versionNode, .stats, .registry] {
+                try store.scan(.prefix([kind.rawValue])) { key, value in
+                    raw.append((kind.rawValue, Array(key), Array(value)))
+                    return true
+                }
+            }
+        }
+        var registry: [[UInt8]: UInt64] = [:]
+        for (kind, key, value) in raw {
+            if kind == KeyKind.registry.rawValue {
+                guard key.count >= 12, key.last == 0, value.count == 8 else {
+                    problem("malformed registry record \(key) -> \(value)")
+                    continue
+                }
+                registry[key] = value.withUnsafeBytes { $0.readBigEndian(at: 0) }
+                continue
+            }
+            guard key.count == 9 else {
+                problem("malformed key of kind \(kind): \(key)")
+                continue
+            }
+            let id = key.withUnsafeBytes { $0.readBigEndian(at: 1) }
+            switch KeyKind(rawValue: kind)! {
+            case .dataset:
+                if let record = decoded("dataset record \(id)", { () throws(FSError) in try DatasetRecord.decode(id: id, value) }) {
+                    forest.put(record)
+                }
+            case .versionNode:
+                if let node = decoded("version node \(id)", { () throws(FSError) in try VersionNode.decode(id: id, value) }) {
+                    forest.addVersion(id, node)
+                }
+            default:
+                statsSeen.insert(id)
+                stats[id] = decoded("statistics of dataset \(id)", { () throws(FSError) in try FSCounters.decode(value) })
+            }
+        }
+        for (id, node) in forest.versions.sorted(by: { $0.key < $1.key }) {
+            if node.parent != 0, forest.versions[node.parent] == nil || node.parent >= id {
+                problem("version \(id) names parent \(node.parent), which is not an older version")
+            }
+            if let nextVersion, id >= nextVersion { problem("version \(id) is not below the version counter \(nextVersion)") }
+        }
+        for record in forest.datasets.values.sorted(by: { $0.id < $1.id }) {
+            let name = forest.fullName(record.id)
+            if forest.versions[record.version] == nil { problem("\(name) names version \(record.version), which does not exist") }
+            if !statsSeen.contains(record.id) { problem("\(name) has no statistics record") }
+            if registry.removeValue(forKey: forest.registryKey(record)) != record.id { problem("\(name) is missing from the registry") }
+            if let nextDataset, record.id >= nextDataset { problem("\(name) has id \(record.id), not below the counter \(nextDataset)") }
+            if record.isSnapshot, forest.datasets[record.parent].map({ $0.isSnapshot }) != false {
+                problem("snapshot \(record.id) belongs to \(record.parent), which is not a dataset")
+            }
+            if !record.isSnapshot, record.container != DatasetRecord.none, forest.datasets[record.container] == nil {
+                problem("\(name) is nested in \(record.container), which does not exist")
+            }
+        }
+        for (key, id) in registry { problem("registry name \(key) names \(id), which has no record under that name") }
+        if let defaultDataset, forest.datasets[defaultDataset]?.isSnapshot != false {
+            problem("the default dataset \(defaultDataset) is not a dataset")
+        }
+        if forest.datasets[FileSystem.rootDataset] == nil { problem("the root dataset (id 0) is missing") }
     }
 
     mutating func systemValue(_ name: String) throws(FSError) -> UInt64? {
@@ -181,15 +301,17 @@ private struct Checker {
         }
     }
 
-    /// Every key of a versioned kind parses, its version has a change record, and its kind
-    /// is known. Returns the number of chunk entries.
-    mutating func checkVersionedKeys() throws(FSError) -> Int {
+    /// Every key of a versioned kind parses, names a version of the forest and has a
+    /// change record, and its kind is known; every chunk has an inode at its version (or a
+    /// delete record); WRITTEN of each version matches its chunks.
+    mutating func checkVersionedKeys(checkWritten: Bool) throws(FSError) {
         var unknown: [[UInt8]] = []
-        var missingChange: [(UInt64, UInt64)] = []
-        var chunkCount = 0
+        var missingChange: Set<[UInt64]> = []
+        var unknownVersions: Set<UInt64> = []
+        var chunks: Set<[UInt64]> = []
         let known = Set(KeyKind.allCases.map(\.rawValue))
         try kv {
-            try store.scan(.all) { key, _ in
+            try store.scan(.all) { key, value in
                 guard let kind = key.first, known.contains(kind) else {
                     unknown.append(Array(key))
                     return true
@@ -197,36 +319,56 @@ private struct Checker {
                 let ino: UInt64?
                 switch KeyKind(rawValue: kind)! {
                 case .inode, .dirEntry, .dirScan: ino = key.count >= 17 ? key.readBigEndian(at: 1) : nil
-                case .chunk:
-                    chunkCount += 1
-                    ino = key.count == 25 ? key.readBigEndian(at: 1) : nil
+                case .chunk: ino = key.count == 25 ? key.readBigEndian(at: 1) : nil
                 default: return true
                 }
                 guard let ino, let (_, version) = FSKeys.splitVersion(key) else {
                     unknown.append(Array(key))
                     return true
                 }
-                if !changes.contains([version, ino]) { missingChange.append((version, ino)) }
+                if kind == KeyKind.chunk.rawValue {
+                    report.chunks += 1
+                    report.storedBytes &+= UInt64(value.count)
+                    chunkBytes[version, default: 0] &+= UInt64(value.count)
+                    chunks.insert([ino, version])
+                }
+                if forest.versions[version] == nil { unknownVersions.insert(version) }
+                if !changes.contains([version, ino]) { missingChange.insert([version, ino]) }
                 return true
             }
         }
         for key in unknown.prefix(20) { problem("unknown or malformed key \(key)") }
-        let missing = Set(missingChange.map { [$0.0, $0.1] }).sorted { ($0[0], $0[1]) < ($1[0], $1[1]) }
-        for pair in missing.prefix(20) {
-            let (version, ino) = (pair[0], pair[1])
-            problem("inode \(ino) changed in version \(version) without a change index record")
+        for version in unknownVersions.sorted().prefix(20) { problem("entries of version \(version), which is not in the forest") }
+        for pair in missingChange.sorted(by: { ($0[0], $0[1]) < ($1[0], $1[1]) }).prefix(20) {
+            problem("inode \(pair[1]) changed in version \(pair[0]) without a change index record")
         }
-        report.chunks = chunkCount
-        return chunkCount
+        for change in changes where forest.versions[change[0]] == nil {
+            problem("change record of inode \(change[1]) names version \(change[0]), which is not in the forest")
+        }
+        if checkWritten {
+            for (id, node) in forest.versions.sorted(by: { $0.key < $1.key }) where node.written != chunkBytes[id] ?? 0 {
+                problem("version \(id) counts \(node.written) written bytes, its chunks hold \(chunkBytes[id] ?? 0)")
+            }
+        }
+        // A dead version in the middle of a merge has given its inode records to its child
+        // first; its chunks answer to the child's view until they follow.
+        let referenced = forest.referenced
+        for pair in chunks.sorted(by: { ($0[1], $0[0]) < ($1[1], $1[0]) }) {
+            let (ino, version) = (pair[0], pair[1])
+            guard forest.versions[version] != nil, referenced.contains(version), reclaims[ino]?[version] != .deleteFile else { continue }
+            if try VersionedStore(store: store, view: forest.view(version)).get(FSKeys.inode(ino)) == nil {
+                problem("chunks of inode \(ino) (version \(version)): no inode and no delete record")
+            }
+        }
     }
 
     mutating func checkTree() {
-        guard let root = inodes[FileSystem.rootInode] else {
-            problem("the root directory (inode 1) is missing")
+        guard let rootInode = inodes[root] else {
+            problem("the root directory (inode \(root)) is missing")
             return
         }
-        if root.type != .directory { problem("the root inode is not a directory") }
-        if root.parent != FileSystem.rootInode { problem("the root's parent is \(root.parent), not itself") }
+        if rootInode.type != .directory { problem("the root inode is not a directory") }
+        if rootInode.parent != root { problem("the root's parent is \(rootInode.parent), not itself") }
         var names: [UInt64: Int] = [:]
         var children: [UInt64: [UInt64]] = [:]
         var entryCounts: [UInt64: UInt64] = [:]
@@ -270,7 +412,7 @@ private struct Checker {
         for (ino, inode) in inodes.sorted(by: { $0.key < $1.key }) {
             let linked = names[ino, default: 0]
             if inode.type == .directory {
-                if ino != FileSystem.rootInode, linked != 1 { problem("directory \(ino) has \(linked) names, expected 1") }
+                if ino != root, linked != 1 { problem("directory \(ino) has \(linked) names, expected 1") }
                 let expected = 2 + subdirs[ino, default: 0]
                 if inode.nlink != expected { problem("directory \(ino) has nlink \(inode.nlink), expected \(expected)") }
                 if cookieCounters[ino] == nil { problem("directory \(ino) has no cookie counter") }
@@ -283,8 +425,8 @@ private struct Checker {
                 problem("symlink \(ino) has size \(inode.size) but a target of \(inode.target.count) bytes")
             }
         }
-        var seen: Set<UInt64> = [FileSystem.rootInode]
-        var queue: [UInt64] = [FileSystem.rootInode]
+        var seen: Set<UInt64> = [root]
+        var queue: [UInt64] = [root]
         while let next = queue.popLast() {
             for child in children[next, default: []] where seen.insert(child).inserted { queue.append(child) }
         }
@@ -293,24 +435,21 @@ private struct Checker {
         }
     }
 
+    /// The chunks this dataset shows, against their inodes.
     mutating func checkChunks(_ reads: VersionedStore) throws(FSError) {
-        var found: [(UInt64, UInt64, UInt64, [UInt8])] = []
-        try kv {
-            try store.scan(.prefix([KeyKind.chunk.rawValue])) { key, value in
-                if key.count == 25 {
-                    found.append((key.readBigEndian(at: 1), key.readBigEndian(at: 9), UInt64.max - key.readBigEndian(at: 17), Array(value)))
-                }
-                return true
-            }
+        var found: [(UInt64, UInt64, [UInt8])] = []
+        try reads.scanVersions(prefix: [KeyKind.chunk.rawValue]) { logical, version, value throws(FSError) in
+            guard logical.count == 17 else { return true }
+            let ino = logical.readBigEndian(at: 1)
+            found.append((ino, logical.readBigEndian(at: 9), Array(value)))
+            contentVersions[ino] = max(contentVersions[ino] ?? 0, version)
+            return true
         }
-        for (ino, index, version, value) in found {
-            let label = "chunk \(index) of inode \(ino) (version \(version))"
-            guard let inode = inodes[ino] else {
-                if reclaims[ino]?[version] != .deleteFile { problem("\(label): no inode and no delete record") }
-                continue
-            }
+        for (ino, index, value) in found {
+            let label = "chunk \(index) of inode \(ino)"
+            // Chunks of an inode deleted here stay for the versions above that still show it.
+            guard let inode = inodes[ino] else { continue }
             if inode.type != .regular { problem("\(label): inode \(ino) is a \(inode.type)") }
-            guard value.first == ValueTag.live.rawValue else { continue }
             let chunk: ChunkRecord
             do {
                 chunk = try withBytes(value) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
@@ -332,21 +471,76 @@ private struct Checker {
         }
     }
 
-    mutating func checkReclaims() {
-        for (ino, versions) in reclaims {
-            for (version, kind) in versions {
+    mutating func checkReclaims() throws(FSError) {
+        let referenced = forest.referenced
+        for (ino, versions) in reclaims.sorted(by: { $0.key < $1.key }) {
+            for (version, kind) in versions.sorted(by: { $0.key < $1.key }) {
+                // A dead version (being collected, or gone) is the collector's: the reclaimer
+                // drops records whose inode it no longer finds there.
+                guard referenced.contains(version) else { continue }
+                let value = try VersionedStore(store: store, view: forest.view(version)).get(FSKeys.inode(ino))
+                let inode = value.flatMap { v in try? withBytes(v) { raw throws(FSError) in try Inode.decode(ino: ino, raw) } }
                 switch kind {
                 case .deleteFile:
-                    if inodes[ino] != nil { problem("delete record for inode \(ino) version \(version), but the inode exists") }
+                    if value != nil { problem("delete record for inode \(ino) version \(version), but the inode exists") }
                 case .shrink:
-                    if inodes[ino]?.shrinkMarks.isEmpty ?? true {
+                    if inode?.shrinkMarks.isEmpty ?? true {
                         problem("shrink record for inode \(ino) version \(version), but the inode has no shrink marks")
                     }
                 }
             }
         }
-        for (ino, inode) in inodes where !inode.shrinkMarks.isEmpty && reclaims[ino]?[view.head] != .shrink {
-            problem("inode \(ino) has shrink marks but no shrink record")
+    }
+
+    /// Once the collector is done, every versioned entry is the one some live version sees
+    /// for its key (a dead version with several children keeps only what they still see),
+    /// and no whiteout sits in a version without ancestors. Chunks the reclaim queue names
+    /// are its work, not leftovers.
+    mutating func checkEverySeen() throws(FSError) {
+        let views = forest.referenced.sorted().map { forest.view($0) }
+        var group: [UInt64] = []
+        var logical: [UInt8] = []
+        var unseen: [(logical: [UInt8], version: UInt64)] = []
+        func settle() {
+            guard !group.isEmpty else { return }
+            var seen: Set<UInt64> = []
+            for view in views {
+                // Newest first: the first version of the key the view sees answers it.
+                if let answer = group.first(where: { view.sees($0) }) { seen.insert(answer) }
+            }
+            for version in group where !seen.contains(version) { unseen.append((logical, version)) }
+            group = []
+        }
+        let versioned: Set<UInt8> = [KeyKind.inode.rawValue, KeyKind.dirEntry.rawValue, KeyKind.dirScan.rawValue, KeyKind.chunk.rawValue]
+        var rootWhiteouts: [(logical: [UInt8], version: UInt64)] = []
+        try kv {
+            try store.scan(.all) { key, value in
+                guard let kind = key.first, versioned.contains(kind), let (part, version) = FSKeys.splitVersion(key) else { return true }
+                // A whiteout where nothing lies above hides nothing.
+                if value.first == ValueTag.whiteout.rawValue, forest.versions[version]?.parent == 0 {
+                    rootWhiteouts.append((Array(part), version))
+                }
+                if Bytes.compare(part, logical) != 0 {
+                    settle()
+                    logical = Array(part)
+                }
+                group.append(version)
+                return true
+            }
+        }
+        settle()
+        var shown = 0
+        for (key, version) in unseen {
+            if key.first == KeyKind.chunk.rawValue, key.count == 17 {
+                let ino = key.withUnsafeBytes { $0.readBigEndian(at: 1) }
+                if reclaims[ino]?[version] != nil { continue }
+            }
+            if shown < 20 { problem("entry \(key) of version \(version) is seen by no live version") }
+            shown += 1
+        }
+        if shown > 20 { problem("\(shown - 20) more entries are seen by no live version") }
+        for (key, version) in rootWhiteouts.prefix(20) {
+            problem("whiteout \(key) of version \(version), which has nothing above it to hide")
         }
     }
 }

@@ -56,6 +56,10 @@ public struct Inode: Sendable, Equatable {
     public var shrinkMarks: [ShrinkMark]
     /// Symlinks: the target.
     public var target: [UInt8]
+    /// The newest version holding any of this inode's content (a file's chunks, a
+    /// directory's entries and scan records), or 0 when unknown: a versioned read of its
+    /// content starts there instead of at the head (Docs/datasets.md, "Content hints").
+    public var contentVersion: UInt64
 
     public init(ino: UInt64, type: FileType, mode: UInt32, uid: UInt32, gid: UInt32, now: Timestamp) {
         self.ino = ino
@@ -75,6 +79,7 @@ public struct Inode: Sendable, Equatable {
         dataEpoch = 0
         shrinkMarks = []
         target = []
+        contentVersion = 0
     }
 
     /// The hidden-chunk rule of the shrink marks.
@@ -85,7 +90,8 @@ public struct Inode: Sendable, Equatable {
 
     // MARK: encoding
 
-    static let formatVersion: UInt8 = 1
+    /// 2 adds the content version after the target; 1 (read only) has none.
+    static let formatVersion: UInt8 = 2
 
     func encode() -> [UInt8] {
         var out: [UInt8] = [ValueTag.live.rawValue, Inode.formatVersion, type.rawValue]
@@ -111,13 +117,14 @@ public struct Inode: Sendable, Equatable {
         }
         out.appendBigEndian(UInt32(target.count))
         out.append(contentsOf: target)
+        out.appendBigEndian(contentVersion)
         return out
     }
 
     /// Decodes a live inode value (the tag already checked by the caller).
     static func decode(ino: UInt64, _ value: UnsafeRawBufferPointer) throws(FSError) -> Inode {
         var r = ByteReader(value)
-        guard r.u8() == ValueTag.live.rawValue, r.u8() == Inode.formatVersion,
+        guard r.u8() == ValueTag.live.rawValue, let format = r.u8(), format == 1 || format == Inode.formatVersion,
               let type = r.u8().flatMap(FileType.init(rawValue:))
         else { throw FSError.corrupt("inode \(ino): bad header") }
         var inode = Inode(ino: ino, type: type, mode: 0, uid: 0, gid: 0, now: Timestamp(seconds: 0, nanoseconds: 0))
@@ -148,9 +155,13 @@ public struct Inode: Sendable, Equatable {
             guard let e = r.u64(), let s = r.u64() else { throw FSError.corrupt("inode \(ino): truncated marks") }
             inode.shrinkMarks.append(ShrinkMark(epoch: e, size: s))
         }
-        guard let length = r.u32(), let target = r.bytes(Int(length)), r.atEnd
-        else { throw FSError.corrupt("inode \(ino): bad target") }
+        guard let length = r.u32(), let target = r.bytes(Int(length)) else { throw FSError.corrupt("inode \(ino): bad target") }
         inode.target = target
+        if format >= 2 {
+            guard let content = r.u64() else { throw FSError.corrupt("inode \(ino): truncated content version") }
+            inode.contentVersion = content
+        }
+        guard r.atEnd else { throw FSError.corrupt("inode \(ino): trailing bytes") }
         return inode
     }
 }

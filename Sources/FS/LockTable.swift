@@ -29,3 +29,45 @@ final class PlainLock: @unchecked Sendable {
         return try body()
     }
 }
+
+/// A dataset's barrier: operations hold it shared from reading the head version until
+/// their batch is applied; snapshot, rollback, delete and property changes hold it
+/// exclusively, so they see no operation half done. Writer-preferring: a waiting
+/// exclusive holder stops new shared holders, so a snapshot never starves.
+final class Barrier: @unchecked Sendable {
+    // All fields are guarded by `condition`.
+    private let condition = NSCondition()
+    private var shared = 0
+    private var exclusive = false
+    private var waitingExclusive = 0
+
+    func withShared<R>(_ body: () throws(FSError) -> R) throws(FSError) -> R {
+        condition.lock()
+        while exclusive || waitingExclusive > 0 { condition.wait() }
+        shared += 1
+        condition.unlock()
+        defer {
+            condition.lock()
+            shared -= 1
+            if shared == 0 { condition.broadcast() }
+            condition.unlock()
+        }
+        return try body()
+    }
+
+    func lockExclusive() {
+        condition.lock()
+        waitingExclusive += 1
+        while exclusive || shared > 0 { condition.wait() }
+        waitingExclusive -= 1
+        exclusive = true
+        condition.unlock()
+    }
+
+    func unlockExclusive() {
+        condition.lock()
+        exclusive = false
+        condition.broadcast()
+        condition.unlock()
+    }
+}

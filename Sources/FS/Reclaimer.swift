@@ -2,10 +2,13 @@
 // (0x07). A record (ino, version) says either "the inode is gone, delete every chunk of
 // that version" or "delete the chunks its shrink marks hide, then drop the marks". It
 // deletes only entries of the record's version, never what another version still shows,
-// in batches, and removes the record last, so after a restart it simply resumes.
+// in batches, and removes the record last, so after a restart it simply resumes. Marks are
+// dropped only at a head with no ancestors: an ancestor may still hold chunks they hide.
+// The same thread then collects dead versions (Collector.swift).
 
 import Engine
 import Foundation
+import Synchronization
 
 /// Wakes the background reclaim thread and tells it to stop.
 final class ReclaimSignal: @unchecked Sendable {
@@ -36,6 +39,9 @@ final class ReclaimSignal: @unchecked Sendable {
         running = true
         condition.unlock()
         let thread = Thread { [self] in
+            // Background work yields the processor to clients: nice 10. On Linux the nice
+            // value belongs to the calling thread (setpriority(2), "Bugs").
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
             while true {
                 // Run when woken, and at least once a second (a queue left by a crash, or
                 // records that failed and must be retried).
@@ -57,17 +63,49 @@ final class ReclaimSignal: @unchecked Sendable {
     }
 }
 
-extension FileSystem {
-    func startReclaimer() {
-        reclaimer.start { [weak self] in
-            _ = try? self?.reclaimNow()
+/// Paces the background worker: after each of its batches it rests twice as long as the
+/// batch took (at most 50 ms), so reclaiming and collecting take about a third of one core
+/// and clients keep their latency. Work run directly (tests, `collectGarbage`) is not paced.
+final class Pacer: Sendable {
+    private let state = Mutex<(active: Bool, since: UInt64)>((false, 0))
+
+    func setActive(_ active: Bool) {
+        state.withLock { $0 = (active, Pacer.now()) }
+    }
+
+    /// Called after each background batch.
+    func step() {
+        let rest = state.withLock { s -> UInt64 in
+            guard s.active else { return 0 }
+            return min(2 * (Pacer.now() &- s.since), 50_000_000)
+        }
+        guard rest > 0 else { return }
+        Thread.sleep(forTimeInterval: Double(rest) / 1e9)
+        state.withLock { $0.since = Pacer.now() }
+    }
+
+    static func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+}
+
+extension Pool {
+    func startWorker() {
+        worker.start { [weak self] in
+            guard let self else { return }
+            pacer.setActive(true)
+            defer { pacer.setActive(false) }
+            _ = try? reclaimNow()
+            _ = try? collectNow()
         }
     }
 
     /// Works through the whole reclaim queue now; returns the number of records finished.
     @discardableResult
     public func reclaimNow() throws(FSError) -> Int {
-        try reclaimer.runLock.withLock { () throws(FSError) -> Int in
+        try worker.runLock.withLock { () throws(FSError) -> Int in
             try crashPoints.checkRunning()
             // Nothing can be deleted in a read-only store; its queue waits for a writable open.
             if store.isReadOnly { return 0 }
@@ -101,79 +139,102 @@ extension FileSystem {
 
     private func reclaimDeleted(_ ino: UInt64, _ version: UInt64) throws(FSError) {
         while true {
-            let keys = try chunkKeys(ino, version, from: 0) { _, _ in true }
-            if keys.isEmpty { break }
-            try deleteChunks(keys, ino)
+            let found = try chunkEntries(ino, version, from: 0) { _, _ in true }
+            if found.isEmpty { break }
+            try deleteChunks(found, version)
         }
-        var batch = FSBatch(view: view)
+        var batch = FSBatch(view: VersionView(head: version), background: true)
         batch.deleteUnversioned(FSKeys.reclaim(ino, version))
         _ = try commit(&batch, op: "reclaim-finish", durable: false)
     }
 
+    /// Deletes the chunks of (ino, version) that the inode's shrink marks hide there. At the
+    /// head of a dataset this runs under the dataset's barrier and the inode's lock; a
+    /// frozen version has no writer. The marks go only at a head without ancestors.
     private func reclaimShrunk(_ ino: UInt64, _ version: UInt64) throws(FSError) {
         var deletedMeanwhile = false
         while true {
-            let done = try locked([ino]) { () throws(FSError) -> Bool in
-                guard version == view.head, let value = try reads.get(FSKeys.inode(ino)) else {
+            let (head, view) = state.withLock { s -> (UInt64?, VersionView?) in
+                let owner = s.forest.datasets.values.first { !$0.isSnapshot && $0.version == version }
+                return (owner?.id, s.forest.versions[version] == nil ? nil : s.forest.view(version))
+            }
+            let step = { (clearMarks: Bool) throws(FSError) -> Bool in
+                let reads = VersionedStore(store: self.store, view: view ?? VersionView(head: version))
+                guard view != nil, let value = try reads.get(FSKeys.inode(ino)) else {
                     // The inode went after the queue was read: unlink replaced this record
                     // with a delete record, which must survive.
-                    let record = try kv { try store.get(FSKeys.reclaim(ino, version)) }
+                    let record = try kv { try self.store.get(FSKeys.reclaim(ino, version)) }
                     if record == [ReclaimKind.deleteFile.rawValue] {
                         deletedMeanwhile = true
                         return true
                     }
-                    var batch = FSBatch(view: view)
+                    var batch = FSBatch(view: VersionView(head: version), background: true)
                     batch.deleteUnversioned(FSKeys.reclaim(ino, version))
-                    _ = try commit(&batch, op: "reclaim-finish", durable: false)
+                    _ = try self.commit(&batch, op: "reclaim-finish", durable: false)
                     return true
                 }
                 var file = try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
-                let first = (file.shrinkMarks.map(\.size).min() ?? UInt64.max).quotientRoundingUp(chunkSize)
-                let hidden = try chunkKeys(ino, version, from: first) { index, epoch in
-                    file.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize)
+                let first = (file.shrinkMarks.map(\.size).min() ?? UInt64.max).quotientRoundingUp(self.chunkSize)
+                let hidden = try self.chunkEntries(ino, version, from: first) { index, epoch in
+                    file.hides(chunkIndex: index, epoch: epoch, chunkSize: self.chunkSize)
                 }
                 if !hidden.isEmpty {
-                    try deleteChunks(hidden, ino)
+                    try self.deleteChunks(hidden, version)
                     return false
                 }
-                file.shrinkMarks = []
-                var batch = FSBatch(view: view)
-                batch.putInode(file)
+                var batch = FSBatch(view: VersionView(head: version), background: true)
+                if clearMarks, view?.ancestors.isEmpty == true, !file.shrinkMarks.isEmpty {
+                    file.shrinkMarks = []
+                    batch.putInode(file)
+                    batch.dataset = head
+                }
                 batch.deleteUnversioned(FSKeys.reclaim(ino, version))
-                _ = try commit(&batch, op: "reclaim-finish", durable: false)
+                _ = try self.commit(&batch, op: "reclaim-finish", durable: false)
                 return true
+            }
+            let done: Bool
+            if let head, let handle = try? filesystem(head) {
+                // The head may have moved (a snapshot) since it was looked up: then the
+                // version is frozen, and the step below runs without the barrier next time.
+                done = try handle.locked([ino]) { () throws(FSError) -> Bool in
+                    guard handle.view.head == version else { return false }
+                    return try step(handle.isWritable)
+                }
+            } else {
+                done = try locks.withLocks([ino]) { () throws(FSError) in try step(false) }
             }
             if done { break }
         }
         if deletedMeanwhile { try reclaimDeleted(ino, version) }
     }
 
-    private func deleteChunks(_ keys: [[UInt8]], _ ino: UInt64) throws(FSError) {
-        var batch = FSBatch(view: view)
-        for key in keys { batch.deleteUnversioned(key) }
-        batch.chunkDelta = -Int64(keys.count)
-        batch.touched.insert(ino)
+    private func deleteChunks(_ entries: [(key: [UInt8], size: Int)], _ version: UInt64) throws(FSError) {
+        var batch = FSBatch(view: VersionView(head: version), background: true)
+        for entry in entries {
+            batch.deleteUnversioned(entry.key)
+            batch.addWritten(version, -entry.size)
+        }
         _ = try commit(&batch, op: "reclaim", durable: false)
     }
 
-    /// Up to one batch of chunk keys of exactly `version`, from chunk index `from` on,
-    /// that `select(index, epoch)` accepts.
-    private func chunkKeys(
+    /// Up to one batch of chunk entries (key, stored size) of exactly `version`, from chunk
+    /// index `from` on, that `select(index, epoch)` accepts.
+    private func chunkEntries(
         _ ino: UInt64, _ version: UInt64, from: UInt64, _ select: (UInt64, UInt64) -> Bool
-    ) throws(FSError) -> [[UInt8]] {
+    ) throws(FSError) -> [(key: [UInt8], size: Int)] {
         guard from != UInt64.max else { return [] }
-        var keys: [[UInt8]] = []
+        var found: [(key: [UInt8], size: Int)] = []
         let limit = options.reclaimBatchSize
         let range = KeyRange(start: FSKeys.chunk(ino, from), end: Bytes.prefixSuccessor(FSKeys.chunkPrefix(ino)))
         try kv {
             try store.scan(range) { key, value in
                 guard key.count == 25, UInt64.max - key.readBigEndian(at: 17) == version else { return true }
                 let epoch = value.count >= 10 ? value.readBigEndian(at: 2) : 0
-                if select(key.readBigEndian(at: 9), epoch) { keys.append(Array(key)) }
-                return keys.count < limit
+                if select(key.readBigEndian(at: 9), epoch) { found.append((Array(key), value.count)) }
+                return found.count < limit
             }
         }
-        return keys
+        return found
     }
 }
 

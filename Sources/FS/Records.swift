@@ -58,6 +58,11 @@ enum ChunkEncoding: UInt8 {
     case zstd = 1
 }
 
+extension FileSystem {
+    /// The bytes a chunk value adds to its data: tag, encoding, epoch, length.
+    public static let chunkHeaderSize = 14
+}
+
 /// A chunk value: tag, encoding, data epoch (8), stored length (4), then the bytes. Trailing
 /// bytes past the stored length read as zeros.
 struct ChunkRecord {
@@ -107,34 +112,14 @@ struct ChunkRecord {
     }
 }
 
-/// Per-dataset statistics, written as absolute values into every batch that changes them.
-public struct FSCounters: Sendable, Equatable {
-    /// Inode records that exist (files, directories, ... including the root).
-    public var inodes: UInt64 = 0
-    /// Chunk entries that exist, hidden or queued for reclaim included.
-    public var chunks: UInt64 = 0
-
-    func encode() -> [UInt8] {
-        var out: [UInt8] = []
-        out.appendBigEndian(inodes)
-        out.appendBigEndian(chunks)
-        return out
-    }
-
-    static func decode(_ value: [UInt8]) throws(FSError) -> FSCounters {
-        try withBytes(value) { raw throws(FSError) in
-            var r = ByteReader(raw)
-            guard let inodes = r.u64(), let chunks = r.u64(), r.atEnd else { throw FSError.corrupt("stats") }
-            return FSCounters(inodes: inodes, chunks: chunks)
-        }
-    }
-}
-
 /// The 0x06 system records.
 enum SystemRecords {
     static let formatName = "format"
     static let nextInodeName = "next-inode"
     static let incarnationName = "incarnation"
+    static let nextVersionName = "next-version"
+    static let nextDatasetName = "next-dataset"
+    static let defaultDatasetName = "default-dataset"
     static let magic: [UInt8] = Array("ZFSFS".utf8)
     static let formatVersion: UInt8 = 1
 

@@ -1,7 +1,8 @@
 // Versioned reads and writes over the KV store, following the design's lookup rule:
 // read logical key k at version v = the first entry of k whose version is v or one of
-// v's ancestors (a whiteout means absent). Until datasets exist there is one version with
-// no ancestors, and a read is one point get; with ancestors it is one firstEntry per gap.
+// v's ancestors (a whiteout means absent). A version without ancestors is read with one
+// point get; with ancestors, one firstVersion (a prefix seek the backend may filter by
+// logical key) per gap between visible versions.
 
 import Engine
 
@@ -16,12 +17,29 @@ public struct VersionView: Sendable, Equatable {
         self.ancestors = ancestors
     }
 
-    func sees(_ version: UInt64) -> Bool { version == head || ancestors.contains(version) }
+    func sees(_ version: UInt64) -> Bool {
+        if version == head { return true }
+        let index = firstAncestor(atMost: version)
+        return index < ancestors.count && ancestors[index] == version
+    }
 
     /// The nearest visible version strictly below `version`, if any.
     func visible(below version: UInt64) -> UInt64? {
         if head < version { return head }
-        return ancestors.first { $0 < version }
+        var index = firstAncestor(atMost: version)
+        if index < ancestors.count, ancestors[index] == version { index += 1 }
+        return index < ancestors.count ? ancestors[index] : nil
+    }
+
+    /// The index of the first ancestor not above `version` (ancestors descend).
+    private func firstAncestor(atMost version: UInt64) -> Int {
+        var low = 0
+        var high = ancestors.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ancestors[mid] > version { low = mid + 1 } else { high = mid }
+        }
+        return low
     }
 }
 
@@ -29,20 +47,29 @@ struct VersionedStore {
     let store: any KVReader
     let view: VersionView
 
-    /// The live value of `logical` at this view, or nil when absent or whited out.
-    func get(_ logical: [UInt8]) throws(FSError) -> [UInt8]? {
+    /// The live value of `logical` at this view, or nil when absent or whited out. `below`:
+    /// a version no visible entry of `logical` is newer than (an inode's content version),
+    /// where the search may start; 0 for none.
+    func get(_ logical: [UInt8], below hint: UInt64 = 0) throws(FSError) -> [UInt8]? {
         if view.ancestors.isEmpty {
             guard let value = try kv({ try store.get(FSKeys.versioned(logical, view.head)) }) else { return nil }
             return value.first == ValueTag.live.rawValue ? value : nil
         }
-        var version = view.head
+        guard let (_, value) = try lookup(logical, below: hint) else { return nil }
+        return value.first == ValueTag.live.rawValue ? value : nil
+    }
+
+    /// The entry of `logical` this view sees, live or whiteout, with its version.
+    func lookup(_ logical: [UInt8], below hint: UInt64 = 0) throws(FSError) -> (version: UInt64, value: [UInt8])? {
+        var version = hint != 0 && hint < view.head ? hint : view.head
         while true {
             let from = FSKeys.versioned(logical, version)
-            guard let entry = try kv({ try store.firstEntry(from: from, prefix: logical) }) else { return nil }
+            guard let entry = try kv({ try store.firstVersion(from: from, prefix: logical, suffixLength: FSKeys.versionSuffixSize) })
+            else { return nil }
             guard entry.key.count == logical.count + FSKeys.versionSuffixSize,
                   let found = FSKeys.uint64(entry.key, at: logical.count).map({ UInt64.max - $0 })
             else { return nil }
-            if view.sees(found) { return entry.value.first == ValueTag.live.rawValue ? entry.value : nil }
+            if view.sees(found) { return (found, entry.value) }
             guard let next = view.visible(below: found) else { return nil }
             version = next
         }
@@ -54,6 +81,14 @@ struct VersionedStore {
         prefix: [UInt8], from start: [UInt8]? = nil,
         _ body: (_ logical: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(FSError) -> Bool
     ) throws(FSError) {
+        try scanVersions(prefix: prefix, from: start) { logical, _, value throws(FSError) in try body(logical, value) }
+    }
+
+    /// `scan`, also naming the version each entry was found at.
+    func scanVersions(
+        prefix: [UInt8], from start: [UInt8]? = nil,
+        _ body: (_ logical: UnsafeRawBufferPointer, _ version: UInt64, _ value: UnsafeRawBufferPointer) throws(FSError) -> Bool
+    ) throws(FSError) {
         let range = KeyRange(start: start ?? prefix, end: Bytes.prefixSuccessor(prefix))
         var lastLogical: [UInt8]? = nil
         var failure: FSError?
@@ -64,7 +99,7 @@ struct VersionedStore {
                 guard view.sees(version) else { return true }
                 lastLogical = Array(logical)
                 guard value.first == ValueTag.live.rawValue else { return true }
-                switch Result(catching: { () throws(FSError) in try body(logical, value) }) {
+                switch Result(catching: { () throws(FSError) in try body(logical, version, value) }) {
                 case .success(let more): return more
                 case .failure(let error):
                     failure = error
@@ -79,15 +114,28 @@ struct VersionedStore {
 }
 
 /// A write batch in the making, at the head version, with the set of touched inodes (for
-/// the change index) and the counter deltas it applies.
+/// the change index) and the counter deltas it applies: the dataset's statistics and the
+/// WRITTEN bytes of each version whose chunk entries it adds, replaces or deletes.
 struct FSBatch {
     var batch = WriteBatch()
     let view: VersionView
+    /// The dataset whose statistics and change index the batch updates (nil: none).
+    var dataset: UInt64?
     var touched: Set<UInt64> = []
     var inodeDelta: Int64 = 0
-    var chunkDelta: Int64 = 0
+    var bytesDelta: Int64 = 0
+    var written: [UInt64: Int64] = [:]
+    /// Background work (reclaim, collect): paced when the worker thread runs it.
+    var background = false
 
-    init(view: VersionView) { self.view = view }
+    init(view: VersionView, background: Bool = false) {
+        self.view = view
+        self.background = background
+    }
+
+    mutating func addWritten(_ version: UInt64, _ delta: Int) {
+        written[version, default: 0] += Int64(delta)
+    }
 
     mutating func put(_ logical: [UInt8], _ value: [UInt8]) {
         batch.put(FSKeys.versioned(logical, view.head), value)

@@ -59,6 +59,44 @@ public final class FSFixture: @unchecked Sendable {
 
 public func n(_ text: String) -> [UInt8] { Array(text.utf8) }
 
+/// Every name under `fs`'s root with its type, mode, link count, size, a hash of its data
+/// and its symlink target: equal fingerprints mean equal trees.
+public func fingerprint(_ fs: FileSystem) throws -> [String] {
+    var lines: [String] = []
+    func walk(_ dir: UInt64, _ path: String) throws {
+        var cookie: UInt64 = 0
+        while true {
+            let page = try fs.readdir(.root, dir, after: cookie, limit: 50)
+            for entry in page.entries {
+                let node = try fs.getattr(entry.ino)
+                let name = path + "/" + String(decoding: entry.name, as: UTF8.self)
+                var line = "\(name) \(node.type) \(String(node.mode, radix: 8)) nlink \(node.nlink) size \(node.size)"
+                if node.type == .regular {
+                    let data = try fs.read(.root, node.ino, offset: 0, count: Int(node.size)).data
+                    line += " data \(data.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 })"
+                }
+                if node.type == .symlink { line += " -> " + String(decoding: try fs.readlink(node.ino), as: UTF8.self) }
+                lines.append(line)
+                if node.type == .directory { try walk(node.ino, name) }
+            }
+            guard let last = page.entries.last, !page.eof else { break }
+            cookie = last.cookie
+        }
+    }
+    try walk(fs.root, "")
+    return lines
+}
+
+/// The chunk entries in `store`, of every version.
+public func chunkCount(_ store: any KVReader) throws -> Int {
+    var count = 0
+    try store.scan(.prefix([KeyKind.chunk.rawValue])) { _, _ in
+        count += 1
+        return true
+    }
+    return count
+}
+
 public enum Users {
     public static let root = Credentials.root
     public static let alice = Credentials(uid: 1000, gid: 1000)

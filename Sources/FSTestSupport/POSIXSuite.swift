@@ -20,7 +20,7 @@ public struct FSCase: Sendable, CustomTestStringConvertible {
         let fixture = try FSFixture(factory)
         defer { fixture.close() }
         try body(fixture)
-        try fixture.fs.reclaimNow()
+        try fixture.fs.pool.reclaimNow()
         try fixture.expectClean("after \(name)")
     }
 }

@@ -31,7 +31,7 @@ import Testing
         #expect(outcome.succeeded > workload.threads * workload.operationsPerThread / 10, "the workload mostly failed")
         fixture.options.backgroundReclaim = false
         try fixture.reopen()
-        try fixture.fs.reclaimNow()
+        try fixture.fs.pool.reclaimNow()
         try fixture.expectClean("after the workload, seed \(seed)")
         #expect(try Fsck.check(fixture.store).inodes == Int(fixture.fs.statfs().usedInodes))
     }

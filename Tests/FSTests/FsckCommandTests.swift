@@ -35,7 +35,7 @@ import Testing
         #expect(clean.output.last == "zerofs fsck: 2 inodes, 1 entries, 1 chunks, 0 problems")
 
         store = try harness.open(path)
-        try store.put(FSKeys.stats(0), FSCounters(inodes: 7, chunks: 1).encode(), durable: true)
+        try store.put(FSKeys.stats(0), FSCounters(inodes: 7, bytes: 1).encode(), durable: true)
         try store.close()
         let damaged = try runFsck(path)
         #expect(damaged.status == 1)

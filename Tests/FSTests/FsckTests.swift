@@ -18,7 +18,7 @@ import Testing
             try f.store.put(FSKeys.versioned(FSKeys.chunk(9999, 0), 1), ChunkRecord(epoch: 0, data: [1]).encode(compress: false))
         }),
         ("wrong statistics", "statistics count", { f, _, _ in
-            try f.store.put(FSKeys.stats(0), FSCounters(inodes: 1, chunks: 0).encode())
+            try f.store.put(FSKeys.stats(0), FSCounters(inodes: 1, bytes: 0).encode())
         }),
         ("a wrong link count", "has nlink 5 but 1 directory entries", { f, file, _ in
             var broken = file

@@ -52,7 +52,7 @@ final class CountingBackend: KVBackend {
         let cost = counting.operations.withLock { $0 } - before
         #expect(try fs.read(.root, file.ino, offset: 0, count: 200).data == [UInt8](repeating: 7, count: 100))
         // The chunks beyond the new size are reclaimed later, in batches of their own.
-        _ = try fs.reclaimNow()
+        _ = try fs.pool.reclaimNow()
         #expect(try Fsck.check(counting).problems.isEmpty)
         return cost
     }

@@ -1,0 +1,439 @@
+// The collector: reclaims the entries of dead versions (Docs/datasets.md, "Collecting").
+// A version is dead once no dataset or snapshot references it. A dead leaf loses all its
+// entries. A dead version with one child merges into it: each entry moves down to the
+// child unless the child shadows it (its own entry for the key), or it is a chunk the
+// child can no longer show (inode gone, or hidden by a shrink mark), or it is a whiteout
+// that shadows nothing; those are dropped. A dead version with several children (a
+// deleted snapshot with clones) stays as an internal node.
+//
+// The work is found through the change index (0x0B) of the dead version only, goes in
+// bounded batches, each under the lock of the inode whose keys it moves (the child may be
+// a live head), and removes a change record with the last batch of its inode, so after a
+// crash the collector resumes where it stopped. The version node goes last, with the
+// forest change, in one batch. No batch changes what any live version shows.
+
+import Engine
+
+extension Pool {
+    /// Collects every dead version that can be collected now; returns how many went.
+    @discardableResult
+    public func collectNow() throws(FSError) -> Int {
+        try worker.runLock.withLock { () throws(FSError) -> Int in
+            try crashPoints.checkRunning()
+            if store.isReadOnly { return 0 }
+            var count = 0
+            while let (version, child, parentView) = state.withLock({ s -> (UInt64, UInt64?, VersionView?)? in
+                guard let version = s.forest.collectable().first, let node = s.forest.versions[version] else { return nil }
+                return (version, s.forest.children[version]?.first, node.parent == 0 ? nil : s.forest.view(node.parent))
+            }) {
+                if let child {
+                    try merge(version, into: child, parentView: parentView)
+                } else {
+                    try drop(version)
+                }
+                count += 1
+            }
+            try pruneInternalVersions()
+            return count
+        }
+    }
+
+    /// Runs the reclaim queue and the collector until neither has work left.
+    public func collectGarbage() throws(FSError) {
+        // A background run in progress stops resting: someone waits for it.
+        pacer.setActive(false)
+        repeat {
+            try reclaimNow()
+        } while try collectNow() > 0
+    }
+
+    /// Whether dead versions wait for the collector (USED is an estimate meanwhile).
+    public var isCollecting: Bool { state.withLock { !$0.forest.collectable().isEmpty } }
+
+    // MARK: dropping a dead leaf
+
+    private func drop(_ version: UInt64) throws(FSError) {
+        let limit = options.reclaimBatchSize
+        // Resumes after the last inode handled: its change record is deleted, and a scan from
+        // the start would step over every such deletion again.
+        var after: UInt64?
+        while true {
+            let inodes = try changedInodes(version, after: after, limit: 64)
+            if inodes.isEmpty { break }
+            after = inodes.last
+            for ino in inodes {
+                var resume: [UInt8]?
+                while true {
+                    let page = try entries(ino, version, after: resume, limit: limit)
+                    let entries = page.entries
+                    var batch = FSBatch(view: VersionView(head: version), background: true)
+                    for entry in entries {
+                        batch.deleteUnversioned(entry.key)
+                        if entry.key.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
+                    }
+                    let last = page.done
+                    if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                    _ = try commit(&batch, op: "collect", durable: false)
+                    if last { break }
+                    resume = entries.last?.key
+                }
+            }
+        }
+        try removeVersionNode(version)
+    }
+
+    // MARK: pruning a dead version with several children
+
+    /// Drops, from each dead version with several children, the entries no live version
+    /// below it can see (every child shadows them, or their inode is gone there). Runs
+    /// again only after the forest changed shape.
+    private func pruneInternalVersions() throws(FSError) {
+        let (generation, work) = state.withLock { s -> (UInt64, [(UInt64, [VersionView])]) in
+            let live = s.forest.referenced
+            let views = live.map { s.forest.view($0) }
+            let dead = s.forest.versions.keys.filter { !live.contains($0) && (s.forest.children[$0]?.count ?? 0) >= 2 }
+            return (s.forest.generation, dead.sorted().map { v in (v, views.filter { $0.ancestors.contains(v) }) })
+        }
+        if prunedGeneration.withLock({ $0 }) == generation { return }
+        for (version, views) in work { try prune(version, seenBy: views) }
+        prunedGeneration.withLock { $0 = generation }
+    }
+
+    private func prune(_ version: UInt64, seenBy views: [VersionView]) throws(FSError) {
+        let limit = options.reclaimBatchSize
+        var after: UInt64?
+        while true {
+            let inodes = try changedInodes(version, after: after, limit: 64)
+            if inodes.isEmpty { return }
+            for ino in inodes {
+                let inodes = try views.map { view throws(FSError) in try visibleInode(ino, view) }
+                var resume: [UInt8]?
+                var kept = false
+                while true {
+                    let page = try entries(ino, version, after: resume, limit: limit)
+                    let entries = page.entries
+                    var batch = FSBatch(view: VersionView(head: version), background: true)
+                    for entry in entries {
+                        let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                        if try seen(logical, entry.value, at: version, by: views, inodes) {
+                            kept = true
+                            continue
+                        }
+                        batch.deleteUnversioned(entry.key)
+                        if logical.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
+                    }
+                    let last = page.done
+                    if last, !kept { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                    _ = try commit(&batch, op: "collect", durable: false)
+                    if last { break }
+                    resume = entries.last?.key
+                }
+            }
+            after = inodes.last
+        }
+    }
+
+    /// Whether some view answers `logical` with the entry at `version` (for a chunk: and
+    /// its inode there, `inodes[i]` for `views[i]`, still shows it).
+    private func seen(
+        _ logical: [UInt8], _ value: [UInt8], at version: UInt64, by views: [VersionView], _ inodes: [Inode??]
+    ) throws(FSError) -> Bool {
+        for (view, inode) in zip(views, inodes) {
+            guard try VersionedStore(store: store, view: view).lookup(logical)?.version == version else { continue }
+            guard logical.first == KeyKind.chunk.rawValue, logical.count == 17, let inode else { return true }
+            guard let inode else { continue }
+            let index = logical.withUnsafeBytes { $0.readBigEndian(at: 9) }
+            let epoch = value.count >= 10 ? value.withUnsafeBytes { $0.readBigEndian(at: 2) } : 0
+            if !inode.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize) { return true }
+        }
+        return false
+    }
+
+    // MARK: merging a dead version into its only child
+
+    private enum MergeStep {
+        /// Move the entry to the child.
+        case move
+        /// Drop the entry.
+        case drop
+        /// Drop the entry and the child's whiteout that shadowed it (nothing above needs it).
+        case dropBoth
+    }
+
+    private func merge(_ version: UInt64, into child: UInt64, parentView: VersionView?) throws(FSError) {
+        let limit = options.reclaimBatchSize
+        let (childView, below) = state.withLock { s in (s.forest.view(child), s.forest.descendants(child)) }
+        // The child's whiteouts to look at when it becomes a root: its own changes. Moved
+        // entries bring none (a whiteout moving into a root shadows nothing and is
+        // dropped). After a crash this list also holds what the first run moved: more
+        // work, the same outcome.
+        var own: [UInt64] = []
+        if parentView == nil {
+            var after: UInt64?
+            while true {
+                let page = try changedInodes(child, after: after, limit: 4096)
+                own += page
+                guard let last = page.last, page.count == 4096 else { break }
+                after = last
+            }
+        }
+        var after: UInt64?
+        while true {
+            let inodes = try changedInodes(version, after: after, limit: 64)
+            if inodes.isEmpty { break }
+            after = inodes.last
+            for ino in inodes {
+                var resume: [UInt8]?
+                var moved = false
+                while true {
+                    // Each batch decides and commits under the inode's lock: a writer at the
+                    // child (a live head) cannot slip in between.
+                    let last = try locks.withLocks([ino]) { () throws(FSError) -> Bool in
+                        let inode = try visibleInode(ino, childView)
+                        var batch = FSBatch(view: VersionView(head: child), background: true)
+                        // Content moving down to the child must stay below the content
+                        // version of every inode record that can see it (before it moves).
+                        if resume == nil { try raiseContentVersions(ino, to: child, in: below, &batch) }
+                        let page = try entries(ino, version, after: resume, limit: limit)
+                        let entries = page.entries
+                        for entry in entries {
+                            let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                            let childKey = FSKeys.versioned(logical, child)
+                            let isChunk = logical.first == KeyKind.chunk.rawValue
+                            batch.deleteUnversioned(entry.key)
+                            if isChunk { batch.addWritten(version, -entry.value.count) }
+                            switch try mergeStep(logical, entry.value, childKey: childKey, inode: inode, parentView: parentView) {
+                            case .move:
+                                batch.putUnversioned(childKey, try raised(entry.value, ino: ino, logical: logical, to: child))
+                                // Marks moving into a root hide nothing above any more.
+                                if parentView == nil, logical.first == KeyKind.inode.rawValue, hasShrinkMarks(entry.value, ino) {
+                                    batch.putUnversioned(FSKeys.reclaim(ino, child), [ReclaimKind.shrink.rawValue])
+                                }
+                                if isChunk { batch.addWritten(child, entry.value.count) }
+                                moved = true
+                            case .dropBoth:
+                                batch.deleteUnversioned(childKey)
+                            case .drop:
+                                break
+                            }
+                        }
+                        let last = page.done
+                        // Every batch that moves names the inode in the child's change index
+                        // (a crash may end the run between two batches).
+                        if moved { batch.putUnversioned(FSKeys.changeIndex(child, ino), []) }
+                        if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                        _ = try commit(&batch, op: "collect", durable: false)
+                        resume = entries.last?.key
+                        return last
+                    }
+                    if last { break }
+                }
+            }
+        }
+        // With no parent the child starts a tree of its own: none of its whiteouts shadows
+        // anything. Done before the node goes, so a crash in between repeats it on resume.
+        if parentView == nil { try dropWhiteouts(child, of: own) }
+        try removeVersionNode(version)
+    }
+
+    /// Raises to `child` the content version of every inode record of `ino` at `child` or
+    /// below it (`below`) that names an older one (0, unknown, stays).
+    private func raiseContentVersions(_ ino: UInt64, to child: UInt64, in below: Set<UInt64>, _ batch: inout FSBatch) throws(FSError) {
+        var records: [KVEntry] = []
+        try kv {
+            try store.scan(.prefix(FSKeys.inode(ino))) { key, value in
+                guard key.count == 17, below.contains(UInt64.max - key.readBigEndian(at: 9)) else { return true }
+                records.append(KVEntry(key: Array(key), value: Array(value)))
+                return true
+            }
+        }
+        for record in records {
+            let value = try raised(record.value, ino: ino, logical: FSKeys.inode(ino), to: child)
+            if value != record.value { batch.putUnversioned(record.key, value) }
+        }
+    }
+
+    /// An inode value with its content version raised to at least `child`; other values,
+    /// and inodes that cannot be decoded or have no content version, unchanged.
+    private func raised(_ value: [UInt8], ino: UInt64, logical: [UInt8], to child: UInt64) throws(FSError) -> [UInt8] {
+        guard logical.first == KeyKind.inode.rawValue, value.first == ValueTag.live.rawValue,
+              var inode = try? withBytes(value, { raw throws(FSError) in try Inode.decode(ino: ino, raw) }),
+              inode.contentVersion != 0, inode.contentVersion < child
+        else { return value }
+        inode.contentVersion = child
+        return inode.encode()
+    }
+
+    /// What merging does with the entry `logical` at the dead version.
+    private func mergeStep(
+        _ logical: [UInt8], _ value: [UInt8], childKey: [UInt8], inode: Inode??, parentView: VersionView?
+    ) throws(FSError) -> MergeStep {
+        if let existing = try kv({ try store.get(childKey) }) {
+            if existing.first == ValueTag.whiteout.rawValue, try !shows(logical, parentView) { return .dropBoth }
+            return .drop
+        }
+        if logical.first == KeyKind.chunk.rawValue, logical.count == 17, let inode {
+            // The inode is gone at the child: its chunks can never show again (inode
+            // numbers are never reused). A chunk its shrink marks hide stays hidden below.
+            guard let inode else { return .drop }
+            let index = logical.withUnsafeBytes { $0.readBigEndian(at: 9) }
+            let epoch = value.count >= 10 ? value.withUnsafeBytes { $0.readBigEndian(at: 2) } : 0
+            if inode.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize) { return .drop }
+        }
+        if value.first == ValueTag.whiteout.rawValue, try !shows(logical, parentView) { return .drop }
+        return .move
+    }
+
+    /// The stored bytes of the chunks that merging `version` into `child` would drop: a
+    /// dry run of the merge, for USED.
+    func mergeDropBytes(_ version: UInt64, child: UInt64, childView: VersionView, parentView: VersionView?) throws(FSError) -> UInt64 {
+        let limit = options.reclaimBatchSize
+        var bytes: UInt64 = 0
+        var after: UInt64?
+        while true {
+            let inodes = try changedInodes(version, after: after, limit: 64)
+            if inodes.isEmpty { return bytes }
+            for ino in inodes {
+                let inode = try visibleInode(ino, childView)
+                var resume: [UInt8]?
+                while true {
+                    let page = try entries(ino, version, after: resume, limit: limit)
+                    let entries = page.entries
+                    for entry in entries where entry.key.first == KeyKind.chunk.rawValue {
+                        let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                        let step = try mergeStep(logical, entry.value, childKey: FSKeys.versioned(logical, child),
+                                                 inode: inode, parentView: parentView)
+                        if step != .move { bytes &+= UInt64(entry.value.count) }
+                    }
+                    if page.done { break }
+                    resume = entries.last?.key
+                }
+            }
+            after = inodes.last
+        }
+    }
+
+    /// Whether a version above the dead one shows a live value for `logical`.
+    private func shows(_ logical: [UInt8], _ parentView: VersionView?) throws(FSError) -> Bool {
+        guard let parentView else { return false }
+        return try VersionedStore(store: store, view: parentView).get(logical) != nil
+    }
+
+    /// The inode as `view` shows it: .some(nil) when absent, nil when it cannot be decoded
+    /// (then nothing is dropped on its account).
+    private func visibleInode(_ ino: UInt64, _ view: VersionView) throws(FSError) -> Inode?? {
+        guard let value = try VersionedStore(store: store, view: view).get(FSKeys.inode(ino)) else { return .some(nil) }
+        return try? withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
+    }
+
+    /// Deletes every whiteout that `inodes` have at `version`, which has no ancestors left,
+    /// and queues a shrink record for each of them there with shrink marks: nothing above
+    /// can hold what they hide any more, so the reclaimer may now drop them.
+    private func dropWhiteouts(_ version: UInt64, of inodes: [UInt64]) throws(FSError) {
+        let limit = options.reclaimBatchSize
+        for ino in inodes {
+            var resume: [UInt8]?
+            while true {
+                let last = try locks.withLocks([ino]) { () throws(FSError) -> Bool in
+                    let page = try entries(ino, version, after: resume, limit: limit)
+                    var batch = FSBatch(view: VersionView(head: version), background: true)
+                    for entry in page.entries {
+                        if entry.value.first == ValueTag.whiteout.rawValue {
+                            batch.deleteUnversioned(entry.key)
+                        } else if entry.key.first == KeyKind.inode.rawValue, hasShrinkMarks(entry.value, ino) {
+                            batch.putUnversioned(FSKeys.reclaim(ino, version), [ReclaimKind.shrink.rawValue])
+                        }
+                    }
+                    _ = try commit(&batch, op: "collect", durable: false)
+                    resume = page.entries.last?.key
+                    return page.done
+                }
+                if last { break }
+            }
+        }
+    }
+
+    private func hasShrinkMarks(_ value: [UInt8], _ ino: UInt64) -> Bool {
+        guard value.first == ValueTag.live.rawValue,
+              let inode = try? withBytes(value, { raw throws(FSError) in try Inode.decode(ino: ino, raw) })
+        else { return false }
+        return !inode.shrinkMarks.isEmpty
+    }
+
+    /// Deletes the node of a collected version and takes it out of the forest, in one batch.
+    private func removeVersionNode(_ version: UInt64) throws(FSError) {
+        try crashPoints.pass("collect-finish.before-commit")
+        try state.withLock { s throws(FSError) in
+            guard let node = s.forest.versions[version] else { return }
+            var batch = WriteBatch()
+            batch.delete(FSKeys.versionNode(version))
+            for child in s.forest.children[version] ?? [] {
+                if var moved = s.forest.versions[child] {
+                    moved.parent = node.parent
+                    batch.put(FSKeys.versionNode(child), moved.encode())
+                }
+            }
+            _ = try applyLocked(batch)
+            s.forest.removeVersion(version)
+            s.changed[version] = nil
+        }
+        refreshHandles()
+    }
+
+    // MARK: finding the work
+
+    /// Up to `limit` inodes in the change index of `version`, after `after`.
+    func changedInodes(_ version: UInt64, after: UInt64? = nil, limit: Int) throws(FSError) -> [UInt64] {
+        let prefix = FSKeys.changeIndexPrefix(version)
+        var start = prefix
+        if let after {
+            guard after < UInt64.max else { return [] }
+            start = FSKeys.changeIndex(version, after + 1)
+        }
+        var found: [UInt64] = []
+        try kv {
+            try store.scan(KeyRange(start: start, end: Bytes.prefixSuccessor(prefix))) { key, _ in
+                if key.count == 17 { found.append(key.readBigEndian(at: 9)) }
+                return found.count < limit
+            }
+        }
+        return found
+    }
+
+    /// A page of the versioned entries of one inode at one version; `done` when no more follow.
+    struct EntryPage {
+        var entries: [KVEntry] = []
+        var done = true
+    }
+
+    /// Up to `limit` versioned entries (and about `collectBatchBytes` of values) of inode
+    /// `ino` at exactly `version`, in key order, after the key `after`.
+    func entries(_ ino: UInt64, _ version: UInt64, after: [UInt8]?, limit: Int) throws(FSError) -> EntryPage {
+        var page = EntryPage()
+        var bytes = 0
+        for var range in FSKeys.inodeRanges(ino) {
+            if let after {
+                if let end = range.end, Bytes.compare(after, end) >= 0 { continue }
+                if Bytes.compare(after, range.start) >= 0 { range.start = after + [0] }
+            }
+            try kv {
+                try store.scan(range) { key, value in
+                    guard key.count >= 17, UInt64.max - key.readBigEndian(at: key.count - 8) == version else { return true }
+                    if page.entries.count >= limit || bytes >= Self.collectBatchBytes {
+                        page.done = false
+                        return false
+                    }
+                    page.entries.append(KVEntry(key: Array(key), value: Array(value)))
+                    bytes += key.count + value.count
+                    return true
+                }
+            }
+            if !page.done { break }
+        }
+        return page
+    }
+
+    /// Value bytes one collector batch moves at most: the commit lock is held while the
+    /// batch is applied, so a batch must stay short for the clients waiting on it.
+    static let collectBatchBytes = 256 << 10
+}

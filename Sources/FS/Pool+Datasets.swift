@@ -1,0 +1,511 @@
+// Dataset and snapshot operations (Docs/datasets.md): create, list, info, delete, rename,
+// default, snapshot (also recursive), clone, rollback, read-only. Each is one atomic batch
+// of records plus the matching forest change, made under the commit lock; none copies a
+// key, whatever the dataset holds. Snapshot, rollback, delete and read-only changes hold
+// the barriers of the datasets they change exclusively, so every operation falls whole on
+// one side, and move the handles' views before any waiting operation resumes.
+
+import Engine
+
+/// What the command line, gRPC and NFS show of a dataset or snapshot.
+public struct DatasetInfo: Sendable, Equatable {
+    public var id: UInt64
+    /// "a/b" for a dataset, "a/b@s" for a snapshot.
+    public var name: String
+    public var uuid: String
+    /// Snapshots: the dataset they were taken of; clones: their origin snapshot.
+    public var parentID: UInt64?
+    public var parentUUID: String?
+    /// The parent's current name, while it exists.
+    public var parentName: String?
+    public var rootInode: UInt64
+    public var createdAt: Timestamp
+    public var readonly: Bool
+    public var isSnapshot: Bool
+    public var isDefault: Bool
+    public var generation: UInt64
+    public var flags: UInt32
+    /// Inodes and logical bytes shown.
+    public var counters: FSCounters
+    /// REFER: logical bytes plus a fixed charge per inode.
+    public var referBytes: UInt64 { counters.refer }
+    /// WRITTEN: stored bytes of the chunks first written at this version (for a dataset:
+    /// since its last snapshot).
+    public var writtenBytes: UInt64
+    /// USED: what deleting it (a dataset with its snapshots) would free. Computed by
+    /// `info` and the lists; nil in what snapshot, clone and create return (for a
+    /// snapshot it may take a read of the snapshot's own entries).
+    public var usedBytes: UInt64?
+    /// True while the collector still works: USED may change when it finishes.
+    public var usedIsEstimate: Bool
+}
+
+extension Pool {
+    // MARK: names
+
+    static let maxNameLength = 255
+
+    /// The parts of a dataset name: 1 to 255 bytes, no '@', no NUL, '/' only between
+    /// non-empty parts, no part "." or "..".
+    static func datasetParts(_ name: String) throws(DatasetError) -> [[UInt8]] {
+        let bytes = Array(name.utf8)
+        try checkName(bytes, what: "dataset name", slash: true)
+        let parts = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init)
+        for part in parts {
+            guard !part.isEmpty else { throw DatasetError(.invalidName, "dataset name \(name.debugDescription) has an empty part") }
+            guard part != [0x2E], part != [0x2E, 0x2E] else {
+                throw DatasetError(.invalidName, "dataset name \(name.debugDescription) has a part \".\" or \"..\"")
+            }
+        }
+        return parts
+    }
+
+    static func snapshotName(_ name: String) throws(DatasetError) -> [UInt8] {
+        let bytes = Array(name.utf8)
+        try checkName(bytes, what: "snapshot name", slash: false)
+        guard bytes != [0x2E], bytes != [0x2E, 0x2E] else {
+            throw DatasetError(.invalidName, "snapshot name may not be \".\" or \"..\"")
+        }
+        return bytes
+    }
+
+    private static func checkName(_ bytes: [UInt8], what: String, slash: Bool) throws(DatasetError) {
+        let shown = String(decoding: bytes, as: UTF8.self).debugDescription
+        guard (1...maxNameLength).contains(bytes.count) else {
+            throw DatasetError(.invalidName, "\(what) \(shown) must be 1 to \(maxNameLength) bytes, not \(bytes.count)")
+        }
+        guard !bytes.contains(0) else { throw DatasetError(.invalidName, "\(what) \(shown) contains NUL") }
+        guard !bytes.contains(UInt8(ascii: "@")) else { throw DatasetError(.invalidName, "\(what) \(shown) contains '@'") }
+        if !slash, bytes.contains(UInt8(ascii: "/")) { throw DatasetError(.invalidName, "\(what) \(shown) contains '/'") }
+    }
+
+    /// The id of the dataset "a/b" or the snapshot "a/b@s".
+    public func resolve(_ name: String) throws(DatasetError) -> UInt64 {
+        try state.withLock { s throws(DatasetError) in try Self.resolve(name, in: s.forest) }
+    }
+
+    static func resolve(_ name: String, in forest: Forest) throws(DatasetError) -> UInt64 {
+        let bytes = Array(name.utf8)
+        if let at = bytes.firstIndex(of: UInt8(ascii: "@")) {
+            let datasetName = String(decoding: bytes[..<at], as: UTF8.self)
+            let snapshot = try snapshotName(String(decoding: bytes[(at + 1)...], as: UTF8.self))
+            let dataset = try resolve(datasetName, in: forest)
+            guard let id = forest.snapshot(of: dataset, named: snapshot) else {
+                throw DatasetError(.notFound, "no snapshot \(name.debugDescription)")
+            }
+            return id
+        }
+        _ = try datasetParts(name)
+        guard let id = forest.dataset(named: bytes) else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
+        return id
+    }
+
+    /// The writable dataset `name` (not a snapshot).
+    private func writableDataset(_ name: String, _ s: PoolState) throws(DatasetError) -> DatasetRecord {
+        let id = try Self.resolve(name, in: s.forest)
+        guard let record = s.forest.datasets[id] else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
+        guard !record.isSnapshot else { throw DatasetError(.isSnapshot, "\(name.debugDescription) is a snapshot") }
+        return record
+    }
+
+    /// Where a new dataset named by `parts` goes: its container (`none` at the top).
+    private func container(of parts: [[UInt8]], _ s: PoolState) throws(DatasetError) -> UInt64 {
+        guard parts.count > 1 else { return DatasetRecord.none }
+        let path = Array(parts.dropLast().joined(separator: [UInt8(ascii: "/")]))
+        guard let id = s.forest.dataset(named: path) else {
+            throw DatasetError(.notFound, "no parent dataset \(String(decoding: path, as: UTF8.self).debugDescription)")
+        }
+        return id
+    }
+
+    // MARK: applying a change
+
+    /// Runs `body` on a copy of the state under the commit lock; applies its batch (records
+    /// and id counters are added by `body`), then adopts the copy and refreshes the handles.
+    /// Returns the sync to await once the caller has released its barriers.
+    private func change<R>(
+        _ body: (inout PoolState, inout WriteBatch) throws(DatasetError) -> R
+    ) throws(DatasetError) -> (R, PendingSync) {
+        let outcome = try state.withLock { s throws(DatasetError) -> (R, PendingSync) in
+            var next = s
+            var batch = WriteBatch()
+            let result = try body(&next, &batch)
+            try storage { () throws(FSError) in try crashPoints.pass("dataset.before-commit") }
+            let pending = try storage { () throws(FSError) in try applyLocked(batch) }
+            s = next
+            try storage { () throws(FSError) in try crashPoints.pass("dataset.after-commit") }
+            return (result, pending)
+        }
+        refreshHandles()
+        return outcome
+    }
+
+    /// Holds the barriers of `ids` exclusively (in id order) around `body`.
+    private func exclusively<R>(_ ids: [UInt64], _ body: () throws(DatasetError) -> R) throws(DatasetError) -> R {
+        let held = try ids.sorted().map { id throws(DatasetError) in try filesystem(id) }
+        for handle in held { handle.barrier.lockExclusive() }
+        defer { for handle in held.reversed() { handle.barrier.unlockExclusive() } }
+        return try body()
+    }
+
+    private func finish<R>(_ outcome: (R, PendingSync)) throws(DatasetError) -> R {
+        try storage { () throws(FSError) in try awaitDurable(outcome.1) }
+        return outcome.0
+    }
+
+    // MARK: datasets
+
+    /// Creates an empty dataset ("a/b" inside the existing "a"). O(1).
+    @discardableResult
+    public func createDataset(_ name: String) throws(DatasetError) -> DatasetInfo {
+        let parts = try Self.datasetParts(name)
+        let id = try finish(try change { s, batch throws(DatasetError) -> UInt64 in
+            let container = try container(of: parts, s)
+            if s.forest.dataset(named: Array(name.utf8)) != nil { throw DatasetError(.exists, "dataset \(name.debugDescription) exists") }
+            let (id, version, ino) = (s.nextDataset, s.nextVersion, s.nextInode)
+            s.nextDataset += 1
+            s.nextVersion += 1
+            s.nextInode += 1
+            let now = FileSystem.now()
+            var root = Inode(ino: ino, type: .directory, mode: 0o755, uid: 0, gid: 0, now: now)
+            root.parent = ino
+            root.contentVersion = version
+            root.generation = UInt64.random(in: 1...UInt64(UInt32.max))
+            let record = DatasetRecord(id: id, name: parts.last!, container: container, version: version, rootInode: ino, createdAt: now)
+            s.forest.addVersion(version, VersionNode(parent: 0, written: 0))
+            s.forest.put(record)
+            s.counters[id] = FSCounters(inodes: 1, bytes: 0)
+            s.changed[version] = [ino]
+            batch.put(FSKeys.versioned(FSKeys.inode(ino), version), root.encode())
+            batch.put(FSKeys.cookieCounter(ino), SystemRecords.encodeUInt64(1))
+            batch.put(FSKeys.changeIndex(version, ino), [])
+            Self.putRecords(&batch, s, datasets: [record], versions: [version])
+            return id
+        })
+        return try info(id, used: false)
+    }
+
+    /// Every writable dataset, by name.
+    public func listDatasets() throws(DatasetError) -> [DatasetInfo] {
+        let ids = state.withLock { s in s.forest.datasets.values.filter { !$0.isSnapshot }.map(\.id) }
+        return try ids.map { id throws(DatasetError) in try info(id) }.sorted { $0.name < $1.name }
+    }
+
+    /// Every snapshot, or those of `dataset`, by dataset name then age.
+    public func listSnapshots(of dataset: String? = nil) throws(DatasetError) -> [DatasetInfo] {
+        let ids = try state.withLock { s throws(DatasetError) -> [UInt64] in
+            let of = try dataset.map { name throws(DatasetError) in try writableDataset(name, s).id }
+            return s.forest.datasets.values.filter { $0.isSnapshot && (of == nil || $0.parent == of) }.map(\.id)
+        }
+        return try ids.map { id throws(DatasetError) in try info(id) }.sorted { ($0.name.split(separator: "@")[0], $0.id) < ($1.name.split(separator: "@")[0], $1.id) }
+    }
+
+    public func info(_ name: String) throws(DatasetError) -> DatasetInfo {
+        try info(try resolve(name))
+    }
+
+    /// What `id` is, with USED unless `used` is false.
+    public func info(_ id: UInt64, used computeUsed: Bool = true) throws(DatasetError) -> DatasetInfo {
+        let found = state.withLock { s -> (DatasetInfo, UInt64?)? in
+            guard let record = s.forest.datasets[id], let counters = s.counters[id] else { return nil }
+            let parent = record.parent == DatasetRecord.none ? nil : record.parent
+            var info = DatasetInfo(
+                id: id, name: s.forest.fullName(id), uuid: DatasetRecord.showUUID(record.uuid), parentID: parent,
+                parentUUID: parent.map { _ in DatasetRecord.showUUID(record.parentUUID) },
+                parentName: parent.flatMap { s.forest.datasets[$0] == nil ? nil : s.forest.fullName($0) },
+                rootInode: record.rootInode, createdAt: record.createdAt, readonly: record.readonly,
+                isSnapshot: record.isSnapshot, isDefault: id == s.defaultDataset, generation: record.generation,
+                flags: record.flags, counters: counters, writtenBytes: s.forest.versions[record.version]?.written ?? 0,
+                usedBytes: 0, usedIsEstimate: !s.forest.collectable().isEmpty)
+            let (used, mergeInto) = Self.freed(by: id, s)
+            info.usedBytes = used
+            return (info, mergeInto)
+        }
+        guard var (info, mergeInto) = found else { throw DatasetError(.notFound, "no dataset or snapshot with id \(id)") }
+        if !computeUsed {
+            info.usedBytes = nil
+        } else if let child = mergeInto {
+            info.usedBytes = try storage { () throws(FSError) in try snapshotFreed(id, child: child) }
+        }
+        return info
+    }
+
+    /// What deleting `id` (a dataset with its nested datasets and their snapshots; or one
+    /// snapshot) frees: WRITTEN of every version no remaining reference reaches. For a
+    /// snapshot whose version stays (merged into its only child), the child to compute it
+    /// against instead.
+    private static func freed(by id: UInt64, _ s: PoolState) -> (UInt64, UInt64?) {
+        guard let record = s.forest.datasets[id] else { return (0, nil) }
+        let removed: Set<UInt64>
+        if record.isSnapshot {
+            removed = [id]
+        } else {
+            let datasets = s.forest.subtree(id)
+            removed = Set(datasets + datasets.flatMap { s.forest.snapshots(of: $0) })
+        }
+        let others = s.forest.datasets.values.filter { !removed.contains($0.id) }.map(\.version)
+        let kept = s.forest.closure(others)
+        let gone = s.forest.closure(removed.compactMap { s.forest.datasets[$0]?.version }).subtracting(kept)
+        let bytes = gone.reduce(UInt64(0)) { $0 &+ (s.forest.versions[$1]?.written ?? 0) }
+        if record.isSnapshot, !gone.contains(record.version), let children = s.forest.children[record.version] {
+            if children.count == 1, s.forest.datasets.values.filter({ $0.version == record.version }).count == 1 {
+                return (bytes, children.first)
+            }
+        }
+        return (bytes, nil)
+    }
+
+    /// USED of a snapshot whose version would merge into `child`: the stored bytes of its
+    /// chunks the merge would drop (computed by reading, cached while nothing changes).
+    private func snapshotFreed(_ id: UInt64, child: UInt64) throws(FSError) -> UInt64 {
+        let (version, key, parentView, childView) = state.withLock { s -> (UInt64, [UInt64], VersionView?, VersionView) in
+            let version = s.forest.datasets[id]?.version ?? 0
+            let parent = s.forest.versions[version]?.parent ?? 0
+            // Any change at the child may change what the merge drops: the key holds the
+            // number of batches applied so far, so the cache serves only a quiet pool.
+            let key = [version, child, s.forest.generation, syncGate.lastApplied]
+            return (version, key, parent == 0 ? nil : s.forest.view(parent), s.forest.view(child))
+        }
+        if let cached = usedCache.withLock({ $0[id] }), cached.key == key { return cached.bytes }
+        let bytes = try mergeDropBytes(version, child: child, childView: childView, parentView: parentView)
+        usedCache.withLock { $0[id] = (key, bytes) }
+        return bytes
+    }
+
+    /// Deletes a dataset. Refused for the root and the default dataset, and, unless
+    /// `recursive`, when it has snapshots, clones or nested datasets; recursively its nested
+    /// datasets and every snapshot of them go too (clones stay: they are independent).
+    /// Returns at once: the collector reclaims the space in the background.
+    public func deleteDataset(_ name: String, recursive: Bool = false) throws(DatasetError) {
+        let targets = try state.withLock { s throws(DatasetError) -> [UInt64] in
+            let record = try writableDataset(name, s)
+            let subtree = s.forest.subtree(record.id)
+            if subtree.contains(FileSystem.rootDataset) { throw DatasetError(.isRoot, "the root dataset cannot be deleted") }
+            if subtree.contains(s.defaultDataset) {
+                throw DatasetError(.isDefault, "\(s.forest.fullName(s.defaultDataset).debugDescription) is the default dataset")
+            }
+            if !recursive {
+                let snapshots = s.forest.snapshots(of: record.id)
+                let clones = snapshots.flatMap { s.forest.clones(of: $0) }
+                let dependents = subtree.dropFirst() + snapshots + clones
+                if !dependents.isEmpty {
+                    let shown = dependents.prefix(5).map { s.forest.fullName($0) }.joined(separator: ", ")
+                    throw DatasetError(.hasDependents, "\(name.debugDescription) has nested datasets, snapshots or clones (\(shown)); delete recursively")
+                }
+            }
+            return subtree
+        }
+        try finish(try exclusively(targets) { () throws(DatasetError) in
+            try change { s, batch throws(DatasetError) in
+                for id in targets where s.forest.datasets[id] == nil {
+                    throw DatasetError(.notFound, "dataset \(id) went meanwhile")
+                }
+                let gone = targets + targets.flatMap { s.forest.snapshots(of: $0) }
+                for id in gone { remove(id, &s, &batch) }
+            }
+        })
+        worker.wake()
+    }
+
+    private func remove(_ id: UInt64, _ s: inout PoolState, _ batch: inout WriteBatch) {
+        guard let record = s.forest.datasets[id] else { return }
+        batch.delete(FSKeys.dataset(id))
+        batch.delete(s.forest.registryKey(record))
+        batch.delete(FSKeys.stats(id))
+        s.forest.remove(id)
+        s.counters[id] = nil
+        if !record.isSnapshot { s.changed[record.version] = nil }
+    }
+
+    /// Renames a dataset, possibly into another container ("a/b" to "c/b"). Its nested
+    /// datasets and snapshots follow (they are named relative to it).
+    public func renameDataset(_ name: String, to newName: String) throws(DatasetError) {
+        let parts = try Self.datasetParts(newName)
+        try finish(try change { s, batch throws(DatasetError) in
+            var record = try writableDataset(name, s)
+            let container = try container(of: parts, s)
+            if s.forest.dataset(named: Array(newName.utf8)) != nil {
+                throw DatasetError(.exists, "dataset \(newName.debugDescription) exists")
+            }
+            let subtree = s.forest.subtree(record.id)
+            if subtree.contains(container) { throw DatasetError(.invalidMove, "cannot move \(name.debugDescription) inside itself") }
+            batch.delete(s.forest.registryKey(record))
+            record.name = parts.last!
+            record.container = container
+            record.generation += 1
+            s.forest.put(record)
+            for id in subtree where s.forest.fullNameBytes(id).count > Self.maxNameLength {
+                throw DatasetError(.invalidName, "\(s.forest.fullName(id).debugDescription) would exceed \(Self.maxNameLength) bytes")
+            }
+            Self.putRecords(&batch, s, datasets: [record], versions: [])
+        })
+    }
+
+    public func setDefault(_ name: String) throws(DatasetError) {
+        try finish(try change { s, batch throws(DatasetError) in
+            s.defaultDataset = try writableDataset(name, s).id
+            Self.putRecords(&batch, s, datasets: [], versions: [])
+        })
+    }
+
+    public func getDefault() throws(DatasetError) -> DatasetInfo {
+        try info(state.withLock { $0.defaultDataset })
+    }
+
+    /// Sets the read-only property of a dataset (snapshots are always read-only).
+    public func setReadonly(_ name: String, _ readonly: Bool) throws(DatasetError) {
+        let id = try state.withLock { s throws(DatasetError) in try writableDataset(name, s).id }
+        try finish(try exclusively([id]) { () throws(DatasetError) in
+            try change { s, batch throws(DatasetError) in
+                guard var record = s.forest.datasets[id] else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
+                record.readonly = readonly
+                record.generation += 1
+                s.forest.put(record)
+                Self.putRecords(&batch, s, datasets: [record], versions: [])
+            }
+        })
+    }
+
+    // MARK: snapshots
+
+    /// Snapshots `dataset` as `dataset@name`; with `recursive`, every dataset nested in it
+    /// too, all at one instant. O(1) per dataset: the head version freezes and a new empty
+    /// head takes its place.
+    @discardableResult
+    public func snapshot(_ dataset: String, _ name: String, recursive: Bool = false) throws(DatasetError) -> [DatasetInfo] {
+        let snapName = try Self.snapshotName(name)
+        let targets = try state.withLock { s throws(DatasetError) -> [UInt64] in
+            let record = try writableDataset(dataset, s)
+            return recursive ? s.forest.subtree(record.id) : [record.id]
+        }
+        let ids = try finish(try exclusively(targets) { () throws(DatasetError) in
+            try change { s, batch throws(DatasetError) -> [UInt64] in
+                for id in targets {
+                    guard s.forest.datasets[id] != nil else { throw DatasetError(.notFound, "dataset \(id) went meanwhile") }
+                    if s.forest.snapshot(of: id, named: snapName) != nil {
+                        throw DatasetError(.exists, "snapshot \("\(s.forest.fullName(id))@\(name)".debugDescription) exists")
+                    }
+                }
+                var records: [DatasetRecord] = []
+                var versions: [UInt64] = []
+                var made: [UInt64] = []
+                let now = FileSystem.now()
+                for id in targets {
+                    var record = s.forest.datasets[id]!
+                    let frozen = record.version
+                    let (snapshotID, head) = (s.nextDataset, s.nextVersion)
+                    s.nextDataset += 1
+                    s.nextVersion += 1
+                    let snapshot = DatasetRecord(id: snapshotID, name: snapName, parent: id, parentUUID: record.uuid,
+                                                 version: frozen, rootInode: record.rootInode, createdAt: now, isSnapshot: true)
+                    s.counters[snapshotID] = s.counters[id]
+                    s.forest.addVersion(head, VersionNode(parent: frozen, written: 0))
+                    record.version = head
+                    record.generation += 1
+                    s.forest.put(record)
+                    s.forest.put(snapshot)
+                    s.changed[frozen] = nil
+                    s.changed[head] = []
+                    records += [record, snapshot]
+                    versions.append(head)
+                    made.append(snapshotID)
+                }
+                Self.putRecords(&batch, s, datasets: records, versions: versions)
+                return made
+            }
+        })
+        return try ids.map { id throws(DatasetError) in try info(id, used: false) }
+    }
+
+    /// Deletes the snapshot "a@s" at once, whatever clones were made from it: their data
+    /// stays (its version stays in the forest while they need it).
+    public func deleteSnapshot(_ name: String) throws(DatasetError) {
+        try finish(try change { s, batch throws(DatasetError) in
+            let id = try Self.resolve(name, in: s.forest)
+            guard s.forest.datasets[id]?.isSnapshot == true else {
+                throw DatasetError(.notSnapshot, "\(name.debugDescription) is not a snapshot")
+            }
+            remove(id, &s, &batch)
+        })
+        worker.wake()
+    }
+
+    /// Renames the snapshot "a@s" to "a@t".
+    public func renameSnapshot(_ name: String, to newName: String) throws(DatasetError) {
+        let bytes = try Self.snapshotName(newName)
+        try finish(try change { s, batch throws(DatasetError) in
+            let id = try Self.resolve(name, in: s.forest)
+            guard var record = s.forest.datasets[id], record.isSnapshot else {
+                throw DatasetError(.notSnapshot, "\(name.debugDescription) is not a snapshot")
+            }
+            if s.forest.snapshot(of: record.parent, named: bytes) != nil {
+                throw DatasetError(.exists, "snapshot \("\(s.forest.fullName(record.parent))@\(newName)".debugDescription) exists")
+            }
+            batch.delete(s.forest.registryKey(record))
+            record.name = bytes
+            record.generation += 1
+            s.forest.put(record)
+            Self.putRecords(&batch, s, datasets: [record], versions: [])
+        })
+    }
+
+    /// A new writable dataset `name` showing the snapshot "a@s". O(1).
+    @discardableResult
+    public func clone(_ snapshot: String, to name: String) throws(DatasetError) -> DatasetInfo {
+        let parts = try Self.datasetParts(name)
+        let id = try finish(try change { s, batch throws(DatasetError) -> UInt64 in
+            let origin = try Self.resolve(snapshot, in: s.forest)
+            guard let source = s.forest.datasets[origin], source.isSnapshot else {
+                throw DatasetError(.notSnapshot, "\(snapshot.debugDescription) is not a snapshot")
+            }
+            let container = try container(of: parts, s)
+            if s.forest.dataset(named: Array(name.utf8)) != nil { throw DatasetError(.exists, "dataset \(name.debugDescription) exists") }
+            let (id, head) = (s.nextDataset, s.nextVersion)
+            s.nextDataset += 1
+            s.nextVersion += 1
+            let record = DatasetRecord(id: id, name: parts.last!, parent: origin, parentUUID: source.uuid, container: container,
+                                       version: head, rootInode: source.rootInode, createdAt: FileSystem.now())
+            s.forest.addVersion(head, VersionNode(parent: source.version, written: 0))
+            s.forest.put(record)
+            s.counters[id] = s.counters[origin]
+            s.changed[head] = []
+            Self.putRecords(&batch, s, datasets: [record], versions: [head])
+            return id
+        })
+        return try info(id, used: false)
+    }
+
+    /// Rolls `dataset` back to its snapshot `snapshot` (a name without "@"): its head
+    /// becomes a new version on top of the snapshot. Every snapshot, older or newer, stays.
+    public func rollback(_ dataset: String, to snapshot: String) throws(DatasetError) {
+        let snapName = try Self.snapshotName(snapshot)
+        let (id, origin) = try state.withLock { s throws(DatasetError) -> (UInt64, UInt64) in
+            let record = try writableDataset(dataset, s)
+            guard let origin = s.forest.snapshot(of: record.id, named: snapName) else {
+                if s.forest.datasets.values.contains(where: { $0.isSnapshot && $0.name == snapName }) {
+                    throw DatasetError(.wrongDataset, "\(snapshot.debugDescription) is not a snapshot of \(dataset.debugDescription)")
+                }
+                throw DatasetError(.notFound, "no snapshot \("\(dataset)@\(snapshot)".debugDescription)")
+            }
+            return (record.id, origin)
+        }
+        try finish(try exclusively([id]) { () throws(DatasetError) in
+            try change { s, batch throws(DatasetError) in
+                guard var record = s.forest.datasets[id], let source = s.forest.datasets[origin] else {
+                    throw DatasetError(.notFound, "the dataset or snapshot went meanwhile")
+                }
+                let head = s.nextVersion
+                s.nextVersion += 1
+                s.forest.addVersion(head, VersionNode(parent: source.version, written: 0))
+                s.changed[record.version] = nil
+                s.changed[head] = []
+                record.version = head
+                record.generation += 1
+                s.forest.put(record)
+                s.counters[id] = s.counters[origin]
+                Self.putRecords(&batch, s, datasets: [record], versions: [head])
+            }
+        })
+        worker.wake()
+    }
+}
