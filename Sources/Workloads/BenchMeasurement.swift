@@ -33,3 +33,27 @@ extension BenchMeasurement {
          String(format: "%.2f", p50Micros), String(format: "%.2f", p99Micros)]
     }
 }
+
+/// Latencies of one workload, in nanoseconds, and their percentiles in microseconds.
+public struct LatencyRecorder: Sendable {
+    private var samples: [UInt32] = []
+
+    public init() {}
+
+    public mutating func reset() { samples.removeAll(keepingCapacity: true) }
+
+    /// Records the time since `start` (a `Clock.now()` value).
+    public mutating func record(since start: UInt64) {
+        samples.append(UInt32(min(Clock.now() - start, UInt64(UInt32.max))))
+    }
+
+    public var count: Int { samples.count }
+
+    /// (p50, p99) in microseconds; (0, 0) with no samples.
+    public mutating func percentiles() -> (Double, Double) {
+        guard !samples.isEmpty else { return (0, 0) }
+        samples.sort()
+        func at(_ q: Double) -> Double { Double(samples[min(samples.count - 1, Int(Double(samples.count) * q))]) / 1000 }
+        return (at(0.5), at(0.99))
+    }
+}

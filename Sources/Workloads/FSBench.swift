@@ -80,7 +80,7 @@ struct FSRunner {
     let fs: FileSystem
     let backend: String
     let options: FSBenchOptions
-    var latencies: [UInt32] = []
+    var latencies = LatencyRecorder()
     var dir: UInt64 = 0
     var inodes: [UInt64] = []
     var renamed = false
@@ -98,7 +98,7 @@ struct FSRunner {
     func name(_ i: Int) -> [UInt8] { Array((renamed ? "renamed-\(i)" : "file-\(i)").utf8) }
 
     mutating func run(_ workload: String) throws -> FSBenchResult {
-        latencies.removeAll(keepingCapacity: true)
+        latencies.reset()
         let cred = Credentials.root
         let start = Clock.now()
         var ops = 0
@@ -215,14 +215,7 @@ struct FSRunner {
         return bigFile
     }
 
-    private mutating func record(_ start: UInt64) {
-        latencies.append(UInt32(min(Clock.now() - start, UInt64(UInt32.max))))
-    }
+    private mutating func record(_ start: UInt64) { latencies.record(since: start) }
 
-    private mutating func percentiles() -> (Double, Double) {
-        guard !latencies.isEmpty else { return (0, 0) }
-        latencies.sort()
-        func at(_ q: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))]) / 1000 }
-        return (at(0.5), at(0.99))
-    }
+    private mutating func percentiles() -> (Double, Double) { latencies.percentiles() }
 }

@@ -108,7 +108,7 @@ public enum KVBench {
         }
     }
 
-    static func makeTemporaryDirectory() throws -> String {
+    public static func makeTemporaryDirectory() throws -> String {
         var template = Array("/tmp/zerofs-bench-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw KVError.posix("mkdtemp", path: "/tmp", errno: errno)

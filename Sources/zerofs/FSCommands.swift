@@ -58,6 +58,77 @@ struct BenchFS: ParsableCommand {
     }
 }
 
+struct BenchSnapshot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Snapshot, clone and rollback cost, reads and writes with many snapshots, client latency while collecting."
+    )
+
+    @OptionGroup var target: BenchTarget
+    @Option(help: "Files in the large dataset.") var files = 100_000
+    @Option(help: "Files in the small dataset.") var smallFiles = 10
+    @Option(help: "Size of each file in KiB.") var fileKib = 4
+    @Option(help: "Snapshots timed per row.") var reps = 15
+    @Option(help: "Snapshots taken before the second read and write rows.") var snapshots = 100
+    @Option(help: "Percent of the files rewritten between two snapshots.") var rewritePercent = 1.0
+    @Option(help: "Operations per read, write and idle-client row.") var ops = 20_000
+    @Option(help: "Block cache in MiB.") var cacheMib = 64
+    @Option(help: "Reference measured in the same run: btrfs (needs root and btrfs-progs) or none.") var reference = "btrfs"
+
+    func run() throws {
+        var options = SnapshotBenchOptions()
+        options.files = files
+        options.smallFiles = smallFiles
+        options.fileKiB = fileKib
+        options.reps = reps
+        options.snapshots = snapshots
+        options.rewritePercent = rewritePercent
+        options.ops = ops
+        options.cacheBytes = cacheMib << 20
+        options.directory = target.dir
+        let backends = try target.backends()
+        do { try options.validate() } catch { throw ValidationError(error.message) }
+        var results: [SnapshotBenchResult] = []
+        for name in backends {
+            let factory = try BackendCatalog.standard.factory(named: name)
+            try SnapshotBench.run(factory: factory, options: options) { result in
+                results.append(result)
+                if target.json {
+                    print(result.json())
+                    flushStandardOutput()
+                } else {
+                    printError("  \(name) \(result.workload): \(String(format: "%.3f", result.p50Micros / 1000)) ms p50, \(Int(result.opsPerSecond)) ops/s")
+                }
+            }
+        }
+        var note: String?
+        if reference == "btrfs" {
+            if let why = BtrfsReference.unavailable() {
+                note = why
+            } else {
+                let directory = try target.dir ?? KVBench.makeTemporaryDirectory()
+                defer { if target.dir == nil { try? FileOps.removeTree(directory) } }
+                for result in try BtrfsReference.run(files: files, smallFiles: smallFiles, fileKiB: fileKib, reps: reps, directory: directory) {
+                    results.append(result)
+                    if target.json {
+                        print(result.json())
+                        flushStandardOutput()
+                    }
+                }
+            }
+        } else if reference != "none" {
+            throw ValidationError("--reference must be btrfs or none")
+        }
+        if let note { printError(note) }
+        if !target.json {
+            print("zerofs bench snapshot: \(files) files of \(fileKib) KiB (small dataset: \(smallFiles)), \(snapshots) snapshots "
+                + "with \(rewritePercent)% rewritten between them, \(ops) ops per row")
+            print(SnapshotBench.table(results))
+            print(SnapshotBench.summary(results))
+        }
+    }
+}
+
 struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a filesystem store for consistency; exits non-zero when it finds a problem."
