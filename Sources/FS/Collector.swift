@@ -54,29 +54,21 @@ extension Pool {
 
     private func drop(_ version: UInt64) throws(FSError) {
         let limit = options.reclaimBatchSize
-        // Resumes after the last inode handled: its change record is deleted, and a scan from
-        // the start would step over every such deletion again.
-        var after: UInt64?
-        while true {
-            let inodes = try changedInodes(version, after: after, limit: 64)
-            if inodes.isEmpty { break }
-            after = inodes.last
-            for ino in inodes {
-                var resume: [UInt8]?
-                while true {
-                    let page = try entries(ino, version, after: resume, limit: limit)
-                    let entries = page.entries
-                    var batch = FSBatch(view: VersionView(head: version), background: true)
-                    for entry in entries {
-                        batch.deleteUnversioned(entry.key)
-                        if entry.key.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
-                    }
-                    let last = page.done
-                    if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
-                    _ = try commit(&batch, op: "collect", durable: false)
-                    if last { break }
-                    resume = entries.last?.key
+        try forEachChangedInode(version) { ino throws(FSError) in
+            var resume: [UInt8]?
+            while true {
+                let page = try entries(ino, version, after: resume, limit: limit)
+                let entries = page.entries
+                var batch = FSBatch(view: VersionView(head: version), background: true)
+                for entry in entries {
+                    batch.deleteUnversioned(entry.key)
+                    if entry.key.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
                 }
+                let last = page.done
+                if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                _ = try commit(&batch, op: "collect", durable: false)
+                if last { break }
+                resume = entries.last?.key
             }
         }
         try removeVersionNode(version)
@@ -101,35 +93,29 @@ extension Pool {
 
     private func prune(_ version: UInt64, seenBy views: [VersionView]) throws(FSError) {
         let limit = options.reclaimBatchSize
-        var after: UInt64?
-        while true {
-            let inodes = try changedInodes(version, after: after, limit: 64)
-            if inodes.isEmpty { return }
-            for ino in inodes {
-                let inodes = try views.map { view throws(FSError) in try visibleInode(ino, view) }
-                var resume: [UInt8]?
-                var kept = false
-                while true {
-                    let page = try entries(ino, version, after: resume, limit: limit)
-                    let entries = page.entries
-                    var batch = FSBatch(view: VersionView(head: version), background: true)
-                    for entry in entries {
-                        let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
-                        if try seen(logical, entry.value, at: version, by: views, inodes) {
-                            kept = true
-                            continue
-                        }
-                        batch.deleteUnversioned(entry.key)
-                        if logical.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
+        try forEachChangedInode(version) { ino throws(FSError) in
+            let inodes = try views.map { view throws(FSError) in try visibleInode(ino, view) }
+            var resume: [UInt8]?
+            var kept = false
+            while true {
+                let page = try entries(ino, version, after: resume, limit: limit)
+                let entries = page.entries
+                var batch = FSBatch(view: VersionView(head: version), background: true)
+                for entry in entries {
+                    let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                    if try seen(logical, entry.value, at: version, by: views, inodes) {
+                        kept = true
+                        continue
                     }
-                    let last = page.done
-                    if last, !kept { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
-                    _ = try commit(&batch, op: "collect", durable: false)
-                    if last { break }
-                    resume = entries.last?.key
+                    batch.deleteUnversioned(entry.key)
+                    if logical.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
                 }
+                let last = page.done
+                if last, !kept { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                _ = try commit(&batch, op: "collect", durable: false)
+                if last { break }
+                resume = entries.last?.key
             }
-            after = inodes.last
         }
     }
 
@@ -177,57 +163,51 @@ extension Pool {
                 after = last
             }
         }
-        var after: UInt64?
-        while true {
-            let inodes = try changedInodes(version, after: after, limit: 64)
-            if inodes.isEmpty { break }
-            after = inodes.last
-            for ino in inodes {
-                var resume: [UInt8]?
-                var moved = false
-                while true {
-                    // Each batch decides and commits under the inode's lock: a writer at the
-                    // child (a live head) cannot slip in between.
-                    let last = try locks.withLocks([ino]) { () throws(FSError) -> Bool in
-                        let inode = try visibleInode(ino, childView)
-                        var batch = FSBatch(view: VersionView(head: child), background: true)
-                        // Content moving down to the child must stay below the content
-                        // version of every inode record that can see it (before it moves).
-                        if resume == nil { try raiseContentVersions(ino, to: child, in: below, &batch) }
-                        let page = try entries(ino, version, after: resume, limit: limit)
-                        let entries = page.entries
-                        for entry in entries {
-                            let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
-                            let childKey = FSKeys.versioned(logical, child)
-                            let isChunk = logical.first == KeyKind.chunk.rawValue
-                            batch.deleteUnversioned(entry.key)
-                            if isChunk { batch.addWritten(version, -entry.value.count) }
-                            switch try mergeStep(logical, entry.value, childKey: childKey, inode: inode, parentView: parentView) {
-                            case .move:
-                                batch.putUnversioned(childKey, try raised(entry.value, ino: ino, logical: logical, to: child))
-                                // Marks moving into a root hide nothing above any more.
-                                if parentView == nil, logical.first == KeyKind.inode.rawValue, hasShrinkMarks(entry.value, ino) {
-                                    batch.putUnversioned(FSKeys.reclaim(ino, child), [ReclaimKind.shrink.rawValue])
-                                }
-                                if isChunk { batch.addWritten(child, entry.value.count) }
-                                moved = true
-                            case .dropBoth:
-                                batch.deleteUnversioned(childKey)
-                            case .drop:
-                                break
+        try forEachChangedInode(version) { ino throws(FSError) in
+            var resume: [UInt8]?
+            var moved = false
+            while true {
+                // Each batch decides and commits under the inode's lock: a writer at the
+                // child (a live head) cannot slip in between.
+                let last = try locks.withLocks([ino]) { () throws(FSError) -> Bool in
+                    let inode = try visibleInode(ino, childView)
+                    var batch = FSBatch(view: VersionView(head: child), background: true)
+                    // Content moving down to the child must stay below the content
+                    // version of every inode record that can see it (before it moves).
+                    if resume == nil { try raiseContentVersions(ino, to: child, in: below, &batch) }
+                    let page = try entries(ino, version, after: resume, limit: limit)
+                    let entries = page.entries
+                    for entry in entries {
+                        let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                        let childKey = FSKeys.versioned(logical, child)
+                        let isChunk = logical.first == KeyKind.chunk.rawValue
+                        batch.deleteUnversioned(entry.key)
+                        if isChunk { batch.addWritten(version, -entry.value.count) }
+                        switch try mergeStep(logical, entry.value, childKey: childKey, inode: inode, parentView: parentView) {
+                        case .move:
+                            batch.putUnversioned(childKey, try raised(entry.value, ino: ino, logical: logical, to: child))
+                            // Marks moving into a root hide nothing above any more.
+                            if parentView == nil, logical.first == KeyKind.inode.rawValue, hasShrinkMarks(entry.value, ino) {
+                                batch.putUnversioned(FSKeys.reclaim(ino, child), [ReclaimKind.shrink.rawValue])
                             }
+                            if isChunk { batch.addWritten(child, entry.value.count) }
+                            moved = true
+                        case .dropBoth:
+                            batch.deleteUnversioned(childKey)
+                        case .drop:
+                            break
                         }
-                        let last = page.done
-                        // Every batch that moves names the inode in the child's change index
-                        // (a crash may end the run between two batches).
-                        if moved { batch.putUnversioned(FSKeys.changeIndex(child, ino), []) }
-                        if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
-                        _ = try commit(&batch, op: "collect", durable: false)
-                        resume = entries.last?.key
-                        return last
                     }
-                    if last { break }
+                    let last = page.done
+                    // Every batch that moves names the inode in the child's change index
+                    // (a crash may end the run between two batches).
+                    if moved { batch.putUnversioned(FSKeys.changeIndex(child, ino), []) }
+                    if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                    _ = try commit(&batch, op: "collect", durable: false)
+                    resume = entries.last?.key
+                    return last
                 }
+                if last { break }
             }
         }
         // With no parent the child starts a tree of its own: none of its whiteouts shadows
@@ -289,28 +269,23 @@ extension Pool {
     func mergeDropBytes(_ version: UInt64, child: UInt64, childView: VersionView, parentView: VersionView?) throws(FSError) -> UInt64 {
         let limit = options.reclaimBatchSize
         var bytes: UInt64 = 0
-        var after: UInt64?
-        while true {
-            let inodes = try changedInodes(version, after: after, limit: 64)
-            if inodes.isEmpty { return bytes }
-            for ino in inodes {
-                let inode = try visibleInode(ino, childView)
-                var resume: [UInt8]?
-                while true {
-                    let page = try entries(ino, version, after: resume, limit: limit)
-                    let entries = page.entries
-                    for entry in entries where entry.key.first == KeyKind.chunk.rawValue {
-                        let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
-                        let step = try mergeStep(logical, entry.value, childKey: FSKeys.versioned(logical, child),
-                                                 inode: inode, parentView: parentView)
-                        if step != .move { bytes &+= UInt64(entry.value.count) }
-                    }
-                    if page.done { break }
-                    resume = entries.last?.key
+        try forEachChangedInode(version) { ino throws(FSError) in
+            let inode = try visibleInode(ino, childView)
+            var resume: [UInt8]?
+            while true {
+                let page = try entries(ino, version, after: resume, limit: limit)
+                let entries = page.entries
+                for entry in entries where entry.key.first == KeyKind.chunk.rawValue {
+                    let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                    let step = try mergeStep(logical, entry.value, childKey: FSKeys.versioned(logical, child),
+                                             inode: inode, parentView: parentView)
+                    if step != .move { bytes &+= UInt64(entry.value.count) }
                 }
+                if page.done { break }
+                resume = entries.last?.key
             }
-            after = inodes.last
         }
+        return bytes
     }
 
     /// Whether a version above the dead one shows a live value for `logical`.
@@ -381,6 +356,19 @@ extension Pool {
     }
 
     // MARK: finding the work
+
+    /// Calls `body` with each inode in the change index of `version`, in order, reading
+    /// the index a page at a time and going on after the last inode seen (the body may
+    /// delete its change record).
+    func forEachChangedInode(_ version: UInt64, _ body: (UInt64) throws(FSError) -> Void) throws(FSError) {
+        var after: UInt64?
+        while true {
+            let inodes = try changedInodes(version, after: after, limit: 64)
+            if inodes.isEmpty { return }
+            for ino in inodes { try body(ino) }
+            after = inodes.last
+        }
+    }
 
     /// Up to `limit` inodes in the change index of `version`, after `after`.
     func changedInodes(_ version: UInt64, after: UInt64? = nil, limit: Int) throws(FSError) -> [UInt64] {
