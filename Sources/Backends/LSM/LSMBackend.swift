@@ -252,10 +252,11 @@ final class LSMIterator: KVIterator {
     static func firstVersion(store: LSMStore, snapshot: LSMStore.Snapshot, from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
         let start = Bytes.compare(from, prefix) >= 0 ? from : prefix
         let end = Bytes.prefixSuccessor(prefix)
-        // The newest-first path answers unless range tombstones or a deletion need the merge
-        // (an empty key there means "nothing in range").
-        if let found = try store.firstVersion(snapshot, from: start, end: end, prefix: prefix, suffixLength: suffixLength) {
-            return found.key.isEmpty ? nil : found
+        // The newest-first path answers unless range tombstones or a deletion need the merge.
+        switch try store.firstVersion(snapshot, from: start, end: end, prefix: prefix, suffixLength: suffixLength) {
+        case .found(let entry): return entry
+        case .none: return nil
+        case .merge: break
         }
         let iterator = try LSMIterator(store: store, snapshot: snapshot, range: KeyRange(start: start, end: end),
                                        lifetime: LifetimeGuard("iterator"), prefix: prefix)

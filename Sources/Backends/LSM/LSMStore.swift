@@ -370,6 +370,14 @@ final class LSMStore: @unchecked Sendable {
         }
     }
 
+    /// What the newest-first path found: an entry, nothing in range, or a case for the
+    /// merging iterator.
+    enum VersionLookup {
+        case found(KVEntry)
+        case none
+        case merge
+    }
+
     /// `firstVersion`: the first entry at or after `from` below `end`, for keys that are
     /// `prefix` plus exactly `suffixLength` bytes. Sources are visited newest first; once
     /// an entry is found, an older source matters only if it may hold a key between `from`
@@ -377,14 +385,16 @@ final class LSMStore: @unchecked Sendable {
     /// empty the older sources are skipped; when it holds a few keys, their full-key bloom
     /// filters decide; otherwise, and for tables the logical-key filter cannot rule out,
     /// the source is sought. Range tombstones, or a deletion as the answer, send the call
-    /// to the merged path.
-    func firstVersion(_ snap: Snapshot, from: [UInt8], end: [UInt8]?, prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+    /// to the merging iterator (`.merge`).
+    func firstVersion(_ snap: Snapshot, from: [UInt8], end: [UInt8]?, prefix: [UInt8], suffixLength: Int) throws -> VersionLookup {
         if snap.version.hasTombstones || snap.mem.hasRangeDeletes || snap.immutables.contains(where: \.hasRangeDeletes) {
-            return nil
+            return .merge
         }
         var best: (key: [UInt8], value: [UInt8], isDelete: Bool)?
-        /// Keys that may lie between `from` and the best entry so far: nil when unknown or many.
-        func gap() -> [[UInt8]]? {
+        /// Keys that may lie between `from` and the best entry so far: nil when unknown or
+        /// many. Computed once per new best entry.
+        var gap: [[UInt8]]?
+        func gapKeys() -> [[UInt8]]? {
             guard let best else { return nil }
             let width = prefix.count + suffixLength
             guard from.count == width, best.key.count == width, suffixLength == 8 else { return nil }
@@ -397,27 +407,29 @@ final class LSMStore: @unchecked Sendable {
                 return key
             }
         }
+        /// No older source can hold a key between `from` and the best entry.
+        var settled: Bool { gap?.isEmpty == true }
         func consider(_ cursor: MergeCursor) throws {
             try from.withUnsafeBytes { try cursor.seek($0) }
             guard cursor.isValid else { return }
             if let end, Bytes.compare(cursor.key, end) >= 0 { return }
             if let best, Bytes.compare(cursor.key, best.key) >= 0 { return }
             best = (Array(cursor.key), Array(cursor.value), cursor.isDelete)
+            gap = gapKeys()
         }
         /// Whether a table may hold a key between `from` and the best entry so far.
         func mayMatter(_ table: TableReader) -> Bool {
-            guard best != nil else { return table.mayContainVersion(prefix, suffixLength: suffixLength) }
-            guard let keys = gap() else { return table.mayContainVersion(prefix, suffixLength: suffixLength) }
-            return keys.contains { key in key.withUnsafeBytes { table.mayContain($0) } }
+            guard let gap else { return table.mayContainVersion(prefix, suffixLength: suffixLength) }
+            return gap.contains { key in key.withUnsafeBytes { table.mayContain($0) } }
         }
         for table in [snap.mem] + snap.immutables.reversed() {
-            if best != nil, gap()?.isEmpty == true { break }
+            if settled { break }
             try consider(MemtableMergeCursor(table, seq: snap.seq))
         }
-        for table in snap.version.levels[0] where gap()?.isEmpty != true {
+        for table in snap.version.levels[0] where !settled {
             if mayMatter(table) { try consider(TableMergeCursor(table)) }
         }
-        for level in 1..<snap.version.levels.count where gap()?.isEmpty != true {
+        for level in 1..<snap.version.levels.count where !settled {
             let tables = snap.version.levels[level]
             var lo = 0
             var hi = tables.count
@@ -435,9 +447,8 @@ final class LSMStore: @unchecked Sendable {
                 try consider(LevelMergeCursor(version: snap.version, level: level))
             }
         }
-        guard let best else { return KVEntry(key: [], value: []) }
-        if best.isDelete { return nil }
-        return KVEntry(key: best.key, value: best.value)
+        guard let best else { return .none }
+        return best.isDelete ? .merge : .found(KVEntry(key: best.key, value: best.value))
     }
 
     /// The merge sources of a snapshot, newest first; tables that cannot hold `prefix`
