@@ -45,14 +45,7 @@ public enum DatasetSuite {
     static func expectDatasetError(
         _ kind: DatasetError.Kind, _ what: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
     ) {
-        do {
-            try body()
-            Issue.record("expected \(kind): \(what), but it succeeded", sourceLocation: sourceLocation)
-        } catch let error as DatasetError {
-            #expect(error.kind == kind, "\(what): \(error)", sourceLocation: sourceLocation)
-        } catch {
-            Issue.record("expected \(kind): \(what), got \(error)", sourceLocation: sourceLocation)
-        }
+        expectFailure(kind, what, sourceLocation: sourceLocation, body) { (error: DatasetError) in error.kind }
     }
 
     /// A small tree with data across chunk boundaries, a symlink and hard links.

@@ -109,13 +109,21 @@ public enum Users {
 public func expectErrno(
     _ code: FSError.Code, _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
 ) {
+    expectFailure(code, what, sourceLocation: sourceLocation, body) { (error: FSError) in error.code }
+}
+
+/// Expects `body` to fail with an error of type `E` whose `kind` is `expected`; records an
+/// issue otherwise (success, another error type, another kind).
+public func expectFailure<E: Error, K: Equatable>(
+    _ expected: K, _ what: String, sourceLocation: SourceLocation, _ body: () throws -> Void, kind: (E) -> K
+) {
     do {
         try body()
-        Issue.record("expected \(code) \(what), but it succeeded", sourceLocation: sourceLocation)
-    } catch let error as FSError {
-        #expect(error.code == code, "\(what): \(error)", sourceLocation: sourceLocation)
+        Issue.record("expected \(expected) \(what), but it succeeded", sourceLocation: sourceLocation)
+    } catch let error as E {
+        #expect(kind(error) == expected, "\(what): \(error)", sourceLocation: sourceLocation)
     } catch {
-        Issue.record("expected \(code) \(what), got \(error)", sourceLocation: sourceLocation)
+        Issue.record("expected \(expected) \(what), got \(error)", sourceLocation: sourceLocation)
     }
 }
 
