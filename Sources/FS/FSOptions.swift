@@ -18,6 +18,9 @@ public struct FSOptions: Sendable {
     public var backgroundReclaim = true
     /// Chunk entries deleted per reclaim batch.
     public var reclaimBatchSize = 512
+    /// Inodes per dataset handle whose record version is remembered, so that reads in a
+    /// dataset with snapshots are point gets (about 24 bytes each); 0 turns it off.
+    public var inodeVersionEntries = 1 << 18
 
     public init() {}
 }

@@ -29,6 +29,8 @@ public final class FileSystem: Sendable {
     let renameLock = PlainLock()
     let barrier = Barrier()
     let current: Mutex<HandleState>
+    /// Where inode records were last found, so reads with snapshots are point gets.
+    let inodeVersions: InodeVersions
 
     struct HandleState {
         var view: VersionView
@@ -41,6 +43,7 @@ public final class FileSystem: Sendable {
         self.pool = pool
         dataset = record.id
         root = record.rootInode
+        inodeVersions = InodeVersions(capacity: pool.options.inodeVersionEntries)
         current = Mutex(HandleState(view: view, writable: !record.readonly && !record.isSnapshot,
                                     isSnapshot: record.isSnapshot, deleted: false))
     }
@@ -62,15 +65,19 @@ public final class FileSystem: Sendable {
     public func close() throws(FSError) { try pool.close() }
 
     func refresh(_ found: (DatasetRecord, VersionView)?) {
-        current.withLock { state in
+        let moved = current.withLock { state in
             guard let (record, view) = found else {
                 state.deleted = true
                 state.writable = false
-                return
+                return true
             }
+            let moved = state.view != view
             state.view = view
             state.writable = !record.readonly && !record.isSnapshot
+            return moved
         }
+        // After the view: a read that saw the old view cannot fill the new map.
+        if moved { inodeVersions.reset() }
     }
 
     // MARK: what the pool shares
@@ -97,9 +104,17 @@ public final class FileSystem: Sendable {
 
     /// The inode `ino`, or ESTALE when no such inode exists at this version.
     func inode(_ ino: UInt64) throws(FSError) -> Inode {
-        guard let value = try reads.get(FSKeys.inode(ino)) else {
-            throw FSError(.ESTALE, "no inode \(ino)")
+        // The generation before the view (InodeVersions).
+        let (guess, generation) = inodeVersions.guess(ino)
+        let reads = self.reads
+        var value: [UInt8]?
+        if reads.view.ancestors.isEmpty {
+            value = try reads.get(FSKeys.inode(ino))
+        } else if let found = try reads.lookup(FSKeys.inode(ino), probe: guess) {
+            if found.version != guess { inodeVersions.found(ino, at: found.version, generation: generation) }
+            value = found.value.first == ValueTag.live.rawValue ? found.value : nil
         }
+        guard let value else { throw FSError(.ESTALE, "no inode \(ino)") }
         return try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
     }
 

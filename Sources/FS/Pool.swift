@@ -299,6 +299,9 @@ public final class Pool: Sendable {
             for (version, node) in nodes { s.forest.setWritten(version, node.written) }
             return syncGate.noteApplied()
         }
+        if let dataset = batch.dataset, !batch.touched.isEmpty {
+            handles.withLock { $0[dataset] }?.inodeVersions.committed(batch.touched, at: batch.view.head)
+        }
         try crashPoints.pass("\(op).after-commit")
         if batch.background { pacer.step() }
         return PendingSync(sequence: durable ? sequence : nil)

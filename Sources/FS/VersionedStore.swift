@@ -49,19 +49,30 @@ struct VersionedStore {
 
     /// The live value of `logical` at this view, or nil when absent or whited out. `below`:
     /// a version no visible entry of `logical` is newer than (an inode's content version),
-    /// where the search may start; 0 for none.
-    func get(_ logical: [UInt8], below hint: UInt64 = 0) throws(FSError) -> [UInt8]? {
+    /// where the search may start; 0 for none. `probe`: see `lookup`.
+    func get(_ logical: [UInt8], below hint: UInt64 = 0, probe: UInt64 = 0) throws(FSError) -> [UInt8]? {
         if view.ancestors.isEmpty {
             guard let value = try kv({ try store.get(FSKeys.versioned(logical, view.head)) }) else { return nil }
             return value.first == ValueTag.live.rawValue ? value : nil
         }
-        guard let (_, value) = try lookup(logical, below: hint) else { return nil }
+        guard let (_, value) = try lookup(logical, below: hint, probe: probe) else { return nil }
         return value.first == ValueTag.live.rawValue ? value : nil
     }
 
     /// The entry of `logical` this view sees, live or whiteout, with its version.
-    func lookup(_ logical: [UInt8], below hint: UInt64 = 0) throws(FSError) -> (version: UInt64, value: [UInt8])? {
-        var version = hint != 0 && hint < view.head ? hint : view.head
+    ///
+    /// With a hint, the entry at the hint itself is tried first with a point get: when it
+    /// exists no visible entry is newer, so it is the answer, and most reads end there (a
+    /// chunk is usually where its inode's content version says). `probe`: a version tried
+    /// instead that is only a guess (where the handle last found the key); when it misses,
+    /// the search starts at the hint or the head as before.
+    func lookup(_ logical: [UInt8], below hint: UInt64 = 0, probe: UInt64 = 0) throws(FSError) -> (version: UInt64, value: [UInt8])? {
+        let start = hint != 0 && hint < view.head ? hint : view.head
+        let guess = probe != 0 ? probe : hint
+        if guess != 0, view.sees(guess), let value = try kv({ try store.get(FSKeys.versioned(logical, guess)) }) {
+            return (guess, value)
+        }
+        var version = start
         while true {
             let from = FSKeys.versioned(logical, version)
             guard let entry = try kv({ try store.firstVersion(from: from, prefix: logical, suffixLength: FSKeys.versionSuffixSize) })

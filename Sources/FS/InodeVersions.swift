@@ -1,0 +1,67 @@
+// Where a handle last found each inode's record. A dataset with snapshots reads an inode
+// record with a search over its versions (one firstVersion per gap); knowing the version,
+// the read is one point get, as on a dataset without snapshots.
+//
+// Sound because an entry can only be wrong by naming a version that is no longer the
+// newest visible record of the inode, and a newer visible record appears only
+//   - by a commit at the head, which notes the head here for every inode it touches;
+//   - by a change of the handle's view, which empties the map (a rollback to a snapshot
+//     taken on another branch shows records newer than ones remembered on this one).
+// The collector moves records to newer versions only by deleting the old key in the same
+// batch, so a stale version misses and the read searches from the head. A read fills an
+// entry only if no commit or view change was noted since it began (the generation).
+
+import Synchronization
+
+final class InodeVersions: Sendable {
+    private struct State {
+        var generation: UInt64 = 0
+        var versions: [UInt64: UInt64] = [:]
+    }
+
+    private let state = Mutex(State())
+    /// Entries kept at most; the map starts over when full.
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// The version to probe for `ino` (0 when unknown) and the generation to fill with.
+    func guess(_ ino: UInt64) -> (version: UInt64, generation: UInt64) {
+        state.withLock { ($0.versions[ino] ?? 0, $0.generation) }
+    }
+
+    /// Notes that `ino`'s record was found at `version` by a read that began at
+    /// `generation`; ignored when something changed since.
+    func found(_ ino: UInt64, at version: UInt64, generation: UInt64) {
+        guard capacity > 0 else { return }
+        state.withLock { s in
+            guard s.generation == generation, s.versions[ino] != version else { return }
+            if s.versions.count >= capacity { s.versions.removeAll(keepingCapacity: true) }
+            s.versions[ino] = version
+        }
+    }
+
+    /// A commit at `head` wrote the records of `inodes` (live, whiteout or deleted).
+    func committed(_ inodes: Set<UInt64>, at head: UInt64) {
+        state.withLock { s in
+            s.generation &+= 1
+            guard capacity > 0 else { return }
+            for ino in inodes {
+                if s.versions.count >= capacity { s.versions.removeAll(keepingCapacity: true) }
+                s.versions[ino] = head
+            }
+        }
+    }
+
+    /// The view changed: nothing known holds any more.
+    func reset() {
+        state.withLock { s in
+            s.generation &+= 1
+            s.versions.removeAll()
+        }
+    }
+
+    var count: Int { state.withLock { $0.versions.count } }
+}
