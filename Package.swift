@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C shims: one system-library target per native library, found by pkg-config.
@@ -46,11 +47,18 @@ let package = Package(
 
         .target(name: "FS", dependencies: ["Engine", "Compression"]),
 
+        // NFSv3 and MOUNT over ONC RPC on SwiftNIO (Docs/nfs.md).
+        .target(
+            name: "NFS",
+            dependencies: ["FS", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Sources/Frontends/NFS"
+        ),
+
         .target(name: "Workloads", dependencies: ["Engine", "FS"]),
         .executableTarget(
             name: "zerofs",
             dependencies: [
-                "Engine", "BackendCatalog", "Workloads", "FS",
+                "Engine", "BackendCatalog", "Workloads", "FS", "NFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -69,6 +77,7 @@ let package = Package(
                 "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore",
             ]
         ),
+        .testTarget(name: "NFSTests", dependencies: ["NFS", "FS", "FSTestSupport", "KVTestSupport", "MemoryBackend", "LSMBackend"]),
         .testTarget(
             name: "FSTests",
             dependencies: [

@@ -90,7 +90,9 @@ public final class FileSystem: Sendable {
     var locks: LockTable { pool.locks }
     var syncGate: SyncGate { pool.syncGate }
     var view: VersionView { current.withLock { $0.view } }
-    var isWritable: Bool { current.withLock { $0.writable } }
+    /// False for a snapshot, a read-only dataset and a deleted one.
+    public var isWritable: Bool { current.withLock { $0.writable } }
+    public var isSnapshot: Bool { current.withLock { $0.isSnapshot } }
 
     // MARK: shared helpers
 

@@ -1,0 +1,108 @@
+// READDIR and READDIRPLUS. Cookies are the filesystem's entry cookies, valid for as long
+// as an entry exists, so paging across changes needs no verifier: it is always zero, and
+// any verifier a client sends back is accepted. A reply never exceeds the client's byte
+// budgets (count; dircount and maxcount), and is NFS3ERR_TOOSMALL when not one entry fits.
+// `.snapshots` lists the dataset's snapshots, with their ids as cookies.
+
+import FS
+
+extension NFSProgram {
+    /// One entry to encode.
+    struct Listed {
+        var fileid: UInt64
+        var name: [UInt8]
+        var cookie: UInt64
+        var handle: NFSFileHandle?
+        var attributes: NFSAttributes?
+    }
+
+    /// Bytes of a reply around its entries: status, post_op_attr, verifier, list end, eof.
+    static let readdirOverhead = 4 + 4 + 84 + 8 + 4 + 4
+
+    func readdir(_ a: inout XDRReader, _ cred: Credentials, _ w: inout XDRWriter, plus: Bool) throws(XDRError) {
+        let fh = try a.handleBytes()
+        let cookie = try a.uint64()
+        _ = try a.fixed(8)
+        let dircount = Int(try a.uint32())
+        let maxcount = plus ? Int(try a.uint32()) : dircount
+        var resolvedDir: Target?
+        do throws(NFSStatus) {
+            let dir = try target(fh)
+            resolvedDir = dir
+            var budget = min(maxcount, Self.maxIO) - Self.readdirOverhead
+            var names = plus ? dircount : Int.max
+            var listed: [Listed] = []
+            var eof = false
+            var after = cookie
+            fill: while true {
+                let (page, pageEOF) = try entries(dir, cred, after: after, plus: plus)
+                for entry in page {
+                    // value_follows, fileid, name, cookie (+ attributes and handle with plus)
+                    let nameBytes = 8 + 4 + (entry.name.count + 3) & ~3 + 8
+                    var size = 4 + nameBytes
+                    if plus { size += 4 + 84 + 4 + 4 + NFSFileHandle.size }
+                    guard size <= budget, nameBytes <= names else { break fill }
+                    budget -= size
+                    names -= nameBytes
+                    listed.append(entry)
+                    after = entry.cookie
+                }
+                if pageEOF {
+                    eof = true
+                    break
+                }
+            }
+            if listed.isEmpty && !eof { throw .toosmall }
+            w.status(.ok)
+            w.postOp(attributes(dir))
+            w.uint64(0)  // cookieverf
+            for entry in listed {
+                w.bool(true)
+                w.uint64(entry.fileid)
+                w.opaque(entry.name)
+                w.uint64(entry.cookie)
+                if plus {
+                    w.postOp(entry.attributes)
+                    w.postOpHandle(entry.handle)
+                }
+            }
+            w.bool(false)
+            w.bool(eof)
+        } catch {
+            w.status(error)
+            w.postOp(resolvedDir.flatMap { attributes($0) })
+        }
+    }
+
+    /// A page of entries after `cookie`, and whether it ends the directory.
+    private func entries(_ dir: Target, _ cred: Credentials, after cookie: UInt64, plus: Bool) throws(NFSStatus) -> ([Listed], Bool) {
+        let fs = dir.fs
+        if dir.isSnapshots {
+            guard let info = try? pool.info(fs.dataset, used: false),
+                  let snapshots = try? pool.listSnapshots(of: info.name)
+            else { throw .stale }
+            let page = snapshots.filter { $0.id &+ 1 > cookie }.sorted { $0.id < $1.id }
+            let listed = page.map { snapshot in
+                let name = Array(snapshot.name.split(separator: "@", maxSplits: 1).last.map(String.init)?.utf8 ?? "".utf8)
+                // A fileid of the parent's fsid that no inode uses (the root's own is in the snapshot's).
+                var entry = Listed(fileid: UInt64.max - 2 - snapshot.id, name: name, cookie: snapshot.id &+ 1)
+                if plus, let fs = try? pool.filesystem(snapshot.id), let root = try? fs.getattr(fs.root) {
+                    entry.handle = handle(fs, root)
+                    entry.attributes = attributes(fs, root)
+                }
+                return entry
+            }
+            return (listed, true)
+        }
+        let result = try nfs { () throws(FSError) in try fs.readdir(cred, dir.ino, after: cookie, limit: 256) }
+        let listed = result.entries.map { entry in
+            var listed = Listed(fileid: entry.ino, name: entry.name, cookie: entry.cookie)
+            if plus, let inode = try? fs.getattr(entry.ino) {
+                listed.handle = handle(fs, inode)
+                listed.attributes = attributes(fs, inode)
+            }
+            return listed
+        }
+        return (listed, result.eof)
+    }
+}

@@ -1,0 +1,149 @@
+// The RPC dispatcher shared by every connection: decodes a record's call header, routes
+// it to MOUNT or NFS, answers PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL and GARBAGE_ARGS
+// as RFC 5531 says, and keeps a duplicate-request cache so that a retransmitted
+// non-idempotent call gets the reply of the first instead of running twice. Pure with
+// respect to I/O: a record in, a reply out (NFSServer does the sockets).
+
+import FS
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class NFSService: Sendable {
+    let nfs: NFSProgram
+    let mount: MountProgram
+    private let replies = DuplicateRequestCache(capacity: 4096)
+
+    /// `writeVerifier`: a value that differs between server starts (the default is the
+    /// clock's nanoseconds).
+    public init(pool: Pool, writeVerifier: UInt64? = nil) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let verifier = writeVerifier ?? (UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec))
+        nfs = NFSProgram(pool: pool, writeVerifier: verifier)
+        mount = MountProgram(nfs: nfs)
+    }
+
+    public var writeVerifier: UInt64 { nfs.writeVerifier }
+
+    /// ZEROFS_NFS_TRACE=1: one line per call on standard error (program, procedure, the
+    /// accept status and the first word of the result, which is the NFS or MOUNT status).
+    private let trace = getenv("ZEROFS_NFS_TRACE").map { String(cString: $0) == "1" } ?? false
+
+    private static func trace(_ call: RPCCall, _ reply: [UInt8]) {
+        var r = XDRReader(reply, offset: 20)
+        let accept = (try? r.uint32()).map(String.init) ?? "-"
+        let status = (try? r.uint32()).map(String.init) ?? "-"
+        let line = "nfs trace: xid \(call.xid) program \(call.program) v\(call.version) procedure \(call.procedure) accept \(accept) status \(status)\n"
+        _ = Array(line.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// NFS procedures whose repetition would fail or do something else (RFC 1813 2.3.3).
+    static let nonIdempotent: Set<UInt32> = [8, 9, 10, 11, 12, 13, 14, 15]
+
+    /// The reply to `record` from `client` (its address without the port), or nil to send
+    /// nothing (not a call, or a retransmission of a call still running).
+    public func handle(_ record: [UInt8], client: String) -> [UInt8]? {
+        let call: RPCCall
+        switch RPCCall.decode(record) {
+        case .dropped: return nil
+        case .refused(let reply): return reply
+        case .call(let decoded): call = decoded
+        }
+        let cached = call.program == NFSProgram.program && call.version == NFSProgram.version
+            && Self.nonIdempotent.contains(call.procedure)
+        let key = DuplicateRequestCache.Key(client: client, xid: call.xid, record: record)
+        if cached {
+            switch replies.begin(key) {
+            case .new: break
+            case .running: return nil
+            case .done(let reply): return reply
+            }
+        }
+        let reply = dispatch(call)
+        if cached { replies.finish(key, reply) }
+        if trace { Self.trace(call, reply) }
+        return reply
+    }
+
+    private func dispatch(_ call: RPCCall) -> [UInt8] {
+        var args = call.arguments
+        let body: [UInt8]?
+        do throws(XDRError) {
+            switch call.program {
+            case NFSProgram.program:
+                guard call.version == NFSProgram.version else {
+                    return RPCReply.progMismatch(call.xid, low: NFSProgram.version, high: NFSProgram.version)
+                }
+                body = try nfs.call(call.procedure, &args, call.credentials)
+            case MountProgram.program:
+                guard call.version == MountProgram.version else {
+                    return RPCReply.progMismatch(call.xid, low: MountProgram.version, high: MountProgram.version)
+                }
+                body = try mount.call(call.procedure, &args, call.credentials, machine: call.machine)
+            default:
+                return RPCReply.accepted(call.xid, .progUnavail)
+            }
+        } catch {
+            return RPCReply.accepted(call.xid, .garbageArgs)
+        }
+        guard let body else { return RPCReply.accepted(call.xid, .procUnavail) }
+        var reply = RPCReply.accepted(call.xid, .success, capacity: body.count + 24)
+        reply.append(contentsOf: body)
+        return reply
+    }
+}
+
+/// Replies of recent non-idempotent calls by (client, xid), checked against the whole
+/// call so a reused xid with other arguments runs as new. Oldest entries go first.
+final class DuplicateRequestCache: Sendable {
+    struct Key: Hashable, Sendable {
+        var client: String
+        var xid: UInt32
+        var record: [UInt8]
+    }
+
+    enum Begin {
+        case new
+        case running
+        case done([UInt8])
+    }
+
+    private struct State {
+        var entries: [Key: [UInt8]?] = [:]
+        var order: [Key] = []
+        var head = 0
+    }
+
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func begin(_ key: Key) -> Begin {
+        state.withLock { s in
+            if let entry = s.entries[key] { return entry.map { .done($0) } ?? .running }
+            s.entries[key] = .some(nil)
+            s.order.append(key)
+            if s.order.count - s.head > capacity {
+                s.entries[s.order[s.head]] = nil
+                s.head += 1
+                if s.head > capacity {
+                    s.order.removeFirst(s.head)
+                    s.head = 0
+                }
+            }
+            return .new
+        }
+    }
+
+    func finish(_ key: Key, _ reply: [UInt8]) {
+        state.withLock { s in
+            if s.entries[key] != nil { s.entries[key] = .some(reply) }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+// XDR (RFC 4506), the encoding of every ONC RPC message: big-endian 4-byte units,
+// variable-length data padded to a multiple of 4. The reader never traps on bad input:
+// every read checks the bytes left and throws `XDRError`, which the dispatcher answers
+// with GARBAGE_ARGS.
+
+/// A message too short, a length beyond its limit, or a value outside its enum.
+public struct XDRError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { "XDR: \(message)" }
+}
+
+/// Reads XDR from a byte array, front to back.
+public struct XDRReader {
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+
+    public init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    public var remaining: Int { bytes.count - offset }
+
+    public mutating func uint32() throws(XDRError) -> UInt32 {
+        guard remaining >= 4 else { throw XDRError("message ends inside a 4-byte unit at offset \(offset)") }
+        var value: UInt32 = 0
+        for i in 0..<4 { value = value << 8 | UInt32(bytes[offset + i]) }
+        offset += 4
+        return value
+    }
+
+    public mutating func int32() throws(XDRError) -> Int32 { Int32(bitPattern: try uint32()) }
+
+    public mutating func uint64() throws(XDRError) -> UInt64 {
+        let high = try uint32()
+        return UInt64(high) << 32 | UInt64(try uint32())
+    }
+
+    public mutating func bool() throws(XDRError) -> Bool {
+        switch try uint32() {
+        case 0: return false
+        case 1: return true
+        case let other: throw XDRError("boolean \(other)")
+        }
+    }
+
+    /// Fixed-length opaque data of `count` bytes (plus padding).
+    public mutating func fixed(_ count: Int) throws(XDRError) -> [UInt8] {
+        let padded = (count + 3) & ~3
+        guard count >= 0, remaining >= padded else { throw XDRError("\(count) bytes of data past the end at offset \(offset)") }
+        let value = Array(bytes[offset..<(offset + count)])
+        offset += padded
+        return value
+    }
+
+    /// Variable-length opaque data of at most `limit` bytes.
+    public mutating func opaque(limit: Int) throws(XDRError) -> [UInt8] {
+        let count = try uint32()
+        guard count <= UInt32(limit) else { throw XDRError("opaque of \(count) bytes, at most \(limit) allowed") }
+        return try fixed(Int(count))
+    }
+
+    /// An optional value (XDR's `*`: a boolean, then the value when true).
+    public mutating func optional<T>(_ body: (inout XDRReader) throws(XDRError) -> T) throws(XDRError) -> T? {
+        try bool() ? try body(&self) : nil
+    }
+
+    /// Fails unless every byte was read: trailing bytes mean the caller and we disagree.
+    public func expectEnd() throws(XDRError) {
+        guard remaining == 0 else { throw XDRError("\(remaining) unexpected bytes after the arguments") }
+    }
+}
+
+/// Writes XDR into a growing byte array.
+public struct XDRWriter {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 256) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func uint32(_ value: UInt32) {
+        bytes.append(UInt8(truncatingIfNeeded: value >> 24))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: value))
+    }
+
+    public mutating func int32(_ value: Int32) { uint32(UInt32(bitPattern: value)) }
+
+    public mutating func uint64(_ value: UInt64) {
+        uint32(UInt32(truncatingIfNeeded: value >> 32))
+        uint32(UInt32(truncatingIfNeeded: value))
+    }
+
+    public mutating func bool(_ value: Bool) { uint32(value ? 1 : 0) }
+
+    /// Fixed-length opaque data (padded to 4).
+    public mutating func fixed(_ data: some Collection<UInt8>) {
+        bytes.append(contentsOf: data)
+        let pad = (4 - data.count % 4) % 4
+        for _ in 0..<pad { bytes.append(0) }
+    }
+
+    /// Variable-length opaque data: its length, then the bytes (padded).
+    public mutating func opaque(_ data: some Collection<UInt8>) {
+        uint32(UInt32(data.count))
+        fixed(data)
+    }
+
+    /// An optional value: false, or true then the value.
+    public mutating func optional<T>(_ value: T?, _ body: (inout XDRWriter, T) -> Void) {
+        if let value {
+            bool(true)
+            body(&self, value)
+        } else {
+            bool(false)
+        }
+    }
+
+    /// The current length, for a field to patch later (`patch`).
+    public var count: Int { bytes.count }
+
+    /// Overwrites the 4-byte unit at `offset`.
+    public mutating func patch(_ offset: Int, _ value: UInt32) {
+        bytes[offset] = UInt8(truncatingIfNeeded: value >> 24)
+        bytes[offset + 1] = UInt8(truncatingIfNeeded: value >> 16)
+        bytes[offset + 2] = UInt8(truncatingIfNeeded: value >> 8)
+        bytes[offset + 3] = UInt8(truncatingIfNeeded: value)
+    }
+}

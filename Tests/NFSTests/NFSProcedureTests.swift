@@ -1,0 +1,299 @@
+// Every MOUNT and NFS procedure through NFSService (no sockets): results, the errors a
+// client can cause, RPC-level refusals, snapshots through both paths, the duplicate-
+// request cache, EXCLUSIVE create, and handles that survive a restart.
+
+@testable import NFS
+import Engine
+import FS
+import FSTestSupport
+import KVTestSupport
+import LSMBackend
+import MemoryBackend
+import Testing
+
+@Suite struct NFSProcedureTests {
+    static func make(_ factory: any KVBackendFactory = MemoryBackendFactory()) throws -> (FSFixture, NFSService, NFSTestClient) {
+        let f = try FSFixture(factory)
+        let service = NFSService(pool: f.fs.pool)
+        return (f, service, NFSTestClient(service))
+    }
+
+    static func status(_ body: () throws -> Void) -> UInt32? {
+        do {
+            try body()
+            return 0
+        } catch let error as NFSCallError {
+            return error.status
+        } catch {
+            return nil
+        }
+    }
+
+    @Test func everyProcedure() throws {
+        let (f, service, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        _ = try c.call(100_005, 0)
+        _ = try c.call(100_003, 0)
+        #expect(try c.getattr(root).type == 2)
+
+        let d = try c.mkdir(root, "d")
+        let file = try c.create(d, "f")
+        let sync = try c.write(file, 0, Array("hello world".utf8))
+        #expect(sync.count == 11 && sync.committed == 2 && sync.verifier == service.writeVerifier)
+        let unstable = try c.write(file, 11, Array("!".utf8), stable: 0)
+        #expect(unstable.committed == 0)
+        #expect(try c.commit(file) == service.writeVerifier)
+        #expect(try c.read(file, 0, 100) == (Array("hello world!".utf8), true))
+        #expect(try c.read(file, 0, 5) == (Array("hello".utf8), false))
+
+        // SETATTR: truncate and chmod, then a guard that does not match.
+        var (status, _) = try c.nfs(2) { w in
+            w.opaque(file)
+            NFSTestClient.sattr(&w, mode: 0o600, size: 5)
+            w.bool(false)
+        }
+        #expect(status == 0)
+        #expect(try c.getattr(file).size == 5 && c.getattr(file).mode == 0o600)
+        (status, _) = try c.nfs(2) { w in
+            w.opaque(file)
+            NFSTestClient.sattr(&w, mode: 0o644)
+            w.bool(true)
+            w.uint32(1)
+            w.uint32(0)
+        }
+        #expect(status == NFSStatus.notSync.rawValue)
+
+        #expect(try c.lookup(d, "f") == file)
+        #expect(try c.lookup(d, "..") == root)
+        var access: XDRReader
+        (status, access) = try c.nfs(4) { w in
+            w.opaque(file)
+            w.uint32(0x3F)
+        }
+        try NFSTestClient.skipPostOp(&access)
+        #expect(status == 0)
+        #expect(try access.uint32() == 0x0D)  // read, modify, extend; not lookup, delete, execute
+
+        // SYMLINK and READLINK.
+        var reply: XDRReader
+        (status, reply) = try c.nfs(10) { w in
+            w.opaque(d)
+            w.opaque(Array("s".utf8))
+            NFSTestClient.sattr(&w)
+            w.opaque(Array("f".utf8))
+        }
+        #expect(status == 0)
+        let link = try NFSTestClient.createdHandle(&reply)
+        (status, reply) = try c.nfs(5) { $0.opaque(link) }
+        try NFSTestClient.skipPostOp(&reply)
+        #expect(status == 0)
+        #expect(try reply.opaque(limit: 100) == Array("f".utf8))
+
+        // MKNOD (a FIFO), LINK, RENAME.
+        (status, _) = try c.nfs(11) { w in
+            w.opaque(d)
+            w.opaque(Array("p".utf8))
+            w.uint32(7)
+            NFSTestClient.sattr(&w, mode: 0o644)
+        }
+        #expect(status == 0)
+        (status, _) = try c.nfs(15) { w in
+            w.opaque(file)
+            w.opaque(d)
+            w.opaque(Array("hard".utf8))
+        }
+        #expect(status == 0)
+        #expect(try c.getattr(file).nlink == 2)
+        (status, _) = try c.nfs(14) { w in
+            w.opaque(d)
+            w.opaque(Array("hard".utf8))
+            w.opaque(root)
+            w.opaque(Array("moved".utf8))
+        }
+        #expect(status == 0)
+        #expect(Set(try c.list(d)) == ["f", "p", "s"])
+        #expect(Set(try c.list(root, plus: true)) == ["d", "moved"])
+
+        // REMOVE, RMDIR.
+        for name in ["f", "p", "s"] {
+            (status, _) = try c.nfs(12) { w in
+                w.opaque(d)
+                w.opaque(Array(name.utf8))
+            }
+            #expect(status == 0)
+        }
+        (status, _) = try c.nfs(13) { w in
+            w.opaque(root)
+            w.opaque(Array("d".utf8))
+        }
+        #expect(status == 0)
+
+        // FSSTAT, FSINFO, PATHCONF.
+        for procedure: UInt32 in [18, 19, 20] {
+            (status, _) = try c.nfs(procedure) { $0.opaque(root) }
+            #expect(status == 0, "procedure \(procedure)")
+        }
+        (status, reply) = try c.nfs(19) { $0.opaque(root) }
+        try NFSTestClient.skipPostOp(&reply)
+        #expect(try reply.uint32() == 1 << 20)
+
+        // MOUNT: DUMP names our mount, EXPORT lists "/", UMNT and UMNTALL.
+        var dump = try c.call(100_005, 2)
+        #expect(try dump.bool())
+        var exports = try c.call(100_005, 5)
+        #expect(try exports.bool() && String(decoding: try exports.opaque(limit: 1024), as: UTF8.self) == "/")
+        _ = try c.call(100_005, 3) { $0.opaque(Array("/".utf8)) }
+        _ = try c.call(100_005, 4)
+        dump = try c.call(100_005, 2)
+        #expect(try dump.bool() == false)
+        try f.expectClean()
+    }
+
+    @Test func errorsAClientCanCause() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let file = try c.create(root, "f")
+        #expect(Self.status { _ = try c.getattr([1, 2, 3]) } == NFSStatus.badhandle.rawValue)
+        var forged = NFSFileHandle(try c.lookup(root, "f"))!
+        forged.incarnation &+= 1
+        #expect(Self.status { _ = try c.getattr(forged.bytes) } == NFSStatus.stale.rawValue)
+        #expect(Self.status { _ = try c.lookup(root, "missing") } == NFSStatus.noent.rawValue)
+        #expect(Self.status { _ = try c.read(root, 0, 10) } == NFSStatus.isdir.rawValue)
+        #expect(Self.status { _ = try c.create(root, "f", guarded: true) } == NFSStatus.exist.rawValue)
+        #expect(Self.status { _ = try c.create(root, String(repeating: "n", count: 300)) } == NFSStatus.nametoolong.rawValue)
+        #expect(Self.status { _ = try c.list(root, count: 10) } == NFSStatus.toosmall.rawValue)
+        var (status, _) = try c.nfs(12) { w in
+            w.opaque(root)
+            w.opaque(Array("f".utf8))
+        }
+        #expect(status == 0)
+        #expect(Self.status { _ = try c.getattr(file) } == NFSStatus.stale.rawValue)
+        #expect(Self.status { _ = try c.mount("/no/such/dataset") } == 2)
+        (status, _) = try c.nfs(7) { w in
+            w.opaque(root)
+            w.uint64(0)
+            w.uint32(1)
+            w.uint32(2)
+            w.opaque([1])
+        }
+        #expect(status == NFSStatus.isdir.rawValue || status == NFSStatus.inval.rawValue)
+        try f.expectClean()
+    }
+
+    @Test func rpcRefusals() throws {
+        let (f, service, _) = try Self.make()
+        defer { try? f.fs.close() }
+        func reply(_ record: [UInt8]) throws -> Reply { try Reply(try #require(service.handle(record, client: "c"))) }
+        #expect(try reply(Call.record(xid: 1, program: 100_003, version: 3, procedure: 22)).acceptStat == 3)  // PROC_UNAVAIL
+        #expect(try reply(Call.record(xid: 2, program: 100_003, version: 2, procedure: 0)).acceptStat == 2)  // PROG_MISMATCH
+        #expect(try reply(Call.record(xid: 3, program: 100_005, version: 1, procedure: 0)).acceptStat == 2)
+        #expect(try reply(Call.record(xid: 4, program: 100_099, version: 1, procedure: 0)).acceptStat == 1)  // PROG_UNAVAIL
+        #expect(try reply(Call.record(xid: 5, program: 100_003, version: 3, procedure: 1, args: [0, 0])).acceptStat == 4)  // GARBAGE_ARGS
+        var wrongRPC = Call.record(xid: 6, program: 100_003, version: 3, procedure: 0)
+        wrongRPC[11] = 3
+        #expect(try reply(wrongRPC).replyStat == 1)  // MSG_DENIED, RPC_MISMATCH
+        var badFlavor = Call.record(xid: 7, program: 100_003, version: 3, procedure: 0)
+        badFlavor[27] = 9
+        #expect(try reply(badFlavor).replyStat == 1)  // AUTH_ERROR
+        #expect(service.handle([1, 2], client: "c") == nil)
+        var replyMessage = Call.record(xid: 8, program: 100_003, version: 3, procedure: 0)
+        replyMessage[7] = 1
+        #expect(service.handle(replyMessage, client: "c") == nil)
+    }
+
+    @Test func snapshotsThroughBothPathsAreReadOnly() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let pool = f.fs.pool
+        _ = try pool.createDataset("ds")
+        let ds = try c.mount("/ds")
+        let file = try c.create(ds, "f")
+        _ = try c.write(file, 0, Array("old".utf8))
+        _ = try pool.snapshot("ds", "s1")
+        _ = try c.write(file, 0, Array("new".utf8))
+
+        let snapRoot = try c.mount("/ds@s1")
+        let old = try c.lookup(snapRoot, "f")
+        #expect(try c.read(old, 0, 10).data == Array("old".utf8))
+        #expect(try c.getattr(snapRoot).fsid != c.getattr(ds).fsid)
+
+        let snapshots = try c.lookup(ds, ".snapshots")
+        #expect(try c.list(snapshots) == ["s1"])
+        #expect(try c.list(snapshots, plus: true) == ["s1"])
+        let viaDir = try c.lookup(snapshots, "s1")
+        #expect(viaDir == snapRoot)
+        #expect(try c.lookup(snapshots, "..") == ds)
+        #expect(try c.read(try c.lookup(viaDir, "f"), 0, 10).data == Array("old".utf8))
+        #expect(!(try c.list(ds)).contains(".snapshots"))
+
+        let rofs = NFSStatus.rofs.rawValue
+        #expect(Self.status { _ = try c.write(old, 0, [1]) } == rofs)
+        #expect(Self.status { _ = try c.create(snapRoot, "x") } == rofs)
+        #expect(Self.status { _ = try c.mkdir(snapshots, "x") } == rofs)
+        #expect(Self.status { _ = try c.create(ds, ".snapshots") } == NFSStatus.exist.rawValue)
+        // Across datasets: XDEV, but ROFS first when a snapshot is involved.
+        let root = try c.mount("/")
+        var (status, _) = try c.nfs(14) { w in
+            w.opaque(ds)
+            w.opaque(Array("f".utf8))
+            w.opaque(root)
+            w.opaque(Array("g".utf8))
+        }
+        #expect(status == NFSStatus.xdev.rawValue)
+        (status, _) = try c.nfs(15) { w in
+            w.opaque(old)
+            w.opaque(ds)
+            w.opaque(Array("g".utf8))
+        }
+        #expect(status == rofs)
+        try f.expectClean()
+    }
+
+    @Test func retransmissionsAndExclusiveCreate() throws {
+        let (f, service, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        _ = try c.create(root, "f")
+        let remove = Call.record(xid: 77, program: 100_003, version: 3, procedure: 12, args: Call.args { w in
+            w.opaque(root)
+            w.opaque(Array("f".utf8))
+        })
+        var first = try Reply(try #require(service.handle(remove, client: "a")))
+        var again = try Reply(try #require(service.handle(remove, client: "a")))
+        #expect(try first.body.uint32() == 0 && again.body.uint32() == 0)
+        // Another client with the same xid is another call.
+        var other = try Reply(try #require(service.handle(remove, client: "b")))
+        #expect(try other.body.uint32() == NFSStatus.noent.rawValue)
+
+        func exclusive(_ verifier: UInt64) throws -> UInt32 {
+            try c.nfs(8) { w in
+                w.opaque(root)
+                w.opaque(Array("x".utf8))
+                w.uint32(2)
+                w.uint64(verifier)
+            }.status
+        }
+        #expect(try exclusive(0xABCD_0000_1234) == 0)
+        #expect(try exclusive(0xABCD_0000_1234) == 0)
+        #expect(try exclusive(0x9999) == NFSStatus.exist.rawValue)
+        try f.expectClean()
+    }
+
+    @Test func handlesSurviveARestart() throws {
+        let f = try FSFixture(LSMBackendFactory())
+        defer { try? f.fs.close() }
+        var service = NFSService(pool: f.fs.pool, writeVerifier: 1)
+        var c = NFSTestClient(service)
+        let root = try c.mount("/")
+        let file = try c.create(root, "f")
+        _ = try c.write(file, 0, Array("kept".utf8))
+        try f.reopen()
+        service = NFSService(pool: f.fs.pool, writeVerifier: 2)
+        c = NFSTestClient(service)
+        #expect(try c.read(file, 0, 10).data == Array("kept".utf8))
+        #expect(try c.write(file, 4, [0x21]).verifier == 2)
+        #expect(try c.lookup(root, "f") == file)
+    }
+}

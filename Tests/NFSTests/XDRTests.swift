@@ -1,0 +1,38 @@
+// XDR: round trips, padding, limits, and no trap on any truncation.
+
+@testable import NFS
+import Testing
+
+@Suite struct XDRTests {
+    @Test func roundTripAndPadding() throws {
+        var w = XDRWriter()
+        w.uint32(7)
+        w.uint64(0x0102_0304_0506_0708)
+        w.opaque([1, 2, 3, 4, 5])
+        w.bool(true)
+        w.optional(UInt32(9)) { $0.uint32($1) }
+        w.optional(UInt32?.none) { $0.uint32($1) }
+        #expect(w.bytes.count == 4 + 8 + 4 + 8 + 4 + 8 + 4)
+        var r = XDRReader(w.bytes)
+        #expect(try r.uint32() == 7)
+        #expect(try r.uint64() == 0x0102_0304_0506_0708)
+        #expect(try r.opaque(limit: 5) == [1, 2, 3, 4, 5])
+        #expect(try r.bool())
+        #expect(try r.optional { r throws(XDRError) in try r.uint32() } == 9)
+        #expect(try r.optional { r throws(XDRError) in try r.uint32() } == nil)
+        try r.expectEnd()
+    }
+
+    @Test func limitsAndTruncationThrow() {
+        var w = XDRWriter()
+        w.opaque([UInt8](repeating: 1, count: 10))
+        var r = XDRReader(w.bytes)
+        #expect(throws: XDRError.self) { try r.opaque(limit: 9) }
+        for cut in 0..<w.bytes.count {
+            var short = XDRReader(Array(w.bytes[0..<cut]))
+            #expect(throws: XDRError.self) { try short.opaque(limit: 100) }
+        }
+        var bad = XDRReader([0, 0, 0, 2])
+        #expect(throws: XDRError.self) { try bad.bool() }
+    }
+}
