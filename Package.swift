@@ -54,7 +54,7 @@ let package = Package(
             path: "Sources/Frontends/NFS"
         ),
 
-        .target(name: "Workloads", dependencies: ["Engine", "FS"]),
+        .target(name: "Workloads", dependencies: ["Engine", "FS", "NFS"]),
         .executableTarget(
             name: "zerofs",
             dependencies: [

@@ -157,3 +157,45 @@ struct Fsck: ParsableCommand {
         if !report.isClean { throw ExitCode(1) }
     }
 }
+
+struct BenchNFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nfs",
+        abstract: "The NFS server driven by libnfs clients, against nfs-ganesha in the same run (metadata and data phases)."
+    )
+
+    @OptionGroup var target: BenchTarget
+    @Option(help: "Comma-separated file counts of the metadata phases.") var files = "2000,10000"
+    @Option(help: "Concurrent clients of the multi-client rows (each also runs with one).") var clients = 4
+    @Option(help: "MiB written and read by the data phases.") var mib = 200
+    @Option(help: "Runs of every phase on each server, in turns (medians reported).") var rounds = 5
+    @Option(help: "Reference measured in the same run: ganesha (needs root, nfs-ganesha, nfs-ganesha-vfs, rpcbind) or none.")
+    var reference = "ganesha"
+    @Option(help: "A compiled Tools/nfsclient/nfsclient.c (default: compiled at start).") var client: String?
+
+    func run() throws {
+        var options = NFSBenchOptions()
+        options.files = files.split(separator: ",").compactMap { Int($0) }
+        options.clients = clients
+        options.mib = mib
+        options.rounds = rounds
+        options.reference = reference
+        options.directory = target.dir
+        options.client = client
+        do { try options.validate() } catch { throw ValidationError(error.message) }
+        for name in try target.backends() {
+            let factory = try BackendCatalog.standard.factory(named: name)
+            let outcome = try NFSBench.run(factory: factory, options: options) { printError($0) }
+            for note in outcome.notes { printError(note) }
+            if target.json {
+                for result in outcome.results { print(result.json) }
+                flushStandardOutput()
+                continue
+            }
+            print("zerofs bench nfs: \(name) backend, files \(files), \(clients) clients, \(mib) MiB, medians of \(rounds) rounds")
+            print(NFSBench.table(outcome))
+            print("disk fsync latency (4 KiB write + fdatasync, median): \(String(format: "%.0f", outcome.fsyncMicros)) µs")
+            print("server peak RSS: \(outcome.peakRSSBytes >> 20) MiB")
+        }
+    }
+}

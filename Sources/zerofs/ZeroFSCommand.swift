@@ -21,7 +21,7 @@ struct ZeroFS: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark programs that print a table (or JSON lines with --json).",
-        subcommands: [BenchKV.self, BenchFS.self, BenchSnapshot.self]
+        subcommands: [BenchKV.self, BenchFS.self, BenchSnapshot.self, BenchNFS.self]
     )
 }
 

@@ -96,6 +96,7 @@ import Testing
         let messages = TestSeed.environmentInt("ZEROFS_FUZZ_MESSAGES", default: 100_000)
         var mutated = 0
         var answered = 0
+        var reachedProcedures = 0
         var decoder = RecordDecoder(limit: 1 << 16)
         for i in 0..<messages {
             let message: [UInt8]
@@ -113,12 +114,18 @@ import Testing
                 } catch {
                     decoder = RecordDecoder(limit: 1 << 16)
                 }
-            } else if service.handle(message, client: "fuzz") != nil {
+            } else if let reply = service.handle(message, client: "fuzz") {
                 answered += 1
+                // SUCCESS or GARBAGE_ARGS: the call got past the RPC header to a procedure.
+                if i % 3 != 0, let decoded = try? Reply(reply), decoded.replyStat == 0, [0, 4].contains(decoded.acceptStat) {
+                    reachedProcedures += 1
+                }
             }
         }
         #expect(mutated * 2 >= messages)
         #expect(answered > 0)
+        // Most mutations keep the header intact and reach a procedure's decoder.
+        #expect(reachedProcedures * 2 > mutated, "\(reachedProcedures) of \(mutated) mutated calls reached a procedure")
         // Still serving, and nothing broken.
         let root = try client.mount("/")
         #expect(try client.getattr(root).type == 2)

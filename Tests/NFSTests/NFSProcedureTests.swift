@@ -163,7 +163,20 @@ import Testing
         #expect(Self.status { _ = try c.read(root, 0, 10) } == NFSStatus.isdir.rawValue)
         #expect(Self.status { _ = try c.create(root, "f", guarded: true) } == NFSStatus.exist.rawValue)
         #expect(Self.status { _ = try c.create(root, String(repeating: "n", count: 300)) } == NFSStatus.nametoolong.rawValue)
+        #expect(Self.status { _ = try c.create(root, String(repeating: "n", count: 5000)) } == NFSStatus.nametoolong.rawValue)
         #expect(Self.status { _ = try c.list(root, count: 10) } == NFSStatus.toosmall.rawValue)
+        // READDIRPLUS with no dircount to speak of still lists (maxcount decides).
+        var (plusStatus, plus) = try c.nfs(17) { w in
+            w.opaque(root)
+            w.uint64(0)
+            w.uint64(0)
+            w.uint32(0)
+            w.uint32(8192)
+        }
+        #expect(plusStatus == 0)
+        try NFSTestClient.skipPostOp(&plus)
+        _ = try plus.uint64()
+        #expect(try plus.bool())
         var (status, _) = try c.nfs(12) { w in
             w.opaque(root)
             w.opaque(Array("f".utf8))

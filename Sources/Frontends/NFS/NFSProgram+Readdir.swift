@@ -30,6 +30,9 @@ extension NFSProgram {
             let dir = try target(fh)
             resolvedDir = dir
             var budget = min(maxcount, Self.maxIO) - Self.readdirOverhead
+            if budget < 0 { throw .toosmall }
+            // dircount (the bytes of names, ids and cookies alone) only bounds a READDIRPLUS
+            // reply past its first entry: a client sending a small one still gets entries.
             var names = plus ? dircount : Int.max
             var listed: [Listed] = []
             var eof = false
@@ -41,7 +44,7 @@ extension NFSProgram {
                     let nameBytes = 8 + 4 + (entry.name.count + 3) & ~3 + 8
                     var size = 4 + nameBytes
                     if plus { size += 4 + 84 + 4 + 4 + NFSFileHandle.size }
-                    guard size <= budget, nameBytes <= names else { break fill }
+                    guard size <= budget, nameBytes <= names || listed.isEmpty else { break fill }
                     budget -= size
                     names -= nameBytes
                     listed.append(entry)
@@ -85,7 +88,7 @@ extension NFSProgram {
             let listed = page.map { snapshot in
                 let name = Array(snapshot.name.split(separator: "@", maxSplits: 1).last.map(String.init)?.utf8 ?? "".utf8)
                 // A fileid of the parent's fsid that no inode uses (the root's own is in the snapshot's).
-                var entry = Listed(fileid: UInt64.max - 2 - snapshot.id, name: name, cookie: snapshot.id &+ 1)
+                var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: name, cookie: snapshot.id &+ 1)
                 if plus, let fs = try? pool.filesystem(snapshot.id), let root = try? fs.getattr(fs.root) {
                     entry.handle = handle(fs, root)
                     entry.attributes = attributes(fs, root)

@@ -40,8 +40,12 @@ public final class NFSService: Sendable {
         _ = Array(line.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
-    /// NFS procedures whose repetition would fail or do something else (RFC 1813 2.3.3).
-    static let nonIdempotent: Set<UInt32> = [8, 9, 10, 11, 12, 13, 14, 15]
+    /// NFS procedures whose repetition would fail or do something else (RFC 1813 2.3.3),
+    /// SETATTR included (a guarded one fails once its own change moved ctime).
+    static let nonIdempotent: Set<UInt32> = [2, 8, 9, 10, 11, 12, 13, 14, 15]
+    /// Calls of those procedures are a few KiB at most; longer ones are not cached, so the
+    /// cache cannot be filled with junk.
+    static let cachedRecordLimit = 16 << 10
 
     /// The reply to `record` from `client` (its address without the port), or nil to send
     /// nothing (not a call, or a retransmission of a call still running).
@@ -53,7 +57,7 @@ public final class NFSService: Sendable {
         case .call(let decoded): call = decoded
         }
         let cached = call.program == NFSProgram.program && call.version == NFSProgram.version
-            && Self.nonIdempotent.contains(call.procedure)
+            && Self.nonIdempotent.contains(call.procedure) && record.count <= Self.cachedRecordLimit
         let key = DuplicateRequestCache.Key(client: client, xid: call.xid, record: record)
         if cached {
             switch replies.begin(key) {
@@ -96,13 +100,24 @@ public final class NFSService: Sendable {
     }
 }
 
-/// Replies of recent non-idempotent calls by (client, xid), checked against the whole
-/// call so a reused xid with other arguments runs as new. Oldest entries go first.
+/// Replies of recent non-idempotent calls by (client, xid), checked against a digest of
+/// the whole call so a reused xid with other arguments runs as new. Oldest entries go first.
 final class DuplicateRequestCache: Sendable {
+    /// A call: who sent it, its xid, and its length and digest (not its bytes).
     struct Key: Hashable, Sendable {
         var client: String
         var xid: UInt32
-        var record: [UInt8]
+        var length: Int
+        var digest: Int
+
+        init(client: String, xid: UInt32, record: [UInt8]) {
+            self.client = client
+            self.xid = xid
+            length = record.count
+            var hasher = Hasher()
+            record.withUnsafeBytes { hasher.combine(bytes: $0) }
+            digest = hasher.finalize()
+        }
     }
 
     enum Begin {

@@ -140,8 +140,9 @@ extension XDRReader {
     /// nfs_fh3: at most 64 bytes.
     mutating func handleBytes() throws(XDRError) -> [UInt8] { try opaque(limit: 64) }
 
-    /// filename3 / nfspath3: bytes (names are checked by the filesystem).
-    mutating func name() throws(XDRError) -> [UInt8] { try opaque(limit: 4096) }
+    /// filename3 / nfspath3: bytes, bounded only by the record (the filesystem answers
+    /// ENAMETOOLONG for a name over 255 bytes or a path over 4096).
+    mutating func name() throws(XDRError) -> [UInt8] { try opaque(limit: remaining) }
 
     mutating func time() throws(XDRError) -> Timestamp {
         let seconds = try uint32()
