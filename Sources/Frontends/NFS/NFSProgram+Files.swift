@@ -20,7 +20,7 @@ extension NFSProgram {
         let fh = try a.handleBytes()
         do throws(NFSStatus) {
             let t = try target(fh)
-            guard let attributes = attributes(t) else { throw .io }
+            guard let attributes = known(t) else { throw .io }
             w.status(.ok)
             w.fattr(attributes)
         } catch {
@@ -53,7 +53,7 @@ extension NFSProgram {
         let asked = try a.uint32()
         do throws(NFSStatus) {
             let t = try target(fh)
-            guard let attributes = attributes(t) else { throw .io }
+            guard let attributes = known(t) else { throw .io }
             let inode = attributes.inode
             let writable = !t.isSnapshots && t.fs.isWritable
             var granted: UInt32 = 0
@@ -79,7 +79,7 @@ extension NFSProgram {
             if t.isSnapshots { throw .inval }
             let path = try nfs { () throws(FSError) in try t.fs.readlink(t.ino) }
             w.status(.ok)
-            w.postOp(attributes(t))
+            w.postOp(known(t))
             w.opaque(path)
         } catch {
             w.status(error)
@@ -98,7 +98,7 @@ extension NFSProgram {
             if t.isSnapshots { throw .isdir }
             let result = try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count) }
             w.status(.ok)
-            w.postOp(attributes(t))
+            w.postOp(known(t))
             w.uint32(UInt32(result.data.count))
             w.bool(result.eof)
             w.opaque(result.data)
@@ -163,7 +163,7 @@ extension NFSProgram {
             resolved = t
             let stat = try nfs { () throws(FSError) in try t.fs.statfs() }
             w.status(.ok)
-            w.postOp(attributes(t))
+            w.postOp(known(t))
             w.uint64(stat.totalBytes)
             w.uint64(stat.freeBytes)
             w.uint64(t.fs.isWritable ? stat.freeBytes : 0)
@@ -182,7 +182,7 @@ extension NFSProgram {
         do throws(NFSStatus) {
             let t = try target(fh)
             w.status(.ok)
-            w.postOp(attributes(t))
+            w.postOp(known(t))
             let io = UInt32(Self.maxIO)
             let multiple = UInt32(t.fs.chunkSize)
             for value in [io, io, multiple, io, io, multiple, UInt32(64 << 10)] { w.uint32(value) }
@@ -201,7 +201,7 @@ extension NFSProgram {
         do throws(NFSStatus) {
             let t = try target(fh)
             w.status(.ok)
-            w.postOp(attributes(t))
+            w.postOp(known(t))
             w.uint32(UInt32.max - 1)  // linkmax
             w.uint32(UInt32(FSOptions.maxNameLength))
             w.bool(true)  // no_trunc: longer names are refused

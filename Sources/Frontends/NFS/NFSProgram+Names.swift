@@ -27,19 +27,20 @@ extension NFSProgram {
             let dir = try target(op.dir)
             resolvedDir = dir
             let found: NFSFileHandle
+            let objectAttributes: NFSAttributes?
             if dir.isSnapshots {
-                found = try lookupSnapshot(dir.fs, op.name).1
+                let (fs, handle) = try lookupSnapshot(dir.fs, op.name)
+                (found, objectAttributes) = (handle, handle.kind == .snapshotsDirectory ? snapshotsAttributes(fs) : attributes(fs, handle.ino))
             } else if isReserved(dir, op.name) {
-                found = snapshotsHandle(dir.fs)
+                (found, objectAttributes) = (snapshotsHandle(dir.fs), snapshotsAttributes(dir.fs))
             } else {
                 let inode = try nfs { () throws(FSError) in try dir.fs.lookup(cred, dir.ino, op.name) }
-                found = handle(dir.fs, inode)
+                (found, objectAttributes) = (handle(dir.fs, inode), attributes(dir.fs, inode))
             }
-            let object = try target(found.bytes)
             w.status(.ok)
             w.handle(found)
-            w.postOp(attributes(object))
-            w.postOp(attributes(dir))
+            w.postOp(objectAttributes)
+            w.postOp(known(dir))
         } catch {
             w.status(error)
             w.postOp(resolvedDir.flatMap { attributes($0) })

@@ -57,7 +57,7 @@ extension NFSProgram {
             }
             if listed.isEmpty && !eof { throw .toosmall }
             w.status(.ok)
-            w.postOp(attributes(dir))
+            w.postOp(known(dir))
             w.uint64(0)  // cookieverf
             for entry in listed {
                 w.bool(true)

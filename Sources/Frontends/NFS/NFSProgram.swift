@@ -61,6 +61,8 @@ final class NFSProgram: Sendable {
     struct Target {
         var fs: FileSystem
         var handle: NFSFileHandle
+        /// The inode as read when the handle was checked (nil for `.snapshots`).
+        var inode: Inode?
         var isSnapshots: Bool { handle.kind == .snapshotsDirectory }
         var ino: UInt64 { handle.ino }
     }
@@ -71,10 +73,16 @@ final class NFSProgram: Sendable {
         guard let fs = try? pool.filesystem(handle.dataset) else { throw .stale }
         if handle.kind == .snapshotsDirectory {
             guard !fs.isSnapshot, handle.ino == fs.root else { throw .stale }
-        } else {
-            guard let inode = try? fs.getattr(handle.ino), inode.generation == handle.generation else { throw .stale }
+            return Target(fs: fs, handle: handle, inode: nil)
         }
-        return Target(fs: fs, handle: handle)
+        guard let inode = try? fs.getattr(handle.ino), inode.generation == handle.generation else { throw .stale }
+        return Target(fs: fs, handle: handle, inode: inode)
+    }
+
+    /// Attributes as read when the handle was checked: for procedures that change nothing.
+    func known(_ t: Target) -> NFSAttributes? {
+        guard let inode = t.inode else { return attributes(t) }
+        return attributes(t.fs, inode)
     }
 
     func handle(_ fs: FileSystem, _ inode: Inode) -> NFSFileHandle {

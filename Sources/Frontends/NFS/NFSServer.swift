@@ -1,5 +1,5 @@
 // The TCP server: SwiftNIO event loops read and write the sockets; every call runs on a
-// thread pool. A connection may pipeline calls (replies go back as they finish, matched
+// worker pool (WorkerPool). A connection may pipeline calls (replies go back as they finish, matched
 // by xid); beyond `maxInFlight` running calls it stops reading until some finish. A
 // record longer than `maxRecord` closes that connection only.
 
@@ -21,38 +21,37 @@ public final class NFSServer: Sendable {
     public let service: NFSService
     public let port: Int
     private let group: MultiThreadedEventLoopGroup
-    private let pool: NIOThreadPool
+    private let workers: WorkerPool
     private let channel: any Channel
 
-    private init(service: NFSService, port: Int, group: MultiThreadedEventLoopGroup, pool: NIOThreadPool, channel: any Channel) {
+    private init(service: NFSService, port: Int, group: MultiThreadedEventLoopGroup, workers: WorkerPool, channel: any Channel) {
         self.service = service
         self.port = port
         self.group = group
-        self.pool = pool
+        self.workers = workers
         self.channel = channel
     }
 
     /// Starts serving `service` (options.port 0: a free port, see `port`).
     public static func start(_ service: NFSService, options: Options = Options()) throws -> NFSServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: options.threads)
-        pool.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let workers = WorkerPool(threads: options.threads)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = RPCConnectionHandler(service: service, pool: pool, options: options)
+                    let handler = RPCConnectionHandler(service: service, workers: workers, options: options)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         do {
             let channel = try bootstrap.bind(host: options.host, port: options.port).wait()
             let port = channel.localAddress?.port ?? options.port
-            return NFSServer(service: service, port: port, group: group, pool: pool, channel: channel)
+            return NFSServer(service: service, port: port, group: group, workers: workers, channel: channel)
         } catch {
-            try? pool.syncShutdownGracefully()
+            workers.shutdown()
             try? group.syncShutdownGracefully()
             throw error
         }
@@ -62,7 +61,7 @@ public final class NFSServer: Sendable {
     public func stop() {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
-        try? pool.syncShutdownGracefully()
+        workers.shutdown()
     }
 }
 
@@ -72,15 +71,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     let service: NFSService
-    let pool: NIOThreadPool
+    let workers: WorkerPool
     let maxInFlight: Int
     private var decoder: RecordDecoder
     private var inFlight = 0
     private var client = ""
 
-    init(service: NFSService, pool: NIOThreadPool, options: NFSServer.Options) {
+    init(service: NFSService, workers: WorkerPool, options: NFSServer.Options) {
         self.service = service
-        self.pool = pool
+        self.workers = workers
         maxInFlight = options.maxInFlight
         decoder = RecordDecoder(limit: options.maxRecord)
     }
@@ -111,18 +110,20 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         let channel = context.channel
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        pool.runIfActive(eventLoop: context.eventLoop) { service.handle(record, client: client) }
-            .whenComplete { result in
+        let eventLoop = context.eventLoop
+        workers.submit {
+            let reply = service.handle(record, client: client)
+            eventLoop.execute {
                 let handler = bound.value
                 handler.inFlight -= 1
                 if handler.inFlight == handler.maxInFlight - 1 {
                     channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
                     boundContext.value.read()
                 }
-                guard case .success(let reply?) = result, channel.isActive else { return }
-                let framed = RecordDecoder.frame(reply)
-                channel.writeAndFlush(channel.allocator.buffer(bytes: framed), promise: nil)
+                guard let reply, channel.isActive else { return }
+                channel.writeAndFlush(channel.allocator.buffer(bytes: RecordDecoder.frame(reply)), promise: nil)
             }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -1,0 +1,105 @@
+// The threads that run NFS calls. A plain queue with a condition variable, except that a
+// worker that runs out of work keeps polling for a moment before it sleeps: a client
+// waiting on its reply sends its next call within tens of microseconds, and waking a
+// sleeping thread costs about as much again on a virtual machine (measured: see
+// Docs/nfs.md). At most one worker polls at a time, so an idle server burns at most one
+// core for `spin` after its last call, then nothing.
+
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class WorkerPool: Sendable {
+    private struct State {
+        var queue: [(@Sendable () -> Void)?] = []
+        var head = 0
+        var stopping = false
+        var sleepers = 0
+    }
+
+    private let state = Mutex(State())
+    private let condition = NSCondition()
+    /// Calls queued and not yet taken: the polling worker watches this.
+    private let pending = Atomic<Int>(0)
+    private let polling = Atomic<Bool>(false)
+    private let running = Atomic<Int>(0)
+    let spin: Duration
+
+    init(threads: Int, spin: Duration = .microseconds(200)) {
+        self.spin = spin
+        for index in 0..<threads {
+            let thread = Thread { [self] in work() }
+            thread.name = "nfs-worker-\(index)"
+            running.add(1, ordering: .relaxed)
+            thread.start()
+        }
+    }
+
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        state.withLock { $0.queue.append(job) }
+        pending.add(1, ordering: .releasing)
+        if !polling.load(ordering: .acquiring) {
+            condition.lock()
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Lets queued calls finish, then stops every worker.
+    func shutdown() {
+        state.withLock { $0.stopping = true }
+        while running.load(ordering: .acquiring) > 0 {
+            condition.lock()
+            condition.broadcast()
+            condition.unlock()
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+    }
+
+    private func take() -> (job: (@Sendable () -> Void)?, stop: Bool) {
+        state.withLock { s in
+            guard s.head < s.queue.count else {
+                s.queue.removeAll(keepingCapacity: true)
+                s.head = 0
+                return (nil, s.stopping)
+            }
+            // Taken slots are cleared at once: a job holds its call's bytes (up to 1 MiB).
+            let job = s.queue[s.head]
+            s.queue[s.head] = nil
+            s.head += 1
+            if s.head > 1024, s.head * 2 > s.queue.count {
+                s.queue.removeFirst(s.head)
+                s.head = 0
+            }
+            return (job, false)
+        }
+    }
+
+    private func work() {
+        defer { running.subtract(1, ordering: .releasing) }
+        while true {
+            let (job, stop) = take()
+            if let job {
+                pending.subtract(1, ordering: .relaxed)
+                job()
+                continue
+            }
+            if stop { return }
+            // Poll for a moment (one worker at a time), then sleep.
+            if !polling.exchange(true, ordering: .acquiring) {
+                let clock = ContinuousClock()
+                let deadline = clock.now.advanced(by: spin)
+                // Yielding while polling leaves the core to clients and the event loop.
+                while pending.load(ordering: .acquiring) == 0 && clock.now < deadline { sched_yield() }
+                polling.store(false, ordering: .releasing)
+                if pending.load(ordering: .acquiring) > 0 { continue }
+            }
+            condition.lock()
+            if pending.load(ordering: .acquiring) == 0 && !state.withLock({ $0.stopping }) { condition.wait() }
+            condition.unlock()
+        }
+    }
+}
