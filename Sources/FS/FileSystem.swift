@@ -138,7 +138,7 @@ public final class FileSystem: Sendable {
     /// Commits `batch` for this dataset (Pool.commit).
     func commit(_ batch: inout FSBatch, op: String, durable: Bool) throws(FSError) -> PendingSync {
         batch.dataset = dataset
-        return try pool.commit(&batch, op: op, durable: durable)
+        return try observedCommit(&batch, op: op, durable: durable)
     }
 
     func awaitDurable(_ pending: PendingSync) throws(FSError) { try pool.awaitDurable(pending) }

@@ -294,6 +294,52 @@ import Testing
         try f.expectClean()
     }
 
+    /// wcc_data carries both halves, read under the operation's locks: the directory's
+    /// pre-operation size and times, then attributes with the change in them.
+    @Test func wccDataBracketsTheChange() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let dir = try c.mkdir(root, "d")
+        let before = try c.getattr(dir)
+        var (status, reply) = try c.nfs(9) { w in
+            w.opaque(dir)
+            w.opaque(Array("sub".utf8))
+            NFSTestClient.sattr(&w, mode: 0o755)
+        }
+        #expect(status == 0)
+        _ = try NFSTestClient.createdHandle(&reply)
+        try NFSTestClient.skipPostOp(&reply)
+        #expect(try reply.bool(), "pre-operation attributes present")
+        #expect(try reply.uint64() == before.size)
+        _ = try reply.fixed(16)
+        #expect(try reply.bool())
+        let after = try Attributes(&reply)
+        #expect(after.nlink == before.nlink + 1)
+        // A file's WRITE: pre-op size 0, post-op size 5.
+        let file = try c.create(dir, "f")
+        (status, reply) = try c.nfs(7) { w in
+            w.opaque(file)
+            w.uint64(0)
+            w.uint32(5)
+            w.uint32(2)
+            w.opaque(Array("hello".utf8))
+        }
+        #expect(status == 0)
+        #expect(try reply.bool())
+        #expect(try reply.uint64() == 0)
+        _ = try reply.fixed(16)
+        #expect(try reply.bool())
+        #expect(try Attributes(&reply).size == 5)
+        // A failed REMOVE changes nothing: no pre-operation attributes.
+        (status, reply) = try c.nfs(12) { w in
+            w.opaque(dir)
+            w.opaque(Array("missing".utf8))
+        }
+        #expect(status == NFSStatus.noent.rawValue)
+        #expect(try reply.bool() == false)
+    }
+
     @Test func handlesSurviveARestart() throws {
         let f = try FSFixture(LSMBackendFactory())
         defer { try? f.fs.close() }

@@ -39,9 +39,11 @@ extension NFSProgram {
             try requireWritable(t)
             let before = try nfs { () throws(FSError) in try t.fs.getattr(t.ino) }
             if let guardTime, before.ctime != guardTime { throw .notSync }
-            let after = try nfs { () throws(FSError) in try t.fs.setattr(cred, t.ino, change) }
+            let (_, observed) = try ChangeObserver.observing([t.ino]) { () throws(NFSStatus) in
+                try nfs { () throws(FSError) in try t.fs.setattr(cred, t.ino, change) }
+            }
             w.status(.ok)
-            w.wcc(before: before, after: attributes(t.fs, after))
+            wcc(&w, t, observed)
         } catch {
             w.status(error)
             w.wcc(before: nil, after: resolved.flatMap { attributes($0) })
@@ -123,11 +125,11 @@ extension NFSProgram {
             let bytes = count == data.count ? data : Array(data[0..<Int(count)])
             // UNSTABLE is applied at once and made durable by COMMIT; the others are durable
             // before the reply (DATA_SYNC as FILE_SYNC: metadata is in the same batch).
-            let after = try nfs { () throws(FSError) in
-                try t.fs.write(cred, t.ino, offset: offset, bytes, durable: stable != .unstable)
+            let (_, observed) = try ChangeObserver.observing([t.ino]) { () throws(NFSStatus) in
+                try nfs { () throws(FSError) in try t.fs.write(cred, t.ino, offset: offset, bytes, durable: stable != .unstable) }
             }
             w.status(.ok)
-            w.wcc(before: nil, after: attributes(t.fs, after))
+            wcc(&w, t, observed)
             w.uint32(UInt32(bytes.count))
             w.uint32(stable == .unstable ? Stable.unstable.rawValue : Stable.fileSync.rawValue)
             w.uint64(writeVerifier)

@@ -77,11 +77,11 @@ extension NFSProgram {
         do throws(NFSStatus) {
             guard let dir else { throw .stale }
             try requireWritable(dir)
-            let inode = try body(dir)
+            let (inode, observed) = try ChangeObserver.observing([dir.ino]) { () throws(NFSStatus) -> Inode in try body(dir) }
             w.status(.ok)
             w.postOpHandle(handle(dir.fs, inode))
             w.postOp(attributes(dir.fs, inode))
-            w.wcc(before: nil, after: attributes(dir))
+            wcc(&w, dir, observed)
         } catch {
             w.status(error)
             w.wcc(before: nil, after: dir.flatMap { attributes($0) })
@@ -209,11 +209,13 @@ extension NFSProgram {
             resolvedDir = dir
             try requireWritable(dir)
             if isReserved(dir, op.name) { throw .acces }
-            try nfs { () throws(FSError) in
-                if directory { try dir.fs.rmdir(cred, dir.ino, op.name) } else { try dir.fs.unlink(cred, dir.ino, op.name) }
+            let (_, observed) = try ChangeObserver.observing([dir.ino]) { () throws(NFSStatus) in
+                try nfs { () throws(FSError) in
+                    if directory { try dir.fs.rmdir(cred, dir.ino, op.name) } else { try dir.fs.unlink(cred, dir.ino, op.name) }
+                }
             }
             w.status(.ok)
-            w.wcc(before: nil, after: attributes(dir))
+            wcc(&w, dir, observed)
         } catch {
             w.status(error)
             w.wcc(before: nil, after: resolvedDir.flatMap { attributes($0) })
@@ -235,10 +237,12 @@ extension NFSProgram {
             guard s.fs.dataset == d.fs.dataset else { throw .xdev }
             if isReserved(s, from.name) { throw .acces }
             if isReserved(d, to.name) { throw .exist }
-            try nfs { () throws(FSError) in try s.fs.rename(cred, s.ino, from.name, d.ino, to.name) }
+            let (_, observed) = try ChangeObserver.observing([s.ino, d.ino]) { () throws(NFSStatus) in
+                try nfs { () throws(FSError) in try s.fs.rename(cred, s.ino, from.name, d.ino, to.name) }
+            }
             w.status(.ok)
-            w.wcc(before: nil, after: attributes(s))
-            w.wcc(before: nil, after: attributes(d))
+            wcc(&w, s, observed)
+            wcc(&w, d, observed)
         } catch {
             w.status(error)
             w.wcc(before: nil, after: resolvedSource.flatMap { attributes($0) })
@@ -260,10 +264,12 @@ extension NFSProgram {
             try requireWritable(d)
             guard o.fs.dataset == d.fs.dataset else { throw .xdev }
             if isReserved(d, op.name) { throw .exist }
-            let inode = try nfs { () throws(FSError) in try d.fs.link(cred, o.ino, d.ino, op.name) }
+            let (inode, observed) = try ChangeObserver.observing([o.ino, d.ino]) { () throws(NFSStatus) in
+                try nfs { () throws(FSError) in try d.fs.link(cred, o.ino, d.ino, op.name) }
+            }
             w.status(.ok)
             w.postOp(attributes(o.fs, inode))
-            w.wcc(before: nil, after: attributes(d))
+            wcc(&w, d, observed)
         } catch {
             w.status(error)
             w.postOp(resolvedObject.flatMap { attributes($0) })

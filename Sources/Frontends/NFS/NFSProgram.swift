@@ -123,6 +123,20 @@ final class NFSProgram: Sendable {
     }
 }
 
+extension NFSProgram {
+    /// wcc_data for `t` from what the filesystem observed under the operation's locks:
+    /// both halves taken atomically with the change, or, when the operation committed
+    /// nothing for it, no pre-operation attributes and the current ones.
+    func wcc(_ w: inout XDRWriter, _ t: Target, _ observed: ChangeObserver) {
+        let (before, after) = observed.change(t.ino)
+        if let before, let after, !t.isSnapshots {
+            w.wcc(before: before, after: attributes(t.fs, after))
+        } else {
+            w.wcc(before: nil, after: attributes(t))
+        }
+    }
+}
+
 /// Runs an FS call, turning FSError into its NFS status.
 @inline(__always)
 func nfs<T>(_ body: () throws(FSError) -> T) throws(NFSStatus) -> T {
