@@ -1,0 +1,101 @@
+// The server over raw TCP: pipelined calls on one connection all get replies (matched by
+// xid), a record over the limit closes that connection only, and garbage closes nothing
+// else.
+
+@testable import NFS
+import FS
+import FSTestSupport
+import Foundation
+import KVTestSupport
+import MemoryBackend
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP connection to 127.0.0.1:port.
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw XDRError("connect failed: errno \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    /// The next record, or nil at end of stream.
+    func receiveRecord(decoder: inout RecordDecoder, pending: inout [[UInt8]]) -> [UInt8]? {
+        while pending.isEmpty {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            guard let records = try? decoder.feed(buffer[0..<n]) else { return nil }
+            pending += records
+        }
+        return pending.removeFirst()
+    }
+}
+
+@Suite struct ConnectionTests {
+    @Test func pipelinedCallsAndAnOversizedRecord() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { try? f.fs.close() }
+        var options = NFSServer.Options()
+        options.port = 0
+        options.maxRecord = 64 << 10
+        let server = try NFSServer.start(NFSService(pool: f.fs.pool), options: options)
+        defer { server.stop() }
+
+        // Twenty calls in one write: twenty replies, every xid once.
+        let pipelined = try RawConnection(port: server.port)
+        var stream: [UInt8] = []
+        for xid in 1...20 { stream += RecordDecoder.frame(Call.record(xid: UInt32(xid), program: 100_003, version: 3, procedure: 0)) }
+        pipelined.send(stream)
+        var decoder = RecordDecoder(limit: 1 << 20)
+        var pending: [[UInt8]] = []
+        var xids: Set<UInt32> = []
+        for _ in 1...20 {
+            let reply = try Reply(try #require(pipelined.receiveRecord(decoder: &decoder, pending: &pending)))
+            #expect(reply.acceptStat == 0)
+            xids.insert(reply.xid)
+        }
+        #expect(xids == Set(1...20))
+
+        // A header announcing 2 GiB: that connection is closed, the other still served.
+        let hostile = try RawConnection(port: server.port)
+        hostile.send([0xFF, 0xFF, 0xFF, 0xFF])
+        var hostileDecoder = RecordDecoder(limit: 1 << 20)
+        var hostilePending: [[UInt8]] = []
+        #expect(hostile.receiveRecord(decoder: &hostileDecoder, pending: &hostilePending) == nil)
+        pipelined.send(RecordDecoder.frame(Call.record(xid: 99, program: 100_003, version: 3, procedure: 0)))
+        let after = try Reply(try #require(pipelined.receiveRecord(decoder: &decoder, pending: &pending)))
+        #expect(after.xid == 99 && after.acceptStat == 0)
+
+        // Garbage that is not a call (too short for an xid, a reply) gets no answer and
+        // leaves the connection open.
+        pipelined.send(RecordDecoder.frame([1, 2]))
+        pipelined.send(RecordDecoder.frame(Call.record(xid: 100, program: 100_099, version: 1, procedure: 0)))
+        let unknown = try Reply(try #require(pipelined.receiveRecord(decoder: &decoder, pending: &pending)))
+        #expect(unknown.xid == 100 && unknown.acceptStat == 1)
+    }
+}
