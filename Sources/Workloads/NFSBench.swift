@@ -26,12 +26,14 @@ public struct NFSBenchOptions: Sendable {
     public var directory: String?
     /// A compiled nfsclient; nil: compile Tools/nfsclient/nfsclient.c.
     public var client: String?
+    /// Worker threads of our server.
+    public var serverThreads = 8
 
     public init() {}
 
     public func validate() throws(KVError) {
-        guard !files.isEmpty, files.allSatisfy({ $0 >= 10 }), clients >= 1, mib >= 1, rounds >= 1 else {
-            throw KVError(.invalidArgument, "--files must be at least 10, --clients, --mib and --rounds at least 1")
+        guard !files.isEmpty, files.allSatisfy({ $0 >= 10 }), clients >= 1, mib >= 1, rounds >= 1, serverThreads >= 1 else {
+            throw KVError(.invalidArgument, "--files must be at least 10, --clients, --mib, --rounds and --server-threads at least 1")
         }
         guard ["ganesha", "none"].contains(reference) else {
             throw KVError(.invalidArgument, "--reference must be ganesha or none")
@@ -85,7 +87,7 @@ public enum NFSBench {
         let fsync = try fsyncLatency(in: base)
 
         let rss = PeakRSS()
-        let ours = try ZeroFSTarget(factory: factory, directory: base + "/zerofs")
+        let ours = try ZeroFSTarget(factory: factory, directory: base + "/zerofs", threads: options.serverThreads)
         defer { ours.stop() }
         var targets: [any NFSBenchTarget] = [ours]
         if options.reference == "ganesha" {
@@ -269,12 +271,13 @@ final class ZeroFSTarget: NFSBenchTarget {
     let pool: Pool
     let server: NFSServer
 
-    init(factory: any KVBackendFactory, directory: String) throws {
+    init(factory: any KVBackendFactory, directory: String, threads: Int) throws {
         try? FileOps.removeTree(directory)
         store = try factory.open(at: directory, options: BackendOptions())
         pool = try Pool.open(store)
         var options = NFSServer.Options()
         options.port = 0
+        options.threads = threads
         server = try NFSServer.start(NFSService(pool: pool), options: options)
     }
 

@@ -172,6 +172,7 @@ struct BenchNFS: ParsableCommand {
     @Option(help: "Reference measured in the same run: ganesha (needs root, nfs-ganesha, nfs-ganesha-vfs, rpcbind) or none.")
     var reference = "ganesha"
     @Option(help: "A compiled Tools/nfsclient/nfsclient.c (default: compiled at start).") var client: String?
+    @Option(help: "Worker threads of the zerofs server.") var serverThreads = 8
 
     func run() throws {
         var options = NFSBenchOptions()
@@ -182,6 +183,7 @@ struct BenchNFS: ParsableCommand {
         options.reference = reference
         options.directory = target.dir
         options.client = client
+        options.serverThreads = serverThreads
         do { try options.validate() } catch { throw ValidationError(error.message) }
         for name in try target.backends() {
             let factory = try BackendCatalog.standard.factory(named: name)

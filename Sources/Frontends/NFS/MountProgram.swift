@@ -34,8 +34,8 @@ final class MountProgram: Sendable {
 
     var pool: Pool { nfs.pool }
 
-    func call(_ procedure: UInt32, _ args: inout XDRReader, _ cred: Credentials, machine: String) throws(XDRError) -> [UInt8]? {
-        var w = XDRWriter()
+    /// Appends the result body of `procedure` to `w`; false when there is no such procedure.
+    func call(_ procedure: UInt32, _ args: inout XDRReader, _ cred: Credentials, machine: String, into w: inout XDRWriter) throws(XDRError) -> Bool {
         switch procedure {
         case 0:
             break
@@ -74,9 +74,9 @@ final class MountProgram: Sendable {
             }
             w.bool(false)
         default:
-            return nil
+            return false
         }
-        return w.bytes
+        return true
     }
 
     /// Every dataset and snapshot as an export path; the default dataset as "/" (not

@@ -99,6 +99,7 @@ extension NFSProgram {
             resolved = t
             if t.isSnapshots { throw .isdir }
             let result = try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count) }
+            w.reserve(result.data.count + 128)
             w.status(.ok)
             w.postOp(known(t))
             w.uint32(UInt32(result.data.count))

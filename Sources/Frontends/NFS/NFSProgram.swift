@@ -23,9 +23,8 @@ final class NFSProgram: Sendable {
         self.writeVerifier = writeVerifier
     }
 
-    /// The result body of `procedure`, or nil when there is no such procedure.
-    func call(_ procedure: UInt32, _ args: inout XDRReader, _ cred: Credentials) throws(XDRError) -> [UInt8]? {
-        var w = XDRWriter()
+    /// Appends the result body of `procedure` to `w`; false when there is no such procedure.
+    func call(_ procedure: UInt32, _ args: inout XDRReader, _ cred: Credentials, into w: inout XDRWriter) throws(XDRError) -> Bool {
         switch procedure {
         case 0: break
         case 1: try getattr(&args, &w)
@@ -49,9 +48,9 @@ final class NFSProgram: Sendable {
         case 19: try fsinfo(&args, &w)
         case 20: try pathconf(&args, &w)
         case 21: try commit(&args, &w)
-        default: return nil
+        default: return false
         }
-        return w.bytes
+        return true
     }
 
     // MARK: handles

@@ -121,7 +121,11 @@ final class RPCConnectionHandler: ChannelInboundHandler {
                     boundContext.value.read()
                 }
                 guard let reply, channel.isActive else { return }
-                channel.writeAndFlush(channel.allocator.buffer(bytes: RecordDecoder.frame(reply)), promise: nil)
+                // The record mark, then the reply: one copy into the socket's buffer.
+                var buffer = channel.allocator.buffer(capacity: reply.count + 4)
+                buffer.writeInteger(UInt32(reply.count) | 0x8000_0000)
+                buffer.writeBytes(reply)
+                channel.writeAndFlush(buffer, promise: nil)
             }
         }
     }

@@ -58,8 +58,9 @@ public final class NFSService: Sendable {
         }
         let cached = call.program == NFSProgram.program && call.version == NFSProgram.version
             && Self.nonIdempotent.contains(call.procedure) && record.count <= Self.cachedRecordLimit
-        let key = DuplicateRequestCache.Key(client: client, xid: call.xid, record: record)
-        if cached {
+        // Only cached calls are digested: a WRITE carries up to 1 MiB.
+        let key = cached ? DuplicateRequestCache.Key(client: client, xid: call.xid, record: record) : nil
+        if let key {
             switch replies.begin(key) {
             case .new: break
             case .running: return nil
@@ -67,36 +68,36 @@ public final class NFSService: Sendable {
             }
         }
         let reply = dispatch(call)
-        if cached { replies.finish(key, reply) }
+        if let key { replies.finish(key, reply) }
         if trace { Self.trace(call, reply) }
         return reply
     }
 
     private func dispatch(_ call: RPCCall) -> [UInt8] {
         var args = call.arguments
-        let body: [UInt8]?
+        // The results go straight after the reply header, in one array (a READ reply
+        // carries up to 1 MiB: it is not copied again).
+        var w = RPCReply.acceptedHeader(call.xid, .success)
+        let known: Bool
         do throws(XDRError) {
             switch call.program {
             case NFSProgram.program:
                 guard call.version == NFSProgram.version else {
                     return RPCReply.progMismatch(call.xid, low: NFSProgram.version, high: NFSProgram.version)
                 }
-                body = try nfs.call(call.procedure, &args, call.credentials)
+                known = try nfs.call(call.procedure, &args, call.credentials, into: &w)
             case MountProgram.program:
                 guard call.version == MountProgram.version else {
                     return RPCReply.progMismatch(call.xid, low: MountProgram.version, high: MountProgram.version)
                 }
-                body = try mount.call(call.procedure, &args, call.credentials, machine: call.machine)
+                known = try mount.call(call.procedure, &args, call.credentials, machine: call.machine, into: &w)
             default:
                 return RPCReply.accepted(call.xid, .progUnavail)
             }
         } catch {
             return RPCReply.accepted(call.xid, .garbageArgs)
         }
-        guard let body else { return RPCReply.accepted(call.xid, .procUnavail) }
-        var reply = RPCReply.accepted(call.xid, .success, capacity: body.count + 24)
-        reply.append(contentsOf: body)
-        return reply
+        return known ? w.bytes : RPCReply.accepted(call.xid, .procUnavail)
     }
 }
 

@@ -115,16 +115,22 @@ extension RPCCall {
 enum RPCReply {
     /// An accepted reply: the header with a null verifier, `stat`, then `body` (the
     /// results for SUCCESS, the version range for PROG_MISMATCH).
-    static func accepted(_ xid: UInt32, _ stat: RPC.AcceptStat, capacity: Int = 128, _ body: (inout XDRWriter) -> Void = { _ in }) -> [UInt8] {
-        var w = XDRWriter(capacity: capacity)
+    static func accepted(_ xid: UInt32, _ stat: RPC.AcceptStat, _ body: (inout XDRWriter) -> Void = { _ in }) -> [UInt8] {
+        var w = acceptedHeader(xid, stat)
+        body(&w)
+        return w.bytes
+    }
+
+    /// A writer holding an accepted reply's header, for the results to follow.
+    static func acceptedHeader(_ xid: UInt32, _ stat: RPC.AcceptStat) -> XDRWriter {
+        var w = XDRWriter(capacity: 256)
         w.uint32(xid)
         w.uint32(RPC.reply)
         w.uint32(0)  // MSG_ACCEPTED
         w.uint32(RPC.Flavor.authNone.rawValue)
         w.uint32(0)
         w.uint32(stat.rawValue)
-        body(&w)
-        return w.bytes
+        return w
     }
 
     static func progMismatch(_ xid: UInt32, low: UInt32, high: UInt32) -> [UInt8] {
