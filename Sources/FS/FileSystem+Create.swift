@@ -15,6 +15,17 @@ extension FileSystem {
         })
     }
 
+    /// NFS EXCLUSIVE create: a regular file whose atime and mtime are `verifier`, in one
+    /// batch. An existing regular file with that mtime is the caller's own earlier
+    /// attempt and is returned; any other existing name is EEXIST.
+    public func createExclusive(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], mode: UInt32, verifier: Timestamp) throws(FSError) -> Inode {
+        try makeNode(cred, dir, name, type: .regular, mode: mode, op: "create", stamp: verifier, existing: { found throws(FSError) in
+            let inode = try self.inode(found.ino)
+            guard inode.type == .regular, inode.mtime == verifier else { throw FSError(.EEXIST, "\(Self.show(name)) exists") }
+            return inode
+        })
+    }
+
     public func mkdir(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], mode: UInt32) throws(FSError) -> Inode {
         try makeNode(cred, dir, name, type: .directory, mode: mode, op: "mkdir")
     }
@@ -64,7 +75,7 @@ extension FileSystem {
 
     private func makeNode(
         _ cred: Credentials, _ dir: UInt64, _ name: [UInt8], type: FileType, mode: UInt32, op: String,
-        rdev: UInt64 = 0, target: [UInt8] = [], existing: ((DirEntry) throws(FSError) -> Inode)? = nil
+        rdev: UInt64 = 0, target: [UInt8] = [], stamp: Timestamp? = nil, existing: ((DirEntry) throws(FSError) -> Inode)? = nil
     ) throws(FSError) -> Inode {
         try validateName(name)
         if Self.isDotOrDotDot(name) { throw FSError(.EEXIST, "\(Self.show(name)) always exists") }
@@ -94,6 +105,10 @@ extension FileSystem {
             node.contentVersion = view.head
             node.rdev = rdev
             node.target = target
+            if let stamp {
+                node.atime = stamp
+                node.mtime = stamp
+            }
             node.size = UInt64(target.count)
             if type == .directory {
                 node.parent = dir

@@ -112,20 +112,11 @@ extension NFSProgram {
                     if rest != SetAttributes() { inode = try nfs { () throws(FSError) in try fs.setattr(cred, inode.ino, rest) } }
                     return inode
                 case .exclusive:
-                    // The verifier is kept as the file's mtime (and atime) until the client
-                    // sets them, so a retransmitted CREATE finds its own file; only mtime is
-                    // compared, as a read may move atime meanwhile.
+                    // The verifier is kept as the file's mtime (and atime), written with the
+                    // file in one batch, until the client sets them: a retransmitted CREATE
+                    // finds its own file (only mtime is compared; a read may move atime).
                     let stamp = Timestamp(seconds: Int64(verifier >> 32), nanoseconds: UInt32(verifier & 0xFFFF_FFFF) % 1_000_000_000)
-                    do throws(FSError) {
-                        let inode = try fs.create(cred, dir.ino, op.name, mode: 0o644, exclusive: true)
-                        return try fs.setattr(cred, inode.ino, SetAttributes(atime: .set(stamp), mtime: .set(stamp)))
-                    } catch where error.code == .EEXIST {
-                        let existing = try nfs { () throws(FSError) in try fs.lookup(cred, dir.ino, op.name) }
-                        guard existing.type == .regular, existing.mtime == stamp else { throw .exist }
-                        return existing
-                    } catch {
-                        throw NFSStatus(error)
-                    }
+                    return try nfs { () throws(FSError) in try fs.createExclusive(cred, dir.ino, op.name, mode: 0o644, verifier: stamp) }
                 }
             }
         }
