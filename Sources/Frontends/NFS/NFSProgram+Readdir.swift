@@ -14,6 +14,8 @@ extension NFSProgram {
         var cookie: UInt64
         var handle: NFSFileHandle?
         var attributes: NFSAttributes?
+        /// For an entry of `.snapshots`: the snapshot's id.
+        var snapshot: UInt64?
     }
 
     /// Bytes of a reply around its entries: status, post_op_attr, verifier, list end, eof.
@@ -37,8 +39,12 @@ extension NFSProgram {
             var listed: [Listed] = []
             var eof = false
             var after = cookie
+            // Entries are fetched about as many as can fit (the smallest entry has a 1-4
+            // byte name), and READDIRPLUS attributes are read only for those sent.
+            let smallest = 4 + 8 + 8 + 8 + (plus ? 4 + 84 + 4 + 4 + NFSFileHandle.size : 0)
             fill: while true {
-                let (page, pageEOF) = try entries(dir, cred, after: after, plus: plus)
+                let limit = max(1, min(256, budget / smallest + 1))
+                let (page, pageEOF) = try entries(dir, cred, after: after, limit: limit)
                 for entry in page {
                     // value_follows, fileid, name, cookie (+ attributes and handle with plus)
                     let nameBytes = 8 + 4 + (entry.name.count + 3) & ~3 + 8
@@ -56,6 +62,7 @@ extension NFSProgram {
                 }
             }
             if listed.isEmpty && !eof { throw .toosmall }
+            if plus { listed = listed.map { withAttributes($0, dir) } }
             w.status(.ok)
             w.postOp(known(dir))
             w.uint64(0)  // cookieverf
@@ -77,8 +84,24 @@ extension NFSProgram {
         }
     }
 
-    /// A page of entries after `cookie`, and whether it ends the directory.
-    private func entries(_ dir: Target, _ cred: Credentials, after cookie: UInt64, plus: Bool) throws(NFSStatus) -> ([Listed], Bool) {
+    /// `entry` with its handle and attributes (READDIRPLUS), when they can be read.
+    private func withAttributes(_ entry: Listed, _ dir: Target) -> Listed {
+        var entry = entry
+        if dir.isSnapshots {
+            if let id = entry.snapshot, let fs = try? pool.filesystem(id), let root = try? fs.getattr(fs.root) {
+                entry.handle = handle(fs, root)
+                entry.attributes = attributes(fs, root)
+            }
+        } else if let inode = try? dir.fs.getattr(entry.fileid) {
+            entry.handle = handle(dir.fs, inode)
+            entry.attributes = attributes(dir.fs, inode)
+        }
+        return entry
+    }
+
+    /// Up to `limit` entries after `cookie` (all of them for `.snapshots`), and whether
+    /// they end the directory.
+    private func entries(_ dir: Target, _ cred: Credentials, after cookie: UInt64, limit: Int) throws(NFSStatus) -> ([Listed], Bool) {
         let fs = dir.fs
         if dir.isSnapshots {
             guard let info = try? pool.info(fs.dataset, used: false),
@@ -89,23 +112,12 @@ extension NFSProgram {
                 let name = Array(snapshot.name.split(separator: "@", maxSplits: 1).last.map(String.init)?.utf8 ?? "".utf8)
                 // A fileid of the parent's fsid that no inode uses (the root's own is in the snapshot's).
                 var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: name, cookie: snapshot.id &+ 1)
-                if plus, let fs = try? pool.filesystem(snapshot.id), let root = try? fs.getattr(fs.root) {
-                    entry.handle = handle(fs, root)
-                    entry.attributes = attributes(fs, root)
-                }
+                entry.snapshot = snapshot.id
                 return entry
             }
             return (listed, true)
         }
-        let result = try nfs { () throws(FSError) in try fs.readdir(cred, dir.ino, after: cookie, limit: 256) }
-        let listed = result.entries.map { entry in
-            var listed = Listed(fileid: entry.ino, name: entry.name, cookie: entry.cookie)
-            if plus, let inode = try? fs.getattr(entry.ino) {
-                listed.handle = handle(fs, inode)
-                listed.attributes = attributes(fs, inode)
-            }
-            return listed
-        }
-        return (listed, result.eof)
+        let result = try nfs { () throws(FSError) in try fs.readdir(cred, dir.ino, after: cookie, limit: limit) }
+        return (result.entries.map { Listed(fileid: $0.ino, name: $0.name, cookie: $0.cookie) }, result.eof)
     }
 }
