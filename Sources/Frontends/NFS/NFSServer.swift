@@ -57,11 +57,12 @@ public final class NFSServer: Sendable {
         }
     }
 
-    /// Stops accepting, closes every connection, waits for running calls.
+    /// Stops accepting, lets the calls already queued finish (their replies still go out
+    /// on the live event loops), then closes every connection.
     public func stop() {
         try? channel.close().wait()
-        try? group.syncShutdownGracefully()
         workers.shutdown()
+        try? group.syncShutdownGracefully()
     }
 }
 
