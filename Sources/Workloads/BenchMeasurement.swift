@@ -34,6 +34,13 @@ extension BenchMeasurement {
     }
 }
 
+/// This process's peak resident set so far, in bytes (what the kernel recorded: no sampling).
+func processPeakRSS() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}
+
 /// Latencies of one workload, in nanoseconds, and their percentiles in microseconds.
 public struct LatencyRecorder: Sendable {
     private var samples: [UInt32] = []

@@ -278,7 +278,7 @@ struct Runner {
         let seconds = Double(Clock.now() - started) / 1e9
         let (p50, p99) = percentiles()
         return KVBenchResult(backend: factory.name, workload: workload, ops: ops, seconds: seconds, bytes: bytes,
-                             p50Micros: p50, p99Micros: p99, peakRSSBytes: peakRSS(), found: found)
+                             p50Micros: p50, p99Micros: p99, peakRSSBytes: processPeakRSS(), found: found)
     }
 
     private func requireStore() throws -> any KVBackend {
@@ -319,12 +319,6 @@ struct Runner {
         latencies.sort()
         func at(_ q: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))]) / 1000 }
         return (at(0.5), at(0.99))
-    }
-
-    private func peakRSS() -> Int {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return usage.ru_maxrss * 1024
     }
 }
 

@@ -15,7 +15,6 @@ import Engine
 import FS
 import Foundation
 import NFS
-import Synchronization
 
 public struct NFSBenchOptions: Sendable {
     public var files = [2000, 10000]
@@ -86,7 +85,6 @@ public enum NFSBench {
         var notes: [String] = []
         let fsync = try fsyncLatency(in: base)
 
-        let rss = PeakRSS()
         let ours = try ZeroFSTarget(factory: factory, directory: base + "/zerofs", threads: options.serverThreads)
         defer { ours.stop() }
         var targets: [any NFSBenchTarget] = [ours]
@@ -130,7 +128,7 @@ public enum NFSBench {
             let sorted = runs.sorted { ($0.mbPerSecond ?? $0.opsPerSecond) < ($1.mbPerSecond ?? $1.opsPerSecond) }
             return sorted[sorted.count / 2]
         }
-        return Outcome(results: results, fsyncMicros: fsync, peakRSSBytes: rss.stop(), notes: notes)
+        return Outcome(results: results, fsyncMicros: fsync, peakRSSBytes: UInt64(processPeakRSS()), notes: notes)
     }
 
     /// The table: one row per phase, both servers and the ratio.
@@ -153,7 +151,8 @@ public enum NFSBench {
 
     // MARK: running the client
 
-    static func compileClient(into directory: String) throws -> String {
+    /// Compiles Tools/nfsclient/nfsclient.c into `directory`; the program's path.
+    public static func compileClient(into directory: String) throws -> String {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Tools/nfsclient/nfsclient.c").path
         guard FileManager.default.fileExists(atPath: source) else {
@@ -225,42 +224,6 @@ public enum NFSBench {
             recorder.record(since: t)
         }
         return recorder.percentiles().0
-    }
-}
-
-/// This process's peak resident set, sampled every 50 ms until `stop`.
-final class PeakRSS {
-    private final class State: Sendable {
-        let peak = Atomic<UInt64>(0)
-        let done = Atomic<Bool>(false)
-        let finished = Atomic<Bool>(false)
-    }
-
-    private let state = State()
-
-    init() {
-        let state = self.state
-        Thread.detachNewThread {
-            while !state.done.load(ordering: .acquiring) {
-                let now = PeakRSS.current()
-                if now > state.peak.load(ordering: .relaxed) { state.peak.store(now, ordering: .relaxed) }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            state.finished.store(true, ordering: .releasing)
-        }
-    }
-
-    static func current() -> UInt64 {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
-        else { return 0 }
-        return (line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0) * 1024
-    }
-
-    func stop() -> UInt64 {
-        state.done.store(true, ordering: .releasing)
-        while !state.finished.load(ordering: .acquiring) { Thread.sleep(forTimeInterval: 0.01) }
-        return max(state.peak.load(ordering: .relaxed), PeakRSS.current())
     }
 }
 

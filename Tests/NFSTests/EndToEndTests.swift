@@ -12,7 +12,7 @@ import Synchronization
 import Testing
 
 /// Runs a program; its exit status and output.
-func runProgram(_ path: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, out: [UInt8], err: String) {
+func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32, out: [UInt8], err: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -34,18 +34,12 @@ func runProgram(_ path: String, _ arguments: [String], input: String? = nil) thr
 /// The compiled C client, built once per test process.
 enum NFSClientProgram {
     static let path: Result<String, ClientBuildError> = {
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Tools/nfsclient/nfsclient.c").path
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("zerofs-nfsclient-\(getpid())").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("zerofs-nfsclient-\(getpid())").path
         do {
-            let flags = try runProgram("/usr/bin/pkg-config", ["--cflags", "--libs", "libnfs"])
-            guard flags.status == 0 else { return .failure(ClientBuildError(message: "pkg-config libnfs: \(flags.err) (run scripts/install-deps)")) }
-            let split = String(decoding: flags.out, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
-            let gcc = try runProgram("/usr/bin/gcc", ["-O2", "-o", output, source] + split)
-            guard gcc.status == 0 else { return .failure(ClientBuildError(message: "gcc: \(gcc.err)")) }
-            return .success(output)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            return .success(try NFSBench.compileClient(into: directory))
         } catch {
-            return .failure(ClientBuildError(message: "\(error)"))
+            return .failure(ClientBuildError(message: "\(error) (run scripts/install-deps)"))
         }
     }()
 }
