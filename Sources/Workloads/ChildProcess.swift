@@ -1,9 +1,14 @@
 // Starting a child process with its standard output on a pipe, reading it line by line,
 // and stopping it: used by the benchmark (one child per backend) and the crash test.
 
+import Engine
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
+
+private let runCounter = Atomic<Int>(0)
 
 public final class ChildProcess {
     public let pid: pid_t
@@ -59,6 +64,17 @@ public final class ChildProcess {
         return text
     }
 
+    /// Whether the child has not ended (reaping it if it has).
+    public var isRunning: Bool {
+        guard !exited else { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exited = true
+            return false
+        }
+        return true
+    }
+
     /// Kills the child with `signal` and reaps it.
     public func kill(_ signal: Int32 = SIGKILL) {
         guard !exited else { return }
@@ -79,6 +95,31 @@ public final class ChildProcess {
     deinit {
         if !exited { kill() }
         fclose(output)
+    }
+
+    /// Runs `argv` to its end with its standard output and error in temporary files (no
+    /// pipes or threads in this process, and no descriptor of ours touched): its exit
+    /// status and both outputs.
+    public static func run(_ argv: [String]) throws -> (status: Int32, output: [UInt8], errors: [UInt8]) {
+        let stem = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/zerofs-run-\(getpid())-\(runCounter.add(1, ordering: .relaxed).newValue)"
+        let paths = [stem + ".out", stem + ".err"]
+        defer { for path in paths { unlink(path) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (fd, path) in zip([Int32(1), 2], paths) {
+            posix_spawn_file_actions_addopen(&actions, fd, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        }
+        let args = argv.map { strdup($0) } + [nil]
+        defer { args.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, argv[0], &actions, nil, args, environ)
+        guard rc == 0 else { throw ChildProcessError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        let read = { (path: String) in (try? FileOps.readFile(path)) ?? [] }
+        return (code, read(paths[0]), read(paths[1]))
     }
 
     /// The path of the running executable.

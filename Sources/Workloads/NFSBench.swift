@@ -167,16 +167,8 @@ public enum NFSBench {
     }
 
     static func capture(_ argv: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: argv[0])
-        process.arguments = Array(argv.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try ChildProcess.run(argv)
+        return (result.status, String(decoding: result.output + result.errors, as: UTF8.self))
     }
 
     @discardableResult
@@ -258,7 +250,7 @@ final class ZeroFSTarget: NFSBenchTarget {
 /// nfs-ganesha (VFS) exporting a local folder, with rpcbind, in a private network namespace.
 final class GaneshaTarget: NFSBenchTarget {
     let name = "ganesha"
-    let shell: Process
+    let shell: ChildProcess
     let directory: String
 
     static func unavailable() -> String? {
@@ -283,6 +275,7 @@ final class GaneshaTarget: NFSBenchTarget {
             """
         try config.write(toFile: directory + "/ganesha.conf", atomically: true, encoding: .utf8)
         let script = """
+            exec >/dev/null 2>&1
             ip link set lo up
             /usr/sbin/rpcbind -f -w & r=$!
             sleep 0.3
@@ -290,12 +283,7 @@ final class GaneshaTarget: NFSBenchTarget {
             trap 'kill $g; wait $g; kill $r; wait $r; exit 0' TERM
             wait $g
             """
-        shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        shell.arguments = ["-n", "--", "/bin/bash", "-c", script]
-        shell.standardOutput = FileHandle.nullDevice
-        shell.standardError = FileHandle.nullDevice
-        try shell.run()
+        shell = try ChildProcess(executable: "/usr/bin/unshare", arguments: ["-n", "--", "/bin/bash", "-c", script])
         // Ready when a client can list the export.
         let deadline = Date().addingTimeInterval(20)
         while true {
@@ -311,12 +299,10 @@ final class GaneshaTarget: NFSBenchTarget {
     var url: String { "nfs://127.0.0.1/export?version=3&nfsport=2049&mountport=20048" }
 
     func command(_ arguments: [String]) -> [String] {
-        ["/usr/bin/nsenter", "-t", "\(shell.processIdentifier)", "-n"] + arguments
+        ["/usr/bin/nsenter", "-t", "\(shell.pid)", "-n"] + arguments
     }
 
     func stop() {
-        guard shell.isRunning else { return }
-        shell.terminate()
-        shell.waitUntilExit()
+        shell.kill(SIGTERM)
     }
 }

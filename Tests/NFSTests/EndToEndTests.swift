@@ -11,24 +11,12 @@ import LSMBackend
 import Synchronization
 import Testing
 
-/// Runs a program; its exit status and output.
+/// Runs a program; its exit status and output (through ChildProcess.run: no pipes,
+/// threads or descriptors of this process involved, so the stores that other suites
+/// run at the same time are never touched).
 func runProgram(_ path: String, _ arguments: [String]) throws -> (status: Int32, out: [UInt8], err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read both pipes while the program runs, so a full pipe cannot stall it.
-    let errData = Mutex(Data())
-    let reader = Thread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
-    reader.start()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    while !reader.isFinished { Thread.sleep(forTimeInterval: 0.001) }
-    return (process.terminationStatus, Array(output), String(decoding: errData.withLock { $0 }, as: UTF8.self))
+    let result = try ChildProcess.run([path] + arguments)
+    return (result.status, result.output, String(decoding: result.errors, as: UTF8.self))
 }
 
 /// The compiled C client, built once per test process.
