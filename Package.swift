@@ -16,6 +16,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C shims: one system-library target per native library, found by pkg-config.
@@ -54,12 +60,31 @@ let package = Package(
             path: "Sources/Frontends/NFS"
         ),
 
+        // The gRPC AdminService (Protos/admin.proto; generated code in Generated/, made by
+        // scripts/generate-grpc) and its client side used by the command line (Docs/admin.md).
+        .target(
+            name: "Admin",
+            dependencies: [
+                "Engine", "FS",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Sources/Frontends/Admin"
+        ),
+
+        // The TOML configuration file (Docs/config.md).
+        .target(name: "Config", dependencies: ["Engine", "FS", .product(name: "TOMLKit", package: "TOMLKit")]),
+
         .target(name: "Workloads", dependencies: ["Engine", "FS", "NFS"]),
         .executableTarget(
             name: "zerofs",
             dependencies: [
-                "Engine", "BackendCatalog", "Workloads", "FS", "NFS",
+                "Engine", "BackendCatalog", "Workloads", "FS", "NFS", "Admin", "Config",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -76,6 +101,10 @@ let package = Package(
             dependencies: [
                 "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore",
             ]
+        ),
+        .testTarget(
+            name: "AdminTests",
+            dependencies: ["Admin", "Config", "FS", "Engine", "BackendCatalog", "MemoryBackend", "Workloads", "KVTestSupport"]
         ),
         .testTarget(name: "NFSTests", dependencies: ["NFS", "FS", "FSTestSupport", "KVTestSupport", "MemoryBackend", "LSMBackend"]),
         .testTarget(

@@ -46,6 +46,10 @@ public protocol KVBackendFactory: Sendable {
     /// `.invalidArgument` for bad options, `.io`.
     func open(at path: String, options: BackendOptions) throws -> any KVBackend
 
+    /// Checks `options` (compression, every tuning key and value) without touching any
+    /// store: what `open` would refuse with `.invalidArgument`.
+    func validate(_ options: BackendOptions) throws
+
     /// Opens checkpoint `name` of the store at `path` read-only: writes throw `.readOnly`.
     /// Does not take the store's lock, so it works while the store is in use.
     /// Throws `.notFound`, and as `open`.

@@ -7,6 +7,18 @@ import Darwin
 #endif
 
 public enum Bytes {
+    /// Lower-case hexadecimal, two digits per byte.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Unsigned lexicographic comparison; a proper prefix sorts first. Negative, zero or
     /// positive like memcmp.
     @inlinable

@@ -162,6 +162,15 @@ public protocol KVBackend: KVReader {
 
     /// Deletes a checkpoint; its storage is reclaimed. Throws `.notFound`.
     func deleteCheckpoint(named name: String) throws
+
+    /// What the store occupies: the live store, and what only its checkpoints keep
+    /// (Maintenance.swift). The default counts the bytes of every key and value.
+    func spaceUsage() throws -> StoreSpace
+
+    /// Reads every stored object and value, verifying checksums where the format has
+    /// them, and names each failure by object. Calls `progress` now and then with the
+    /// counts so far. The default reads every value through one read view.
+    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport
 }
 
 extension KVBackend {

@@ -32,8 +32,10 @@ extension Pool {
                     try drop(version)
                 }
                 count += 1
+                collected.withLock { $0.count += 1 }
             }
             try pruneInternalVersions()
+            if count > 0 { collected.withLock { $0.lastFinishedAtNanos = FileOps.nowNanos() } }
             return count
         }
     }
@@ -45,6 +47,17 @@ extension Pool {
         repeat {
             try reclaimNow()
         } while try collectNow() > 0
+    }
+
+    /// The collector's work: versions waiting, the chunk bytes they hold (WRITTEN summed),
+    /// and what it has done since the pool opened.
+    public var collectorStatus: CollectorStatus {
+        let (versions, bytes) = state.withLock { s -> (Int, UInt64) in
+            let dead = s.forest.collectable()
+            return (dead.count, dead.reduce(UInt64(0)) { $0 &+ (s.forest.versions[$1]?.written ?? 0) })
+        }
+        let (collected, finished) = collected.withLock { ($0.count, $0.lastFinishedAtNanos) }
+        return CollectorStatus(pendingVersions: versions, pendingBytes: bytes, collectedVersions: collected, lastFinishedAtNanos: finished)
     }
 
     /// Whether dead versions wait for the collector (USED is an estimate meanwhile).
@@ -424,4 +437,21 @@ extension Pool {
     /// Value bytes one collector batch moves at most: the commit lock is held while the
     /// batch is applied, so a batch must stay short for the clients waiting on it.
     static let collectBatchBytes = 256 << 10
+}
+
+public struct CollectorStatus: Sendable, Equatable {
+    /// Dead versions the collector can reclaim now.
+    public var pendingVersions: Int
+    /// Chunk bytes those versions hold.
+    public var pendingBytes: UInt64
+    /// Versions collected since the pool opened.
+    public var collectedVersions: UInt64
+    /// When the collector last finished a run that collected something (0: never).
+    public var lastFinishedAtNanos: UInt64
+}
+
+/// What the collector did since the pool opened.
+struct CollectedCount {
+    var count: UInt64 = 0
+    var lastFinishedAtNanos: UInt64 = 0
 }

@@ -19,6 +19,8 @@ public final class Pool: Sendable {
     public let chunkSize: Int
     public let incarnation: UInt64
     public let crashPoints = CrashPoints()
+    /// What the collector did since the pool opened (Collector.swift).
+    let collected = Mutex(CollectedCount())
 
     let locks = LockTable()
     let syncGate = SyncGate()

@@ -133,7 +133,7 @@ public final class ChildProcess {
 
 public struct ChildProcessError: Error, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// Flushes every output stream (standard output included), so a reader on a pipe sees

@@ -129,35 +129,6 @@ struct BenchSnapshot: ParsableCommand {
     }
 }
 
-struct Fsck: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Check a filesystem store for consistency; exits non-zero when it finds a problem."
-    )
-
-    @Option(help: "Backend of the store (\(BackendCatalog.standard.names.joined(separator: ", "))).")
-    var backend = BackendCatalog.standard.defaultName
-    @Option(help: "Path of the store.") var path: String
-
-    func run() throws {
-        let factory = try BackendCatalog.standard.factory(named: backend)
-        var backendOptions = BackendOptions()
-        backendOptions.createIfMissing = false
-        let store = try factory.open(at: path, options: backendOptions)
-        defer { try? store.close() }
-        let report: FsckReport
-        do {
-            report = try FS.Fsck.check(store)
-        } catch {
-            printError("zerofs fsck: \(error)")
-            throw ExitCode(2)
-        }
-        for problem in report.problems { print("problem: \(problem)") }
-        print("zerofs fsck: \(report.inodes) inodes, \(report.entries) entries, \(report.chunks) chunks, "
-            + "\(report.problems.count) problem\(report.problems.count == 1 ? "" : "s")")
-        if !report.isClean { throw ExitCode(1) }
-    }
-}
-
 struct BenchNFS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nfs",

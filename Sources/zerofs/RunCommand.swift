@@ -1,11 +1,15 @@
-// `zerofs run`: opens the store and serves every dataset over NFSv3 until SIGINT or
-// SIGTERM, then stops taking calls, waits for running ones, makes everything durable and
-// closes the store.
+// `zerofs run`: opens the store and serves every dataset over NFSv3 and the AdminService
+// over gRPC until SIGINT or SIGTERM; then stops taking calls, lets running ones finish,
+// makes everything durable and closes the store. With --checkpoint it serves one
+// checkpoint read-only.
 
+import Admin
 import ArgumentParser
 import BackendCatalog
+import Config
 import Engine
 import FS
+import Logging
 import NFS
 import Workloads
 
@@ -15,27 +19,41 @@ import Glibc
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve every dataset over NFSv3, with MOUNT on the same port (no portmapper needed)."
+        abstract: "Serve every dataset over NFSv3 (MOUNT on the same port, no portmapper) and the AdminService over gRPC."
     )
 
-    @Option(help: "Backend of the store (\(BackendCatalog.standard.names.joined(separator: ", "))).")
-    var backend = BackendCatalog.standard.defaultName
-    @Option(help: "Folder of the store (created when missing).") var path = "zerofs-data"
-    @Option(name: .customLong("nfs-address"), help: "HOST:PORT to serve NFS and MOUNT on (port 0: any free port).")
-    var nfsAddress = "127.0.0.1:2049"
-    @Option(help: "Threads running NFS calls.") var threads = 8
+    @OptionGroup var store: StoreOptions
+    @Option(name: .customLong("nfs-address"), help: "HOST:PORT for NFS and MOUNT, overriding the config (port 0: any free port).")
+    var nfsAddress: String?
+    @Option(help: "Threads running NFS calls, overriding the config.") var threads: Int?
+    @Option(help: "Serve this checkpoint of the store, read-only, instead of the store.") var checkpoint: String?
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical), overriding the config.") var logLevel: String?
 
     func run() throws {
-        guard let colon = nfsAddress.lastIndex(of: ":"), let port = Int(nfsAddress[nfsAddress.index(after: colon)...]),
-              (0...65535).contains(port), colon != nfsAddress.startIndex
-        else {
-            printError("zerofs run: --nfs-address must be HOST:PORT, got '\(nfsAddress)'")
-            throw ExitCode(2)
+        let command = "zerofs run"
+        var config = store.load(command)
+        if let nfsAddress {
+            guard let address = ServerAddress(nfsAddress) else { fail(command, "--nfs-address must be HOST:PORT, got '\(nfsAddress)'") }
+            config.nfsAddresses = [address]
         }
-        guard threads >= 1 else {
-            printError("zerofs run: --threads must be at least 1")
-            throw ExitCode(2)
+        if let threads {
+            guard threads >= 1 else { fail(command, "--threads must be at least 1") }
+            config.nfsThreads = threads
         }
+        if let logLevel {
+            guard let level = ZeroFSConfig.LogLevel(rawValue: logLevel) else {
+                fail(command, "--log-level must be one of \(ZeroFSConfig.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            config.logLevel = level
+        }
+        let level = Logger.Level(rawValue: config.logLevel.rawValue) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let log = Logger(label: "zerofs")
+
         // Every thread started from here on inherits the blocked signals; the main thread
         // waits for them.
         var signals = sigset_t()
@@ -44,49 +62,88 @@ struct Run: ParsableCommand {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let factory = try BackendCatalog.standard.factory(named: backend)
-        let store: any KVBackend
+        let factory = try BackendCatalog.standard.factory(named: config.backend)
+        let location = FileOps.absolutePath(config.path)
+        let kv: any KVBackend
         do {
-            store = try factory.open(at: path, options: BackendOptions())
+            if let checkpoint {
+                kv = try factory.openCheckpoint(at: config.path, named: checkpoint, options: config.backendOptions)
+            } else {
+                kv = try factory.open(at: config.path, options: config.backendOptions)
+            }
+        } catch let error as KVError where error.code == .locked {
+            fail(command, "the \(config.backend) store at \(location) is in use by another process: \(error.message)")
         } catch {
-            printError("zerofs run: cannot open the \(backend) store at \(path): \(error)")
-            throw ExitCode(1)
+            fail(command, "cannot open the \(config.backend) store at \(location): \((error as? KVError)?.message ?? "\(error)")")
         }
         let pool: Pool
         do {
-            pool = try Pool.open(store)
+            pool = try Pool.open(kv, options: config.fsOptions)
         } catch {
-            try? store.close()
-            printError("zerofs run: cannot open the filesystem in \(path): \(error)")
-            throw ExitCode(1)
+            try? kv.close()
+            fail(command, "cannot open the filesystem in \(location): \(error)")
         }
-        var options = NFSServer.Options()
-        options.host = String(nfsAddress[..<colon])
-        options.port = port
-        options.threads = threads
-        let server: NFSServer
-        do {
-            server = try NFSServer.start(NFSService(pool: pool), options: options)
-        } catch {
-            try? pool.close()
-            try? store.close()
-            printError("zerofs run: cannot serve NFS on \(nfsAddress): \(error)")
-            throw ExitCode(1)
+        let nfs = NFSService(pool: pool)
+        var nfsServers: [NFSServer] = []
+        var adminServers: [AdminServer] = []
+        func stopAll() {
+            for server in adminServers { server.stop() }
+            for server in nfsServers { server.stop() }
         }
-        print("zerofs run: \(backend) store at \(path); NFS and MOUNT on \(options.host):\(server.port)")
-        print("zerofs run: mount with nfs://\(options.host)/?version=3&nfsport=\(server.port)&mountport=\(server.port)")
+        for address in config.nfsAddresses {
+            var options = NFSServer.Options()
+            options.host = address.host
+            options.port = address.port
+            options.threads = config.nfsThreads
+            do {
+                nfsServers.append(try NFSServer.start(nfs, options: options))
+            } catch {
+                stopAll()
+                try? pool.close()
+                try? kv.close()
+                fail(command, "cannot serve NFS on \(address): \(error)")
+            }
+        }
+        let admin = AdminService(pool: pool, store: kv, location: location) { nfs.callCounts }
+        for address in config.rpcAddresses {
+            do {
+                adminServers.append(try AdminServer.start(admin, host: address.host, port: address.port))
+            } catch {
+                stopAll()
+                try? pool.close()
+                try? kv.close()
+                fail(command, "cannot serve gRPC on \(address): \(error)")
+            }
+        }
+        let what = checkpoint.map { "checkpoint \($0) of the \(config.backend) store at \(location), read-only" } ?? "\(config.backend) store at \(location)"
+        print("zerofs run: \(what)")
+        func address(of server: NFSServer) -> String {
+            config.nfsAddresses[nfsServers.firstIndex { $0 === server } ?? 0].host
+        }
+        for server in nfsServers {
+            let host = ServerAddress(host: address(of: server), port: server.port).description
+            print("zerofs run: NFS and MOUNT on \(host)")
+            print("zerofs run: mount with nfs://\(host)/?version=3&nfsport=\(server.port)&mountport=\(server.port)")
+        }
+        for server in adminServers {
+            print("zerofs run: gRPC AdminService on \(ServerAddress(host: server.host, port: server.port))")
+        }
         flushStandardOutput()
+        log.info("serving", metadata: ["store": "\(location)", "backend": "\(config.backend)"])
+
         var received: Int32 = 0
         sigwait(&signals, &received)
         print("zerofs run: signal \(received): stopping")
         flushStandardOutput()
-        server.stop()
+        log.info("stopping", metadata: ["signal": "\(received)"])
+        stopAll()
         var failed = false
         do { try pool.close() } catch {
+            log.error("closing the filesystem failed", metadata: ["error": "\(error)"])
             printError("zerofs run: closing the filesystem: \(error)")
             failed = true
         }
-        do { try store.close() } catch {
+        do { try kv.close() } catch {
             printError("zerofs run: closing the store: \(error)")
             failed = true
         }

@@ -14,7 +14,7 @@ struct ZeroFS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zerofs",
         abstract: "A filesystem server whose every byte lives in an ordered key-value store.",
-        subcommands: [Run.self, Bench.self, Fsck.self, Debug.self]
+        subcommands: [Init.self, Run.self, DatasetCommand.self, CheckpointCommand.self, Fsck.self, Scrub.self, Bench.self, Debug.self]
     )
 }
 

@@ -22,6 +22,8 @@ public struct LMDBBackendFactory: KVBackendFactory {
 
     public init() {}
 
+    public func validate(_ options: BackendOptions) throws { _ = try LMDBSettings(options, path: "/") }
+
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
         let settings = try LMDBSettings(options, path: root)

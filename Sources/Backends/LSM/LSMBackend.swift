@@ -16,6 +16,8 @@ public struct LSMBackendFactory: KVBackendFactory {
 
     public init() {}
 
+    public func validate(_ options: BackendOptions) throws { _ = try LSMOptions(options) }
+
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
         let settings = try LSMOptions(options)
@@ -285,5 +287,15 @@ final class LSMIterator: KVIterator {
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try lifetime.ensureOpen()
         return try body(stream.key, stream.source.value)
+    }
+}
+
+extension LSMBackend {
+    func spaceUsage() throws -> StoreSpace {
+        try lifetime.shared { try store.spaceUsage() }
+    }
+
+    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+        try lifetime.shared { try store.scrub(progress: progress) }
     }
 }

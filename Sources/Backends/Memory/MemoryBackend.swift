@@ -89,6 +89,8 @@ public struct MemoryBackendFactory: KVBackendFactory {
         return store
     }
 
+    public func validate(_ options: BackendOptions) throws { try Self.validate(options) }
+
     private static func validate(_ options: BackendOptions) throws(KVError) {
         guard options.compression == .none else {
             throw KVError(.invalidArgument, "the memory backend does not compress; set compression to none")
@@ -276,5 +278,31 @@ final class MemoryIterator: KVIterator {
         try lifetime.shared {}
         let node = cursor.current!
         return try node.key.withUnsafeBytes { k in try node.value.withUnsafeBytes { v in try body(k, v) } }
+    }
+}
+
+extension MemoryBackend {
+    /// Logical bytes (keys and values): the live tree's, and those of checkpoint entries the
+    /// live tree does not hold with the same value (trees share everything else).
+    func spaceUsage() throws -> StoreSpace {
+        let live = try current()
+        let trees = isReadOnly ? [] : store.state.withLock { $0.checkpoints.values.map(\.tree) }
+        func walk(_ node: TreeNode?, _ visit: (TreeNode) -> Void) {
+            guard let node else { return }
+            walk(node.left, visit)
+            visit(node)
+            walk(node.right, visit)
+        }
+        var liveBytes: UInt64 = 0
+        walk(live.root) { liveBytes += UInt64($0.key.count + $0.value.count) }
+        var counted: Set<[UInt8]> = []
+        var pinned: UInt64 = 0
+        for tree in trees {
+            walk(tree.root) { node in
+                let same = node.key.withUnsafeBytes { live.get($0) }.map { $0.value == node.value } ?? false
+                if !same, counted.insert(node.key + [0] + node.value).inserted { pinned += UInt64(node.key.count + node.value.count) }
+            }
+        }
+        return StoreSpace(liveBytes: liveBytes, checkpointOnlyBytes: pinned)
     }
 }

@@ -13,6 +13,8 @@ public struct RocksDBBackendFactory: KVBackendFactory {
 
     public init() {}
 
+    public func validate(_ options: BackendOptions) throws { try RocksDBOptions.validate(options) }
+
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
         let root = FileOps.absolutePath(path)
         try RocksDBOptions.validate(options)
@@ -266,5 +268,21 @@ final class RocksDBReadOptions: @unchecked Sendable {
     deinit {
         rocksdb_readoptions_destroy(pointer)
         upperBound?.deallocate()
+    }
+}
+
+extension RocksDBBackend {
+    func spaceUsage() throws -> StoreSpace {
+        try lifetime.shared { try CheckpointDirectory.spaceUsage(storePath: root) }
+    }
+
+    /// Every value through one snapshot; RocksDB verifies the checksum of each block it
+    /// reads (verify_checksums is on by default), so a bad block fails the walk there.
+    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+        var report = ScrubReport()
+        report.objectsTotal = 1
+        report.verified = "block checksums"
+        try Scrub.readValues(of: self, into: &report, object: "rocksdb database \(path)", progress: progress)
+        return report
     }
 }

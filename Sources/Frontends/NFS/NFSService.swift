@@ -15,6 +15,23 @@ public final class NFSService: Sendable {
     let nfs: NFSProgram
     let mount: MountProgram
     private let replies = DuplicateRequestCache(capacity: 4096)
+    /// Calls answered, by program and procedure (NFS 0...21, then MOUNT 0...5).
+    private let calls = Mutex([UInt64](repeating: 0, count: 28))
+
+    static let nfsProcedures = [
+        "NULL", "GETATTR", "SETATTR", "LOOKUP", "ACCESS", "READLINK", "READ", "WRITE", "CREATE", "MKDIR", "SYMLINK",
+        "MKNOD", "REMOVE", "RMDIR", "RENAME", "LINK", "READDIR", "READDIRPLUS", "FSSTAT", "FSINFO", "PATHCONF", "COMMIT",
+    ]
+    static let mountProcedures = ["NULL", "MNT", "DUMP", "UMNT", "UMNTALL", "EXPORT"]
+
+    /// Calls answered since the service started, by name ("nfs.READ", "mount.MNT").
+    public var callCounts: [String: UInt64] {
+        let counts = calls.withLock { $0 }
+        var out: [String: UInt64] = [:]
+        for (i, name) in Self.nfsProcedures.enumerated() where counts[i] > 0 { out["nfs.\(name)"] = counts[i] }
+        for (i, name) in Self.mountProcedures.enumerated() where counts[22 + i] > 0 { out["mount.\(name)"] = counts[22 + i] }
+        return out
+    }
 
     /// `writeVerifier`: a value that differs between server starts (the default is the
     /// clock's nanoseconds).
@@ -86,11 +103,13 @@ public final class NFSService: Sendable {
                     return RPCReply.progMismatch(call.xid, low: NFSProgram.version, high: NFSProgram.version)
                 }
                 known = try nfs.call(call.procedure, &args, call.credentials, into: &w)
+                if known, call.procedure < 22 { calls.withLock { $0[Int(call.procedure)] += 1 } }
             case MountProgram.program:
                 guard call.version == MountProgram.version else {
                     return RPCReply.progMismatch(call.xid, low: MountProgram.version, high: MountProgram.version)
                 }
                 known = try mount.call(call.procedure, &args, call.credentials, machine: call.machine, into: &w)
+                if known, call.procedure < 6 { calls.withLock { $0[22 + Int(call.procedure)] += 1 } }
             default:
                 return RPCReply.accepted(call.xid, .progUnavail)
             }

@@ -1,0 +1,62 @@
+// The file `zerofs init` writes: every key with its default, commented, so that it works
+// as it is (the LSM backend in a local folder, servers on 127.0.0.1).
+
+extension ZeroFSConfig {
+    public static let defaultFileText = """
+        # ZeroFS configuration (Docs/config.md). Every value below is the default.
+        # Strings may use ${VAR} for an environment variable; write $$ for a literal '$'.
+
+        [storage]
+        # The key-value store under the filesystem: lsm (default), rocksdb or lmdb.
+        # `zerofs run --backend NAME` overrides it.
+        backend = "lsm"
+        # The store's folder, created on first start (relative to where zerofs runs).
+        path = "zerofs-data"
+        # Bytes of cache for stored blocks (lsm and rocksdb).
+        cache_bytes = 67108864
+        # Block compression in the store: none or zstd (lsm and rocksdb; lmdb needs none).
+        compression = "none"
+
+        # Per-backend tuning; only the section of the chosen backend is used, but every
+        # section is checked. Uncomment to change a value.
+        [storage.lsm]
+        # memtable_bytes = 16777216
+        # block_size = 4096
+        # bloom_bits_per_key = 10
+        # wal_sync = "buffered"
+
+        [storage.rocksdb]
+        # write_buffer_size = 67108864
+        # max_background_jobs = 2
+        # block_size = 4096
+        # bloom_bits_per_key = 10
+
+        [storage.lmdb]
+        # map_size = 1099511627776
+        # max_readers = 1024
+
+        [filesystem]
+        # Bytes per file chunk: a power of two from 4096 to 1048576. Fixed when the
+        # filesystem is created; later changes are ignored.
+        chunk_size = 32768
+        # Chunk compression: zstd or none.
+        compression = "zstd"
+        # Metadata operations are durable before they return (NFS expects it).
+        durable_metadata = true
+
+        [servers.nfs]
+        # NFSv3 and MOUNT on one port; clients need no portmapper.
+        addresses = ["127.0.0.1:2049"]
+        # Threads running NFS calls.
+        threads = 8
+
+        [servers.rpc]
+        # The gRPC AdminService, used by the zerofs command line.
+        addresses = ["127.0.0.1:7000"]
+
+        [logging]
+        # trace, debug, info, notice, warning, error or critical.
+        level = "info"
+
+        """
+}

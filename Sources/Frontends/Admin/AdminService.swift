@@ -1,0 +1,409 @@
+// The AdminService (Protos/admin.proto) over one pool and its store: every RPC maps to one
+// FS or store call, run on a thread of its own (they block on disk), never on an event
+// loop or the cooperative pool. Errors map to gRPC status codes (Docs/admin.md).
+
+import Dispatch
+import Engine
+import FS
+import GRPCCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a background job (the collector, fsck, scrub) has done so far.
+public struct JobProgress: Sendable, Equatable {
+    public var running = false
+    public var done: UInt64 = 0
+    public var total: UInt64 = 0
+    public var unit = ""
+    public var lastFinishedAtNanos: UInt64 = 0
+    public var lastProblems: UInt64 = 0
+}
+
+/// Calls by name since the server started ("admin.CreateSnapshot"; frontends add theirs).
+public final class OperationCounters: Sendable {
+    private let counts = Mutex<[String: UInt64]>([:])
+
+    public init() {}
+
+    public func add(_ name: String, _ count: UInt64 = 1) {
+        counts.withLock { $0[name, default: 0] &+= count }
+    }
+
+    public var snapshot: [String: UInt64] { counts.withLock { $0 } }
+}
+
+public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProtocol, Sendable {
+    public let pool: Pool
+    public let store: any KVBackend
+    /// Where the store lives, for GetStats ("lsm at /srv/zerofs").
+    public let location: String
+    public let counters: OperationCounters
+    /// More counters to report (a frontend's calls), read at each GetStats.
+    private let extraCounters: @Sendable () -> [String: UInt64]
+    private let started = FileOps.nowNanos()
+    private let fsckProgress = Mutex(JobProgress(unit: "keys"))
+    private let scrubProgress = Mutex(JobProgress(unit: "objects"))
+    /// One fsck and one scrub at a time.
+    private let fsckRunning = Mutex(false)
+    private let scrubRunning = Mutex(false)
+
+    public init(
+        pool: Pool, store: any KVBackend, location: String, counters: OperationCounters = OperationCounters(),
+        extraCounters: @escaping @Sendable () -> [String: UInt64] = { [:] }
+    ) {
+        self.pool = pool
+        self.store = store
+        self.location = location
+        self.counters = counters
+        self.extraCounters = extraCounters
+    }
+
+    /// Runs `body` on a thread of its own, counting the call and mapping its errors.
+    private func call<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        counters.add("admin.\(name)")
+        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { try body() })
+            }
+        }
+        do {
+            return try result.get()
+        } catch {
+            throw AdminErrors.status(error)
+        }
+    }
+
+    private func requireWritable() throws {
+        if store.isReadOnly {
+            throw RPCError(code: .failedPrecondition, message: "the server serves a checkpoint read-only; nothing can change")
+        }
+    }
+
+    // MARK: datasets
+
+    public func createDataset(request: Zerofs_Admin_V1_CreateDatasetRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("CreateDataset") { [pool] in
+            try self.requireWritable()
+            return AdminMessages.dataset(try pool.info(try pool.createDataset(request.name).id))
+        }
+    }
+
+    public func listDatasets(request: Zerofs_Admin_V1_ListDatasetsRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ListDatasetsResponse {
+        try await call("ListDatasets") { [pool] in
+            var response = Zerofs_Admin_V1_ListDatasetsResponse()
+            response.datasets = try pool.listDatasets().map(AdminMessages.dataset)
+            return response
+        }
+    }
+
+    public func deleteDataset(request: Zerofs_Admin_V1_DeleteDatasetRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_DeleteDatasetResponse {
+        try await call("DeleteDataset") { [pool] in
+            try self.requireWritable()
+            try pool.deleteDataset(request.name, recursive: request.recursive)
+            return Zerofs_Admin_V1_DeleteDatasetResponse()
+        }
+    }
+
+    public func getDatasetInfo(request: Zerofs_Admin_V1_GetDatasetInfoRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("GetDatasetInfo") { [pool] in AdminMessages.dataset(try pool.info(request.name)) }
+    }
+
+    public func setDefaultDataset(request: Zerofs_Admin_V1_SetDefaultDatasetRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("SetDefaultDataset") { [pool] in
+            try self.requireWritable()
+            try pool.setDefault(request.name)
+            return AdminMessages.dataset(try pool.info(request.name))
+        }
+    }
+
+    public func getDefaultDataset(request: Zerofs_Admin_V1_GetDefaultDatasetRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("GetDefaultDataset") { [pool] in AdminMessages.dataset(try pool.info(try pool.getDefault().id)) }
+    }
+
+    public func renameDataset(request: Zerofs_Admin_V1_RenameDatasetRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("RenameDataset") { [pool] in
+            try self.requireWritable()
+            try pool.renameDataset(request.name, to: request.newName)
+            return AdminMessages.dataset(try pool.info(request.newName))
+        }
+    }
+
+    public func setDatasetReadonly(request: Zerofs_Admin_V1_SetDatasetReadonlyRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("SetDatasetReadonly") { [pool] in
+            try self.requireWritable()
+            try pool.setReadonly(request.name, request.readonly)
+            return AdminMessages.dataset(try pool.info(request.name))
+        }
+    }
+
+    // MARK: snapshots
+
+    public func createSnapshot(request: Zerofs_Admin_V1_CreateSnapshotRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_CreateSnapshotResponse {
+        try await call("CreateSnapshot") { [pool] in
+            try self.requireWritable()
+            if request.source.contains("@"), try pool.info(request.source).isSnapshot {
+                throw DatasetError(.isSnapshot, "\(request.source) is a snapshot; only datasets can be snapshotted")
+            }
+            var response = Zerofs_Admin_V1_CreateSnapshotResponse()
+            response.snapshots = try pool.snapshot(request.source, request.name, recursive: request.recursive).map(AdminMessages.dataset)
+            return response
+        }
+    }
+
+    public func listSnapshots(request: Zerofs_Admin_V1_ListSnapshotsRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ListSnapshotsResponse {
+        try await call("ListSnapshots") { [pool] in
+            var response = Zerofs_Admin_V1_ListSnapshotsResponse()
+            response.snapshots = try pool.listSnapshots(of: request.source.isEmpty ? nil : request.source).map(AdminMessages.dataset)
+            return response
+        }
+    }
+
+    public func deleteSnapshot(request: Zerofs_Admin_V1_DeleteSnapshotRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_DeleteSnapshotResponse {
+        try await call("DeleteSnapshot") { [pool] in
+            try self.requireWritable()
+            try pool.deleteSnapshot(try Self.snapshotName(pool, request.name))
+            return Zerofs_Admin_V1_DeleteSnapshotResponse()
+        }
+    }
+
+    public func renameSnapshot(request: Zerofs_Admin_V1_RenameSnapshotRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("RenameSnapshot") { [pool] in
+            try self.requireWritable()
+            let old = try Self.snapshotName(pool, request.name)
+            let dataset = old[..<old.lastIndex(of: "@")!]
+            var new = request.newName
+            if let at = new.lastIndex(of: "@") {
+                guard new[..<at] == dataset else {
+                    throw DatasetError(.invalidMove, "a snapshot stays with its dataset: \(old) cannot become \(new)")
+                }
+                new = String(new[new.index(after: at)...])
+            }
+            try pool.renameSnapshot(old, to: new)
+            return AdminMessages.dataset(try pool.info("\(dataset)@\(new)"))
+        }
+    }
+
+    public func cloneSnapshot(request: Zerofs_Admin_V1_CloneSnapshotRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("CloneSnapshot") { [pool] in
+            try self.requireWritable()
+            return AdminMessages.dataset(try pool.info(try pool.clone(try Self.snapshotName(pool, request.snapshot), to: request.name).id))
+        }
+    }
+
+    public func rollbackDataset(request: Zerofs_Admin_V1_RollbackDatasetRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Dataset {
+        try await call("RollbackDataset") { [pool] in
+            try self.requireWritable()
+            var snapshot = request.snapshot
+            if let at = snapshot.lastIndex(of: "@") {
+                guard snapshot[..<at] == request.dataset else {
+                    throw DatasetError(.wrongDataset, "\(snapshot) is not a snapshot of \(request.dataset)")
+                }
+                snapshot = String(snapshot[snapshot.index(after: at)...])
+            }
+            try pool.rollback(request.dataset, to: snapshot)
+            return AdminMessages.dataset(try pool.info(request.dataset))
+        }
+    }
+
+    /// A snapshot's full name: "DATASET@SNAP" as given, or a bare "SNAP" when exactly one
+    /// dataset has a snapshot of that name.
+    static func snapshotName(_ pool: Pool, _ name: String) throws -> String {
+        if name.contains("@") { return name }
+        let matches = try pool.listSnapshots().map(\.name).filter { $0.hasSuffix("@" + name) }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0:
+            if let dataset = try? pool.info(name), !dataset.isSnapshot {
+                throw DatasetError(.notSnapshot, "\(name) is a dataset, not a snapshot (name one of its snapshots: \(name)@SNAPSHOT)")
+            }
+            throw DatasetError(.notFound, "no snapshot named \(name.debugDescription) (name it DATASET@SNAPSHOT)")
+        default:
+            throw RPCError(code: .invalidArgument, message: "snapshot name \(name.debugDescription) is ambiguous: \(matches.joined(separator: ", ")); name it DATASET@SNAPSHOT")
+        }
+    }
+
+    // MARK: checkpoints
+
+    public func createCheckpoint(request: Zerofs_Admin_V1_CreateCheckpointRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Checkpoint {
+        try await call("CreateCheckpoint") { [store] in
+            try self.requireWritable()
+            return AdminMessages.checkpoint(try store.createCheckpoint(named: request.name))
+        }
+    }
+
+    public func listCheckpoints(request: Zerofs_Admin_V1_ListCheckpointsRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ListCheckpointsResponse {
+        try await call("ListCheckpoints") { [store] in
+            var response = Zerofs_Admin_V1_ListCheckpointsResponse()
+            response.checkpoints = try store.listCheckpoints().map(AdminMessages.checkpoint)
+            return response
+        }
+    }
+
+    public func deleteCheckpoint(request: Zerofs_Admin_V1_DeleteCheckpointRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_DeleteCheckpointResponse {
+        try await call("DeleteCheckpoint") { [store] in
+            try self.requireWritable()
+            try store.deleteCheckpoint(named: request.name)
+            return Zerofs_Admin_V1_DeleteCheckpointResponse()
+        }
+    }
+
+    // MARK: statistics and maintenance
+
+    public func getStats(request: Zerofs_Admin_V1_GetStatsRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_Stats {
+        try await call("GetStats") { [pool, store] in
+            var stats = Zerofs_Admin_V1_Stats()
+            stats.backend = store.backendName
+            stats.path = self.location
+            let space = try store.spaceUsage()
+            stats.storeBytes = space.liveBytes
+            stats.checkpointPinnedBytes = space.checkpointOnlyBytes
+            stats.chunkBytes = pool.storedBytes
+            let collector = pool.collectorStatus
+            stats.gcPendingBytes = collector.pendingBytes
+            stats.gcPendingVersions = UInt64(collector.pendingVersions)
+            stats.gc = AdminMessages.progress(JobProgress(
+                running: collector.pendingVersions > 0, done: collector.collectedVersions,
+                total: collector.collectedVersions + UInt64(collector.pendingVersions), unit: "versions",
+                lastFinishedAtNanos: collector.lastFinishedAtNanos))
+            stats.fsck = AdminMessages.progress(self.fsckProgress.withLock { $0 })
+            stats.scrub = AdminMessages.progress(self.scrubProgress.withLock { $0 })
+            stats.datasets = UInt64(try pool.listDatasets().count)
+            stats.snapshots = UInt64(try pool.listSnapshots().count)
+            stats.checkpoints = UInt64(try store.listCheckpoints().count)
+            stats.operations = self.counters.snapshot.merging(self.extraCounters()) { $0 + $1 }
+            stats.uptimeNanos = FileOps.nowNanos() - self.started
+            return stats
+        }
+    }
+
+    public func flush(request: Zerofs_Admin_V1_FlushRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_FlushResponse {
+        try await call("Flush") { [store] in
+            if !store.isReadOnly { try store.flush() }
+            return Zerofs_Admin_V1_FlushResponse()
+        }
+    }
+
+    public func fsck(request: Zerofs_Admin_V1_FsckRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_FsckResponse {
+        try await call("Fsck") { [store] in
+            try Self.exclusively(self.fsckRunning, "an fsck is already running")
+            defer { self.fsckRunning.withLock { $0 = false } }
+            self.fsckProgress.withLock { $0.running = true; $0.done = 0 }
+            let view = try store.readView()
+            defer { view.close() }
+            let counting = CountingReader(view) { count in self.fsckProgress.withLock { $0.done = count } }
+            let report: FsckReport
+            do {
+                report = try FS.Fsck.check(counting)
+            } catch {
+                self.fsckProgress.withLock { $0.running = false }
+                throw error
+            }
+            self.fsckProgress.withLock {
+                $0.running = false
+                $0.lastFinishedAtNanos = FileOps.nowNanos()
+                $0.lastProblems = UInt64(report.problems.count)
+            }
+            var response = Zerofs_Admin_V1_FsckResponse()
+            response.inodes = UInt64(report.inodes)
+            response.entries = UInt64(report.entries)
+            response.chunks = UInt64(report.chunks)
+            response.problems = report.problems
+            return response
+        }
+    }
+
+    public func scrub(request: Zerofs_Admin_V1_ScrubRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ScrubResponse {
+        try await call("Scrub") { [store] in
+            try Self.exclusively(self.scrubRunning, "a scrub is already running")
+            defer { self.scrubRunning.withLock { $0 = false } }
+            self.scrubProgress.withLock { $0.running = true; $0.done = 0; $0.total = 0 }
+            let report: ScrubReport
+            do {
+                report = try store.scrub { partial in
+                    self.scrubProgress.withLock {
+                        $0.done = partial.objects
+                        $0.total = partial.objectsTotal
+                    }
+                }
+            } catch {
+                self.scrubProgress.withLock { $0.running = false }
+                throw error
+            }
+            self.scrubProgress.withLock {
+                $0.running = false
+                $0.done = report.objects
+                $0.lastFinishedAtNanos = FileOps.nowNanos()
+                $0.lastProblems = UInt64(report.failures.count)
+            }
+            return AdminMessages.scrub(report)
+        }
+    }
+
+    private static func exclusively(_ flag: borrowing Mutex<Bool>, _ message: String) throws {
+        let taken = flag.withLock { running -> Bool in
+            if running { return false }
+            running = true
+            return true
+        }
+        if !taken { throw RPCError(code: .failedPrecondition, message: message) }
+    }
+}
+
+/// A reader that counts the keys read through it (fsck's progress).
+final class CountingReader: KVReader, @unchecked Sendable {
+    let base: any KVReader
+    let report: @Sendable (UInt64) -> Void
+    private let count = Atomic<UInt64>(0)
+
+    init(_ base: any KVReader, report: @escaping @Sendable (UInt64) -> Void) {
+        self.base = base
+        self.report = report
+    }
+
+    func tick() {
+        let n = count.add(1, ordering: .relaxed).newValue
+        if n % 4096 == 0 { report(n) }
+    }
+
+    func get(_ key: [UInt8]) throws -> [UInt8]? {
+        tick()
+        return try base.get(key)
+    }
+
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator {
+        CountingIterator(try base.makeIterator(range), self)
+    }
+
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
+        tick()
+        return try base.firstEntry(from: from, prefix: prefix)
+    }
+
+    func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
+        tick()
+        return try base.firstVersion(from: from, prefix: prefix, suffixLength: suffixLength)
+    }
+}
+
+final class CountingIterator: KVIterator {
+    let base: any KVIterator
+    let reader: CountingReader
+
+    init(_ base: any KVIterator, _ reader: CountingReader) {
+        self.base = base
+        self.reader = reader
+    }
+
+    var isValid: Bool { base.isValid }
+    func seek(_ key: [UInt8]) throws { try base.seek(key) }
+    func next() throws {
+        reader.tick()
+        try base.next()
+    }
+    func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try base.withCurrent(body)
+    }
+}

@@ -1,0 +1,189 @@
+// How an admin command reaches the filesystem: over gRPC when a server for this store
+// answers at the config's address; otherwise by opening the store itself (only if it gets
+// the store's lock), saying so on stderr. Errors end the command with one line on stderr.
+
+import Admin
+import ArgumentParser
+import BackendCatalog
+import Config
+import Engine
+import FS
+import GRPCCore
+import Workloads
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// -c, and overrides of what the config file says.
+struct StoreOptions: ParsableArguments {
+    @Option(name: [.customShort("c"), .customLong("config")], help: "The TOML config file (default: ./zerofs.toml when it exists, else built-in defaults).")
+    var config: String?
+    @Option(help: "Backend of the store (lsm, rocksdb, lmdb), overriding the config.") var backend: String?
+    @Option(help: "Folder of the store, overriding the config.") var path: String?
+    @Option(name: .customLong("rpc-address"), help: "HOST:PORT of the AdminService, overriding the config.") var rpcAddress: String?
+
+    /// The configuration with the overrides applied, or a one-line error.
+    func load(_ command: String) -> ZeroFSConfig {
+        var config = ZeroFSConfig()
+        let file = self.config ?? (FileOps.kind(of: "zerofs.toml", followingLinks: true) == .file ? "zerofs.toml" : nil)
+        if let file {
+            do {
+                config = try ZeroFSConfig.load(file, environment: currentEnvironment()) { name, options in
+                    try BackendCatalog.standard.factory(named: name).validate(options)
+                }
+            } catch {
+                fail(command, error.description)
+            }
+        }
+        if let backend {
+            guard ZeroFSConfig.backends.contains(backend) else { fail(command, "--backend must be lsm, rocksdb or lmdb, got '\(backend)'") }
+            config.backend = backend
+        }
+        if let path { config.path = path }
+        if let rpcAddress {
+            guard let address = ServerAddress(rpcAddress) else { fail(command, "--rpc-address must be HOST:PORT, got '\(rpcAddress)'") }
+            config.rpcAddresses = [address]
+        }
+        return config
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print JSON (the proto3 JSON of the AdminService reply) instead of a table.") var json = false
+}
+
+/// Ends the process with one line on stderr and status 1.
+func fail(_ command: String, _ message: String) -> Never {
+    printError("\(command): \(message)")
+    exit(1)
+}
+
+func currentEnvironment() -> [String: String] {
+    var out: [String: String] = [:]
+    var pointer = environ
+    while let entry = pointer.pointee {
+        let text = String(cString: entry)
+        if let equals = text.firstIndex(of: "=") { out[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
+        pointer += 1
+    }
+    return out
+}
+
+/// Whether something accepts TCP connections at host:port (a refused or unreachable
+/// address answers false at once; an address that does not answer, after 2 seconds).
+func listening(_ address: ServerAddress) -> Bool {
+    var hints = addrinfo()
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_flags = AI_NUMERICSERV
+    var result: UnsafeMutablePointer<addrinfo>?
+    guard getaddrinfo(address.host, String(address.port), &hints, &result) == 0, let info = result else { return false }
+    defer { freeaddrinfo(result) }
+    let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 2, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    return connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0
+}
+
+/// An open connection to the AdminService, remote or over a store opened here.
+final class AdminSession {
+    let command: String
+    let config: ZeroFSConfig
+    let endpoint: AdminEndpoint
+    private var pool: Pool?
+    private var store: (any KVBackend)?
+
+    /// Finds the server, or opens the store.
+    init(_ command: String, _ options: StoreOptions) {
+        self.command = command
+        config = options.load(command)
+        let address = config.rpcAddresses[0]
+        let storePath = FileOps.absolutePath(config.path)
+        if listening(address) {
+            let served: String
+            do {
+                served = try AdminClient.with(.remote(host: address.host, port: address.port)) { client in
+                    try await client.getStats(Zerofs_Admin_V1_GetStatsRequest()).path
+                }
+            } catch {
+                fail(command, "something listens at \(address) but does not answer as a zerofs server: \(AdminErrors.status(error).message)")
+            }
+            guard served == storePath else {
+                fail(command, "the server at \(address) serves \(served), not \(storePath); pass its config with -c or --rpc-address")
+            }
+            endpoint = .remote(host: address.host, port: address.port)
+            return
+        }
+        let (pool, store) = Self.open(command, config)
+        self.pool = pool
+        self.store = store
+        printError("\(command): no server at \(address); working on the \(config.backend) store at \(storePath) directly")
+        endpoint = .local(AdminService(pool: pool, store: store, location: storePath))
+    }
+
+    /// Opens the configured store (which must exist) and its filesystem.
+    static func open(_ command: String, _ config: ZeroFSConfig) -> (Pool, any KVBackend) {
+        let store = openStore(command, config)
+        do {
+            var fsOptions = config.fsOptions
+            fsOptions.backgroundReclaim = false
+            return (try Pool.open(store, options: fsOptions), store)
+        } catch {
+            try? store.close()
+            fail(command, "cannot open the filesystem in \(config.path): \(error)")
+        }
+    }
+
+    static func openStore(_ command: String, _ config: ZeroFSConfig) -> any KVBackend {
+        var options = config.backendOptions
+        options.createIfMissing = false
+        do {
+            return try BackendCatalog.standard.factory(named: config.backend).open(at: config.path, options: options)
+        } catch let error as KVError where error.code == .locked {
+            fail(command, "no server answers at \(config.rpcAddresses[0]), and the store at \(config.path) is in use: \(error.message)")
+        } catch let error as KVError where error.code == .storeNotFound {
+            fail(command, "no \(config.backend) store at \(config.path) (start one with `zerofs run`)")
+        } catch {
+            fail(command, "cannot open the \(config.backend) store at \(config.path): \(error)")
+        }
+    }
+
+    /// Runs `body` against the service; an error ends the command with its message.
+    func call<T: Sendable>(_ body: @escaping @Sendable (any Zerofs_Admin_V1_AdminService.ClientProtocol) async throws -> T) -> T {
+        do {
+            return try AdminClient.with(endpoint, body)
+        } catch {
+            let status = AdminErrors.status(error)
+            close()
+            fail(command, "\(status.message) (\(statusName(status.code)))")
+        }
+    }
+
+    /// Closes what this session opened. What deletions made offline leave for the
+    /// collector is reclaimed by the next `zerofs run` (the collector resumes there).
+    func close() {
+        guard let pool, let store else { return }
+        self.pool = nil
+        self.store = nil
+        do {
+            try pool.close()
+            try store.close()
+        } catch {
+            fail(command, "closing the store: \(error)")
+        }
+    }
+}
+
+func statusName(_ code: RPCError.Code) -> String {
+    switch code {
+    case .notFound: "NOT_FOUND"
+    case .alreadyExists: "ALREADY_EXISTS"
+    case .invalidArgument: "INVALID_ARGUMENT"
+    case .failedPrecondition: "FAILED_PRECONDITION"
+    case .unavailable: "UNAVAILABLE"
+    case .internalError: "INTERNAL"
+    default: "\(code)".uppercased()
+    }
+}
