@@ -70,24 +70,31 @@ public enum AdminEndpoint: Sendable {
 }
 
 public enum AdminClient {
-    /// Calls `body` with a client of the service at `endpoint`; blocks until it returns.
+    /// Calls `body` with a client of the service at `endpoint`, blocking this thread until
+    /// it returns: for synchronous callers only (never from a task: a blocked thread of the
+    /// cooperative pool may be the one the call needs).
     public static func with<T: Sendable>(
         _ endpoint: AdminEndpoint, _ body: @escaping @Sendable (any Zerofs_Admin_V1_AdminService.ClientProtocol) async throws -> T
     ) throws -> T {
-        try runBlocking {
-            switch endpoint {
-            case .remote(let host, let port):
-                let target: any ResolvableTarget = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
-                let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
-                return try await withGRPCClient(transport: transport) { client in
+        try runBlocking { try await connect(endpoint, body) }
+    }
+
+    /// Calls `body` with a client of the service at `endpoint`.
+    public static func connect<T: Sendable>(
+        _ endpoint: AdminEndpoint, _ body: @escaping @Sendable (any Zerofs_Admin_V1_AdminService.ClientProtocol) async throws -> T
+    ) async throws -> T {
+        switch endpoint {
+        case .remote(let host, let port):
+            let target: any ResolvableTarget = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+            let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+            return try await withGRPCClient(transport: transport) { client in
+                try await body(Zerofs_Admin_V1_AdminService.Client(wrapping: client))
+            }
+        case .local(let service):
+            let transport = InProcessTransport()
+            return try await withGRPCServer(transport: transport.server, services: [service]) { _ in
+                try await withGRPCClient(transport: transport.client) { client in
                     try await body(Zerofs_Admin_V1_AdminService.Client(wrapping: client))
-                }
-            case .local(let service):
-                let transport = InProcessTransport()
-                return try await withGRPCServer(transport: transport.server, services: [service]) { _ in
-                    try await withGRPCClient(transport: transport.client) { client in
-                        try await body(Zerofs_Admin_V1_AdminService.Client(wrapping: client))
-                    }
                 }
             }
         }

@@ -303,6 +303,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             }
             self.fsckProgress.withLock {
                 $0.running = false
+                $0.done = counting.keysRead
                 $0.lastFinishedAtNanos = FileOps.nowNanos()
                 $0.lastProblems = UInt64(report.problems.count)
             }
@@ -362,6 +363,8 @@ final class CountingReader: KVReader, @unchecked Sendable {
         self.base = base
         self.report = report
     }
+
+    var keysRead: UInt64 { count.load(ordering: .relaxed) }
 
     func tick() {
         let n = count.add(1, ordering: .relaxed).newValue

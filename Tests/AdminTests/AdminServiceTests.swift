@@ -1,0 +1,160 @@
+// The AdminService in this process (gRPC's in-process transport) on every backend: the
+// statistics follow the store (space, checkpoint-only bytes, the collector's pending work
+// and progress, fsck and scrub progress, operation counters), a checkpoint is served
+// read-only, and every error kind maps to its status code.
+
+import Admin
+import BackendCatalog
+import Engine
+import FS
+import GRPCCore
+import KVTestSupport
+import Testing
+
+@Suite struct AdminServiceTests {
+    static let backends = ["memory", "lsm", "rocksdb", "lmdb"]
+
+    func stats(_ service: AdminService) async throws -> Zerofs_Admin_V1_Stats {
+        try await AdminClient.connect(.local(service)) { try await $0.getStats(Zerofs_Admin_V1_GetStatsRequest()) }
+    }
+
+    func options() -> FSOptions {
+        var options = FSOptions()
+        options.backgroundReclaim = false
+        return options
+    }
+
+    @Test(arguments: backends)
+    func statisticsFollowTheStore(_ backend: String) async throws {
+        let harness = StoreHarness(try BackendCatalog.standard.factory(named: backend))
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try harness.open(path)
+        let pool = try Pool.open(store, options: options())
+        let service = AdminService(pool: pool, store: store, location: path) { ["frontend.CALL": 7] }
+
+        let empty = try await stats(service)
+        #expect(empty.backend == backend)
+        #expect(empty.path == path)
+        #expect(empty.datasets == 1 && empty.snapshots == 0 && empty.checkpoints == 0)
+        #expect(empty.checkpointPinnedBytes == 0)
+        #expect(empty.gcPendingVersions == 0 && !empty.gc.running)
+
+        // A dataset with 1 MiB in it, snapshotted, then the file removed: the snapshot
+        // holds the data; deleting the snapshot leaves it to the collector.
+        let fs = try pool.filesystem(named: "root")
+        let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
+        let data = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        _ = try fs.write(.root, file.ino, offset: 0, data)
+        try await AdminClient.connect(.local(service)) { client in
+            var request = Zerofs_Admin_V1_CreateSnapshotRequest()
+            request.source = "root"
+            request.name = "s"
+            _ = try await client.createSnapshot(request)
+        }
+        try fs.unlink(.root, FileSystem.rootInode, Array("f".utf8))
+        let written = try await stats(service)
+        #expect(written.chunkBytes > 0)
+        #expect(written.storeBytes > 0)
+        #expect(written.snapshots == 1)
+        try await AdminClient.connect(.local(service)) { client in
+            var request = Zerofs_Admin_V1_DeleteSnapshotRequest()
+            request.name = "root@s"
+            _ = try await client.deleteSnapshot(request)
+        }
+        let pending = try await stats(service)
+        #expect(pending.gcPendingVersions == 1)
+        #expect(pending.gcPendingBytes > 0)
+        #expect(pending.gc.running)
+        try pool.collectGarbage()
+        let collected = try await stats(service)
+        #expect(collected.gcPendingVersions == 0 && collected.gcPendingBytes == 0 && !collected.gc.running)
+        #expect(collected.gc.done >= 1 && collected.gc.lastFinishedAtNanos > 0)
+
+        // A checkpoint; rewriting what it holds leaves bytes only it keeps (for the stores
+        // whose checkpoints are copies or share entries, at once).
+        _ = try store.createCheckpoint(named: "cp")
+        let file2 = try fs.create(.root, FileSystem.rootInode, Array("g".utf8), mode: 0o644)
+        _ = try fs.write(.root, file2.ino, offset: 0, data)
+        let afterCheckpoint = try await stats(service)
+        #expect(afterCheckpoint.checkpoints == 1)
+        if backend == "lmdb" || backend == "rocksdb" { #expect(afterCheckpoint.checkpointPinnedBytes > 0) }
+        try store.deleteCheckpoint(named: "cp")
+        #expect(try await stats(service).checkpointPinnedBytes == 0)
+
+        // fsck and scrub, and their progress.
+        let report = try await AdminClient.connect(.local(service)) { try await $0.fsck(Zerofs_Admin_V1_FsckRequest()) }
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        #expect(report.inodes >= 2 && report.chunks > 0)
+        let scrub = try await AdminClient.connect(.local(service)) { try await $0.scrub(Zerofs_Admin_V1_ScrubRequest()) }
+        #expect(scrub.failures.isEmpty, "\(scrub.failures)")
+        #expect(scrub.objects > 0 && scrub.values > 0 && scrub.bytes > 0)
+        let after = try await stats(service)
+        #expect(!after.fsck.running && after.fsck.done > 0 && after.fsck.lastFinishedAtNanos > 0 && after.fsck.lastProblems == 0)
+        #expect(!after.scrub.running && after.scrub.done == scrub.objects && after.scrub.lastFinishedAtNanos > 0)
+        #expect(after.operations["admin.Fsck"] == 1 && after.operations["admin.GetStats"] ?? 0 >= 6)
+        #expect(after.operations["frontend.CALL"] == 7)
+        #expect(after.uptimeNanos > 0)
+        try await AdminClient.connect(.local(service)) { _ = try await $0.flush(Zerofs_Admin_V1_FlushRequest()) }
+
+        try pool.close()
+        try store.close()
+    }
+
+    @Test(arguments: ["lsm", "rocksdb", "lmdb"])
+    func aCheckpointIsServedReadOnly(_ backend: String) async throws {
+        let factory = try BackendCatalog.standard.factory(named: backend)
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try harness.open(path)
+        let pool = try Pool.open(store, options: options())
+        _ = try pool.createDataset("before")
+        _ = try store.createCheckpoint(named: "cp")
+        _ = try pool.createDataset("after")
+
+        let frozen = try factory.openCheckpoint(at: path, named: "cp", options: BackendOptions())
+        let frozenPool = try Pool.open(frozen, options: options())
+        let service = AdminService(pool: frozenPool, store: frozen, location: path)
+        let names = try await AdminClient.connect(.local(service)) { try await $0.listDatasets(Zerofs_Admin_V1_ListDatasetsRequest()) }.datasets.map(\.name)
+        #expect(names == ["before", "root"])
+        do {
+            try await AdminClient.connect(.local(service)) { client in
+                var request = Zerofs_Admin_V1_CreateDatasetRequest()
+                request.name = "x"
+                _ = try await client.createDataset(request)
+            }
+            Issue.record("a read-only service created a dataset")
+        } catch let error as RPCError {
+            #expect(error.code == .failedPrecondition)
+            #expect(error.message.contains("read-only"))
+        }
+        try frozenPool.close()
+        try frozen.close()
+        try pool.close()
+        try store.close()
+    }
+
+    @Test func everyErrorKindHasItsStatus() {
+        let expected: [DatasetError.Kind: RPCError.Code] = [
+            .invalidName: .invalidArgument, .exists: .alreadyExists, .notFound: .notFound, .isDefault: .failedPrecondition,
+            .isRoot: .failedPrecondition, .isSnapshot: .failedPrecondition, .notSnapshot: .failedPrecondition,
+            .hasDependents: .failedPrecondition, .wrongDataset: .failedPrecondition, .invalidMove: .failedPrecondition,
+            .storage: .unavailable,
+        ]
+        for kind in DatasetError.Kind.allCases {
+            let status = AdminErrors.status(DatasetError(kind, "why \(kind)"))
+            #expect(status.code == expected[kind], "\(kind)")
+            #expect(status.message == "why \(kind)")
+        }
+        let kv: [(KVError.Code, RPCError.Code)] = [
+            (.invalidArgument, .invalidArgument), (.alreadyExists, .alreadyExists), (.notFound, .notFound),
+            (.readOnly, .failedPrecondition), (.locked, .failedPrecondition), (.io, .unavailable), (.corruption, .unavailable),
+        ]
+        for (code, status) in kv {
+            #expect(AdminErrors.status(KVError(code, "m")).code == status, "\(code)")
+        }
+        #expect(AdminErrors.status(FSError(.EROFS, "ro")).code == .failedPrecondition)
+        #expect(AdminErrors.status(FSError(.EIO, "io")).code == .unavailable)
+    }
+}
