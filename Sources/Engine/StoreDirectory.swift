@@ -6,6 +6,8 @@
 //   PATH/LOCK              holds the PID of the process that has the store open
 //   PATH/...               the backend's own files
 
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -21,22 +23,38 @@ public final class StoreLock: @unchecked Sendable {
     private var fd: Int32
     public let path: String
 
+    /// Lock files this process holds (by path).
+    private static let held = Mutex<Set<String>>([])
+
     /// Takes the lock at `path`, or throws `.locked` naming the PID that holds it.
+    ///
+    /// A child process this process starts (posix_spawn) carries a copy of the lock's
+    /// descriptor from its clone until its exec closes it (O_CLOEXEC), and the flock stays
+    /// held meanwhile. So when the file names this process as the holder but this process
+    /// no longer holds the lock, the lock is being let go: retry for up to a second.
     public init(path: String, storePath: String) throws(KVError) {
         self.path = path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .posix("open", path: path, errno: errno) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        fd = -1
+        let deadline = FileOps.nowNanos() + 1_000_000_000
+        while true {
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw .posix("open", path: path, errno: errno) }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { break }
             let code = errno
             let holder = (try? FileOps.readFile(path)).map { String(decoding: $0, as: UTF8.self) }?
                 .trimmingWhitespace ?? ""
             close(fd)
-            if code == EWOULDBLOCK {
-                let who = holder.isEmpty ? "another process" : "PID \(holder)"
-                throw KVError(.locked, "store is held by \(who)", path: storePath)
+            fd = -1
+            guard code == EWOULDBLOCK else { throw .posix("flock", path: path, errno: code) }
+            let releasing = holder == "\(getpid())" && !Self.held.withLock { $0.contains(path) }
+            if releasing && FileOps.nowNanos() < deadline {
+                usleep(1000)
+                continue
             }
-            throw .posix("flock", path: path, errno: code)
+            let who = holder.isEmpty ? "another process" : "PID \(holder)"
+            throw KVError(.locked, "store is held by \(who)", path: storePath)
         }
+        Self.held.withLock { _ = $0.insert(path) }
         ftruncate(fd, 0)
         let pid = Array("\(getpid())\n".utf8)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
@@ -44,6 +62,7 @@ public final class StoreLock: @unchecked Sendable {
 
     public func release() {
         if fd >= 0 {
+            Self.held.withLock { _ = $0.remove(path) }
             close(fd)
             fd = -1
         }
