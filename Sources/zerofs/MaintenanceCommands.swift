@@ -115,7 +115,9 @@ struct Fsck: ParsableCommand {
         let config = store.load(command)
         let reply: Zerofs_Admin_V1_FsckResponse
         if listening(config.rpcAddresses[0]) {
-            reply = withAdmin(command, store) { try await $0.fsck(Zerofs_Admin_V1_FsckRequest()) }
+            reply = withAdmin(command, store) { client in
+                try await withProgress(client, \.fsck, "fsck") { try await client.fsck(Zerofs_Admin_V1_FsckRequest()) }
+            }
         } else {
             // Offline: read the store directly (no filesystem is opened, so a store too
             // damaged to open as one still gets a full report).
@@ -153,8 +155,10 @@ struct Scrub: ParsableCommand {
         let config = store.load(command)
         let reply: Zerofs_Admin_V1_ScrubResponse
         if listening(config.rpcAddresses[0]) {
-            printError("\(command): scrubbing through the server at \(config.rpcAddresses[0]); its progress shows in GetStats")
-            reply = withAdmin(command, store) { try await $0.scrub(Zerofs_Admin_V1_ScrubRequest()) }
+            printError("\(command): scrubbing through the server at \(config.rpcAddresses[0])")
+            reply = withAdmin(command, store) { client in
+                try await withProgress(client, \.scrub, "scrub") { try await client.scrub(Zerofs_Admin_V1_ScrubRequest()) }
+            }
         } else {
             let kv = AdminSession.openStore(command, config)
             defer { try? kv.close() }
@@ -183,5 +187,31 @@ struct Scrub: ParsableCommand {
             ]).joined(separator: "\n")
         }
         if !reply.failures.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// Runs `call` (a long Fsck or Scrub RPC) while printing the server's progress of that job
+/// (from GetStats) on stderr once a second.
+func withProgress<T: Sendable>(
+    _ client: any Zerofs_Admin_V1_AdminService.ClientProtocol, _ job: KeyPath<Zerofs_Admin_V1_Stats, Zerofs_Admin_V1_Progress> & Sendable,
+    _ label: String, _ call: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await call() }
+        group.addTask {
+            while true {
+                try await Task.sleep(nanoseconds: 1_000_000_000)
+                let progress = try await client.getStats(Zerofs_Admin_V1_GetStatsRequest())[keyPath: job]
+                if progress.running {
+                    let total = progress.total > 0 ? " of \(progress.total)" : ""
+                    printError("\(label): \(progress.done)\(total) \(progress.unit)")
+                }
+            }
+        }
+        defer { group.cancelAll() }
+        while let result = try await group.next() {
+            if let result { return result }
+        }
+        throw CancellationError()
     }
 }
