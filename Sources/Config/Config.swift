@@ -7,6 +7,10 @@ import Engine
 import FS
 import TOMLKit
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A configuration error: the file, the key (dotted, empty for the file as a whole) and why.
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public var file: String
@@ -32,14 +36,17 @@ public struct ServerAddress: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses "HOST:PORT" (an IPv6 host in brackets: "[::1]:2049"); port 0 means any free port.
+    /// Parses "HOST:PORT", HOST an IP address (an IPv6 one in brackets: "[::1]:2049");
+    /// port 0 means any free port. Host names are refused: the servers bind and the
+    /// command line connects to exactly the address given.
     public init?(_ text: String) {
         guard let colon = text.lastIndex(of: ":"), colon != text.startIndex,
               let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
         else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, !host.contains(" ") else { return nil }
+        var scratch = in6_addr()
+        guard inet_pton(AF_INET, host, &scratch) == 1 || inet_pton(AF_INET6, host, &scratch) == 1 else { return nil }
         self.host = host
         self.port = port
     }
@@ -206,7 +213,9 @@ private struct Reader {
         for element in array {
             guard let text = element.string else { throw fail(name, "must hold only \"HOST:PORT\" strings, found a \(element.type)") }
             let expanded = try expand(text, name)
-            guard let address = ServerAddress(expanded) else { throw fail(name, "\"\(expanded)\" is not HOST:PORT with a port in 0...65535") }
+            guard let address = ServerAddress(expanded) else {
+                throw fail(name, "\"\(expanded)\" is not HOST:PORT with HOST an IP address (127.0.0.1, [::1]) and PORT in 0...65535")
+            }
             out.append(address)
         }
         guard !out.isEmpty else { throw fail(name, "must name at least one address") }

@@ -3,7 +3,8 @@
 
 extension ZeroFSConfig {
     public static let defaultFileText = """
-        # ZeroFS configuration (Docs/config.md). Every value below is the default.
+        # ZeroFS configuration (Docs/config.md). Every value below is the default
+        # (lmdb's map_size, commented out, is computed from the disk when not set).
         # Strings may use ${VAR} for an environment variable; write $$ for a literal '$'.
 
         [storage]
@@ -32,7 +33,7 @@ extension ZeroFSConfig {
         # bloom_bits_per_key = 10
 
         [storage.lmdb]
-        # map_size = 1099511627776
+        # map_size = 1099511627776  # default: twice the file system's size, 1 to 64 TiB
         # max_readers = 1024
 
         [filesystem]

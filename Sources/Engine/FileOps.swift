@@ -212,6 +212,14 @@ public enum FileOps {
         return result
     }
 
+    /// `path` with symbolic links, "." and ".." resolved (realpath) when it exists,
+    /// otherwise `absolutePath(path)`: two spellings of one folder compare equal.
+    public static func canonicalPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return absolutePath(path) }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     public static func nowNanos() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -122,7 +122,8 @@ extension FileOps {
         guard lstat(path, &info) == 0 else { return 0 }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             var total: UInt64 = 0
-            for name in try list(path) { total += try diskUsage(path + "/" + name, files: &files, excluding: excluding) }
+            // A folder removed meanwhile (a checkpoint being made or deleted) holds nothing.
+            for name in (try? list(path)) ?? [] { total += try diskUsage(path + "/" + name, files: &files, excluding: excluding) }
             return total
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else { return 0 }

@@ -27,16 +27,8 @@ public final class ChildProcess {
         posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addclose(&actions, fds[1])
 
-        var inherited: [String] = []
-        var index = 0
-        while let entry = environ[index] {
-            inherited.append(String(cString: entry))
-            index += 1
-        }
-        let names = Set(environment.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
-        inherited.removeAll { names.contains(String($0.split(separator: "=", maxSplits: 1).first ?? "")) }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = (inherited + environment).map { strdup($0) } + [nil]
+        let envp = Self.environment(adding: environment).map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
@@ -97,10 +89,24 @@ public final class ChildProcess {
         fclose(output)
     }
 
+    /// This process's environment with `extra` entries ("NAME=value") added or replaced
+    /// (never by changing this process's own environment, which other threads read).
+    static func environment(adding extra: [String]) -> [String] {
+        var inherited: [String] = []
+        var index = 0
+        while let entry = environ[index] {
+            inherited.append(String(cString: entry))
+            index += 1
+        }
+        let names = Set(extra.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        inherited.removeAll { names.contains(String($0.split(separator: "=", maxSplits: 1).first ?? "")) }
+        return inherited + extra
+    }
+
     /// Runs `argv` to its end with its standard output and error in temporary files (no
     /// pipes or threads in this process, and no descriptor of ours touched): its exit
-    /// status and both outputs.
-    public static func run(_ argv: [String]) throws -> (status: Int32, output: [UInt8], errors: [UInt8]) {
+    /// status and both outputs. `environment` entries are added to this process's.
+    public static func run(_ argv: [String], environment: [String] = []) throws -> (status: Int32, output: [UInt8], errors: [UInt8]) {
         let stem = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/zerofs-run-\(getpid())-\(runCounter.add(1, ordering: .relaxed).newValue)"
         let paths = [stem + ".out", stem + ".err"]
         defer { for path in paths { unlink(path) } }
@@ -111,9 +117,14 @@ public final class ChildProcess {
             posix_spawn_file_actions_addopen(&actions, fd, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         }
         let args = argv.map { strdup($0) } + [nil]
-        defer { args.forEach { free($0) } }
+        let envp = environment.isEmpty ? nil : Self.environment(adding: environment).map { strdup($0) } + [nil]
+        defer {
+            args.forEach { free($0) }
+            envp?.forEach { free($0) }
+        }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, argv[0], &actions, nil, args, environ)
+        let rc = envp.map { envp in envp.withUnsafeBufferPointer { posix_spawn(&child, argv[0], &actions, nil, args, $0.baseAddress) } }
+            ?? posix_spawn(&child, argv[0], &actions, nil, args, environ)
         guard rc == 0 else { throw ChildProcessError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}

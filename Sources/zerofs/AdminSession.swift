@@ -100,7 +100,7 @@ final class AdminSession {
         self.command = command
         config = options.load(command)
         let address = config.rpcAddresses[0]
-        let storePath = FileOps.absolutePath(config.path)
+        let storePath = FileOps.canonicalPath(config.path)
         if listening(address) {
             let served: String
             do {
@@ -120,7 +120,7 @@ final class AdminSession {
         self.pool = pool
         self.store = store
         printError("\(command): no server at \(address); working on the \(config.backend) store at \(storePath) directly")
-        endpoint = .local(AdminService(pool: pool, store: store, location: storePath))
+        endpoint = .local(AdminService(pool: pool, store: store, location: FileOps.canonicalPath(config.path)))
     }
 
     /// Opens the configured store (which must exist) and its filesystem.
@@ -167,12 +167,10 @@ final class AdminSession {
         guard let pool, let store else { return }
         self.pool = nil
         self.store = nil
-        do {
-            try pool.close()
-            try store.close()
-        } catch {
-            fail(command, "closing the store: \(error)")
-        }
+        var failure: (any Error)?
+        do { try pool.close() } catch { failure = error }
+        do { try store.close() } catch { failure = failure ?? error }
+        if let failure { fail(command, "closing the store: \(failure)") }
     }
 }
 

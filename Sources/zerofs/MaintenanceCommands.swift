@@ -7,6 +7,7 @@ import Config
 import Engine
 import FS
 import Workloads
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -168,7 +169,7 @@ struct Scrub: ParsableCommand {
             do {
                 report = try kv.scrub { partial in
                     // At most one progress line a second.
-                    let now = FileOps.nowNanos()
+                    let now = DispatchTime.now().uptimeNanoseconds
                     guard now - lastShown >= 1_000_000_000 else { return }
                     lastShown = now
                     let total = partial.objectsTotal > 0 ? " of \(partial.objectsTotal)" : ""
@@ -201,8 +202,8 @@ func withProgress<T: Sendable>(
         group.addTask {
             while true {
                 try await Task.sleep(nanoseconds: 1_000_000_000)
-                let progress = try await client.getStats(Zerofs_Admin_V1_GetStatsRequest())[keyPath: job]
-                if progress.running {
+                // A failed poll only skips a progress line.
+                if let progress = try? await client.getStats(Zerofs_Admin_V1_GetStatsRequest())[keyPath: job], progress.running {
                     let total = progress.total > 0 ? " of \(progress.total)" : ""
                     printError("\(label): \(progress.done)\(total) \(progress.unit)")
                 }

@@ -104,7 +104,7 @@ struct Run: ParsableCommand {
                 fail(command, "cannot serve NFS on \(address): \(error)")
             }
         }
-        let admin = AdminService(pool: pool, store: kv, location: location) { nfs.callCounts }
+        let admin = AdminService(pool: pool, store: kv, location: FileOps.canonicalPath(config.path)) { nfs.callCounts }
         for address in config.rpcAddresses {
             do {
                 adminServers.append(try AdminServer.start(admin, host: address.host, port: address.port))

@@ -109,15 +109,24 @@ import Testing
         let path = harness.freshPath()
         let store = try harness.open(path)
         let pool = try Pool.open(store, options: options())
+        _ = try store.createCheckpoint(named: "older")
         _ = try pool.createDataset("before")
         _ = try store.createCheckpoint(named: "cp")
         _ = try pool.createDataset("after")
+        // The older checkpoint goes (lsm: its manifest is collected, while cp's manifest
+        // still lists it).
+        try store.deleteCheckpoint(named: "older")
+        try store.flush()
 
         let frozen = try factory.openCheckpoint(at: path, named: "cp", options: BackendOptions())
         let frozenPool = try Pool.open(frozen, options: options())
         let service = AdminService(pool: frozenPool, store: frozen, location: path)
         let names = try await AdminClient.connect(.local(service)) { try await $0.listDatasets(Zerofs_Admin_V1_ListDatasetsRequest()) }.datasets.map(\.name)
         #expect(names == ["before", "root"])
+        let stats = try await stats(service)
+        #expect(stats.datasets == 2 && stats.storeBytes > 0)
+        let scrub = try await AdminClient.connect(.local(service)) { try await $0.scrub(Zerofs_Admin_V1_ScrubRequest()) }
+        #expect(scrub.failures.isEmpty, "\(scrub.failures)")
         do {
             try await AdminClient.connect(.local(service)) { client in
                 var request = Zerofs_Admin_V1_CreateDatasetRequest()
@@ -149,7 +158,7 @@ import Testing
         }
         let kv: [(KVError.Code, RPCError.Code)] = [
             (.invalidArgument, .invalidArgument), (.alreadyExists, .alreadyExists), (.notFound, .notFound),
-            (.readOnly, .failedPrecondition), (.locked, .failedPrecondition), (.io, .unavailable), (.corruption, .unavailable),
+            (.readOnly, .failedPrecondition), (.locked, .failedPrecondition), (.io, .unavailable), (.corruption, .dataLoss),
         ]
         for (code, status) in kv {
             #expect(AdminErrors.status(KVError(code, "m")).code == status, "\(code)")

@@ -29,8 +29,11 @@ struct CommandResult {
 enum ZeroFSProgram {
     static var path: String { FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs" }
 
-    static func run(_ arguments: [String]) throws -> CommandResult {
-        let result = try ChildProcess.run([path] + arguments)
+    /// Runs zerofs; commands other than `init` read an empty config unless given `-c`, so a
+    /// developer's ./zerofs.toml never changes a test.
+    static func run(_ arguments: [String], environment: [String] = []) throws -> CommandResult {
+        let isolated = arguments.first == "init" || arguments.contains("-c") ? arguments : arguments + ["-c", "/dev/null"]
+        let result = try ChildProcess.run([path] + isolated, environment: environment)
         return CommandResult(status: result.status, out: String(decoding: result.output, as: UTF8.self),
                              err: String(decoding: result.errors, as: UTF8.self))
     }
@@ -42,8 +45,11 @@ final class ServerProcess {
     let nfsPort: Int
     let rpcPort: Int
 
-    init(_ arguments: [String]) throws {
-        child = try ChildProcess(executable: ZeroFSProgram.path, arguments: ["run", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"] + arguments)
+    init(_ arguments: [String], environment: [String] = []) throws {
+        let config = arguments.contains("-c") ? [] : ["-c", "/dev/null"]
+        child = try ChildProcess(
+            executable: ZeroFSProgram.path, arguments: ["run", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"] + config + arguments,
+            environment: environment)
         var nfs: Int?
         var rpc: Int?
         while nfs == nil || rpc == nil, let line = child.readLine() {
@@ -78,8 +84,10 @@ final class ServerProcess {
 
     /// Runs one command; expects success unless `status` says otherwise.
     @discardableResult
-    func zerofs(_ arguments: [String], status: Int32 = 0, sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
-        let result = try ZeroFSProgram.run(arguments)
+    func zerofs(
+        _ arguments: [String], status: Int32 = 0, environment: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> CommandResult {
+        let result = try ZeroFSProgram.run(arguments, environment: environment)
         #expect(result.status == status, "zerofs \(arguments.joined(separator: " ")): \(result.err)", sourceLocation: sourceLocation)
         return result
     }
@@ -222,17 +230,15 @@ final class ServerProcess {
         var text = try String(decoding: FileOps.readFile(config), as: UTF8.self)
         text = text.replacingOccurrences(of: "path = \"zerofs-data\"", with: "path = \"${QUICKSTART_DIR}/data\"")
         try FileOps.writeFileAtomically(config, Array(text.utf8))
-        setenv("QUICKSTART_DIR", directory, 1)
-        defer { unsetenv("QUICKSTART_DIR") }
-
-        let server = try ServerProcess(["-c", config])
+        let environment = ["QUICKSTART_DIR=\(directory)"]
+        let server = try ServerProcess(["-c", config], environment: environment)
         defer { server.stop() }
         let store = ["-c", config, "--rpc-address", "127.0.0.1:\(server.rpcPort)"]
-        try zerofs(["dataset", "create", "--name", "docs"] + store)
+        try zerofs(["dataset", "create", "--name", "docs"] + store, environment: environment)
         let local = directory + "/notes.txt"
         try FileOps.writeFileAtomically(local, Array("version 1\n".utf8))
         #expect(try ZeroFSProgram.runTool("/usr/bin/nfs-cp", [local, server.url("/docs/notes.txt")]).status == 0)
-        try zerofs(["dataset", "snapshot", "--source", "docs", "--name", "v1"] + store)
+        try zerofs(["dataset", "snapshot", "--source", "docs", "--name", "v1"] + store, environment: environment)
         // nfs-cp never overwrites: change the file with the project's small libnfs client.
         try FileOps.writeFileAtomically(local, Array("version 2, longer\n".utf8))
         let nfsclient = try NFSBench.compileClient(into: directory)
@@ -243,7 +249,7 @@ final class ServerProcess {
         let viaSnapshots = try ZeroFSProgram.runTool(nfsclient, [server.url("/docs"), "cat", "/.snapshots/v1/notes.txt"])
         #expect(viaSnapshots.out == "version 1\n", "\(viaSnapshots.err)")
 
-        let stats = try zerofs(["dataset", "info", "--name", "docs@v1", "--json"] + store).json
+        let stats = try zerofs(["dataset", "info", "--name", "docs@v1", "--json"] + store, environment: environment).json
         #expect((stats["refer_bytes"] as? Int ?? 0) >= 10)
 
         // A bad config: the file, the key and the reason, one line.

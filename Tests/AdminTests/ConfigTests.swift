@@ -186,7 +186,7 @@ import Testing
         #expect(ServerAddress("127.0.0.1:0") == ServerAddress(host: "127.0.0.1", port: 0))
         #expect(ServerAddress("[::1]:7000") == ServerAddress(host: "::1", port: 7000))
         #expect(ServerAddress("[::1]:7000")?.description == "[::1]:7000")
-        for bad in ["", ":7000", "host", "host:", "host:-1", "host:65536", "a b:1"] {
+        for bad in ["", ":7000", "host", "host:", "127.0.0.1:-1", "127.0.0.1:65536", "a b:1", "localhost:7000", "300.1.1.1:1"] {
             #expect(ServerAddress(bad) == nil, "\(bad)")
         }
     }

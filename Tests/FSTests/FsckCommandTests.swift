@@ -11,7 +11,7 @@ import Testing
 @Suite struct FsckCommandTests {
     func runFsck(_ path: String) throws -> (status: Int32, output: [String]) {
         let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
-        let child = try ChildProcess(executable: zerofs, arguments: ["fsck", "--backend", "rocksdb", "--path", path])
+        let child = try ChildProcess(executable: zerofs, arguments: ["fsck", "--backend", "rocksdb", "--path", path, "-c", "/dev/null", "--rpc-address", "127.0.0.1:1"])
         var lines: [String] = []
         while let line = child.readLine() { lines.append(line) }
         return (child.wait(), lines)

@@ -23,7 +23,7 @@ import Glibc
         let path = harness.freshPath("run")
 
         func start() throws -> (ChildProcess, Int) {
-            let child = try ChildProcess(executable: zerofs, arguments: ["run", "--backend", "lsm", "--path", path, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"])
+            let child = try ChildProcess(executable: zerofs, arguments: ["run", "--backend", "lsm", "--path", path, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0", "-c", "/dev/null"])
             while let line = child.readLine() {
                 if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let port = Int(line[range.upperBound...]) {
                     return (child, port)
@@ -37,7 +37,7 @@ import Glibc
         #expect(try runProgram(nfsclient, [url(port), "write", "/kept", "durable"]).status == 0)
 
         // A second server on the same store: refused, with the reason on stderr.
-        let second = try runProgram(zerofs, ["run", "--backend", "lsm", "--path", path, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"])
+        let second = try runProgram(zerofs, ["run", "--backend", "lsm", "--path", path, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0", "-c", "/dev/null"])
         #expect(second.status != 0)
         #expect(second.err.contains("is in use by another process"), "\(second.err)")
 

@@ -1,78 +1,121 @@
 // Space accounting and scrub for the lsm backend. Live: the tables the current manifest
 // names, the WAL objects and the newest manifest. Checkpoint-only: tables that only
-// checkpoint manifests name. Scrub reads every manifest and every table any of them
-// names, block by block with checksums, without filling the block cache.
+// checkpoint manifests name. Scrub reads every manifest and every table the current
+// version or a checkpoint names, block by block from the objects (never the block
+// cache), verifying each block's checksum.
+//
+// Concurrency: compaction and checkpoint deletion go on meanwhile. Scrub holds the
+// current Version (its tables' files stay until it lets go) and opens checkpoint tables
+// through `openTable` (kept while open); an object that vanished is a failure only if
+// something still names it.
 
 import Engine
 import ObjectStore
 
 extension LSMStore {
-    /// The current manifest and the tables every checkpoint pins beyond it.
-    private func tablesInUse() throws -> (live: [TableMeta], pinned: [TableMeta]) {
-        let (current, records) = state.withLock { (manifest, manifest.checkpoints) }
-        let live = current.levels.flatMap { $0 }
-        var seen = Set(live.map(\.id))
+    /// The tables that checkpoints pin beyond `live`. A checkpoint deleted meanwhile (its
+    /// manifest collected) pins nothing. A store opened read-only (one checkpoint) pins
+    /// nothing of its own.
+    private func pinnedTables(beyond live: Set<UInt64>) throws -> [TableMeta] {
+        guard !readOnly else { return [] }
+        let records = state.withLock { manifest.checkpoints }
+        var seen = live
         var pinned: [TableMeta] = []
         for record in records {
-            for meta in try Self.loadManifest(objects, record.manifestID).levels.flatMap({ $0 }) where seen.insert(meta.id).inserted {
+            guard let bytes = try objects.get(Manifest.name(record.manifestID)) else { continue }
+            let pinnedManifest = try Manifest.decode(bytes, name: Manifest.name(record.manifestID))
+            for meta in pinnedManifest.levels.flatMap({ $0 }) where seen.insert(meta.id).inserted {
                 pinned.append(meta)
             }
         }
-        return (live, pinned)
+        return pinned
+    }
+
+    /// Whether any manifest the store still uses names table `id`.
+    private func stillNamed(_ id: UInt64) -> Bool {
+        let current = state.withLock { manifest }
+        if current.tableIDs.contains(id) { return true }
+        return (try? pinnedTables(beyond: current.tableIDs).contains { $0.id == id }) ?? true
     }
 
     func spaceUsage() throws -> StoreSpace {
-        let (live, pinned) = try tablesInUse()
-        var liveBytes = live.reduce(UInt64(0)) { $0 + UInt64($1.size) }
-        for name in try objects.list(prefix: "wal/") {
-            liveBytes += UInt64(try objects.open(name)?.size ?? 0)
+        let (current, newest) = state.withLock { (manifest, manifestID) }
+        var liveBytes = current.levels.joined().reduce(UInt64(0)) { $0 + UInt64($1.size) }
+        if !readOnly {
+            for name in try objects.list(prefix: "wal/") {
+                liveBytes += UInt64(try objects.open(name)?.size ?? 0)
+            }
         }
-        let newest = state.withLock { manifestID }
         liveBytes += UInt64(try objects.open(Manifest.name(newest))?.size ?? 0)
+        let pinned = try pinnedTables(beyond: current.tableIDs)
         return StoreSpace(liveBytes: liveBytes, checkpointOnlyBytes: pinned.reduce(UInt64(0)) { $0 + UInt64($1.size) })
     }
 
     func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
         var report = ScrubReport()
         report.verified = "manifest and block checksums"
-        let manifests = try objects.list(prefix: "manifest/")
-        let (live, pinned) = try tablesInUse()
+        // Held to the end: the current version keeps its tables' files.
+        let held = state.withLock { version }
+        let live = held.levels.joined().map { $0 }
+        let pinned = try pinnedTables(beyond: Set(live.map(\.meta.id)))
+        let manifests = readOnly ? [] : try objects.list(prefix: "manifest/")
         report.objectsTotal = UInt64(manifests.count + live.count + pinned.count)
         for name in manifests {
             do {
-                guard let bytes = try objects.get(name) else { continue }  // collected meanwhile
-                _ = try Manifest.decode(bytes, name: name)
-                report.objects += 1
-                report.bytes += UInt64(bytes.count)
+                if let bytes = try objects.get(name) {
+                    _ = try Manifest.decode(bytes, name: name)
+                    report.objects += 1
+                    report.bytes += UInt64(bytes.count)
+                } else {
+                    report.objectsTotal -= 1  // collected meanwhile
+                }
+            } catch let error as KVError where error.code == .io && (try? objects.get(name)) == nil {
+                report.objectsTotal -= 1  // collected between the check and the read
             } catch {
                 report.failures.append(ScrubFailure(object: name, reason: "\(error)"))
             }
             progress(report)
         }
-        for meta in live + pinned {
+        for table in live {
+            scrubTable(table, into: &report)
+            progress(report)
+        }
+        for meta in pinned {
             do {
-                guard let object = try objects.open(meta.name) else {
-                    report.failures.append(ScrubFailure(object: meta.name, reason: "the table is missing"))
-                    continue
-                }
-                let cursor = TableCursor(try TableReader(meta: meta, object: object, cache: cache), fillCache: false)
-                try cursor.seekToFirst()
-                var entries = 0
-                while cursor.isValid {
-                    entries += 1
-                    try cursor.step()
-                }
-                guard entries == meta.entries else {
-                    throw KVError(.corruption, "holds \(entries) entries, the manifest says \(meta.entries)", path: meta.name)
-                }
-                report.objects += 1
-                report.values += UInt64(entries)
-                report.bytes += UInt64(object.size)
+                let table = try openTable(meta)
+                scrubTable(table, into: &report)
             } catch {
-                report.failures.append(ScrubFailure(object: meta.name, reason: "\(error)"))
+                if stillNamed(meta.id) {
+                    report.failures.append(ScrubFailure(object: meta.name, reason: "\(error)"))
+                } else {
+                    report.objectsTotal -= 1  // its checkpoint was deleted meanwhile
+                }
             }
             progress(report)
         }
+        withExtendedLifetime(held) {}
         return report
+    }
+
+    /// Reads every block of `table` from its object and checks the entry count.
+    private func scrubTable(_ table: TableReader, into report: inout ScrubReport) {
+        do {
+            let cursor = TableCursor(table, fillCache: false)
+            cursor.fromDisk = true
+            try cursor.seekToFirst()
+            var entries = 0
+            while cursor.isValid {
+                entries += 1
+                try cursor.step()
+            }
+            guard entries == table.meta.entries else {
+                throw KVError(.corruption, "holds \(entries) entries, the manifest says \(table.meta.entries)", path: table.name)
+            }
+            report.objects += 1
+            report.values += UInt64(entries)
+            report.bytes += UInt64(table.meta.size)
+        } catch {
+            report.failures.append(ScrubFailure(object: table.name, reason: "\(error)"))
+        }
     }
 }

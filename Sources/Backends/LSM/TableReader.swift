@@ -87,10 +87,11 @@ final class TableReader: Sendable {
 
     var name: String { object.name }
 
-    /// The data block at `handle` (offset, stored size), from the cache or the object.
-    func block(offset: Int, size: Int, fillCache: Bool = true) throws -> Block {
+    /// The data block at `handle` (offset, stored size), from the cache or the object
+    /// (always the object with `fromDisk`, as scrub reads).
+    func block(offset: Int, size: Int, fillCache: Bool = true, fromDisk: Bool = false) throws -> Block {
         let key = BlockCache.key(table: meta.id, offset: offset)
-        if let cached = cache.get(key) { return cached }
+        if !fromDisk, let cached = cache.get(key) { return cached }
         let stored: [UInt8]
         do { stored = try object.read(offset: offset, length: size) } catch {
             throw error as? KVError ?? KVError(.io, "read failed", path: name)
@@ -165,6 +166,8 @@ final class TableCursor {
     private let indexCursor: BlockCursor
     private var data: BlockCursor?
     let fillCache: Bool
+    /// Read every block from the object, never the cache (scrub).
+    var fromDisk = false
 
     init(_ table: TableReader, fillCache: Bool = true) {
         self.table = table
@@ -205,7 +208,7 @@ final class TableCursor {
             return
         }
         let (offset, size) = try TableReader.handle(indexCursor.value, table.name)
-        let block = try table.block(offset: offset, size: size, fillCache: fillCache)
+        let block = try table.block(offset: offset, size: size, fillCache: fillCache, fromDisk: fromDisk)
         if let data { data.reset(block) } else { data = BlockCursor(block) }
     }
 

@@ -295,12 +295,16 @@ extension MemoryBackend {
         }
         var liveBytes: UInt64 = 0
         walk(live.root) { liveBytes += UInt64($0.key.count + $0.value.count) }
-        var counted: Set<[UInt8]> = []
+        struct Entry: Hashable {
+            var key: [UInt8]
+            var value: [UInt8]
+        }
+        var counted: Set<Entry> = []
         var pinned: UInt64 = 0
         for tree in trees {
             walk(tree.root) { node in
                 let same = node.key.withUnsafeBytes { live.get($0) }.map { $0.value == node.value } ?? false
-                if !same, counted.insert(node.key + [0] + node.value).inserted { pinned += UInt64(node.key.count + node.value.count) }
+                if !same, counted.insert(Entry(key: node.key, value: node.value)).inserted { pinned += UInt64(node.key.count + node.value.count) }
             }
         }
         return StoreSpace(liveBytes: liveBytes, checkpointOnlyBytes: pinned)

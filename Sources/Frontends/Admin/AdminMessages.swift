@@ -16,7 +16,9 @@ public enum AdminMessages {
         out.parentUuid = info.parentUUID ?? ""
         out.origin = info.parentName ?? ""
         out.rootInode = info.rootInode
-        out.createdAtNanos = UInt64(max(0, info.createdAt.seconds)) * 1_000_000_000 + UInt64(info.createdAt.nanoseconds)
+        // Clamped: a damaged record must not stop a listing.
+        let seconds = UInt64(min(max(0, info.createdAt.seconds), Int64(UInt64.max / 1_000_000_000 - 1)))
+        out.createdAtNanos = seconds * 1_000_000_000 + UInt64(min(info.createdAt.nanoseconds, 999_999_999))
         out.readonly = info.readonly
         out.isSnapshot = info.isSnapshot
         out.isDefault = info.isDefault
@@ -37,6 +39,15 @@ public enum AdminMessages {
         return out
     }
 
+    /// Lists of problems or failures in a reply stop here (gRPC clients refuse replies
+    /// over 4 MiB by default); the last line says how many more there were.
+    public static let maxListed = 1000
+
+    static func capped<T>(_ list: [T], limit: Int = maxListed, more: (Int) -> T) -> [T] {
+        guard list.count > limit else { return list }
+        return Array(list.prefix(limit)) + [more(list.count - limit)]
+    }
+
     public static func progress(_ job: JobProgress) -> Zerofs_Admin_V1_Progress {
         var out = Zerofs_Admin_V1_Progress()
         out.running = job.running
@@ -53,7 +64,7 @@ public enum AdminMessages {
         out.objects = report.objects
         out.values = report.values
         out.bytes = report.bytes
-        out.failures = report.failures.map { failure in
+        out.failures = capped(report.failures, limit: maxListed) { ScrubFailure(object: "...", reason: "and \($0) more failures") }.map { failure in
             var f = Zerofs_Admin_V1_ScrubFailure()
             f.object = failure.object
             f.reason = failure.reason
@@ -96,6 +107,7 @@ public enum AdminErrors {
         case .alreadyExists: .alreadyExists
         case .notFound, .storeNotFound: .notFound
         case .readOnly, .locked, .fenced, .wrongBackend, .notAStore: .failedPrecondition
+        case .corruption: .dataLoss
         default: .unavailable
         }
     }

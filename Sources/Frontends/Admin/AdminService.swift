@@ -43,7 +43,8 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     public let counters: OperationCounters
     /// More counters to report (a frontend's calls), read at each GetStats.
     private let extraCounters: @Sendable () -> [String: UInt64]
-    private let started = FileOps.nowNanos()
+    /// Monotonic (the wall clock may step back).
+    private let started = DispatchTime.now().uptimeNanoseconds
     private let fsckProgress = Mutex(JobProgress(unit: "keys"))
     private let scrubProgress = Mutex(JobProgress(unit: "objects"))
     /// One fsck and one scrub at a time.
@@ -274,7 +275,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             stats.snapshots = UInt64(try pool.listSnapshots().count)
             stats.checkpoints = UInt64(try store.listCheckpoints().count)
             stats.operations = self.counters.snapshot.merging(self.extraCounters()) { $0 + $1 }
-            stats.uptimeNanos = FileOps.nowNanos() - self.started
+            stats.uptimeNanos = DispatchTime.now().uptimeNanoseconds - self.started
             return stats
         }
     }
@@ -291,16 +292,11 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             try Self.exclusively(self.fsckRunning, "an fsck is already running")
             defer { self.fsckRunning.withLock { $0 = false } }
             self.fsckProgress.withLock { $0.running = true; $0.done = 0 }
+            defer { self.fsckProgress.withLock { $0.running = false } }
             let view = try store.readView()
             defer { view.close() }
             let counting = CountingReader(view) { count in self.fsckProgress.withLock { $0.done = count } }
-            let report: FsckReport
-            do {
-                report = try FS.Fsck.check(counting)
-            } catch {
-                self.fsckProgress.withLock { $0.running = false }
-                throw error
-            }
+            let report = try FS.Fsck.check(counting)
             self.fsckProgress.withLock {
                 $0.running = false
                 $0.done = counting.keysRead
@@ -311,7 +307,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             response.inodes = UInt64(report.inodes)
             response.entries = UInt64(report.entries)
             response.chunks = UInt64(report.chunks)
-            response.problems = report.problems
+            response.problems = AdminMessages.capped(report.problems) { "... and \($0) more problems" }
             return response
         }
     }
@@ -321,17 +317,12 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             try Self.exclusively(self.scrubRunning, "a scrub is already running")
             defer { self.scrubRunning.withLock { $0 = false } }
             self.scrubProgress.withLock { $0.running = true; $0.done = 0; $0.total = 0 }
-            let report: ScrubReport
-            do {
-                report = try store.scrub { partial in
-                    self.scrubProgress.withLock {
-                        $0.done = partial.objects
-                        $0.total = partial.objectsTotal
-                    }
+            defer { self.scrubProgress.withLock { $0.running = false } }
+            let report = try store.scrub { partial in
+                self.scrubProgress.withLock {
+                    $0.done = partial.objects
+                    $0.total = partial.objectsTotal
                 }
-            } catch {
-                self.scrubProgress.withLock { $0.running = false }
-                throw error
             }
             self.scrubProgress.withLock {
                 $0.running = false
