@@ -6,6 +6,7 @@ import Dispatch
 import Engine
 import FS
 import GRPCCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -62,16 +63,12 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         self.extraCounters = extraCounters
     }
 
-    /// Runs `body` on a thread of its own, counting the call and mapping its errors.
+    /// Runs `body` on a thread of NIO's blocking-work pool (not the cooperative pool, and
+    /// not an event loop), counting the call and mapping its errors.
     private func call<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         counters.add("admin.\(name)")
-        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(returning: Result { try body() })
-            }
-        }
         do {
-            return try result.get()
+            return try await NIOThreadPool.singleton.runIfActive(body)
         } catch {
             throw AdminErrors.status(error)
         }
