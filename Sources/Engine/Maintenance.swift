@@ -48,15 +48,22 @@ extension KVBackend {
     }
 
     public func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
-        var report = ScrubReport()
-        report.objectsTotal = 1
-        report.verified = "values readable"
-        try Scrub.readValues(of: self, into: &report, object: "\(backendName) store", progress: progress)
-        return report
+        try Scrub.wholeStore(self, object: "\(backendName) store", verified: "values readable", progress: progress)
     }
 }
 
 public enum Scrub {
+    /// The scrub of a store read as one object: every value through one read view.
+    public static func wholeStore(
+        _ store: any KVBackend, object: String, verified: String, progress: (ScrubReport) -> Void
+    ) throws -> ScrubReport {
+        var report = ScrubReport()
+        report.objectsTotal = 1
+        report.verified = verified
+        try readValues(of: store, into: &report, object: object, progress: progress)
+        return report
+    }
+
     /// Reads every key and value of `reader` in order through one read view (or the
     /// reader itself), adding them to `report`. A read that fails is recorded as a failure
     /// of `object` naming the last key read, and ends the walk (a cursor cannot step past

@@ -382,10 +382,7 @@ extension LMDBBackend {
     /// Every value through one read transaction. LMDB keeps no checksums: a scrub shows
     /// that every page is reachable and readable, not that its bytes are the ones written.
     func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
-        var report = ScrubReport()
-        report.objectsTotal = 1
-        report.verified = "pages readable (LMDB keeps no checksums)"
-        try Scrub.readValues(of: self, into: &report, object: "lmdb database \(root)/db/data.mdb", progress: progress)
-        return report
+        try Scrub.wholeStore(
+            self, object: "lmdb database \(root)/db/data.mdb", verified: "pages readable (LMDB keeps no checksums)", progress: progress)
     }
 }

@@ -279,10 +279,6 @@ extension RocksDBBackend {
     /// Every value through one snapshot; RocksDB verifies the checksum of each block it
     /// reads (verify_checksums is on by default), so a bad block fails the walk there.
     func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
-        var report = ScrubReport()
-        report.objectsTotal = 1
-        report.verified = "block checksums"
-        try Scrub.readValues(of: self, into: &report, object: "rocksdb database \(path)", progress: progress)
-        return report
+        try Scrub.wholeStore(self, object: "rocksdb database \(path)", verified: "block checksums", progress: progress)
     }
 }
