@@ -53,13 +53,14 @@ enum Output {
     static func yesNo(_ flag: Bool) -> String { flag ? "yes" : "no" }
 
     /// NAME, USED, REFER, WRITTEN, CREATED, DEFAULT, READONLY, ORIGIN; USED marked "~" while
-    /// the collector runs (an estimate).
+    /// the collector runs (an estimate). ORIGIN is a clone's snapshot, as in `zfs list`
+    /// (a snapshot's dataset is in its name).
     static func datasets(_ list: [Zerofs_Admin_V1_Dataset]) -> String {
         var rows = [["NAME", "USED", "REFER", "WRITTEN", "CREATED", "DEFAULT", "READONLY", "ORIGIN"]]
         for d in list {
             rows.append([
                 d.name, (d.usedIsEstimate ? "~" : "") + size(d.usedBytes), size(d.referBytes), size(d.writtenBytes),
-                time(d.createdAtNanos), yesNo(d.isDefault), yesNo(d.readonly), d.origin.isEmpty ? "-" : d.origin,
+                time(d.createdAtNanos), yesNo(d.isDefault), yesNo(d.readonly), d.isSnapshot || d.origin.isEmpty ? "-" : d.origin,
             ])
         }
         return TextTable.render(rows, leftAligned: 1).split(separator: "\n", omittingEmptySubsequences: false)
