@@ -169,8 +169,9 @@ public protocol KVBackend: KVReader {
 
     /// Reads every stored object and value, verifying checksums where the format has
     /// them, and names each failure by object. Calls `progress` now and then with the
-    /// counts so far. The default reads every value through one read view.
-    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport
+    /// counts so far; when it answers false the scrub stops there (`stopped`). The default
+    /// reads every value through one read view.
+    func scrub(progress: (ScrubReport) -> Bool) throws -> ScrubReport
 }
 
 extension KVBackend {

@@ -36,6 +36,8 @@ public struct ScrubReport: Sendable, Equatable {
     public var failures: [ScrubFailure] = []
     /// What the scrub could check beyond reading (for example "block checksums").
     public var verified: String = ""
+    /// The progress callback asked it to stop: the counts cover only what was read.
+    public var stopped = false
 
     public init() {}
 }
@@ -43,11 +45,11 @@ public struct ScrubReport: Sendable, Equatable {
 extension KVBackend {
     public func spaceUsage() throws -> StoreSpace {
         var report = ScrubReport()
-        try Scrub.readValues(of: self, into: &report, object: backendName, progress: { _ in })
+        try Scrub.readValues(of: self, into: &report, object: backendName, progress: { _ in true })
         return StoreSpace(liveBytes: report.bytes, checkpointOnlyBytes: 0)
     }
 
-    public func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+    public func scrub(progress: (ScrubReport) -> Bool) throws -> ScrubReport {
         try Scrub.wholeStore(self, object: "\(backendName) store", verified: "values readable", progress: progress)
     }
 }
@@ -55,7 +57,7 @@ extension KVBackend {
 public enum Scrub {
     /// The scrub of a store read as one object: every value through one read view.
     public static func wholeStore(
-        _ store: any KVBackend, object: String, verified: String, progress: (ScrubReport) -> Void
+        _ store: any KVBackend, object: String, verified: String, progress: (ScrubReport) -> Bool
     ) throws -> ScrubReport {
         var report = ScrubReport()
         report.objectsTotal = 1
@@ -69,7 +71,7 @@ public enum Scrub {
     /// of `object` naming the last key read, and ends the walk (a cursor cannot step past
     /// unreadable data); `.closed` is rethrown.
     public static func readValues(
-        of reader: any KVReader, into report: inout ScrubReport, object: String, progress: (ScrubReport) -> Void
+        of reader: any KVReader, into report: inout ScrubReport, object: String, progress: (ScrubReport) -> Bool
     ) throws {
         let view = try (reader as? any KVBackend)?.readView()
         defer { view?.close() }
@@ -83,7 +85,10 @@ public enum Scrub {
                 }
                 report.values += 1
                 report.bytes += UInt64(size)
-                if report.values % 65536 == 0 { progress(report) }
+                if report.values % 65536 == 0, !progress(report) {
+                    report.stopped = true
+                    return
+                }
                 try iterator.next()
             }
             report.objects += 1
@@ -93,7 +98,7 @@ public enum Scrub {
             let after = last.map { " after key " + Bytes.hex($0) } ?? ""
             report.failures.append(ScrubFailure(object: object, reason: "read failed\(after): \(error)"))
         }
-        progress(report)
+        _ = progress(report)
     }
 }
 

@@ -170,10 +170,11 @@ struct Scrub: ParsableCommand {
                 report = try kv.scrub { partial in
                     // At most one progress line a second.
                     let now = DispatchTime.now().uptimeNanoseconds
-                    guard now - lastShown >= 1_000_000_000 else { return }
+                    guard now - lastShown >= 1_000_000_000 else { return true }
                     lastShown = now
                     let total = partial.objectsTotal > 0 ? " of \(partial.objectsTotal)" : ""
                     printError("scrub: \(partial.objects)\(total) objects, \(partial.values) values, \(Output.size(partial.bytes)) read, \(partial.failures.count) failures")
+                    return true
                 }
             } catch {
                 fail(command, "\(error)")

@@ -136,6 +136,7 @@ struct Run: ParsableCommand {
         print("zerofs run: signal \(received): stopping")
         flushStandardOutput()
         log.info("stopping", metadata: ["signal": "\(received)"])
+        admin.cancelRunningJobs()
         stopAll()
         var failed = false
         do { try pool.close() } catch {

@@ -3,7 +3,7 @@
 // and progress, fsck and scrub progress, operation counters), a checkpoint is served
 // read-only, and every error kind maps to its status code.
 
-import Admin
+@testable import Admin
 import BackendCatalog
 import Engine
 import FS
@@ -140,6 +140,39 @@ import Testing
         }
         try frozenPool.close()
         try frozen.close()
+        try pool.close()
+        try store.close()
+    }
+
+    /// A scrub stops when its progress callback says so, and an fsck when its reader is
+    /// cancelled: what a server does when the caller goes away or it shuts down.
+    @Test(arguments: backends)
+    func longJobsStopWhenAsked(_ backend: String) throws {
+        let harness = StoreHarness(try BackendCatalog.standard.factory(named: backend))
+        defer { harness.cleanUp() }
+        let store = try harness.open(harness.freshPath())
+        let pool = try Pool.open(store, options: options())
+        var batch = WriteBatch()
+        for i in 0..<70_000 { batch.put(Array("key-\(100_000 + i)".utf8), Array(repeating: 7, count: 16)) }
+        try store.write(batch, durable: false)
+        _ = try store.createCheckpoint(named: "tables")  // lsm: into tables, so there are objects to stop between
+
+        var calls = 0
+        let stopped = try store.scrub { _ in
+            calls += 1
+            return false
+        }
+        #expect(stopped.stopped)
+        #expect(calls == 1)
+        let whole = try store.scrub { _ in true }
+        #expect(!whole.stopped && whole.failures.isEmpty)
+        #expect(stopped.values < whole.values || stopped.objects < whole.objects)
+
+        let view = try store.readView()
+        defer { view.close() }
+        let reader = CountingReader(view, report: { _ in }, cancelled: { true })
+        #expect(throws: (any Error).self) { try FS.Fsck.check(reader) }
+        #expect(reader.keysRead <= 4096)
         try pool.close()
         try store.close()
     }

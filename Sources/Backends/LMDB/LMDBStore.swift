@@ -381,7 +381,7 @@ extension LMDBBackend {
 
     /// Every value through one read transaction. LMDB keeps no checksums: a scrub shows
     /// that every page is reachable and readable, not that its bytes are the ones written.
-    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+    func scrub(progress: (ScrubReport) -> Bool) throws -> ScrubReport {
         try Scrub.wholeStore(
             self, object: "lmdb database \(root)/db/data.mdb", verified: "pages readable (LMDB keeps no checksums)", progress: progress)
     }

@@ -295,7 +295,7 @@ extension LSMBackend {
         try lifetime.shared { try store.spaceUsage() }
     }
 
-    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+    func scrub(progress: (ScrubReport) -> Bool) throws -> ScrubReport {
         try lifetime.shared { try store.scrub(progress: progress) }
     }
 }

@@ -51,7 +51,7 @@ extension LSMStore {
         return StoreSpace(liveBytes: liveBytes, checkpointOnlyBytes: pinned.reduce(UInt64(0)) { $0 + UInt64($1.size) })
     }
 
-    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+    func scrub(progress: (ScrubReport) -> Bool) throws -> ScrubReport {
         var report = ScrubReport()
         report.verified = "manifest and block checksums"
         // Held to the end: the current version keeps its tables' files.
@@ -74,11 +74,17 @@ extension LSMStore {
             } catch {
                 report.failures.append(ScrubFailure(object: name, reason: "\(error)"))
             }
-            progress(report)
+            if !progress(report) {
+                report.stopped = true
+                return report
+            }
         }
         for table in live {
             scrubTable(table, into: &report)
-            progress(report)
+            if !progress(report) {
+                report.stopped = true
+                return report
+            }
         }
         for meta in pinned {
             do {
@@ -91,7 +97,10 @@ extension LSMStore {
                     report.objectsTotal -= 1  // its checkpoint was deleted meanwhile
                 }
             }
-            progress(report)
+            if !progress(report) {
+                report.stopped = true
+                return report
+            }
         }
         withExtendedLifetime(held) {}
         return report

@@ -278,7 +278,7 @@ extension RocksDBBackend {
 
     /// Every value through one snapshot; RocksDB verifies the checksum of each block it
     /// reads (verify_checksums is on by default), so a bad block fails the walk there.
-    func scrub(progress: (ScrubReport) -> Void) throws -> ScrubReport {
+    func scrub(progress: (ScrubReport) -> Bool) throws -> ScrubReport {
         try Scrub.wholeStore(self, object: "rocksdb database \(path)", verified: "block checksums", progress: progress)
     }
 }

@@ -51,6 +51,8 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     /// One fsck and one scrub at a time.
     private let fsckRunning = Mutex(false)
     private let scrubRunning = Mutex(false)
+    /// Set when the caller of a running fsck or scrub goes away, or the server stops.
+    private let cancelled = Mutex((fsck: false, scrub: false))
 
     public init(
         pool: Pool, store: any KVBackend, location: String, counters: OperationCounters = OperationCounters(),
@@ -284,16 +286,37 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         }
     }
 
+    /// Stops a running fsck and scrub (they answer CANCELLED); `zerofs run` calls it
+    /// before it stops, so a long job does not hold the shutdown.
+    public func cancelRunningJobs() {
+        cancelled.withLock { $0 = (true, true) }
+    }
+
     public func fsck(request: Zerofs_Admin_V1_FsckRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_FsckResponse {
+        try await withTaskCancellationHandler {
+            try await runFsck()
+        } onCancel: {
+            cancelled.withLock { $0.fsck = true }
+        }
+    }
+
+    private func runFsck() async throws -> Zerofs_Admin_V1_FsckResponse {
         try await call("Fsck") { [store] in
             try Self.exclusively(self.fsckRunning, "an fsck is already running")
+            self.cancelled.withLock { $0.fsck = false }
             defer { self.fsckRunning.withLock { $0 = false } }
             self.fsckProgress.withLock { $0.running = true; $0.done = 0 }
             defer { self.fsckProgress.withLock { $0.running = false } }
             let view = try store.readView()
             defer { view.close() }
-            let counting = CountingReader(view) { count in self.fsckProgress.withLock { $0.done = count } }
-            let report = try FS.Fsck.check(counting)
+            let counting = CountingReader(view, report: { count in self.fsckProgress.withLock { $0.done = count } },
+                                          cancelled: { self.cancelled.withLock { $0.fsck } })
+            let report: FsckReport
+            do {
+                report = try FS.Fsck.check(counting)
+            } catch where self.cancelled.withLock({ $0.fsck }) {
+                throw RPCError(code: .cancelled, message: "the fsck was cancelled after \(counting.keysRead) keys")
+            }
             self.fsckProgress.withLock {
                 $0.running = false
                 $0.done = counting.keysRead
@@ -310,8 +333,17 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     }
 
     public func scrub(request: Zerofs_Admin_V1_ScrubRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ScrubResponse {
+        try await withTaskCancellationHandler {
+            try await runScrub()
+        } onCancel: {
+            cancelled.withLock { $0.scrub = true }
+        }
+    }
+
+    private func runScrub() async throws -> Zerofs_Admin_V1_ScrubResponse {
         try await call("Scrub") { [store] in
             try Self.exclusively(self.scrubRunning, "a scrub is already running")
+            self.cancelled.withLock { $0.scrub = false }
             defer { self.scrubRunning.withLock { $0 = false } }
             self.scrubProgress.withLock { $0.running = true; $0.done = 0; $0.total = 0 }
             defer { self.scrubProgress.withLock { $0.running = false } }
@@ -320,7 +352,9 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
                     $0.done = partial.objects
                     $0.total = partial.objectsTotal
                 }
+                return !self.cancelled.withLock { $0.scrub }
             }
+            if report.stopped { throw RPCError(code: .cancelled, message: "the scrub was cancelled after \(report.objects) objects") }
             self.scrubProgress.withLock {
                 $0.running = false
                 $0.done = report.objects
@@ -345,22 +379,27 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
 final class CountingReader: KVReader, @unchecked Sendable {
     let base: any KVReader
     let report: @Sendable (UInt64) -> Void
+    let cancelled: @Sendable () -> Bool
     private let count = Atomic<UInt64>(0)
 
-    init(_ base: any KVReader, report: @escaping @Sendable (UInt64) -> Void) {
+    init(_ base: any KVReader, report: @escaping @Sendable (UInt64) -> Void, cancelled: @escaping @Sendable () -> Bool) {
         self.base = base
         self.report = report
+        self.cancelled = cancelled
     }
 
     var keysRead: UInt64 { count.load(ordering: .relaxed) }
 
-    func tick() {
+    func tick() throws {
         let n = count.add(1, ordering: .relaxed).newValue
-        if n % 4096 == 0 { report(n) }
+        if n % 4096 == 0 {
+            report(n)
+            if cancelled() { throw KVError(.closed, "the fsck was cancelled") }
+        }
     }
 
     func get(_ key: [UInt8]) throws -> [UInt8]? {
-        tick()
+        try tick()
         return try base.get(key)
     }
 
@@ -369,12 +408,12 @@ final class CountingReader: KVReader, @unchecked Sendable {
     }
 
     func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
-        tick()
+        try tick()
         return try base.firstEntry(from: from, prefix: prefix)
     }
 
     func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
-        tick()
+        try tick()
         return try base.firstVersion(from: from, prefix: prefix, suffixLength: suffixLength)
     }
 }
@@ -391,7 +430,7 @@ final class CountingIterator: KVIterator {
     var isValid: Bool { base.isValid }
     func seek(_ key: [UInt8]) throws { try base.seek(key) }
     func next() throws {
-        reader.tick()
+        try reader.tick()
         try base.next()
     }
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
