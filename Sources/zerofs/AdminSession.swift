@@ -105,7 +105,9 @@ final class AdminSession {
             let served: String
             do {
                 served = try AdminClient.with(.remote(host: address.host, port: address.port)) { client in
-                    try await client.getStats(Zerofs_Admin_V1_GetStatsRequest()).path
+                    var request = Zerofs_Admin_V1_GetStatsRequest()
+                    request.brief = true
+                    return try await client.getStats(request).path
                 }
             } catch {
                 fail(command, "something listens at \(address) but does not answer as a zerofs server: \(AdminErrors.status(error).message)")

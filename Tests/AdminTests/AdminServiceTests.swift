@@ -33,6 +33,12 @@ import Testing
         let pool = try Pool.open(store, options: options())
         let service = AdminService(pool: pool, store: store, location: path) { ["frontend.CALL": 7] }
 
+        let brief = try await AdminClient.connect(.local(service)) { client in
+            var request = Zerofs_Admin_V1_GetStatsRequest()
+            request.brief = true
+            return try await client.getStats(request)
+        }
+        #expect(brief.backend == backend && brief.path == path && brief.uptimeNanos > 0 && brief.datasets == 0)
         let empty = try await stats(service)
         #expect(empty.backend == backend)
         #expect(empty.path == path)

@@ -257,6 +257,8 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             var stats = Zerofs_Admin_V1_Stats()
             stats.backend = store.backendName
             stats.path = self.location
+            stats.uptimeNanos = DispatchTime.now().uptimeNanoseconds - self.started
+            if request.brief { return stats }
             let space = try store.spaceUsage()
             stats.storeBytes = space.liveBytes
             stats.checkpointPinnedBytes = space.checkpointOnlyBytes
@@ -274,7 +276,6 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             stats.snapshots = UInt64(try pool.listSnapshots().count)
             stats.checkpoints = UInt64(try store.listCheckpoints().count)
             stats.operations = self.counters.snapshot.merging(self.extraCounters()) { $0 + $1 }
-            stats.uptimeNanos = DispatchTime.now().uptimeNanoseconds - self.started
             return stats
         }
     }

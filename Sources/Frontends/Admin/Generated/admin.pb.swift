@@ -461,6 +461,10 @@ public nonisolated struct Zerofs_Admin_V1_GetStatsRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Only backend, path and uptime (no store walk, no lists): what the command line asks
+  /// to learn which store a server serves.
+  public var brief: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1613,18 +1617,29 @@ nonisolated extension Zerofs_Admin_V1_DeleteCheckpointResponse: SwiftProtobuf.Me
 
 nonisolated extension Zerofs_Admin_V1_GetStatsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetStatsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}brief\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.brief) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.brief != false {
+      try visitor.visitSingularBoolField(value: self.brief, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Zerofs_Admin_V1_GetStatsRequest, rhs: Zerofs_Admin_V1_GetStatsRequest) -> Bool {
+    if lhs.brief != rhs.brief {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
