@@ -56,8 +56,8 @@ extension Pool {
             let dead = s.forest.collectable()
             return (dead.count, dead.reduce(UInt64(0)) { $0 &+ (s.forest.versions[$1]?.written ?? 0) })
         }
-        let (collected, finished) = collected.withLock { ($0.count, $0.lastFinishedAtNanos) }
-        return CollectorStatus(pendingVersions: versions, pendingBytes: bytes, collectedVersions: collected, lastFinishedAtNanos: finished)
+        let (done, finished) = collected.withLock { ($0.count, $0.lastFinishedAtNanos) }
+        return CollectorStatus(pendingVersions: versions, pendingBytes: bytes, collectedVersions: done, lastFinishedAtNanos: finished)
     }
 
     /// Whether dead versions wait for the collector (USED is an estimate meanwhile).
