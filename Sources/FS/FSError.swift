@@ -10,6 +10,8 @@ public struct FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case EPERM = 1
         case ENOENT = 2
         case EIO = 5
+        /// A guard failed: the inode changed since the caller read it (NFS's NOT_SYNC).
+        case EAGAIN = 11
         case EACCES = 13
         case EEXIST = 17
         case EXDEV = 18

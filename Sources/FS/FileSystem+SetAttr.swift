@@ -13,9 +13,13 @@ public struct SetAttributes: Sendable, Equatable {
     public var size: UInt64?
     public var atime: TimeChange?
     public var mtime: TimeChange?
+    /// Change nothing unless the inode's ctime is still this (NFS's sattrguard3), checked
+    /// under the inode's lock with the change, so no other change slips in between.
+    public var ctimeGuard: Timestamp?
 
     public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
-                atime: TimeChange? = nil, mtime: TimeChange? = nil) {
+                atime: TimeChange? = nil, mtime: TimeChange? = nil, ctimeGuard: Timestamp? = nil) {
+        self.ctimeGuard = ctimeGuard
         self.mode = mode
         self.uid = uid
         self.gid = gid
@@ -30,6 +34,9 @@ extension FileSystem {
     public func setattr(_ cred: Credentials, _ ino: UInt64, _ change: SetAttributes) throws(FSError) -> Inode {
         try mutate([ino]) { () throws(FSError) -> (Inode, PendingSync) in
             var node = try inode(ino)
+            if let expected = change.ctimeGuard, node.ctime != expected {
+                throw FSError(.EAGAIN, "the inode changed since the guard's ctime")
+            }
             let isOwner = cred.isRoot || cred.uid == node.uid
             let now = Self.now()
             var batch = FSBatch(view: view)

@@ -63,6 +63,18 @@ import Testing
             w.uint32(0)
         }
         #expect(status == NFSStatus.notSync.rawValue)
+        #expect(try c.getattr(file).mode == 0o600)  // nothing changed
+        // The guard is checked with the change: the current ctime lets it through.
+        let ctime = try c.getattr(file).ctime
+        (status, _) = try c.nfs(2) { w in
+            w.opaque(file)
+            NFSTestClient.sattr(&w, mode: 0o640)
+            w.bool(true)
+            w.uint32(ctime.0)
+            w.uint32(ctime.1)
+        }
+        #expect(status == 0)
+        #expect(try c.getattr(file).mode == 0o640)
 
         #expect(try c.lookup(d, "f") == file)
         #expect(try c.lookup(d, "..") == root)

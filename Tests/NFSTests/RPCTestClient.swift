@@ -252,6 +252,8 @@ struct Attributes {
     var size: UInt64
     var fsid: UInt64
     var fileid: UInt64
+    /// ctime as (seconds, nanoseconds).
+    var ctime: (UInt32, UInt32) = (0, 0)
 
     init(_ r: inout XDRReader) throws {
         type = try r.uint32()
@@ -264,6 +266,7 @@ struct Attributes {
         _ = try r.uint64()
         fsid = try r.uint64()
         fileid = try r.uint64()
-        _ = try r.fixed(24)
+        _ = try r.fixed(16)  // atime, mtime
+        ctime = (try r.uint32(), try r.uint32())
     }
 }

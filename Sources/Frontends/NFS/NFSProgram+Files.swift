@@ -30,15 +30,13 @@ extension NFSProgram {
 
     func setattr(_ a: inout XDRReader, _ cred: Credentials, _ w: inout XDRWriter) throws(XDRError) {
         let fh = try a.handleBytes()
-        let change = try a.setAttributes()
-        let guardTime = try a.optional { r throws(XDRError) in try r.time() }
+        var change = try a.setAttributes()
+        change.ctimeGuard = try a.optional { r throws(XDRError) in try r.time() }
         var resolved: Target?
         do throws(NFSStatus) {
             let t = try target(fh)
             resolved = t
             try requireWritable(t)
-            let before = try nfs { () throws(FSError) in try t.fs.getattr(t.ino) }
-            if let guardTime, before.ctime != guardTime { throw .notSync }
             let (_, observed) = try ChangeObserver.observing([t.ino]) { () throws(NFSStatus) in
                 try nfs { () throws(FSError) in try t.fs.setattr(cred, t.ino, change) }
             }

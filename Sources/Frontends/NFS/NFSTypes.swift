@@ -39,6 +39,7 @@ extension NFSStatus {
         case .EPERM: self = .perm
         case .ENOENT: self = .noent
         case .EIO: self = .io
+        case .EAGAIN: self = .notSync
         case .EACCES: self = .acces
         case .EEXIST: self = .exist
         case .EXDEV: self = .xdev
