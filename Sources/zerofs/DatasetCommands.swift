@@ -63,8 +63,7 @@ enum Output {
                 time(d.createdAtNanos), yesNo(d.isDefault), yesNo(d.readonly), d.isSnapshot || d.origin.isEmpty ? "-" : d.origin,
             ])
         }
-        return TextTable.render(rows, leftAligned: 1).split(separator: "\n", omittingEmptySubsequences: false)
-            .enumerated().filter { $0.offset != 1 }.map { String($0.element) }.joined(separator: "\n")
+        return TextTable.render(rows, leftAligned: 1, rule: false)
     }
 
     /// Every property of one dataset or snapshot, one per line.

@@ -43,9 +43,7 @@ struct CheckpointList: ParsableCommand {
     func run() {
         let reply = withAdmin("zerofs checkpoint list", store) { try await $0.listCheckpoints(Zerofs_Admin_V1_ListCheckpointsRequest()) }
         Output.emit(output.json, reply) {
-            TextTable.render([["NAME", "CREATED"]] + reply.checkpoints.map { [$0.name, Output.time($0.createdAtNanos)] }, leftAligned: 2)
-                .split(separator: "\n", omittingEmptySubsequences: false).enumerated().filter { $0.offset != 1 }
-                .map { String($0.element) }.joined(separator: "\n")
+            TextTable.render([["NAME", "CREATED"]] + reply.checkpoints.map { [$0.name, Output.time($0.createdAtNanos)] }, leftAligned: 2, rule: false)
         }
     }
 }
