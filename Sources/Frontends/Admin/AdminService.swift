@@ -46,13 +46,9 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     private let extraCounters: @Sendable () -> [String: UInt64]
     /// Monotonic (the wall clock may step back).
     private let started = DispatchTime.now().uptimeNanoseconds
-    private let fsckProgress = Mutex(JobProgress(unit: "keys"))
-    private let scrubProgress = Mutex(JobProgress(unit: "objects"))
-    /// One fsck and one scrub at a time.
-    private let fsckRunning = Mutex(false)
-    private let scrubRunning = Mutex(false)
-    /// Set when the caller of a running fsck or scrub goes away, or the server stops.
-    private let cancelled = Mutex((fsck: false, scrub: false))
+    /// One fsck and one scrub at a time; cancelled when their caller goes away.
+    private let fsckJob = BackgroundJob(unit: "keys", busy: "an fsck is already running")
+    private let scrubJob = BackgroundJob(unit: "objects", busy: "a scrub is already running")
 
     public init(
         pool: Pool, store: any KVBackend, location: String, counters: OperationCounters = OperationCounters(),
@@ -270,8 +266,8 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
                 running: collector.pendingVersions > 0, done: collector.collectedVersions,
                 total: collector.collectedVersions + UInt64(collector.pendingVersions), unit: "versions",
                 lastFinishedAtNanos: collector.lastFinishedAtNanos))
-            stats.fsck = AdminMessages.progress(self.fsckProgress.withLock { $0 })
-            stats.scrub = AdminMessages.progress(self.scrubProgress.withLock { $0 })
+            stats.fsck = AdminMessages.progress(self.fsckJob.progress)
+            stats.scrub = AdminMessages.progress(self.scrubJob.progress)
             stats.datasets = UInt64(try pool.listDatasets().count)
             stats.snapshots = UInt64(try pool.listSnapshots().count)
             stats.checkpoints = UInt64(try store.listCheckpoints().count)
@@ -290,89 +286,99 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     /// Stops a running fsck and scrub (they answer CANCELLED); `zerofs run` calls it
     /// before it stops, so a long job does not hold the shutdown.
     public func cancelRunningJobs() {
-        cancelled.withLock { $0 = (true, true) }
+        fsckJob.cancel()
+        scrubJob.cancel()
     }
 
     public func fsck(request: Zerofs_Admin_V1_FsckRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_FsckResponse {
         try await withTaskCancellationHandler {
-            try await runFsck()
+            try await call("Fsck") { [store, fsckJob] in
+                try fsckJob.run { job in
+                    let view = try store.readView()
+                    defer { view.close() }
+                    let counting = CountingReader(view, report: { job.update(done: $0) }, cancelled: { job.isCancelled })
+                    let report: FsckReport
+                    do {
+                        report = try FS.Fsck.check(counting)
+                    } catch where job.isCancelled {
+                        throw RPCError(code: .cancelled, message: "the fsck was cancelled after \(counting.keysRead) keys")
+                    }
+                    var response = Zerofs_Admin_V1_FsckResponse()
+                    response.inodes = UInt64(report.inodes)
+                    response.entries = UInt64(report.entries)
+                    response.chunks = UInt64(report.chunks)
+                    response.problems = AdminMessages.capped(report.problems) { "... and \($0) more problems" }
+                    return (response, counting.keysRead, UInt64(report.problems.count))
+                }
+            }
         } onCancel: {
-            cancelled.withLock { $0.fsck = true }
-        }
-    }
-
-    private func runFsck() async throws -> Zerofs_Admin_V1_FsckResponse {
-        try await call("Fsck") { [store] in
-            try Self.exclusively(self.fsckRunning, "an fsck is already running")
-            self.cancelled.withLock { $0.fsck = false }
-            defer { self.fsckRunning.withLock { $0 = false } }
-            self.fsckProgress.withLock { $0.running = true; $0.done = 0 }
-            defer { self.fsckProgress.withLock { $0.running = false } }
-            let view = try store.readView()
-            defer { view.close() }
-            let counting = CountingReader(view, report: { count in self.fsckProgress.withLock { $0.done = count } },
-                                          cancelled: { self.cancelled.withLock { $0.fsck } })
-            let report: FsckReport
-            do {
-                report = try FS.Fsck.check(counting)
-            } catch where self.cancelled.withLock({ $0.fsck }) {
-                throw RPCError(code: .cancelled, message: "the fsck was cancelled after \(counting.keysRead) keys")
-            }
-            self.fsckProgress.withLock {
-                $0.running = false
-                $0.done = counting.keysRead
-                $0.lastFinishedAtNanos = FileOps.nowNanos()
-                $0.lastProblems = UInt64(report.problems.count)
-            }
-            var response = Zerofs_Admin_V1_FsckResponse()
-            response.inodes = UInt64(report.inodes)
-            response.entries = UInt64(report.entries)
-            response.chunks = UInt64(report.chunks)
-            response.problems = AdminMessages.capped(report.problems) { "... and \($0) more problems" }
-            return response
+            fsckJob.cancel()
         }
     }
 
     public func scrub(request: Zerofs_Admin_V1_ScrubRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ScrubResponse {
         try await withTaskCancellationHandler {
-            try await runScrub()
-        } onCancel: {
-            cancelled.withLock { $0.scrub = true }
-        }
-    }
-
-    private func runScrub() async throws -> Zerofs_Admin_V1_ScrubResponse {
-        try await call("Scrub") { [store] in
-            try Self.exclusively(self.scrubRunning, "a scrub is already running")
-            self.cancelled.withLock { $0.scrub = false }
-            defer { self.scrubRunning.withLock { $0 = false } }
-            self.scrubProgress.withLock { $0.running = true; $0.done = 0; $0.total = 0 }
-            defer { self.scrubProgress.withLock { $0.running = false } }
-            let report = try store.scrub { partial in
-                self.scrubProgress.withLock {
-                    $0.done = partial.objects
-                    $0.total = partial.objectsTotal
+            try await call("Scrub") { [store, scrubJob] in
+                try scrubJob.run { job in
+                    let report = try store.scrub { partial in
+                        job.update(done: partial.objects, total: partial.objectsTotal)
+                        return !job.isCancelled
+                    }
+                    if report.stopped {
+                        throw RPCError(code: .cancelled, message: "the scrub was cancelled after \(report.objects) objects")
+                    }
+                    return (AdminMessages.scrub(report), report.objects, UInt64(report.failures.count))
                 }
-                return !self.cancelled.withLock { $0.scrub }
             }
-            if report.stopped { throw RPCError(code: .cancelled, message: "the scrub was cancelled after \(report.objects) objects") }
-            self.scrubProgress.withLock {
-                $0.running = false
-                $0.done = report.objects
-                $0.lastFinishedAtNanos = FileOps.nowNanos()
-                $0.lastProblems = UInt64(report.failures.count)
-            }
-            return AdminMessages.scrub(report)
+        } onCancel: {
+            scrubJob.cancel()
+        }
+    }
+}
+
+/// A long maintenance job (fsck, scrub): one run at a time, its progress for GetStats,
+/// and a cancel flag its work checks.
+final class BackgroundJob: Sendable {
+    /// The refusal of a second run.
+    let busy: String
+    private let state: Mutex<(progress: JobProgress, cancelled: Bool)>
+
+    init(unit: String, busy: String) {
+        self.busy = busy
+        state = Mutex((JobProgress(unit: unit), false))
+    }
+
+    var progress: JobProgress { state.withLock { $0.progress } }
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+    func cancel() { state.withLock { $0.cancelled = true } }
+
+    func update(done: UInt64, total: UInt64 = 0) {
+        state.withLock {
+            $0.progress.done = done
+            $0.progress.total = total
         }
     }
 
-    private static func exclusively(_ flag: borrowing Mutex<Bool>, _ message: String) throws {
-        let taken = flag.withLock { running -> Bool in
-            if running { return false }
-            running = true
+    /// Runs `body` as the only run of this job (a second answers FAILED_PRECONDITION);
+    /// `body` returns its result, the final count done and the problems it found.
+    func run<T>(_ body: (BackgroundJob) throws -> (T, done: UInt64, problems: UInt64)) throws -> T {
+        let taken = state.withLock { s -> Bool in
+            if s.progress.running { return false }
+            s.progress.running = true
+            s.progress.done = 0
+            s.progress.total = 0
+            s.cancelled = false
             return true
         }
-        if !taken { throw RPCError(code: .failedPrecondition, message: message) }
+        guard taken else { throw RPCError(code: .failedPrecondition, message: busy) }
+        defer { state.withLock { $0.progress.running = false } }
+        let (result, done, problems) = try body(self)
+        state.withLock {
+            $0.progress.done = done
+            $0.progress.lastFinishedAtNanos = FileOps.nowNanos()
+            $0.progress.lastProblems = problems
+        }
+        return result
     }
 }
 
