@@ -71,9 +71,10 @@ extension FileSystem {
                 let chunkStart = index * cs
                 let from = max(offset, chunkStart)
                 let to = min(end, chunkStart + cs)
-                let (stored, old) = try headAndVisibleChunk(file, index)
+                let whole = from == chunkStart && to == chunkStart + cs
+                let (stored, old) = try headAndVisibleChunk(file, index, needsContent: !whole)
                 var bytes = old?.data ?? []
-                if from == chunkStart && to == chunkStart + cs {
+                if whole {
                     bytes = Array(data[Int(from - offset)..<Int(to - offset)])
                 } else {
                     let needed = Int(to - chunkStart)
@@ -159,20 +160,23 @@ extension FileSystem {
     }
 
     /// The stored size of the chunk entry at exactly the head version (nil: none; for
-    /// WRITTEN), and what reads see. One point get when the head has no ancestors, or when
-    /// the head holds the chunk.
-    private func headAndVisibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> (Int?, ChunkRecord?) {
+    /// WRITTEN), and what reads see (nil when not `needsContent`: a write replacing the
+    /// whole chunk). One point get when the head has no ancestors, or when the head holds
+    /// the chunk; none when the head holds none of the file's chunks and the content is
+    /// not needed.
+    private func headAndVisibleChunk(_ file: Inode, _ index: UInt64, needsContent: Bool = true) throws(FSError) -> (Int?, ChunkRecord?) {
         let view = self.view
         // Content older than the head: the head holds none of this file's chunks.
         if !view.ancestors.isEmpty, file.contentVersion != 0, file.contentVersion < view.head {
-            return (nil, try visibleChunk(file, index))
+            return (nil, needsContent ? try visibleChunk(file, index) : nil)
         }
         let raw = try kv { try store.get(FSKeys.versioned(FSKeys.chunk(file.ino, index), view.head)) }
         let stored = raw.map(\.count)
         guard let raw, raw.first == ValueTag.live.rawValue else {
-            if raw != nil || view.ancestors.isEmpty { return (stored, nil) }
+            if raw != nil || view.ancestors.isEmpty || !needsContent { return (stored, nil) }
             return (nil, try visibleChunk(file, index))
         }
+        guard needsContent else { return (stored, nil) }
         let chunk = try withBytes(raw) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
         return (stored, file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
     }
