@@ -65,19 +65,20 @@ public final class FileSystem: Sendable {
     public func close() throws(FSError) { try pool.close() }
 
     func refresh(_ found: (DatasetRecord, VersionView)?) {
-        let moved = current.withLock { state in
+        let change = current.withLock { state -> (old: VersionView, new: VersionView?)? in
             guard let (record, view) = found else {
                 state.deleted = true
                 state.writable = false
-                return true
+                return (state.view, nil)
             }
-            let moved = state.view != view
+            let old = state.view
             state.view = view
             state.writable = !record.readonly && !record.isSnapshot
-            return moved
+            return old != view ? (old, view) : nil
         }
         // After the view: a read that saw the old view cannot fill the new map.
-        if moved { inodeVersions.reset() }
+        guard let change else { return }
+        if let new = change.new { inodeVersions.moved(from: change.old, to: new) } else { inodeVersions.reset() }
     }
 
     // MARK: what the pool shares

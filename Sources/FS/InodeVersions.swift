@@ -5,8 +5,13 @@
 // Sound because an entry can only be wrong by naming a version that is no longer the
 // newest visible record of the inode, and a newer visible record appears only
 //   - by a commit at the head, which notes the head here for every inode it touches;
-//   - by a change of the handle's view, which empties the map (a rollback to a snapshot
-//     taken on another branch shows records newer than ones remembered on this one).
+//   - by a change of the handle's view, which shows versions the old view did not (a
+//     rollback to a snapshot on another branch can show records newer than those
+//     remembered). A change keeps an entry only if the new view sees its version and shows
+//     no version newer than it that the old view did not show: every version both views
+//     show above it held no record of the inode, or the old view would have found that
+//     one. A new head is exempt: heads are made fresh, empty, when a snapshot or a
+//     rollback moves the view. So a snapshot keeps the whole map.
 // The collector moves records to newer versions only by deleting the old key in the same
 // batch, so a stale version misses and the read searches from the head. A read fills an
 // entry only if no commit or view change was noted since it began (the generation).
@@ -60,6 +65,20 @@ final class InodeVersions: Sendable {
         state.withLock { s in
             s.generation &+= 1
             s.versions.removeAll()
+        }
+    }
+
+    /// The view moved from `old` to `new`: keeps the entries that still hold (see above).
+    func moved(from old: VersionView, to new: VersionView) {
+        let shown = Set([old.head] + old.ancestors)
+        var newest: UInt64 = 0  // the newest version only the new view shows, but a fresh head
+        for version in [new.head] + new.ancestors where !shown.contains(version) {
+            if version == new.head { continue }
+            newest = max(newest, version)
+        }
+        state.withLock { s in
+            s.generation &+= 1
+            s.versions = s.versions.filter { new.sees($0.value) && $0.value > newest }
         }
     }
 
