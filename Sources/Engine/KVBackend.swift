@@ -143,6 +143,11 @@ public protocol KVBackend: KVReader {
     /// Makes every write that returned before this call durable. Throws `.io`, `.closed`.
     func flush() throws
 
+    /// Waits until the background work that writes so far made due (memtable flushes,
+    /// compactions) is done, so that a benchmark's next phase does not pay for the last
+    /// one's. The default waits for nothing. Throws `.closed`, or the background error.
+    func settleBackgroundWork() throws
+
     /// A consistent read view of the store as of this call. Throws `.closed`.
     func readView() throws -> any KVReadView
 
@@ -175,6 +180,8 @@ public protocol KVBackend: KVReader {
 }
 
 extension KVBackend {
+    public func settleBackgroundWork() throws {}
+
     /// Writes one key.
     public func put(_ key: [UInt8], _ value: [UInt8], durable: Bool = false) throws {
         var batch = WriteBatch()

@@ -152,6 +152,10 @@ final class LSMBackend: KVBackend {
         }
     }
 
+    func settleBackgroundWork() throws {
+        try lifetime.shared { try store.settle() }
+    }
+
     func readView() throws -> any KVReadView {
         try lifetime.shared { LSMReadView(store: store, snapshot: store.snapshot(), parent: lifetime) }
     }

@@ -167,6 +167,19 @@ extension LSMStore {
         return result
     }
 
+    /// Waits until no frozen memtable waits for its flush and no compaction is due.
+    func settle() throws {
+        while true {
+            let busy = try state.withLock { () throws -> Bool in
+                if let backgroundError { throw backgroundError }
+                if closing { throw KVError(.closed, "the store is closing") }
+                return !immutables.isEmpty || pickCompaction(version) != nil
+            }
+            guard busy else { return }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+    }
+
     // MARK: Compaction
 
     private func compactionLoop() {
