@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C shims: one system-library target per native library, found by pkg-config.
@@ -38,6 +40,18 @@ let package = Package(
         .target(name: "RocksDBBackend", dependencies: ["Engine", "CRocksDB"], path: "Sources/Backends/RocksDB"),
         .target(name: "LMDBBackend", dependencies: ["Engine", "CLMDB"], path: "Sources/Backends/LMDB"),
         .target(name: "ObjectStore", dependencies: ["Engine"], path: "Sources/Backends/ObjectStore"),
+        // ObjectStore on S3-compatible storage (issue 8): AsyncHTTPClient, SigV4 with swift-crypto.
+        .target(
+            name: "S3Store",
+            dependencies: [
+                "Engine", "ObjectStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/Backends/S3"
+        ),
         .target(
             name: "LSMBackend", dependencies: ["Engine", "ObjectStore", "Compression", "CCRC32C"], path: "Sources/Backends/LSM",
             // The hot paths (memtable, block cursors, merge) mutate class state per entry;
@@ -100,7 +114,7 @@ let package = Package(
         .testTarget(
             name: "BackendsTests",
             dependencies: [
-                "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore",
+                "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore", "S3Store",
             ]
         ),
         .testTarget(

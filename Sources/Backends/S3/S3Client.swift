@@ -1,0 +1,159 @@
+// The HTTP side of the S3 store: one AsyncHTTPClient per store; every request signed
+// (SigV4, with the real SHA-256 of its body) and retried with capped exponential backoff
+// and full jitter after connection errors, timeouts, 5xx and throttling. The caller's
+// thread blocks on the reply, so this must never be called on an event loop (the wait
+// would deadlock it); the storage stack calls it from its own threads.
+
+import AsyncHTTPClient
+import Engine
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+struct S3Request {
+    var method: HTTPMethod
+    /// The object's full key (store prefix included), or nil for the bucket itself.
+    var key: String?
+    var query: [(String, String)] = []
+    var headers: [(String, String)] = []
+    var body: [UInt8] = []
+    var kind: S3RequestKind
+}
+
+struct S3Response {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: [UInt8]
+    /// How many times the request was sent. Above 1, an earlier attempt may have taken
+    /// effect although its reply was lost.
+    var attempts: Int
+
+    var isSuccess: Bool { (200..<300).contains(status) }
+
+    func header(_ name: String) -> String? { headers.first(name: name) }
+}
+
+final class S3Client: Sendable {
+    let settings: S3Settings
+    let counters: S3Counters
+    private let endpoint: S3Endpoint
+    private let signer: SigV4Signer
+    private let http: HTTPClient
+
+    init(settings: S3Settings, counters: S3Counters) throws {
+        try settings.validate()
+        self.settings = settings
+        self.counters = counters
+        endpoint = try S3Endpoint(settings.endpoint, allowHTTP: settings.allowHTTP)
+        signer = SigV4Signer(credentials: settings.credentials, region: settings.region)
+        var configuration = HTTPClient.Configuration()
+        // A redirect (a wrong region, say) would need a new signature: report it instead.
+        configuration.redirectConfiguration = .disallow
+        // Failed connections are retried here, with the backoff of the settings, not also
+        // inside the pool until the deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = HTTPClient.Configuration.Timeout(
+            connect: .nanoseconds(S3Client.nanoseconds(min(settings.requestTimeout, 10))),
+            read: .nanoseconds(S3Client.nanoseconds(settings.requestTimeout)))
+        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    deinit {
+        // Asynchronous: the last reference may go on any thread, and shutdown completes on
+        // its own queue.
+        http.shutdown(queue: .global()) { _ in }
+    }
+
+    /// "s3://bucket/key" (or "s3://bucket"), for messages.
+    func describe(_ key: String?) -> String {
+        "s3://\(settings.bucket)" + (key.map { "/" + $0 } ?? "")
+    }
+
+    /// Sends a request, retrying as the settings say; returns the last reply whatever its
+    /// status. Throws `.io` when no reply came after every attempt.
+    func send(_ request: S3Request) throws -> S3Response {
+        let payloadHash = SigV4.sha256Hex(request.body)
+        var attempt = 1
+        while true {
+            do {
+                let response = try sendOnce(request, payloadHash: payloadHash, attempt: attempt)
+                if attempt > settings.retries || !Self.isRetryable(response) { return response }
+            } catch let error as KVError {
+                throw error  // raised before sending: another attempt cannot help
+            } catch {
+                if attempt > settings.retries {
+                    throw KVError(
+                        .io, "\(request.method.rawValue) got no reply after \(attempt) attempt\(attempt == 1 ? "" : "s")",
+                        path: describe(request.key), cause: "\(error)")
+                }
+            }
+            backOff(before: attempt + 1)
+            attempt += 1
+        }
+    }
+
+    /// The error for a reply the caller cannot use: operation, object, HTTP status and the
+    /// S3 error code of the body.
+    func failure(_ response: S3Response, _ operation: String, key: String?) -> KVError {
+        let details = S3XML.error(response.body)
+        var message = operation + ": "
+        if response.status == 403 { message += "access denied (check credentials): " }
+        message += "HTTP \(response.status)"
+        if let code = details?.code { message += " \(code)" }
+        if response.attempts > 1 { message += " after \(response.attempts) attempts" }
+        return KVError(.io, message, path: describe(key), cause: details?.message)
+    }
+
+    /// Whether another attempt may succeed where this reply failed.
+    static func isRetryable(_ response: S3Response) -> Bool {
+        switch response.status {
+        case 429, 500, 502, 503, 504:
+            return true
+        case 400, 409:
+            // S3 says RequestTimeout when a body came too slowly, and
+            // ConditionalRequestConflict when conditional writes of one key race.
+            guard let code = S3XML.error(response.body)?.code else { return false }
+            return ["RequestTimeout", "SlowDown", "ConditionalRequestConflict"].contains(code)
+        default:
+            return false
+        }
+    }
+
+    private func sendOnce(_ request: S3Request, payloadHash: String, attempt: Int) throws -> S3Response {
+        let path = endpoint.path(bucket: settings.bucket, key: request.key, addressing: settings.addressing)
+        let authority = endpoint.authority(bucket: settings.bucket, addressing: settings.addressing)
+        // Signed again for each attempt: the signature carries the time.
+        let signature = signer.sign(
+            method: request.method.rawValue, path: path, query: request.query,
+            headers: [("host", authority)] + request.headers, payloadHash: payloadHash, date: Date())
+        var headers = HTTPHeaders()
+        for header in signature.headers { headers.add(name: header.name, value: header.value) }
+
+        var url = endpoint.scheme + "://" + authority + SigV4.encodePath(path)
+        if !request.query.isEmpty { url += "?" + SigV4.canonicalQuery(request.query) }
+        let sendsBody = request.method == .PUT || request.method == .POST
+        let body: HTTPClient.Body? = sendsBody ? HTTPClient.Body.bytes(request.body) : nil
+        let httpRequest: HTTPClient.Request
+        do {
+            httpRequest = try HTTPClient.Request(url: url, method: request.method, headers: headers, body: body)
+        } catch {
+            throw KVError(.invalidArgument, "cannot make a request URL", path: describe(request.key), cause: "\(error)")
+        }
+
+        counters.sent(request.kind, bodyBytes: request.body.count)
+        let deadline = NIODeadline.now() + .nanoseconds(S3Client.nanoseconds(settings.requestTimeout))
+        let reply = try http.execute(request: httpRequest, deadline: deadline).wait()
+        let received = reply.body.map { Array($0.readableBytesView) } ?? []
+        counters.received(bodyBytes: received.count)
+        return S3Response(status: Int(reply.status.code), headers: reply.headers, body: received, attempts: attempt)
+    }
+
+    /// Sleeps a random time below initialBackoff * 2^(attempt - 2), capped at maxBackoff.
+    private func backOff(before attempt: Int) {
+        let ceiling = min(settings.maxBackoff, settings.initialBackoff * Double(1 << min(attempt - 2, 30)))
+        guard ceiling > 0 else { return }
+        Thread.sleep(forTimeInterval: Double.random(in: 0...ceiling))
+    }
+
+    private static func nanoseconds(_ seconds: Double) -> Int64 { Int64(seconds * 1e9) }
+}
