@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "MemoryBackend", dependencies: ["Engine"], path: "Sources/Backends/Memory"),
         .target(name: "RocksDBBackend", dependencies: ["Engine", "CRocksDB"], path: "Sources/Backends/RocksDB"),
         .target(name: "LMDBBackend", dependencies: ["Engine", "CLMDB"], path: "Sources/Backends/LMDB"),
-        .target(name: "ObjectStore", dependencies: ["Engine"], path: "Sources/Backends/ObjectStore"),
+        .target(name: "ObjectStore", dependencies: ["Engine", "CCRC32C"], path: "Sources/Backends/ObjectStore"),
         // ObjectStore on S3-compatible storage (issue 8): AsyncHTTPClient, SigV4 with swift-crypto.
         .target(
             name: "S3Store",
@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(
             name: "BackendsTests",
             dependencies: [
-                "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore", "S3Store",
+                "Engine", "KVTestSupport", "BackendCatalog", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "ObjectStore", "Workloads", "S3Store",
             ]
         ),
         .testTarget(

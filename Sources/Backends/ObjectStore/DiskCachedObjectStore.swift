@@ -1,0 +1,421 @@
+// A size-limited cache on local disk in front of a remote object store (S3), so that
+// reads of immutable objects (tables) rarely go to the network.
+//
+// The cache holds pages: fixed ranges of one object (1 MiB by default), each a file
+//   DIR/<object name, hex>/<page index>.page = magic "ZPG2" | object size (fixed64) |
+//   payload length (fixed32) | segment size (fixed32) | one CRC-32C per segment of the
+//   payload (fixed32 each) | CRC-32C of everything before it (fixed32) | payload
+// written to a temporary name and renamed (never synced: a torn or lost page is only a
+// miss). A read loads and checks the page's header once, then reads and checks only the
+// segments it needs (16 KiB each), so a 4 KiB block costs one small pread, not a page. A
+// page that fails a check is deleted, counted and fetched again. Least recently used
+// pages go when the cache passes its size; the order survives a restart through each
+// page's modification time, which a hit refreshes. Objects the cache holds are written
+// through: a new table lands in the cache as it is uploaded. Only names `cacheable`
+// accepts (tables) are cached; manifests and WAL objects always go to the store.
+
+import CCRC32C
+import Engine
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct DiskCacheCounters: Sendable, Equatable {
+    public var hits = 0
+    public var misses = 0
+    public var corruptPages = 0
+    public var evictedPages = 0
+    public var bytes = 0
+    public var pages = 0
+}
+
+public final class DiskCachedObjectStore: ObjectStore {
+    public let base: any ObjectStore
+    public let directory: String
+    public let capacityBytes: Int
+    public let pageSize: Int
+    private let cacheable: @Sendable (String) -> Bool
+
+    static let magic: [UInt8] = Array("ZPG2".utf8)
+    static let segmentSize = 16 << 10
+
+    /// A page's header, checked: the object's size and the CRC of each payload segment.
+    struct PageHeader {
+        var objectSize: Int
+        var payloadLength: Int
+        var segmentSize: Int
+        var crcs: [UInt32]
+        var payloadOffset: Int { 24 + 4 * crcs.count + 4 }
+    }
+
+    private struct Entry {
+        var bytes: Int
+        var lastUse: UInt64
+        var header: PageHeader?
+    }
+
+    private struct State {
+        var pages: [String: Entry] = [:]  // relative path of the page file
+        var bytes = 0
+        var clock: UInt64 = 0
+        var counters = DiskCacheCounters()
+    }
+
+    private let state = Mutex(State())
+
+    public var location: String { base.location + " (disk cache \(directory))" }
+
+    public init(
+        base: any ObjectStore, directory: String, capacityBytes: Int, pageSize: Int = 1 << 20,
+        cacheable: @escaping @Sendable (String) -> Bool = { $0.hasPrefix("sst/") }
+    ) throws {
+        guard capacityBytes > 0, pageSize >= 4096 else {
+            throw KVError(.invalidArgument, "a disk cache needs a positive size and pages of at least 4 KiB", path: directory)
+        }
+        self.base = base
+        self.directory = directory
+        self.capacityBytes = capacityBytes
+        self.pageSize = pageSize
+        self.cacheable = cacheable
+        try FileOps.makeDirectories(directory)
+        try loadIndex()
+    }
+
+    /// What the cache has done since it opened (bytes and pages: what it holds now).
+    public var counters: DiskCacheCounters {
+        state.withLock { s in
+            var c = s.counters
+            c.bytes = s.bytes
+            c.pages = s.pages.count
+            return c
+        }
+    }
+
+    // MARK: ObjectStore
+
+    public func get(_ name: String) throws -> [UInt8]? {
+        guard cacheable(name) else { return try base.get(name) }
+        guard let object = try open(name) else { return nil }
+        return try object.read(offset: 0, length: object.size)
+    }
+
+    public func open(_ name: String) throws -> (any ReadableObject)? {
+        guard cacheable(name) else { return try base.open(name) }
+        // The first page knows the object's size: no request to the store at all.
+        if let first = readPage(name, 0, from: 0, to: 0) {
+            return CachedObject(cache: self, name: name, size: first.objectSize, remote: nil)
+        }
+        guard let remote = try base.open(name) else { return nil }
+        return CachedObject(cache: self, name: name, size: remote.size, remote: remote)
+    }
+
+    public func put(_ name: String, _ bytes: [UInt8]) throws {
+        try base.put(name, bytes)
+        if cacheable(name) { fill(name, bytes) }
+    }
+
+    public func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
+        guard try base.putIfAbsent(name, bytes) else { return false }
+        if cacheable(name) { fill(name, bytes) }
+        return true
+    }
+
+    public func list(prefix: String) throws -> [String] { try base.list(prefix: prefix) }
+
+    public func delete(_ name: String) throws {
+        try base.delete(name)
+        guard cacheable(name) else { return }
+        let folder = Self.folder(name)
+        let gone = state.withLock { s -> [String] in
+            let keys = s.pages.keys.filter { $0.hasPrefix(folder + "/") }
+            for key in keys { s.bytes -= s.pages.removeValue(forKey: key)?.bytes ?? 0 }
+            return keys
+        }
+        for key in gone { unlink(directory + "/" + key) }
+        rmdir(directory + "/" + folder)
+    }
+
+    public func makeWriter(_ name: String) throws -> any ObjectWriter {
+        let writer = try base.makeWriter(name)
+        guard cacheable(name) else { return writer }
+        return WriteThrough(cache: self, name: name, base: writer)
+    }
+
+    // MARK: pages
+
+    static func folder(_ name: String) -> String { Bytes.hex(Array(name.utf8)) }
+    static func pageKey(_ name: String, _ index: Int) -> String { folder(name) + "/\(index).page" }
+
+    /// Bytes `from..<to` of a page from disk, verified; nil when the page is absent or
+    /// damaged (a damaged page is deleted). Also the object's size the page records.
+    func readPage(_ name: String, _ index: Int, from: Int = 0, to: Int? = nil) -> (objectSize: Int, bytes: [UInt8])? {
+        let key = Self.pageKey(name, index)
+        guard let known = state.withLock({ $0.pages[key] }) else { return nil }
+        let path = directory + "/" + key
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            forget(key)
+            return nil
+        }
+        defer { close(fd) }
+        func damaged() -> (objectSize: Int, bytes: [UInt8])? {
+            state.withLock { $0.counters.corruptPages += 1 }
+            forget(key)
+            unlink(path)
+            return nil
+        }
+        guard let header = known.header ?? Self.readHeader(fd) else { return damaged() }
+        let end = min(to ?? header.payloadLength, header.payloadLength)
+        guard from >= 0, from <= end else { return damaged() }
+        // Whole segments covering the range, each checked against its CRC.
+        let first = from / header.segmentSize
+        let last = end == from ? first : (end - 1) / header.segmentSize
+        let start = first * header.segmentSize
+        let stop = min(header.payloadLength, (last + 1) * header.segmentSize)
+        var bytes = [UInt8](repeating: 0, count: stop - start)
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(header.payloadOffset + start)) }
+        guard read == stop - start else { return damaged() }
+        for segment in first...last where segment < header.crcs.count {
+            let lower = segment * header.segmentSize - start
+            let upper = min(bytes.count, lower + header.segmentSize)
+            let crc = bytes.withUnsafeBytes { zerofs_crc32c(0, $0.baseAddress! + lower, upper - lower) }
+            guard crc == header.crcs[segment] else { return damaged() }
+        }
+        state.withLock { s in
+            s.clock += 1
+            s.pages[key]?.lastUse = s.clock
+            if s.pages[key]?.header == nil { s.pages[key]?.header = header }
+            s.counters.hits += 1
+        }
+        // The order of use survives a restart through the modification time.
+        futimens(fd, nil)
+        return (header.objectSize, Array(bytes[(from - start)..<(end - start)]))
+    }
+
+    /// Reads and checks a page file's header.
+    static func readHeader(_ fd: Int32) -> PageHeader? {
+        var fixed = [UInt8](repeating: 0, count: 24)
+        guard fixed.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 24, 0) }) == 24, Array(fixed[0..<4]) == magic else { return nil }
+        let (size, length, segment) = fixed.withUnsafeBytes {
+            ($0.loadUnaligned(fromByteOffset: 4, as: UInt64.self).littleEndian,
+             Int($0.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian),
+             Int($0.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian))
+        }
+        guard size <= UInt64(Int.max), segment >= 512, segment <= 1 << 24, length <= 1 << 30 else { return nil }
+        let count = (length + segment - 1) / segment
+        var rest = [UInt8](repeating: 0, count: 4 * count + 4)
+        guard rest.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, $0.count, 24) }) == rest.count else { return nil }
+        let stored = rest.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * count, as: UInt32.self).littleEndian }
+        var crc = fixed.withUnsafeBytes { zerofs_crc32c(0, $0.baseAddress, 24) }
+        crc = rest.withUnsafeBytes { zerofs_crc32c(crc, $0.baseAddress, 4 * count) }
+        guard crc == stored else { return nil }
+        let crcs = rest.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian } }
+        return PageHeader(objectSize: Int(size), payloadLength: length, segmentSize: segment, crcs: crcs)
+    }
+
+    static func encode(objectSize: Int, _ payload: UnsafeRawBufferPointer) -> [UInt8] {
+        var raw = magic
+        withUnsafeBytes(of: UInt64(objectSize).littleEndian) { raw.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(payload.count).littleEndian) { raw.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(segmentSize).littleEndian) { raw.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(0).littleEndian) { raw.append(contentsOf: $0) }  // pads the fixed part to 24
+        var start = 0
+        while start < payload.count {
+            let end = min(payload.count, start + segmentSize)
+            withUnsafeBytes(of: zerofs_crc32c(0, payload.baseAddress! + start, end - start).littleEndian) { raw.append(contentsOf: $0) }
+            start = end
+        }
+        let crc = raw.withUnsafeBytes { zerofs_crc32c(0, $0.baseAddress, $0.count) }
+        withUnsafeBytes(of: crc.littleEndian) { raw.append(contentsOf: $0) }
+        raw.append(contentsOf: payload)
+        return raw
+    }
+
+    /// Stores one page (best effort: a cache that cannot write only misses more).
+    func storePage(_ name: String, _ index: Int, objectSize: Int, _ payload: UnsafeRawBufferPointer) {
+        let key = Self.pageKey(name, index)
+        let path = directory + "/" + key
+        let temporary = path + ".tmp.\(UInt64.random(in: 0...UInt64.max))"
+        let raw = Self.encode(objectSize: objectSize, payload)
+        do {
+            try FileOps.makeDirectories(directory + "/" + Self.folder(name))
+            let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            try FileOps.writeAll(fd, raw, path: temporary)
+            guard rename(temporary, path) == 0 else {
+                unlink(temporary)
+                return
+            }
+        } catch {
+            unlink(temporary)
+            return
+        }
+        let victims = state.withLock { s -> [String] in
+            s.clock += 1
+            s.bytes += raw.count - (s.pages[key]?.bytes ?? 0)
+            s.pages[key] = Entry(bytes: raw.count, lastUse: s.clock, header: nil)
+            return evict(&s, keeping: key)
+        }
+        for victim in victims { unlink(directory + "/" + victim) }
+    }
+
+    /// Drops least recently used pages until the cache fits; returns their keys.
+    private func evict(_ s: inout State, keeping: String) -> [String] {
+        guard s.bytes > capacityBytes else { return [] }
+        var victims: [String] = []
+        // Oldest first; a tenth of the cache at a time so one sort serves many stores.
+        let target = capacityBytes - capacityBytes / 10
+        for (key, entry) in s.pages.sorted(by: { $0.value.lastUse < $1.value.lastUse }) where key != keeping {
+            if s.bytes <= target { break }
+            s.bytes -= entry.bytes
+            s.pages.removeValue(forKey: key)
+            victims.append(key)
+        }
+        s.counters.evictedPages += victims.count
+        return victims
+    }
+
+    private func forget(_ key: String) {
+        state.withLock { s in s.bytes -= s.pages.removeValue(forKey: key)?.bytes ?? 0 }
+    }
+
+    /// Caches a whole object just written.
+    private func fill(_ name: String, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { all in
+            var index = 0
+            while index * pageSize < max(all.count, 1) {
+                let start = index * pageSize
+                let end = min(all.count, start + pageSize)
+                storePage(name, index, objectSize: all.count, UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                index += 1
+            }
+        }
+    }
+
+    func noteMiss() { state.withLock { $0.counters.misses += 1 } }
+
+    /// Rebuilds the index from the folder: pages ordered by modification time; temporary
+    /// files an interrupted write left are removed.
+    private func loadIndex() throws {
+        var found: [(key: String, bytes: Int, modified: Int)] = []
+        for folder in try FileOps.list(directory) where FileOps.kind(of: directory + "/" + folder) == .directory {
+            for file in try FileOps.list(directory + "/" + folder) {
+                let path = directory + "/" + folder + "/" + file
+                guard file.hasSuffix(".page") else {
+                    unlink(path)
+                    continue
+                }
+                var info = stat()
+                guard stat(path, &info) == 0 else { continue }
+                found.append((folder + "/" + file, Int(info.st_size), Int(info.st_mtim.tv_sec) * 1_000_000_000 + Int(info.st_mtim.tv_nsec)))
+            }
+        }
+        state.withLock { s in
+            for item in found.sorted(by: { $0.modified < $1.modified }) {
+                s.clock += 1
+                s.pages[item.key] = Entry(bytes: item.bytes, lastUse: s.clock, header: nil)
+                s.bytes += item.bytes
+            }
+            for victim in evict(&s, keeping: "") { unlink(directory + "/" + victim) }
+        }
+    }
+}
+
+/// An object read through the cache: each page from disk when held and sound, else from
+/// the store (opened on first need) and then kept.
+final class CachedObject: ReadableObject {
+    let cache: DiskCachedObjectStore
+    let name: String
+    let size: Int
+    private let remote: Mutex<(any ReadableObject)?>
+
+    init(cache: DiskCachedObjectStore, name: String, size: Int, remote: (any ReadableObject)?) {
+        self.cache = cache
+        self.name = name
+        self.size = size
+        self.remote = Mutex(remote)
+    }
+
+    func read(offset: Int, length: Int) throws -> [UInt8] {
+        guard offset >= 0, length >= 0, offset <= size, length <= size - offset else {
+            throw KVError(.corruption, "read of \(length) bytes at \(offset) past the end (\(size) bytes)", path: name)
+        }
+        var result: [UInt8] = []
+        result.reserveCapacity(length)
+        let pageSize = cache.pageSize
+        var position = offset
+        while position < offset + length {
+            let index = position / pageSize
+            let from = position - index * pageSize
+            let to = min(pageSize, offset + length - index * pageSize)
+            let piece = try read(page: index, from: from, to: to)
+            guard piece.count == to - from else { throw KVError(.corruption, "page \(index) is short", path: name) }
+            result.append(contentsOf: piece)
+            position += to - from
+        }
+        return result
+    }
+
+    /// Bytes `from..<to` of page `index`: from the cache when it holds the page sound, else
+    /// the whole page from the store, kept for next time.
+    private func read(page index: Int, from: Int, to: Int) throws -> [UInt8] {
+        if let cached = cache.readPage(name, index, from: from, to: to), cached.objectSize == size { return cached.bytes }
+        cache.noteMiss()
+        let object = try remote.withLock { remote throws -> any ReadableObject in
+            if let remote { return remote }
+            guard let opened = try cache.base.open(name) else { throw KVError(.corruption, "object vanished from the store", path: name) }
+            remote = opened
+            return opened
+        }
+        let start = index * cache.pageSize
+        let bytes = try object.read(offset: start, length: min(cache.pageSize, size - start))
+        bytes.withUnsafeBytes { cache.storePage(name, index, objectSize: size, $0) }
+        return Array(bytes[min(from, bytes.count)..<min(to, bytes.count)])
+    }
+}
+
+/// A writer that uploads through the store's own writer and, once committed, leaves the
+/// object's pages in the cache.
+final class WriteThrough: ObjectWriter {
+    let cache: DiskCachedObjectStore
+    let name: String
+    let base: any ObjectWriter
+    private var pages: [[UInt8]] = [[]]
+    private var size = 0
+
+    init(cache: DiskCachedObjectStore, name: String, base: any ObjectWriter) {
+        self.cache = cache
+        self.name = name
+        self.base = base
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        try base.append(bytes)
+        var rest = bytes
+        while !rest.isEmpty {
+            let room = cache.pageSize - pages[pages.count - 1].count
+            let take = min(room, rest.count)
+            pages[pages.count - 1].append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<take]))
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+            if pages[pages.count - 1].count == cache.pageSize { pages.append([]) }
+        }
+        size += bytes.count
+    }
+
+    func commit() throws {
+        try base.commit()
+        if pages.count > 1, pages[pages.count - 1].isEmpty { pages.removeLast() }
+        for (index, page) in pages.enumerated() {
+            page.withUnsafeBytes { cache.storePage(name, index, objectSize: size, $0) }
+        }
+        pages = []
+    }
+
+    func abort() {
+        base.abort()
+        pages = []
+    }
+}

@@ -1,0 +1,135 @@
+// The disk cache in front of a remote object store: write-through, hits without the
+// store, damaged pages found and fetched again, eviction by size, and a restart.
+
+import Engine
+@testable import ObjectStore
+import Synchronization
+import Testing
+import Workloads
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A memory store that counts the objects opened through it.
+final class CountingObjectStore: ObjectStore {
+    let base = MemoryObjectStore()
+    let opens = Atomic<Int>(0)
+    var location: String { "counting memory" }
+
+    func get(_ name: String) throws -> [UInt8]? { try base.get(name) }
+
+    func open(_ name: String) throws -> (any ReadableObject)? {
+        opens.add(1, ordering: .relaxed)
+        return try base.open(name)
+    }
+
+    func put(_ name: String, _ bytes: [UInt8]) throws { try base.put(name, bytes) }
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try base.putIfAbsent(name, bytes) }
+    func list(prefix: String) throws -> [String] { try base.list(prefix: prefix) }
+    func delete(_ name: String) throws { try base.delete(name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter { BufferedObjectWriter(store: self, name: name) }
+}
+
+@Suite struct DiskCacheTests {
+    static func bytes(_ count: Int, seed: UInt64) -> [UInt8] {
+        var generator = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    func withFolder(_ body: (String) throws -> Void) throws {
+        let folder = try KVBench.makeTemporaryDirectory()
+        defer { try? FileOps.removeTree(folder) }
+        try body(folder)
+    }
+
+    @Test func writtenTablesAreReadFromTheCacheAlone() throws {
+        try withFolder { folder in
+            let remote = CountingObjectStore()
+            let cache = try DiskCachedObjectStore(base: remote, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10)
+            let table = Self.bytes(200_000, seed: 1)
+            let writer = try cache.makeWriter("sst/1.sst")
+            table.withUnsafeBytes { all in
+                var at = 0
+                while at < all.count {
+                    let end = min(all.count, at + 7_777)
+                    try! writer.append(UnsafeRawBufferPointer(rebasing: all[at..<end]))
+                    at = end
+                }
+            }
+            try writer.commit()
+            try cache.put("manifest/1.manifest", [1, 2, 3])
+            #expect(try remote.base.get("sst/1.sst") == table)
+
+            let object = try #require(try cache.open("sst/1.sst"))
+            #expect(object.size == table.count)
+            for (offset, length) in [(0, 10), (65_530, 20), (131_000, 69_000), (199_999, 1), (0, 200_000)] {
+                #expect(try object.read(offset: offset, length: length) == Array(table[offset..<(offset + length)]))
+            }
+            #expect(remote.opens.load(ordering: .relaxed) == 0, "a written table is served from the cache")
+            #expect(cache.counters.misses == 0)
+            // Manifests are not cached: they go to the store.
+            #expect(try cache.get("manifest/1.manifest") == [1, 2, 3])
+            #expect(throws: KVError.self) { try object.read(offset: 199_990, length: 20) }
+        }
+    }
+
+    @Test func aDamagedPageIsDetectedAndFetchedAgain() throws {
+        try withFolder { folder in
+            let remote = CountingObjectStore()
+            let table = Self.bytes(150_000, seed: 2)
+            try remote.put("sst/7.sst", table)
+            let cache = try DiskCachedObjectStore(base: remote, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10)
+            let object = try #require(try cache.open("sst/7.sst"))
+            #expect(try object.read(offset: 70_000, length: 5_000) == Array(table[70_000..<75_000]))
+            #expect(cache.counters.misses == 1)
+            #expect(try object.read(offset: 80_000, length: 100) == Array(table[80_000..<80_100]))
+            #expect(cache.counters.misses == 1, "the page is cached now")
+
+            // Flip one payload byte of page 1 on disk.
+            let page = folder + "/cache/" + DiskCachedObjectStore.pageKey("sst/7.sst", 1)
+            var raw = try FileOps.readFile(page)
+            raw[raw.count - 100] ^= 0x40
+            try FileOps.writeFileAtomically(page, raw)
+            #expect(try object.read(offset: 64 << 10, length: 64 << 10) == Array(table[(64 << 10)..<(128 << 10)]))
+            #expect(cache.counters.corruptPages == 1)
+            #expect(cache.counters.misses == 2, "the damaged page came from the store again")
+            #expect(try object.read(offset: 64 << 10, length: 64 << 10) == Array(table[(64 << 10)..<(128 << 10)]))
+            #expect(cache.counters.misses == 2)
+
+            // A damaged header is found the same way, by a new cache that must read it.
+            let fresh = try DiskCachedObjectStore(base: remote, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10)
+            var header = try FileOps.readFile(page)
+            header[30] ^= 0x01
+            try FileOps.writeFileAtomically(page, header)
+            #expect(try fresh.get("sst/7.sst") == table)
+            #expect(fresh.counters.corruptPages == 1)
+        }
+    }
+
+    @Test func pagesSurviveARestartAndTheCacheKeepsToItsSize() throws {
+        try withFolder { folder in
+            let remote = CountingObjectStore()
+            for id in 0..<10 { try remote.put("sst/\(id).sst", Self.bytes(100_000, seed: UInt64(id))) }
+            var cache = try DiskCachedObjectStore(base: remote, directory: folder + "/cache", capacityBytes: 400_000, pageSize: 64 << 10)
+            for id in 0..<10 { _ = try cache.get("sst/\(id).sst") }
+            #expect(cache.counters.bytes <= 400_000)
+            #expect(cache.counters.evictedPages > 0)
+            // The most recently read tables are still there after a restart, and read
+            // without the store.
+            cache = try DiskCachedObjectStore(base: remote, directory: folder + "/cache", capacityBytes: 400_000, pageSize: 64 << 10)
+            #expect(cache.counters.pages > 0)
+            let opensBefore = remote.opens.load(ordering: .relaxed)
+            #expect(try cache.get("sst/9.sst") == Self.bytes(100_000, seed: 9))
+            #expect(remote.opens.load(ordering: .relaxed) == opensBefore)
+            #expect(cache.counters.misses == 0)
+            // The oldest is gone from the cache but still read, from the store.
+            #expect(try cache.get("sst/0.sst") == Self.bytes(100_000, seed: 0))
+            #expect(cache.counters.misses > 0)
+            // A deleted object leaves the cache too.
+            try cache.delete("sst/9.sst")
+            #expect(try cache.open("sst/9.sst") == nil)
+            #expect(FileOps.kind(of: folder + "/cache/" + DiskCachedObjectStore.folder("sst/9.sst")) == .missing)
+        }
+    }
+}
