@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 // The ZeroFS-in-Swift package. Layers point down only (see Docs/architecture.md):
 // zerofs (CLI) -> Workloads, BackendCatalog -> backends (lsm over ObjectStore, rocksdb,
-// lmdb, memory) -> Engine; C shims (CRocksDB, CLMDB, CZstd, CCRC32C) at the bottom.
+// lmdb, memory; S3Store implements ObjectStore on S3) -> Engine; C shims (CRocksDB,
+// CLMDB, CZstd, CCRC32C) at the bottom.
 import PackageDescription
 
 let package = Package(
@@ -61,7 +62,7 @@ let package = Package(
         // The one place that names every backend: adding a backend is one folder plus one line here.
         .target(
             name: "BackendCatalog",
-            dependencies: ["Engine", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend"],
+            dependencies: ["Engine", "MemoryBackend", "RocksDBBackend", "LMDBBackend", "LSMBackend", "S3Store"],
             path: "Sources/Backends/Catalog"
         ),
 
@@ -91,7 +92,7 @@ let package = Package(
         ),
 
         // The TOML configuration file (Docs/config.md).
-        .target(name: "Config", dependencies: ["Engine", "FS", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "Config", dependencies: ["Engine", "FS", "LSMBackend", "S3Store", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         .target(name: "Workloads", dependencies: ["Engine", "FS", "NFS"]),
         .executableTarget(

@@ -5,6 +5,8 @@
 
 import Engine
 import FS
+import LSMBackend
+import S3Store
 import TOMLKit
 
 #if canImport(Glibc)
@@ -64,6 +66,11 @@ public struct ZeroFSConfig: Sendable, Equatable {
     public var path = "zerofs-data"
     public var cacheBytes = 64 << 20
     public var compression = CompressionKind.none
+    /// A store kept in S3 ("s3://bucket/prefix", lsm only); `path` then holds the local
+    /// disk cache of its tables.
+    public var url: String?
+    /// [storage.s3]: endpoint, region, credentials and the disk cache's size.
+    public var s3: [String: String] = [:]
     /// [storage.lsm], [storage.rocksdb], [storage.lmdb]: tuning by backend, passed to the
     /// backend as text (the backend checks each key and value).
     public var tuning: [String: [String: String]] = [:]
@@ -87,8 +94,18 @@ public struct ZeroFSConfig: Sendable, Equatable {
         options.cacheBytes = cacheBytes
         options.compression = compression
         options.tuning = tuning[backend] ?? [:]
+        if url != nil {
+            options.remote = s3
+            options.remote[LSMBackendFactory.diskCachePathKey] = path + "/s3-cache"
+        }
         return options
     }
+
+    /// Where the store is: the S3 location, or the local folder.
+    public var location: String { url ?? path }
+
+    /// The S3 settings keys of [storage.s3].
+    public static let s3Keys = S3Remote.keys + [LSMBackendFactory.diskCacheBytesKey]
 
     /// The filesystem options this configuration asks for.
     public var fsOptions: FSOptions {
@@ -120,6 +137,22 @@ public struct ZeroFSConfig: Sendable, Equatable {
         var reader = Reader(file: file, environment: environment)
         var config = ZeroFSConfig()
         try reader.read(table, into: &config)
+        if config.url != nil, config.backend != "lsm" {
+            throw ConfigError(file: file, key: "storage.url", reason: "only the lsm backend keeps a store in S3 (storage.backend is \(config.backend))")
+        }
+        if config.url == nil, !config.s3.isEmpty {
+            throw ConfigError(file: file, key: "storage.s3", reason: "S3 settings without storage.url = \"s3://bucket/prefix\"")
+        }
+        if let url = config.url {
+            var settings = config.s3
+            settings.removeValue(forKey: LSMBackendFactory.diskCacheBytesKey)
+            do { try S3Remote.validate(url, settings) } catch {
+                throw ConfigError(file: file, key: "storage.s3", reason: (error as? KVError)?.message ?? "\(error)")
+            }
+            if let text = config.s3[LSMBackendFactory.diskCacheBytesKey], (Int(text) ?? 0) < 1 << 20 {
+                throw ConfigError(file: file, key: "storage.s3.disk_cache_bytes", reason: "must be a number of bytes, at least 1 MiB, got \(text)")
+            }
+        }
         do {
             try validateBackend(config.backend, config.backendOptions)
         } catch {
@@ -251,7 +284,7 @@ private struct Reader {
     mutating func read(_ root: TOMLTable, into config: inout ZeroFSConfig) throws(ConfigError) {
         try keys(root, "", allowed: ["storage", "filesystem", "servers", "logging"])
         if let storage = try subtable(root, "storage", "storage") {
-            try keys(storage, "storage", allowed: ["backend", "path", "cache_bytes", "compression"] + ZeroFSConfig.backends)
+            try keys(storage, "storage", allowed: ["backend", "path", "url", "cache_bytes", "compression", "s3"] + ZeroFSConfig.backends)
             if let backend = try string(storage, "backend", "storage.backend") {
                 guard ZeroFSConfig.backends.contains(backend) else {
                     throw fail("storage.backend", "must be lsm, rocksdb or lmdb, got \"\(backend)\"")
@@ -261,6 +294,28 @@ private struct Reader {
             if let path = try string(storage, "path", "storage.path") {
                 guard !path.isEmpty else { throw fail("storage.path", "must not be empty") }
                 config.path = path
+            }
+            if let url = try string(storage, "url", "storage.url") {
+                guard url.hasPrefix("s3://"), url.count > 5, !url.dropFirst(5).hasPrefix("/") else {
+                    throw fail("storage.url", "must be s3://bucket[/prefix], got \"\(url)\"")
+                }
+                config.url = url
+            }
+            if let section = try subtable(storage, "s3", "storage.s3") {
+                try keys(section, "storage.s3", allowed: ZeroFSConfig.s3Keys)
+                for key in section.keys {
+                    let full = "storage.s3.\(key)"
+                    guard let value = section[key] else { continue }
+                    if let int = value.int {
+                        config.s3[key] = String(int)
+                    } else if let text = value.string {
+                        config.s3[key] = try expand(text, full)
+                    } else if let bool = value.bool {
+                        config.s3[key] = String(bool)
+                    } else {
+                        throw fail(full, "must be a number, a string or a boolean, not a \(value.type)")
+                    }
+                }
             }
             if let bytes = try integer(storage, "cache_bytes", "storage.cache_bytes", (1 << 20)...(1 << 40)) { config.cacheBytes = bytes }
             if let text = try string(storage, "compression", "storage.compression") {

@@ -17,6 +17,9 @@ extension ZeroFSConfig {
         cache_bytes = 67108864
         # Block compression in the store: none or zstd (lsm and rocksdb; lmdb needs none).
         compression = "none"
+        # Keep the store in S3-compatible object storage instead (lsm only; Docs/s3.md),
+        # with [storage.s3] below; `path` then holds the local disk cache of its tables.
+        # url = "s3://bucket/prefix"
 
         # Per-backend tuning; only the section of the chosen backend is used, but every
         # section is checked. Uncomment to change a value.
@@ -35,6 +38,18 @@ extension ZeroFSConfig {
         [storage.lmdb]
         # map_size = 1099511627776  # default: twice the file system's size, 1 to 64 TiB
         # max_readers = 1024
+
+        # The settings of a store in S3 (storage.url): uncomment with it. Credentials may
+        # also come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the endpoint from
+        # AWS_ENDPOINT_URL.
+        # [storage.s3]
+        # endpoint = "https://s3.eu-west-1.amazonaws.com"
+        # region = "eu-west-1"
+        # access_key_id = "${AWS_ACCESS_KEY_ID}"
+        # secret_access_key = "${AWS_SECRET_ACCESS_KEY}"
+        # addressing = "path"          # or "virtual-host"
+        # allow_http = false           # true only for a local test server
+        # disk_cache_bytes = 8589934592
 
         [filesystem]
         # Bytes per file chunk: a power of two from 4096 to 1048576. Fixed when the

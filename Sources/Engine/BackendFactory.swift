@@ -7,10 +7,15 @@ public struct BackendCapabilities: Sendable, Equatable {
     public var persistent: Bool
     /// Every acknowledged durable write survives a crash (SIGKILL) of the process.
     public var crashSafe: Bool
+    /// The store lives in remote object storage, not in a local folder: there is no lock
+    /// file, and a second opener takes the store over, fencing the first (whose next write
+    /// throws `.fenced`) instead of being refused with `.locked`.
+    public var remote: Bool
 
-    public init(persistent: Bool, crashSafe: Bool) {
+    public init(persistent: Bool, crashSafe: Bool, remote: Bool = false) {
         self.persistent = persistent
         self.crashSafe = crashSafe
+        self.remote = remote
     }
 }
 
@@ -30,6 +35,10 @@ public struct BackendOptions: Sendable, Equatable {
     /// Backend-specific settings by name (each backend documents its keys and rejects
     /// unknown ones with `.invalidArgument`).
     public var tuning: [String: String] = [:]
+    /// Settings of a store kept in remote object storage (a path like "s3://bucket/prefix"):
+    /// endpoint, region, credentials, the local disk cache; the backends that can keep a
+    /// store there document the keys. Never logged: it may hold secrets.
+    public var remote: [String: String] = [:]
 
     public init() {}
 }
@@ -60,4 +69,14 @@ public protocol KVBackendFactory: Sendable {
     /// is deleted. Throws `.notFound`, `.alreadyExists` if `destination` holds anything,
     /// `.io`.
     func restoreCheckpoint(at path: String, named name: String, to destination: String) throws
+
+    /// `restoreCheckpoint(at:named:to:)` with the options that reach a remote store (either
+    /// side may be one, for backends that keep stores remotely). The default ignores them.
+    func restoreCheckpoint(at path: String, named name: String, to destination: String, options: BackendOptions) throws
+}
+
+extension KVBackendFactory {
+    public func restoreCheckpoint(at path: String, named name: String, to destination: String, options: BackendOptions) throws {
+        try restoreCheckpoint(at: path, named: name, to: destination)
+    }
 }

@@ -31,11 +31,17 @@ public struct ConformanceCase: Sendable, CustomTestStringConvertible {
 
 public enum KVConformance {
     /// The cases `factory`'s capabilities allow.
+    /// A remote store has no folder and no lock: the folder cases (those that need
+    /// persistence) and the lock case give way to the fencing case.
     public static func cases(for factory: any KVBackendFactory) -> [ConformanceCase] {
-        all.filter { !$0.persistent || factory.capabilities.persistent }.map {
-            ConformanceCase(name: $0.name, factory: factory, needsPersistence: $0.persistent, body: $0.body)
-        }
+        let capabilities = factory.capabilities
+        let chosen = capabilities.remote
+            ? all.filter { !$0.persistent && $0.name != lockCase } + [("a second opener fences the first", false, secondOpenerFences)]
+            : all.filter { !$0.persistent || capabilities.persistent }
+        return chosen.map { ConformanceCase(name: $0.name, factory: factory, needsPersistence: $0.persistent, body: $0.body) }
     }
+
+    static let lockCase = "a second opener gets a locked error naming the holder"
 
     typealias Body = @Sendable (StoreHarness) throws -> Void
     static let all: [(name: String, persistent: Bool, body: Body)] = [
@@ -56,7 +62,7 @@ public enum KVConformance {
         ("checkpoints are point-in-time and restorable", false, checkpointSemantics),
         ("checkpoint names and errors", false, checkpointErrors),
         ("operations after close fail cleanly", false, afterClose),
-        ("a second opener gets a locked error naming the holder", false, secondOpenerLocked),
+        (lockCase, false, secondOpenerLocked),
         ("paths that are not stores of this backend are refused", true, badPaths),
         ("a store whose data files vanished is reported, not recreated empty", true, missingData),
         ("leftovers of an interrupted create do not block the folder", true, interruptedCreate),
@@ -481,6 +487,25 @@ public enum KVConformance {
         #expect { _ = try iterator.entry() } throws: { isClosed($0) }
         #expect { try iterator.next() } throws: { isClosed($0) }
         view.close()
+    }
+
+    /// A remote store: the second opener takes over; the first one's next write is refused
+    /// as fenced, and nothing it acknowledged before is lost.
+    static func secondOpenerFences(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        let first = try h.open(path)
+        try first.put([1], [1], durable: true)
+        let second = try h.open(path)
+        #expect(try second.get([1]) == [1])
+        #expect { try first.put([2], [2], durable: true) } throws: { ($0 as? KVError)?.code == .fenced }
+        try second.put([3], [3], durable: true)
+        try? first.close()
+        try second.close()
+        let again = try h.open(path)
+        #expect(try again.get([1]) == [1])
+        #expect(try again.get([2]) == nil)
+        #expect(try again.get([3]) == [3])
+        try again.close()
     }
 
     static func secondOpenerLocked(_ h: StoreHarness) throws {

@@ -100,7 +100,7 @@ final class AdminSession {
         self.command = command
         config = options.load(command)
         let address = config.rpcAddresses[0]
-        let storePath = FileOps.canonicalPath(config.path)
+        let storePath = config.url ?? FileOps.canonicalPath(config.path)
         if listening(address) {
             let served: String
             do {
@@ -139,6 +139,11 @@ final class AdminSession {
     }
 
     static func openStore(_ command: String, _ config: ZeroFSConfig) -> any KVBackend {
+        if let url = config.url {
+            // No lock guards a store in S3: opening it here would take it over from a
+            // server elsewhere (fencing it). Commands go through the server.
+            fail(command, "no server answers at \(config.rpcAddresses[0]); the store \(url) is in S3, so commands go through the zerofs server that serves it (start `zerofs run`, or pass --rpc-address)")
+        }
         var options = config.backendOptions
         options.createIfMissing = false
         do {

@@ -74,11 +74,11 @@ struct CheckpointRestore: ParsableCommand {
         let command = "zerofs checkpoint restore"
         let config = store.load(command)
         do {
-            try BackendCatalog.standard.factory(named: config.backend).restoreCheckpoint(at: config.path, named: name, to: to)
+            try BackendCatalog.standard.factory(named: config.backend).restoreCheckpoint(at: config.location, named: name, to: to, options: config.backendOptions)
         } catch {
             fail(command, (error as? KVError)?.message ?? "\(error)")
         }
-        print("restored checkpoint \(name) of \(config.path) into a new \(config.backend) store at \(to)")
+        print("restored checkpoint \(name) of \(config.location) into a new \(config.backend) store at \(to)")
         print("serve it with: zerofs run --backend \(config.backend) --path \(to)")
     }
 }

@@ -63,13 +63,13 @@ struct Run: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let factory = try BackendCatalog.standard.factory(named: config.backend)
-        let location = FileOps.absolutePath(config.path)
+        let location = config.url ?? FileOps.absolutePath(config.path)
         let kv: any KVBackend
         do {
             if let checkpoint {
-                kv = try factory.openCheckpoint(at: config.path, named: checkpoint, options: config.backendOptions)
+                kv = try factory.openCheckpoint(at: config.location, named: checkpoint, options: config.backendOptions)
             } else {
-                kv = try factory.open(at: config.path, options: config.backendOptions)
+                kv = try factory.open(at: config.location, options: config.backendOptions)
             }
         } catch let error as KVError where error.code == .locked {
             fail(command, "the \(config.backend) store at \(location) is in use by another process: \(error.message)")
@@ -104,7 +104,7 @@ struct Run: ParsableCommand {
                 fail(command, "cannot serve NFS on \(address): \(error)")
             }
         }
-        let admin = AdminService(pool: pool, store: kv, location: FileOps.canonicalPath(config.path)) { nfs.callCounts }
+        let admin = AdminService(pool: pool, store: kv, location: config.url ?? FileOps.canonicalPath(config.path)) { nfs.callCounts }
         for address in config.rpcAddresses {
             do {
                 adminServers.append(try AdminServer.start(admin, host: address.host, port: address.port))

@@ -126,10 +126,16 @@ struct CrashWriterCommand: ParsableCommand {
     @Option var path: String
     @Option var start: UInt64 = 0
     @Option var limit: UInt64?
+    @Option(help: "A setting of a remote store, KEY=VALUE (repeatable).") var remote: [String] = []
 
     func run() throws {
         let factory = try BackendCatalog.standard.factory(named: backend)
-        let store = try factory.open(at: path, options: BackendOptions())
+        var options = BackendOptions()
+        for setting in remote {
+            guard let equals = setting.firstIndex(of: "=") else { throw ValidationError("--remote takes KEY=VALUE, got \(setting)") }
+            options.remote[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
+        }
+        let store = try factory.open(at: path, options: options)
         try CrashWriter.run(store: store, start: start, limit: limit)
     }
 }

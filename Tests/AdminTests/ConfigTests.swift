@@ -137,6 +137,54 @@ import Testing
         }
     }
 
+    @Test func aStoreInS3() throws {
+        let config = try parse("""
+            [storage]
+            url = "s3://bucket/team/fs"
+            path = "/var/cache/zerofs"
+            [storage.s3]
+            endpoint = "http://127.0.0.1:8333"
+            region = "eu-west-1"
+            access_key_id = "${KEY}"
+            secret_access_key = "${SECRET}"
+            addressing = "virtual-host"
+            allow_http = true
+            retries = 7
+            request_timeout_seconds = 12
+            disk_cache_bytes = 1073741824
+            """, environment: ["KEY": "AKIDEXAMPLE", "SECRET": "very-secret"])
+        #expect(config.location == "s3://bucket/team/fs")
+        let remote = config.backendOptions.remote
+        #expect(remote["endpoint"] == "http://127.0.0.1:8333")
+        #expect(remote["access_key_id"] == "AKIDEXAMPLE")
+        #expect(remote["secret_access_key"] == "very-secret")
+        #expect(remote["allow_http"] == "true")
+        #expect(remote["retries"] == "7")
+        #expect(remote["disk_cache_bytes"] == "1073741824")
+        #expect(remote["cache_path"] == "/var/cache/zerofs/s3-cache")
+        // Without a url the store is the local folder and no remote settings pass on.
+        #expect(try parse("[storage]\npath = \"x\"").backendOptions.remote.isEmpty)
+
+        let cases: [(String, String, String)] = [
+            ("[storage]\nurl = \"http://bucket\"", "storage.url", "s3://bucket"),
+            ("[storage]\nurl = \"s3://\"", "storage.url", "s3://bucket"),
+            ("[storage]\nbackend = \"rocksdb\"\nurl = \"s3://b\"", "storage.url", "only the lsm backend"),
+            ("[storage.s3]\nregion = \"x\"", "storage.s3", "without storage.url"),
+            ("[storage]\nurl = \"s3://b\"\n[storage.s3]\nregoin = \"x\"", "storage.s3.regoin", "unknown key"),
+            ("[storage]\nurl = \"s3://b\"\n[storage.s3]\naddressing = \"dns\"", "storage.s3", "path or virtual-host"),
+            ("[storage]\nurl = \"s3://b\"\n[storage.s3]\nendpoint = \"http://h:1\"", "storage.s3", "plain http"),
+            ("[storage]\nurl = \"s3://b\"\n[storage.s3]\ndisk_cache_bytes = 5", "storage.s3.disk_cache_bytes", "1 MiB"),
+        ]
+        for (text, key, reason) in cases {
+            let failure = error(text)
+            #expect(failure?.key == key, "\(text): \(String(describing: failure))")
+            #expect(failure?.reason.contains(reason) == true, "\(text): \(String(describing: failure))")
+        }
+        // The secret never shows in a message.
+        let failure = error("[storage]\nurl = \"s3://b\"\n[storage.s3]\nsecret_access_key = \"hunter2\"\nretries = 1000")
+        #expect(failure?.description.contains("hunter2") == false)
+    }
+
     @Test func syntaxErrorsNameTheLine() {
         let failure = error("[storage]\npath = \"unterminated\n")
         #expect(failure?.key == "")

@@ -6,11 +6,13 @@ import LMDBBackend
 import LSMBackend
 import MemoryBackend
 import RocksDBBackend
+import S3Store
 
 public enum BackendCatalog {
     public static let standard = BackendRegistry(
         [
-            LSMBackendFactory(),
+            // Local folders, and s3:// locations through the S3 object store.
+            LSMBackendFactory(remote: S3Remote.open),
             RocksDBBackendFactory(),
             LMDBBackendFactory(),
             MemoryBackendFactory(),

@@ -10,15 +10,38 @@ import ObjectStore
 import Glibc
 #endif
 
+/// Opens the object store a remote location names ("s3://bucket/prefix") with the
+/// settings of `BackendOptions.remote`.
+public typealias RemoteObjectStoreOpener = @Sendable (_ location: String, _ settings: [String: String]) throws -> any ObjectStore
+
 public struct LSMBackendFactory: KVBackendFactory {
     public let name = "lsm"
     public let capabilities = BackendCapabilities(persistent: true, crashSafe: true)
+    /// Opens remote locations; nil: only local folders.
+    let remote: RemoteObjectStoreOpener?
 
-    public init() {}
+    public init(remote: RemoteObjectStoreOpener? = nil) {
+        self.remote = remote
+    }
+
+    /// Keys of `BackendOptions.remote` the lsm backend itself reads: the local disk cache of
+    /// tables in front of a remote store (a folder and its size in bytes).
+    public static let diskCachePathKey = "cache_path"
+    public static let diskCacheBytesKey = "disk_cache_bytes"
+
+    /// Whether `path` names a remote location rather than a local folder.
+    public static func isRemote(_ path: String) -> Bool { path.contains("://") }
 
     public func validate(_ options: BackendOptions) throws { _ = try LSMOptions(options) }
 
     public func open(at path: String, options: BackendOptions) throws -> any KVBackend {
+        if Self.isRemote(path) {
+            let objects = try remoteObjects(path, options)
+            if !options.createIfMissing, try objects.list(prefix: "manifest/").isEmpty {
+                throw KVError(.storeNotFound, "no lsm store there (no manifest)", path: path)
+            }
+            return LSMBackend(store: try LSMStore(objects: objects, options: try LSMOptions(options)), lock: nil, location: path)
+        }
         let root = FileOps.absolutePath(path)
         let settings = try LSMOptions(options)
         let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
@@ -43,7 +66,28 @@ public struct LSMBackendFactory: KVBackendFactory {
         LSMBackend(store: try LSMStore(objects: objects, options: try LSMOptions(options)), lock: nil, location: objects.location)
     }
 
+    /// The object store of a remote location, behind a disk cache of its tables when the
+    /// settings name a cache folder. No lock file exists there: the writer epoch and the
+    /// WAL fences keep a second writer from corrupting the store (it gets `.fenced`).
+    func remoteObjects(_ location: String, _ options: BackendOptions) throws -> any ObjectStore {
+        guard let remote else { throw KVError(.invalidArgument, "this lsm factory opens local folders only", path: location) }
+        var settings = options.remote
+        let cachePath = settings.removeValue(forKey: Self.diskCachePathKey)
+        let cacheText = settings.removeValue(forKey: Self.diskCacheBytesKey)
+        let objects = try remote(location, settings)
+        guard let cachePath, !cachePath.isEmpty else { return objects }
+        var cacheBytes = 8 << 30
+        if let cacheText {
+            guard let value = Int(cacheText), value >= 1 << 20 else {
+                throw KVError(.invalidArgument, "\(Self.diskCacheBytesKey) must be a whole number of bytes, at least 1 MiB, got \(cacheText)")
+            }
+            cacheBytes = value
+        }
+        return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes)
+    }
+
     public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
+        if Self.isRemote(path) { return try openCheckpoint(objects: try remoteObjects(path, options), named: name, options: options) }
         let root = FileOps.absolutePath(path)
         try StoreDirectory.requireStore(path: root, backend: self.name)
         return try openCheckpoint(objects: try LocalObjectStore(root: root + "/objects"), named: name, options: options)
@@ -56,9 +100,26 @@ public struct LSMBackendFactory: KVBackendFactory {
     }
 
     public func restoreCheckpoint(at path: String, named name: String, to destination: String) throws {
-        let root = FileOps.absolutePath(path)
-        try StoreDirectory.requireStore(path: root, backend: self.name)
-        let source = try LocalObjectStore(root: root + "/objects")
+        try restoreCheckpoint(at: path, named: name, to: destination, options: BackendOptions())
+    }
+
+    public func restoreCheckpoint(at path: String, named name: String, to destination: String, options: BackendOptions) throws {
+        let source: any ObjectStore
+        var sourceRoot: String?
+        if Self.isRemote(path) {
+            source = try remoteObjects(path, options)
+        } else {
+            let root = FileOps.absolutePath(path)
+            try StoreDirectory.requireStore(path: root, backend: self.name)
+            source = try LocalObjectStore(root: root + "/objects")
+            sourceRoot = root
+        }
+        if Self.isRemote(destination) {
+            var targetOptions = options
+            targetOptions.remote.removeValue(forKey: Self.diskCachePathKey)
+            try restoreCheckpoint(objects: source, named: name, into: try remoteObjects(destination, targetOptions))
+            return
+        }
         let target = FileOps.absolutePath(destination)
         switch FileOps.kind(of: target, followingLinks: true) {
         case .missing: break
@@ -76,10 +137,15 @@ public struct LSMBackendFactory: KVBackendFactory {
             let objects = try LocalObjectStore(root: building + "/objects")
             try FileOps.makeDirectories(building + "/objects/sst")
             try LSMStore.restore(from: source, named: name, into: objects) { meta in
-                // Tables never change once written, so a hard link is a safe copy.
-                let from = root + "/objects/" + meta.name
                 let to = building + "/objects/" + meta.name
-                if link(from, to) != 0 { try FileOps.copyFile(from: from, to: to) }
+                // Tables never change once written, so a hard link is a safe copy.
+                if let root = sourceRoot, link(root + "/objects/" + meta.name, to) == 0 { return }
+                if let root = sourceRoot {
+                    try FileOps.copyFile(from: root + "/objects/" + meta.name, to: to)
+                } else {
+                    guard let bytes = try source.get(meta.name) else { throw KVError(.corruption, "table object is missing", path: meta.name) }
+                    try objects.put(meta.name, bytes)
+                }
             }
             try FileOps.syncDirectory(building + "/objects/sst")
             try StoreDirectory.writeMarker(path: building, backend: self.name)

