@@ -11,7 +11,8 @@
 //     no version newer than it that the old view did not show: every version both views
 //     show above it held no record of the inode, or the old view would have found that
 //     one. A new head is exempt: heads are made fresh, empty, when a snapshot or a
-//     rollback moves the view. So a snapshot keeps the whole map.
+//     rollback moves the view. So a snapshot keeps the whole map, as does a view that
+//     only lost versions.
 // The collector moves records to newer versions only by deleting the old key in the same
 // batch, so a stale version misses and the read searches from the head. A read fills an
 // entry only if no commit or view change was noted since it began (the generation).
@@ -69,7 +70,16 @@ final class InodeVersions: Sendable {
     }
 
     /// The view moved from `old` to `new`: keeps the entries that still hold (see above).
+    /// O(1) for a snapshot (a fresh head on top of the old view) and for a view that only
+    /// lost versions (the collector merged one away: a remembered version that went
+    /// misses, and the read searches); otherwise one pass over the map.
     func moved(from old: VersionView, to new: VersionView) {
+        let snapshot = new.head > old.head && new.ancestors == [old.head] + old.ancestors
+        let shrank = new.head == old.head && Set(new.ancestors).isSubset(of: old.ancestors)
+        if snapshot || shrank {
+            state.withLock { $0.generation &+= 1 }
+            return
+        }
         let shown = Set([old.head] + old.ancestors)
         var newest: UInt64 = 0  // the newest version only the new view shows, but a fresh head
         for version in [new.head] + new.ancestors where !shown.contains(version) {
