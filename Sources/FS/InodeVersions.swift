@@ -5,14 +5,11 @@
 // Sound because an entry can only be wrong by naming a version that is no longer the
 // newest visible record of the inode, and a newer visible record appears only
 //   - by a commit at the head, which notes the head here for every inode it touches;
-//   - by a change of the handle's view, which shows versions the old view did not (a
-//     rollback to a snapshot on another branch can show records newer than those
-//     remembered). A change keeps an entry only if the new view sees its version and shows
-//     no version newer than it that the old view did not show: every version both views
-//     show above it held no record of the inode, or the old view would have found that
-//     one. A new head is exempt: heads are made fresh, empty, when a snapshot or a
-//     rollback moves the view. So a snapshot keeps the whole map, as does a view that
-//     only lost versions.
+//   - by a change of the handle's view. A snapshot keeps every entry: the new head is
+//     made fresh, empty, on top of the old view, so nothing visible is newer than an
+//     entry. So does a view that only lost versions (the collector merged one away).
+//     Any other change (a rollback) empties the map: a rollback to a snapshot on
+//     another branch shows records newer than ones remembered on this one.
 // The collector moves records to newer versions only by deleting the old key in the same
 // batch, so a stale version misses and the read searches from the head. A read fills an
 // entry only if no commit or view change was noted since it began (the generation).
@@ -69,26 +66,17 @@ final class InodeVersions: Sendable {
         }
     }
 
-    /// The view moved from `old` to `new`: keeps the entries that still hold (see above).
-    /// O(1) for a snapshot (a fresh head on top of the old view) and for a view that only
-    /// lost versions (the collector merged one away: a remembered version that went
-    /// misses, and the read searches); otherwise one pass over the map.
+    /// The view moved from `old` to `new`. A snapshot (a fresh head on top of the old
+    /// view) and a view that only lost versions (the collector merged one away: a
+    /// remembered version that went misses, and the read searches) keep every entry;
+    /// any other change (a rollback) starts over. O(1) either way.
     func moved(from old: VersionView, to new: VersionView) {
         let snapshot = new.head > old.head && new.ancestors == [old.head] + old.ancestors
         let shrank = new.head == old.head && Set(new.ancestors).isSubset(of: old.ancestors)
         if snapshot || shrank {
             state.withLock { $0.generation &+= 1 }
-            return
-        }
-        let shown = Set([old.head] + old.ancestors)
-        var newest: UInt64 = 0  // the newest version only the new view shows, but a fresh head
-        for version in [new.head] + new.ancestors where !shown.contains(version) {
-            if version == new.head { continue }
-            newest = max(newest, version)
-        }
-        state.withLock { s in
-            s.generation &+= 1
-            s.versions = s.versions.filter { new.sees($0.value) && $0.value > newest }
+        } else {
+            reset()
         }
     }
 
