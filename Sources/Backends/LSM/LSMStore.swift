@@ -69,6 +69,27 @@ final class LSMStore: @unchecked Sendable {
 
     // MARK: Opening
 
+    /// Puts a fence (an empty WAL object) after every WAL object that exists or is being
+    /// written, and returns its id. A writer writes its WAL objects one at a time, in id
+    /// order, so every id below the newest listed one is complete, and at most the next
+    /// one is in flight. The fence goes at that next id; if the old writer's object lands
+    /// there first, the fence goes one further and the id between is plugged with an
+    /// empty object too: either the plug lands (the old writer's write there fails and is
+    /// never acknowledged) or the old writer's object exists and is replayed. Either way
+    /// every id below the fence is settled before the replay lists them. A writer that
+    /// keeps winning the race for 32 attempts (an opener racing an opener) is reported.
+    static func placeFence(_ objects: any ObjectStore, after nextWALID: UInt64) throws -> UInt64 {
+        for attempt in 0..<32 {
+            let newest = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max() ?? 0
+            let next = max(newest + 1, nextWALID)
+            let fence = attempt == 0 ? next : next + 1
+            guard try objects.putIfAbsent(WALFormat.name(fence), WALFormat.header()) else { continue }
+            for id in next..<fence { _ = try objects.putIfAbsent(WALFormat.name(id), WALFormat.header()) }
+            return fence
+        }
+        throw KVError(.fenced, "another writer kept writing WAL objects at the ids this open tried to fence", path: objects.location)
+    }
+
     /// Opens (or creates) the store in `objects`: reads the newest manifest, takes over as
     /// writer (a new epoch, a fence in the WAL), replays the WAL into the memtable.
     init(objects: any ObjectStore, options: LSMOptions) throws {
@@ -89,11 +110,8 @@ final class LSMStore: @unchecked Sendable {
         // Take over. First a fence: an empty WAL object at the next id, so an older writer's
         // next WAL write fails; then the WAL replay; then a manifest with a new epoch that
         // records the fence. A concurrent opener loses one of the put-if-absent races.
+        let fenceID = try Self.placeFence(objects, after: current.nextWALID)
         let existingWAL = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
-        let fenceID = max((existingWAL.max() ?? 0) + 1, current.nextWALID)
-        guard try objects.putIfAbsent(WALFormat.name(fenceID), WALFormat.header()) else {
-            throw KVError(.fenced, "another writer wrote WAL object \(fenceID) while this store was opening", path: objects.location)
-        }
         let replayFrom = current.walReplayFrom
         manifest = current
         manifestID = currentID
