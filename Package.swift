@@ -94,7 +94,7 @@ let package = Package(
         // The TOML configuration file (Docs/config.md).
         .target(name: "Config", dependencies: ["Engine", "FS", "LSMBackend", "S3Store", .product(name: "TOMLKit", package: "TOMLKit")]),
 
-        .target(name: "Workloads", dependencies: ["Engine", "FS", "NFS"]),
+        .target(name: "Workloads", dependencies: ["Engine", "FS", "NFS", "S3Store"]),
         .executableTarget(
             name: "zerofs",
             dependencies: [

@@ -148,6 +148,10 @@ public protocol KVBackend: KVReader {
     /// one's. The default waits for nothing. Throws `.closed`, or the background error.
     func settleBackgroundWork() throws
 
+    /// The requests sent to remote object storage so far (nil for a store that keeps none
+    /// there). The default is nil.
+    func objectOperations() -> ObjectOperations?
+
     /// A consistent read view of the store as of this call. Throws `.closed`.
     func readView() throws -> any KVReadView
 
@@ -181,6 +185,7 @@ public protocol KVBackend: KVReader {
 
 extension KVBackend {
     public func settleBackgroundWork() throws {}
+    public func objectOperations() -> ObjectOperations? { nil }
 
     /// Writes one key.
     public func put(_ key: [UInt8], _ value: [UInt8], durable: Bool = false) throws {

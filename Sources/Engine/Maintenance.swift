@@ -144,3 +144,35 @@ extension FileOps {
         return UInt64(info.st_size)
     }
 }
+
+/// Requests a store sent to remote object storage since it opened, by the classes they
+/// are billed in, with the bytes of their bodies; and how its local disk cache of tables
+/// fared. Every attempt counts, retries included.
+public struct ObjectOperations: Sendable, Equatable {
+    public var puts = 0
+    public var gets = 0
+    public var lists = 0
+    public var deletes = 0
+    public var heads = 0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+    public var diskCacheHits = 0
+    public var diskCacheMisses = 0
+
+    public init() {}
+
+    /// What happened between two readings.
+    public static func - (later: ObjectOperations, earlier: ObjectOperations) -> ObjectOperations {
+        var d = ObjectOperations()
+        d.puts = later.puts - earlier.puts
+        d.gets = later.gets - earlier.gets
+        d.lists = later.lists - earlier.lists
+        d.deletes = later.deletes - earlier.deletes
+        d.heads = later.heads - earlier.heads
+        d.bytesSent = later.bytesSent - earlier.bytesSent
+        d.bytesReceived = later.bytesReceived - earlier.bytesReceived
+        d.diskCacheHits = later.diskCacheHits - earlier.diskCacheHits
+        d.diskCacheMisses = later.diskCacheMisses - earlier.diskCacheMisses
+        return d
+    }
+}

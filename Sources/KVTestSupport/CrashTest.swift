@@ -31,7 +31,7 @@ public struct CrashTest {
     }
 
     /// The built `zerofs` executable and sync counter, next to the test binary.
-    static func builtProducts() -> (zerofs: String, syncCounter: String)? {
+    public static func builtProducts() -> (zerofs: String, syncCounter: String)? {
         let folder = FileOps.parentPath(ChildProcess.currentExecutable)
         let zerofs = folder + "/zerofs"
         let library = folder + "/libZeroFSSyncCounter.so"

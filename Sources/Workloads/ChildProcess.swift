@@ -16,8 +16,8 @@ public final class ChildProcess {
     private var exited = false
 
     /// Starts `executable` with `arguments`; `environment` entries ("NAME=value") are added
-    /// to this process's environment.
-    public init(executable: String, arguments: [String], environment: [String] = []) throws {
+    /// to this process's environment. `errorLog`: a file for its standard error.
+    public init(executable: String, arguments: [String], environment: [String] = [], errorLog: String? = nil) throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw ChildProcessError("pipe: \(String(cString: strerror(errno)))") }
         var actions = posix_spawn_file_actions_t()
@@ -26,6 +26,7 @@ public final class ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addclose(&actions, fds[1])
+        if let errorLog { posix_spawn_file_actions_addopen(&actions, 2, errorLog, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = Self.environment(adding: environment).map { strdup($0) } + [nil]

@@ -22,6 +22,11 @@ public struct KVBenchOptions: Sendable {
     public var directory: String?
     public var backendOptions = BackendOptions()
     public var seed: UInt64 = 42
+    /// Stores go under this remote location ("s3://bucket/prefix") instead of `directory`,
+    /// with `backendOptions.remote`; their disk caches stay local.
+    public var remoteRoot: String?
+    /// The name results carry (default: the backend's).
+    public var label: String?
 
     public init() {}
 
@@ -49,11 +54,32 @@ public struct KVBenchResult: Sendable, BenchMeasurement {
     public var p99Micros: Double
     public var peakRSSBytes: Int
     public var found: Int
+    /// Requests to remote object storage during the workload (nil: a local store).
+    public var objects: ObjectOperations?
+
+    /// The JSON fields of `objects` (computed: key paths are not Sendable, so no stored static).
+    static var objectFields: [(String, WritableKeyPath<ObjectOperations, Int>)] {
+        [
+            ("object_puts", \.puts), ("object_gets", \.gets), ("object_lists", \.lists), ("object_deletes", \.deletes),
+            ("object_heads", \.heads), ("object_bytes_out", \.bytesSent), ("object_bytes_in", \.bytesReceived),
+            ("disk_cache_hits", \.diskCacheHits), ("disk_cache_misses", \.diskCacheMisses),
+        ]
+    }
 
     public func json(_ options: KVBenchOptions) -> String {
-        "{" + commonJSONFields + ",\"peak_rss_bytes\":\(peakRSSBytes),"
+        var objectJSON = ""
+        if let objects {
+            for (name, path) in Self.objectFields { objectJSON += ",\"\(name)\":\(objects[keyPath: path])" }
+        }
+        return "{" + commonJSONFields + ",\"peak_rss_bytes\":\(peakRSSBytes),"
             + "\"found\":\(found),\"num\":\(options.num),\"key_size\":\(options.keySize),\"value_size\":\(options.valueSize),"
-            + "\"batch_size\":\(options.batchSize),\"durable\":\(options.durable)}"
+            + "\"batch_size\":\(options.batchSize),\"durable\":\(options.durable)" + objectJSON + "}"
+    }
+
+    /// PUT requests per 1,000 writes, for the workloads that write.
+    public var putsPerThousandWrites: Double? {
+        guard let objects, ["fillseq", "fillrandom", "overwrite", "deleterandom"].contains(workload), ops > 0 else { return nil }
+        return Double(objects.puts) * 1000 / Double(ops)
     }
 
     /// Parses one line of `json(_:)` output.
@@ -75,6 +101,11 @@ public struct KVBenchResult: Sendable, BenchMeasurement {
         else { return nil }
         self.init(backend: backend, workload: workload, ops: ops, seconds: seconds, bytes: Int(mbps * 1_048_576 * seconds),
                   p50Micros: p50, p99Micros: p99, peakRSSBytes: rss, found: field("found").flatMap { Int($0) } ?? 0)
+        if field("object_puts") != nil {
+            var objects = ObjectOperations()
+            for (name, path) in Self.objectFields { objects[keyPath: path] = field(name).flatMap { Int($0) } ?? 0 }
+            self.objects = objects
+        }
     }
 
     public init(backend: String, workload: String, ops: Int, seconds: Double, bytes: Int, p50Micros: Double,
@@ -119,13 +150,25 @@ public enum KVBench {
     /// Prints results as an aligned table, with each backend's throughput relative to the
     /// first backend of the run when there are several.
     public static func table(_ results: [KVBenchResult], reference: String?) -> String {
+        let remote = results.contains { $0.objects != nil }
         var rows: [[String]] = [KVBenchResult.commonHeader + ["peak RSS MiB"]]
         if let reference { rows[0].append("vs \(reference)") }
+        if remote { rows[0] += ["PUT", "GET", "LIST", "DELETE", "PUT/1k writes", "MiB out", "MiB in", "cache hits"] }
         for result in results {
             var row = result.commonRow + [String(format: "%.1f", Double(result.peakRSSBytes) / 1_048_576)]
             if let reference {
                 let base = results.first { $0.backend == reference && $0.workload == result.workload }
                 row.append(base.map { String(format: "%.2fx", result.opsPerSecond / max($0.opsPerSecond, 1e-9)) } ?? "-")
+            }
+            if remote {
+                if let o = result.objects {
+                    row += ["\(o.puts)", "\(o.gets)", "\(o.lists)", "\(o.deletes)",
+                            result.putsPerThousandWrites.map { String(format: "%.2f", $0) } ?? "-",
+                            String(format: "%.1f", Double(o.bytesSent) / 1_048_576), String(format: "%.1f", Double(o.bytesReceived) / 1_048_576),
+                            "\(o.diskCacheHits)"]
+                } else {
+                    row += Array(repeating: "-", count: 8)
+                }
             }
             rows.append(row)
         }
@@ -140,6 +183,8 @@ struct Runner {
     let root: String
     private var sequentialStore: (any KVBackend)?
     private var store: (any KVBackend)?
+    /// `store`'s object requests when the last workload on it ended.
+    private var objectsSoFar: ObjectOperations?
     private var order: [Int]
     private var latencies: [UInt32]
     private let values: [UInt8]
@@ -167,7 +212,11 @@ struct Runner {
     private func open(_ name: String) throws -> any KVBackend {
         let path = root + "/" + factory.name + "-" + name
         try FileOps.removeTree(path)
-        return try factory.open(at: path, options: options.backendOptions)
+        guard let remoteRoot = options.remoteRoot else { return try factory.open(at: path, options: options.backendOptions) }
+        var backendOptions = options.backendOptions
+        backendOptions.remote["cache_path"] = path + ".cache"
+        try FileOps.removeTree(path + ".cache")
+        return try factory.open(at: remoteRoot + "/" + name, options: backendOptions)
     }
 
     /// Writes key number `n` into `buffer`: zero padding, then n in 8 big-endian bytes,
@@ -191,17 +240,20 @@ struct Runner {
         var ops = 0
         var found = 0
         var bytes = 0
+        var objects: ObjectOperations?
         switch workload {
         case "fillseq":
             try? sequentialStore?.close()
             sequentialStore = try open("seq")
             (ops, bytes) = try fill(sequentialStore!, keys: { $0 })
             try sequentialStore!.flush()
+            objects = sequentialStore!.objectOperations()
             try sequentialStore!.close()
             sequentialStore = nil
         case "fillrandom":
             try? store?.close()
             store = try open("random")
+            objectsSoFar = nil
             let order = order
             (ops, bytes) = try fill(store!, keys: { order[$0] })
         case "overwrite":
@@ -277,8 +329,14 @@ struct Runner {
         }
         let seconds = Double(Clock.now() - started) / 1e9
         let (p50, p99) = percentiles()
-        return KVBenchResult(backend: factory.name, workload: workload, ops: ops, seconds: seconds, bytes: bytes,
-                             p50Micros: p50, p99Micros: p99, peakRSSBytes: processPeakRSS(), found: found)
+        if workload != "fillseq", let now = store?.objectOperations() {
+            objects = now - (objectsSoFar ?? ObjectOperations())
+            objectsSoFar = now
+        }
+        var result = KVBenchResult(backend: options.label ?? factory.name, workload: workload, ops: ops, seconds: seconds, bytes: bytes,
+                                   p50Micros: p50, p99Micros: p99, peakRSSBytes: processPeakRSS(), found: found)
+        result.objects = objects
+        return result
     }
 
     private func requireStore() throws -> any KVBackend {

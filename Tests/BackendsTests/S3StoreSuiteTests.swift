@@ -14,6 +14,8 @@ import Testing
 /// names the prefix, and the folder holds the store's disk cache.
 struct S3LSMFactory: KVBackendFactory {
     let endpoint: String
+    /// Further settings (such as "retries").
+    var extra: [String: String] = [:]
     let name = "lsm"
     let capabilities = BackendCapabilities(persistent: true, crashSafe: true, remote: true)
     let lsm = LSMBackendFactory(remote: S3Remote.open)
@@ -23,7 +25,7 @@ struct S3LSMFactory: KVBackendFactory {
         [
             "endpoint": endpoint, "access_key_id": S3TestServer.accessKey, "secret_access_key": S3TestServer.secretKey,
             "allow_http": "true", "retries": "3",
-        ]
+        ].merging(extra) { $1 }
     }
 
     func location(_ path: String) -> String {
@@ -67,6 +69,34 @@ struct S3LSMFactory: KVBackendFactory {
         for check in cases {
             do { try check.run() } catch { Issue.record("\(kind) \(check.name): \(error)") }
         }
+    }
+
+    /// The store counts its requests; buffered writes share WAL objects (group commit), so
+    /// a thousand of them cost a handful of PUTs; a local store reports none.
+    @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
+    func objectOperationsAreCounted(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let harness = StoreHarness(S3LSMFactory(endpoint: server.endpoint))
+        defer { harness.cleanUp() }
+        let store = try harness.open(harness.freshPath())
+        defer { try? store.close() }
+        let start = try #require(store.objectOperations())
+        #expect(start.puts > 0 && start.lists > 0, "opening wrote a fence and a manifest: \(start)")
+        for i in 0..<1000 { try store.put(TestBytes.key(i), TestBytes.value(i, size: 100)) }
+        try store.flush()
+        let buffered = try #require(store.objectOperations()) - start
+        #expect(buffered.puts >= 1 && buffered.puts <= 20, "1,000 buffered writes took \(buffered.puts) PUTs")
+        #expect(buffered.bytesSent >= 100_000)
+        for i in 0..<5 { try store.put(TestBytes.key(i), [1], durable: true) }
+        let durable = try #require(store.objectOperations()) - start - buffered
+        #expect((5...10).contains(durable.puts), "about one WAL object per lone durable write: \(durable.puts)")
+
+        let local = StoreHarness(LSMBackendFactory())
+        defer { local.cleanUp() }
+        let folder = try local.open(local.freshPath())
+        #expect(folder.objectOperations() == nil)
+        try folder.close()
     }
 
     @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)

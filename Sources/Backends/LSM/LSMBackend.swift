@@ -218,6 +218,8 @@ final class LSMBackend: KVBackend {
         }
     }
 
+    func objectOperations() -> ObjectOperations? { (store.objects as? any ObjectOperationCounting)?.objectOperations() }
+
     func settleBackgroundWork() throws {
         try lifetime.shared { try store.settle() }
     }

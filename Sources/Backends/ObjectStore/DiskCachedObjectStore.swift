@@ -31,7 +31,7 @@ public struct DiskCacheCounters: Sendable, Equatable {
     public var pages = 0
 }
 
-public final class DiskCachedObjectStore: ObjectStore {
+public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     public let base: any ObjectStore
     public let directory: String
     public let capacityBytes: Int
@@ -94,6 +94,14 @@ public final class DiskCachedObjectStore: ObjectStore {
     }
 
     // MARK: ObjectStore
+
+    public func objectOperations() -> ObjectOperations {
+        var operations = (base as? any ObjectOperationCounting)?.objectOperations() ?? ObjectOperations()
+        let c = counters
+        operations.diskCacheHits = c.hits
+        operations.diskCacheMisses = c.misses
+        return operations
+    }
 
     public func get(_ name: String) throws -> [UInt8]? {
         guard cacheable(name) else { return try base.get(name) }

@@ -91,3 +91,8 @@ public protocol AppendableObject: AnyObject {
     /// Stops appending; the object is then as immutable as any other.
     func seal()
 }
+
+/// An object store that counts the requests it sends (a remote one).
+public protocol ObjectOperationCounting {
+    func objectOperations() -> ObjectOperations
+}

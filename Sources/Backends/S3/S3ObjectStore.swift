@@ -13,7 +13,7 @@ import Engine
 import NIOHTTP1
 import ObjectStore
 
-public final class S3ObjectStore: ObjectStore {
+public final class S3ObjectStore: ObjectStore, ObjectOperationCounting {
     /// Request and byte counts since the store was made.
     public let counters: S3Counters
     public let location: String
@@ -32,6 +32,19 @@ public final class S3ObjectStore: ObjectStore {
         prefix = settings.prefix
         location = "s3://\(settings.bucket)/\(settings.prefix) at \(settings.endpoint)"
         if verifyConditionalPut { try self.verifyConditionalPut() }
+    }
+
+    public func objectOperations() -> ObjectOperations {
+        let c = counters.snapshot()
+        var operations = ObjectOperations()
+        operations.puts = c.puts
+        operations.gets = c.gets
+        operations.lists = c.lists
+        operations.deletes = c.deletes
+        operations.heads = c.heads
+        operations.bytesSent = c.bytesOut
+        operations.bytesReceived = c.bytesIn
+        return operations
     }
 
     /// The key of object `name`.

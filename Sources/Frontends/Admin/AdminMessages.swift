@@ -48,6 +48,20 @@ public enum AdminMessages {
         return Array(list.prefix(limit)) + [more(list.count - limit)]
     }
 
+    public static func objectOperations(_ o: ObjectOperations) -> Zerofs_Admin_V1_ObjectOperations {
+        var out = Zerofs_Admin_V1_ObjectOperations()
+        out.puts = UInt64(o.puts)
+        out.gets = UInt64(o.gets)
+        out.lists = UInt64(o.lists)
+        out.deletes = UInt64(o.deletes)
+        out.heads = UInt64(o.heads)
+        out.bytesSent = UInt64(o.bytesSent)
+        out.bytesReceived = UInt64(o.bytesReceived)
+        out.diskCacheHits = UInt64(o.diskCacheHits)
+        out.diskCacheMisses = UInt64(o.diskCacheMisses)
+        return out
+    }
+
     public static func progress(_ job: JobProgress) -> Zerofs_Admin_V1_Progress {
         var out = Zerofs_Admin_V1_Progress()
         out.running = job.running

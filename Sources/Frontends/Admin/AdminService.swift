@@ -272,6 +272,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
             stats.snapshots = UInt64(try pool.listSnapshots().count)
             stats.checkpoints = UInt64(try store.listCheckpoints().count)
             stats.operations = self.counters.snapshot.merging(self.extraCounters()) { $0 + $1 }
+            if let objects = store.objectOperations() { stats.objectOperations = AdminMessages.objectOperations(objects) }
             return stats
         }
     }

