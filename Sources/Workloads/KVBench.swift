@@ -236,6 +236,9 @@ struct Runner {
 
     mutating func run(_ workload: String) throws -> KVBenchResult {
         latencies.removeAll(keepingCapacity: true)
+        // Each workload starts from a settled store: the last one's flushes and compactions
+        // are not charged to it.
+        try store?.settleBackgroundWork()
         let started = Clock.now()
         var ops = 0
         var found = 0

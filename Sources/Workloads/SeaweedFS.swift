@@ -115,21 +115,30 @@ public final class SeaweedFS {
     }
 
     private func waitUntilReady() throws {
-        var settings = self.settings(prefix: "")
+        let pid = self.pid
+        try Self.waitForBucket(settings(prefix: ""), server: "weed", log: logTail) {
+            var status: Int32 = 0
+            return waitpid(pid, &status, WNOHANG) == pid
+        }
+    }
+
+    /// Waits (at most 30 s) until the bucket of `settings` answers a LIST, making it when
+    /// missing (again is a no-op); `exited` says whether the server process died meanwhile.
+    public static func waitForBucket(_ settings: S3Settings, server: String, log: () -> String, exited: () -> Bool) throws {
+        var settings = settings
         settings.retries = 0
         settings.requestTimeout = 2
         let store = try S3ObjectStore(settings: settings, verifyConditionalPut: false)
         let start = FileOps.nowNanos()
         while true {
             do {
-                try store.createBucket()  // weed made it (-bucket); again is a no-op
+                try store.createBucket()
                 _ = try store.list(prefix: "")
                 return
             } catch {
-                var status: Int32 = 0
-                if waitpid(pid, &status, WNOHANG) == pid { throw KVError(.io, "weed exited at start: \(logTail())") }
+                if exited() { throw KVError(.io, "\(server) exited at start: \(log())") }
                 if FileOps.nowNanos() > start + 30_000_000_000 {
-                    throw KVError(.io, "weed did not answer within 30 s: \(error)\n\(logTail())")
+                    throw KVError(.io, "\(server) did not answer within 30 s: \(error)\n\(log())")
                 }
                 usleep(100_000)
             }

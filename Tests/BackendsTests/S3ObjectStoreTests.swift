@@ -76,7 +76,7 @@ private func pattern(_ count: Int) -> [UInt8] {
 
         let counts = store.counters.snapshot()
         #expect(counts.puts >= 9 && counts.gets >= 9 && counts.heads >= 4 && counts.deletes >= 3 && counts.lists == 1, "\(counts)")
-        #expect(counts.bytesOut >= 3 * bytes.count && counts.bytesIn >= 2 * bytes.count, "\(counts)")
+        #expect(counts.bytesSent >= 3 * bytes.count && counts.bytesReceived >= 2 * bytes.count, "\(counts)")
     }
 
     @Test(.enabled(if: !S3ObjectStoreTests.kinds.isEmpty, S3ObjectStoreTests.noServer), arguments: S3ObjectStoreTests.kinds)
@@ -137,7 +137,7 @@ private func pattern(_ count: Int) -> [UInt8] {
         try writer.commit()
         let counts = store.counters.snapshot() - before
         #expect(counts.puts == 7, "\(counts)")  // create, 4 full parts, the last part, complete
-        #expect(counts.bytesOut >= size, "\(counts)")
+        #expect(counts.bytesSent >= size, "\(counts)")
         #expect(caught { try [UInt8(1)].withUnsafeBytes { try writer.append($0) } }?.code == .io)
 
         let object = try #require(try store.open("sst/big.sst"))

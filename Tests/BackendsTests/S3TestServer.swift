@@ -129,22 +129,10 @@ final class S3TestServer {
     }
 
     private func waitForBucket() throws {
-        var settings = self.settings(prefix: "")
-        settings.retries = 0
-        settings.requestTimeout = 2
-        let store = try S3ObjectStore(settings: settings, verifyConditionalPut: false)
-        let start = FileOps.nowNanos()
-        while true {
-            do {
-                try store.createBucket()
-                _ = try store.list(prefix: "")
-                return
-            } catch {
-                if FileOps.nowNanos() > start + 30_000_000_000 {
-                    throw KVError(.io, "\(kind) did not answer within 30 s: \(error)\n\(logTail())")
-                }
-                usleep(100_000)
-            }
+        let pid = moto?.pid ?? 0
+        try SeaweedFS.waitForBucket(settings(prefix: ""), server: "moto", log: logTail) {
+            var status: Int32 = 0
+            return waitpid(pid, &status, WNOHANG) == pid
         }
     }
 

@@ -7,10 +7,11 @@
 //   payload (fixed32 each) | CRC-32C of everything before it (fixed32) | payload
 // written to a temporary name and renamed (never synced: a torn or lost page is only a
 // miss). A read loads and checks the page's header once, then reads and checks only the
-// segments it needs (16 KiB each), so a 4 KiB block costs one small pread, not a page. A
-// page that fails a check is deleted, counted and fetched again. Least recently used
-// pages go when the cache passes its size; the order survives a restart through each
-// page's modification time, which a hit refreshes. Objects the cache holds are written
+// segments it needs (4 KiB each), so a 4 KiB block costs one pread of 4 to 8 KiB on a
+// page file kept open (the 512 most recently read), not a page. A page that fails a
+// check is deleted, counted and fetched again. Least recently used pages go when the
+// cache passes its size; the order survives a restart through each page's modification
+// time, which a hit refreshes (once a minute at most). Objects the cache holds are written
 // through: a new table lands in the cache as it is uploaded. Only names `cacheable`
 // accepts (tables) are cached; manifests and WAL objects always go to the store.
 
@@ -39,7 +40,11 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     private let cacheable: @Sendable (String) -> Bool
 
     static let magic: [UInt8] = Array("ZPG2".utf8)
-    static let segmentSize = 16 << 10
+    static let segmentSize = 4 << 10
+    /// Page files kept open at most (each an open descriptor).
+    static let openFilesLimit = 512
+    /// A hit refreshes a page file's modification time at most this often (nanoseconds).
+    static let touchInterval: UInt64 = 60_000_000_000
 
     /// A page's header, checked: the object's size and the CRC of each payload segment.
     struct PageHeader {
@@ -54,12 +59,16 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         var bytes: Int
         var lastUse: UInt64
         var header: PageHeader?
+        /// The page file, open, once read (closed when the last reader lets go of it).
+        var file: PageFile?
+        var touchedAt: UInt64 = 0
     }
 
     private struct State {
         var pages: [String: Entry] = [:]  // relative path of the page file
         var bytes = 0
         var clock: UInt64 = 0
+        var openFiles = 0
         var counters = DiskCacheCounters()
     }
 
@@ -138,7 +147,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let folder = Self.folder(name)
         let gone = state.withLock { s -> [String] in
             let keys = s.pages.keys.filter { $0.hasPrefix(folder + "/") }
-            for key in keys { s.bytes -= s.pages.removeValue(forKey: key)?.bytes ?? 0 }
+            for key in keys { remove(&s, key) }
             return keys
         }
         for key in gone { unlink(directory + "/" + key) }
@@ -162,19 +171,25 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let key = Self.pageKey(name, index)
         guard let known = state.withLock({ $0.pages[key] }) else { return nil }
         let path = directory + "/" + key
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            forget(key)
-            return nil
-        }
-        defer { close(fd) }
         func damaged() -> (objectSize: Int, bytes: [UInt8])? {
             state.withLock { $0.counters.corruptPages += 1 }
             forget(key)
             unlink(path)
             return nil
         }
-        guard let header = known.header ?? Self.readHeader(fd) else { return damaged() }
+        // The open file is shared; holding it keeps its descriptor open for this read
+        // even if the page is evicted meanwhile.
+        let file: PageFile
+        if let open = known.file {
+            file = open
+        } else {
+            guard let opened = PageFile(path: path) else {
+                forget(key)
+                return nil
+            }
+            file = opened
+        }
+        guard let header = known.header ?? Self.readHeader(file.fd) else { return damaged() }
         let end = min(to ?? header.payloadLength, header.payloadLength)
         guard from >= 0, from <= end else { return damaged() }
         // Whole segments covering the range, each checked against its CRC.
@@ -183,7 +198,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let start = first * header.segmentSize
         let stop = min(header.payloadLength, (last + 1) * header.segmentSize)
         var bytes = [UInt8](repeating: 0, count: stop - start)
-        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(header.payloadOffset + start)) }
+        let read = bytes.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress, $0.count, off_t(header.payloadOffset + start)) }
         guard read == stop - start else { return damaged() }
         for segment in first...last where segment < header.crcs.count {
             let lower = segment * header.segmentSize - start
@@ -191,15 +206,36 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
             let crc = bytes.withUnsafeBytes { zerofs_crc32c(0, $0.baseAddress! + lower, upper - lower) }
             guard crc == header.crcs[segment] else { return damaged() }
         }
-        state.withLock { s in
+        let now = FileOps.nowNanos()
+        let touch = state.withLock { s -> Bool in
+            guard var entry = s.pages[key] else { return false }
             s.clock += 1
-            s.pages[key]?.lastUse = s.clock
-            if s.pages[key]?.header == nil { s.pages[key]?.header = header }
+            entry.lastUse = s.clock
+            if entry.header == nil { entry.header = header }
+            if entry.file == nil {
+                entry.file = file
+                s.openFiles += 1
+                if s.openFiles > Self.openFilesLimit { closeOldestFiles(&s) }
+            }
+            let touch = now &- entry.touchedAt > Self.touchInterval
+            if touch { entry.touchedAt = now }
+            s.pages[key] = entry
             s.counters.hits += 1
+            return touch
         }
-        // The order of use survives a restart through the modification time.
-        futimens(fd, nil)
+        // The order of use survives a restart through the modification time (refreshed
+        // once a minute at most: a syscall per read would cost more than the read).
+        if touch { futimens(file.fd, nil) }
         return (header.objectSize, Array(bytes[(from - start)..<(end - start)]))
+    }
+
+    /// Lets go of the open files of the least recently used tenth of the open pages.
+    private func closeOldestFiles(_ s: inout State) {
+        let open = s.pages.filter { $0.value.file != nil }.sorted { $0.value.lastUse < $1.value.lastUse }
+        for (key, _) in open.prefix(max(1, Self.openFilesLimit / 10)) {
+            s.pages[key]?.file = nil
+            s.openFiles -= 1
+        }
     }
 
     /// Reads and checks a page file's header.
@@ -263,7 +299,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         }
         let victims = state.withLock { s -> [String] in
             s.clock += 1
-            s.bytes += raw.count - (s.pages[key]?.bytes ?? 0)
+            remove(&s, key)
+            s.bytes += raw.count
             s.pages[key] = Entry(bytes: raw.count, lastUse: s.clock, header: nil)
             return evict(&s, keeping: key)
         }
@@ -276,10 +313,9 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         var victims: [String] = []
         // Oldest first; a tenth of the cache at a time so one sort serves many stores.
         let target = capacityBytes - capacityBytes / 10
-        for (key, entry) in s.pages.sorted(by: { $0.value.lastUse < $1.value.lastUse }) where key != keeping {
+        for (key, _) in s.pages.sorted(by: { $0.value.lastUse < $1.value.lastUse }) where key != keeping {
             if s.bytes <= target { break }
-            s.bytes -= entry.bytes
-            s.pages.removeValue(forKey: key)
+            remove(&s, key)
             victims.append(key)
         }
         s.counters.evictedPages += victims.count
@@ -287,7 +323,14 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     }
 
     private func forget(_ key: String) {
-        state.withLock { s in s.bytes -= s.pages.removeValue(forKey: key)?.bytes ?? 0 }
+        state.withLock { s in remove(&s, key) }
+    }
+
+    /// Drops `key` from the index (its file closes when the last reader lets go of it).
+    private func remove(_ s: inout State, _ key: String) {
+        guard let entry = s.pages.removeValue(forKey: key) else { return }
+        s.bytes -= entry.bytes
+        if entry.file != nil { s.openFiles -= 1 }
     }
 
     /// Caches a whole object just written.
@@ -332,6 +375,19 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     }
 }
 
+/// An open page file; the descriptor closes when the last holder lets go, so a read never
+/// meets a descriptor closed (or reused) under it.
+final class PageFile: Sendable {
+    let fd: Int32
+
+    init?(path: String) {
+        fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+    }
+
+    deinit { close(fd) }
+}
+
 /// An object read through the cache: each page from disk when held and sound, else from
 /// the store (opened on first need) and then kept.
 final class CachedObject: ReadableObject {
@@ -351,9 +407,16 @@ final class CachedObject: ReadableObject {
         guard offset >= 0, length >= 0, offset <= size, length <= size - offset else {
             throw KVError(.corruption, "read of \(length) bytes at \(offset) past the end (\(size) bytes)", path: name)
         }
+        let pageSize = cache.pageSize
+        // Most reads (a block) lie in one page: its bytes are the answer, no copy.
+        if length > 0, offset / pageSize == (offset + length - 1) / pageSize {
+            let index = offset / pageSize
+            let piece = try read(page: index, from: offset - index * pageSize, to: offset + length - index * pageSize)
+            guard piece.count == length else { throw KVError(.corruption, "page \(index) is short", path: name) }
+            return piece
+        }
         var result: [UInt8] = []
         result.reserveCapacity(length)
-        let pageSize = cache.pageSize
         var position = offset
         while position < offset + length {
             let index = position / pageSize

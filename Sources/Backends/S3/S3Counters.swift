@@ -3,6 +3,7 @@
 // Multipart uploads count as PUTs (create, each part, complete), aborting one as a DELETE,
 // a batch delete as one DELETE.
 
+import Engine
 import Synchronization
 
 /// The kinds of request, for the counters.
@@ -11,37 +12,6 @@ enum S3RequestKind: Sendable {
 }
 
 public final class S3Counters: Sendable {
-    public struct Snapshot: Sendable, Equatable, CustomStringConvertible {
-        public var puts = 0
-        public var gets = 0
-        public var lists = 0
-        public var deletes = 0
-        public var heads = 0
-        /// Bytes of reply bodies received.
-        public var bytesIn = 0
-        /// Bytes of request bodies sent.
-        public var bytesOut = 0
-
-        public init() {}
-
-        public var description: String {
-            "PUT \(puts), GET \(gets), LIST \(lists), DELETE \(deletes), HEAD \(heads), \(bytesIn) bytes in, \(bytesOut) bytes out"
-        }
-
-        /// What happened between two snapshots.
-        public static func - (later: Snapshot, earlier: Snapshot) -> Snapshot {
-            var d = Snapshot()
-            d.puts = later.puts - earlier.puts
-            d.gets = later.gets - earlier.gets
-            d.lists = later.lists - earlier.lists
-            d.deletes = later.deletes - earlier.deletes
-            d.heads = later.heads - earlier.heads
-            d.bytesIn = later.bytesIn - earlier.bytesIn
-            d.bytesOut = later.bytesOut - earlier.bytesOut
-            return d
-        }
-    }
-
     private let puts = Atomic<Int>(0)
     private let gets = Atomic<Int>(0)
     private let lists = Atomic<Int>(0)
@@ -66,17 +36,17 @@ public final class S3Counters: Sendable {
 
     func received(bodyBytes: Int) { _ = bytesIn.wrappingAdd(bodyBytes, ordering: .relaxed) }
 
-    /// The counts so far (each read on its own: a snapshot taken during traffic may be a
+    /// The counts so far (each read on its own: a reading taken during traffic may be a
     /// request or two apart between fields).
-    public func snapshot() -> Snapshot {
-        var s = Snapshot()
+    public func snapshot() -> ObjectOperations {
+        var s = ObjectOperations()
         s.puts = puts.load(ordering: .relaxed)
         s.gets = gets.load(ordering: .relaxed)
         s.lists = lists.load(ordering: .relaxed)
         s.deletes = deletes.load(ordering: .relaxed)
         s.heads = heads.load(ordering: .relaxed)
-        s.bytesIn = bytesIn.load(ordering: .relaxed)
-        s.bytesOut = bytesOut.load(ordering: .relaxed)
+        s.bytesReceived = bytesIn.load(ordering: .relaxed)
+        s.bytesSent = bytesOut.load(ordering: .relaxed)
         return s
     }
 }

@@ -34,18 +34,7 @@ public final class S3ObjectStore: ObjectStore, ObjectOperationCounting {
         if verifyConditionalPut { try self.verifyConditionalPut() }
     }
 
-    public func objectOperations() -> ObjectOperations {
-        let c = counters.snapshot()
-        var operations = ObjectOperations()
-        operations.puts = c.puts
-        operations.gets = c.gets
-        operations.lists = c.lists
-        operations.deletes = c.deletes
-        operations.heads = c.heads
-        operations.bytesSent = c.bytesOut
-        operations.bytesReceived = c.bytesIn
-        return operations
-    }
+    public func objectOperations() -> ObjectOperations { counters.snapshot() }
 
     /// The key of object `name`.
     func key(_ name: String) -> String { prefix.isEmpty ? name : prefix + "/" + name }
