@@ -28,6 +28,8 @@ public final class ChildProcess {
         posix_spawn_file_actions_addclose(&actions, fds[1])
         if let errorLog { posix_spawn_file_actions_addopen(&actions, 2, errorLog, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
 
+        var attributes = Self.cleanSignals()
+        defer { posix_spawnattr_destroy(&attributes) }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = Self.environment(adding: environment).map { strdup($0) } + [nil]
         defer {
@@ -35,7 +37,7 @@ public final class ChildProcess {
             envp.forEach { free($0) }
         }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])
@@ -43,6 +45,23 @@ public final class ChildProcess {
         }
         pid = child
         output = fdopen(fds[0], "r")
+    }
+
+    /// Spawn attributes that start a child with no signal blocked and every handler at its
+    /// default. The calling thread may block signals (dispatch's threads block most), and
+    /// a child would inherit that mask: SIGTERM would never reach it. The caller destroys
+    /// the attributes.
+    public static func cleanSignals() -> posix_spawnattr_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return attributes
     }
 
     /// The next line of the child's standard output without its newline, or nil at the end.
@@ -123,9 +142,11 @@ public final class ChildProcess {
             args.forEach { free($0) }
             envp?.forEach { free($0) }
         }
+        var attributes = Self.cleanSignals()
+        defer { posix_spawnattr_destroy(&attributes) }
         var child: pid_t = 0
-        let rc = envp.map { envp in envp.withUnsafeBufferPointer { posix_spawn(&child, argv[0], &actions, nil, args, $0.baseAddress) } }
-            ?? posix_spawn(&child, argv[0], &actions, nil, args, environ)
+        let rc = envp.map { envp in envp.withUnsafeBufferPointer { posix_spawn(&child, argv[0], &actions, &attributes, args, $0.baseAddress) } }
+            ?? posix_spawn(&child, argv[0], &actions, &attributes, args, environ)
         guard rc == 0 else { throw ChildProcessError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
