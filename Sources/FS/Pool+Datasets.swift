@@ -221,7 +221,7 @@ extension Pool {
             info.usedBytes = used
             return (info, mergeInto)
         }
-        guard var (info, mergeInto) = found else { throw DatasetError(.notFound, "no dataset or snapshot with id \(id)") }
+        guard case (var info, let mergeInto)? = found else { throw DatasetError(.notFound, "no dataset or snapshot with id \(id)") }
         if !computeUsed {
             info.usedBytes = nil
         } else if let child = mergeInto {
