@@ -155,6 +155,24 @@ public final class ChildProcess {
         return (code, read(paths[0]), read(paths[1]))
     }
 
+    /// Starts `executable` with standard input from /dev/null and both outputs in `log`.
+    public static func spawn(_ executable: String, _ arguments: [String], log: String, append: Bool = false) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = ChildProcess.cleanSignals()
+        defer { posix_spawnattr_destroy(&attributes) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw ChildProcessError("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        return child
+    }
+
     /// The path of the running executable.
     public static var currentExecutable: String {
         var buffer = [CChar](repeating: 0, count: 4096)

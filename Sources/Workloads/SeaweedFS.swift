@@ -54,7 +54,7 @@ public final class SeaweedFS {
             "-s3.config=\(folder)/s3.json", "-bucket=\(Self.bucket)",
         ]
         endpoint = "http://127.0.0.1:\(base + 6)"
-        pid = try Self.spawn(executable, arguments, log: folder + "/server.log")
+        pid = try ChildProcess.spawn(executable, arguments, log: folder + "/server.log")
         do {
             try waitUntilReady()
         } catch {
@@ -88,7 +88,7 @@ public final class SeaweedFS {
 
     /// Starts the server again after `crash()`, on the same ports and data.
     public func resume() throws {
-        pid = try Self.spawn(executable, arguments, log: folder + "/server.log", append: true)
+        pid = try ChildProcess.spawn(executable, arguments, log: folder + "/server.log", append: true)
         try waitUntilReady()
     }
 
@@ -167,23 +167,5 @@ public final class SeaweedFS {
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
-    }
-
-    /// Starts `executable` with standard input from /dev/null and both outputs in `log`.
-    public static func spawn(_ executable: String, _ arguments: [String], log: String, append: Bool = false) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = ChildProcess.cleanSignals()
-        defer { posix_spawnattr_destroy(&attributes) }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw KVError(.io, "cannot start \(executable)", cause: String(cString: strerror(rc))) }
-        return child
     }
 }

@@ -28,7 +28,7 @@ final class FaultProxy {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/python/s3_fault_proxy.py"
         let port = try SeaweedFS.freePortBase(count: 1)
         log = try KVBench.makeTemporaryDirectory() + "/proxy.log"
-        pid = try SeaweedFS.spawn("/usr/bin/env", [
+        pid = try ChildProcess.spawn("/usr/bin/env", [
             "python3", script, "--listen", "\(port)", "--upstream", upstream, "--seed", "\(seed)",
             "--error-rate", "\(errorRate)", "--slow-rate", "\(slowRate)", "--slow-seconds", "\(slowSeconds)",
             "--drop-rate", "\(dropRate)",

@@ -82,7 +82,7 @@ final class S3TestServer {
             let folder = try KVBench.makeTemporaryDirectory()
             let port = try SeaweedFS.freePortBase(count: 1)
             endpoint = "http://127.0.0.1:\(port)"
-            let pid = try SeaweedFS.spawn(executable, ["-H", "127.0.0.1", "-p", String(port)], log: folder + "/server.log")
+            let pid = try ChildProcess.spawn(executable, ["-H", "127.0.0.1", "-p", String(port)], log: folder + "/server.log")
             moto = (pid, folder)
             do {
                 try waitForBucket()
