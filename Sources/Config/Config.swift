@@ -78,6 +78,8 @@ public struct ZeroFSConfig: Sendable, Equatable {
     public var chunkSize = 32768
     public var compressChunks = true
     public var durableMetadata = true
+    /// Milliseconds between a read-only replica's catching up with its writer.
+    public var replicaPollMilliseconds = 1000
     // [servers.nfs]
     public var nfsAddresses = [ServerAddress(host: "127.0.0.1", port: 2049)]
     public var nfsThreads = 8
@@ -113,6 +115,7 @@ public struct ZeroFSConfig: Sendable, Equatable {
         options.chunkSize = chunkSize
         options.compressChunks = compressChunks
         options.durableMetadata = durableMetadata
+        options.replicaPollMilliseconds = replicaPollMilliseconds
         return options
     }
 
@@ -342,7 +345,7 @@ private struct Reader {
             }
         }
         if let fs = try subtable(root, "filesystem", "filesystem") {
-            try keys(fs, "filesystem", allowed: ["chunk_size", "compression", "durable_metadata"])
+            try keys(fs, "filesystem", allowed: ["chunk_size", "compression", "durable_metadata", "replica_poll_ms"])
             if let size = try integer(fs, "chunk_size", "filesystem.chunk_size", 0...Int(Int32.max)) {
                 guard FSOptions.validChunkSizes.contains(size) else {
                     throw fail("filesystem.chunk_size", "must be a power of two from 4096 to 1048576, got \(size)")
@@ -354,6 +357,7 @@ private struct Reader {
                 config.compressChunks = text == "zstd"
             }
             if let durable = try boolean(fs, "durable_metadata", "filesystem.durable_metadata") { config.durableMetadata = durable }
+            if let poll = try integer(fs, "replica_poll_ms", "filesystem.replica_poll_ms", 1...3_600_000) { config.replicaPollMilliseconds = poll }
         }
         if let servers = try subtable(root, "servers", "servers") {
             try keys(servers, "servers", allowed: ["nfs", "rpc"])

@@ -73,10 +73,21 @@ public protocol KVBackendFactory: Sendable {
     /// `restoreCheckpoint(at:named:to:)` with the options that reach a remote store (either
     /// side may be one, for backends that keep stores remotely). The default ignores them.
     func restoreCheckpoint(at path: String, named name: String, to destination: String, options: BackendOptions) throws
+
+    /// Opens a read-only replica of the store at `path` while a writer (another process,
+    /// perhaps on another machine) keeps using it: writes throw `.readOnly`, nothing is
+    /// ever written there, and `KVBackend.catchUp()` brings it up to what the writer wrote.
+    /// Does not take the store's lock. Throws `.storeNotFound`, `.invalidArgument` for a
+    /// backend without replicas (the default), and as `open`.
+    func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend
 }
 
 extension KVBackendFactory {
     public func restoreCheckpoint(at path: String, named name: String, to destination: String, options: BackendOptions) throws {
         try restoreCheckpoint(at: path, named: name, to: destination)
+    }
+
+    public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {
+        throw KVError(.invalidArgument, "the \(name) backend has no read-only replicas (the lsm backend has)", path: path)
     }
 }

@@ -152,6 +152,17 @@ public protocol KVBackend: KVReader {
     /// there). The default is nil.
     func objectOperations() -> ObjectOperations?
 
+    /// True for a read-only replica (`KVBackendFactory.openReplica`), which follows a
+    /// writer elsewhere. The default is false.
+    var isReplica: Bool { get }
+
+    /// For a replica: reads what the writer wrote since the last call and shows it to reads
+    /// that start afterwards. Returns a generation that changes whenever what the replica
+    /// shows changed (reads may also catch up, so compare generations rather than count
+    /// calls). Throws `.io` when the writer's objects cannot be read (the replica keeps
+    /// what it showed). Other stores return 0 and do nothing (the default).
+    func catchUp() throws -> UInt64
+
     /// A consistent read view of the store as of this call. Throws `.closed`.
     func readView() throws -> any KVReadView
 
@@ -186,6 +197,8 @@ public protocol KVBackend: KVReader {
 extension KVBackend {
     public func settleBackgroundWork() throws {}
     public func objectOperations() -> ObjectOperations? { nil }
+    public var isReplica: Bool { false }
+    public func catchUp() throws -> UInt64 { 0 }
 
     /// Writes one key.
     public func put(_ key: [UInt8], _ value: [UInt8], durable: Bool = false) throws {

@@ -21,6 +21,9 @@ public struct FSOptions: Sendable {
     /// Inodes per dataset handle whose record version is remembered, so that reads in a
     /// dataset with snapshots are point gets (about 24 bytes each); 0 turns it off.
     public var inodeVersionEntries = 1 << 18
+    /// On a read-only replica store: how often the pool catches up with the writer
+    /// (Replica.swift); 0 leaves it to `followWriter()` calls.
+    public var replicaPollMilliseconds = 1000
 
     public init() {}
 }

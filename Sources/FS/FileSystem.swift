@@ -44,7 +44,7 @@ public final class FileSystem: Sendable {
         dataset = record.id
         root = record.rootInode
         inodeVersions = InodeVersions(capacity: pool.options.inodeVersionEntries)
-        current = Mutex(HandleState(view: view, writable: !record.readonly && !record.isSnapshot,
+        current = Mutex(HandleState(view: view, writable: !record.readonly && !record.isSnapshot && !pool.store.isReadOnly,
                                     isSnapshot: record.isSnapshot, deleted: false))
     }
 
@@ -73,7 +73,7 @@ public final class FileSystem: Sendable {
             }
             let old = state.view
             state.view = view
-            state.writable = !record.readonly && !record.isSnapshot
+            state.writable = !record.readonly && !record.isSnapshot && !pool.store.isReadOnly
             return old != view ? (old, view) : nil
         }
         // After the view: a read that saw the old view cannot fill the new map.
@@ -149,7 +149,9 @@ public final class FileSystem: Sendable {
         let state = current.withLock { $0 }
         if state.deleted { throw FSError(.ESTALE, "the dataset was deleted") }
         if !state.writable {
-            throw FSError(.EROFS, state.isSnapshot ? "a snapshot is read-only" : "the dataset is read-only")
+            throw FSError(.EROFS, state.isSnapshot ? "a snapshot is read-only"
+                : pool.store.isReadOnly ? (pool.store.isReplica ? "this server is a read-only replica" : "the store is read-only")
+                : "the dataset is read-only")
         }
     }
 

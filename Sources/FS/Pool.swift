@@ -25,6 +25,10 @@ public final class Pool: Sendable {
     let locks = LockTable()
     let syncGate = SyncGate()
     let worker = ReclaimSignal()
+    /// On a replica: the thread that follows the writer, and the store generation the
+    /// pool's state was last loaded at (Replica.swift).
+    let follower = FollowerThread()
+    let followedGeneration = Mutex<UInt64?>(nil)
     let pacer = Pacer()
     /// Damaged reclaim records the last reclaim pass skipped.
     let skippedReclaimRecords = Mutex(0)
@@ -57,8 +61,10 @@ public final class Pool: Sendable {
     /// keeps ownership of the store and closes it after `close()`.
     public static func open(_ store: any KVBackend, options: FSOptions = FSOptions()) throws(FSError) -> Pool {
         let pool = try Pool(store: store, options: options)
-        // A read-only store (a checkpoint) cannot be changed: no background work runs on it.
+        // A read-only store (a checkpoint, a replica) cannot be changed: no background work
+        // runs on it. A replica's pool follows the writer instead (Replica.swift).
         if options.backgroundReclaim, !store.isReadOnly { pool.startWorker() }
+        if store.isReplica, options.replicaPollMilliseconds > 0 { pool.startFollowing() }
         return pool
     }
 
@@ -149,7 +155,7 @@ public final class Pool: Sendable {
         return (batch, state)
     }
 
-    private static func load(_ store: any KVBackend) throws(FSError) -> PoolState {
+    static func load(_ store: any KVReader) throws(FSError) -> PoolState {
         func system(_ name: String) throws(FSError) -> UInt64 {
             guard let value = try kv({ try store.get(FSKeys.system(name)) }) else {
                 throw FSError.corrupt("system record '\(name)' missing")
@@ -210,6 +216,7 @@ public final class Pool: Sendable {
     /// Stops the background work and makes everything durable. The store stays open.
     public func close() throws(FSError) {
         worker.stop()
+        follower.stop()
         handles.withLock { $0.removeAll() }
         if !crashPoints.stopped, !store.isReadOnly { try kv { try store.flush() } }
     }

@@ -27,6 +27,10 @@ struct Run: ParsableCommand {
     var nfsAddress: String?
     @Option(help: "Threads running NFS calls, overriding the config.") var threads: Int?
     @Option(help: "Serve this checkpoint of the store, read-only, instead of the store.") var checkpoint: String?
+    @Flag(name: .customLong("read-only"), help: "Serve a read-only replica (lsm): never write to the store, follow the server that writes it.")
+    var readOnly = false
+    @Option(name: .customLong("poll-ms"), help: "With --read-only: milliseconds between catching up with the writer, overriding the config (filesystem.replica_poll_ms, default 1000).")
+    var pollMilliseconds: Int?
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical), overriding the config.") var logLevel: String?
 
     func run() throws {
@@ -45,6 +49,12 @@ struct Run: ParsableCommand {
                 fail(command, "--log-level must be one of \(ZeroFSConfig.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             config.logLevel = level
+        }
+        if readOnly, checkpoint != nil { fail(command, "--read-only and --checkpoint cannot be used together") }
+        if let pollMilliseconds {
+            guard readOnly else { fail(command, "--poll-ms needs --read-only") }
+            guard (1...3_600_000).contains(pollMilliseconds) else { fail(command, "--poll-ms must be from 1 to 3600000, got \(pollMilliseconds)") }
+            config.replicaPollMilliseconds = pollMilliseconds
         }
         let level = Logger.Level(rawValue: config.logLevel.rawValue) ?? .info
         LoggingSystem.bootstrap { label in
@@ -68,6 +78,10 @@ struct Run: ParsableCommand {
         do {
             if let checkpoint {
                 kv = try factory.openCheckpoint(at: config.location, named: checkpoint, options: config.backendOptions)
+            } else if readOnly {
+                var options = config.backendOptions
+                options.createIfMissing = false
+                kv = try factory.openReplica(at: config.location, options: options)
             } else {
                 kv = try factory.open(at: config.location, options: config.backendOptions)
             }
@@ -115,7 +129,9 @@ struct Run: ParsableCommand {
                 fail(command, "cannot serve gRPC on \(address): \(error)")
             }
         }
-        let what = checkpoint.map { "checkpoint \($0) of the \(config.backend) store at \(location), read-only" } ?? "\(config.backend) store at \(location)"
+        let what = checkpoint.map { "checkpoint \($0) of the \(config.backend) store at \(location), read-only" }
+            ?? (readOnly ? "read-only replica of the \(config.backend) store at \(location), following its writer every \(config.fsOptions.replicaPollMilliseconds) ms"
+                : "\(config.backend) store at \(location)")
         print("zerofs run: \(what)")
         func address(of server: NFSServer) -> String {
             config.nfsAddresses[nfsServers.firstIndex { $0 === server } ?? 0].host

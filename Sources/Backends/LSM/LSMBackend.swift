@@ -28,6 +28,10 @@ public struct LSMBackendFactory: KVBackendFactory {
     /// tables in front of a remote store (a folder and its size in bytes).
     public static let diskCachePathKey = "cache_path"
     public static let diskCacheBytesKey = "disk_cache_bytes"
+    /// The tuning key of the seconds GC keeps a table no manifest names (for replicas), and
+    /// its default for stores in remote object storage (local ones default to 0).
+    public static let gcGraceKey = "gc_grace_seconds"
+    public static let remoteGCGraceSeconds = 60
 
     /// Whether `path` names a remote location rather than a local folder.
     public static func isRemote(_ path: String) -> Bool { path.contains("://") }
@@ -40,7 +44,10 @@ public struct LSMBackendFactory: KVBackendFactory {
             if !options.createIfMissing, try objects.list(prefix: "manifest/").isEmpty {
                 throw KVError(.storeNotFound, "no lsm store there (no manifest)", path: path)
             }
-            return LSMBackend(store: try LSMStore(objects: objects, options: try LSMOptions(options)), lock: nil, location: path)
+            // Replicas may run elsewhere: tables outlive their last manifest a while.
+            var settings = try LSMOptions(options)
+            if options.tuning[Self.gcGraceKey] == nil { settings.gcGraceSeconds = Self.remoteGCGraceSeconds }
+            return LSMBackend(store: try LSMStore(objects: objects, options: settings), lock: nil, location: path)
         }
         let root = FileOps.absolutePath(path)
         let settings = try LSMOptions(options)
@@ -84,6 +91,19 @@ public struct LSMBackendFactory: KVBackendFactory {
             cacheBytes = value
         }
         return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes)
+    }
+
+    public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {
+        if Self.isRemote(path) { return try openReplica(objects: try remoteObjects(path, options), options: options) }
+        let root = FileOps.absolutePath(path)
+        try StoreDirectory.requireStore(path: root, backend: name)
+        return try openReplica(objects: try LocalObjectStore(root: root + "/objects"), options: options)
+    }
+
+    /// A read-only replica of the store kept in `objects` (LSMStore+Follow.swift).
+    public func openReplica(objects: any ObjectStore, options: BackendOptions) throws -> any KVBackend {
+        let store = try LSMStore.openReplica(objects: objects, options: try LSMOptions(options))
+        return LSMBackend(store: store, lock: nil, location: objects.location)
     }
 
     public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
@@ -185,10 +205,31 @@ final class LSMBackend: KVBackend {
     deinit { try? close() }
 
     var isReadOnly: Bool { store.readOnly }
+    var isReplica: Bool { store.following }
+    private var readOnlyWhat: String { store.following ? "a read-only replica" : "a checkpoint opened for reading" }
+
+    func catchUp() throws -> UInt64 {
+        try lifetime.shared { try store.catchUp() }
+    }
+
+    /// Runs a read; on a replica, a read that fails (a table the writer collected after a
+    /// compaction the replica has not seen yet) catches up and runs once more.
+    private func reading<R>(_ body: () throws -> R) throws -> R {
+        try lifetime.shared {
+            guard store.following else { return try body() }
+            do {
+                return try body()
+            } catch {
+                let before = store.followGeneration
+                guard (try? store.catchUp()) != before else { throw error }
+                return try body()
+            }
+        }
+    }
 
     func get(_ key: [UInt8]) throws -> [UInt8]? {
         try checkKey(key)
-        return try lifetime.shared { try store.get(key, at: store.snapshot()) }
+        return try reading { try store.get(key, at: store.snapshot()) }
     }
 
     func makeIterator(_ range: KeyRange) throws -> any KVIterator {
@@ -196,18 +237,18 @@ final class LSMBackend: KVBackend {
     }
 
     func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
-        try lifetime.shared { try LSMIterator.firstEntry(store: store, snapshot: store.snapshot(), from: from, prefix: prefix) }
+        try reading { try LSMIterator.firstEntry(store: store, snapshot: store.snapshot(), from: from, prefix: prefix) }
     }
 
     func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
-        try lifetime.shared {
+        try reading {
             try LSMIterator.firstVersion(store: store, snapshot: store.snapshot(), from: from, prefix: prefix, suffixLength: suffixLength)
         }
     }
 
     func write(_ batch: WriteBatch, durable: Bool) throws {
         try batch.validate()
-        if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot be written", path: location) }
+        if isReadOnly { throw KVError(.readOnly, readOnlyWhat + " cannot be written", path: location) }
         try lifetime.shared { try store.write(batch, durable: durable) }
     }
 
@@ -241,7 +282,7 @@ final class LSMBackend: KVBackend {
 
     func createCheckpoint(named name: String) throws -> CheckpointInfo {
         try CheckpointName.validate(name)
-        if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot make checkpoints", path: location) }
+        if isReadOnly { throw KVError(.readOnly, readOnlyWhat + " cannot make checkpoints", path: location) }
         return try lifetime.shared { try store.createCheckpoint(named: name) }
     }
 
@@ -253,7 +294,7 @@ final class LSMBackend: KVBackend {
     }
 
     func deleteCheckpoint(named name: String) throws {
-        if isReadOnly { throw KVError(.readOnly, "a checkpoint opened for reading cannot delete checkpoints", path: location) }
+        if isReadOnly { throw KVError(.readOnly, readOnlyWhat + " cannot delete checkpoints", path: location) }
         try lifetime.shared { try store.deleteCheckpoint(named: name) }
     }
 }

@@ -26,11 +26,15 @@ struct LSMOptions: Sendable {
     var walBufferBytes = 4 << 20
     /// "buffered": only durable writes wait for the WAL; "always": every write does.
     var walSyncAlways = false
+    /// Seconds a table no manifest names any more is kept before GC deletes it, so that
+    /// replicas a poll or two behind still read it (LSMStore+Follow.swift). Stores in
+    /// remote object storage, where replicas run, default to 60.
+    var gcGraceSeconds = 0
 
     static let tuningKeys: [String] = [
         "memtable_bytes", "max_immutable_memtables", "block_size", "bloom_bits_per_key", "prefix_bloom_lengths",
         "l0_compaction_trigger", "l0_stop_trigger", "level1_bytes", "level_multiplier", "table_target_bytes",
-        "wal_flush_interval_ms", "wal_buffer_bytes", "wal_sync",
+        "wal_flush_interval_ms", "wal_buffer_bytes", "wal_sync", "gc_grace_seconds",
     ]
 
     init(_ options: BackendOptions) throws {
@@ -61,6 +65,7 @@ struct LSMOptions: Sendable {
             case "table_target_bytes": tableTargetBytes = try number((16 << 10)...(1 << 30))
             case "wal_flush_interval_ms": walFlushIntervalMillis = try number(1...60_000)
             case "wal_buffer_bytes": walBufferBytes = try number((4 << 10)...(1 << 30))
+            case "gc_grace_seconds": gcGraceSeconds = try number(0...86_400)
             case "wal_sync":
                 guard text == "buffered" || text == "always" else {
                     throw KVError(.invalidArgument, "lsm option wal_sync must be buffered or always, got '\(text)'")

@@ -358,11 +358,22 @@ extension LSMStore {
             open = open.filter { $0.value.table != nil }
             live.formUnion(open.keys)
         }
+        let now = ContinuousClock.now
+        let grace = Duration.seconds(options.gcGraceSeconds)
+        var unnamed: [UInt64: ContinuousClock.Instant] = [:]
+        let unnamedBefore = unnamedTables.withLock { $0 }
         for name in (try? objects.list(prefix: "sst/")) ?? [] {
             guard let tableID = UInt64(name.dropFirst(4).dropLast(4)), tableID < nextTable, !live.contains(tableID) else { continue }
+            // Kept `gc_grace_seconds` from the pass that first found it unnamed.
+            let since = unnamedBefore[tableID] ?? now
+            if now - since < grace {
+                unnamed[tableID] = since
+                continue
+            }
             try? objects.delete(name)
             cache.evict(table: tableID)
         }
+        unnamedTables.withLock { $0 = unnamed }
         let fences = Set(current.fences)
         for name in (try? objects.list(prefix: "wal/")) ?? [] {
             guard let walID = WALFormat.id(of: name), walID < current.walReplayFrom, !fences.contains(walID) else { continue }

@@ -16,6 +16,10 @@ final class LSMStore: @unchecked Sendable {
     let options: LSMOptions
     let cache: BlockCache
     let readOnly: Bool
+    /// A read-only replica that follows a writer elsewhere (LSMStore+Follow.swift).
+    let following: Bool
+    /// Where a replica is in the writer's WAL; also serializes its catching up.
+    let follow = Mutex(FollowState())
 
     /// Guards memtables, version, sequence numbers and the manifest copy. Writers wait on
     /// it while throttled; background threads wait on it for work.
@@ -64,6 +68,8 @@ final class LSMStore: @unchecked Sendable {
     let openTables = Mutex<[UInt64: WeakTable]>([:])
 
     struct WeakTable { weak var table: TableReader? }
+    /// Tables GC found that no manifest names, with when it first did (`gc_grace_seconds`).
+    let unnamedTables = Mutex<[UInt64: ContinuousClock.Instant]>([:])
     /// Per level, the largest key of the last table compacted from it (round robin).
     let compactPointers = Mutex<[Int: [UInt8]]>([:])
 
@@ -97,6 +103,7 @@ final class LSMStore: @unchecked Sendable {
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
         readOnly = false
+        following = false
         let manifestNames = try objects.list(prefix: "manifest/")
         var current: Manifest
         let currentID: UInt64
@@ -162,11 +169,14 @@ final class LSMStore: @unchecked Sendable {
     }
 
     /// A read-only store over the state of one manifest (a checkpoint): no WAL, no threads.
-    init(objects: any ObjectStore, options: LSMOptions, manifestID id: UInt64) throws {
+    /// With `following`, a replica: it also replays the WAL after that manifest, and
+    /// `catchUp()` moves it to what the writer wrote since.
+    init(objects: any ObjectStore, options: LSMOptions, manifestID id: UInt64, following: Bool = false) throws {
         self.objects = objects
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
         readOnly = true
+        self.following = following
         let loaded = try Self.loadManifest(objects, id)
         manifest = loaded
         manifestID = id

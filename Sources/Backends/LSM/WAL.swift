@@ -58,17 +58,25 @@ enum WALFormat {
         }
         guard magicFound == magic else { throw KVError(.corruption, "not a WAL object (bad magic number)", path: name) }
         guard versionFound == version else { throw KVError(.unsupportedFormat, "WAL format \(versionFound) is not \(version)", path: name) }
+        let (records, _, torn) = try decodeRecords(bytes, from: headerSize, name: name)
+        return (records, torn)
+    }
+
+    /// The whole records in `bytes` from offset `from` on (no header there), the offset just
+    /// past the last of them, and whether something after it is cut short or damaged (a
+    /// replica reading a segment that is still growing meets that at its end).
+    static func decodeRecords(_ bytes: [UInt8], from start: Int, name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], end: Int, torn: Bool) {
         var records: [(UInt64, WriteBatch)] = []
-        var at = headerSize
+        var at = start
         while at < bytes.count {
-            guard at + 16 <= bytes.count else { return (records, true) }
+            guard at + 16 <= bytes.count else { return (records, at, true) }
             let (length, crc) = bytes.withUnsafeBytes {
                 (Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))),
                  UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
             }
-            guard length >= 8, at + 8 + length <= bytes.count else { return (records, true) }
+            guard length >= 8, at + 8 + length <= bytes.count else { return (records, at, true) }
             let actual = bytes.withUnsafeBytes { CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(at + 8)..<(at + 8 + length)]))) }
-            guard actual == crc else { return (records, true) }
+            guard actual == crc else { return (records, at, true) }
             let seq = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)) }
             let batch: WriteBatch
             do { batch = try WriteBatch(rep: Array(bytes[(at + 16)..<(at + 8 + length)])) } catch {
@@ -77,6 +85,6 @@ enum WALFormat {
             records.append((seq, batch))
             at += 8 + length
         }
-        return (records, false)
+        return (records, at, false)
     }
 }

@@ -74,7 +74,8 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
 
     private func requireWritable() throws {
         if store.isReadOnly {
-            throw RPCError(code: .failedPrecondition, message: "the server serves a checkpoint read-only; nothing can change")
+            let what = store.isReplica ? "is a read-only replica; change the store through its writer" : "serves a checkpoint read-only; nothing can change"
+            throw RPCError(code: .failedPrecondition, message: "the server \(what)")
         }
     }
 

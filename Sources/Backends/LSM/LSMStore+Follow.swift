@@ -1,0 +1,176 @@
+// Read-only replicas (Docs/lsm.md, "Replicas"): a store opened on the objects of a writer
+// that runs elsewhere, which never writes an object and follows the writer:
+//   - it starts from the newest manifest (its tables) and replays the WAL objects from the
+//     manifest's replay start into a memtable of its own, as an opening writer would, but
+//     without a fence;
+//   - `catchUp()` then reads the WAL records written since (from where it stopped: a local
+//     segment grows by appends, an S3 WAL object is whole), and when a newer manifest has
+//     appeared (a flush, a compaction, a new writer) installs its tables and rebuilds the
+//     memtable from its replay start.
+// The writer collects what its manifest no longer names: WAL objects below the replay
+// start at once (a replica that meets such a gap has a newer manifest to read), tables
+// after `gc_grace_seconds` (60 on remote stores), so that a replica a poll behind still
+// finds the tables it reads; a read that fails anyway catches up and is tried again
+// (LSMBackend).
+
+import Engine
+import ObjectStore
+
+extension LSMStore {
+    /// A replica's place in the writer's WAL (guarded by `follow`).
+    struct FollowState {
+        /// The next WAL object to read, and the bytes at its start already applied (0: none).
+        var walID: UInt64 = 0
+        var offset = 0
+        /// Changes whenever what the replica shows changed.
+        var generation: UInt64 = 0
+    }
+
+    /// What the replica read was collected: a newer manifest replaced it.
+    private struct Superseded: Error {}
+
+    /// Opens a replica of the store in `objects` at its newest manifest and replays the
+    /// WAL written after it. Throws `.storeNotFound` when there is no store.
+    static func openReplica(objects: any ObjectStore, options: LSMOptions) throws -> LSMStore {
+        for _ in 0..<16 {
+            guard let newest = try newestManifest(objects) else {
+                throw KVError(.storeNotFound, "no lsm store there (no manifest)", path: objects.location)
+            }
+            let store: LSMStore
+            do {
+                store = try LSMStore(objects: objects, options: options, manifestID: newest, following: true)
+            } catch {
+                // Collected between the listing and the read: a newer one exists.
+                if try newestManifest(objects) ?? 0 > newest { continue }
+                throw error
+            }
+            store.follow.withLock { $0 = FollowState(walID: store.manifest.walReplayFrom) }
+            _ = try store.catchUp()
+            return store
+        }
+        throw KVError(.io, "the writer replaced its manifest faster than this replica could open it (16 attempts)", path: objects.location)
+    }
+
+    static func newestManifest(_ objects: any ObjectStore) throws -> UInt64? {
+        try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max()
+    }
+
+    /// For a replica: reads what the writer wrote since the last call (WAL records, and a
+    /// newer manifest when there is one) and shows it to reads that start afterwards.
+    /// Returns the replica's generation, which changes whenever what it shows changed.
+    /// Throws `.io` when an object cannot be read; the replica keeps what it showed.
+    func catchUp() throws -> UInt64 {
+        guard following else { return 0 }
+        return try follow.withLock { position throws -> UInt64 in
+            for _ in 0..<16 {
+                do {
+                    let current = state.withLock { manifestID }
+                    if let newest = try Self.newestManifest(objects), newest > current {
+                        try install(manifestID: newest, position: &position)
+                        position.generation &+= 1
+                    } else {
+                        let table = state.withLock { mem }
+                        if let applied = try replayWAL(into: table, from: &position, manifestID: current) {
+                            state.withLock { lastSeq = max(lastSeq, applied) }
+                            position.generation &+= 1
+                        }
+                    }
+                    return position.generation
+                } catch is Superseded {
+                    continue
+                }
+            }
+            throw KVError(.io, "the writer replaced its manifest faster than this replica could follow (16 attempts)", path: objects.location)
+        }
+    }
+
+    /// Moves the replica to manifest `id`: its tables, and a memtable rebuilt from the WAL
+    /// after it.
+    private func install(manifestID id: UInt64, position: inout FollowState) throws {
+        let loaded: Manifest
+        let opened: Version
+        do {
+            guard let bytes = try objects.get(Manifest.name(id)) else { throw Superseded() }
+            loaded = try Manifest.decode(bytes, name: Manifest.name(id))
+            opened = try openVersion(loaded.levels)
+        } catch let error as Superseded {
+            throw error
+        } catch {
+            try supersededOr(error, after: id)
+        }
+        let fresh = Memtable(firstWAL: loaded.walReplayFrom)
+        var next = FollowState(walID: loaded.walReplayFrom, offset: 0, generation: position.generation)
+        let applied = try replayWAL(into: fresh, from: &next, manifestID: id) ?? 0
+        state.withLock {
+            manifest = loaded
+            manifestID = id
+            nextTableID = loaded.nextTableID
+            version = opened
+            mem = fresh
+            immutables = []
+            lastSeq = max(loaded.lastSeq, applied)
+        }
+        position = next
+    }
+
+    /// Throws `Superseded` when a manifest newer than `id` exists (what failed was
+    /// collected after the writer moved on), `error` otherwise.
+    private func supersededOr(_ error: any Error, after id: UInt64) throws -> Never {
+        if let newest = try? Self.newestManifest(objects), newest > id { throw Superseded() }
+        throw error
+    }
+
+    /// Applies the WAL records after `position` to `table` and moves `position` past them.
+    /// Returns the newest sequence number applied, nil when there was nothing new. The
+    /// newest object may still be growing (a local segment) or end torn: the replica stays
+    /// at its last whole record and reads on from there next time; an object with a newer
+    /// one after it is finished (a torn end there is a crashed writer's, which the next
+    /// writer's fence closed).
+    private func replayWAL(into table: Memtable, from position: inout FollowState, manifestID: UInt64) throws -> UInt64? {
+        let ids = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).filter { $0 >= position.walID }.sorted()
+        var newest: UInt64?
+        for (index, id) in ids.enumerated() {
+            if id > position.walID {
+                // Objects below the writer's replay start are collected: if that is why
+                // this one is missing, a newer manifest says where to start.
+                if let latest = try Self.newestManifest(objects), latest > manifestID { throw Superseded() }
+                position = FollowState(walID: id, offset: 0, generation: position.generation)
+            }
+            let name = WALFormat.name(id)
+            let isLast = index == ids.count - 1
+            var bytes: [UInt8]
+            let start: Int
+            if position.offset == 0 {
+                guard let whole = try objects.get(name) else { try supersededOr(KVError(.io, "WAL object vanished", path: name), after: manifestID) }
+                if whole.count < WALFormat.headerSize {
+                    if isLast { break }  // being created
+                    position = FollowState(walID: id + 1, offset: 0, generation: position.generation)
+                    continue
+                }
+                _ = try WALFormat.decode(Array(whole.prefix(WALFormat.headerSize)), name: name)  // the header's magic and version
+                bytes = whole
+                start = WALFormat.headerSize
+            } else {
+                guard let object = try objects.open(name) else { try supersededOr(KVError(.io, "WAL object vanished", path: name), after: manifestID) }
+                bytes = object.size > position.offset ? try object.read(offset: position.offset, length: object.size - position.offset) : []
+                start = 0
+            }
+            let (records, end, _) = try WALFormat.decodeRecords(bytes, from: start, name: name)
+            for (seq, batch) in records {
+                apply(batch, firstSeq: seq, to: table)
+                newest = max(newest ?? 0, seq + UInt64(max(batch.count, 1)) - 1)
+            }
+            if isLast {
+                // `end` counts from the start of `bytes`, which is the object's start when
+                // nothing of it was read before.
+                position.offset += end
+            } else {
+                position = FollowState(walID: id + 1, offset: 0, generation: position.generation)
+            }
+        }
+        return newest
+    }
+
+    /// For a replica: the generation of what it shows (see `catchUp`).
+    var followGeneration: UInt64 { follow.withLock { $0.generation } }
+}

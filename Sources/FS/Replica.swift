@@ -1,0 +1,83 @@
+// A pool on a read-only replica store (KVBackendFactory.openReplica): the writer runs
+// elsewhere, so the forest, the registry and the statistics this pool holds in memory
+// go stale as the writer works. Every `replicaPollMilliseconds` a background thread
+// catches the store up and, when it moved, loads them again from one consistent read view
+// and brings every open handle up to date: a dataset whose head moved (a snapshot, a
+// rollback) shows its new head, a deleted one answers ESTALE, a new one can be opened.
+// What a handle remembered of where inode records live came from the writer's commits
+// and is forgotten. Clients see the writer's changes within the poll interval; an
+// operation that runs while the replica moves may see the state before or after (each
+// KV read is consistent, an operation of several reads is not pinned to one).
+
+import Engine
+import Foundation
+import Synchronization
+
+extension Pool {
+    /// For a pool on a replica: catches the store up with the writer and, when it showed
+    /// something new, reloads the pool's state and refreshes every handle. Returns whether
+    /// it did. Other pools return false.
+    @discardableResult
+    public func followWriter() throws(FSError) -> Bool {
+        guard store.isReplica else { return false }
+        let generation = try kv { try store.catchUp() }
+        guard followedGeneration.withLock({ $0 }) != generation else { return false }
+        let view = try kv { try store.readView() }
+        defer { view.close() }
+        let loaded = try Self.load(view)
+        state.withLock { $0 = loaded }
+        followedGeneration.withLock { $0 = generation }
+        usedCache.withLock { $0.removeAll() }
+        refreshHandles()
+        for handle in handles.withLock({ Array($0.values) }) { handle.inodeVersions.reset() }
+        return true
+    }
+
+    func startFollowing() {
+        let interval = Double(options.replicaPollMilliseconds) / 1000
+        follower.start(interval: interval) { [weak self] in
+            // A failed round (the object store unreachable) is tried again next time; the
+            // replica keeps serving what it showed.
+            _ = try? self?.followWriter()
+        }
+    }
+}
+
+/// A thread that runs a body every interval until stopped.
+final class FollowerThread: @unchecked Sendable {
+    // All fields are guarded by `condition`.
+    private let condition = NSCondition()
+    private var stopping = false
+    private var running = false
+
+    func start(interval: Double, _ body: @escaping @Sendable () -> Void) {
+        condition.lock()
+        running = true
+        condition.unlock()
+        let thread = Thread { [self] in
+            while true {
+                condition.lock()
+                if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
+                let stop = stopping
+                condition.unlock()
+                if stop { break }
+                body()
+            }
+            condition.lock()
+            running = false
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.name = "zerofs-follow"
+        thread.start()
+    }
+
+    /// Stops the thread (waits for a running body); harmless when never started.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while running { condition.wait() }
+        condition.unlock()
+    }
+}

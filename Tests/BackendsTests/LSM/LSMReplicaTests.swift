@@ -1,0 +1,181 @@
+// Read-only replicas of the lsm backend (LSMStore+Follow.swift): a replica opened on the
+// objects of a writer that keeps working follows it through WAL records, flushes,
+// compactions, garbage collection and a takeover by a new writer, and never writes.
+// Randomized against a model; prints its seed, ZEROFS_SEED replays it.
+
+import Engine
+import Foundation
+import Synchronization
+import KVTestSupport
+import ObjectStore
+import Testing
+@testable import LSMBackend
+
+@Suite struct LSMReplicaTests {
+    let factory = LSMBackendFactory()
+
+    /// Object stores a writer and its replica share: in memory (each WAL write a whole
+    /// object, as on S3) and a local folder (WAL segments that grow by appends).
+    enum Objects: String, CaseIterable, CustomStringConvertible {
+        case memory, folder
+        var description: String { rawValue }
+    }
+
+    private func makeObjects(_ kind: Objects) throws -> (any ObjectStore, cleanUp: () -> Void) {
+        switch kind {
+        case .memory:
+            return (MemoryObjectStore(), {})
+        case .folder:
+            let root = NSTemporaryDirectory() + "zerofs-replica-\(UInt32.random(in: 0...UInt32.max))"
+            return (try LocalObjectStore(root: root), { try? FileManager.default.removeItem(atPath: root) })
+        }
+    }
+
+    private func options(graceSeconds: Int) -> BackendOptions {
+        var options = tinyLSMOptions()
+        options.tuning["gc_grace_seconds"] = String(graceSeconds)
+        return options
+    }
+
+    @Test(arguments: Objects.allCases)
+    func followsWritesFlushesCompactionsAndATakeover(_ kind: Objects) throws {
+        let seed = TestSeed.resolve("followsWritesFlushesCompactionsAndATakeover-\(kind)")
+        var random = SeededGenerator(seed: seed)
+        let (objects, cleanUp) = try makeObjects(kind)
+        defer { cleanUp() }
+        // No grace: tables go the moment the writer's manifest drops them, so the replica's
+        // reads meet collected tables and must catch up and retry.
+        var writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+        try writer.put([0xFF], [1], durable: true)
+        let replica = try factory.openReplica(objects: objects, options: tinyLSMOptions())
+        defer { try? replica.close() }
+        #expect(replica.isReplica && replica.isReadOnly)
+        #expect(try replica.get([0xFF]) == [1])
+        var model: [[UInt8]: [UInt8]] = [[0xFF]: [1]]
+        let keySpace = 3000
+
+        for round in 0..<40 {
+            for _ in 0..<Int.random(in: 50...400, using: &random) {
+                var batch = WriteBatch()
+                for _ in 0..<Int.random(in: 1...4, using: &random) {
+                    let n = Int.random(in: 0..<keySpace, using: &random)
+                    let key = TestBytes.key(n)
+                    switch Int.random(in: 0..<20, using: &random) {
+                    case 0:
+                        let end = TestBytes.key(n + Int.random(in: 1...30, using: &random))
+                        batch.deleteRange(from: key, to: end)
+                        for k in model.keys where Bytes.compare(k, key) >= 0 && Bytes.compare(k, end) < 0 { model[k] = nil }
+                    case 1...4:
+                        batch.delete(key)
+                        model[key] = nil
+                    default:
+                        let value = TestBytes.value(Int.random(in: 0..<1_000_000, using: &random), size: Int.random(in: 1...300, using: &random))
+                        batch.put(key, value)
+                        model[key] = value
+                    }
+                }
+                try writer.write(batch, durable: Int.random(in: 0..<10, using: &random) == 0)
+            }
+            try writer.flush()
+            if round % 13 == 12 {
+                // A new writer takes the store over (a new epoch, a fence in the WAL).
+                try writer.close()
+                writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+            }
+            // Half the rounds read before catching up: still a consistent earlier state.
+            if Bool.random(using: &random) { _ = try replica.entries() }
+            _ = try replica.catchUp()
+            let seen = try replica.entries()
+            let expected = model.sorted { Bytes.compare($0.key, $1.key) < 0 }.map { KVEntry(key: $0.key, value: $0.value) }
+            guard seen == expected else {
+                Issue.record("\(kind) round \(round): the replica shows \(seen.count) entries, the writer \(expected.count); replay with ZEROFS_SEED=\(seed)")
+                break
+            }
+            for _ in 0..<20 {
+                let key = TestBytes.key(Int.random(in: 0..<keySpace, using: &random))
+                #expect(try replica.get(key) == model[key], "\(kind) round \(round) key \(key); ZEROFS_SEED=\(seed)")
+            }
+        }
+        #expect { try replica.put([1], [1]) } throws: { ($0 as? KVError)?.code == .readOnly }
+        #expect { _ = try replica.createCheckpoint(named: "no") } throws: { ($0 as? KVError)?.code == .readOnly }
+        try writer.close()
+    }
+
+    /// The replica writes nothing: every write it could make through its object store is
+    /// counted (and refused), while the writer keeps writing after the replica opened (no
+    /// fence, no manifest of the replica's stands in its way).
+    @Test func writesNoObject() throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: tinyLSMOptions())
+        for i in 0..<3000 { try writer.put(TestBytes.key(i), TestBytes.value(i, size: 100)) }
+        try writer.flush()
+        let watched = ReadOnlyObjects(objects)
+        let replica = try factory.openReplica(objects: watched, options: tinyLSMOptions())
+        for i in 3000..<6000 { try writer.put(TestBytes.key(i), TestBytes.value(i, size: 100)) }
+        try writer.put([0xFE], [2], durable: true)
+        _ = try replica.catchUp()
+        #expect(try replica.get([0xFE]) == [2])
+        #expect(try replica.entries().count == 6001)
+        try replica.close()
+        #expect(watched.writes.withLock { $0 } == [], "the replica tried to write")
+        try writer.close()
+    }
+
+    /// A replica of nothing is refused; backends without replicas say so.
+    @Test func refusals() throws {
+        #expect { _ = try factory.openReplica(objects: MemoryObjectStore(), options: BackendOptions()) } throws: {
+            ($0 as? KVError)?.code == .storeNotFound
+        }
+        let folder = NSTemporaryDirectory() + "zerofs-replica-none-\(UInt32.random(in: 0...UInt32.max))"
+        #expect { _ = try factory.openReplica(at: folder, options: BackendOptions()) } throws: { _ in true }
+        #expect(!FileManager.default.fileExists(atPath: folder), "opening a replica created nothing")
+    }
+
+    /// With a grace period, a table the writer's manifest dropped stays until the grace
+    /// has passed, so a replica a poll behind still finds it; without one it goes at once.
+    @Test(arguments: [0, 3600])
+    func graceKeepsDroppedTablesForReplicas(_ graceSeconds: Int) throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: options(graceSeconds: graceSeconds))
+        let replica = try factory.openReplica(objects: objects, options: tinyLSMOptions())
+        for round in 0..<6 {
+            for i in 0..<1500 { try writer.put(TestBytes.key(i), TestBytes.value(i + round, size: 100)) }
+            _ = try writer.createCheckpoint(named: "c\(round)")
+            try writer.deleteCheckpoint(named: "c\(round)")
+        }
+        try writer.settleBackgroundWork()
+        _ = try writer.createCheckpoint(named: "last")  // one more manifest commit: a GC pass
+        try writer.deleteCheckpoint(named: "last")
+        let tables = try objects.list(prefix: "sst/").count
+        let newest = try objects.list(prefix: "manifest/").last!
+        let named = try Manifest.decode(try objects.get(newest)!, name: newest).tableIDs.count
+        if graceSeconds > 0 {
+            #expect(tables > named, "dropped tables wait out the grace: \(tables) objects, \(named) named")
+        } else {
+            #expect(tables == named, "without grace only named tables stay: \(tables) objects, \(named) named")
+        }
+        _ = try replica.catchUp()
+        #expect(try replica.get(TestBytes.key(7)) == TestBytes.value(7 + 5, size: 100))
+        try replica.close()
+        try writer.close()
+    }
+}
+
+/// Forwards reads to an object store, refuses and records every write.
+final class ReadOnlyObjects: ObjectStore, @unchecked Sendable {
+    let base: any ObjectStore
+    let writes = Mutex<[String]>([])
+    init(_ base: any ObjectStore) { self.base = base }
+    var location: String { base.location }
+    func get(_ name: String) throws -> [UInt8]? { try base.get(name) }
+    func open(_ name: String) throws -> (any ReadableObject)? { try base.open(name) }
+    func list(prefix: String) throws -> [String] { try base.list(prefix: prefix) }
+    private func refuse(_ what: String, _ name: String) -> KVError {
+        writes.withLock { $0.append("\(what) \(name)") }
+        return KVError(.readOnly, "a replica wrote", path: name)
+    }
+    func put(_ name: String, _ bytes: [UInt8]) throws { throw refuse("put", name) }
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { throw refuse("putIfAbsent", name) }
+    func delete(_ name: String) throws { throw refuse("delete", name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter { throw refuse("makeWriter", name) }
+}
