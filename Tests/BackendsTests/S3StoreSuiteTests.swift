@@ -123,4 +123,21 @@ struct S3LSMFactory: KVBackendFactory {
         test.checksSyncs = false
         try test.run()
     }
+
+    /// A read-only replica with a disk cache of its own follows a writer through S3: WAL
+    /// objects, flushes, compactions, collected tables, takeovers (LSMReplicaTests).
+    @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
+    func replica(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let factory = S3LSMFactory(endpoint: server.endpoint)
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath("replica")
+        var writerOptions = tinyLSMOptions()
+        writerOptions.tuning["gc_grace_seconds"] = "0"
+        try LSMReplicaTests.followRounds("s3Replica-\(kind)", rounds: 14,
+                                         openWriter: { try factory.open(at: path, options: writerOptions) },
+                                         openReplica: { try factory.lsm.openReplica(at: factory.location(path), options: factory.with(tinyLSMOptions(), cacheFor: path + "-replica")) })
+    }
 }

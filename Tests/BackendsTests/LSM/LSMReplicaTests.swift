@@ -39,22 +39,31 @@ import Testing
 
     @Test(arguments: Objects.allCases)
     func followsWritesFlushesCompactionsAndATakeover(_ kind: Objects) throws {
-        let seed = TestSeed.resolve("followsWritesFlushesCompactionsAndATakeover-\(kind)")
-        var random = SeededGenerator(seed: seed)
         let (objects, cleanUp) = try makeObjects(kind)
         defer { cleanUp() }
         // No grace: tables go the moment the writer's manifest drops them, so the replica's
         // reads meet collected tables and must catch up and retry.
-        var writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+        try Self.followRounds("followsWritesFlushesCompactionsAndATakeover-\(kind)", rounds: 40,
+                              openWriter: { try factory.open(objects: objects, options: options(graceSeconds: 0)) },
+                              openReplica: { try factory.openReplica(objects: objects, options: tinyLSMOptions()) })
+    }
+
+    /// Random batches (puts, deletes, range deletes, some durable) from a writer that a new
+    /// writer takes over now and then; after each round the replica, caught up, holds
+    /// exactly the model. Half the rounds read the replica before it catches up too.
+    static func followRounds(_ name: String, rounds: Int, openWriter: () throws -> any KVBackend, openReplica: () throws -> any KVBackend) throws {
+        let seed = TestSeed.resolve(name)
+        var random = SeededGenerator(seed: seed)
+        var writer = try openWriter()
         try writer.put([0xFF], [1], durable: true)
-        let replica = try factory.openReplica(objects: objects, options: tinyLSMOptions())
+        let replica = try openReplica()
         defer { try? replica.close() }
         #expect(replica.isReplica && replica.isReadOnly)
         #expect(try replica.get([0xFF]) == [1])
         var model: [[UInt8]: [UInt8]] = [[0xFF]: [1]]
         let keySpace = 3000
 
-        for round in 0..<40 {
+        for round in 0..<rounds {
             for _ in 0..<Int.random(in: 50...400, using: &random) {
                 var batch = WriteBatch()
                 for _ in 0..<Int.random(in: 1...4, using: &random) {
@@ -80,20 +89,19 @@ import Testing
             if round % 13 == 12 {
                 // A new writer takes the store over (a new epoch, a fence in the WAL).
                 try writer.close()
-                writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+                writer = try openWriter()
             }
-            // Half the rounds read before catching up: still a consistent earlier state.
             if Bool.random(using: &random) { _ = try replica.entries() }
             _ = try replica.catchUp()
             let seen = try replica.entries()
             let expected = model.sorted { Bytes.compare($0.key, $1.key) < 0 }.map { KVEntry(key: $0.key, value: $0.value) }
             guard seen == expected else {
-                Issue.record("\(kind) round \(round): the replica shows \(seen.count) entries, the writer \(expected.count); replay with ZEROFS_SEED=\(seed)")
+                Issue.record("\(name) round \(round): the replica shows \(seen.count) entries, the writer \(expected.count); replay with ZEROFS_SEED=\(seed)")
                 break
             }
             for _ in 0..<20 {
                 let key = TestBytes.key(Int.random(in: 0..<keySpace, using: &random))
-                #expect(try replica.get(key) == model[key], "\(kind) round \(round) key \(key); ZEROFS_SEED=\(seed)")
+                #expect(try replica.get(key) == model[key], "\(name) round \(round) key \(key); ZEROFS_SEED=\(seed)")
             }
         }
         #expect { try replica.put([1], [1]) } throws: { ($0 as? KVError)?.code == .readOnly }
