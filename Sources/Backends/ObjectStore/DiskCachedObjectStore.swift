@@ -168,10 +168,20 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// Bytes `from..<to` of a page from disk, verified; nil when the page is absent or
     /// damaged (a damaged page is deleted). Also the object's size the page records.
     func readPage(_ name: String, _ index: Int, from: Int = 0, to: Int? = nil) -> (objectSize: Int, bytes: [UInt8])? {
+        var bytes: [UInt8] = []
+        guard let objectSize = readPage(name, index, from: from, to: to, { bytes = Array($0) }) else { return nil }
+        return (objectSize, bytes)
+    }
+
+    /// Lends `deliver` bytes `from..<to` of a page from disk, verified (read once into a
+    /// scratch buffer with the whole segments around them, checked there); returns the
+    /// object's size the page records, nil when the page is absent or damaged (a damaged
+    /// page is deleted, and `deliver` is not called).
+    func readPage(_ name: String, _ index: Int, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
         let key = Self.pageKey(name, index)
         guard let known = state.withLock({ $0.pages[key] }) else { return nil }
         let path = directory + "/" + key
-        func damaged() -> (objectSize: Int, bytes: [UInt8])? {
+        func damaged() -> Int? {
             state.withLock { $0.counters.corruptPages += 1 }
             forget(key)
             unlink(path)
@@ -197,14 +207,19 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let last = end == from ? first : (end - 1) / header.segmentSize
         let start = first * header.segmentSize
         let stop = min(header.payloadLength, (last + 1) * header.segmentSize)
-        var bytes = [UInt8](repeating: 0, count: stop - start)
-        let read = bytes.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress, $0.count, off_t(header.payloadOffset + start)) }
-        guard read == stop - start else { return damaged() }
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(stop - start, 1), alignment: 16)
+        defer { bytes.deallocate() }
+        var done = 0
+        while done < stop - start {
+            let n = pread(file.fd, bytes.baseAddress! + done, stop - start - done, off_t(header.payloadOffset + start + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return damaged() }
+            done += n
+        }
         for segment in first...last where segment < header.crcs.count {
             let lower = segment * header.segmentSize - start
-            let upper = min(bytes.count, lower + header.segmentSize)
-            let crc = bytes.withUnsafeBytes { zerofs_crc32c(0, $0.baseAddress! + lower, upper - lower) }
-            guard crc == header.crcs[segment] else { return damaged() }
+            let upper = min(stop - start, lower + header.segmentSize)
+            guard zerofs_crc32c(0, bytes.baseAddress! + lower, upper - lower) == header.crcs[segment] else { return damaged() }
         }
         let now = FileOps.nowNanos()
         let touch = state.withLock { s -> Bool in
@@ -226,7 +241,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         // The order of use survives a restart through the modification time (refreshed
         // once a minute at most: a syscall per read would cost more than the read).
         if touch { futimens(file.fd, nil) }
-        return (header.objectSize, Array(bytes[(from - start)..<(end - start)]))
+        deliver(UnsafeRawBufferPointer(rebasing: bytes[(from - start)..<(end - start)]))
+        return header.objectSize
     }
 
     /// Lets go of the open files of the least recently used tenth of the open pages.
@@ -408,32 +424,41 @@ final class CachedObject: ReadableObject {
             throw KVError(.corruption, "read of \(length) bytes at \(offset) past the end (\(size) bytes)", path: name)
         }
         let pageSize = cache.pageSize
-        // Most reads (a block) lie in one page: its bytes are the answer, no copy.
-        if length > 0, offset / pageSize == (offset + length - 1) / pageSize {
-            let index = offset / pageSize
-            let piece = try read(page: index, from: offset - index * pageSize, to: offset + length - index * pageSize)
-            guard piece.count == length else { throw KVError(.corruption, "page \(index) is short", path: name) }
-            return piece
+        // Each page's verified bytes are copied once, straight into the answer.
+        return try [UInt8](unsafeUninitializedCapacity: length) { result, count in
+            var position = offset
+            while position < offset + length {
+                let index = position / pageSize
+                let from = position - index * pageSize
+                let to = min(pageSize, offset + length - index * pageSize)
+                let target = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(result)[(position - offset)..<(position - offset + to - from)])
+                try read(page: index, from: from, to: to, into: target)
+                position += to - from
+            }
+            count = length
         }
-        var result: [UInt8] = []
-        result.reserveCapacity(length)
-        var position = offset
-        while position < offset + length {
-            let index = position / pageSize
-            let from = position - index * pageSize
-            let to = min(pageSize, offset + length - index * pageSize)
-            let piece = try read(page: index, from: from, to: to)
-            guard piece.count == to - from else { throw KVError(.corruption, "page \(index) is short", path: name) }
-            result.append(contentsOf: piece)
-            position += to - from
-        }
-        return result
     }
 
-    /// Bytes `from..<to` of page `index`: from the cache when it holds the page sound, else
-    /// the whole page from the store, kept for next time.
-    private func read(page index: Int, from: Int, to: Int) throws -> [UInt8] {
-        if let cached = cache.readPage(name, index, from: from, to: to), cached.objectSize == size { return cached.bytes }
+    /// Copies bytes `from..<to` of page `index` into `target` (exactly that long): from the
+    /// cache when it holds the page sound, else the whole page from the store, kept for
+    /// next time.
+    private func read(page index: Int, from: Int, to: Int, into target: UnsafeMutableRawBufferPointer) throws {
+        var delivered = -1
+        let cachedSize = cache.readPage(name, index, from: from, to: to) { bytes in
+            delivered = bytes.count
+            if bytes.count == target.count, let base = bytes.baseAddress { target.baseAddress!.copyMemory(from: base, byteCount: bytes.count) }
+        }
+        if let cachedSize, cachedSize == size {
+            guard delivered == target.count else { throw KVError(.corruption, "page \(index) is short", path: name) }
+            return
+        }
+        let bytes = try fetch(page: index)
+        guard to <= bytes.count else { throw KVError(.corruption, "page \(index) is short", path: name) }
+        bytes.withUnsafeBytes { target.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[from..<to])) }
+    }
+
+    /// Page `index` whole from the store, kept in the cache for next time.
+    private func fetch(page index: Int) throws -> [UInt8] {
         cache.noteMiss()
         let object = try remote.withLock { remote throws -> any ReadableObject in
             if let remote { return remote }
@@ -444,7 +469,7 @@ final class CachedObject: ReadableObject {
         let start = index * cache.pageSize
         let bytes = try object.read(offset: start, length: min(cache.pageSize, size - start))
         bytes.withUnsafeBytes { cache.storePage(name, index, objectSize: size, $0) }
-        return Array(bytes[min(from, bytes.count)..<min(to, bytes.count)])
+        return bytes
     }
 }
 

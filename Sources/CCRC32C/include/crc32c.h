@@ -4,4 +4,6 @@
 #include <stdint.h>
 /// CRC-32C (Castagnoli) of `length` bytes, continuing from `crc` (0 to start).
 uint32_t zerofs_crc32c(uint32_t crc, const void *data, size_t length);
+/// The same with a byte table only (the reference the fast path is tested against).
+uint32_t zerofs_crc32c_portable(uint32_t crc, const void *data, size_t length);
 #endif

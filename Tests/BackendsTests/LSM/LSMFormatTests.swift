@@ -1,7 +1,9 @@
 // Golden-byte tests of the lsm file formats (Docs/format-sstable.md, format-wal.md,
 // format-manifest.md): a format change that breaks these breaks existing stores.
 
+import CCRC32C
 import Engine
+import KVTestSupport
 import ObjectStore
 import Testing
 @testable import LSMBackend
@@ -11,6 +13,28 @@ import Testing
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
         #expect(CRC32C.mask(0) == 0xA282_EAD8)
+    }
+
+    /// The three-lane hardware CRC against the byte table: every length around the lane
+    /// thresholds, random lengths, offsets (alignment) and starting CRCs, and chaining.
+    @Test func fastCRC32CMatchesTheTable() {
+        let seed = TestSeed.resolve("fastCRC32CMatchesTheTable")
+        var random = SeededGenerator(seed: seed)
+        let data = (0..<200_000).map { _ in UInt8.random(in: 0...255, using: &random) }
+        var lengths = Array(0..<70) + Array(760..<780) + Array(24_570..<24_590) + [3 * 768, 3 * 24_576, 100_000, 199_990]
+        for _ in 0..<300 { lengths.append(Int.random(in: 0..<199_000, using: &random)) }
+        data.withUnsafeBytes { raw in
+            for length in lengths {
+                let offset = Int.random(in: 0..<8, using: &random)
+                let start = UInt32.random(in: 0...UInt32.max, using: &random)
+                let fast = zerofs_crc32c(start, raw.baseAddress! + offset, length)
+                let table = zerofs_crc32c_portable(start, raw.baseAddress! + offset, length)
+                #expect(fast == table, "length \(length) offset \(offset) start \(start); ZEROFS_SEED=\(seed)")
+                let cut = length / 3
+                let chained = zerofs_crc32c(zerofs_crc32c(start, raw.baseAddress! + offset, cut), raw.baseAddress! + offset + cut, length - cut)
+                #expect(chained == fast, "chained at \(cut) of \(length); ZEROFS_SEED=\(seed)")
+            }
+        }
     }
 
     @Test func walRecordBytes() throws {
