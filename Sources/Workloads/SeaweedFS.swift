@@ -51,6 +51,12 @@ public final class SeaweedFS {
             "-volume.port.grpc=\(base + 3)", "-filer.port=\(base + 4)", "-filer.port.grpc=\(base + 5)",
             "-s3.port=\(base + 6)", "-s3.port.grpc=\(base + 7)", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-webdav=false", "-admin.ui=false", "-admin.port=\(base + 8)",
+            // Reclaim deleted objects' space within seconds (the default is every 14
+            // minutes above 30% garbage, in volumes of 1 GiB, as many as the free disk
+            // held at start): an lsm store deletes every table compaction replaces, and a
+            // long write run otherwise runs out of writable volumes (HTTP 500).
+            "-master.vacuumIntervalSeconds=15", "-master.garbageThreshold=0.1", "-master.volumeSizeLimitMB=256",
+            "-master.maxParallelVacuumPerServer=2",
             "-s3.config=\(folder)/s3.json", "-bucket=\(Self.bucket)",
         ]
         endpoint = "http://127.0.0.1:\(base + 6)"
