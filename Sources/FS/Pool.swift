@@ -24,10 +24,10 @@ public final class Pool: Sendable {
 
     let locks = LockTable()
     let syncGate = SyncGate()
-    let worker = ReclaimSignal()
+    let worker = BackgroundLoop()
     /// On a replica: the thread that follows the writer, and the store generation the
     /// pool's state was last loaded at (Replica.swift).
-    let follower = FollowerThread()
+    let follower = BackgroundLoop()
     let followedGeneration = Mutex<UInt64?>(nil)
     let pacer = Pacer()
     /// Damaged reclaim records the last reclaim pass skipped.

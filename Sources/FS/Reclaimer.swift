@@ -10,13 +10,15 @@ import Engine
 import Foundation
 import Synchronization
 
-/// Wakes the background reclaim thread and tells it to stop.
-final class ReclaimSignal: @unchecked Sendable {
+/// A background thread that runs its body when woken and at least every `interval`
+/// seconds, until stopped: the reclaimer (woken by deletes) and a replica's follower.
+final class BackgroundLoop: @unchecked Sendable {
     // All fields are guarded by `condition`.
     private let condition = NSCondition()
     private var pending = true
     private var stopping = false
     private var running = false
+    /// Held by whoever runs the reclaimer's work (the thread, or a direct call).
     let runLock = PlainLock()
 
     func wake() {
@@ -26,6 +28,7 @@ final class ReclaimSignal: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Stops the thread (waits for a running body); harmless when never started.
     func stop() {
         condition.lock()
         stopping = true
@@ -34,19 +37,19 @@ final class ReclaimSignal: @unchecked Sendable {
         condition.unlock()
     }
 
-    func start(_ body: @escaping @Sendable () -> Void) {
+    /// `nice`: the thread's nice value (background work yields the processor to clients).
+    /// `runAtOnce`: the first run comes right away rather than after one interval.
+    func start(name: String, interval: Double, nice: Int32 = 0, runAtOnce: Bool = true, _ body: @escaping @Sendable () -> Void) {
         condition.lock()
         running = true
+        pending = runAtOnce
         condition.unlock()
         let thread = Thread { [self] in
-            // Background work yields the processor to clients: nice 10. On Linux the nice
-            // value belongs to the calling thread (setpriority(2), "Bugs").
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            // On Linux the nice value belongs to the calling thread (setpriority(2), "Bugs").
+            if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
             while true {
-                // Run when woken, and at least once a second (a queue left by a crash, or
-                // records that failed and must be retried).
                 condition.lock()
-                if !pending && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: 1)) }
+                if !pending && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
                 let stop = stopping
                 pending = false
                 condition.unlock()
@@ -58,7 +61,7 @@ final class ReclaimSignal: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
         }
-        thread.name = "zerofs-reclaim"
+        thread.name = name
         thread.start()
     }
 }
@@ -93,7 +96,9 @@ final class Pacer: Sendable {
 
 extension Pool {
     func startWorker() {
-        worker.start { [weak self] in
+        // Run when woken, and at least once a second (a queue left by a crash, or records
+        // that failed and must be retried). Nice 10: it yields the processor to clients.
+        worker.start(name: "zerofs-reclaim", interval: 1, nice: 10) { [weak self] in
             guard let self else { return }
             pacer.setActive(true)
             defer { pacer.setActive(false) }

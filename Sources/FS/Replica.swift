@@ -35,49 +35,10 @@ extension Pool {
 
     func startFollowing() {
         let interval = Double(options.replicaPollMilliseconds) / 1000
-        follower.start(interval: interval) { [weak self] in
+        follower.start(name: "zerofs-follow", interval: interval, runAtOnce: false) { [weak self] in
             // A failed round (the object store unreachable) is tried again next time; the
             // replica keeps serving what it showed.
             _ = try? self?.followWriter()
         }
-    }
-}
-
-/// A thread that runs a body every interval until stopped.
-final class FollowerThread: @unchecked Sendable {
-    // All fields are guarded by `condition`.
-    private let condition = NSCondition()
-    private var stopping = false
-    private var running = false
-
-    func start(interval: Double, _ body: @escaping @Sendable () -> Void) {
-        condition.lock()
-        running = true
-        condition.unlock()
-        let thread = Thread { [self] in
-            while true {
-                condition.lock()
-                if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
-                let stop = stopping
-                condition.unlock()
-                if stop { break }
-                body()
-            }
-            condition.lock()
-            running = false
-            condition.broadcast()
-            condition.unlock()
-        }
-        thread.name = "zerofs-follow"
-        thread.start()
-    }
-
-    /// Stops the thread (waits for a running body); harmless when never started.
-    func stop() {
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while running { condition.wait() }
-        condition.unlock()
     }
 }
