@@ -221,7 +221,7 @@ final class LSMBackend: KVBackend {
                 return try body()
             } catch {
                 let before = store.followGeneration
-                guard (try? store.catchUp()) != before else { throw error }
+                guard let after = try? store.catchUp(), after != before else { throw error }
                 return try body()
             }
         }
