@@ -75,6 +75,10 @@ extension LSMStore {
                             position.generation &+= 1
                         }
                     }
+                    // A WAL object the listing missed was collected under a manifest the
+                    // writer committed before collecting it: when one appeared meanwhile,
+                    // what the replay missed is in its tables.
+                    if let latest = try Self.newestManifest(objects), latest > state.withLock({ manifestID }) { continue }
                     return position.generation
                 } catch is Superseded {
                     continue

@@ -129,6 +129,29 @@ import Testing
         try writer.close()
     }
 
+    /// The writer flushes its memtable and collects the WAL objects that held it between
+    /// the replica's look for a newer manifest and its listing of the WAL: the listing
+    /// misses them, and the replica takes what they held from the new manifest's tables.
+    @Test func aWALCollectedMidCatchUpIsFoundInTheNewTables() throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+        try writer.put([0xFF], [1], durable: true)
+        let hooked = HookedObjects(objects)
+        let replica = try factory.openReplica(objects: hooked, options: tinyLSMOptions())
+        defer { try? replica.close() }
+        for i in 0..<200 { try writer.put(TestBytes.key(i), TestBytes.value(i, size: 50), durable: i % 50 == 49) }
+        hooked.beforeWALListing.withLock {
+            $0 = {
+                // A checkpoint flushes the memtable; its commit collects the WAL below it.
+                _ = try? writer.createCheckpoint(named: "mid")
+            }
+        }
+        _ = try replica.catchUp()
+        #expect(hooked.beforeWALListing.withLock { $0 } == nil, "the hook ran")
+        for i in 0..<200 { #expect(try replica.get(TestBytes.key(i)) == TestBytes.value(i, size: 50), "key \(i)") }
+        try writer.close()
+    }
+
     /// A replica of nothing is refused; backends without replicas say so.
     @Test func refusals() throws {
         #expect { _ = try factory.openReplica(objects: MemoryObjectStore(), options: BackendOptions()) } throws: {
@@ -186,4 +209,22 @@ final class ReadOnlyObjects: ObjectStore, @unchecked Sendable {
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { throw refuse("putIfAbsent", name) }
     func delete(_ name: String) throws { throw refuse("delete", name) }
     func makeWriter(_ name: String) throws -> any ObjectWriter { throw refuse("makeWriter", name) }
+}
+
+/// Forwards to an object store; runs a hook once, before the next listing of the WAL.
+final class HookedObjects: ObjectStore, @unchecked Sendable {
+    let base: any ObjectStore
+    let beforeWALListing = Mutex<(@Sendable () -> Void)?>(nil)
+    init(_ base: any ObjectStore) { self.base = base }
+    var location: String { base.location }
+    func get(_ name: String) throws -> [UInt8]? { try base.get(name) }
+    func open(_ name: String) throws -> (any ReadableObject)? { try base.open(name) }
+    func list(prefix: String) throws -> [String] {
+        if prefix == "wal/", let hook = beforeWALListing.withLock({ hook in defer { hook = nil }; return hook }) { hook() }
+        return try base.list(prefix: prefix)
+    }
+    func put(_ name: String, _ bytes: [UInt8]) throws { try base.put(name, bytes) }
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try base.putIfAbsent(name, bytes) }
+    func delete(_ name: String) throws { try base.delete(name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter { try base.makeWriter(name) }
 }
