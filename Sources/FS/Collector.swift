@@ -1,9 +1,10 @@
 // The collector: reclaims the entries of dead versions (Docs/datasets.md, "Collecting").
 // A version is dead once no dataset or snapshot references it. A dead leaf loses all its
-// entries. A dead version with one child merges into it: each entry moves down to the
-// child unless the child shadows it (its own entry for the key), or it is a chunk the
-// child can no longer show (inode gone, or hidden by a shrink mark), or it is a whiteout
-// that shadows nothing; those are dropped. A dead version with several children (a
+// entries. A dead version with one child merges with it: when the child is frozen and
+// holds fewer changes, the child's entries move up (Collector+Absorb.swift); otherwise
+// each entry moves down to the child unless the child shadows it (its own entry for the
+// key), or it is a chunk the child can no longer show (inode gone, or hidden by a shrink
+// mark), or it is a whiteout that shadows nothing; those are dropped. A dead version with several children (a
 // deleted snapshot with clones) stays as an internal node.
 //
 // The work is found through the change index (0x0B) of the dead version only, goes in
@@ -26,7 +27,9 @@ extension Pool {
                 guard let version = s.forest.collectable().first, let node = s.forest.versions[version] else { return nil }
                 return (version, s.forest.children[version]?.first, node.parent == 0 ? nil : s.forest.view(node.parent))
             }) {
-                if let child {
+                if let child, try absorbs(version, child: child) {
+                    try absorb(child, into: version, parentView: parentView)
+                } else if let child {
                     try merge(version, into: child, parentView: parentView)
                 } else {
                     try drop(version)
@@ -302,14 +305,14 @@ extension Pool {
     }
 
     /// Whether a version above the dead one shows a live value for `logical`.
-    private func shows(_ logical: [UInt8], _ parentView: VersionView?) throws(FSError) -> Bool {
+    func shows(_ logical: [UInt8], _ parentView: VersionView?) throws(FSError) -> Bool {
         guard let parentView else { return false }
         return try VersionedStore(store: store, view: parentView).get(logical) != nil
     }
 
     /// The inode as `view` shows it: .some(nil) when absent, nil when it cannot be decoded
     /// (then nothing is dropped on its account).
-    private func visibleInode(_ ino: UInt64, _ view: VersionView) throws(FSError) -> Inode?? {
+    func visibleInode(_ ino: UInt64, _ view: VersionView) throws(FSError) -> Inode?? {
         guard let value = try VersionedStore(store: store, view: view).get(FSKeys.inode(ino)) else { return .some(nil) }
         return try? withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
     }
@@ -341,7 +344,7 @@ extension Pool {
         }
     }
 
-    private func hasShrinkMarks(_ value: [UInt8], _ ino: UInt64) -> Bool {
+    func hasShrinkMarks(_ value: [UInt8], _ ino: UInt64) -> Bool {
         guard value.first == ValueTag.live.rawValue,
               let inode = try? withBytes(value, { raw throws(FSError) in try Inode.decode(ino: ino, raw) })
         else { return false }
