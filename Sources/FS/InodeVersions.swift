@@ -5,14 +5,17 @@
 // Sound because an entry can only be wrong by naming a version that is no longer the
 // newest visible record of the inode, and a newer visible record appears only
 //   - by a commit at the head, which notes the head here for every inode it touches;
-//   - by a change of the handle's view. A snapshot keeps every entry: the new head is
-//     made fresh, empty, on top of the old view, so nothing visible is newer than an
-//     entry. So does a view that only lost versions (the collector merged one away).
-//     Any other change (a rollback) empties the map: a rollback to a snapshot on
-//     another branch shows records newer than ones remembered on this one.
-// The collector moves records to newer versions only by deleting the old key in the same
-// batch, so a stale version misses and the read searches from the head. A read fills an
-// entry only if no commit or view change was noted since it began (the generation).
+//   - by a change of the handle's view that brings in versions it did not have. A
+//     snapshot brings only a fresh, empty head; a rollback to a snapshot of this branch
+//     (an ancestor) brings only that, and drops the versions in between; the collector
+//     only drops versions. Those keep every entry: one naming a version that left the view
+//     is no guess (the read checks that its view sees a guess). Any other change (a
+//     rollback to a snapshot on another branch, which shows records newer than ones
+//     remembered on this one) empties the map.
+// The collector moves a record only by deleting the old key in the same batch (down into
+// a child, or up into a dead parent when absorbing), so a stale version misses and the
+// read searches from the head. A read fills an entry only if no commit or view change
+// was noted since it began (the generation).
 
 import Synchronization
 
@@ -66,14 +69,13 @@ final class InodeVersions: Sendable {
         }
     }
 
-    /// The view moved from `old` to `new`. A snapshot (a fresh head on top of the old
-    /// view) and a view that only lost versions (the collector merged one away: a
-    /// remembered version that went misses, and the read searches) keep every entry;
-    /// any other change (a rollback) starts over. O(1) either way.
+    /// The view moved from `old` to `new`. When `new` holds no version `old` did not,
+    /// except a fresh head above all of them (a snapshot; a rollback to an ancestor; the
+    /// collector merging versions away), every entry stays; any other change starts
+    /// over. O(versions in the views).
     func moved(from old: VersionView, to new: VersionView) {
-        let snapshot = new.head > old.head && new.ancestors == [old.head] + old.ancestors
-        let shrank = new.head == old.head && Set(new.ancestors).isSubset(of: old.ancestors)
-        if snapshot || shrank {
+        let before = Set([old.head] + old.ancestors)
+        if new.ancestors.allSatisfy(before.contains) && (new.head > old.head || before.contains(new.head)) {
             state.withLock { $0.generation &+= 1 }
         } else {
             reset()
