@@ -30,8 +30,14 @@ public final class Pool: Sendable {
     let follower = BackgroundLoop()
     let followedGeneration = Mutex<UInt64?>(nil)
     let pacer = Pacer()
-    /// Damaged reclaim records the last reclaim pass skipped.
+    /// Damaged reclaim records found when the queue was loaded.
     let skippedReclaimRecords = Mutex(0)
+    /// The reclaim queue (0x07) in memory: loaded at open, then changed by every commit
+    /// with the records its batch puts or deletes. The reclaimer reads it instead of
+    /// scanning the queue's keys, which in an lsm store step over every record already
+    /// done (tombstones stay until compaction drops them): a scan per unlink grew with
+    /// every unlink before it.
+    let reclaimQueue = Mutex<[ReclaimID: ReclaimKind]>([:])
     /// Next cookie per directory inode, shared by every dataset (clones share inode numbers,
     /// and a counter never rewinds, so cookies never repeat in any version of a directory).
     /// Read from the store once, then kept here; emptied past `cookieCacheLimit` directories.
@@ -63,6 +69,7 @@ public final class Pool: Sendable {
         let pool = try Pool(store: store, options: options)
         // A read-only store (a checkpoint, a replica) cannot be changed: no background work
         // runs on it. A replica's pool follows the writer instead (Replica.swift).
+        if !store.isReadOnly { try pool.loadReclaimQueue() }
         if options.backgroundReclaim, !store.isReadOnly { pool.startWorker() }
         if store.isReplica, options.replicaPollMilliseconds > 0 { pool.startFollowing() }
         return pool
@@ -301,6 +308,11 @@ public final class Pool: Sendable {
             batch.batch.put(FSKeys.system(SystemRecords.nextInodeName), SystemRecords.encodeUInt64(s.nextInode))
             let applied = batch.batch
             try kv { try store.write(applied, durable: false) }
+            if !batch.reclaims.isEmpty {
+                reclaimQueue.withLock { queue in
+                    for (id, kind) in batch.reclaims { queue[id] = kind }
+                }
+            }
             if let dataset = batch.dataset, let counters {
                 s.counters[dataset] = counters
                 if !newlyChanged.isEmpty { s.changed[batch.view.head, default: []].formUnion(newlyChanged) }

@@ -114,21 +114,7 @@ extension Pool {
             try crashPoints.checkRunning()
             // Nothing can be deleted in a read-only store; its queue waits for a writable open.
             if store.isReadOnly { return 0 }
-            var records: [(UInt64, UInt64, ReclaimKind)] = []
-            var bad = 0
-            try kv {
-                try store.scan(.prefix([KeyKind.reclaim.rawValue])) { key, value in
-                    // A damaged record (bad key or unknown kind) is skipped and counted, so
-                    // it never blocks the records behind it; fsck names it.
-                    guard key.count == 17, value.count == 1, let kind = ReclaimKind(rawValue: value[0]) else {
-                        bad += 1
-                        return true
-                    }
-                    records.append((key.readBigEndian(at: 1), key.readBigEndian(at: 9), kind))
-                    return true
-                }
-            }
-            skippedReclaimRecords.withLock { $0 = bad }
+            let records = reclaimQueue.withLock { queue in queue.sorted { $0.key < $1.key }.map { ($0.key.ino, $0.key.version, $0.value) } }
             for (ino, version, kind) in records {
                 switch kind {
                 case .deleteFile: try reclaimDeleted(ino, version)
@@ -139,8 +125,28 @@ extension Pool {
         }
     }
 
-    /// Damaged reclaim records the last pass skipped (fsck names each one).
+    /// Damaged reclaim records the queue skips (fsck names each one).
     public var damagedReclaimRecords: Int { skippedReclaimRecords.withLock { $0 } }
+
+    /// Reads the reclaim queue from the store (at open, before any commit). A damaged
+    /// record (bad key or unknown kind) is skipped and counted, so it never blocks the
+    /// records behind it; fsck names it.
+    func loadReclaimQueue() throws(FSError) {
+        var queue: [ReclaimID: ReclaimKind] = [:]
+        var bad = 0
+        try kv {
+            try store.scan(.prefix([KeyKind.reclaim.rawValue])) { key, value in
+                guard let id = ReclaimID(key: Array(key)), value.count == 1, let kind = ReclaimKind(rawValue: value[0]) else {
+                    bad += 1
+                    return true
+                }
+                queue[id] = kind
+                return true
+            }
+        }
+        skippedReclaimRecords.withLock { $0 = bad }
+        reclaimQueue.withLock { $0 = queue }
+    }
 
     private func reclaimDeleted(_ ino: UInt64, _ version: UInt64) throws(FSError) {
         while true {

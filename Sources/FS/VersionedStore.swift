@@ -166,6 +166,37 @@ struct FSBatch {
         touched.insert(inode.ino)
     }
 
-    mutating func putUnversioned(_ key: [UInt8], _ value: [UInt8]) { batch.put(key, value) }
-    mutating func deleteUnversioned(_ key: [UInt8]) { batch.delete(key) }
+    /// Reclaim records the batch puts (with their kind) or deletes (nil), for the pool's
+    /// queue in memory (Reclaimer.swift).
+    var reclaims: [(id: ReclaimID, kind: ReclaimKind?)] = []
+
+    mutating func putUnversioned(_ key: [UInt8], _ value: [UInt8]) {
+        batch.put(key, value)
+        if let id = ReclaimID(key: key), value.count == 1, let kind = ReclaimKind(rawValue: value[0]) { reclaims.append((id, kind)) }
+    }
+
+    mutating func deleteUnversioned(_ key: [UInt8]) {
+        batch.delete(key)
+        if let id = ReclaimID(key: key) { reclaims.append((id, nil)) }
+    }
+}
+
+/// The key of a reclaim record: (inode, version).
+struct ReclaimID: Hashable, Comparable, Sendable {
+    var ino: UInt64
+    var version: UInt64
+
+    init(ino: UInt64, version: UInt64) {
+        self.ino = ino
+        self.version = version
+    }
+
+    /// nil unless `key` is a well-formed reclaim record key.
+    init?(key: [UInt8]) {
+        guard key.count == 17, key[0] == KeyKind.reclaim.rawValue else { return nil }
+        let (ino, version) = key.withUnsafeBytes { ($0.readBigEndian(at: 1), $0.readBigEndian(at: 9)) }
+        self.init(ino: ino, version: version)
+    }
+
+    static func < (a: ReclaimID, b: ReclaimID) -> Bool { (a.ino, a.version) < (b.ino, b.version) }
 }
