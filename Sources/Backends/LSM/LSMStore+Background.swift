@@ -221,38 +221,13 @@ extension LSMStore {
         for level in 1..<max(levels.count, 1) where level < options.maxLevels - 1 {
             let size = levels[level].reduce(0) { $0 + $1.meta.size }
             guard size > options.levelTarget(level) else { continue }
-            let next = level + 1 < levels.count ? levels[level + 1] : []
-            let table = Self.leastOverlapping(levels[level], next)
-            let below = next.filter { Self.overlaps($0.meta, table.meta.smallest, table.meta.largest) }
+            // The table after the last one compacted at this level, round robin by key.
+            let pointer = compactPointers.withLock { $0[level] }
+            let table = levels[level].first { pointer == nil || Bytes.compare($0.meta.smallest, pointer!) > 0 } ?? levels[level][0]
+            let below = level + 1 < levels.count ? levels[level + 1].filter { Self.overlaps($0.meta, table.meta.smallest, table.meta.largest) } : []
             return CompactionPlan(level: level, inputs: [table] + below, overlapping: below)
         }
         return nil
-    }
-
-    /// The table of `level` whose compaction rewrites the fewest bytes of `next` per byte
-    /// of its own (the overlapping tables' sizes over its size). Both levels are sorted
-    /// and disjoint, so one sweep finds every table's overlap. Picking by this ratio
-    /// rather than round robin moves less: a key range where the level below is dense
-    /// (old versions kept for snapshots) waits until its own level holds more of it.
-    static func leastOverlapping(_ level: [TableReader], _ next: [TableReader]) -> TableReader {
-        var best = level[0]
-        var bestRatio = Double.infinity
-        var first = 0  // the first table of `next` that may overlap the current one
-        for table in level {
-            while first < next.count, Bytes.compare(next[first].meta.largest, table.meta.smallest) < 0 { first += 1 }
-            var overlap = 0
-            var i = first
-            while i < next.count, Bytes.compare(next[i].meta.smallest, table.meta.largest) <= 0 {
-                overlap += next[i].meta.size
-                i += 1
-            }
-            let ratio = Double(overlap) / Double(max(table.meta.size, 1))
-            if ratio < bestRatio {
-                best = table
-                bestRatio = ratio
-            }
-        }
-        return best
     }
 
     static func range(of metas: [TableMeta]) -> ([UInt8], [UInt8]) {
@@ -281,6 +256,9 @@ extension LSMStore {
             let bottom = !current.levels.indices.contains { $0 > outputLevel && current.levels[$0].contains { Self.overlaps($0.meta, low, high) } }
             let outputs = try Compaction(store: self, inputs: plan.inputs, keepDeletes: !bottom).run()
             let inputIDs = Set(plan.inputs.map(\.meta.id))
+            if plan.level > 0 {
+                compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
+            }
             let before = Self.paranoid ? try Self.contents(current) : []
             try commit { _, levels in
                 for i in levels.indices { levels[i].removeAll { inputIDs.contains($0.meta.id) } }
@@ -315,6 +293,9 @@ extension LSMStore {
             }
         }
         let moved = Set(metas.map(\.id))
+        if plan.level > 0 {
+            compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
+        }
         try commit { _, levels in
             levels[plan.level].removeAll { moved.contains($0.meta.id) }
             while levels.count <= outputLevel { levels.append([]) }

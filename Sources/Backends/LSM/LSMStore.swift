@@ -70,6 +70,8 @@ final class LSMStore: @unchecked Sendable {
     struct WeakTable { weak var table: TableReader? }
     /// Tables GC found that no manifest names, with when it first did (`gc_grace_seconds`).
     let unnamedTables = Mutex<[UInt64: ContinuousClock.Instant]>([:])
+    /// Per level, the largest key of the last table compacted from it (round robin).
+    let compactPointers = Mutex<[Int: [UInt8]]>([:])
 
     // MARK: Opening
 
