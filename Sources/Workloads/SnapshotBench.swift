@@ -25,7 +25,7 @@ public struct SnapshotBenchOptions: Sendable {
     public var reps = 15
     public var snapshots = 100
     public var rewritePercent = 1.0
-    public var ops = 20_000
+    public var ops = 60_000
     public var cacheBytes = 64 << 20
     public var directory: String?
     public var seed: UInt64 = 42

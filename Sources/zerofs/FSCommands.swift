@@ -71,7 +71,7 @@ struct BenchSnapshot: ParsableCommand {
     @Option(help: "Snapshots timed per row.") var reps = 15
     @Option(help: "Snapshots taken before the second read and write rows.") var snapshots = 100
     @Option(help: "Percent of the files rewritten between two snapshots.") var rewritePercent = 1.0
-    @Option(help: "Operations per read, write and idle-client row.") var ops = 20_000
+    @Option(help: "Operations per read, write and idle-client row.") var ops = 60_000
     @Option(help: "Block cache in MiB.") var cacheMib = 64
     @Option(help: "Reference measured in the same run: btrfs (needs root and btrfs-progs) or none.") var reference = "btrfs"
 
