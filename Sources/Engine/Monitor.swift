@@ -10,7 +10,7 @@ import Darwin
 public final class Monitor: @unchecked Sendable {
     // The pthread objects live at stable heap addresses and are only touched through
     // pthread calls, which are thread-safe by definition.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     public init() {
@@ -40,7 +40,11 @@ public final class Monitor: @unchecked Sendable {
     public func wait() { pthread_cond_wait(condition, mutex) }
 
     /// Waits at most `seconds`; returns false on time-out. REQUIRES: the mutex is held.
-    public func wait(seconds: Double) -> Bool {
+    public func wait(seconds: Double) -> Bool { Self.wait(condition, mutex, seconds: seconds) }
+
+    public func broadcast() { pthread_cond_broadcast(condition) }
+
+    static func wait(_ condition: UnsafeMutablePointer<pthread_cond_t>, _ mutex: UnsafeMutablePointer<pthread_mutex_t>, seconds: Double) -> Bool {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let total = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
@@ -49,6 +53,27 @@ public final class Monitor: @unchecked Sendable {
         deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
         return pthread_cond_timedwait(condition, mutex, &deadline) == 0
     }
+}
 
-    public func broadcast() { pthread_cond_broadcast(condition) }
+/// A second condition variable on a monitor's mutex: for a thread that waits for one
+/// particular change, so that the monitor's broadcasts for the others do not wake it.
+public final class MonitorCondition: @unchecked Sendable {
+    private let monitor: Monitor
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    public init(on monitor: Monitor) {
+        self.monitor = monitor
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        condition.deallocate()
+    }
+
+    /// Waits at most `seconds`; returns false on time-out. REQUIRES: the monitor's mutex
+    /// is held.
+    public func wait(seconds: Double) -> Bool { Monitor.wait(condition, monitor.mutex, seconds: seconds) }
+
+    public func signal() { pthread_cond_signal(condition) }
 }

@@ -32,7 +32,10 @@ extension LSMStore {
             closing = true
             state.broadcast()
         }
-        wal.withLock { wal.broadcast() }
+        wal.withLock {
+            wal.broadcast()
+            walKick.signal()
+        }
         state.withLock {
             while runningThreads > 0 { state.wait() }
         }
@@ -47,7 +50,7 @@ extension LSMStore {
         while true {
             if state.withLock({ closing }) { return }
             let pending = wal.withLock { () -> UInt64 in
-                if walBuffer.count < options.walBufferBytes { _ = wal.wait(seconds: interval) }
+                if walBuffer.count < options.walBufferBytes { _ = walKick.wait(seconds: interval) }
                 return walAppended > walWritten ? walAppended : 0
             }
             if pending > 0 { try? flushWAL(upTo: pending, sync: false) }

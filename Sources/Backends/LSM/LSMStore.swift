@@ -43,6 +43,9 @@ final class LSMStore: @unchecked Sendable {
 
     /// Guards the WAL buffer and group commit.
     let wal = Monitor()
+    /// Wakes the WAL thread (a full buffer, closing) without waking every flusher that
+    /// waits on `wal`, and without being woken by each of their syncs.
+    let walKick: MonitorCondition
     var walBuffer: [UInt8] = []  // wal
     var walAppended: UInt64 = 0  // wal: records appended, ever
     var walWritten: UInt64 = 0  // wal: records in WAL objects (perhaps not yet synced)
@@ -102,6 +105,7 @@ final class LSMStore: @unchecked Sendable {
         self.objects = objects
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
+        walKick = MonitorCondition(on: wal)
         readOnly = false
         following = false
         let manifestNames = try objects.list(prefix: "manifest/")
@@ -175,6 +179,7 @@ final class LSMStore: @unchecked Sendable {
         self.objects = objects
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
+        walKick = MonitorCondition(on: wal)
         readOnly = true
         self.following = following
         let loaded = try Self.loadManifest(objects, id)
@@ -264,7 +269,7 @@ final class LSMStore: @unchecked Sendable {
         if buffered >= options.walBufferBytes * 4 {
             try flushWAL(upTo: position, sync: false)
         } else if buffered >= options.walBufferBytes {
-            wal.withLock { wal.broadcast() }
+            wal.withLock { walKick.signal() }
         }
     }
 

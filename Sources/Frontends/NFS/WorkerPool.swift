@@ -42,9 +42,12 @@ final class WorkerPool: Sendable {
         state.withLock { $0.queue.append(job) }
         pending.add(1, ordering: .releasing)
         if !polling.load(ordering: .acquiring) {
+            // Taking the lock orders this call's `pending` with a worker's check before it
+            // waits; signalling after releasing it lets the woken worker take the lock at
+            // once instead of blocking on it behind this thread.
             condition.lock()
-            condition.signal()
             condition.unlock()
+            condition.signal()
         }
     }
 
