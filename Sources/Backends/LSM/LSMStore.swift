@@ -82,16 +82,19 @@ final class LSMStore: @unchecked Sendable {
     /// written, and returns its id. A writer writes its WAL objects one at a time, in id
     /// order, so every id below the newest listed one is complete, and at most the next
     /// one is in flight. The fence goes at that next id; if the old writer's object lands
-    /// there first, the fence goes one further and the id between is plugged with an
-    /// empty object too: either the plug lands (the old writer's write there fails and is
-    /// never acknowledged) or the old writer's object exists and is replayed. Either way
-    /// every id below the fence is settled before the replay lists them. A writer that
-    /// keeps winning the race for 32 attempts (an opener racing an opener) is reported.
+    /// there first, the fence goes further ahead, 2, 4, 8, ... ids after the newest listed
+    /// one, and the ids between are plugged with empty objects: either a plug lands (the
+    /// old writer's write there fails and is never acknowledged) or the old writer's object
+    /// exists and is replayed. Either way every id below the fence is settled before the
+    /// replay lists them. The growing jump outruns a writer that makes WAL objects faster
+    /// than this opener can list and put (a durable write per object, on a slow listing;
+    /// one id ahead lost 32 races in a row to such a writer). A writer that still wins 32
+    /// times (an opener racing an opener) is reported.
     static func placeFence(_ objects: any ObjectStore, after nextWALID: UInt64) throws -> UInt64 {
         for attempt in 0..<32 {
             let newest = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max() ?? 0
             let next = max(newest + 1, nextWALID)
-            let fence = attempt == 0 ? next : next + 1
+            let fence = attempt == 0 ? next : next + (UInt64(1) << UInt64(min(attempt, 10)))
             guard try objects.putIfAbsent(WALFormat.name(fence), WALFormat.header()) else { continue }
             for id in next..<fence { _ = try objects.putIfAbsent(WALFormat.name(id), WALFormat.header()) }
             return fence
