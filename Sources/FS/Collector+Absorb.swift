@@ -21,21 +21,10 @@ extension Pool {
         let isHead = state.withLock { s in s.forest.datasets.values.contains { !$0.isSnapshot && $0.version == child } }
         if isHead { return false }
         var childChanged: Set<UInt64> = []
-        try forEachIndexed(child) { ino in childChanged.insert(ino) }
+        try forEachChangedInode(child) { ino in childChanged.insert(ino) }
         var unshadowed = 0
-        try forEachIndexed(version) { ino in if !childChanged.contains(ino) { unshadowed += 1 } }
+        try forEachChangedInode(version) { ino in if !childChanged.contains(ino) { unshadowed += 1 } }
         return childChanged.count < unshadowed
-    }
-
-    /// Calls `body` with every inode in the change index of `version`.
-    private func forEachIndexed(_ version: UInt64, _ body: (UInt64) -> Void) throws(FSError) {
-        let prefix = FSKeys.changeIndexPrefix(version)
-        try kv {
-            try store.scan(KeyRange(start: prefix, end: Bytes.prefixSuccessor(prefix))) { key, _ in
-                if key.count == 17 { body(key.readBigEndian(at: 9)) }
-                return true
-            }
-        }
     }
 
     /// Moves the entries of the frozen `child` up into the dead `version`, then gives
@@ -52,7 +41,7 @@ extension Pool {
                 while true {
                     let page = try entries(ino, version, after: resume, limit: limit)
                     var batch = FSBatch(view: VersionView(head: version), background: true)
-                    let hidden = page.entries.filter { Self.hiddenChunk($0, by: inode, chunkSize: chunkSize) }
+                    let hidden = page.entries.filter { hiddenChunk(Array($0.key.dropLast(FSKeys.versionSuffixSize)), $0.value, by: inode) }
                     for entry in hidden {
                         batch.deleteUnversioned(entry.key)
                         batch.addWritten(version, -entry.value.count)
@@ -76,7 +65,7 @@ extension Pool {
                 if let replaced, replaced.first != ValueTag.whiteout.rawValue, isChunk {
                     batch.addWritten(version, -replaced.count)
                 }
-                let hidden = inode.map { Self.hiddenChunk(entry, by: $0, chunkSize: chunkSize) } ?? false
+                let hidden = inode.map { hiddenChunk(logical, entry.value, by: $0) } ?? false
                 // A whiteout that shadows nothing above the dead version shadowed only the
                 // dead version's entry: both go.
                 let shadowsNothing = entry.value.first == ValueTag.whiteout.rawValue ? try !shows(logical, parentView) : false
@@ -84,7 +73,9 @@ extension Pool {
                     if replaced != nil { batch.deleteUnversioned(target) }
                     return
                 }
-                batch.putUnversioned(target, lowered(entry.value, ino: ino, logical: logical, to: version))
+                // An inode record's content version names the child at most: lowered to the
+                // dead version, where the content it names now is.
+                batch.putUnversioned(target, withContentVersion(entry.value, ino: ino, logical: logical) { $0 > version ? version : nil })
                 if isChunk { batch.addWritten(version, entry.value.count) }
             }
             var record: KVEntry?
@@ -138,27 +129,6 @@ extension Pool {
         } else if records[1] != nil {
             batch.deleteUnversioned(FSKeys.reclaim(ino, version))
         }
-    }
-
-    /// Whether `entry` is a chunk that `inode` (as the child shows it: nil when gone)
-    /// can never show.
-    private static func hiddenChunk(_ entry: KVEntry, by inode: Inode?, chunkSize: Int) -> Bool {
-        guard entry.key.first == KeyKind.chunk.rawValue, entry.key.count == 17 + FSKeys.versionSuffixSize else { return false }
-        guard let inode else { return true }
-        let index = entry.key.withUnsafeBytes { $0.readBigEndian(at: 9) }
-        let epoch = entry.value.count >= 10 ? entry.value.withUnsafeBytes { $0.readBigEndian(at: 2) } : 0
-        return inode.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize)
-    }
-
-    /// An inode record moving up to `version` with a content version above it (the child's
-    /// own): the content it names moved up too.
-    private func lowered(_ value: [UInt8], ino: UInt64, logical: [UInt8], to version: UInt64) -> [UInt8] {
-        guard logical.first == KeyKind.inode.rawValue, value.first == ValueTag.live.rawValue,
-              var inode = try? withBytes(value, { raw throws(FSError) in try Inode.decode(ino: ino, raw) }),
-              inode.contentVersion > version
-        else { return value }
-        inode.contentVersion = version
-        return inode.encode()
     }
 
     /// The last step, one batch: the records that referenced the child reference

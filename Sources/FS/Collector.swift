@@ -142,11 +142,8 @@ extension Pool {
     ) throws(FSError) -> Bool {
         for (view, inode) in zip(views, inodes) {
             guard try VersionedStore(store: store, view: view).lookup(logical)?.version == version else { continue }
-            guard logical.first == KeyKind.chunk.rawValue, logical.count == 17, let inode else { return true }
-            guard let inode else { continue }
-            let index = logical.withUnsafeBytes { $0.readBigEndian(at: 9) }
-            let epoch = value.count >= 10 ? value.withUnsafeBytes { $0.readBigEndian(at: 2) } : 0
-            if !inode.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize) { return true }
+            // An inode that cannot be decoded (nil) hides nothing.
+            guard let inode, hiddenChunk(logical, value, by: inode) else { return true }
         }
         return false
     }
@@ -201,7 +198,7 @@ extension Pool {
                         if isChunk { batch.addWritten(version, -entry.value.count) }
                         switch try mergeStep(logical, entry.value, childKey: childKey, inode: inode, parentView: parentView) {
                         case .move:
-                            batch.putUnversioned(childKey, try raised(entry.value, ino: ino, logical: logical, to: child))
+                            batch.putUnversioned(childKey, raised(entry.value, ino: ino, logical: logical, to: child))
                             // Marks moving into a root hide nothing above any more.
                             if parentView == nil, logical.first == KeyKind.inode.rawValue, hasShrinkMarks(entry.value, ino) {
                                 batch.putUnversioned(FSKeys.reclaim(ino, child), [ReclaimKind.shrink.rawValue])
@@ -244,20 +241,37 @@ extension Pool {
             }
         }
         for record in records {
-            let value = try raised(record.value, ino: ino, logical: FSKeys.inode(ino), to: child)
+            let value = raised(record.value, ino: ino, logical: FSKeys.inode(ino), to: child)
             if value != record.value { batch.putUnversioned(record.key, value) }
         }
     }
 
     /// An inode value with its content version raised to at least `child`; other values,
     /// and inodes that cannot be decoded or have no content version, unchanged.
-    private func raised(_ value: [UInt8], ino: UInt64, logical: [UInt8], to child: UInt64) throws(FSError) -> [UInt8] {
+    private func raised(_ value: [UInt8], ino: UInt64, logical: [UInt8], to child: UInt64) -> [UInt8] {
+        withContentVersion(value, ino: ino, logical: logical) { $0 != 0 && $0 < child ? child : nil }
+    }
+
+    /// `value` with its content version replaced by what `change` returns for it, when
+    /// it is a live inode record that decodes and `change` returns a version; else
+    /// unchanged.
+    func withContentVersion(_ value: [UInt8], ino: UInt64, logical: [UInt8], _ change: (UInt64) -> UInt64?) -> [UInt8] {
         guard logical.first == KeyKind.inode.rawValue, value.first == ValueTag.live.rawValue,
               var inode = try? withBytes(value, { raw throws(FSError) in try Inode.decode(ino: ino, raw) }),
-              inode.contentVersion != 0, inode.contentVersion < child
+              let version = change(inode.contentVersion)
         else { return value }
-        inode.contentVersion = child
+        inode.contentVersion = version
         return inode.encode()
+    }
+
+    /// Whether `logical` (with `value`) is a chunk that `inode`, as some version shows
+    /// it (nil: gone there, and inode numbers are never reused), can never show.
+    func hiddenChunk(_ logical: [UInt8], _ value: [UInt8], by inode: Inode?) -> Bool {
+        guard logical.first == KeyKind.chunk.rawValue, logical.count == 17 else { return false }
+        guard let inode else { return true }
+        let index = logical.withUnsafeBytes { $0.readBigEndian(at: 9) }
+        let epoch = value.count >= 10 ? value.withUnsafeBytes { $0.readBigEndian(at: 2) } : 0
+        return inode.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize)
     }
 
     /// What merging does with the entry `logical` at the dead version.
@@ -268,14 +282,9 @@ extension Pool {
             if existing.first == ValueTag.whiteout.rawValue, try !shows(logical, parentView) { return .dropBoth }
             return .drop
         }
-        if logical.first == KeyKind.chunk.rawValue, logical.count == 17, let inode {
-            // The inode is gone at the child: its chunks can never show again (inode
-            // numbers are never reused). A chunk its shrink marks hide stays hidden below.
-            guard let inode else { return .drop }
-            let index = logical.withUnsafeBytes { $0.readBigEndian(at: 9) }
-            let epoch = value.count >= 10 ? value.withUnsafeBytes { $0.readBigEndian(at: 2) } : 0
-            if inode.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize) { return .drop }
-        }
+        // A chunk of an inode gone at the child, or that its shrink marks hide, stays
+        // hidden below.
+        if let inode, hiddenChunk(logical, value, by: inode) { return .drop }
         if value.first == ValueTag.whiteout.rawValue, try !shows(logical, parentView) { return .drop }
         return .move
     }
