@@ -174,8 +174,8 @@ extension Pool {
                 guard view != nil, let value = try reads.get(FSKeys.inode(ino)) else {
                     // The inode went after the queue was read: unlink replaced this record
                     // with a delete record, which must survive.
-                    let record = try kv { try self.store.get(FSKeys.reclaim(ino, version)) }
-                    if record == [ReclaimKind.deleteFile.rawValue] {
+                    let record = self.reclaimQueue.withLock { $0[ReclaimID(ino: ino, version: version)] }
+                    if record == .deleteFile {
                         deletedMeanwhile = true
                         return true
                     }
