@@ -113,6 +113,19 @@ public enum FileOps {
         }
     }
 
+    /// Writes every byte at `offset` (pwrite), retrying short writes and EINTR.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(KVError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .posix("pwrite", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
     public static func syncDirectory(_ path: String) throws(KVError) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .posix("open", path: path, errno: errno) }

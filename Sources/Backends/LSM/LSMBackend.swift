@@ -275,6 +275,8 @@ final class LSMBackend: KVBackend {
             guard !store.readOnly else { return }
             store.stopBackgroundThreads()
             do { try store.flushWAL(upTo: store.wal.withLock { store.walAppended }) } catch { failure = error }
+            // Sealing cuts off the segment's reserved zeros (format-wal.md).
+            store.wal.withLock { store.walSegment?.seal() }
             lock?.release()
         }
         if let failure { throw failure }

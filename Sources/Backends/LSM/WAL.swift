@@ -3,12 +3,16 @@
 // only for durable writes), sealed at memtable rotation or 64 MiB; elsewhere each group
 // commit writes a new object with put-if-absent. An object is:
 //
-//   magic "ZWAL" (fixed32 0x4C41575A) | format version (fixed32 1) | record*
+//   magic "ZWAL" (fixed32 0x4C41575A) | format version (fixed32 2) | record* | zero bytes
 //   record: length (fixed32, of seq + batch) | masked CRC-32C (fixed32, of seq + batch) |
 //           seq (fixed64, the first operation's sequence number) | batch (WriteBatch.rep)
 //
 // An object holding only the header is a fence: a newer writer writes one at the next id
 // so that an older writer's next WAL write fails.
+//
+// A segment may end in zero bytes: space reserved ahead of its appends, so that a sync
+// does not also have to write the file's new size (format version 2; version 1 objects
+// are read as before). A zero length word with only zeros after it ends the records.
 
 import Engine
 
@@ -20,7 +24,9 @@ func objectName(_ folder: String, _ id: UInt64, _ suffix: String) -> String {
 
 enum WALFormat {
     static let magic: UInt32 = 0x4C41_575A
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
+    /// Versions this code reads: 1 never holds reserved space, so it reads as 2 does.
+    static let readableVersions: ClosedRange<UInt32> = 1...2
     static let headerSize = 8
 
     static func name(_ id: UInt64) -> String { objectName("wal/", id, ".wal") }
@@ -48,6 +54,25 @@ enum WALFormat {
         buffer.withUnsafeMutableBytes { $0.storeBytes(of: CRC32C.mask(crc).littleEndian, toByteOffset: start + 4, as: UInt32.self) }
     }
 
+    /// Whether everything from `start` on is zero: space a segment reserved ahead of its
+    /// appends, not a record (a record's length word is never zero).
+    static func isReserved(_ bytes: [UInt8], from start: Int) -> Bool {
+        guard bytes[start] == 0 else { return false }
+        return bytes.withUnsafeBytes { raw in
+            var at = start
+            // Eight bytes at a time, then the rest.
+            while at + 8 <= raw.count {
+                if raw.loadUnaligned(fromByteOffset: at, as: UInt64.self) != 0 { return false }
+                at += 8
+            }
+            while at < raw.count {
+                if raw[at] != 0 { return false }
+                at += 1
+            }
+            return true
+        }
+    }
+
     /// The records of one WAL object. A record that is cut short or fails its checksum ends
     /// the object: `torn` reports it (the caller decides whether a torn object may be the
     /// tail of the log).
@@ -57,7 +82,9 @@ enum WALFormat {
             (UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)), UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
         }
         guard magicFound == magic else { throw KVError(.corruption, "not a WAL object (bad magic number)", path: name) }
-        guard versionFound == version else { throw KVError(.unsupportedFormat, "WAL format \(versionFound) is not \(version)", path: name) }
+        guard readableVersions.contains(versionFound) else {
+            throw KVError(.unsupportedFormat, "WAL format \(versionFound) is not one this version reads (\(readableVersions))", path: name)
+        }
         let (records, _, torn) = try decodeRecords(bytes, from: headerSize, name: name)
         return (records, torn)
     }
@@ -69,6 +96,7 @@ enum WALFormat {
         var records: [(UInt64, WriteBatch)] = []
         var at = start
         while at < bytes.count {
+            if isReserved(bytes, from: at) { return (records, at, false) }
             guard at + 16 <= bytes.count else { return (records, at, true) }
             let (length, crc) = bytes.withUnsafeBytes {
                 (Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))),

@@ -42,8 +42,8 @@ import Testing
         batch.put(Array("a".utf8), Array("xy".utf8))
         var buffer = WALFormat.header()
         WALFormat.appendRecord(&buffer, seq: 7, batch: batch)
-        // header: "ZWAL" magic, version 1
-        #expect(Array(buffer[0..<8]) == [0x5A, 0x57, 0x41, 0x4C, 0x01, 0x00, 0x00, 0x00])
+        // header: "ZWAL" magic, version 2
+        #expect(Array(buffer[0..<8]) == [0x5A, 0x57, 0x41, 0x4C, 0x02, 0x00, 0x00, 0x00])
         // length 14 (8 seq + 6 batch), then the masked CRC of seq + batch
         #expect(Array(buffer[8..<12]) == [0x0E, 0x00, 0x00, 0x00])
         let crc = CRC32C.mask(CRC32C.checksum(Array(buffer[16...])))
@@ -56,6 +56,22 @@ import Testing
         WALFormat.appendRecord(&buffer, seq: 8, batch: batch)
         let (kept, cut) = try WALFormat.decode(Array(buffer.dropLast(3)), name: "wal/x")
         #expect(cut && kept.count == 1)
+        // Zeros after the records are reserved space, not a tear; a version 1 object reads
+        // the same way.
+        let (reserved, clean) = try WALFormat.decode(buffer + [UInt8](repeating: 0, count: 4099), name: "wal/x")
+        #expect(!clean && reserved.count == 2)
+        var version1 = buffer
+        version1[4] = 1
+        #expect(try WALFormat.decode(version1, name: "wal/x").records.count == 2)
+        // A zero length word with something after it is damage: torn, as a cut-off tail is.
+        var damaged = buffer + [UInt8](repeating: 0, count: 64)
+        damaged[damaged.count - 5] = 9
+        let (before, tornAt) = try WALFormat.decode(damaged, name: "wal/x")
+        #expect(tornAt && before.count == 2)
+        // A version this code does not know is refused by name.
+        var future = buffer
+        future[4] = 3
+        #expect(throws: KVError.self) { try WALFormat.decode(future, name: "wal/x") }
     }
 
     @Test func blockBytesUsePrefixCompressionAndRestarts() {

@@ -2,6 +2,7 @@
 // crash-simulating object stores.
 
 import Engine
+import Foundation
 import KVTestSupport
 import MemoryBackend
 import ObjectStore
@@ -125,6 +126,33 @@ func tinyLSMOptions() -> BackendOptions {
             try store.put([UInt8(0xF0 + round)], [1], durable: true)
             try store.close()
         }
+    }
+
+    @Test func aSegmentKeepsZerosAheadOfItsSyncsAndLosesThemAtClose() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try factory.open(at: path, options: BackendOptions())
+        for i in 0..<10 { try store.put(TestBytes.key(i), [UInt8(i)], durable: true) }
+        func segments(_ root: String) throws -> [(name: String, bytes: [UInt8])] {
+            try FileOps.list(root + "/objects/wal").filter { $0.hasSuffix(".wal") }.sorted()
+                .map { ($0, try FileOps.readFile(root + "/objects/wal/" + $0)) }
+        }
+        // While open: the segment ends in reserved zeros, at least 128 KiB of them.
+        let open = try #require(try segments(path).last { $0.bytes.count > WALFormat.headerSize })
+        let (records, torn) = try WALFormat.decode(open.bytes, name: open.name)
+        #expect(records.count == 10 && !torn)
+        #expect(open.bytes.suffix(128 << 10).allSatisfy { $0 == 0 })
+        // What a killed process leaves (the files as they are now) opens with every record.
+        let copy = harness.freshPath("copy")
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        let reopened = try factory.open(at: copy, options: BackendOptions())
+        #expect(try reopened.entries().count == 10)
+        try reopened.close()
+        // Closing cuts the zeros off.
+        try store.close()
+        let closed = try #require(try segments(path).first { $0.name == open.name })
+        #expect(try closed.bytes.last != 0 && WALFormat.decode(closed.bytes, name: closed.name).records.count == 10)
     }
 
     @Test func anOlderWriterIsFencedAndLosesNothingAcknowledged() throws {
