@@ -1,6 +1,7 @@
 // The server over raw TCP: pipelined calls on one connection all get replies (matched by
-// xid), a record over the limit closes that connection only, and garbage closes nothing
-// else.
+// xid), a record over the limit closes that connection only, garbage closes nothing
+// else, and a client that stops reading holds up nobody else and still gets every reply
+// whole.
 
 @testable import NFS
 import FS
@@ -13,6 +14,12 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Hands a value to another thread in a test that knows the threads do not share it.
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
 
 /// A blocking TCP connection to 127.0.0.1:port.
 final class RawConnection {
@@ -97,5 +104,63 @@ final class RawConnection {
         pipelined.send(RecordDecoder.frame(Call.record(xid: 100, program: 100_099, version: 1, procedure: 0)))
         let unknown = try Reply(try #require(pipelined.receiveRecord(decoder: &decoder, pending: &pending)))
         #expect(unknown.xid == 100 && unknown.acceptStat == 1)
+    }
+
+    @Test func aClientThatStopsReadingHoldsUpNobodyAndGetsEveryReplyWhole() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { try? f.fs.close() }
+        let direct = NFSTestClient(NFSService(pool: f.fs.pool))
+        let root = try direct.mount("/")
+        let file = try direct.create(root, "big")
+        let content = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+        _ = try direct.write(file, 0, content)
+
+        var options = NFSServer.Options()
+        options.port = 0
+        options.threads = 2
+        options.maxInFlight = 4
+        let server = try NFSServer.start(NFSService(pool: f.fs.pool), options: options)
+        defer { server.stop() }
+
+        // 48 reads of 1 MiB in one go, far more than the socket buffers hold, and no
+        // reading: the replies that do not fit go on through the event loop.
+        let slow = try RawConnection(port: server.port)
+        var stream: [UInt8] = []
+        for xid in 1...48 {
+            let args = Call.args { w in
+                w.opaque(file)
+                w.uint64(0)
+                w.uint32(1 << 20)
+            }
+            stream += RecordDecoder.frame(Call.record(xid: UInt32(xid), program: 100_003, version: 3, procedure: 6, args: args))
+        }
+        // The send blocks once the server stops reading, so it runs on a thread of its own.
+        let sending = UncheckedBox((slow, stream))
+        Thread { sending.value.0.send(sending.value.1) }.start()
+        Thread.sleep(forTimeInterval: 0.5)
+
+        // Another client is served meanwhile: no worker waits for the slow one.
+        let other = try RawConnection(port: server.port)
+        other.send(RecordDecoder.frame(Call.record(xid: 7, program: 100_003, version: 3, procedure: 0)))
+        var otherDecoder = RecordDecoder(limit: 1 << 20)
+        var otherPending: [[UInt8]] = []
+        let answer = try Reply(try #require(other.receiveRecord(decoder: &otherDecoder, pending: &otherPending)))
+        #expect(answer.xid == 7 && answer.acceptStat == 0)
+
+        // Every reply arrives once, whole and in one piece.
+        var decoder = RecordDecoder(limit: 2 << 20)
+        var pending: [[UInt8]] = []
+        var xids: Set<UInt32> = []
+        for _ in 1...48 {
+            var reply = try Reply(try #require(slow.receiveRecord(decoder: &decoder, pending: &pending)))
+            #expect(reply.acceptStat == 0)
+            #expect(try reply.body.uint32() == 0)
+            try NFSTestClient.skipPostOp(&reply.body)
+            #expect(try reply.body.uint32() == 1 << 20)
+            _ = try reply.body.bool()
+            #expect(try reply.body.opaque(limit: 2 << 20) == content)
+            xids.insert(reply.xid)
+        }
+        #expect(xids == Set(1...48))
     }
 }

@@ -1,11 +1,18 @@
-// The TCP server: SwiftNIO event loops read and write the sockets; every call runs on a
-// worker pool (WorkerPool). A connection may pipeline calls (replies go back as they finish, matched
-// by xid); beyond `maxInFlight` running calls it stops reading until some finish. A
-// record longer than `maxRecord` closes that connection only.
+// The TCP server: a thread accepts connections (Listener); SwiftNIO event loops read
+// them and frame their records; every call runs on a worker pool (WorkerPool), and the
+// worker writes its reply to the socket itself (ReplyWriter), with no hand-off back to
+// the event loop. A connection may pipeline calls (replies go back as they finish,
+// matched by xid); beyond `maxInFlight` running calls it stops reading until some
+// finish. A record longer than `maxRecord` closes that connection only.
 
 import FS
 import NIOCore
 import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public final class NFSServer: Sendable {
     public struct Options: Sendable {
@@ -22,65 +29,77 @@ public final class NFSServer: Sendable {
     public let port: Int
     private let group: MultiThreadedEventLoopGroup
     private let workers: WorkerPool
-    private let channel: any Channel
+    private let listener: Listener
 
-    private init(service: NFSService, port: Int, group: MultiThreadedEventLoopGroup, workers: WorkerPool, channel: any Channel) {
+    private init(service: NFSService, group: MultiThreadedEventLoopGroup, workers: WorkerPool, listener: Listener) {
         self.service = service
-        self.port = port
+        self.port = listener.port
         self.group = group
         self.workers = workers
-        self.channel = channel
+        self.listener = listener
     }
 
     /// Starts serving `service` (options.port 0: a free port, see `port`).
     public static func start(_ service: NFSService, options: Options = Options()) throws -> NFSServer {
+        let listener = try Listener(host: options.host, port: options.port)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let workers = WorkerPool(threads: options.threads)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = RPCConnectionHandler(service: service, workers: workers, options: options)
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
+        listener.start { socket in
+            var one: Int32 = 1
+            setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            // The workers' descriptor; SwiftNIO owns (and closes) the accepted one.
+            let writing = fcntl(socket, F_DUPFD_CLOEXEC, 0)
+            guard writing >= 0 else {
+                close(socket)
+                return
             }
-        do {
-            let channel = try bootstrap.bind(host: options.host, port: options.port).wait()
-            let port = channel.localAddress?.port ?? options.port
-            return NFSServer(service: service, port: port, group: group, workers: workers, channel: channel)
-        } catch {
-            workers.shutdown()
-            try? group.syncShutdownGracefully()
-            throw error
+            let writer = ReplyWriter(fd: writing)
+            ClientBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        writer.attach(channel)
+                        let handler = RPCConnectionHandler(service: service, workers: workers, writer: writer, options: options)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                }
+                .withConnectedSocket(socket)
+                .whenFailure { _ in writer.close() }
         }
+        return NFSServer(service: service, group: group, workers: workers, listener: listener)
     }
 
-    /// Stops accepting, lets the calls already queued finish (their replies still go out
-    /// on the live event loops), then closes every connection.
+    /// Stops accepting, lets the calls already queued finish (their replies still go
+    /// out), then closes every connection.
     public func stop() {
-        try? channel.close().wait()
+        listener.stop()
         workers.shutdown()
         try? group.syncShutdownGracefully()
     }
 }
 
-/// One connection: frames records, hands calls to the pool, writes replies.
+/// One connection: frames records and hands calls to the pool; the workers write the
+/// replies.
 final class RPCConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let service: NFSService
     let workers: WorkerPool
+    let writer: ReplyWriter
     let maxInFlight: Int
     private var decoder: RecordDecoder
-    private var inFlight = 0
+    /// Calls submitted and not yet answered; workers count down.
+    private let inFlight = InFlight()
     private var client = ""
 
-    init(service: NFSService, workers: WorkerPool, options: NFSServer.Options) {
+    final class InFlight: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    init(service: NFSService, workers: WorkerPool, writer: ReplyWriter, options: NFSServer.Options) {
         self.service = service
         self.workers = workers
+        self.writer = writer
         maxInFlight = options.maxInFlight
         decoder = RecordDecoder(limit: options.maxRecord)
     }
@@ -88,6 +107,12 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         client = context.remoteAddress?.ipAddress ?? "?"
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // SwiftNIO closed its descriptor; the connection ends when the workers' closes too.
+        writer.close()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -104,29 +129,25 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func run(_ record: [UInt8], context: ChannelHandlerContext) {
-        inFlight += 1
-        if inFlight >= maxInFlight { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        let maxInFlight = maxInFlight
+        if inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue >= maxInFlight {
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
         let service = service
         let client = client
+        let writer = writer
+        let inFlight = inFlight
         let channel = context.channel
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         workers.submit {
-            let reply = service.handle(record, client: client)
-            eventLoop.execute {
-                let handler = bound.value
-                handler.inFlight -= 1
-                if handler.inFlight == handler.maxInFlight - 1 {
+            if let reply = service.handle(record, client: client) { writer.send(reply) }
+            if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
+                // This call ended a pause: read again (on the loop, after the pause).
+                eventLoop.execute {
                     channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
                     boundContext.value.read()
                 }
-                guard let reply, channel.isActive else { return }
-                // The record mark, then the reply: one copy into the socket's buffer.
-                var buffer = channel.allocator.buffer(capacity: reply.count + 4)
-                buffer.writeInteger(UInt32(reply.count) | 0x8000_0000)
-                buffer.writeBytes(reply)
-                channel.writeAndFlush(buffer, promise: nil)
             }
         }
     }

@@ -1,0 +1,185 @@
+// The sockets under NFSServer that SwiftNIO does not handle: the listening socket with
+// its accept thread, and the write side of each connection. A worker writes its reply to
+// the connection itself (ReplyWriter) instead of handing it back to the connection's
+// event loop: that hand-off cost an eventfd write and a wakeup of the loop per call,
+// which on this 2-core machine was a large part of each call (Docs/nfs.md, "Threads").
+// SwiftNIO reads every connection: it gets the accepted socket, the workers a duplicate
+// of it. A reply that does not fit in the socket's buffer goes on through the event loop.
+
+import Engine
+import Foundation
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening TCP socket and the thread that accepts on it.
+final class Listener: Sendable {
+    let port: Int
+    private let fd: Int32
+    private let done = Mutex(false)
+    private let finished = Atomic<Bool>(false)
+
+    /// Binds `host` (a name or address) and `port` (0: a free one).
+    init(host: String, port: Int) throws {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var found: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &found)
+        guard status == 0, let first = found else {
+            throw KVError(.invalidArgument, "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(found) }
+        let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw KVError.posix("socket", path: host, errno: errno) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0, listen(fd, 256) == 0 else {
+            let code = errno
+            close(fd)
+            throw KVError.posix("bind", path: "\(host):\(port)", errno: code)
+        }
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let bound = withUnsafeBytes(of: address) { raw -> UInt16 in
+            // sin_port and sin6_port sit at the same offset, in network order.
+            UInt16(bigEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        }
+        self.fd = fd
+        self.port = Int(bound)
+    }
+
+    /// Accepts until `stop`, on a thread of its own; each socket goes to `accepted`.
+    func start(_ accepted: @escaping @Sendable (Int32) -> Void) {
+        let thread = Thread { [self] in
+            defer { finished.store(true, ordering: .releasing) }
+            while true {
+                let client = accept(fd, nil, nil)
+                if client >= 0 {
+                    _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                    accepted(client)
+                    continue
+                }
+                if done.withLock({ $0 }) { return }
+                switch errno {
+                case EINTR, ECONNABORTED, EPROTO: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM: usleep(10_000)  // out of descriptors or memory: retry soon
+                default: return
+                }
+            }
+        }
+        thread.name = "nfs-accept"
+        thread.start()
+    }
+
+    /// Stops accepting and closes the socket.
+    func stop() {
+        done.withLock { $0 = true }
+        // shutdown wakes a thread blocked in accept (close alone does not on Linux).
+        shutdown(fd, Int32(SHUT_RDWR))
+        while !finished.load(ordering: .acquiring) { usleep(1_000) }
+        close(fd)
+    }
+}
+
+/// The write side of one connection, shared by the workers running its calls. A reply
+/// goes straight to the socket when it fits in the socket's buffer. When it does not (a
+/// client slow to read), the rest of it, and every reply after it until those are out,
+/// goes through the connection's event loop, which waits for the socket as usual; so a
+/// worker never blocks on a client, and replies never interleave or overtake each other.
+final class ReplyWriter: Sendable {
+    private struct State {
+        /// The descriptor, or -1 once closed.
+        var fd: Int32
+        /// Replies handed to the event loop and not yet written by it.
+        var viaLoop = 0
+        /// The connection's channel, once SwiftNIO has made it.
+        var channel: (any Channel)?
+    }
+
+    private let state: Mutex<State>
+
+    init(fd: Int32) {
+        state = Mutex(State(fd: fd))
+    }
+
+    func attach(_ channel: any Channel) {
+        state.withLock { $0.channel = channel }
+    }
+
+    /// Writes the record mark and `reply`, or hands them to the event loop.
+    func send(_ reply: [UInt8]) {
+        var mark = (UInt32(reply.count) | 0x8000_0000).bigEndian
+        state.withLock { s in
+            guard s.fd >= 0, let channel = s.channel else { return }
+            var written = 0
+            if s.viaLoop == 0 {
+                let fd = s.fd
+                written = withUnsafeBytes(of: &mark) { markBytes in
+                    reply.withUnsafeBytes { body in Self.writeWhatFits(fd, markBytes, body) }
+                }
+                // A failed socket: the event loop sees it too, and closes the connection.
+                if written < 0 || written == reply.count + 4 { return }
+            }
+            var rest = channel.allocator.buffer(capacity: reply.count + 4 - written)
+            if written < 4 {
+                withUnsafeBytes(of: &mark) { rest.writeBytes(UnsafeRawBufferPointer(rebasing: $0[written...])) }
+                rest.writeBytes(reply)
+            } else {
+                rest.writeBytes(reply[(written - 4)...])
+            }
+            s.viaLoop += 1
+            channel.eventLoop.execute {
+                channel.writeAndFlush(rest).whenComplete { _ in self.state.withLock { $0.viaLoop -= 1 } }
+            }
+        }
+    }
+
+    /// Closes the descriptor (the connection ends once SwiftNIO has closed its own).
+    func close() {
+        state.withLock { s in
+            if s.fd >= 0 {
+                Glibc.close(s.fd)
+                s.fd = -1
+            }
+            s.channel = nil
+        }
+    }
+
+    /// Sends as much of `mark` then `body` as the socket takes without waiting: the bytes
+    /// sent, or -1 when the socket failed. MSG_NOSIGNAL: a closed peer is an error, not
+    /// a SIGPIPE.
+    private static func writeWhatFits(_ fd: Int32, _ mark: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer) -> Int {
+        var sent = 0
+        let total = mark.count + body.count
+        while sent < total {
+            var vectors: [iovec] = []
+            if sent < mark.count {
+                vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: mark.baseAddress! + sent), iov_len: mark.count - sent))
+            }
+            let bodyFrom = max(0, sent - mark.count)
+            if bodyFrom < body.count {
+                vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress! + bodyFrom), iov_len: body.count - bodyFrom))
+            }
+            let n = vectors.withUnsafeMutableBufferPointer { v -> Int in
+                var message = msghdr()
+                message.msg_iov = v.baseAddress
+                message.msg_iovlen = v.count
+                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno == EAGAIN || errno == EWOULDBLOCK ? sent : -1
+            }
+            sent += n
+        }
+        return sent
+    }
+}
