@@ -17,37 +17,64 @@ public struct ReadResult: Sendable, Equatable {
 
 extension FileSystem {
     public func read(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int) throws(FSError) -> ReadResult {
+        var data: [UInt8] = []
+        let eof = try read(cred, ino, offset: offset, count: count, appendingTo: &data)
+        return ReadResult(data: data, eof: eof)
+    }
+
+    /// Reads as `read` does, appending the bytes to `out` (the NFS server's reply, so that
+    /// 1 MiB read is copied once, from the stored chunks); returns eof. After a throw,
+    /// `out` may hold part of the data.
+    public func read(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
         guard count >= 0 else { throw FSError(.EINVAL, "negative read count") }
-        return try locked([ino]) { () throws(FSError) -> ReadResult in
+        return try locked([ino]) { () throws(FSError) -> Bool in
             var file = try inode(ino)
             try checkRegular(file)
             try file.require(cred, .read)
             // A size past the maximum can only be damage: read as if at the maximum, so
             // the offset arithmetic below cannot overflow.
             let size = min(file.size, FSOptions.maxFileSize)
-            guard offset < size, count > 0 else { return ReadResult(data: [], eof: offset >= size) }
+            guard offset < size, count > 0 else { return offset >= size }
             let end = min(size, offset + UInt64(min(count, 64 << 20)))
-            var data = [UInt8](repeating: 0, count: Int(end - offset))
+            out.reserveCapacity(out.count + Int(end - offset))
             let cs = UInt64(chunkSize)
             var index = offset / cs
             while index * cs < end {
                 let chunkStart = index * cs
-                if let chunk = try visibleChunk(file, index) {
-                    let from = max(offset, chunkStart)
-                    let to = min(end, chunkStart + UInt64(chunk.data.count))
-                    if from < to {
-                        chunk.data.withUnsafeBytes { src in
-                            data.withUnsafeMutableBytes { dst in
-                                dst.baseAddress!.advanced(by: Int(from - offset))
-                                    .copyMemory(from: src.baseAddress!.advanced(by: Int(from - chunkStart)), byteCount: Int(to - from))
-                            }
-                        }
-                    }
-                }
+                try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out)
                 index += 1
             }
             try touchAccessTime(&file)
-            return ReadResult(data: data, eof: end == size)
+            return end == size
+        }
+    }
+
+    /// Appends bytes `from..<to` of chunk `index` as reads see it: zeros where it holds
+    /// none (a hole, a hidden chunk, past a short chunk's end).
+    private func appendChunk(_ file: Inode, _ index: UInt64, from: Int, to: Int, _ out: inout [UInt8]) throws(FSError) {
+        let zeros = { (count: Int, out: inout [UInt8]) in
+            if count > 0 { out.append(contentsOf: repeatElement(0, count: count)) }
+        }
+        guard let value = try reads.get(FSKeys.chunk(file.ino, index), below: file.contentVersion) else {
+            zeros(to - from, &out)
+            return
+        }
+        let chunkSize = chunkSize
+        try withBytes(value) { raw throws(FSError) in
+            let (epoch, encoding, length, body) = try ChunkRecord.header(raw, chunkSize: chunkSize)
+            if file.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize) {
+                zeros(to - from, &out)
+                return
+            }
+            let held = min(to, length)
+            if from < held {
+                if encoding == .raw {
+                    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: body[from..<held]))
+                } else {
+                    out.append(contentsOf: try ChunkRecord.content(encoding, length, body)[from..<held])
+                }
+            }
+            zeros(to - max(from, held), &out)
         }
     }
 

@@ -93,18 +93,30 @@ struct ChunkRecord {
     }
 
     static func decode(_ value: UnsafeRawBufferPointer, chunkSize: Int) throws(FSError) -> ChunkRecord {
+        let (epoch, encoding, length, body) = try header(value, chunkSize: chunkSize)
+        return ChunkRecord(epoch: epoch, data: try content(encoding, length, body))
+    }
+
+    /// The header fields and the stored body, which is not copied.
+    static func header(_ value: UnsafeRawBufferPointer, chunkSize: Int) throws(FSError)
+        -> (epoch: UInt64, encoding: ChunkEncoding, length: Int, body: UnsafeRawBufferPointer) {
         var r = ByteReader(value)
         guard r.u8() == ValueTag.live.rawValue, let encoding = r.u8().flatMap(ChunkEncoding.init(rawValue:)),
               let epoch = r.u64(), let length = r.u32(), Int(length) <= chunkSize
         else { throw FSError.corrupt("chunk header") }
         let body = r.rest()
+        if encoding == .raw, body.count != Int(length) { throw FSError.corrupt("chunk length") }
+        return (epoch, encoding, Int(length), body)
+    }
+
+    /// The chunk's bytes from a body `header` returned.
+    static func content(_ encoding: ChunkEncoding, _ length: Int, _ body: UnsafeRawBufferPointer) throws(FSError) -> [UInt8] {
         switch encoding {
         case .raw:
-            guard body.count == Int(length) else { throw FSError.corrupt("chunk length") }
-            return ChunkRecord(epoch: epoch, data: Array(body))
+            return Array(body)
         case .zstd:
             do {
-                return ChunkRecord(epoch: epoch, data: try Zstd.decompress(body, expectedSize: Int(length)))
+                return try Zstd.decompress(body, expectedSize: length)
             } catch {
                 throw FSError.corrupt("chunk: \(error)")
             }

@@ -4,7 +4,7 @@
 
 @testable import NFS
 import Engine
-import FS
+@testable import FS
 import FSTestSupport
 import KVTestSupport
 import LSMBackend
@@ -205,6 +205,29 @@ import Testing
         }
         #expect(status == NFSStatus.isdir.rawValue || status == NFSStatus.inval.rawValue)
         try f.expectClean()
+    }
+
+    @Test func aReadThatFailsMidwayAnswersWithNoData() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let file = try c.create(root, "f")
+        let chunk = f.fs.chunkSize
+        _ = try c.write(file, 0, [UInt8](repeating: 7, count: 3 * chunk))
+        // The second chunk is damaged: a READ of all three reads the first, then fails.
+        let ino = try #require(NFSFileHandle(file)).ino
+        try f.store.put(FSKeys.versioned(FSKeys.chunk(ino, 1), f.fs.view.head), [ValueTag.live.rawValue, 0xEE, 1, 2])
+        var (status, body) = try c.nfs(6) { w in
+            w.opaque(file)
+            w.uint64(0)
+            w.uint32(UInt32(3 * chunk))
+        }
+        #expect(status == NFSStatus.io.rawValue)
+        // READ3resfail: post-op attributes only, and nothing after them.
+        try NFSTestClient.skipPostOp(&body)
+        #expect(body.remaining == 0)
+        // The chunk before the damage still reads.
+        #expect(try c.read(file, 0, UInt32(chunk)) == ([UInt8](repeating: 7, count: chunk), false))
     }
 
     @Test func rpcRefusals() throws {

@@ -96,13 +96,29 @@ extension NFSProgram {
             let t = try target(fh)
             resolved = t
             if t.isSnapshots { throw .isdir }
-            let result = try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count) }
-            w.reserve(result.data.count + 128)
+            // The data goes straight into the reply; count, eof and the opaque's length
+            // are filled in after it.
+            let start = w.count
             w.status(.ok)
             w.postOp(known(t))
-            w.uint32(UInt32(result.data.count))
-            w.bool(result.eof)
-            w.opaque(result.data)
+            let fields = w.count
+            w.uint32(0)
+            w.bool(false)
+            w.uint32(0)
+            let eof: Bool
+            do {
+                eof = try w.appendInPlace { (bytes: inout [UInt8]) throws(NFSStatus) -> Bool in
+                    try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count, appendingTo: &bytes) }
+                }
+            } catch {
+                w.truncate(to: start)
+                throw error
+            }
+            let length = UInt32(w.count - fields - 12)
+            w.patch(fields, length)
+            w.patch(fields + 4, eof ? 1 : 0)
+            w.patch(fields + 8, length)
+            w.pad()
         } catch {
             w.status(error)
             w.postOp(resolved.flatMap { attributes($0) })

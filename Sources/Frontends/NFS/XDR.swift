@@ -128,6 +128,22 @@ public struct XDRWriter {
     /// The current length, for a field to patch later (`patch`).
     public var count: Int { bytes.count }
 
+    /// Lets `body` append bytes to the encoding in place (a READ's data goes straight into
+    /// its reply); the caller writes their length and padding around them.
+    public mutating func appendInPlace<T, E: Error>(_ body: (inout [UInt8]) throws(E) -> T) throws(E) -> T {
+        try body(&bytes)
+    }
+
+    /// Drops everything after the first `count` bytes (a result abandoned midway).
+    public mutating func truncate(to count: Int) {
+        bytes.removeSubrange(count...)
+    }
+
+    /// Zero bytes up to the next multiple of 4.
+    public mutating func pad() {
+        while bytes.count % 4 != 0 { bytes.append(0) }
+    }
+
     /// Overwrites the 4-byte unit at `offset`.
     public mutating func patch(_ offset: Int, _ value: UInt32) {
         bytes[offset] = UInt8(truncatingIfNeeded: value >> 24)
