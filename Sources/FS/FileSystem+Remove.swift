@@ -1,6 +1,7 @@
 // Operations that remove a name: unlink and rmdir. The last link of a file removes its
-// inode in the same batch and queues its chunks in the reclaim queue (0x07), so deleting
-// a file of any size returns at once; the reclaimer deletes the chunks in the background.
+// inode in the same batch. A small file's chunks go in that batch too; a larger file's
+// are queued in the reclaim queue (0x07), so deleting a file of any size returns at once,
+// and the reclaimer deletes them in the background.
 
 extension FileSystem {
     public func unlink(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
@@ -45,13 +46,19 @@ extension FileSystem {
             try removeEntry(&batch, parent: &parent, found, now: now)
             try adjust(&parent)
             batch.putInode(parent)
-            unlinkInode(&batch, &child, now: now)
+            try unlinkInode(&batch, &child, now: now)
             return try commit(&batch, op: op, durable: options.durableMetadata)
         }
     }
 
-    /// Drops one link of `child`; at the last one removes the inode and queues its chunks.
-    func unlinkInode(_ batch: inout FSBatch, _ child: inout Inode, now: Timestamp) {
+    /// Files of at most this many chunks lose them in the batch that removes the inode.
+    static let inlineReclaimChunks = 4
+
+    /// Drops one link of `child`; at the last one removes the inode and its chunks: in the
+    /// same batch when it has at most `inlineReclaimChunks` of them at this version and no
+    /// shrink marks (most files: one commit, no background work), otherwise through a
+    /// reclaim record.
+    func unlinkInode(_ batch: inout FSBatch, _ child: inout Inode, now: Timestamp) throws(FSError) {
         let lastLink = child.type == .directory || child.nlink <= 1
         if !lastLink {
             child.nlink -= 1
@@ -64,7 +71,15 @@ extension FileSystem {
         batch.inodeDelta -= 1
         if child.type == .regular || child.type == .symlink { batch.bytesDelta -= Int64(child.size) }
         if child.type == .regular, child.size > 0 || !child.shrinkMarks.isEmpty {
-            batch.putUnversioned(FSKeys.reclaim(child.ino, view.head), [ReclaimKind.deleteFile.rawValue])
+            if child.shrinkMarks.isEmpty, child.size <= UInt64(Self.inlineReclaimChunks * chunkSize),
+               let chunks = try pool.chunkEntries(child.ino, view.head, atMost: Self.inlineReclaimChunks) {
+                for chunk in chunks {
+                    batch.deleteUnversioned(chunk.key)
+                    batch.addWritten(view.head, -chunk.size)
+                }
+            } else {
+                batch.putUnversioned(FSKeys.reclaim(child.ino, view.head), [ReclaimKind.deleteFile.rawValue])
+            }
         }
     }
 

@@ -72,7 +72,7 @@ extension FileSystem {
         if let target, var gone = replaced {
             try removeEntry(&batch, parent: &dirs[dd]!, target, now: now)
             if gone.type == .directory { dirs[dd]!.nlink = try Self.decremented(dirs[dd]!.nlink, "link count of directory \(dd)") }
-            unlinkInode(&batch, &gone, now: now)
+            try unlinkInode(&batch, &gone, now: now)
             replaced = gone
         }
         try addEntry(&batch, parent: &dirs[dd]!, DirEntry(name: dn, ino: moving.ino, type: moving.type, cookie: 0), now: now)

@@ -228,6 +228,33 @@ extension Pool {
         _ = try commit(&batch, op: "reclaim", durable: false)
     }
 
+    /// Every chunk entry (key, stored size) of exactly `version` of `ino`, or nil when
+    /// there are more than `atMost` (or more than 8 × `atMost` entries of any version to
+    /// step over: the caller then leaves them to the reclaimer).
+    func chunkEntries(_ ino: UInt64, _ version: UInt64, atMost: Int) throws(FSError) -> [(key: [UInt8], size: Int)]? {
+        var found: [(key: [UInt8], size: Int)] = []
+        var tooMany = false
+        var seen = 0
+        let range = KeyRange(start: FSKeys.chunk(ino, 0), end: Bytes.prefixSuccessor(FSKeys.chunkPrefix(ino)))
+        try kv {
+            try store.scan(range) { key, value in
+                seen += 1
+                if seen > 8 * atMost {
+                    tooMany = true
+                    return false
+                }
+                guard key.count == 25, UInt64.max - key.readBigEndian(at: 17) == version else { return true }
+                guard found.count < atMost else {
+                    tooMany = true
+                    return false
+                }
+                found.append((Array(key), value.count))
+                return true
+            }
+        }
+        return tooMany ? nil : found
+    }
+
     /// Up to one batch of chunk entries (key, stored size) of exactly `version`, from chunk
     /// index `from` on, that `select(index, epoch)` accepts.
     private func chunkEntries(
