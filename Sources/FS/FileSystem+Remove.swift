@@ -9,7 +9,6 @@ extension FileSystem {
         let pending = try removeName(cred, dir, name, op: "unlink") { child throws(FSError) in
             guard child.type != .directory else { throw FSError(.EISDIR, "\(Self.show(name)) is a directory") }
         } parent: { _ throws(FSError) in }
-        pool.worker.wake()
         try awaitDurable(pending)
     }
 

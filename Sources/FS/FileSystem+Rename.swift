@@ -16,7 +16,6 @@ extension FileSystem {
         } else {
             pending = try renameLock.withLock { () throws(FSError) in try renameLocked(cred, fromDir, fromName, toDir, toName) }
         }
-        pool.worker.wake()
         // Outside the rename mutex and every inode lock: other renames need not wait for our sync.
         try awaitDurable(pending)
     }

@@ -324,7 +324,12 @@ public final class Pool: Sendable {
             handles.withLock { $0[dataset] }?.inodeVersions.committed(batch.touched, at: batch.view.head)
         }
         try crashPoints.pass("\(op).after-commit")
-        if batch.background { pacer.step() }
+        if batch.background {
+            pacer.step()
+        } else if batch.reclaims.contains(where: { $0.kind != nil }) {
+            // New work for the reclaimer (a large file deleted, a file shrunk).
+            worker.wake()
+        }
         return PendingSync(sequence: durable ? sequence : nil)
     }
 
