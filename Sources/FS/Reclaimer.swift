@@ -232,27 +232,8 @@ extension Pool {
     /// there are more than `atMost` (or more than 8 × `atMost` entries of any version to
     /// step over: the caller then leaves them to the reclaimer).
     func chunkEntries(_ ino: UInt64, _ version: UInt64, atMost: Int) throws(FSError) -> [(key: [UInt8], size: Int)]? {
-        var found: [(key: [UInt8], size: Int)] = []
-        var tooMany = false
-        var seen = 0
-        let range = KeyRange(start: FSKeys.chunk(ino, 0), end: Bytes.prefixSuccessor(FSKeys.chunkPrefix(ino)))
-        try kv {
-            try store.scan(range) { key, value in
-                seen += 1
-                if seen > 8 * atMost {
-                    tooMany = true
-                    return false
-                }
-                guard key.count == 25, UInt64.max - key.readBigEndian(at: 17) == version else { return true }
-                guard found.count < atMost else {
-                    tooMany = true
-                    return false
-                }
-                found.append((Array(key), value.count))
-                return true
-            }
-        }
-        return tooMany ? nil : found
+        let (found, complete) = try chunkEntries(ino, version, from: 0, limit: atMost + 1, steps: 8 * atMost) { _, _ in true }
+        return complete && found.count <= atMost ? found : nil
     }
 
     /// Up to one batch of chunk entries (key, stored size) of exactly `version`, from chunk
@@ -260,19 +241,38 @@ extension Pool {
     private func chunkEntries(
         _ ino: UInt64, _ version: UInt64, from: UInt64, _ select: (UInt64, UInt64) -> Bool
     ) throws(FSError) -> [(key: [UInt8], size: Int)] {
-        guard from != UInt64.max else { return [] }
+        try chunkEntries(ino, version, from: from, limit: options.reclaimBatchSize, steps: .max, select).found
+    }
+
+    /// Chunk entries of exactly `version` from chunk index `from` on that `select(index,
+    /// epoch)` accepts, at most `limit` of them, stepping over at most `steps` entries of
+    /// any version; `complete` when the scan reached the end of the inode's chunks.
+    private func chunkEntries(
+        _ ino: UInt64, _ version: UInt64, from: UInt64, limit: Int, steps: Int, _ select: (UInt64, UInt64) -> Bool
+    ) throws(FSError) -> (found: [(key: [UInt8], size: Int)], complete: Bool) {
+        guard from != UInt64.max else { return ([], true) }
         var found: [(key: [UInt8], size: Int)] = []
-        let limit = options.reclaimBatchSize
+        var complete = true
+        var stepped = 0
         let range = KeyRange(start: FSKeys.chunk(ino, from), end: Bytes.prefixSuccessor(FSKeys.chunkPrefix(ino)))
         try kv {
             try store.scan(range) { key, value in
+                stepped += 1
+                guard stepped <= steps else {
+                    complete = false
+                    return false
+                }
                 guard key.count == 25, UInt64.max - key.readBigEndian(at: 17) == version else { return true }
                 let epoch = value.count >= 10 ? value.readBigEndian(at: 2) : 0
                 if select(key.readBigEndian(at: 9), epoch) { found.append((Array(key), value.count)) }
-                return found.count < limit
+                if found.count >= limit {
+                    complete = false
+                    return false
+                }
+                return true
             }
         }
-        return found
+        return (found, complete)
     }
 }
 
