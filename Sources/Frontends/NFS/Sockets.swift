@@ -20,7 +20,8 @@ final class Listener: Sendable {
     let port: Int
     private let fd: Int32
     private let done = Mutex(false)
-    private let finished = Atomic<Bool>(false)
+    /// The accept thread is running (from `start` until it returns).
+    private let running = Atomic<Bool>(false)
 
     /// Binds `host` (a name or address) and `port` (0: a free one).
     init(host: String, port: Int) throws {
@@ -58,8 +59,9 @@ final class Listener: Sendable {
 
     /// Accepts until `stop`, on a thread of its own; each socket goes to `accepted`.
     func start(_ accepted: @escaping @Sendable (Int32) -> Void) {
+        running.store(true, ordering: .releasing)
         let thread = Thread { [self] in
-            defer { finished.store(true, ordering: .releasing) }
+            defer { running.store(false, ordering: .releasing) }
             while true {
                 let client = accept(fd, nil, nil)
                 if client >= 0 {
@@ -71,7 +73,10 @@ final class Listener: Sendable {
                 switch errno {
                 case EINTR, ECONNABORTED, EPROTO: continue
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM: usleep(10_000)  // out of descriptors or memory: retry soon
-                default: return
+                default:
+                    let message = "zerofs: NFS accept failed (errno \(errno)); no new connections\n"
+                    _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
+                    return
                 }
             }
         }
@@ -84,7 +89,7 @@ final class Listener: Sendable {
         done.withLock { $0 = true }
         // shutdown wakes a thread blocked in accept (close alone does not on Linux).
         shutdown(fd, Int32(SHUT_RDWR))
-        while !finished.load(ordering: .acquiring) { usleep(1_000) }
+        while running.load(ordering: .acquiring) { usleep(1_000) }
         close(fd)
     }
 }
