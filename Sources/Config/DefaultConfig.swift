@@ -28,6 +28,7 @@ extension ZeroFSConfig {
         # block_size = 4096
         # bloom_bits_per_key = 10
         # wal_sync = "buffered"
+        # wal_recovery = "strict"  # "point_in_time": after a machine crash, end the log at a torn WAL segment
 
         [storage.rocksdb]
         # write_buffer_size = 67108864

@@ -147,12 +147,25 @@ final class LSMStore: @unchecked Sendable {
         }
         // A torn object is the tail of the log when nothing after it holds records (only
         // fences of opens that followed), or when an earlier open already accepted it.
+        // Otherwise it is damage, or (after a machine crash) a sealed segment that was
+        // never synced: with wal_recovery = point_in_time the log ends there, and the
+        // objects after it that hold records are deleted before the new manifest, so no
+        // later open replays them.
         let lastWithRecords = decoded.lastIndex { !$0.records.isEmpty || $0.torn }
         var torn = Set(current.tornWAL)
+        var endedAt: UInt64?
+        var dropped: [UInt64] = []
         for (index, object) in decoded.enumerated() {
+            if endedAt != nil {
+                if !object.records.isEmpty || object.torn { dropped.append(object.id) }
+                continue
+            }
             if object.torn {
-                guard index == lastWithRecords || torn.contains(object.id) else {
-                    throw KVError(.corruption, "WAL object is damaged before the end of the log", path: WALFormat.name(object.id))
+                if index != lastWithRecords && !torn.contains(object.id) {
+                    guard options.walRecoveryPointInTime else {
+                        throw KVError(.corruption, "WAL object is damaged before the end of the log (after a machine crash, lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
+                    }
+                    endedAt = object.id
                 }
                 torn.insert(object.id)
             }
@@ -161,6 +174,7 @@ final class LSMStore: @unchecked Sendable {
                 lastSeq = max(lastSeq, seq + UInt64(max(batch.count, 1)) - 1)
             }
         }
+        for id in dropped { try objects.delete(WALFormat.name(id)) }
         current.writerEpoch += 1
         current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
         current.nextWALID = fenceID + 1
