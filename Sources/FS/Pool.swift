@@ -61,6 +61,9 @@ public final class Pool: Sendable {
         var counters: [UInt64: FSCounters]
         /// Per head version: the inodes already in its change index.
         var changed: [UInt64: Set<UInt64>]
+        /// The inode counter as `commit` last wrote it (0: not yet); a commit writes the
+        /// counter only when it moved.
+        var nextInodeCommitted: UInt64 = 0
     }
 
     /// Opens (formatting or upgrading when needed) the pool stored in `store`. The caller
@@ -295,7 +298,9 @@ public final class Pool: Sendable {
                 let known = s.changed[batch.view.head]
                 newlyChanged = batch.touched.filter { !(known?.contains($0) ?? false) }
                 for ino in newlyChanged { batch.batch.put(FSKeys.changeIndex(batch.view.head, ino), []) }
-                batch.batch.put(FSKeys.stats(dataset), updated.encode())
+                // Statistics as absolute values, when they change (most renames, attribute
+                // changes and atime updates leave them).
+                if updated != current { batch.batch.put(FSKeys.stats(dataset), updated.encode()) }
             }
             var nodes: [(UInt64, VersionNode)] = []
             for (version, delta) in batch.written where delta != 0 {
@@ -305,9 +310,13 @@ public final class Pool: Sendable {
                 nodes.append((version, node))
                 batch.batch.put(FSKeys.versionNode(version), node.encode())
             }
-            batch.batch.put(FSKeys.system(SystemRecords.nextInodeName), SystemRecords.encodeUInt64(s.nextInode))
+            // The inode counter only when it moved: an inode this batch uses was allocated
+            // (and the counter moved) before it.
+            let writesCounter = s.nextInode != s.nextInodeCommitted
+            if writesCounter { batch.batch.put(FSKeys.system(SystemRecords.nextInodeName), SystemRecords.encodeUInt64(s.nextInode)) }
             let applied = batch.batch
             try kv { try store.write(applied, durable: false) }
+            if writesCounter { s.nextInodeCommitted = s.nextInode }
             if !batch.reclaims.isEmpty {
                 reclaimQueue.withLock { queue in
                     for (id, kind) in batch.reclaims { queue[id] = kind }
