@@ -1,7 +1,9 @@
 // One compaction: merges input tables (newest first) into new tables for the next level.
 // Output tables are cut at the target size between keys; range tombstones that must stay
 // (something older lies below) are merged into disjoint ranges and clipped to each output
-// table's span, so tables of one level never overlap.
+// table's span, so tables of one level never overlap. Output tables are also cut at each
+// table of the output level that the inputs' range spans but that holds none of their
+// keys (`cuts`): that table stays, and the outputs fit around it.
 
 import Engine
 import ObjectStore
@@ -10,6 +12,9 @@ struct Compaction {
     let store: LSMStore
     let inputs: [TableReader]
     let keepDeletes: Bool
+    /// The smallest keys of the output level's tables that stay, in order: no input key
+    /// or tombstone falls inside them (`LSMStore.overlapping`).
+    var cuts: [[UInt8]] = []
 
     func run() throws -> [TableReader] {
         let sources: [MergeCursor] = inputs.map { TableMergeCursor($0, fillCache: false) }
@@ -57,8 +62,15 @@ struct Compaction {
         }
 
         do {
+            let cuts = cuts.sorted { Bytes.compare($0, $1) < 0 }
+            var nextCut = 0
             while stream.isValid {
                 let key = stream.key
+                // A table that stays lies before this key: end the output there.
+                while nextCut < cuts.count, Bytes.compare(cuts[nextCut], key) <= 0 {
+                    try finishTable(endingBefore: cuts[nextCut])
+                    nextCut += 1
+                }
                 // Reads through the optional: `if let` would copy the builder per entry.
                 if let size = current?.builder.estimatedSize, size >= store.options.tableTargetBytes {
                     try finishTable(endingBefore: Array(key))

@@ -217,8 +217,7 @@ extension LSMStore {
         let levels = version.levels
         if levels[0].count >= options.l0CompactionTrigger {
             let inputs = levels[0]
-            let (low, high) = Self.range(of: inputs.map(\.meta))
-            let below = levels.count > 1 ? levels[1].filter { Self.overlaps($0.meta, low, high) } : []
+            let below = levels.count > 1 ? Self.overlapping(inputs, in: levels[1]) : []
             return CompactionPlan(level: 0, inputs: inputs + below, overlapping: below)
         }
         for level in 1..<max(levels.count, 1) where level < options.maxLevels - 1 {
@@ -227,10 +226,28 @@ extension LSMStore {
             // The table after the last one compacted at this level, round robin by key.
             let pointer = compactPointers.withLock { $0[level] }
             let table = levels[level].first { pointer == nil || Bytes.compare($0.meta.smallest, pointer!) > 0 } ?? levels[level][0]
-            let below = level + 1 < levels.count ? levels[level + 1].filter { Self.overlaps($0.meta, table.meta.smallest, table.meta.largest) } : []
+            let below = level + 1 < levels.count ? Self.overlapping([table], in: levels[level + 1]) : []
             return CompactionPlan(level: level, inputs: [table] + below, overlapping: below)
         }
         return nil
+    }
+
+    /// The tables of the next level that `inputs` must merge with: those holding a key
+    /// that an input holds an entry or tombstone near. A table that the inputs' range only
+    /// spans stays where it is: a file written in order puts its inode record (low keys)
+    /// and its new chunks (high keys) in every memtable, and merging every table of its
+    /// older chunks in between each time rewrote the whole file per flush. Compaction then
+    /// cuts its output tables around the ones left in place (`Compaction.cuts`).
+    static func overlapping(_ inputs: [TableReader], in tables: [TableReader]) -> [TableReader] {
+        let (low, high) = range(of: inputs.map(\.meta))
+        return tables.filter { table in
+            guard overlaps(table.meta, low, high) else { return false }
+            return inputs.contains { input in
+                guard overlaps(input.meta, table.meta.smallest, table.meta.largest) else { return false }
+                // A table that cannot be read here is merged: the compaction reports it.
+                return (try? input.hasEntries(from: table.meta.smallest, through: table.meta.largest)) ?? true
+            }
+        }
     }
 
     static func range(of metas: [TableMeta]) -> ([UInt8], [UInt8]) {
@@ -257,8 +274,12 @@ extension LSMStore {
             let (low, high) = Self.range(of: plan.inputs.map(\.meta))
             // With nothing older below the output, deletions and tombstones can go.
             let bottom = !current.levels.indices.contains { $0 > outputLevel && current.levels[$0].contains { Self.overlaps($0.meta, low, high) } }
-            let outputs = try Compaction(store: self, inputs: plan.inputs, keepDeletes: !bottom).run()
+            // Tables of the output level that stay: the outputs are cut around them.
             let inputIDs = Set(plan.inputs.map(\.meta.id))
+            let cuts = outputLevel < current.levels.count
+                ? current.levels[outputLevel].filter { !inputIDs.contains($0.meta.id) && Self.overlaps($0.meta, low, high) }.map(\.meta.smallest)
+                : []
+            let outputs = try Compaction(store: self, inputs: plan.inputs, keepDeletes: !bottom, cuts: cuts).run()
             if plan.level > 0 {
                 compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
             }

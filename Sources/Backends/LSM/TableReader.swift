@@ -159,6 +159,17 @@ final class TableReader: Sendable {
     }
 }
 
+extension TableReader {
+    /// Whether the table holds an entry (deletions included) or a range tombstone in
+    /// [low, high]. Reads at most the data blocks around `low` (not into the cache).
+    func hasEntries(from low: [UInt8], through high: [UInt8]) throws -> Bool {
+        if tombstones.contains(where: { Bytes.compare($0.end, low) > 0 && Bytes.compare($0.start, high) <= 0 }) { return true }
+        let cursor = TableCursor(self, fillCache: false)
+        try low.withUnsafeBytes { try cursor.seek($0) }
+        return cursor.isValid && Bytes.compare(cursor.key, high) <= 0
+    }
+}
+
 /// Iterates a table's entries in order, deletions included (the merge decides). `key`
 /// and `value` stay valid until the cursor moves.
 final class TableCursor {
