@@ -52,29 +52,31 @@ extension FileSystem {
     /// Appends bytes `from..<to` of chunk `index` as reads see it: zeros where it holds
     /// none (a hole, a hidden chunk, past a short chunk's end).
     private func appendChunk(_ file: Inode, _ index: UInt64, from: Int, to: Int, _ out: inout [UInt8]) throws(FSError) {
-        let zeros = { (count: Int, out: inout [UInt8]) in
-            if count > 0 { out.append(contentsOf: repeatElement(0, count: count)) }
-        }
-        guard let value = try reads.get(FSKeys.chunk(file.ino, index), below: file.contentVersion) else {
-            zeros(to - from, &out)
-            return
-        }
-        let chunkSize = chunkSize
-        try withBytes(value) { raw throws(FSError) in
-            let (epoch, encoding, length, body) = try ChunkRecord.header(raw, chunkSize: chunkSize)
-            if file.hides(chunkIndex: index, epoch: epoch, chunkSize: chunkSize) {
-                zeros(to - from, &out)
-                return
-            }
-            let held = min(to, length)
-            if from < held {
-                if encoding == .raw {
-                    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: body[from..<held]))
+        try withVisibleChunk(file, index) { (chunk: StoredChunk?) throws(FSError) in
+            let held = chunk.map { min(to, $0.length) } ?? from
+            if let chunk, from < held {
+                if chunk.encoding == .raw {
+                    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk.body[from..<held]))
                 } else {
-                    out.append(contentsOf: try ChunkRecord.content(encoding, length, body)[from..<held])
+                    out.append(contentsOf: try ChunkRecord.content(chunk.encoding, chunk.length, chunk.body)[from..<held])
                 }
             }
-            zeros(to - max(from, held), &out)
+            let zeros = to - max(from, held)
+            if zeros > 0 { out.append(contentsOf: repeatElement(0, count: zeros)) }
+        }
+    }
+
+    /// A chunk's stored form, valid only inside `withVisibleChunk`.
+    typealias StoredChunk = (epoch: UInt64, encoding: ChunkEncoding, length: Int, body: UnsafeRawBufferPointer)
+
+    /// Runs `body` on chunk `index` as reads see it, without copying its bytes: nil for a
+    /// hole or a chunk a shrink mark hides.
+    private func withVisibleChunk<R>(_ file: Inode, _ index: UInt64, _ body: (StoredChunk?) throws(FSError) -> R) throws(FSError) -> R {
+        guard let value = try reads.get(FSKeys.chunk(file.ino, index), below: file.contentVersion) else { return try body(nil) }
+        let chunkSize = chunkSize
+        return try withBytes(value) { raw throws(FSError) -> R in
+            let chunk = try ChunkRecord.header(raw, chunkSize: chunkSize)
+            return try body(file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
         }
     }
 
@@ -181,9 +183,10 @@ extension FileSystem {
 
     /// The chunk a read sees (nil for a hole).
     func visibleChunk(_ file: Inode, _ index: UInt64) throws(FSError) -> ChunkRecord? {
-        guard let value = try reads.get(FSKeys.chunk(file.ino, index), below: file.contentVersion) else { return nil }
-        let chunk = try withBytes(value) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
-        return file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk
+        try withVisibleChunk(file, index) { (chunk: StoredChunk?) throws(FSError) -> ChunkRecord? in
+            guard let chunk else { return nil }
+            return ChunkRecord(epoch: chunk.epoch, data: try ChunkRecord.content(chunk.encoding, chunk.length, chunk.body))
+        }
     }
 
     /// The stored size of the chunk entry at exactly the head version (nil: none; for

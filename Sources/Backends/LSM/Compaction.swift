@@ -62,7 +62,6 @@ struct Compaction {
         }
 
         do {
-            let cuts = cuts.sorted { Bytes.compare($0, $1) < 0 }
             var nextCut = 0
             while stream.isValid {
                 let key = stream.key

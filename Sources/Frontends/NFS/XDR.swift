@@ -122,9 +122,6 @@ public struct XDRWriter {
         }
     }
 
-    /// Makes room for `count` more bytes (a READ reserves its data at once).
-    public mutating func reserve(_ count: Int) { bytes.reserveCapacity(bytes.count + count) }
-
     /// The current length, for a field to patch later (`patch`).
     public var count: Int { bytes.count }
 
