@@ -226,19 +226,24 @@ final class ReplyWriter: Sendable {
             reply.withUnsafeBytes { body in
                 var sent = 0
                 let total = mark.count + body.count
+                // Two vectors on the stack: no allocation per reply.
+                var vectors = (iovec(), iovec())
                 while sent < total {
-                    var vectors: [iovec] = []
-                    if sent < mark.count {
-                        vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: mark.baseAddress! + sent), iov_len: mark.count - sent))
-                    }
-                    let bodyFrom = max(0, sent - mark.count)
-                    if bodyFrom < body.count {
-                        vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress! + bodyFrom), iov_len: body.count - bodyFrom))
-                    }
-                    let n = vectors.withUnsafeMutableBufferPointer { v -> Int in
+                    var count = 0
+                    let n = withUnsafeMutableBytes(of: &vectors) { raw -> Int in
+                        let v = raw.bindMemory(to: iovec.self)
+                        if sent < mark.count {
+                            v[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: mark.baseAddress! + sent), iov_len: mark.count - sent)
+                            count += 1
+                        }
+                        let bodyFrom = max(0, sent - mark.count)
+                        if bodyFrom < body.count {
+                            v[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress! + bodyFrom), iov_len: body.count - bodyFrom)
+                            count += 1
+                        }
                         var message = msghdr()
                         message.msg_iov = v.baseAddress
-                        message.msg_iovlen = v.count
+                        message.msg_iovlen = count
                         return sendmsg(fd, &message, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
                     }
                     if n < 0 {
