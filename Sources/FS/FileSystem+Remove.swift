@@ -85,6 +85,9 @@ extension FileSystem {
     /// Runs `body` holding the locks of `dir` and of the inode its entry `name` names (if
     /// any), re-reading the entry under the locks until it is stable.
     func withEntryLocked<R>(_ dir: UInt64, _ name: [UInt8], _ body: (DirEntry?) throws(FSError) -> R) throws(FSError) -> R {
+        // One change from the first look at the entry to the batch (see SyncGate).
+        pool.syncGate.beginChange()
+        defer { pool.syncGate.endChange() }
         var guess = try locked([dir]) { () throws(FSError) in try entry(dir, name) }
         while true {
             let inodes = [dir] + (guess.map { [$0.ino] } ?? [])

@@ -204,6 +204,8 @@ public final class FileSystem: Sendable {
     /// after checking the filesystem runs and the dataset still exists.
     func locked<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> R) throws(FSError) -> R {
         try crashPoints.checkRunning()
+        pool.syncGate.beginChange()
+        defer { pool.syncGate.endChange() }
         return try barrier.withShared { () throws(FSError) -> R in
             if current.withLock({ $0.deleted }) { throw FSError(.ESTALE, "the dataset was deleted") }
             return try locks.withLocks(inodes, body)

@@ -1,5 +1,6 @@
 // Group commit: concurrent callers that need durability share syncs, and none returns
-// before a sync that started after its batch was applied.
+// before a sync that started after its batch was applied. A sync first waits for the
+// changes in progress (begun, not yet applied) so that they share it, but not forever.
 
 @testable import FS
 import FSTestSupport
@@ -33,6 +34,35 @@ import Testing
         #expect(throws: FSError.self) {
             try gate.waitDurable(sequence) { () throws(FSError) in throw FSError(.EIO, "disk gone") }
         }
+        var ran = false
+        try gate.waitDurable(sequence) { () throws(FSError) in ran = true }
+        #expect(ran)
+    }
+
+    @Test func aChangeInProgressWhenASyncStartsSharesIt() throws {
+        let gate = SyncGate(gatherLimit: .seconds(30))
+        let syncs = Counter()
+        // A change is under way (its batch not yet applied) when another caller syncs.
+        gate.beginChange()
+        runOnThreads(2) { index in
+            if index == 1 {
+                usleepMilliseconds(50)
+                let sequence = gate.noteApplied()
+                gate.endChange()
+                // The sync waited for the change, so it covers the change's batch too.
+                try? gate.waitDurable(sequence) { () throws(FSError) in syncs.add() }
+            } else {
+                let sequence = gate.noteApplied()
+                try? gate.waitDurable(sequence) { () throws(FSError) in syncs.add() }
+            }
+        }
+        #expect(syncs.value == 1, "the change needed a sync of its own")
+    }
+
+    @Test func aSyncWaitsForAChangeInProgressOnlyUpToItsLimit() throws {
+        let gate = SyncGate(gatherLimit: .milliseconds(5))
+        gate.beginChange()  // never ends
+        let sequence = gate.noteApplied()
         var ran = false
         try gate.waitDurable(sequence) { () throws(FSError) in ran = true }
         #expect(ran)

@@ -47,6 +47,10 @@ final class LSMStore: @unchecked Sendable {
     /// waits on `wal`, and without being woken by each of their syncs.
     let walKick: MonitorCondition
     var walBuffer: [UInt8] = []  // wal
+    /// The buffer the last flush wrote, emptied, kept to become the next `walBuffer`: a
+    /// flush swaps the two instead of copying or reallocating (a multi-MiB buffer
+    /// allocated per sync costs an mmap, page faults and an munmap each time).
+    var walSpare: [UInt8] = []  // wal
     var walAppended: UInt64 = 0  // wal: records appended, ever
     var walWritten: UInt64 = 0  // wal: records in WAL objects (perhaps not yet synced)
     var walDurable: UInt64 = 0  // wal: records in WAL objects and synced
@@ -323,8 +327,9 @@ final class LSMStore: @unchecked Sendable {
                 continue
             }
             walFlushing = true
-            let records = walBuffer
-            walBuffer.removeAll(keepingCapacity: true)
+            var records = walSpare
+            walSpare = []
+            swap(&records, &walBuffer)
             let end = walAppended
             if let full = walSegment, walSegmentSize >= Self.walSegmentBytes {
                 unsyncedSealed.append((walSegmentID, full))
@@ -369,7 +374,11 @@ final class LSMStore: @unchecked Sendable {
             } catch {
                 failure = error as? KVError ?? KVError(.io, "WAL write failed", path: WALFormat.name(id), cause: "\(error)")
             }
+            let written = records.count
+            // A burst may have grown the buffer far past its usual size: that memory goes.
+            records.removeAll(keepingCapacity: records.capacity <= options.walBufferBytes)
             wal.lock()
+            walSpare = records
             walFlushing = false
             if let failure {
                 walError = failure
@@ -382,7 +391,7 @@ final class LSMStore: @unchecked Sendable {
                     walSegmentID = id
                 }
                 walSegment = segment
-                walSegmentSize += records.count
+                walSegmentSize += written
             }
             walWritten = end
             if sync || appendable == nil { walDurable = end }
