@@ -94,10 +94,19 @@ static double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Pseudo-random bytes (splitmix64 from seed): data no server can compress, so the data
+ * phases measure bytes stored, not a compressor's ratio. */
 static void fill_pattern(unsigned char *buf, size_t len, uint64_t seed)
 {
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (unsigned char)((i * 131u + seed * 7u + 13u) % 251u);
+    uint64_t x = seed * 0x9E3779B97F4A7C15u + 1;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t z = (x += 0x9E3779B97F4A7C15u);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+        z ^= z >> 31;
+        for (size_t b = 0; b < 8 && i + b < len; b++)
+            buf[i + b] = (unsigned char)(z >> (8 * b));
+    }
 }
 
 /* Write all of buf at off; returns 0 or -errno. */
