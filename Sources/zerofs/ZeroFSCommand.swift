@@ -1,6 +1,7 @@
 // The `zerofs` command line: parsing and wiring only; the work lives in the libraries.
 
 import ArgumentParser
+import Foundation
 import BackendCatalog
 import Engine
 import Workloads
@@ -16,6 +17,28 @@ struct ZeroFS: ParsableCommand {
         abstract: "A filesystem server whose every byte lives in an ordered key-value store.",
         subcommands: [Init.self, Run.self, DatasetCommand.self, CheckpointCommand.self, Fsck.self, Scrub.self, Bench.self, Debug.self]
     )
+
+    static func main() {
+        limitMallocArenas()
+        main(nil)
+    }
+
+    /// glibc gives each thread that contends for the allocator an arena of its own, up to
+    /// eight per core, and an arena keeps what is freed in it. Buffers of up to 1 MiB (NFS
+    /// WRITEs, chunks, table blocks) are allocated on one thread and freed on another, so
+    /// with sixteen arenas the server held 300 MiB writing 200 MiB of data that cannot be
+    /// compressed; with two, 230 MiB, at the same speed (Docs/benchmarks.md). An explicit
+    /// MALLOC_ARENA_MAX or GLIBC_TUNABLES setting wins.
+    static func limitMallocArenas() {
+        #if canImport(Glibc)
+        let environment = ProcessInfo.processInfo.environment
+        if environment["MALLOC_ARENA_MAX"] != nil || environment["GLIBC_TUNABLES"]?.contains("arena_max") == true { return }
+        // mallopt(M_ARENA_MAX = -8, n); malloc.h is not in Swift's Glibc module.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        _ = unsafeBitCast(symbol, to: Mallopt.self)(-8, Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))
+        #endif
+    }
 }
 
 struct Bench: ParsableCommand {
