@@ -98,12 +98,25 @@ public protocol KVReader: AnyObject, Sendable {
     /// key and its version). A backend may then skip data whose filter of keys without
     /// their last `suffixLength` bytes rules `prefix` out. Throws like `get`.
     func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry?
+
+    /// `get` with the value borrowed: `body` gets the value stored under `key` (nil when
+    /// absent), valid only during the call, and its result is returned. A backend may pass
+    /// bytes it holds anyway (a cached block) instead of copying them out: the filesystem
+    /// reads chunks this way, straight into a reply. Throws like `get`, and what `body`
+    /// throws.
+    func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R
 }
 
 extension KVReader {
     /// The default: the plain prefix lookup (the promise only allows skipping data).
     public func firstVersion(from: [UInt8], prefix: [UInt8], suffixLength: Int) throws -> KVEntry? {
         try firstEntry(from: from, prefix: prefix)
+    }
+
+    /// The default: `get`, then `body` over the copy.
+    public func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        guard let value = try get(key) else { return try body(nil) }
+        return try value.withUnsafeBytes { try body($0) }
     }
 }
 

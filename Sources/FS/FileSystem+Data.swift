@@ -72,9 +72,9 @@ extension FileSystem {
     /// Runs `body` on chunk `index` as reads see it, without copying its bytes: nil for a
     /// hole or a chunk a shrink mark hides.
     private func withVisibleChunk<R>(_ file: Inode, _ index: UInt64, _ body: (StoredChunk?) throws(FSError) -> R) throws(FSError) -> R {
-        guard let value = try reads.get(FSKeys.chunk(file.ino, index), below: file.contentVersion) else { return try body(nil) }
         let chunkSize = chunkSize
-        return try withBytes(value) { raw throws(FSError) -> R in
+        return try reads.withValue(FSKeys.chunk(file.ino, index), below: file.contentVersion) { raw throws(FSError) -> R in
+            guard let raw else { return try body(nil) }
             let chunk = try ChunkRecord.header(raw, chunkSize: chunkSize)
             return try body(file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
         }

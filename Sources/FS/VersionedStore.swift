@@ -59,6 +59,24 @@ struct VersionedStore {
         return value.first == ValueTag.live.rawValue ? value : nil
     }
 
+    /// `get` with the value borrowed where the store can lend it (KVReader.withValue): a
+    /// version without ancestors reads its one key so; otherwise the value is looked up
+    /// and copied as by `get`. `body` gets nil when absent or whited out.
+    func withValue<R>(_ logical: [UInt8], below hint: UInt64 = 0, probe: UInt64 = 0,
+                      _ body: (UnsafeRawBufferPointer?) throws(FSError) -> R) throws(FSError) -> R {
+        guard view.ancestors.isEmpty else {
+            let value = try get(logical, below: hint, probe: probe)
+            guard let value else { return try body(nil) }
+            return try withBytes(value) { raw throws(FSError) in try body(raw) }
+        }
+        let result: Result<R, FSError> = try kv {
+            try store.withValue(FSKeys.versioned(logical, view.head)) { raw in
+                Result { () throws(FSError) in try body(raw.flatMap { $0.first == ValueTag.live.rawValue ? $0 : nil }) }
+            }
+        }
+        return try result.get()
+    }
+
     /// The entry of `logical` this view sees, live or whiteout, with its version.
     ///
     /// With a hint, the entry at the hint itself is tried first with a point get: when it

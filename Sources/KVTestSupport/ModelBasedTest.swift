@@ -59,6 +59,13 @@ public struct ModelBasedTest {
                 let got = try subject.get(key)
                 let want = try model.get(key)
                 guard got == want else { return fail(step, action, "get returned \(String(describing: got)), model \(String(describing: want))") }
+                // The borrowed form lends the same bytes, at "now" and in the newest read view.
+                let lent = try subject.withValue(key) { $0.map { Array($0) } }
+                guard lent == want else { return fail(step, action, "withValue lent \(String(describing: lent)), model \(String(describing: want))") }
+                if let (s, m) = views.last {
+                    let inView = try s.withValue(key) { $0.map { Array($0) } }
+                    guard try inView == m.get(key) else { return fail(step, action, "withValue in a read view differs from the model's") }
+                }
             case 45..<55:
                 let range = randomRange(&random)
                 action = "scan \(range)"

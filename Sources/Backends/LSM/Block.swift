@@ -88,28 +88,35 @@ enum BlockFrame {
 
     /// Checks and unpacks a stored block; `.corruption` naming `what` on any mismatch.
     static func decode(_ stored: [UInt8], what: String) throws -> [UInt8] {
+        try stored.withUnsafeBytes { raw in
+            let body = try check(raw, what: what)
+            return try unpack(raw, body: body, what: what)
+        }
+    }
+
+    /// Checks a stored block's checksum and compression type: the length of its contents
+    /// when not compressed (the type byte follows them).
+    static func check(_ stored: UnsafeRawBufferPointer, what: String) throws -> Int {
         guard stored.count >= trailerSize else { throw KVError(.corruption, "block is too short", path: what) }
-        let body = stored.count - 4
-        let expected = stored.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: body, as: UInt32.self)) }
-        let actual = stored.withUnsafeBytes { CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<body]))) }
+        let crcAt = stored.count - 4
+        let expected = UInt32(littleEndian: stored.loadUnaligned(fromByteOffset: crcAt, as: UInt32.self))
+        let actual = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: stored[0..<crcAt])))
         guard expected == actual else { throw KVError(.corruption, "block checksum mismatch", path: what) }
-        let type = stored[body - 1]
-        switch type {
-        case 0:
-            return Array(stored[0..<(body - 1)])
-        case 1:
-            return try stored.withUnsafeBytes { raw in
-                var reader = ByteReader(UnsafeRawBufferPointer(rebasing: raw[0..<(body - 1)]), what: what)
-                let size = try reader.int()
-                guard size <= 1 << 30 else { throw KVError(.corruption, "block size is impossible", path: what) }
-                do {
-                    return try Zstd.decompress(UnsafeRawBufferPointer(rebasing: raw[reader.at..<(body - 1)]), expectedSize: size)
-                } catch {
-                    throw KVError(.corruption, "block does not decompress", path: what, cause: "\(error)")
-                }
-            }
-        default:
-            throw KVError(.corruption, "unknown block compression \(type)", path: what)
+        let type = stored[crcAt - 1]
+        guard type <= 1 else { throw KVError(.corruption, "unknown block compression \(type)", path: what) }
+        return crcAt - 1
+    }
+
+    /// The contents of a checked block whose contents end at `body`.
+    static func unpack(_ stored: UnsafeRawBufferPointer, body: Int, what: String) throws -> [UInt8] {
+        if stored[body] == 0 { return Array(stored[0..<body]) }
+        var reader = ByteReader(UnsafeRawBufferPointer(rebasing: stored[0..<body]), what: what)
+        let size = try reader.int()
+        guard size <= 1 << 30 else { throw KVError(.corruption, "block size is impossible", path: what) }
+        do {
+            return try Zstd.decompress(UnsafeRawBufferPointer(rebasing: stored[reader.at..<body]), expectedSize: size)
+        } catch {
+            throw KVError(.corruption, "block does not decompress", path: what, cause: "\(error)")
         }
     }
 }
@@ -122,17 +129,48 @@ final class Block: @unchecked Sendable {
     let restartsOffset: Int
     let restartCount: Int
 
-    init(_ data: [UInt8], what: String) throws {
-        guard data.count >= 4 else { throw KVError(.corruption, "block has no trailer", path: what) }
-        let count = Int(data.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: data.count - 4, as: UInt32.self)) })
-        let offset = data.count - 4 - count * 4
-        guard count >= 1, count <= data.count, offset >= 0 else { throw KVError(.corruption, "block restart array is malformed", path: what) }
+    convenience init(_ data: [UInt8], what: String) throws {
         let memory = UnsafeMutableRawPointer.allocate(byteCount: max(data.count, 1), alignment: 8)
-        data.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        data.withUnsafeBytes { if let source = $0.baseAddress { memory.copyMemory(from: source, byteCount: data.count) } }
+        try self.init(owning: memory, size: data.count, what: what)
+    }
+
+    /// A block over `size` bytes at `memory`, which it owns from now on (freed also when
+    /// this throws).
+    init(owning memory: UnsafeMutableRawPointer, size: Int, what: String) throws {
+        guard size >= 4 else {
+            memory.deallocate()
+            throw KVError(.corruption, "block has no trailer", path: what)
+        }
+        let count = Int(UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: size - 4, as: UInt32.self)))
+        let offset = size - 4 - count * 4
+        guard count >= 1, count <= size, offset >= 0 else {
+            memory.deallocate()
+            throw KVError(.corruption, "block restart array is malformed", path: what)
+        }
         base = memory
-        size = data.count
+        self.size = size
         restartCount = count
         restartsOffset = offset
+    }
+
+    /// Reads the stored block of `stored` bytes with `read` into memory the block keeps,
+    /// checks it, and, when it is not compressed, uses it where it lies: one copy (the
+    /// read) instead of three.
+    static func read(stored: Int, what: String, _ read: (UnsafeMutableRawBufferPointer) throws -> Void) throws -> Block {
+        guard stored >= BlockFrame.trailerSize else { throw KVError(.corruption, "block is too short", path: what) }
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: stored, alignment: 8)
+        let body: Int
+        do {
+            try read(UnsafeMutableRawBufferPointer(start: memory, count: stored))
+            body = try BlockFrame.check(UnsafeRawBufferPointer(start: memory, count: stored), what: what)
+        } catch {
+            memory.deallocate()
+            throw error
+        }
+        if memory.load(fromByteOffset: body, as: UInt8.self) == 0 { return try Block(owning: memory, size: body, what: what) }
+        defer { memory.deallocate() }
+        return try Block(BlockFrame.unpack(UnsafeRawBufferPointer(start: memory, count: stored), body: body, what: what), what: what)
     }
 
     deinit { base.deallocate() }

@@ -232,6 +232,11 @@ final class LSMBackend: KVBackend {
         return try reading { try store.get(key, at: store.snapshot()) }
     }
 
+    func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        try checkKey(key)
+        return try reading { try store.withValue(key, at: store.snapshot(), body) }
+    }
+
     func makeIterator(_ range: KeyRange) throws -> any KVIterator {
         try lifetime.shared { try LSMIterator(store: store, snapshot: store.snapshot(), range: range, lifetime: lifetime) }
     }
@@ -326,6 +331,11 @@ final class LSMReadView: KVReadView {
     func get(_ key: [UInt8]) throws -> [UInt8]? {
         try checkKey(key)
         return try open { try store.get(key, at: snapshot) }
+    }
+
+    func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        try checkKey(key)
+        return try open { try store.withValue(key, at: snapshot, body) }
     }
 
     func makeIterator(_ range: KeyRange) throws -> any KVIterator {

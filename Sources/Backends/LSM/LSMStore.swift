@@ -414,17 +414,32 @@ final class LSMStore: @unchecked Sendable {
     }
 
     func get(_ key: [UInt8], at snap: Snapshot) throws -> [UInt8]? {
+        try find(key, at: snap, inMemory: { $0 }, inTable: { Array($0) }, absent: { nil })
+    }
+
+    /// `get` with the value borrowed (KVReader.withValue): a value in a table is passed
+    /// from its block; one in a memtable is copied out first, so `body` never runs under a
+    /// memtable's lock.
+    func withValue<R>(_ key: [UInt8], at snap: Snapshot, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        try find(key, at: snap, inMemory: { v in try v.withUnsafeBytes { try body($0) } }, inTable: { try body($0) },
+                 absent: { try body(nil) })
+    }
+
+    /// The newest entry of `key` at `snap`: `inMemory` gets a memtable's value (a copy),
+    /// `inTable` a table's (borrowed from its block), `absent` runs when there is none.
+    private func find<R>(_ key: [UInt8], at snap: Snapshot, inMemory: ([UInt8]) throws -> R,
+                         inTable: (UnsafeRawBufferPointer) throws -> R, absent: () throws -> R) throws -> R {
         try key.withUnsafeBytes { k in
             for table in [snap.mem] + snap.immutables.reversed() {
                 switch table.get(k, seq: snap.seq) {
-                case .value(let v): return v
-                case .deleted: return nil
+                case .value(let v): return try inMemory(v)
+                case .deleted: return try absent()
                 case .absent: continue
                 }
             }
-            switch try snap.version.get(k) {
-            case .value(let v): return v
-            case .deleted, .absent: return nil
+            switch try snap.version.get(k, inTable) {
+            case .value(let r): return r
+            case .deleted, .absent: return try absent()
             }
         }
     }

@@ -201,7 +201,7 @@ final class Memtable: @unchecked Sendable {
     var hasRangeDeletes: Bool { lock.readLocked { !rangeDeletes.isEmpty } }
 
     /// Looks `key` up as of `seq`.
-    func get(_ key: UnsafeRawBufferPointer, seq: UInt64) -> Lookup {
+    func get(_ key: UnsafeRawBufferPointer, seq: UInt64) -> Lookup<[UInt8]> {
         lock.readLocked {
             let covered = rangeDeletes.isEmpty ? 0 : coveringSeq(key, seq)
             if let n = seekNode(key, seq), Bytes.compare(Self.key(n), key) == 0, Self.seq(n) > covered {

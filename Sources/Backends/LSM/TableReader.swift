@@ -6,9 +6,9 @@ import Engine
 import ObjectStore
 
 /// The result of looking a key up in one source.
-enum Lookup {
+enum Lookup<Value> {
     case absent
-    case value([UInt8])
+    case value(Value)
     case deleted
 }
 
@@ -92,11 +92,12 @@ final class TableReader: Sendable {
     func block(offset: Int, size: Int, fillCache: Bool = true, fromDisk: Bool = false) throws -> Block {
         let key = BlockCache.key(table: meta.id, offset: offset)
         if !fromDisk, let cached = cache.get(key) { return cached }
-        let stored: [UInt8]
-        do { stored = try object.read(offset: offset, length: size) } catch {
-            throw error as? KVError ?? KVError(.io, "read failed", path: name)
+        let object = object
+        let block = try Block.read(stored: size, what: name) { buffer in
+            do { try object.read(offset: offset, into: buffer) } catch {
+                throw error as? KVError ?? KVError(.io, "read failed", path: name)
+            }
         }
-        let block = try Block(try BlockFrame.decode(stored, what: name), what: name)
         if fillCache { cache.insert(key, block) }
         return block
     }
@@ -134,8 +135,12 @@ final class TableReader: Sendable {
     /// Looks `key` up. The table's own entries win over its own range tombstones (a
     /// compaction keeps an entry beside a tombstone only when the entry is newer); the
     /// tombstones hide the key in older tables.
-    func get(_ key: UnsafeRawBufferPointer) throws -> Lookup {
-        let hidden: Lookup = tombstoneCovers(key) ? .deleted : .absent
+    /// Looks `key` up, copying a value out.
+    func get(_ key: UnsafeRawBufferPointer) throws -> Lookup<[UInt8]> { try get(key) { Array($0) } }
+
+    /// `read` gets the value's bytes in the block, valid only during the call.
+    func get<R>(_ key: UnsafeRawBufferPointer, _ read: (UnsafeRawBufferPointer) throws -> R) throws -> Lookup<R> {
+        let hidden: Lookup<R> = tombstoneCovers(key) ? .deleted : .absent
         guard mayContain(key) else { return hidden }
         let indexCursor = BlockCursor(index)
         indexCursor.seek(key)
@@ -149,7 +154,7 @@ final class TableReader: Sendable {
         if cursor.corrupt { throw KVError(.corruption, "data block is malformed", path: name) }
         guard cursor.isValid, Bytes.compare(cursor.key, key) == 0 else { return hidden }
         if cursor.isDelete { return .deleted }
-        return .value(Array(cursor.value))
+        return .value(try read(cursor.value))
     }
 
     /// Decodes a block handle (offset, stored size) from an index entry's value.

@@ -36,16 +36,16 @@ final class Version: Sendable {
     }
 
     /// Looks `key` up, newest table first; stops at the first table that knows the key.
-    func get(_ key: UnsafeRawBufferPointer) throws -> Lookup {
+    func get<R>(_ key: UnsafeRawBufferPointer, _ read: (UnsafeRawBufferPointer) throws -> R) throws -> Lookup<R> {
         for table in levels[0] {
             guard table.meta.covers(key) else { continue }
-            let found = try table.get(key)
+            let found = try table.get(key, read)
             if case .absent = found { continue }
             return found
         }
         for level in 1..<levels.count {
             guard let table = table(level: level, covering: key) else { continue }
-            let found = try table.get(key)
+            let found = try table.get(key, read)
             if case .absent = found { continue }
             return found
         }

@@ -150,9 +150,18 @@ final class LocalReadableObject: ReadableObject {
             throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)
         }
         var result = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in count = length }
+        try result.withUnsafeMutableBytes { try read(offset: offset, into: $0) }
+        return result
+    }
+
+    func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let length = buffer.count
+        guard offset >= 0, offset + length <= size else {
+            throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)
+        }
         var done = 0
         while done < length {
-            let n = result.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, length - done, off_t(offset + done)) }
+            let n = pread(fd, buffer.baseAddress! + done, length - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw KVError.posix("pread", path: path, errno: errno)
@@ -160,7 +169,6 @@ final class LocalReadableObject: ReadableObject {
             if n == 0 { throw KVError(.corruption, "object ended early", path: path) }
             done += n
         }
-        return result
     }
 }
 

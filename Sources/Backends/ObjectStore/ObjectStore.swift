@@ -13,6 +13,17 @@ public protocol ReadableObject: AnyObject, Sendable {
     var size: Int { get }
     /// Reads `length` bytes at `offset`; throws `.corruption` if the object is shorter.
     func read(offset: Int, length: Int) throws -> [UInt8]
+    /// Reads `buffer.count` bytes at `offset` into `buffer` (a table block straight into
+    /// the memory the block keeps); throws like `read(offset:length:)`.
+    func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
+}
+
+extension ReadableObject {
+    /// The default: `read(offset:length:)`, then a copy.
+    public func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let bytes = try read(offset: offset, length: buffer.count)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    }
 }
 
 /// A store of immutable, named objects. Thread safety: every requirement may be called
