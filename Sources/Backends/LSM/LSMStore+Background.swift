@@ -78,37 +78,94 @@ extension LSMStore {
         }
     }
 
-    /// Writes one frozen memtable as an L0 table and commits it in a new manifest.
+    /// Writes one frozen memtable as L0 tables and commits them in a new manifest: one
+    /// table, or, when the memtable holds a run of at least a sixteenth of its size of keys
+    /// with one first byte (the filesystem's file chunks: kind 0xFE), that run in a table
+    /// of its own, apart from the keys around it (inode records and directory entries of
+    /// the same moment). The tables do not overlap, so a file written in order leaves
+    /// chunk tables that later move down the levels by metadata alone (`moveTrivially`)
+    /// instead of being merged with every memtable's inode record and rewritten.
     func flush(_ table: Memtable) throws {
-        let id = try allocateTableID()
-        defer { inFlightTables.withLock { _ = $0.remove(id) } }
-        let writer = try objects.makeWriter(TableMeta.name(id))
-        defer { writer.abort() }
-        var builder = TableBuilder(options: options.table) { try writer.append($0) }
         let all = UInt64.max >> 8
-        let tombstones = Self.disjoint(table.rangeDeletes(atOrBelow: all).map { ($0.start, $0.end) })
+        let rangeDeletes = table.rangeDeletes(atOrBelow: all)
+        let tombstones = Self.disjoint(rangeDeletes.map { ($0.start, $0.end) })
+        // Range deletes may span the cuts: such a memtable stays one table.
+        let cuts = rangeDeletes.isEmpty ? Self.flushCuts(table, separating: max(options.memtableBytes / 16, 1)) : []
+        var ids: [UInt64] = []
+        defer { inFlightTables.withLock { for id in ids { _ = $0.remove(id) } } }
+        var readers: [TableReader] = []
         var cursor = MemtableCursor(table, seq: all)
         cursor.seekToFirst()
-        while let node = cursor.node {
-            let key = Memtable.key(node)
-            // A range delete of the same memtable newer than the entry hides it for good.
-            if table.rangeDeleteSeq(key, atOrBelow: all) <= Memtable.seq(node) {
-                try builder.add(key, Memtable.value(node), isDelete: Memtable.isDelete(node))
+        var nextCut = 0
+        while cursor.node != nil {
+            let id = try allocateTableID()
+            ids.append(id)
+            let writer = try objects.makeWriter(TableMeta.name(id))
+            defer { writer.abort() }
+            var builder = TableBuilder(options: options.table) { try writer.append($0) }
+            while let node = cursor.node {
+                let key = Memtable.key(node)
+                if nextCut < cuts.count, cuts[nextCut].withUnsafeBytes({ Bytes.compare(key, $0) >= 0 }) {
+                    while nextCut < cuts.count, cuts[nextCut].withUnsafeBytes({ Bytes.compare(key, $0) >= 0 }) { nextCut += 1 }
+                    // This key starts the next table.
+                    if !builder.isEmpty { break }
+                }
+                // A range delete of the same memtable newer than the entry hides it for good.
+                if table.rangeDeleteSeq(key, atOrBelow: all) <= Memtable.seq(node) {
+                    try builder.add(key, Memtable.value(node), isDelete: Memtable.isDelete(node))
+                }
+                cursor.step()
             }
-            cursor.step()
+            if cursor.node == nil { for t in tombstones { builder.addTombstone(t.start, t.end) } }
+            if !builder.isEmpty {
+                let (_, meta) = try builder.finish(id: id)
+                try writer.commit()
+                readers.append(try openTable(meta))
+            }
         }
-        for t in tombstones { builder.addTombstone(t.start, t.end) }
-        var reader: TableReader?
-        if !builder.isEmpty {
+        if readers.isEmpty, !tombstones.isEmpty {
+            // Only range deletes: one table of tombstones.
+            let id = try allocateTableID()
+            ids.append(id)
+            let writer = try objects.makeWriter(TableMeta.name(id))
+            defer { writer.abort() }
+            var builder = TableBuilder(options: options.table) { try writer.append($0) }
+            for t in tombstones { builder.addTombstone(t.start, t.end) }
             let (_, meta) = try builder.finish(id: id)
             try writer.commit()
-            reader = try openTable(meta)
+            readers.append(try openTable(meta))
         }
         try manifestLock.withLock { _ in
             try commit(removingImmutables: 1) { _, levels in
-                if let reader { levels[0].insert(reader, at: 0) }
+                levels[0].insert(contentsOf: readers, at: 0)
             }
         }
+    }
+
+    /// The keys at which a flush of `table` starts a new table: the first key of each run
+    /// (keys sharing their first byte) of at least `runBytes`, and the first key after
+    /// such a run. Runs smaller than that stay together.
+    static func flushCuts(_ table: Memtable, separating runBytes: Int) -> [[UInt8]] {
+        var runs: [(first: [UInt8], bytes: Int)] = []
+        var cursor = MemtableCursor(table, seq: UInt64.max >> 8)
+        cursor.seekToFirst()
+        var runByte: UInt8?
+        while let node = cursor.node {
+            let key = Memtable.key(node)
+            let byte = key.first
+            if runs.isEmpty || byte != runByte {
+                runs.append((Array(key), 0))
+                runByte = byte
+            }
+            runs[runs.count - 1].bytes += key.count + Memtable.value(node).count
+            cursor.step()
+        }
+        var cuts: [[UInt8]] = []
+        for (i, run) in runs.enumerated() where run.bytes >= runBytes {
+            if i > 0, cuts.last != run.first { cuts.append(run.first) }
+            if i + 1 < runs.count { cuts.append(runs[i + 1].first) }
+        }
+        return cuts
     }
 
     func allocateTableID() throws -> UInt64 {
@@ -150,7 +207,7 @@ extension LSMStore {
             manifestID = id + 1
             version = Version(levels: levels)
             immutables.removeFirst(removed)
-            if version.levels[0].count >= options.l0CompactionTrigger { compactionPending = true }
+            if version.l0Pressure >= options.l0CompactionTrigger { compactionPending = true }
             state.broadcast()
         }
         collectGarbage()
@@ -215,7 +272,7 @@ extension LSMStore {
 
     func pickCompaction(_ version: Version) -> CompactionPlan? {
         let levels = version.levels
-        if levels[0].count >= options.l0CompactionTrigger {
+        if version.l0Pressure >= options.l0CompactionTrigger {
             let inputs = levels[0]
             let below = levels.count > 1 ? Self.overlapping(inputs, in: levels[1]) : []
             return CompactionPlan(level: 0, inputs: inputs + below, overlapping: below)
@@ -301,29 +358,27 @@ extension LSMStore {
         }
     }
 
-    /// When no input overlaps another input or anything in the output level, the inputs
-    /// move down by metadata alone: no table is read or rewritten (sequential loads).
-    /// REQUIRES: `manifestLock` is held.
+    /// Inputs of the plan's own level that overlap no other input and nothing in the
+    /// output level move down by metadata alone: no table is read or rewritten (sequential
+    /// loads, and the chunk tables flushes cut apart from the metadata). The rest wait
+    /// for the next pick. REQUIRES: `manifestLock` is held.
     private func moveTrivially(_ plan: CompactionPlan, in current: Version) throws -> Bool {
-        guard plan.overlapping.isEmpty else { return false }
-        let metas = plan.inputs.map(\.meta).sorted { Bytes.compare($0.smallest, $1.smallest) < 0 }
-        for i in 1..<max(metas.count, 1) where i < metas.count {
-            if Self.overlaps(metas[i], metas[i - 1].smallest, metas[i - 1].largest) { return false }
-        }
+        let own = plan.inputs.filter { input in !plan.overlapping.contains { $0 === input } }
         let outputLevel = plan.level + 1
-        if outputLevel < current.levels.count {
-            for meta in metas where current.levels[outputLevel].contains(where: { Self.overlaps($0.meta, meta.smallest, meta.largest) }) {
-                return false
-            }
+        let below = outputLevel < current.levels.count ? current.levels[outputLevel] : []
+        let movable = own.filter { table in
+            !own.contains { $0 !== table && Self.overlaps($0.meta, table.meta.smallest, table.meta.largest) }
+                && !below.contains { Self.overlaps($0.meta, table.meta.smallest, table.meta.largest) }
         }
-        let moved = Set(metas.map(\.id))
+        guard !movable.isEmpty else { return false }
+        let moved = Set(movable.map(\.meta.id))
         if plan.level > 0 {
             compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
         }
         try commit { _, levels in
             levels[plan.level].removeAll { moved.contains($0.meta.id) }
             while levels.count <= outputLevel { levels.append([]) }
-            levels[outputLevel] = (levels[outputLevel] + plan.inputs).sorted { Bytes.compare($0.meta.smallest, $1.meta.smallest) < 0 }
+            levels[outputLevel] = (levels[outputLevel] + movable).sorted { Bytes.compare($0.meta.smallest, $1.meta.smallest) < 0 }
         }
         if Self.paranoid { try Self.checkInvariants(state.withLock { version }) }
         return true

@@ -256,7 +256,7 @@ final class LSMStore: @unchecked Sendable {
             while true {
                 if let error = backgroundError { throw error }
                 if closing { throw KVError(.closed, "store is closed") }
-                let l0 = version.levels[0].count
+                let l0 = version.l0Pressure
                 if immutables.count < options.maxImmutableMemtables && l0 < options.l0StopTrigger { break }
                 // Throttle: never more memory than the configured memtables.
                 state.wait()

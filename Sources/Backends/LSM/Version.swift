@@ -7,12 +7,43 @@ import Engine
 final class Version: Sendable {
     let levels: [[TableReader]]
     let hasTombstones: Bool
+    /// The most L0 tables whose ranges hold one key: what a point read may have to visit
+    /// in L0. A flush that cuts a memtable into tables of disjoint ranges adds one, as a
+    /// single table does.
+    let l0Depth: Int
+
+    /// What the compaction and write-stall triggers count: the depth, or half the L0
+    /// tables when there are more (so disjoint tables of sorted loads still move down).
+    var l0Pressure: Int { max(l0Depth, (levels[0].count + 1) / 2) }
 
     init(levels: [[TableReader]]) {
         var padded = levels
         if padded.isEmpty { padded = [[]] }
         self.levels = padded
         hasTombstones = padded.contains { $0.contains { !$0.tombstones.isEmpty } }
+        l0Depth = Self.depth(padded[0].map(\.meta))
+    }
+
+    /// The most ranges of `metas` that share a key (ends count as inclusive, also an
+    /// exclusive tombstone end: erring towards compacting sooner).
+    static func depth(_ metas: [TableMeta]) -> Int {
+        guard metas.count > 1 else { return metas.count }
+        // Starts before ends at equal keys: touching inclusive ranges share that key.
+        let points = metas.flatMap { [($0.smallest, 0), ($0.largest, 1)] }.sorted {
+            let c = Bytes.compare($0.0, $1.0)
+            return c != 0 ? c < 0 : $0.1 < $1.1
+        }
+        var open = 0
+        var most = 0
+        for (_, kind) in points {
+            if kind == 0 {
+                open += 1
+                most = max(most, open)
+            } else {
+                open -= 1
+            }
+        }
+        return most
     }
 
     var metas: [[TableMeta]] { levels.map { $0.map(\.meta) } }

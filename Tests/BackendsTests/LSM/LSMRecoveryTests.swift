@@ -237,6 +237,64 @@ func tinyLSMOptions() -> BackendOptions {
         try backend.close()
     }
 
+    @Test func flushesKeepALargeRunOfOneKindApartAndItMovesDownWithoutRewrites() throws {
+        // The same file written in order: each memtable holds its inode record (0x01) and
+        // a run of chunks (0xFE) far above a sixteenth of the memtable.
+        var options = tinyLSMOptions()
+        options.tuning["level1_bytes"] = String(1 << 30)
+        let backend = try factory.open(objects: MemoryObjectStore(), options: options)
+        let store = try #require(backend as? LSMBackend).store
+        func write(_ range: Range<Int>) throws {
+            for i in range {
+                var batch = WriteBatch()
+                batch.put([0x01], Array("inode \(i)".utf8))
+                batch.put([0xFE] + TestBytes.key(i), TestBytes.value(i, size: 300))
+                try backend.write(batch, durable: false)
+            }
+            try backend.settleBackgroundWork()
+        }
+        func tables() -> [(id: UInt64, smallest: [UInt8], largest: [UInt8])] {
+            store.state.withLock { store.version.levels.flatMap { $0.map { ($0.meta.id, $0.meta.smallest, $0.meta.largest) } } }
+        }
+        try write(0..<1500)
+        // No table mixes the two kinds: the chunks were flushed into tables of their own.
+        for table in tables() {
+            #expect(table.smallest.first == table.largest.first, "table \(table.id) spans \(table.smallest) ... \(table.largest)")
+        }
+        let chunkTables = tables().filter { $0.smallest.first == 0xFE }
+        #expect(chunkTables.count >= 4)
+        try write(1500..<3000)
+        // Every chunk table moved down by metadata or stayed: none was rewritten.
+        let now = Set(tables().map(\.id))
+        let rewritten = chunkTables.filter { !now.contains($0.id) }
+        #expect(rewritten.isEmpty, "\(rewritten.count) of \(chunkTables.count) chunk tables rewritten")
+        #expect(try backend.get([0x01]) == Array("inode 2999".utf8))
+        for i in stride(from: 0, to: 3000, by: 97) { #expect(try backend.get([0xFE] + TestBytes.key(i)) == TestBytes.value(i, size: 300)) }
+        try backend.close()
+    }
+
+    @Test func levelZeroCountsOverlapDepthAndStillMovesSortedLoadsDown() throws {
+        let backend = try factory.open(objects: MemoryObjectStore(), options: tinyLSMOptions())
+        let store = try #require(backend as? LSMBackend).store
+        // Keys in order: every flush is disjoint from the ones before (depth 1), yet L0
+        // must not collect them without end.
+        for i in 0..<3000 { try backend.put([0xFE] + TestBytes.key(i), TestBytes.value(i, size: 300)) }
+        try backend.settleBackgroundWork()
+        let level0 = store.state.withLock { store.version.levels[0].count }
+        #expect(level0 < 4, "\(level0) tables left in L0")
+        for i in stride(from: 0, to: 3000, by: 89) { #expect(try backend.get([0xFE] + TestBytes.key(i)) == TestBytes.value(i, size: 300)) }
+        try backend.close()
+        // Depth: the most ranges sharing a key (inclusive ends).
+        func meta(_ id: UInt64, _ low: UInt8, _ high: UInt8) -> TableMeta {
+            TableMeta(id: id, size: 0, smallest: [low], largest: [high], entries: 1, tombstones: 0)
+        }
+        #expect(Version.depth([]) == 0)
+        #expect(Version.depth([meta(1, 1, 5)]) == 1)
+        #expect(Version.depth([meta(1, 1, 5), meta(2, 6, 9)]) == 1)
+        #expect(Version.depth([meta(1, 1, 5), meta(2, 5, 9)]) == 2)
+        #expect(Version.depth([meta(1, 1, 9), meta(2, 2, 3), meta(3, 3, 4), meta(4, 7, 8)]) == 3)
+    }
+
     @Test func checkpointsSurviveChurnAndFreeTheirFilesWhenDeleted() throws {
         let objects = MemoryObjectStore()
         let store = try factory.open(objects: objects, options: tinyLSMOptions())
