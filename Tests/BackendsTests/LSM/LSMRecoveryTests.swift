@@ -202,14 +202,20 @@ func tinyLSMOptions() -> BackendOptions {
         try third.close()
     }
 
-    @Test func aFileWrittenInOrderDoesNotRewriteItsOlderTables() throws {
-        // Each batch puts a low key (an inode record) and the next high key (a chunk), as
-        // a file written in order does: every table's range spans all older chunk tables.
-        // Level 1 large enough to hold it all, so every compaction goes from L0 into L1.
-        var options = tinyLSMOptions()
-        options.tuning["level1_bytes"] = String(1 << 30)
-        let backend = try factory.open(objects: MemoryObjectStore(), options: options)
-        let store = try #require(backend as? LSMBackend).store
+    /// A file written in order: each batch puts a low key (its inode record) and the next
+    /// high key (a chunk), so every memtable spans all older chunks. Level 1 is large
+    /// enough to hold it all, so every compaction goes from L0 into L1.
+    struct OrderedFile {
+        let backend: any KVBackend
+        let store: LSMStore
+
+        init(_ factory: LSMBackendFactory) throws {
+            var options = tinyLSMOptions()
+            options.tuning["level1_bytes"] = String(1 << 30)
+            backend = try factory.open(objects: MemoryObjectStore(), options: options)
+            store = try #require(backend as? LSMBackend).store
+        }
+
         func write(_ range: Range<Int>) throws {
             for i in range {
                 var batch = WriteBatch()
@@ -219,58 +225,50 @@ func tinyLSMOptions() -> BackendOptions {
             }
             try backend.settleBackgroundWork()
         }
+
         func tables() -> [(id: UInt64, smallest: [UInt8], largest: [UInt8])] {
             store.state.withLock { store.version.levels.flatMap { $0.map { ($0.meta.id, $0.meta.smallest, $0.meta.largest) } } }
         }
-        try write(0..<1500)
+
+        /// Every record is still there; closes the store.
+        func checkAndClose(upTo count: Int) throws {
+            #expect(try backend.get([0x01]) == Array("inode \(count - 1)".utf8))
+            for i in stride(from: 0, to: count, by: 97) { #expect(try backend.get([0xFE] + TestBytes.key(i)) == TestBytes.value(i, size: 300)) }
+            try backend.close()
+        }
+    }
+
+    @Test func aFileWrittenInOrderDoesNotRewriteItsOlderTables() throws {
+        let file = try OrderedFile(factory)
+        try file.write(0..<1500)
         // Tables holding only chunks: what the second half must leave alone.
-        let chunkTables = tables().filter { $0.smallest.first == 0xFE }
+        let chunkTables = file.tables().filter { $0.smallest.first == 0xFE }
         #expect(chunkTables.count >= 4)
-        try write(1500..<3000)
-        let now = Set(tables().map(\.id))
+        try file.write(1500..<3000)
+        let now = Set(file.tables().map(\.id))
         let kept = chunkTables.filter { now.contains($0.id) }
         // Merging by the inputs' whole range rewrote every one of them (0 of 12 kept).
         #expect(kept.count * 2 >= chunkTables.count, "\(kept.count) of \(chunkTables.count) chunk tables kept")
-        // Nothing was lost on the way.
-        #expect(try backend.get([0x01]) == Array("inode 2999".utf8))
-        for i in stride(from: 0, to: 3000, by: 97) { #expect(try backend.get([0xFE] + TestBytes.key(i)) == TestBytes.value(i, size: 300)) }
-        try backend.close()
+        try file.checkAndClose(upTo: 3000)
     }
 
     @Test func flushesKeepALargeRunOfOneKindApartAndItMovesDownWithoutRewrites() throws {
-        // The same file written in order: each memtable holds its inode record (0x01) and
-        // a run of chunks (0xFE) far above a sixteenth of the memtable.
-        var options = tinyLSMOptions()
-        options.tuning["level1_bytes"] = String(1 << 30)
-        let backend = try factory.open(objects: MemoryObjectStore(), options: options)
-        let store = try #require(backend as? LSMBackend).store
-        func write(_ range: Range<Int>) throws {
-            for i in range {
-                var batch = WriteBatch()
-                batch.put([0x01], Array("inode \(i)".utf8))
-                batch.put([0xFE] + TestBytes.key(i), TestBytes.value(i, size: 300))
-                try backend.write(batch, durable: false)
-            }
-            try backend.settleBackgroundWork()
-        }
-        func tables() -> [(id: UInt64, smallest: [UInt8], largest: [UInt8])] {
-            store.state.withLock { store.version.levels.flatMap { $0.map { ($0.meta.id, $0.meta.smallest, $0.meta.largest) } } }
-        }
-        try write(0..<1500)
+        // Each memtable holds the inode record (0x01) and a run of chunks (0xFE) far above
+        // a sixteenth of the memtable.
+        let file = try OrderedFile(factory)
+        try file.write(0..<1500)
         // No table mixes the two kinds: the chunks were flushed into tables of their own.
-        for table in tables() {
+        for table in file.tables() {
             #expect(table.smallest.first == table.largest.first, "table \(table.id) spans \(table.smallest) ... \(table.largest)")
         }
-        let chunkTables = tables().filter { $0.smallest.first == 0xFE }
+        let chunkTables = file.tables().filter { $0.smallest.first == 0xFE }
         #expect(chunkTables.count >= 4)
-        try write(1500..<3000)
+        try file.write(1500..<3000)
         // Every chunk table moved down by metadata or stayed: none was rewritten.
-        let now = Set(tables().map(\.id))
+        let now = Set(file.tables().map(\.id))
         let rewritten = chunkTables.filter { !now.contains($0.id) }
         #expect(rewritten.isEmpty, "\(rewritten.count) of \(chunkTables.count) chunk tables rewritten")
-        #expect(try backend.get([0x01]) == Array("inode 2999".utf8))
-        for i in stride(from: 0, to: 3000, by: 97) { #expect(try backend.get([0xFE] + TestBytes.key(i)) == TestBytes.value(i, size: 300)) }
-        try backend.close()
+        try file.checkAndClose(upTo: 3000)
     }
 
     @Test func levelZeroCountsOverlapDepthAndStillMovesSortedLoadsDown() throws {
