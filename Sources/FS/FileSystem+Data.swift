@@ -27,7 +27,34 @@ extension FileSystem {
     /// `out` may hold part of the data.
     public func read(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
         guard count >= 0 else { throw FSError(.EINVAL, "negative read count") }
-        return try locked([ino]) { () throws(FSError) -> Bool in
+        let before = out.count
+        let eof = try readLocked(cred, ino, offset: offset, count: count, appendingTo: &out)
+        let got = out.count - before
+        if got >= ReadAhead.minimumRead, !eof, sequentialReads.withLock({ $0.note(ino, offset: offset, count: got) }) {
+            // Two reads ahead, so that a read finds its range read before it comes: the
+            // first read of a file asks for both, each later one for the second.
+            let from = offset + UInt64(offset == 0 ? got : 2 * got)
+            let length = offset == 0 ? 2 * got : got
+            pool.readAhead.submit { [weak self] in self?.prefetch(ino, from: from, count: length) }
+        }
+        return eof
+    }
+
+    /// Reads the chunks of `ino` in [from, from + count) without keeping them, so the
+    /// store caches their blocks (ReadAhead). Errors are ignored: the real read reports them.
+    func prefetch(_ ino: UInt64, from: UInt64, count: Int) {
+        guard (try? checkOpen()) != nil, let file = try? inode(ino), file.type == .regular else { return }
+        let end = min(file.size, from + UInt64(count))
+        let cs = UInt64(chunkSize)
+        var index = from / cs
+        while index * cs < end {
+            _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
+            index += 1
+        }
+    }
+
+    private func readLocked(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
+        try locked([ino], change: false) { () throws(FSError) -> Bool in
             var file = try inode(ino)
             try checkRegular(file)
             try file.require(cred, .read)

@@ -28,6 +28,8 @@ public final class FileSystem: Sendable {
     public let root: UInt64
     let renameLock = PlainLock()
     let barrier = Barrier()
+    /// Where each file's next sequential read would start (ReadAhead).
+    let sequentialReads = Mutex(SequentialReads())
     let current: Mutex<HandleState>
     /// Where inode records were last found, so reads with snapshots are point gets.
     let inodeVersions: InodeVersions
@@ -201,11 +203,12 @@ public final class FileSystem: Sendable {
     }
 
     /// Runs `body` with the dataset's barrier (shared) and the locks of `inodes` held,
-    /// after checking the filesystem runs and the dataset still exists.
-    func locked<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> R) throws(FSError) -> R {
+    /// after checking the filesystem runs and the dataset still exists. A `change` is
+    /// counted as in progress meanwhile, for syncs to gather (SyncGate); a read is not.
+    func locked<R>(_ inodes: [UInt64], change: Bool = true, _ body: () throws(FSError) -> R) throws(FSError) -> R {
         try crashPoints.checkRunning()
-        pool.syncGate.beginChange()
-        defer { pool.syncGate.endChange() }
+        if change { pool.syncGate.beginChange() }
+        defer { if change { pool.syncGate.endChange() } }
         return try barrier.withShared { () throws(FSError) -> R in
             if current.withLock({ $0.deleted }) { throw FSError(.ESTALE, "the dataset was deleted") }
             return try locks.withLocks(inodes, body)

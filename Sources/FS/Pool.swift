@@ -25,6 +25,7 @@ public final class Pool: Sendable {
     let locks = LockTable()
     let syncGate = SyncGate()
     let worker = BackgroundLoop()
+    let readAhead = ReadAhead()
     /// On a replica: the thread that follows the writer, and the store generation the
     /// pool's state was last loaded at (Replica.swift).
     let follower = BackgroundLoop()
@@ -226,6 +227,7 @@ public final class Pool: Sendable {
     /// Stops the background work and makes everything durable. The store stays open.
     public func close() throws(FSError) {
         worker.stop()
+        readAhead.stop()
         follower.stop()
         handles.withLock { $0.removeAll() }
         if !crashPoints.stopped, !store.isReadOnly { try kv { try store.flush() } }

@@ -1,0 +1,89 @@
+// Read-ahead: a sequential reader's next ranges are read on the read-ahead thread (so
+// the store caches them before the reader asks); small reads are not followed.
+
+import Engine
+@testable import FS
+import Foundation
+import KVTestSupport
+import MemoryBackend
+import Synchronization
+import Testing
+
+/// A KVBackend that forwards to another and records the keys read by threads other than
+/// the one that made it (the test's): the read-ahead thread's.
+final class ReadAheadRecorder: KVBackend {
+    let inner: any KVBackend
+    let keys = Mutex<[[UInt8]]>([])
+    private let testThread = pthread_self()
+
+    init(_ inner: any KVBackend) { self.inner = inner }
+
+    var backendName: String { inner.backendName }
+    var isReadOnly: Bool { inner.isReadOnly }
+    func get(_ key: [UInt8]) throws -> [UInt8]? {
+        if pthread_equal(pthread_self(), testThread) == 0 { keys.withLock { $0.append(key) } }
+        return try inner.get(key)
+    }
+    func makeIterator(_ range: KeyRange) throws -> any KVIterator { try inner.makeIterator(range) }
+    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? { try inner.firstEntry(from: from, prefix: prefix) }
+    func write(_ batch: WriteBatch, durable: Bool) throws { try inner.write(batch, durable: durable) }
+    func flush() throws { try inner.flush() }
+    func readView() throws -> any KVReadView { try inner.readView() }
+    func close() throws { try inner.close() }
+    func createCheckpoint(named name: String) throws -> CheckpointInfo { try inner.createCheckpoint(named: name) }
+    func listCheckpoints() throws -> [CheckpointInfo] { try inner.listCheckpoints() }
+    func deleteCheckpoint(named name: String) throws { try inner.deleteCheckpoint(named: name) }
+}
+
+@Suite struct ReadAheadTests {
+    private func withFile(_ body: (FileSystem, UInt64, ReadAheadRecorder) throws -> Void) throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let recorder = ReadAheadRecorder(try harness.open(harness.freshPath()))
+        let fs = try FileSystem.open(recorder, options: FSOptions())
+        defer { try? fs.close() }
+        let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
+        _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: 4 << 20))
+        try body(fs, file.ino, recorder)
+    }
+
+    /// The chunk indexes of `ino` read on the read-ahead thread, waiting up to 10 s for `count`.
+    private func chunksReadAhead(_ recorder: ReadAheadRecorder, _ ino: UInt64, count: Int) -> Set<UInt64> {
+        let deadline = Date().addingTimeInterval(10)
+        var found: Set<UInt64> = []
+        repeat {
+            let keys = recorder.keys.withLock { $0 }
+            found = Set((0..<128 as Range<UInt64>).filter { index in keys.contains { $0.starts(with: FSKeys.chunk(ino, index)) } })
+            if found.count >= count { break }
+            usleepMilliseconds(10)
+        } while Date() < deadline
+        return found
+    }
+
+    @Test func aSequentialReaderHasTheNextRangesReadAhead() throws {
+        try withFile { fs, ino, recorder in
+            let chunk = UInt64(FSOptions().chunkSize)
+            let count = 256 << 10
+            // The first read asks for the two reads after it.
+            let read1 = try fs.read(.root, ino, offset: 0, count: count).data.count
+            #expect(read1 == count)
+            let first = chunksReadAhead(recorder, ino, count: 2 * count / Int(chunk))
+            #expect(first == Set((UInt64(count) / chunk)..<(UInt64(3 * count) / chunk)))
+            // The next read continues it: the range two reads ahead follows.
+            let read2 = try fs.read(.root, ino, offset: UInt64(count), count: count).data.count
+            #expect(read2 == count)
+            let second = chunksReadAhead(recorder, ino, count: 3 * count / Int(chunk))
+            #expect(second == Set((UInt64(count) / chunk)..<(UInt64(4 * count) / chunk)))
+        }
+    }
+
+    @Test func smallAndNonSequentialReadsAreNotFollowed() throws {
+        try withFile { fs, ino, recorder in
+            for i in 0..<8 { _ = try fs.read(.root, ino, offset: UInt64(i) * 4096, count: 4096) }
+            _ = try fs.read(.root, ino, offset: 1 << 20, count: 256 << 10)
+            _ = try fs.read(.root, ino, offset: 3 << 20, count: 256 << 10)
+            usleepMilliseconds(200)
+            #expect(recorder.keys.withLock { $0 }.isEmpty)
+        }
+    }
+}
