@@ -15,14 +15,11 @@ import Testing
 
 /// Forwards to a store; while `hold` is set, a durable write (a sync) blocks until it is
 /// cleared, and `waiting` counts the blocked syncs.
-final class HeldSyncStore: KVBackend, @unchecked Sendable {
-    // `condition` guards `held` and `blocked`; `base` is thread-safe itself.
-    let base: any KVBackend
+final class HeldSyncStore: ForwardingBackend, @unchecked Sendable {
+    // `condition` guards `held` and `blocked`.
     private let condition = NSCondition()
     private var held = false
     private var blocked = 0
-
-    init(_ base: any KVBackend) { self.base = base }
 
     func hold(_ on: Bool) {
         condition.lock()
@@ -42,12 +39,7 @@ final class HeldSyncStore: KVBackend, @unchecked Sendable {
         return true
     }
 
-    var backendName: String { base.backendName }
-    var isReadOnly: Bool { base.isReadOnly }
-    func get(_ key: [UInt8]) throws -> [UInt8]? { try base.get(key) }
-    func makeIterator(_ range: KeyRange) throws -> any KVIterator { try base.makeIterator(range) }
-    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? { try base.firstEntry(from: from, prefix: prefix) }
-    func write(_ batch: WriteBatch, durable: Bool) throws {
+    override func write(_ batch: WriteBatch, durable: Bool) throws {
         if durable {
             condition.lock()
             blocked += 1
@@ -56,14 +48,8 @@ final class HeldSyncStore: KVBackend, @unchecked Sendable {
             blocked -= 1
             condition.unlock()
         }
-        try base.write(batch, durable: durable)
+        try inner.write(batch, durable: durable)
     }
-    func flush() throws { try base.flush() }
-    func readView() throws -> any KVReadView { try base.readView() }
-    func close() throws { try base.close() }
-    func createCheckpoint(named name: String) throws -> CheckpointInfo { try base.createCheckpoint(named: name) }
-    func listCheckpoints() throws -> [CheckpointInfo] { try base.listCheckpoints() }
-    func deleteCheckpoint(named name: String) throws { try base.deleteCheckpoint(named: name) }
 }
 
 @Suite struct DurabilityTests {

@@ -11,28 +11,14 @@ import Testing
 
 /// A KVBackend that forwards to another and records the keys read by threads other than
 /// the one that made it (the test's): the read-ahead thread's.
-final class ReadAheadRecorder: KVBackend {
-    let inner: any KVBackend
+final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
     let keys = Mutex<[[UInt8]]>([])
     private let testThread = pthread_self()
 
-    init(_ inner: any KVBackend) { self.inner = inner }
-
-    var backendName: String { inner.backendName }
-    var isReadOnly: Bool { inner.isReadOnly }
-    func get(_ key: [UInt8]) throws -> [UInt8]? {
+    override func get(_ key: [UInt8]) throws -> [UInt8]? {
         if pthread_equal(pthread_self(), testThread) == 0 { keys.withLock { $0.append(key) } }
         return try inner.get(key)
     }
-    func makeIterator(_ range: KeyRange) throws -> any KVIterator { try inner.makeIterator(range) }
-    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? { try inner.firstEntry(from: from, prefix: prefix) }
-    func write(_ batch: WriteBatch, durable: Bool) throws { try inner.write(batch, durable: durable) }
-    func flush() throws { try inner.flush() }
-    func readView() throws -> any KVReadView { try inner.readView() }
-    func close() throws { try inner.close() }
-    func createCheckpoint(named name: String) throws -> CheckpointInfo { try inner.createCheckpoint(named: name) }
-    func listCheckpoints() throws -> [CheckpointInfo] { try inner.listCheckpoints() }
-    func deleteCheckpoint(named name: String) throws { try inner.deleteCheckpoint(named: name) }
 }
 
 @Suite struct ReadAheadTests {

@@ -11,27 +11,13 @@ import Synchronization
 import Testing
 
 /// A KVBackend that forwards to another and counts the operations of written batches.
-final class CountingBackend: KVBackend {
-    let inner: any KVBackend
+final class CountingBackend: ForwardingBackend, @unchecked Sendable {
     let operations = Mutex(0)
 
-    init(_ inner: any KVBackend) { self.inner = inner }
-
-    var backendName: String { inner.backendName }
-    var isReadOnly: Bool { inner.isReadOnly }
-    func get(_ key: [UInt8]) throws -> [UInt8]? { try inner.get(key) }
-    func makeIterator(_ range: KeyRange) throws -> any KVIterator { try inner.makeIterator(range) }
-    func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? { try inner.firstEntry(from: from, prefix: prefix) }
-    func write(_ batch: WriteBatch, durable: Bool) throws {
+    override func write(_ batch: WriteBatch, durable: Bool) throws {
         operations.withLock { $0 += batch.count }
         try inner.write(batch, durable: durable)
     }
-    func flush() throws { try inner.flush() }
-    func readView() throws -> any KVReadView { try inner.readView() }
-    func close() throws { try inner.close() }
-    func createCheckpoint(named name: String) throws -> CheckpointInfo { try inner.createCheckpoint(named: name) }
-    func listCheckpoints() throws -> [CheckpointInfo] { try inner.listCheckpoints() }
-    func deleteCheckpoint(named name: String) throws { try inner.deleteCheckpoint(named: name) }
 }
 
 @Suite struct TruncateCostTests {
