@@ -97,7 +97,8 @@ extension LSMStore {
         var cursor = MemtableCursor(table, seq: all)
         cursor.seekToFirst()
         var nextCut = 0
-        while cursor.node != nil {
+        // At least one pass: a memtable of range deletes alone still leaves their table.
+        repeat {
             let id = try allocateTableID()
             ids.append(id)
             let writer = try objects.makeWriter(TableMeta.name(id))
@@ -122,19 +123,7 @@ extension LSMStore {
                 try writer.commit()
                 readers.append(try openTable(meta))
             }
-        }
-        if readers.isEmpty, !tombstones.isEmpty {
-            // Only range deletes: one table of tombstones.
-            let id = try allocateTableID()
-            ids.append(id)
-            let writer = try objects.makeWriter(TableMeta.name(id))
-            defer { writer.abort() }
-            var builder = TableBuilder(options: options.table) { try writer.append($0) }
-            for t in tombstones { builder.addTombstone(t.start, t.end) }
-            let (_, meta) = try builder.finish(id: id)
-            try writer.commit()
-            readers.append(try openTable(meta))
-        }
+        } while cursor.node != nil
         try manifestLock.withLock { _ in
             try commit(removingImmutables: 1) { _, levels in
                 levels[0].insert(contentsOf: readers, at: 0)
