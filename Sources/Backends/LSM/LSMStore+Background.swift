@@ -131,28 +131,15 @@ extension LSMStore {
         }
     }
 
-    /// The keys at which a flush of `table` starts a new table: the first key of each run
-    /// (keys sharing their first byte) of at least `runBytes`, and the first key after
-    /// such a run. Runs smaller than that stay together.
+    /// Where a flush of `table` starts a new table: before the keys of each first byte
+    /// whose keys and values add up to at least `runBytes` (the memtable counts them as
+    /// they come, so no pass over it is needed), and after them. Smaller runs stay
+    /// together. Cuts are one-byte keys; one that no key reaches cuts nothing.
     static func flushCuts(_ table: Memtable, separating runBytes: Int) -> [[UInt8]] {
-        var runs: [(first: [UInt8], bytes: Int)] = []
-        var cursor = MemtableCursor(table, seq: UInt64.max >> 8)
-        cursor.seekToFirst()
-        var runByte: UInt8?
-        while let node = cursor.node {
-            let key = Memtable.key(node)
-            let byte = key.first
-            if runs.isEmpty || byte != runByte {
-                runs.append((Array(key), 0))
-                runByte = byte
-            }
-            runs[runs.count - 1].bytes += key.count + Memtable.value(node).count
-            cursor.step()
-        }
         var cuts: [[UInt8]] = []
-        for (i, run) in runs.enumerated() where run.bytes >= runBytes {
-            if i > 0, cuts.last != run.first { cuts.append(run.first) }
-            if i + 1 < runs.count { cuts.append(runs[i + 1].first) }
+        for (byte, bytes) in table.firstByteSizes.enumerated() where bytes >= runBytes {
+            if cuts.last != [UInt8(byte)] { cuts.append([UInt8(byte)]) }
+            if byte < 255 { cuts.append([UInt8(byte + 1)]) }
         }
         return cuts
     }

@@ -29,6 +29,9 @@ final class Memtable: @unchecked Sendable {
     private var height = 1
     private var random: UInt64 = 0x2545_F491_4F6C_DD1D
     private(set) var approximateBytes = 0
+    /// Key and value bytes added, by the key's first byte (an empty key counts as 0), every
+    /// version counted: what a flush decides its cuts by (`LSMStore.flushCuts`).
+    private var bytesByFirstByte = [Int](repeating: 0, count: 256)
     private(set) var entryCount = 0
     private var rangeDeletes: [(start: [UInt8], end: [UInt8], seq: UInt64)] = []
     /// The first WAL object holding this memtable's data.
@@ -161,6 +164,7 @@ final class Memtable: @unchecked Sendable {
             node.storeBytes(of: UInt32(h), toByteOffset: 16, as: UInt32.self)
             node.storeBytes(of: UInt32(0), toByteOffset: 20, as: UInt32.self)
             let body = node + 24 + 8 * h
+            bytesByFirstByte[Int(key.first ?? 0)] += key.count + value.count
             if key.count > 0 { body.copyMemory(from: key.baseAddress!, byteCount: key.count) }
             if value.count > 0 { (body + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
             // Find predecessors at every level (a fixed-size stack buffer, no allocation).
@@ -243,6 +247,9 @@ final class Memtable: @unchecked Sendable {
             return covered > 0 ? .deleted : .absent
         }
     }
+
+    /// Key and value bytes added by first key byte (`bytesByFirstByte`).
+    var firstByteSizes: [Int] { lock.readLocked { bytesByFirstByte } }
 
     /// Range deletes visible at `seq`, sorted by start (for flushing and merging).
     func rangeDeletes(atOrBelow seq: UInt64) -> [(start: [UInt8], end: [UInt8], seq: UInt64)] {
