@@ -55,6 +55,8 @@ public final class NFSServer: Sendable {
             }
             let writer = ReplyWriter(fd: writing)
             ClientBootstrap(group: group)
+                // Reads of up to a whole 1 MiB WRITE at once, growing only while reads fill them.
+                .channelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: options.maxRecord))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         writer.attach(channel)
@@ -116,11 +118,10 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let buffer = unwrapInboundIn(data)
         let records: [[UInt8]]
         do {
-            records = try decoder.feed(bytes)
+            records = try buffer.withUnsafeReadableBytes { raw throws(RecordTooLong) in try decoder.feed(raw) }
         } catch {
             context.close(promise: nil)
             return

@@ -15,35 +15,71 @@ public struct RecordTooLong: Error, Sendable, Equatable, CustomStringConvertible
 public struct RecordDecoder: Sendable {
     /// The longest record accepted (all fragments together).
     public let limit: Int
-    private var pending: [UInt8] = []
+    /// The bytes of a fragment header received so far (fewer than 4).
+    private var header: [UInt8] = []
+    /// The record so far: its earlier fragments and what arrived of the current one.
     private var record: [UInt8] = []
+    /// Bytes of the current fragment still to come; nil between fragments.
+    private var fragmentLeft: Int?
+    private var lastFragment = false
 
     public init(limit: Int) {
         self.limit = limit
     }
 
     /// Bytes received but not yet part of a complete record.
-    public var buffered: Int { pending.count + record.count }
+    public var buffered: Int { header.count + record.count }
 
     /// Consumes `bytes` and returns every record they complete, in order.
     public mutating func feed(_ bytes: some Collection<UInt8>) throws(RecordTooLong) -> [[UInt8]] {
-        pending.append(contentsOf: bytes)
+        var outcome: Result<[[UInt8]], RecordTooLong> = .success([])
+        let contiguous: Void? = bytes.withContiguousStorageIfAvailable { stored in
+            outcome = Result { () throws(RecordTooLong) in try feed(UnsafeRawBufferPointer(stored)) }
+        }
+        if contiguous == nil {
+            Array(bytes).withUnsafeBytes { raw in outcome = Result { () throws(RecordTooLong) in try feed(raw) } }
+        }
+        return try outcome.get()
+    }
+
+    /// Consumes `bytes` and returns every record they complete, in order. Each byte of a
+    /// record is copied once, into the record.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws(RecordTooLong) -> [[UInt8]] {
         var records: [[UInt8]] = []
         var at = 0
-        while pending.count - at >= 4 {
-            let header = UInt32(pending[at]) << 24 | UInt32(pending[at + 1]) << 16 | UInt32(pending[at + 2]) << 8 | UInt32(pending[at + 3])
-            let last = header & 0x8000_0000 != 0
-            let length = Int(header & 0x7FFF_FFFF)
-            guard record.count + length <= limit else { throw RecordTooLong(length: record.count + length, limit: limit) }
-            guard pending.count - at - 4 >= length else { break }
-            record.append(contentsOf: pending[(at + 4)..<(at + 4 + length)])
-            at += 4 + length
-            if last {
+        while true {
+            if fragmentLeft == nil {
+                while header.count < 4 && at < bytes.count {
+                    header.append(bytes[at])
+                    at += 1
+                }
+                guard header.count == 4 else { break }
+                let word = UInt32(header[0]) << 24 | UInt32(header[1]) << 16 | UInt32(header[2]) << 8 | UInt32(header[3])
+                header.removeAll(keepingCapacity: true)
+                let length = Int(word & 0x7FFF_FFFF)
+                guard record.count + length <= limit else { throw RecordTooLong(length: record.count + length, limit: limit) }
+                fragmentLeft = length
+                lastFragment = word & 0x8000_0000 != 0
+            }
+            let take = min(fragmentLeft!, bytes.count - at)
+            if take > 0 {
+                // Room for the whole fragment once 64 KiB of it arrive at once: one
+                // allocation, and no peer can make the server reserve a length it only
+                // announced.
+                if take >= 64 << 10 && record.capacity < record.count + fragmentLeft! {
+                    record.reserveCapacity(record.count + fragmentLeft!)
+                }
+                record.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[at..<(at + take)]))
+                at += take
+                fragmentLeft! -= take
+            }
+            guard fragmentLeft == 0 else { break }
+            fragmentLeft = nil
+            if lastFragment {
                 records.append(record)
                 record = []
             }
         }
-        if at > 0 { pending.removeFirst(at) }
         return records
     }
 
