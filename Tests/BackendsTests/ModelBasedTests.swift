@@ -33,6 +33,13 @@ import Testing
         try test.run()
     }
 
+    /// The same with WAL segments written by direct I/O (`wal_io = direct`).
+    @Test func lsmWithDirectWALWritesMatchesTheModel() throws {
+        var test = ModelBasedTest(LSMBackendFactory(), testName: "lsmWithDirectWALWritesMatchesTheModel", steps: 2000)
+        test.options.tuning = ["wal_io": "direct", "memtable_bytes": "65536", "block_size": "512", "table_target_bytes": "32768"]
+        try test.run()
+    }
+
     @Test func lmdbMatchesTheModel() throws {
         try ModelBasedTest(LMDBBackendFactory(), testName: "lmdbMatchesTheModel").run()
     }

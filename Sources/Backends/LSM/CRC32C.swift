@@ -13,6 +13,12 @@ enum CRC32C {
 
     static func checksum(_ data: [UInt8]) -> UInt32 { data.withUnsafeBytes { checksum($0) } }
 
+    /// The checksum of the bytes `crc` covered followed by `data`.
+    @inline(__always)
+    static func extend(_ crc: UInt32, _ data: UnsafeRawBufferPointer) -> UInt32 {
+        zerofs_crc32c(crc, data.baseAddress, data.count)
+    }
+
     /// The stored form of a CRC.
     static func mask(_ crc: UInt32) -> UInt32 { ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8 }
 }

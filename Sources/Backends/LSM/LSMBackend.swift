@@ -54,7 +54,7 @@ public struct LSMBackendFactory: KVBackendFactory {
         let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
         do {
             if folder.isNew { try FileOps.removeTree(root + "/objects") }  // what an interrupted creation left
-            let objects = try LocalObjectStore(root: root + "/objects")
+            let objects = try LocalObjectStore(root: root + "/objects", directAppends: settings.walDirectIO)
             if !folder.isNew, try objects.list(prefix: "manifest/").isEmpty {
                 throw KVError(.corruption, "the store's manifest is missing", path: root + "/objects/manifest")
             }

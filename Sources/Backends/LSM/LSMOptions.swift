@@ -29,6 +29,10 @@ struct LSMOptions: Sendable {
     /// "strict": a WAL object damaged before the end of the log fails the open;
     /// "point_in_time": the log ends there and what follows it is dropped (format-wal.md).
     var walRecoveryPointInTime = false
+    /// "buffered": WAL segments are written through the page cache; "direct": a local
+    /// store writes them with O_DIRECT where the file system allows it (format-wal.md,
+    /// "Direct I/O").
+    var walDirectIO = false
     /// Seconds a table no manifest names any more is kept before GC deletes it, so that
     /// replicas a poll or two behind still read it (LSMStore+Follow.swift). Stores in
     /// remote object storage, where replicas run, default to 60.
@@ -37,7 +41,7 @@ struct LSMOptions: Sendable {
     static let tuningKeys: [String] = [
         "memtable_bytes", "max_immutable_memtables", "block_size", "bloom_bits_per_key", "prefix_bloom_lengths",
         "l0_compaction_trigger", "l0_stop_trigger", "level1_bytes", "level_multiplier", "table_target_bytes",
-        "wal_flush_interval_ms", "wal_buffer_bytes", "wal_sync", "wal_recovery", "gc_grace_seconds",
+        "wal_flush_interval_ms", "wal_buffer_bytes", "wal_sync", "wal_recovery", "wal_io", "gc_grace_seconds",
     ]
 
     init(_ options: BackendOptions) throws {
@@ -74,6 +78,11 @@ struct LSMOptions: Sendable {
                     throw KVError(.invalidArgument, "lsm option wal_sync must be buffered or always, got '\(text)'")
                 }
                 walSyncAlways = text == "always"
+            case "wal_io":
+                guard text == "direct" || text == "buffered" else {
+                    throw KVError(.invalidArgument, "lsm option wal_io must be direct or buffered, got '\(text)'")
+                }
+                walDirectIO = text == "direct"
             case "wal_recovery":
                 guard text == "strict" || text == "point_in_time" else {
                     throw KVError(.invalidArgument, "lsm option wal_recovery must be strict or point_in_time, got '\(text)'")

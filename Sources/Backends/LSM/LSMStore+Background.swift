@@ -44,16 +44,22 @@ extension LSMStore {
     // MARK: WAL interval
 
     /// Writes buffered records every interval, or at once when writers report a full
-    /// buffer (they broadcast `wal`).
+    /// buffer (they signal `walKick`), and freezes the memtable when a writer found it full
+    /// (`rotationWanted`; `rotateInBackground`).
     private func walLoop() {
         let interval = Double(options.walFlushIntervalMillis) / 1000
         while true {
             if state.withLock({ closing }) { return }
             let pending = wal.withLock { () -> UInt64 in
-                if walBuffer.count < options.walBufferBytes { _ = walKick.wait(seconds: interval) }
+                if !walRotationKick && walPendingBytes < options.walBufferBytes { _ = walKick.wait(seconds: interval) }
+                walRotationKick = false
                 return walAppended > walWritten ? walAppended : 0
             }
-            if pending > 0 { try? flushWAL(upTo: pending, sync: false) }
+            if state.withLock({ rotationWanted }) {
+                rotateInBackground()
+            } else if pending > 0 {
+                try? flushWAL(upTo: pending, sync: false)
+            }
         }
     }
 

@@ -10,12 +10,15 @@ extension LSMStore {
     func createCheckpoint(named name: String) throws -> CheckpointInfo {
         try CheckpointName.validate(name)
         // Freeze what was written so far and wait until it is in tables.
-        try state.withLock {
+        let tail = try state.withLock { () throws -> WALClaim? in
             if let error = backgroundError { throw error }
-            if mem.entryCount > 0 || mem.hasRangeDeletes {
-                try rotateMemtable()
-                state.broadcast()
-            }
+            guard mem.entryCount > 0 || mem.hasRangeDeletes else { return nil }
+            let tail = try rotateMemtable()
+            state.broadcast()
+            return tail
+        }
+        if let tail { try finishRotation(tail) }
+        try state.withLock {
             while !immutables.isEmpty {
                 if let error = backgroundError { throw error }
                 state.wait()

@@ -35,6 +35,8 @@ final class LSMStore: @unchecked Sendable {
     var nextTableID: UInt64  // state
     var backgroundError: KVError?  // state: a failed flush or compaction stops writes
     var closing = false  // state
+    /// A writer found the memtable full; the WAL thread rotates it (rotateInBackground).
+    var rotationWanted = false  // state
     var compactionPending = false  // state
     var runningThreads = 0  // state
 
@@ -46,15 +48,18 @@ final class LSMStore: @unchecked Sendable {
     /// Wakes the WAL thread (a full buffer, closing) without waking every flusher that
     /// waits on `wal`, and without being woken by each of their syncs.
     let walKick: MonitorCondition
-    var walBuffer: [UInt8] = []  // wal
-    /// The buffer the last flush wrote, emptied, kept to become the next `walBuffer`: a
-    /// flush swaps the two instead of copying or reallocating (a multi-MiB buffer
-    /// allocated per sync costs an mmap, page faults and an munmap each time).
-    var walSpare: [UInt8] = []  // wal
+    /// Records appended and not yet written: their batches, kept as they are (not copied)
+    /// until a WAL flush encodes them straight into the segment, so a writer's only WAL
+    /// work is queueing its batch.
+    var walPending: [(seq: UInt64, batch: WriteBatch)] = []  // wal
+    /// The bytes of `walPending`'s batches.
+    var walPendingBytes = 0  // wal
     var walAppended: UInt64 = 0  // wal: records appended, ever
     var walWritten: UInt64 = 0  // wal: records in WAL objects (perhaps not yet synced)
     var walDurable: UInt64 = 0  // wal: records in WAL objects and synced
     var walFlushing = false  // wal
+    /// Set with `rotationWanted`, under this lock, so the WAL thread cannot miss it.
+    var walRotationKick = false  // wal
     var nextWALID: UInt64  // wal
     var walError: KVError?  // wal
     /// The WAL segment being appended to, when the object store can append.
@@ -251,7 +256,7 @@ final class LSMStore: @unchecked Sendable {
 
     func write(_ batch: WriteBatch, durable: Bool) throws {
         var position: UInt64 = 0
-        var rotated = false
+        var tail: WALClaim?
         try state.withLock {
             while true {
                 if let error = backgroundError { throw error }
@@ -265,28 +270,39 @@ final class LSMStore: @unchecked Sendable {
                 let first = lastSeq + 1
                 position = try wal.withLock {
                     if let error = walError { throw error }
-                    WALFormat.appendRecord(&walBuffer, seq: first, batch: batch)
+                    walPending.append((first, batch))
+                    walPendingBytes += batch.rep.count
                     walAppended += 1
                     return walAppended
                 }
                 apply(batch, firstSeq: first, to: mem)
                 lastSeq = first + UInt64(batch.count) - 1
-                if mem.approximateBytes >= options.memtableBytes {
-                    try rotateMemtable()
-                    rotated = true
+                if mem.approximateBytes >= 2 * options.memtableBytes {
+                    tail = try rotateMemtable()
+                } else if mem.approximateBytes >= options.memtableBytes && !rotationWanted {
+                    // The WAL thread rotates (rotateInBackground): writing the WAL buffer
+                    // out first is its work, not this writer's.
+                    rotationWanted = true
+                    wal.withLock {
+                        walRotationKick = true
+                        walKick.signal()
+                    }
                 }
             } else {
                 position = wal.withLock { walAppended }
             }
         }
-        if rotated { state.withLock { state.broadcast() } }
+        if let tail {
+            state.withLock { state.broadcast() }
+            try finishRotation(tail)
+        }
         if durable || options.walSyncAlways {
             try flushWAL(upTo: position)
             return
         }
         // A full buffer is the WAL thread's job; a writer waits only when the buffer runs
         // far ahead of it (bounded memory).
-        let buffered = wal.withLock { walBuffer.count }
+        let buffered = wal.withLock { walPendingBytes }
         if buffered >= options.walBufferBytes * 4 {
             try flushWAL(upTo: position, sync: false)
         } else if buffered >= options.walBufferBytes {
@@ -294,21 +310,160 @@ final class LSMStore: @unchecked Sendable {
         }
     }
 
-    /// Freezes the memtable. Its records must sit in WAL objects below the new memtable's
-    /// first WAL id, so the WAL buffer is written out first. REQUIRES: `state` is held.
-    func rotateMemtable() throws {
+    /// Freezes a full memtable for a writer that found it full (`rotationWanted`). Most of
+    /// the WAL buffer is written out first, without the state lock, so writers go on
+    /// meanwhile.
+    func rotateInBackground() {
+        guard state.withLock({ rotationWanted }) else { return }
         let upTo = wal.withLock { walAppended }
-        try flushWAL(upTo: upTo, sync: false)
-        // The frozen memtable's records end here: seal the segment, so the next memtable's
-        // records start in a WAL object of their own (walReplayFrom can then skip these).
-        let first = wal.withLock { () -> UInt64 in
-            while walFlushing { wal.wait() }
-            if let segment = walSegment { unsyncedSealed.append((walSegmentID, segment)) }
-            walSegment = nil
-            return nextWALID
+        try? flushWAL(upTo: upTo, sync: false)
+        let tail = state.withLock { () -> WALClaim? in
+            defer { rotationWanted = false }
+            guard mem.approximateBytes >= options.memtableBytes, let tail = try? rotateMemtable() else { return nil }
+            state.broadcast()
+            return tail
+        }
+        if let tail { try? finishRotation(tail) }
+    }
+
+    /// Freezes the memtable. REQUIRES: `state` is held, so no writer appends meanwhile.
+    ///
+    /// The frozen memtable's records must sit in WAL objects below the new memtable's first
+    /// WAL id. Writing the ones still buffered would hold every writer and reader off for as
+    /// long as that takes, so they are only claimed here (with the WAL segment, sealed at
+    /// once, and the id of a new segment for them if there is none); the caller writes them
+    /// with `finishRotation` once it has released `state`. Until then no other WAL flush
+    /// starts (the claim holds `walFlushing`), so nothing written later can overtake them.
+    func rotateMemtable() throws -> WALClaim {
+        let (tail, first) = try wal.withLock { () throws -> (WALClaim, UInt64) in
+            while walFlushing {
+                if let error = walError { throw error }
+                wal.wait()
+            }
+            if let error = walError { throw error }
+            let tail = claimWAL(sync: false, sealing: true)
+            return (tail, nextWALID)
         }
         immutables.append(mem)
         mem = Memtable(firstWAL: first)
+        return tail
+    }
+
+    /// Writes the records `rotateMemtable` claimed and seals their segment.
+    func finishRotation(_ tail: WALClaim) throws {
+        let written = writeWAL(tail)
+        try wal.withLock { try settleWAL(tail, written) }
+    }
+
+    /// Records taken from the WAL buffer for one write, with where they go.
+    struct WALClaim {
+        var records: [(seq: UInt64, batch: WriteBatch)]
+        /// `walAppended` when they were taken: every record up to it is in `records` or
+        /// written before.
+        var end: UInt64
+        var sync: Bool
+        /// Sealed segments to sync (and seal) first.
+        var sealed: [(id: UInt64, segment: any AppendableObject)]
+        /// The segment to append to (nil: a new one, `id`, when there are records).
+        var segment: (any AppendableObject)?
+        var id: UInt64
+        /// A rotation's claim: the segment is sealed after these records.
+        var sealing: Bool
+    }
+
+    /// Takes every buffered record for writing and marks the WAL busy (`walFlushing`).
+    /// REQUIRES: `wal` is held and no flush is in progress.
+    private func claimWAL(sync: Bool, sealing: Bool) -> WALClaim {
+        let appendable = objects is any AppendableObjectStore
+        walFlushing = true
+        let records = walPending
+        walPending.removeAll(keepingCapacity: true)
+        walPendingBytes = 0
+        if let full = walSegment, walSegmentSize >= Self.walSegmentBytes {
+            unsyncedSealed.append((walSegmentID, full))
+            walSegment = nil
+        }
+        let sealed = sync ? unsyncedSealed : []
+        if sync { unsyncedSealed.removeAll() }
+        let segment = appendable ? walSegment : nil
+        var id = walSegmentID
+        if segment == nil && (!records.isEmpty || (!appendable && !sealing)) {
+            id = nextWALID
+            nextWALID += 1
+        }
+        if sealing { walSegment = nil }
+        return WALClaim(records: records, end: walAppended, sync: sync, sealed: sealed, segment: segment, id: id, sealing: sealing)
+    }
+
+    /// Writes a claim's records (no lock held): the segment they went to (nil when none),
+    /// or the failure.
+    private func writeWAL(_ claim: WALClaim) -> Result<(any AppendableObject)?, KVError> {
+        do {
+            // Records in sealed segments must be durable before this sync promises
+            // prefix durability.
+            for old in claim.sealed {
+                try old.segment.sync()
+                old.segment.seal()
+            }
+            if let appendable = objects as? any AppendableObjectStore {
+                var segment = claim.segment
+                if segment == nil && !claim.records.isEmpty {
+                    guard let created = try appendable.createAppendable(WALFormat.name(claim.id), header: WALFormat.header()) else {
+                        throw KVError(.fenced, "another writer took over this store (WAL object \(claim.id) exists)", path: objects.location)
+                    }
+                    segment = created
+                }
+                guard let segment else { return .success(nil) }
+                if claim.records.isEmpty {
+                    if claim.sync { try segment.sync() }
+                } else {
+                    var pieces: [[UInt8]] = []
+                    pieces.reserveCapacity(2 * claim.records.count)
+                    for record in claim.records {
+                        pieces.append(WALFormat.recordHeader(seq: record.seq, batch: record.batch))
+                        pieces.append(record.batch.rep)
+                    }
+                    try segment.append(pieces: pieces, sync: claim.sync)
+                }
+                return .success(segment)
+            } else if !(claim.sealing && claim.records.isEmpty) {
+                let object = claim.records.reduce(into: WALFormat.header()) { WALFormat.appendRecord(&$0, seq: $1.seq, batch: $1.batch) }
+                if try !objects.putIfAbsent(WALFormat.name(claim.id), object) {
+                    throw KVError(.fenced, "another writer took over this store (WAL object \(claim.id) exists)", path: objects.location)
+                }
+            }
+            return .success(nil)
+        } catch {
+            return .failure(error as? KVError ?? KVError(.io, "WAL write failed", path: WALFormat.name(claim.id), cause: "\(error)"))
+        }
+    }
+
+    /// Records what a claim's write did and ends the flush. REQUIRES: `wal` is held.
+    private func settleWAL(_ claim: WALClaim, _ written: Result<(any AppendableObject)?, KVError>) throws {
+        walFlushing = false
+        let segment: (any AppendableObject)?
+        switch written {
+        case .success(let used): segment = used
+        case .failure(let failure):
+            walError = failure
+            wal.broadcast()
+            throw failure
+        }
+        if let segment {
+            if claim.sealing {
+                unsyncedSealed.append((claim.id, segment))
+            } else {
+                if walSegment == nil {
+                    walSegmentSize = 0
+                    walSegmentID = claim.id
+                }
+                walSegment = segment
+                walSegmentSize += claim.records.reduce(0) { $0 + 16 + $1.batch.rep.count }
+            }
+        }
+        walWritten = claim.end
+        if claim.sync || !(objects is any AppendableObjectStore) { walDurable = claim.end }
+        wal.broadcast()
     }
 
     /// Writes every record up to `position` to the WAL and, with `sync`, makes it durable
@@ -319,83 +474,17 @@ final class LSMStore: @unchecked Sendable {
     func flushWAL(upTo position: UInt64, sync: Bool = true) throws {
         wal.lock()
         defer { wal.unlock() }
-        let appendable = objects as? any AppendableObjectStore
         while (sync ? walDurable : walWritten) < position {
             if let error = walError { throw error }
             if walFlushing {
                 wal.wait()
                 continue
             }
-            walFlushing = true
-            var records = walSpare
-            walSpare = []
-            swap(&records, &walBuffer)
-            let end = walAppended
-            if let full = walSegment, walSegmentSize >= Self.walSegmentBytes {
-                unsyncedSealed.append((walSegmentID, full))
-                walSegment = nil
-            }
-            let sealed = sync ? unsyncedSealed : []
-            if sync { unsyncedSealed.removeAll() }
-            var segment = walSegment
-            let id: UInt64
-            if segment == nil && (appendable == nil || !records.isEmpty) {
-                id = nextWALID
-                nextWALID += 1
-            } else {
-                id = nextWALID - 1
-            }
+            let claim = claimWAL(sync: sync, sealing: false)
             wal.unlock()
-            var failure: KVError?
-            do {
-                // Records in sealed segments must be durable before this sync promises
-                // prefix durability.
-                for old in sealed {
-                    try old.segment.sync()
-                    old.segment.seal()
-                }
-                if let appendable {
-                    if segment == nil && !records.isEmpty {
-                        guard let created = try appendable.createAppendable(WALFormat.name(id), header: WALFormat.header()) else {
-                            throw KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
-                        }
-                        segment = created
-                    }
-                    if let segment {
-                        if records.isEmpty {
-                            if sync { try segment.sync() }
-                        } else {
-                            try records.withUnsafeBytes { try segment.append($0, sync: sync) }
-                        }
-                    }
-                } else if try !objects.putIfAbsent(WALFormat.name(id), WALFormat.header() + records) {
-                    throw KVError(.fenced, "another writer took over this store (WAL object \(id) exists)", path: objects.location)
-                }
-            } catch {
-                failure = error as? KVError ?? KVError(.io, "WAL write failed", path: WALFormat.name(id), cause: "\(error)")
-            }
-            let written = records.count
-            // A burst may have grown the buffer far past its usual size: that memory goes.
-            records.removeAll(keepingCapacity: records.capacity <= options.walBufferBytes)
+            let written = writeWAL(claim)
             wal.lock()
-            walSpare = records
-            walFlushing = false
-            if let failure {
-                walError = failure
-                wal.broadcast()
-                throw failure
-            }
-            if appendable != nil, let segment {
-                if walSegment == nil {
-                    walSegmentSize = 0
-                    walSegmentID = id
-                }
-                walSegment = segment
-                walSegmentSize += written
-            }
-            walWritten = end
-            if sync || appendable == nil { walDurable = end }
-            wal.broadcast()
+            try settleWAL(claim, written)
         }
     }
 

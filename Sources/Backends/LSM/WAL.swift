@@ -45,13 +45,21 @@ enum WALFormat {
 
     /// Appends one record to a WAL buffer.
     static func appendRecord(_ buffer: inout [UInt8], seq: UInt64, batch: WriteBatch) {
-        let start = buffer.count
-        buffer.appendFixed32(UInt32(8 + batch.rep.count))
-        buffer.appendFixed32(0)
-        buffer.appendFixed64(seq)
+        buffer.append(contentsOf: recordHeader(seq: seq, batch: batch))
         buffer.append(contentsOf: batch.rep)
-        let crc = buffer.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 8)...])) }
-        buffer.withUnsafeMutableBytes { $0.storeBytes(of: CRC32C.mask(crc).littleEndian, toByteOffset: start + 4, as: UInt32.self) }
+    }
+
+    /// A record's bytes before its batch: length, masked CRC, seq.
+    static func recordHeader(seq: UInt64, batch: WriteBatch) -> [UInt8] {
+        var header: [UInt8] = []
+        header.reserveCapacity(16)
+        header.appendFixed32(UInt32(8 + batch.rep.count))
+        header.appendFixed32(0)
+        header.appendFixed64(seq)
+        var crc = header.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8...])) }
+        crc = batch.rep.withUnsafeBytes { CRC32C.extend(crc, $0) }
+        header.withUnsafeMutableBytes { $0.storeBytes(of: CRC32C.mask(crc).littleEndian, toByteOffset: 4, as: UInt32.self) }
+        return header
     }
 
     /// Whether everything from `start` on is zero: space a segment reserved ahead of its

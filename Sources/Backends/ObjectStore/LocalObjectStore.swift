@@ -14,9 +14,13 @@ public final class LocalObjectStore: AppendableObjectStore {
     public var location: String { "folder \(root)" }
     /// Folders already created (and synced into their parents).
     private let knownFolders = Mutex<Set<String>>([])
+    /// Whether appendable objects (WAL segments) are written with direct I/O where the
+    /// file system allows it (LocalAppendableObject).
+    let directAppends: Bool
 
-    public init(root: String) throws {
+    public init(root: String, directAppends: Bool = false) throws {
         self.root = root
+        self.directAppends = directAppends
         try FileOps.makeDirectories(root)
     }
 
@@ -110,9 +114,7 @@ public final class LocalObjectStore: AppendableObjectStore {
             throw KVError.posix("link", path: path(name), errno: errno)
         }
         try FileOps.syncDirectory(FileOps.parentPath(path(name)))
-        let fd = Glibc.open(path(name), O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw KVError.posix("open", path: path(name), errno: errno) }
-        return LocalAppendableObject(fd: fd, path: path(name), size: header.count)
+        return try LocalAppendableObject(path: path(name), header: header, direct: directAppends)
     }
 
     public func makeWriter(_ name: String) throws -> any ObjectWriter {
@@ -218,6 +220,16 @@ final class LocalObjectWriter: ObjectWriter {
 /// `reserveLow` are left; readers take a zero length word with only zeros after it as the
 /// end (format-wal.md). Appends without sync (bulk data) do not reserve: their bytes would
 /// only replace the zeros. `seal` cuts the zeros off.
+///
+/// With `direct`, appends bypass the page cache (O_DIRECT; the lsm tuning `wal_io`):
+/// nothing reads a WAL segment back but recovery, and this spares the copy into cached
+/// pages and their writeback, at the price of waiting for the device at every write
+/// (Docs/format-wal.md, "Direct I/O"). Direct writes move whole aligned blocks: appended bytes are copied into `stage`, an aligned
+/// buffer that starts at the block holding the end, and written from there. The block
+/// holding the end is written again, with the new bytes, by the next append; its earlier
+/// bytes are the same in both writes, so a write torn at any sector keeps them. An object
+/// whose file system refuses direct I/O (its first direct write fails with EINVAL) is
+/// written through the page cache.
 final class LocalAppendableObject: AppendableObject {
     private var fd: Int32
     private let path: String
@@ -225,19 +237,73 @@ final class LocalAppendableObject: AppendableObject {
     private var end: Int
     /// The file's size: `end` plus the reserved zeros.
     private var size: Int
+    /// Direct I/O only: an aligned buffer holding the last `staged` bytes before `end`,
+    /// from a block boundary on.
+    private var stage: UnsafeMutableRawPointer?
+    private var staged = 0
+    /// Buffered writes only: small pieces of one append, written together.
+    private var gathered: [UInt8] = []
+    /// Pieces this large are written on their own (buffered) rather than gathered.
+    static let gatherLimit = 64 << 10
 
     static let reserveBytes = 1 << 20
     static let reserveLow = 128 << 10
     private static let zeros = [UInt8](repeating: 0, count: reserveBytes)
+    /// Direct I/O's unit: file offsets, lengths and buffer addresses are multiples of it
+    /// (4 KiB covers devices of 512-byte and 4 KiB sectors).
+    static let alignment = 4096
+    /// The stage's size: the most one direct write carries.
+    static let stageBytes = 1 << 20
 
-    init(fd: Int32, path: String, size: Int) {
-        self.fd = fd
+    #if arch(x86_64) || arch(i386)
+    static let directFlag: Int32 = 0o40000
+    #else
+    static let directFlag: Int32 = 0o200000
+    #endif
+
+    /// Opens `path`, which holds `header` and nothing else, for appends.
+    init(path: String, header: [UInt8], direct: Bool) throws {
+        precondition(header.count < Self.alignment)
         self.path = path
-        end = size
-        self.size = size
+        end = header.count
+        size = header.count
+        fd = Glibc.open(path, O_WRONLY | O_CLOEXEC | (direct ? Self.directFlag : 0))
+        if fd < 0 && direct && errno == EINVAL { fd = Glibc.open(path, O_WRONLY | O_CLOEXEC) }
+        guard fd >= 0 else { throw KVError.posix("open", path: path, errno: errno) }
+        guard direct else { return }
+        var memory: UnsafeMutableRawPointer?
+        guard posix_memalign(&memory, Self.alignment, Self.stageBytes) == 0, let memory else {
+            close(fd)
+            throw KVError(.io, "out of memory for a WAL write buffer", path: path)
+        }
+        header.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: header.count) }
+        memory.advanced(by: header.count).initializeMemory(as: UInt8.self, repeating: 0, count: Self.alignment - header.count)
+        // The header's block again, as a direct write: the file system's answer decides.
+        let probe = pwrite(fd, memory, Self.alignment, 0)
+        if probe == Self.alignment {
+            stage = memory
+            staged = header.count
+            size = Self.alignment
+            return
+        }
+        let code = errno
+        memory.deallocate()
+        guard probe < 0 && code == EINVAL else {
+            close(fd)
+            throw KVError.posix("pwrite", path: path, errno: probe < 0 ? code : EIO)
+        }
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~Self.directFlag) == 0 else {
+            let code = errno
+            close(fd)
+            throw KVError.posix("fcntl", path: path, errno: code)
+        }
     }
 
-    deinit { seal() }
+    deinit {
+        seal()
+        stage?.deallocate()
+    }
 
     func sync() throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
@@ -245,19 +311,92 @@ final class LocalAppendableObject: AppendableObject {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws {
+        try append(count: bytes.count, sync: sync) { copy in try copy(bytes) }
+    }
+
+    func append(pieces: [[UInt8]], sync: Bool) throws {
+        let count = pieces.reduce(0) { $0 + $1.count }
+        try append(count: count, sync: sync) { copy in
+            for piece in pieces { try piece.withUnsafeBytes { try copy($0) } }
+        }
+    }
+
+    /// Appends `count` bytes, which `give` hands to its argument in order.
+    private func append(count: Int, sync: Bool, _ give: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
-        try FileOps.writeAll(fd, bytes, at: end, path: path)
-        end += bytes.count
-        size = max(size, end)
-        if sync {
-            if size - end < Self.reserveLow && bytes.count < Self.reserveLow {
+        let reserve = sync && size - (end + count) < Self.reserveLow && count < Self.reserveLow
+        if stage != nil {
+            try give { try stageBytes($0) }
+            try writeStage(reserve: reserve)
+        } else {
+            // Small pieces are gathered into one write; large ones go as they are.
+            try give { bytes in
+                if bytes.count >= Self.gatherLimit {
+                    try writeGathered()
+                    try FileOps.writeAll(fd, bytes, at: end, path: path)
+                    end += bytes.count
+                } else {
+                    gathered.append(contentsOf: bytes)
+                    if gathered.count >= Self.gatherLimit { try writeGathered() }
+                }
+            }
+            try writeGathered()
+            size = max(size, end)
+            if reserve {
                 // Zeros up to `reserveBytes` past the end, made durable by this same sync.
                 let grow = end + Self.reserveBytes - size
                 try Self.zeros.withUnsafeBytes { try FileOps.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<grow]), at: size, path: path) }
                 size += grow
             }
-            try self.sync()
         }
+        if sync { try self.sync() }
+    }
+
+    /// Buffered writes: writes the small pieces gathered so far.
+    private func writeGathered() throws {
+        guard !gathered.isEmpty else { return }
+        try gathered.withUnsafeBytes { try FileOps.writeAll(fd, $0, at: end, path: path) }
+        end += gathered.count
+        gathered.removeAll(keepingCapacity: true)
+    }
+
+    /// Copies `bytes` into the stage, writing it out whenever it fills.
+    private func stageBytes(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let stage else { return }
+        var taken = 0
+        while taken < bytes.count {
+            let n = min(Self.stageBytes - staged, bytes.count - taken)
+            stage.advanced(by: staged).copyMemory(from: bytes.baseAddress! + taken, byteCount: n)
+            staged += n
+            end += n
+            taken += n
+            if staged == Self.stageBytes {
+                try writeDirect(stage, Self.stageBytes, at: end - staged)
+                size = max(size, end)
+                staged = 0
+            }
+        }
+    }
+
+    /// Writes the staged bytes in whole blocks, zeros after them (with `reserve`, up to
+    /// `reserveBytes` past the end, as far as the stage holds), and keeps the block
+    /// holding the end at the front of the stage.
+    private func writeStage(reserve: Bool) throws {
+        guard let stage else { return }
+        let blockStart = end - staged
+        var length = (staged + Self.alignment - 1) / Self.alignment * Self.alignment
+        if reserve { length = max(length, min(Self.stageBytes, staged + Self.reserveBytes) / Self.alignment * Self.alignment) }
+        guard length > 0 else { return }
+        stage.advanced(by: staged).initializeMemory(as: UInt8.self, repeating: 0, count: length - staged)
+        try writeDirect(stage, length, at: blockStart)
+        size = max(size, blockStart + length)
+        let tail = end % Self.alignment
+        if tail > 0 && staged > tail { stage.copyMemory(from: stage.advanced(by: staged - tail), byteCount: tail) }
+        staged = tail
+    }
+
+    private func writeDirect(_ buffer: UnsafeMutableRawPointer, _ length: Int, at offset: Int) throws {
+        try FileOps.writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: length), at: offset, path: path)
     }
 
     func seal() {

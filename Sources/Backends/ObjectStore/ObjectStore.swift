@@ -97,10 +97,19 @@ public protocol AppendableObject: AnyObject {
     /// Appends `bytes`; with `sync`, everything appended so far is durable on return.
     /// Without it the bytes survive a crash of this process, not of the machine.
     func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws
+    /// Appends the pieces, in order, as one append.
+    func append(pieces: [[UInt8]], sync: Bool) throws
     /// Makes everything appended so far durable.
     func sync() throws
     /// Stops appending; the object is then as immutable as any other.
     func seal()
+}
+
+extension AppendableObject {
+    public func append(pieces: [[UInt8]], sync: Bool) throws {
+        let joined = pieces.count == 1 ? pieces[0] : Array(pieces.joined())
+        try joined.withUnsafeBytes { try append($0, sync: sync) }
+    }
 }
 
 /// An object store that counts the requests it sends (a remote one).

@@ -158,11 +158,14 @@ func tinyLSMOptions() -> BackendOptions {
         }
     }
 
-    @Test func aSegmentKeepsZerosAheadOfItsSyncsAndLosesThemAtClose() throws {
+    @Test(arguments: ["buffered", "direct"])
+    func aSegmentKeepsZerosAheadOfItsSyncsAndLosesThemAtClose(walIO: String) throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
         let path = harness.freshPath()
-        let store = try factory.open(at: path, options: BackendOptions())
+        var options = BackendOptions()
+        options.tuning = ["wal_io": walIO]
+        let store = try factory.open(at: path, options: options)
         for i in 0..<10 { try store.put(TestBytes.key(i), [UInt8(i)], durable: true) }
         func segments(_ root: String) throws -> [(name: String, bytes: [UInt8])] {
             try FileOps.list(root + "/objects/wal").filter { $0.hasSuffix(".wal") }.sorted()
@@ -176,7 +179,7 @@ func tinyLSMOptions() -> BackendOptions {
         // What a killed process leaves (the files as they are now) opens with every record.
         let copy = harness.freshPath("copy")
         try FileManager.default.copyItem(atPath: path, toPath: copy)
-        let reopened = try factory.open(at: copy, options: BackendOptions())
+        let reopened = try factory.open(at: copy, options: options)
         #expect(try reopened.entries().count == 10)
         try reopened.close()
         // Closing cuts the zeros off.

@@ -1,0 +1,53 @@
+// Appendable objects in a local folder (WAL segments): what appends of every size and
+// alignment leave in the file, written through the page cache and with direct I/O.
+
+import Engine
+import Foundation
+import KVTestSupport
+import ObjectStore
+import Testing
+import Workloads
+
+@Suite struct LocalObjectStoreTests {
+    @Test(arguments: [false, true])
+    func appendsLeaveTheirBytesThenZerosAndSealCutsTheZeros(direct: Bool) throws {
+        let seed = TestSeed.resolve("appendsLeaveTheirBytesThenZerosAndSealCutsTheZeros")
+        var random = SeededGenerator(seed: seed)
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root, directAppends: direct)
+        let header: [UInt8] = Array("ZWALtest".utf8)
+        let object = try #require(try store.createAppendable("wal/1.wal", header: header))
+        let file = root + "/wal/1.wal"
+        var expected = header
+        // Appends take slices of this pool at random offsets.
+        let pool = (0..<(3 << 17)).flatMap { _ in withUnsafeBytes(of: random.next()) { Array($0) } }
+        // Sizes around the 4 KiB block, the 64 KiB gathering limit and the 1 MiB stage.
+        let sizes = [0, 1, 7, 100, 4088, 4095, 4096, 4097, 65535, 65536, 70000, 1 << 20, (1 << 20) + 3, 2_500_000]
+        for step in 0..<48 {
+            let size = sizes[Int.random(in: 0..<sizes.count, using: &random)]
+            let from = Int.random(in: 0...(pool.count - size), using: &random)
+            let bytes = Array(pool[from..<(from + size)])
+            let sync = Bool.random(using: &random)
+            if Bool.random(using: &random) {
+                try bytes.withUnsafeBytes { try object.append($0, sync: sync) }
+            } else {
+                // The same bytes as up to four pieces.
+                var cuts = (0..<3).map { _ in Int.random(in: 0...size, using: &random) }.sorted()
+                cuts = [0] + cuts + [size]
+                try object.append(pieces: (0..<4).map { Array(bytes[cuts[$0]..<cuts[$0 + 1]]) }, sync: sync)
+            }
+            expected += bytes
+            if step % 8 == 7 {
+                let content = try FileOps.readFile(file)
+                #expect(content.count >= expected.count, "seed \(seed)")
+                #expect(Array(content.prefix(expected.count)) == expected, "seed \(seed), step \(step)")
+                #expect(content.dropFirst(expected.count).allSatisfy { $0 == 0 }, "seed \(seed), step \(step)")
+            }
+        }
+        object.seal()
+        #expect(try FileOps.readFile(file) == expected, "seed \(seed)")
+        #expect(throws: KVError.self) { try object.append(pieces: [[1]], sync: false) }
+    }
+}
