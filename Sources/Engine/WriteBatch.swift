@@ -44,6 +44,12 @@ public struct WriteBatch: Sendable, Equatable {
         self = decoded
     }
 
+    /// Makes room for `bytes` more bytes of operations, so that a batch built from large
+    /// values is not copied as it grows.
+    public mutating func reserve(_ bytes: Int) {
+        rep.reserveCapacity(rep.count + bytes)
+    }
+
     public var isEmpty: Bool { count == 0 }
     /// The encoded size in bytes; a measure of the batch's memory and log cost.
     public var byteSize: Int { rep.count }
@@ -61,6 +67,22 @@ public struct WriteBatch: Sendable, Equatable {
         appendField(key)
         appendField(value)
         count += 1
+    }
+
+    /// Puts `key` with the value `head` followed by `body`, copied straight into the batch
+    /// (a caller that frames a large body saves building the value first).
+    public mutating func put(_ key: UnsafeRawBufferPointer, head: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) {
+        check(key: key.count)
+        let count = head.count + body.count
+        if count > KVLimits.maxValueSize, violation == nil {
+            violation = "value of \(count) bytes exceeds the limit of \(KVLimits.maxValueSize)"
+        }
+        rep.append(Op.put.rawValue)
+        appendField(key)
+        appendLength(count)
+        rep.append(contentsOf: head)
+        rep.append(contentsOf: body)
+        self.count += 1
     }
 
     public mutating func delete(_ key: [UInt8]) {
@@ -135,13 +157,18 @@ public struct WriteBatch: Sendable, Equatable {
     }
 
     private mutating func appendField(_ bytes: UnsafeRawBufferPointer) {
-        var n = UInt64(bytes.count)
+        appendLength(bytes.count)
+        rep.append(contentsOf: bytes)
+    }
+
+    /// A field's length, as a varint.
+    private mutating func appendLength(_ length: Int) {
+        var n = UInt64(length)
         while n >= 0x80 {
             rep.append(UInt8(truncatingIfNeeded: n) | 0x80)
             n >>= 7
         }
         rep.append(UInt8(n))
-        rep.append(contentsOf: bytes)
     }
 
     /// Walks `rep`; stops with `malformed` set at the first record that does not parse.

@@ -111,6 +111,13 @@ extension FileSystem {
     /// (NFS FILE_SYNC); otherwise it waits for fsync or the next durable batch.
     @discardableResult
     public func write(_ cred: Credentials, _ ino: UInt64, offset: UInt64, _ data: [UInt8], durable: Bool = false) throws(FSError) -> Inode {
+        try withBytes(data) { raw throws(FSError) in try write(cred, ino, offset: offset, raw, durable: durable) }
+    }
+
+    /// Writes `data` at `offset` (as above), copying a whole chunk's bytes straight from
+    /// `data` into the batch.
+    @discardableResult
+    public func write(_ cred: Credentials, _ ino: UInt64, offset: UInt64, _ data: UnsafeRawBufferPointer, durable: Bool = false) throws(FSError) -> Inode {
         let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
         guard !overflow, end <= FSOptions.maxFileSize else {
             throw FSError(.EFBIG, "a write ending at \(overflow ? "overflow" : "\(end)") exceeds the maximum file size")
@@ -122,6 +129,8 @@ extension FileSystem {
             guard !data.isEmpty else { return (file, .none) }
             var batch = FSBatch(view: view)
             let cs = UInt64(chunkSize)
+            // The chunks' bytes plus, per chunk, its key and header, and the inode.
+            batch.batch.reserve(data.count + (data.count / chunkSize + 2) * 64 + 512)
             var index = offset / cs
             while index * cs < end {
                 let chunkStart = index * cs
@@ -129,20 +138,18 @@ extension FileSystem {
                 let to = min(end, chunkStart + cs)
                 let whole = from == chunkStart && to == chunkStart + cs
                 let (stored, old) = try headAndVisibleChunk(file, index, needsContent: !whole)
-                var bytes = old?.data ?? []
                 if whole {
-                    bytes = Array(data[Int(from - offset)..<Int(to - offset)])
+                    putChunk(&batch, file, index, UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)]), replacing: stored)
                 } else {
+                    var bytes = old?.data ?? []
                     let needed = Int(to - chunkStart)
                     if bytes.count < needed { bytes.append(contentsOf: repeatElement(0, count: needed - bytes.count)) }
                     bytes.withUnsafeMutableBytes { dst in
-                        data.withUnsafeBytes { src in
-                            dst.baseAddress!.advanced(by: Int(from - chunkStart))
-                                .copyMemory(from: src.baseAddress!.advanced(by: Int(from - offset)), byteCount: Int(to - from))
-                        }
+                        dst.baseAddress!.advanced(by: Int(from - chunkStart))
+                            .copyMemory(from: data.baseAddress!.advanced(by: Int(from - offset)), byteCount: Int(to - from))
                     }
+                    putChunk(&batch, file, index, bytes, replacing: stored)
                 }
-                putChunk(&batch, file, index, bytes, replacing: stored)
                 index += 1
             }
             let now = Self.now()
@@ -201,11 +208,22 @@ extension FileSystem {
     /// Puts chunk `index` at the head; `replacing` is the stored size of the chunk entry
     /// the head already holds there (nil: none), for WRITTEN.
     private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: [UInt8], replacing: Int?) {
-        var trimmed = bytes
-        while trimmed.last == 0 { trimmed.removeLast() }
-        let value = ChunkRecord(epoch: file.dataEpoch, data: trimmed).encode(compress: options.compressChunks)
-        batch.put(FSKeys.chunk(file.ino, index), value)
-        batch.addWritten(batch.view.head, value.count - (replacing ?? 0))
+        bytes.withUnsafeBytes { putChunk(&batch, file, index, $0, replacing: replacing) }
+    }
+
+    /// The same from bytes in place: trailing zeros are left out, and a raw body is copied
+    /// once, into the batch.
+    private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: UnsafeRawBufferPointer, replacing: Int?) {
+        var length = bytes.count
+        while length > 0 && bytes[length - 1] == 0 { length -= 1 }
+        let trimmed = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
+        let (head, packed) = ChunkRecord.parts(epoch: file.dataEpoch, data: trimmed, compress: options.compressChunks)
+        if let packed {
+            packed.withUnsafeBytes { batch.put(FSKeys.chunk(file.ino, index), head: head, body: $0) }
+        } else {
+            batch.put(FSKeys.chunk(file.ino, index), head: head, body: trimmed)
+        }
+        batch.addWritten(batch.view.head, head.count + (packed?.count ?? length) - (replacing ?? 0))
     }
 
     /// The chunk a read sees (nil for a hole).

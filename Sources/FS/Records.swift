@@ -70,25 +70,33 @@ struct ChunkRecord {
     var data: [UInt8]
 
     func encode(compress: Bool) -> [UInt8] {
-        var out: [UInt8] = [ValueTag.live.rawValue, ChunkEncoding.raw.rawValue]
-        out.appendBigEndian(epoch)
-        out.appendBigEndian(UInt32(data.count))
-        if compress, data.count >= 64, worthCompressing(), let packed = try? Zstd.compress(data), packed.count < data.count {
-            out[1] = ChunkEncoding.zstd.rawValue
-            out.append(contentsOf: packed)
-        } else {
-            out.append(contentsOf: data)
+        data.withUnsafeBytes { raw in
+            let (head, packed) = Self.parts(epoch: epoch, data: raw, compress: compress)
+            return head + (packed ?? data)
         }
-        return out
+    }
+
+    /// A chunk value in two parts: the header, and the compressed body when compressing
+    /// pays (nil: the body is `data` itself, stored raw), so a caller can copy a raw body
+    /// straight from where it is.
+    static func parts(epoch: UInt64, data: UnsafeRawBufferPointer, compress: Bool) -> (head: [UInt8], packed: [UInt8]?) {
+        var head: [UInt8] = [ValueTag.live.rawValue, ChunkEncoding.raw.rawValue]
+        head.reserveCapacity(FileSystem.chunkHeaderSize)
+        head.appendBigEndian(epoch)
+        head.appendBigEndian(UInt32(data.count))
+        guard compress, data.count >= 64, worthCompressing(data), let packed = try? Zstd.compress(data), packed.count < data.count else {
+            return (head, nil)
+        }
+        head[1] = ChunkEncoding.zstd.rawValue
+        return (head, packed)
     }
 
     /// A probe: compress the first 4 KiB of a larger chunk; if that saves under 1/32,
     /// the chunk is taken as incompressible and stored raw without compressing it all.
-    private func worthCompressing() -> Bool {
+    private static func worthCompressing(_ data: UnsafeRawBufferPointer) -> Bool {
         let probe = 4096
         guard data.count >= 2 * probe else { return true }
-        let packed = data.withUnsafeBytes { raw in try? Zstd.compress(UnsafeRawBufferPointer(rebasing: raw[0..<probe]), level: 1) }
-        guard let packed else { return false }
+        guard let packed = try? Zstd.compress(UnsafeRawBufferPointer(rebasing: data[0..<probe]), level: 1) else { return false }
         return packed.count < probe - probe / 32
     }
 

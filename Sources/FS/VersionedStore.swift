@@ -170,6 +170,13 @@ struct FSBatch {
         batch.put(FSKeys.versioned(logical, view.head), value)
     }
 
+    /// Puts `logical` at the head with the value `head` followed by `body`.
+    mutating func put(_ logical: [UInt8], head: [UInt8], body: UnsafeRawBufferPointer) {
+        FSKeys.versioned(logical, view.head).withUnsafeBytes { key in
+            head.withUnsafeBytes { batch.put(key, head: $0, body: body) }
+        }
+    }
+
     /// Removes `logical` at the head: a whiteout when an ancestor could still show it.
     mutating func remove(_ logical: [UInt8]) {
         if view.ancestors.isEmpty {

@@ -23,6 +23,20 @@ import Testing
         #expect(try WriteBatch(rep: batch.rep).count == 1)
     }
 
+    @Test func aValueInTwoPartsEncodesAsOne() throws {
+        var whole = WriteBatch()
+        whole.put(Array("k".utf8), [1, 2] + [UInt8](repeating: 9, count: 300))
+        var parts = WriteBatch()
+        parts.reserve(400)
+        let head: [UInt8] = [1, 2]
+        let body = [UInt8](repeating: 9, count: 300)
+        Array("k".utf8).withUnsafeBytes { key in
+            head.withUnsafeBytes { h in body.withUnsafeBytes { parts.put(key, head: h, body: $0) } }
+        }
+        #expect(parts.rep == whole.rep && parts.count == 1)
+        #expect(try WriteBatch(rep: parts.rep) == whole)
+    }
+
     @Test(arguments: [
         [0x04, 0x00],
         [0x01, 0x05, 0x61],

@@ -18,6 +18,10 @@ import Testing
         #expect(try r.uint64() == 0x0102_0304_0506_0708)
         #expect(try r.opaque(limit: 5) == [1, 2, 3, 4, 5])
         #expect(try r.bool())
+        // The same opaque, located in place instead of copied.
+        var located = XDRReader(w.bytes, offset: 12)
+        #expect(try located.opaqueRange(limit: 5) == 16..<21)
+        #expect(located.offset == 24 && Array(w.bytes[16..<21]) == [1, 2, 3, 4, 5])
         #expect(try r.optional { r throws(XDRError) in try r.uint32() } == 9)
         #expect(try r.optional { r throws(XDRError) in try r.uint32() } == nil)
         try r.expectEnd()
@@ -28,9 +32,13 @@ import Testing
         w.opaque([UInt8](repeating: 1, count: 10))
         var r = XDRReader(w.bytes)
         #expect(throws: XDRError.self) { try r.opaque(limit: 9) }
+        var located = XDRReader(w.bytes)
+        #expect(throws: XDRError.self) { try located.opaqueRange(limit: 9) }
         for cut in 0..<w.bytes.count {
             var short = XDRReader(Array(w.bytes[0..<cut]))
             #expect(throws: XDRError.self) { try short.opaque(limit: 100) }
+            var shortLocated = XDRReader(Array(w.bytes[0..<cut]))
+            #expect(throws: XDRError.self) { try shortLocated.opaqueRange(limit: 100) }
         }
         var bad = XDRReader([0, 0, 0, 2])
         #expect(throws: XDRError.self) { try bad.bool() }

@@ -130,18 +130,26 @@ extension NFSProgram {
         let offset = try a.uint64()
         let count = try a.uint32()
         guard let stable = Stable(rawValue: try a.uint32()) else { throw XDRError("stable_how out of range") }
-        let data = try a.opaque(limit: Self.maxIO)
+        let data = try a.opaqueRange(limit: Self.maxIO)
         var resolved: Target?
         do throws(NFSStatus) {
             let t = try target(fh)
             resolved = t
             try requireWritable(t)
             guard count <= data.count else { throw .inval }
-            let bytes = count == data.count ? data : Array(data[0..<Int(count)])
+            let bytes = data.lowerBound..<(data.lowerBound + Int(count))
             // UNSTABLE is applied at once and made durable by COMMIT; the others are durable
-            // before the reply (DATA_SYNC as FILE_SYNC: metadata is in the same batch).
+            // before the reply (DATA_SYNC as FILE_SYNC: metadata is in the same batch). The
+            // data is read where it lies in the call.
             let (_, observed) = try ChangeObserver.observing([t.ino]) { () throws(NFSStatus) in
-                try nfs { () throws(FSError) in try t.fs.write(cred, t.ino, offset: offset, bytes, durable: stable != .unstable) }
+                try nfs { () throws(FSError) in
+                    let written: Result<Inode, FSError> = a.bytes.withUnsafeBytes { call in
+                        Result { () throws(FSError) in
+                            try t.fs.write(cred, t.ino, offset: offset, UnsafeRawBufferPointer(rebasing: call[bytes]), durable: stable != .unstable)
+                        }
+                    }
+                    _ = try written.get()
+                }
             }
             w.status(.ok)
             wcc(&w, t, observed)

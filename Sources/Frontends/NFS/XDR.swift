@@ -56,6 +56,17 @@ public struct XDRReader {
         return value
     }
 
+    /// Where variable-length opaque data of at most `limit` bytes lies in `bytes`, which
+    /// the caller reads in place (a WRITE's data is not copied out of the call).
+    public mutating func opaqueRange(limit: Int) throws(XDRError) -> Range<Int> {
+        let count = try uint32()
+        guard count <= UInt32(limit) else { throw XDRError("opaque of \(count) bytes, at most \(limit) allowed") }
+        let padded = (Int(count) + 3) & ~3
+        guard remaining >= padded else { throw XDRError("\(count) bytes of data past the end at offset \(offset)") }
+        defer { offset += padded }
+        return offset..<(offset + Int(count))
+    }
+
     /// Variable-length opaque data of at most `limit` bytes.
     public mutating func opaque(limit: Int) throws(XDRError) -> [UInt8] {
         let count = try uint32()
