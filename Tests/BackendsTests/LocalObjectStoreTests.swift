@@ -50,4 +50,21 @@ import Workloads
         #expect(try FileOps.readFile(file) == expected, "seed \(seed)")
         #expect(throws: KVError.self) { try object.append(pieces: [[1]], sync: false) }
     }
+
+    /// Garbage collection may delete a WAL segment as soon as it is named (its records are
+    /// in a committed table); the writer must not fail on it.
+    @Test(arguments: [false, true])
+    func anAppendableWhoseNameIsDeletedAtOnceStillTakesAppends(direct: Bool) throws {
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root, directAppends: direct)
+        let object = try #require(try store.createAppendable("wal/2.wal", header: [1, 2, 3, 4]))
+        try store.delete("wal/2.wal")
+        try object.append(pieces: [[5, 6], [7]], sync: true)
+        object.seal()
+        #expect(try store.get("wal/2.wal") == nil)
+        #expect(try store.createAppendable("wal/2.wal", header: [9]) != nil)
+        #expect(try store.createAppendable("wal/2.wal", header: [9]) == nil)
+    }
 }

@@ -131,7 +131,10 @@ extension LSMStore {
             }
         } while cursor.node != nil
         try manifestLock.withLock { _ in
-            try commit(removingImmutables: 1) { _, levels in
+            // Deleting the WAL segments this makes obsolete is left to the compaction
+            // thread: with online discard a delete waits for the device, and the next
+            // memtable's flush should not.
+            try commit(removingImmutables: 1, collecting: false) { _, levels in
                 levels[0].insert(contentsOf: readers, at: 0)
             }
         }
@@ -163,7 +166,7 @@ extension LSMStore {
     /// Commits a new manifest made by `change` from the current state, then installs it;
     /// the oldest `removed` frozen memtables leave with it (their data is in a new table).
     /// REQUIRES: `manifestLock` is held (one commit at a time).
-    func commit(removingImmutables removed: Int = 0, _ change: (inout Manifest, inout [[TableReader]]) throws -> Void) throws {
+    func commit(removingImmutables removed: Int = 0, collecting: Bool = true, _ change: (inout Manifest, inout [[TableReader]]) throws -> Void) throws {
         var (next, levels, id) = state.withLock { (manifest, version.levels, manifestID) }
         try change(&next, &levels)
         while levels.count > 1 && levels.last!.isEmpty { levels.removeLast() }
@@ -190,9 +193,10 @@ extension LSMStore {
             version = Version(levels: levels)
             immutables.removeFirst(removed)
             if version.l0Pressure >= options.l0CompactionTrigger { compactionPending = true }
+            if !collecting { garbagePending = true }
             state.broadcast()
         }
-        collectGarbage()
+        if collecting { collectGarbage() }
     }
 
     /// Sorted, non-overlapping ranges covering the same keys as `ranges`.
@@ -226,12 +230,13 @@ extension LSMStore {
 
     private func compactionLoop() {
         while true {
-            let stop = state.withLock { () -> Bool in
-                while !closing && !compactionPending && pickCompaction(version) == nil { _ = state.wait(seconds: 1) }
-                compactionPending = false
-                return closing
+            let (stop, collect) = state.withLock { () -> (Bool, Bool) in
+                while !closing && !compactionPending && !garbagePending && pickCompaction(version) == nil { _ = state.wait(seconds: 1) }
+                defer { compactionPending = false; garbagePending = false }
+                return (closing, garbagePending)
             }
             if stop { return }
+            if collect { collectGarbage() }
             do {
                 while try compactOnce() {
                     if state.withLock({ closing }) { return }

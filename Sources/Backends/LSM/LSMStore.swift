@@ -38,6 +38,9 @@ final class LSMStore: @unchecked Sendable {
     /// A writer found the memtable full; the WAL thread rotates it (rotateInBackground).
     var rotationWanted = false  // state
     var compactionPending = false  // state
+    /// A flush committed: the compaction thread collects garbage (the flush does not wait
+    /// for the deletes).
+    var garbagePending = false  // state
     var runningThreads = 0  // state
 
     /// Serializes manifest commits (flush, compaction, checkpoints).

@@ -107,14 +107,18 @@ public final class LocalObjectStore: AppendableObjectStore {
     public func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)? {
         // Built under a temporary name and linked into place, so the name never shows a
         // file without its header, and an existing object is never touched.
+        // Opened before it is linked: the object is written through its descriptor even if
+        // the name goes at once (a WAL segment that garbage collection already finds
+        // obsolete, its records being in a committed table).
         let temporary = try writeTemporary(name, header)
         defer { unlink(temporary) }
+        let object = try LocalAppendableObject(opening: temporary, path: path(name), header: header, direct: directAppends)
         if link(temporary, path(name)) != 0 {
             if errno == EEXIST { return nil }
             throw KVError.posix("link", path: path(name), errno: errno)
         }
         try FileOps.syncDirectory(FileOps.parentPath(path(name)))
-        return try LocalAppendableObject(path: path(name), header: header, direct: directAppends)
+        return object
     }
 
     public func makeWriter(_ name: String) throws -> any ObjectWriter {
@@ -261,14 +265,15 @@ final class LocalAppendableObject: AppendableObject {
     static let directFlag: Int32 = 0o200000
     #endif
 
-    /// Opens `path`, which holds `header` and nothing else, for appends.
-    init(path: String, header: [UInt8], direct: Bool) throws {
+    /// Opens `file`, which holds `header` and nothing else, for appends; `path` names the
+    /// object in errors.
+    init(opening file: String, path: String, header: [UInt8], direct: Bool) throws {
         precondition(header.count < Self.alignment)
         self.path = path
         end = header.count
         size = header.count
-        fd = Glibc.open(path, O_WRONLY | O_CLOEXEC | (direct ? Self.directFlag : 0))
-        if fd < 0 && direct && errno == EINVAL { fd = Glibc.open(path, O_WRONLY | O_CLOEXEC) }
+        fd = Glibc.open(file, O_WRONLY | O_CLOEXEC | (direct ? Self.directFlag : 0))
+        if fd < 0 && direct && errno == EINVAL { fd = Glibc.open(file, O_WRONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw KVError.posix("open", path: path, errno: errno) }
         guard direct else { return }
         var memory: UnsafeMutableRawPointer?
