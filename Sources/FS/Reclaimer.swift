@@ -162,8 +162,16 @@ extension Pool {
     /// Deletes the chunks of (ino, version) that the inode's shrink marks hide there. At the
     /// head of a dataset this runs under the dataset's barrier and the inode's lock; a
     /// frozen version has no writer. The marks go only at a head without ancestors.
+    ///
+    /// Each step goes on from the chunk after the last one it deleted, so a pass reads the
+    /// file's chunks once (it had started from the first mark again at every step, reading
+    /// again, under the inode's lock, every chunk a concurrent writer had rewritten in the
+    /// new epoch). A new truncate during the pass (a new data epoch, with its mark) starts
+    /// the pass over.
     private func reclaimShrunk(_ ino: UInt64, _ version: UInt64) throws(FSError) {
         var deletedMeanwhile = false
+        var resumeAt: UInt64 = 0
+        var passEpoch: UInt64?
         while true {
             let (head, view) = state.withLock { s -> (UInt64?, VersionView?) in
                 let owner = s.forest.datasets.values.first { !$0.isSnapshot && $0.version == version }
@@ -185,12 +193,17 @@ extension Pool {
                     return true
                 }
                 var file = try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
-                let first = (file.shrinkMarks.map(\.size).min() ?? UInt64.max).quotientRoundingUp(self.chunkSize)
+                if passEpoch != file.dataEpoch {
+                    passEpoch = file.dataEpoch
+                    resumeAt = 0
+                }
+                let first = max(resumeAt, (file.shrinkMarks.map(\.size).min() ?? UInt64.max).quotientRoundingUp(self.chunkSize))
                 let hidden = try self.chunkEntries(ino, version, from: first) { index, epoch in
                     file.hides(chunkIndex: index, epoch: epoch, chunkSize: self.chunkSize)
                 }
-                if !hidden.isEmpty {
+                if let last = hidden.last {
                     try self.deleteChunks(hidden, version)
+                    resumeAt = last.key.withUnsafeBytes { $0.readBigEndian(at: 9) } + 1
                     return false
                 }
                 var batch = FSBatch(view: VersionView(head: version), background: true)
