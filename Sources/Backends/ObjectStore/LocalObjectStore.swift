@@ -179,10 +179,27 @@ final class LocalReadableObject: ReadableObject {
 }
 
 /// Writes to a temporary file; commit syncs it and renames it into place.
+///
+/// Every `writebackBytes` appended, the kernel is asked to start writing them back
+/// (`sync_file_range` with SYNC_FILE_RANGE_WRITE, which does not wait), so the disk works
+/// while the rest of the object is built, and the sync at commit finds little left to do
+/// (RocksDB's `bytes_per_sync`). A memtable flush of 16 MiB had spent about half its time
+/// in that sync.
 final class LocalObjectWriter: ObjectWriter {
     private var fd: Int32
     private let temporary: String
     private let final: String
+    private var written = 0
+    private var handedToWriteback = 0
+
+    static let writebackBytes = 1 << 20
+
+    /// sync_file_range(fd, offset, count, flags), a GNU extension Swift's Glibc module
+    /// does not declare; flags 2 is SYNC_FILE_RANGE_WRITE. Nil where the C library lacks it.
+    private static let startWriteback: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sync_file_range") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
+    }()
 
     init(fd: Int32, temporary: String, final: String) {
         self.fd = fd
@@ -195,6 +212,12 @@ final class LocalObjectWriter: ObjectWriter {
     func append(_ bytes: UnsafeRawBufferPointer) throws {
         guard fd >= 0 else { throw KVError(.io, "object writer is closed", path: final) }
         try FileOps.writeAll(fd, bytes, path: temporary)
+        written += bytes.count
+        if written - handedToWriteback >= Self.writebackBytes {
+            // Advice only: a failure here shows again at the commit's sync.
+            _ = Self.startWriteback?(fd, Int64(handedToWriteback), Int64(written - handedToWriteback), 2)
+            handedToWriteback = written
+        }
     }
 
     func commit() throws {
