@@ -10,12 +10,16 @@ extension LSMStore {
     func startBackgroundThreads() {
         state.withLock { runningThreads = 3 }
         spawn("zerofs-lsm-wal") { store in store.walLoop() }
-        spawn("zerofs-lsm-flush") { store in store.flushLoop() }
-        spawn("zerofs-lsm-compact") { store in store.compactionLoop() }
+        // Flushes and compactions yield the cores to the threads serving callers; when they
+        // fall behind, writers wait for them (the throttle) and free the cores.
+        spawn("zerofs-lsm-flush", nice: 10) { store in store.flushLoop() }
+        spawn("zerofs-lsm-compact", nice: 10) { store in store.compactionLoop() }
     }
 
-    private func spawn(_ name: String, _ body: @escaping @Sendable (LSMStore) -> Void) {
+    private func spawn(_ name: String, nice: Int32 = 0, _ body: @escaping @Sendable (LSMStore) -> Void) {
         let thread = Thread { [self] in
+            // Linux: the calling thread's own nice value.
+            if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
             body(self)
             state.withLock {
                 runningThreads -= 1
