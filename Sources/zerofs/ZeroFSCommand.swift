@@ -19,44 +19,24 @@ struct ZeroFS: ParsableCommand {
     )
 
     static func main() {
-        tuneMalloc()
+        limitMallocArenas()
         main(nil)
     }
 
-    /// Two settings of glibc's allocator, each unless the environment sets it
-    /// (MALLOC_ARENA_MAX and the like, or GLIBC_TUNABLES):
-    ///
-    /// - At most max(2, cores) arenas. glibc gives each thread that contends for the
-    ///   allocator an arena of its own, up to eight per core, and an arena keeps what is
-    ///   freed in it. Buffers of up to 1 MiB (NFS WRITEs, chunks, table blocks) are
-    ///   allocated on one thread and freed on another, so with sixteen arenas the server
-    ///   held 300 MiB writing 200 MiB of data that cannot be compressed; with two, 230 MiB,
-    ///   at the same speed (Docs/benchmarks.md).
-    /// - Freed memory kept for reuse: blocks under 32 MiB come from the arenas (not from
-    ///   mmap), and an arena returns its free top to the system only past 64 MiB. A 1 MiB
-    ///   WRITE's batch is allocated on a worker and freed by the WAL thread; trimmed and
-    ///   faulted in again each time, its pages had cost the worker half its time. A 200 MiB
-    ///   NFS write: page faults 26,000-31,000 before, 10,000-18,000 after, 685-736 MB/s
-    ///   before, 712-869 after (our server alone, in pairs), peak RSS 10-16 MiB higher.
-    static func tuneMalloc() {
+    /// glibc gives each thread that contends for the allocator an arena of its own, up to
+    /// eight per core, and an arena keeps what is freed in it. Buffers of up to 1 MiB (NFS
+    /// WRITEs, chunks, table blocks) are allocated on one thread and freed on another, so
+    /// with sixteen arenas the server held 300 MiB writing 200 MiB of data that cannot be
+    /// compressed; with two, 230 MiB, at the same speed (Docs/benchmarks.md). An explicit
+    /// MALLOC_ARENA_MAX or GLIBC_TUNABLES setting wins.
+    static func limitMallocArenas() {
         #if canImport(Glibc)
         let environment = ProcessInfo.processInfo.environment
-        let tunables = environment["GLIBC_TUNABLES"] ?? ""
-        // mallopt(option, value); malloc.h is not in Swift's Glibc module.
+        if environment["MALLOC_ARENA_MAX"] != nil || environment["GLIBC_TUNABLES"]?.contains("arena_max") == true { return }
+        // mallopt(M_ARENA_MAX = -8, n); malloc.h is not in Swift's Glibc module.
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-        if environment["MALLOC_ARENA_MAX"] == nil && !tunables.contains("arena_max") {
-            _ = mallopt(-8, Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))  // M_ARENA_MAX
-        }
-        let thresholds = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"].contains { environment[$0] != nil }
-            || tunables.contains("mmap_threshold") || tunables.contains("trim_threshold")
-        if !thresholds {
-            // Both, or neither: setting only the trim threshold turns off glibc's own
-            // raising of the mmap threshold, and 1 MiB buffers were then mmapped each time.
-            _ = mallopt(-3, 32 << 20)  // M_MMAP_THRESHOLD
-            _ = mallopt(-1, 64 << 20)  // M_TRIM_THRESHOLD
-        }
+        _ = unsafeBitCast(symbol, to: Mallopt.self)(-8, Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))
         #endif
     }
 }
