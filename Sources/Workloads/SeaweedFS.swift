@@ -30,6 +30,20 @@ public final class SeaweedFS {
         return directories.map { "\($0)/weed" }.first { access($0, X_OK) == 0 }
     }
 
+    /// Starts a server (`init()`), on other ports when one of those chosen was taken
+    /// between the check and weed's own bind (by a server another test started
+    /// meanwhile): weed then exits with "address already in use".
+    public static func start(attempts: Int = 3) throws -> SeaweedFS {
+        var attempt = 1
+        while true {
+            do {
+                return try SeaweedFS()
+            } catch let error as KVError where attempt < attempts && error.description.contains("address already in use") {
+                attempt += 1
+            }
+        }
+    }
+
     /// Starts a server in a new temporary folder and waits (at most 30 s) until its bucket
     /// answers.
     public init() throws {

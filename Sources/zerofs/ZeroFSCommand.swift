@@ -130,7 +130,7 @@ struct BenchKV: ParsableCommand {
             var location = s3
             var settings: [String: String] = [:]
             if s3 == "seaweedfs" {
-                do { seaweed = try SeaweedFS() } catch { throw ValidationError("cannot start SeaweedFS: \(error)") }
+                do { seaweed = try SeaweedFS.start() } catch { throw ValidationError("cannot start SeaweedFS: \(error)") }
                 location = "s3://\(SeaweedFS.bucket)/bench-\(UInt32.random(in: 0...UInt32.max))"
                 settings = seaweed!.remoteSettings
             } else if !s3.hasPrefix("s3://") {

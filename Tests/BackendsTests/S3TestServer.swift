@@ -75,7 +75,7 @@ final class S3TestServer {
         self.kind = kind
         switch kind {
         case .seaweedfs:
-            let server = try SeaweedFS()
+            let server = try SeaweedFS.start()
             seaweed = server
             endpoint = server.endpoint
         case .moto:

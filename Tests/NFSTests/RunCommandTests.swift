@@ -66,7 +66,7 @@ import Glibc
         let nfsclient = try NFSClientProgram.path.get()
         let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
         try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
-        let seaweed = try SeaweedFS()
+        let seaweed = try SeaweedFS.start()
         defer { seaweed.stop() }
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
