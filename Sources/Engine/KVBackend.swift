@@ -66,6 +66,23 @@ public protocol KVIterator: AnyObject {
     func withCurrent<R>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R) throws -> R
 }
 
+/// An iterator that passes every call to another: wrappers that count or observe (fsck's
+/// progress, tests) subclass it and override what they watch.
+open class ForwardingIterator: KVIterator {
+    public let base: any KVIterator
+
+    public init(_ base: any KVIterator) {
+        self.base = base
+    }
+
+    open var isValid: Bool { base.isValid }
+    open func seek(_ key: [UInt8]) throws { try base.seek(key) }
+    open func next() throws { try base.next() }
+    open func withCurrent<R>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try base.withCurrent(body)
+    }
+}
+
 extension KVIterator {
     /// The current entry, copied out.
     public func entry() throws -> KVEntry {

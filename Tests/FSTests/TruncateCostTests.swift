@@ -28,19 +28,17 @@ final class ScanCountingBackend: ForwardingBackend, @unchecked Sendable {
         CountingIterator(try inner.makeIterator(range), self)
     }
 
-    final class CountingIterator: KVIterator {
-        let inner: any KVIterator
+    final class CountingIterator: ForwardingIterator {
         let owner: ScanCountingBackend
-        init(_ inner: any KVIterator, _ owner: ScanCountingBackend) {
-            self.inner = inner
+
+        init(_ base: any KVIterator, _ owner: ScanCountingBackend) {
             self.owner = owner
+            super.init(base)
         }
-        var isValid: Bool { inner.isValid }
-        func seek(_ key: [UInt8]) throws { try inner.seek(key) }
-        func next() throws { try inner.next() }
-        func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
+
+        override func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
             owner.lent.withLock { $0 += 1 }
-            return try inner.withCurrent(body)
+            return try super.withCurrent(body)
         }
     }
 }

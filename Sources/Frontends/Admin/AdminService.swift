@@ -427,22 +427,16 @@ final class CountingReader: KVReader, @unchecked Sendable {
     }
 }
 
-final class CountingIterator: KVIterator {
-    let base: any KVIterator
+final class CountingIterator: ForwardingIterator {
     let reader: CountingReader
 
     init(_ base: any KVIterator, _ reader: CountingReader) {
-        self.base = base
         self.reader = reader
+        super.init(base)
     }
 
-    var isValid: Bool { base.isValid }
-    func seek(_ key: [UInt8]) throws { try base.seek(key) }
-    func next() throws {
+    override func next() throws {
         try reader.tick()
-        try base.next()
-    }
-    func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try base.withCurrent(body)
+        try super.next()
     }
 }
