@@ -29,7 +29,7 @@ extension ZeroFSConfig {
         # bloom_bits_per_key = 10
         # wal_sync = "buffered"
         # wal_recovery = "strict"  # "point_in_time": after a machine crash, end the log at a torn WAL segment
-        # wal_io = "buffered"  # "direct": WAL segments bypass the page cache (less CPU, less write throughput; Docs/lsm.md)
+        # wal_io = "buffered"  # "direct": WAL segments bypass the page cache (faster small syncs, slower bulk writes; Docs/format-wal.md)
 
         [storage.rocksdb]
         # write_buffer_size = 67108864

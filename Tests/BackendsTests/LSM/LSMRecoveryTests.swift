@@ -184,6 +184,11 @@ func tinyLSMOptions() -> BackendOptions {
         try reopened.close()
         // Closing cuts the zeros off.
         try store.close()
+        if walIO == "direct" {
+            var wrong = options
+            wrong.tuning["wal_io"] = "fast"
+            #expect { try factory.open(at: harness.freshPath(), options: wrong) } throws: { "\($0)".contains("wal_io must be direct or buffered") }
+        }
         let closed = try #require(try segments(path).first { $0.name == open.name })
         #expect(try closed.bytes.last != 0 && WALFormat.decode(closed.bytes, name: closed.name).records.count == 10)
     }
