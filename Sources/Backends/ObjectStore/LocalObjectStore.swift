@@ -251,12 +251,12 @@ final class LocalObjectWriter: ObjectWriter {
 /// With `direct`, appends bypass the page cache (O_DIRECT; the lsm tuning `wal_io`):
 /// nothing reads a WAL segment back but recovery, and this spares the copy into cached
 /// pages and their writeback, at the price of waiting for the device at every write
-/// (Docs/format-wal.md, "Direct I/O"). Direct writes move whole aligned blocks: appended bytes are copied into `stage`, an aligned
-/// buffer that starts at the block holding the end, and written from there. The block
-/// holding the end is written again, with the new bytes, by the next append; its earlier
-/// bytes are the same in both writes, so a write torn at any sector keeps them. An object
-/// whose file system refuses direct I/O (its first direct write fails with EINVAL) is
-/// written through the page cache.
+/// (Docs/format-wal.md, "Direct I/O"). Direct writes move whole aligned blocks: appended
+/// bytes are copied into `stage`, an aligned buffer that starts at the block holding the
+/// end, and written from there. The block holding the end is written again, with the new
+/// bytes, by the next append; its earlier bytes are the same in both writes, so a write
+/// torn at any sector keeps them. An object whose file system refuses direct I/O (its
+/// first direct write fails with EINVAL) is written through the page cache.
 final class LocalAppendableObject: AppendableObject {
     private var fd: Int32
     private let path: String
@@ -399,7 +399,7 @@ final class LocalAppendableObject: AppendableObject {
             end += n
             taken += n
             if staged == Self.stageBytes {
-                try writeDirect(stage, Self.stageBytes, at: end - staged)
+                try FileOps.writeAll(fd, UnsafeRawBufferPointer(start: stage, count: Self.stageBytes), at: end - staged, path: path)
                 size = max(size, end)
                 staged = 0
             }
@@ -416,15 +416,11 @@ final class LocalAppendableObject: AppendableObject {
         if reserve { length = max(length, min(Self.stageBytes, staged + Self.reserveBytes) / Self.alignment * Self.alignment) }
         guard length > 0 else { return }
         stage.advanced(by: staged).initializeMemory(as: UInt8.self, repeating: 0, count: length - staged)
-        try writeDirect(stage, length, at: blockStart)
+        try FileOps.writeAll(fd, UnsafeRawBufferPointer(start: stage, count: length), at: blockStart, path: path)
         size = max(size, blockStart + length)
         let tail = end % Self.alignment
         if tail > 0 && staged > tail { stage.copyMemory(from: stage.advanced(by: staged - tail), byteCount: tail) }
         staged = tail
-    }
-
-    private func writeDirect(_ buffer: UnsafeMutableRawPointer, _ length: Int, at offset: Int) throws {
-        try FileOps.writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: length), at: offset, path: path)
     }
 
     func seal() {
