@@ -134,6 +134,8 @@ extension LSMStore {
                 readers.append(try openTable(meta))
             }
         } while cursor.node != nil
+        // The freeze may still be writing this memtable's last records (rotateMemtable).
+        try waitForWALWritten(table.walEnd)
         try manifestLock.withLock { _ in
             // Deleting the WAL segments this makes obsolete is left to the compaction
             // thread: with online discard a delete waits for the device, and the next

@@ -336,7 +336,11 @@ final class LSMStore: @unchecked Sendable {
     /// long as that takes, so they are only claimed here (with the WAL segment, sealed at
     /// once, and the id of a new segment for them if there is none); the caller writes them
     /// with `finishRotation` once it has released `state`. Until then no other WAL flush
-    /// starts (the claim holds `walFlushing`), so nothing written later can overtake them.
+    /// starts (the claim holds `walFlushing`), so nothing written later can overtake them,
+    /// and the frozen memtable's flush commits only after them (`walEnd`): a WAL object is
+    /// never written after a commit made it obsolete, which garbage collection could delete
+    /// under a write still retrying (on S3 a retried put-if-absent then found neither its
+    /// object nor room to write it: "fenced").
     func rotateMemtable() throws -> WALClaim {
         let (tail, first) = try wal.withLock { () throws -> (WALClaim, UInt64) in
             while walFlushing {
@@ -347,9 +351,20 @@ final class LSMStore: @unchecked Sendable {
             let tail = claimWAL(sync: false, sealing: true)
             return (tail, nextWALID)
         }
+        mem.walEnd = tail.end
         immutables.append(mem)
         mem = Memtable(firstWAL: first)
         return tail
+    }
+
+    /// Waits until the WAL is written up to `position` (or has failed: its error).
+    func waitForWALWritten(_ position: UInt64) throws {
+        try wal.withLock {
+            while walWritten < position {
+                if let error = walError { throw error }
+                wal.wait()
+            }
+        }
     }
 
     /// Writes the records `rotateMemtable` claimed and seals their segment.

@@ -36,6 +36,9 @@ final class Memtable: @unchecked Sendable {
     private var rangeDeletes: [(start: [UInt8], end: [UInt8], seq: UInt64)] = []
     /// The first WAL object holding this memtable's data.
     let firstWAL: UInt64
+    /// Set when frozen (under the store's state lock): the WAL position (`walAppended`) of
+    /// its last record. Its flush commits only once the WAL is written up to there.
+    var walEnd: UInt64 = 0
     private static let standardChunk = 1 << 20
 
     init(firstWAL: UInt64) {

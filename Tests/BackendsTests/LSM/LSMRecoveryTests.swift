@@ -19,6 +19,48 @@ func tinyLSMOptions() -> BackendOptions {
     return options
 }
 
+/// A memory object store whose WAL puts wait while `held` is set.
+final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
+    let inner = MemoryObjectStore()
+    private let condition = NSCondition()
+    private var held = false  // guarded by `condition`
+    private var waiting = 0  // guarded by `condition`
+
+    var location: String { inner.location }
+
+    func hold(_ on: Bool) {
+        condition.lock()
+        held = on
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until a WAL put is held.
+    func waitForHeldPut() {
+        condition.lock()
+        while waiting == 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
+    func open(_ name: String) throws -> (any ReadableObject)? { try inner.open(name) }
+    func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
+        if name.hasPrefix("wal/") {
+            condition.lock()
+            waiting += 1
+            condition.broadcast()
+            while held { condition.wait() }
+            waiting -= 1
+            condition.unlock()
+        }
+        return try inner.putIfAbsent(name, bytes)
+    }
+    func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
+    func delete(_ name: String) throws { try inner.delete(name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter { try inner.makeWriter(name) }
+}
+
 @Suite struct LSMRecoveryTests {
     let factory = LSMBackendFactory()
 
@@ -135,6 +177,35 @@ func tinyLSMOptions() -> BackendOptions {
         var wrong = BackendOptions()
         wrong.tuning = ["wal_recovery": "lenient"]
         #expect(throws: KVError.self) { try factory.open(objects: MemoryObjectStore(), options: wrong) }
+    }
+
+    /// A frozen memtable's last records are written after the freeze, outside the state
+    /// lock; its flush must not commit before them, or garbage collection could delete
+    /// their WAL object while the write is still being retried.
+    @Test func aFlushCommitsOnlyAfterItsMemtablesLastRecordsAreWritten() throws {
+        let objects = HeldWALObjectStore()
+        var options = BackendOptions()
+        options.tuning = ["memtable_bytes": "65536", "wal_flush_interval_ms": "60000"]
+        let store = try factory.open(objects: objects, options: options)
+        // Old manifests are collected: the newest one's name tells whether a commit came.
+        func newestManifest() throws -> String? { try objects.list(prefix: "manifest/").max() }
+        let before = try newestManifest()
+        objects.hold(true)
+        // One batch past twice the memtable size: the writer freezes the memtable itself,
+        // and its WAL write of the frozen memtable's records is held.
+        let writer = Thread {
+            try? store.put(TestBytes.key(1), TestBytes.value(1, size: 140_000), durable: false)
+        }
+        writer.start()
+        objects.waitForHeldPut()
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(try newestManifest() == before, "the flush committed before the WAL write")
+        objects.hold(false)
+        let deadline = Date().addingTimeInterval(10)
+        while try newestManifest() == before && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(try newestManifest() != before)
+        #expect(try store.get(TestBytes.key(1)) == TestBytes.value(1, size: 140_000))
+        try store.close()
     }
 
     @Test func aTornSegmentInALocalFolderIsDiscardedOnEveryOpen() throws {
