@@ -16,38 +16,15 @@ import Testing
 /// Forwards to a store; while `hold` is set, a durable write (a sync) blocks until it is
 /// cleared, and `waiting` counts the blocked syncs.
 final class HeldSyncStore: ForwardingBackend, @unchecked Sendable {
-    // `condition` guards `held` and `blocked`.
-    private let condition = NSCondition()
-    private var held = false
-    private var blocked = 0
+    private let gate = HoldGate()
 
-    func hold(_ on: Bool) {
-        condition.lock()
-        held = on
-        condition.broadcast()
-        condition.unlock()
-    }
+    func hold(_ on: Bool) { gate.hold(on) }
 
     /// Waits until at least one sync is blocked (false after `timeout` seconds).
-    func waitForBlockedSync(timeout: TimeInterval) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        while blocked == 0 {
-            if !condition.wait(until: deadline) { return blocked > 0 }
-        }
-        return true
-    }
+    func waitForBlockedSync(timeout: TimeInterval) -> Bool { gate.waitForWaiter(timeout: timeout) }
 
     override func write(_ batch: WriteBatch, durable: Bool) throws {
-        if durable {
-            condition.lock()
-            blocked += 1
-            condition.broadcast()
-            while held { condition.wait() }
-            blocked -= 1
-            condition.unlock()
-        }
+        if durable { gate.pass() }
         try inner.write(batch, durable: durable)
     }
 }

@@ -19,41 +19,17 @@ func tinyLSMOptions() -> BackendOptions {
     return options
 }
 
-/// A memory object store whose WAL puts wait while `held` is set.
+/// A memory object store whose WAL puts wait at `gate` while it is closed.
 final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
     let inner = MemoryObjectStore()
-    private let condition = NSCondition()
-    private var held = false  // guarded by `condition`
-    private var waiting = 0  // guarded by `condition`
+    let gate = HoldGate()
 
     var location: String { inner.location }
-
-    func hold(_ on: Bool) {
-        condition.lock()
-        held = on
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Waits until a WAL put is held.
-    func waitForHeldPut() {
-        condition.lock()
-        while waiting == 0 { condition.wait() }
-        condition.unlock()
-    }
-
     func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
     func open(_ name: String) throws -> (any ReadableObject)? { try inner.open(name) }
     func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
-        if name.hasPrefix("wal/") {
-            condition.lock()
-            waiting += 1
-            condition.broadcast()
-            while held { condition.wait() }
-            waiting -= 1
-            condition.unlock()
-        }
+        if name.hasPrefix("wal/") { gate.pass() }
         return try inner.putIfAbsent(name, bytes)
     }
     func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
@@ -190,17 +166,17 @@ final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
         // Old manifests are collected: the newest one's name tells whether a commit came.
         func newestManifest() throws -> String? { try objects.list(prefix: "manifest/").max() }
         let before = try newestManifest()
-        objects.hold(true)
+        objects.gate.hold(true)
         // One batch past twice the memtable size: the writer freezes the memtable itself,
         // and its WAL write of the frozen memtable's records is held.
         let writer = Thread {
             try? store.put(TestBytes.key(1), TestBytes.value(1, size: 140_000), durable: false)
         }
         writer.start()
-        objects.waitForHeldPut()
+        #expect(objects.gate.waitForWaiter(timeout: 10), "the frozen memtable's WAL write never came")
         Thread.sleep(forTimeInterval: 0.3)
         #expect(try newestManifest() == before, "the flush committed before the WAL write")
-        objects.hold(false)
+        objects.gate.hold(false)
         let deadline = Date().addingTimeInterval(10)
         while try newestManifest() == before && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         #expect(try newestManifest() != before)
