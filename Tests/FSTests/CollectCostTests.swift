@@ -24,10 +24,7 @@ import Testing
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let counting = CountingBackend(try harness.open(harness.freshPath()))
-        var options = FSOptions()
-        options.chunkSize = 4096
-        options.backgroundReclaim = false
-        let fs = try FileSystem.open(counting, options: options)
+        let fs = try FileSystem.open(counting, options: costTestOptions())
         defer { try? fs.close() }
         let pool = fs.pool
         var inodes: [UInt64] = []

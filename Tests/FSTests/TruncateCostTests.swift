@@ -43,16 +43,23 @@ final class ScanCountingBackend: ForwardingBackend, @unchecked Sendable {
     }
 }
 
+/// Options of the cost tests: 4 KiB chunks, and reclaim only when a test runs it
+/// (`reclaimNow`), so background deletions never mix into what a test counts.
+func costTestOptions() -> FSOptions {
+    var options = FSOptions()
+    options.chunkSize = 4096
+    options.backgroundReclaim = false
+    return options
+}
+
 @Suite struct TruncateCostTests {
     /// Key operations written by truncating a file of `chunks` written chunks to 100 bytes.
     private func truncateCost(chunks: Int) throws -> Int {
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let counting = CountingBackend(try harness.open(harness.freshPath()))
-        var options = FSOptions()
-        options.chunkSize = 4096
-        options.backgroundReclaim = false  // its deletions come later and are not the truncate's
-        let fs = try FileSystem.open(counting, options: options)
+        // Reclaim's deletions come later and are not the truncate's.
+        let fs = try FileSystem.open(counting, options: costTestOptions())
         defer { try? fs.close() }
         let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
         _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: chunks * 4096))
@@ -73,9 +80,7 @@ final class ScanCountingBackend: ForwardingBackend, @unchecked Sendable {
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let counting = ScanCountingBackend(try harness.open(harness.freshPath()))
-        var options = FSOptions()
-        options.chunkSize = 4096
-        options.backgroundReclaim = false
+        var options = costTestOptions()
         options.reclaimBatchSize = 10
         let fs = try FileSystem.open(counting, options: options)
         defer { try? fs.close() }

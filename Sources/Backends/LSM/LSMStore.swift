@@ -394,8 +394,8 @@ final class LSMStore: @unchecked Sendable {
     private func claimWAL(sync: Bool, sealing: Bool) -> WALClaim {
         let appendable = objects is any AppendableObjectStore
         walFlushing = true
-        let records = walPending
-        walPending.removeAll(keepingCapacity: true)
+        var records: [(seq: UInt64, batch: WriteBatch)] = []
+        swap(&records, &walPending)
         walPendingBytes = 0
         if let full = walSegment, walSegmentSize >= Self.walSegmentBytes {
             unsyncedSealed.append((walSegmentID, full))
