@@ -45,6 +45,7 @@ final class BackgroundLoop: @unchecked Sendable {
         pending = runAtOnce
         condition.unlock()
         let thread = Thread { [self] in
+            nameCurrentThread(name)
             // On Linux the nice value belongs to the calling thread (setpriority(2), "Bugs").
             if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
             while true {
@@ -98,7 +99,7 @@ extension Pool {
     func startWorker() {
         // Run when woken, and at least once a second (a queue left by a crash, or records
         // that failed and must be retried). Nice 10: it yields the processor to clients.
-        worker.start(name: "zerofs-reclaim", interval: 1, nice: 10) { [weak self] in
+        worker.start(name: "fs-reclaim", interval: 1, nice: 10) { [weak self] in
             guard let self else { return }
             pacer.setActive(true)
             defer { pacer.setActive(false) }

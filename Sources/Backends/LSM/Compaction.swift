@@ -88,7 +88,9 @@ struct Compaction {
             for table in outputs { store.inFlightTables.withLock { _ = $0.remove(table.meta.id) } }
             throw error
         }
-        for table in outputs { store.inFlightTables.withLock { _ = $0.remove(table.meta.id) } }
+        // The outputs stay in flight (kept by garbage collection) until the caller has
+        // committed them: the merge runs without the manifest lock, so a collection can
+        // come between its end and the commit.
         return outputs
     }
 }

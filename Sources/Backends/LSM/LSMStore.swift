@@ -26,6 +26,8 @@ final class LSMStore: @unchecked Sendable {
     let state = Monitor()
     var mem: Memtable  // state
     var immutables: [Memtable] = []  // state, oldest first
+    /// The compaction thread is in its round of compactions (`settle` waits it out).
+    var compacting = false  // state
     var version: Version  // state
     var lastSeq: UInt64  // state: the newest visible sequence number
     var manifest: Manifest  // state: the last committed manifest
@@ -244,12 +246,21 @@ final class LSMStore: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Inserts a batch's operations into `table` with consecutive sequence numbers.
+    /// Inserts a batch's operations into `table` with consecutive sequence numbers. Large
+    /// values stay in the batch's bytes, which the memtable then keeps (`Memtable.keep`).
     func apply(_ batch: WriteBatch, firstSeq: UInt64, to table: Memtable) {
         var seq = firstSeq
+        var kept = false
         batch.forEach { op, a, b in
             switch op {
-            case .put: table.add(a, b, seq: seq, isDelete: false)
+            case .put:
+                // `forEach` lends bytes of `batch.rep` itself, the array the memtable keeps.
+                let inPlace = b.count >= Memtable.inPlaceBytes
+                if inPlace && !kept {
+                    table.keep(batch.rep)
+                    kept = true
+                }
+                table.add(a, b, seq: seq, isDelete: false, inPlace: inPlace)
             case .delete: table.add(a, UnsafeRawBufferPointer(start: nil, count: 0), seq: seq, isDelete: true)
             case .deleteRange: table.addRangeDelete(a, b, seq: seq)
             }

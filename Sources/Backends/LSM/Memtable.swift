@@ -6,7 +6,8 @@
 // readers share a reader-writer lock with it.
 //
 // Node: seq<<8|kind u64 | key length u32 | value length u32 | height u32 | pad u32 |
-//       next pointers (8 bytes x height) | key | value
+//       next pointers (8 bytes x height) | key | value, or, for a value kept in place
+//       (kind 2), the address of its bytes in the batch it came in
 
 import Engine
 import Foundation
@@ -40,6 +41,13 @@ final class Memtable: @unchecked Sendable {
     /// its last record. Its flush commits only once the WAL is written up to there.
     var walEnd: UInt64 = 0
     private static let standardChunk = 1 << 20
+    /// Values of at least this many bytes stay where their batch holds them (`keep`).
+    static let inPlaceBytes = 2048
+    /// Encoded batches (`WriteBatch.rep`) whose bytes hold values of this memtable in
+    /// place: such a value is not copied into the arena, its node points into the batch,
+    /// kept here unchanged until the memtable is released. A file chunk was otherwise
+    /// copied twice on its way in, into the batch and then here.
+    private var batches: [[UInt8]] = []
 
     init(firstWAL: UInt64) {
         self.firstWAL = firstWAL
@@ -112,10 +120,15 @@ final class Memtable: @unchecked Sendable {
         UnsafeRawBufferPointer(start: n + 24 + 8 * nodeHeight(n), count: keyLength(n))
     }
     @inline(__always) static func value(_ n: UnsafeRawPointer) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: n + 24 + 8 * nodeHeight(n) + keyLength(n), count: valueLength(n))
+        let at = n + 24 + 8 * nodeHeight(n) + keyLength(n)
+        if seqKind(n) & 0xFF == Self.kindInPlace {
+            return UnsafeRawBufferPointer(start: at.loadUnaligned(as: UnsafeRawPointer.self), count: valueLength(n))
+        }
+        return UnsafeRawBufferPointer(start: at, count: valueLength(n))
     }
     @inline(__always) static func seq(_ n: UnsafeRawPointer) -> UInt64 { seqKind(n) >> 8 }
     @inline(__always) static func isDelete(_ n: UnsafeRawPointer) -> Bool { seqKind(n) & 0xFF == 0 }
+    private static let kindInPlace: UInt64 = 2
 
     /// Orders (key, seq): key ascending, then seq descending.
     @inline(__always)
@@ -156,12 +169,21 @@ final class Memtable: @unchecked Sendable {
 
     // MARK: Writing (one writer at a time)
 
-    func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, seq: UInt64, isDelete: Bool) {
+    /// Keeps `rep`, the encoded batch whose bytes the values added next with `inPlace`
+    /// point into. The caller passes those values from this very array's storage.
+    func keep(_ rep: [UInt8]) {
+        lock.writeLocked { batches.append(rep) }
+    }
+
+    /// Adds a node. With `inPlace`, the value's bytes are not copied: they belong to a
+    /// batch given to `keep` first, and stay there as long as this memtable.
+    func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, seq: UInt64, isDelete: Bool, inPlace: Bool = false) {
         let h = randomHeight()
-        let size = 24 + 8 * h + key.count + value.count
+        let inPlace = inPlace && !isDelete && value.count > 0
+        let size = 24 + 8 * h + key.count + (inPlace ? 8 : value.count)
         lock.writeLocked {
             let node = allocate(size)
-            node.storeBytes(of: seq << 8 | (isDelete ? 0 : 1), as: UInt64.self)
+            node.storeBytes(of: seq << 8 | (isDelete ? 0 : inPlace ? Self.kindInPlace : 1), as: UInt64.self)
             node.storeBytes(of: UInt32(key.count), toByteOffset: 8, as: UInt32.self)
             node.storeBytes(of: UInt32(value.count), toByteOffset: 12, as: UInt32.self)
             node.storeBytes(of: UInt32(h), toByteOffset: 16, as: UInt32.self)
@@ -169,7 +191,11 @@ final class Memtable: @unchecked Sendable {
             let body = node + 24 + 8 * h
             bytesByFirstByte[Int(key.first ?? 0)] += key.count + value.count
             if key.count > 0 { body.copyMemory(from: key.baseAddress!, byteCount: key.count) }
-            if value.count > 0 { (body + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+            if inPlace {
+                (body + key.count).storeBytes(of: UnsafeRawPointer(value.baseAddress!), as: UnsafeRawPointer.self)
+            } else if value.count > 0 {
+                (body + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count)
+            }
             // Find predecessors at every level (a fixed-size stack buffer, no allocation).
             var predStorage: (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer,
                               UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutableRawPointer,
@@ -187,7 +213,7 @@ final class Memtable: @unchecked Sendable {
                 Self.setNext(preds[l], l, node)
             }
             }
-            approximateBytes += size + 16
+            approximateBytes += size + 16 + (inPlace ? value.count : 0)
             entryCount += 1
         }
     }

@@ -5,6 +5,7 @@
 // Docs/nfs.md). At most one worker polls at a time, so an idle server burns at most one
 // core for `spin` after its last call, then nothing.
 
+import Engine
 import Foundation
 import Synchronization
 
@@ -31,7 +32,10 @@ final class WorkerPool: Sendable {
     init(threads: Int, spin: Duration = .microseconds(200)) {
         self.spin = spin
         for index in 0..<threads {
-            let thread = Thread { [self] in work() }
+            let thread = Thread { [self] in
+                nameCurrentThread("nfs-worker-\(index)")
+                work()
+            }
             thread.name = "nfs-worker-\(index)"
             running.add(1, ordering: .relaxed)
             thread.start()

@@ -20,21 +20,31 @@ func tinyLSMOptions() -> BackendOptions {
 }
 
 /// A memory object store whose WAL puts wait at `gate` while it is closed.
-final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
+/// An object store in memory whose chosen calls wait at a gate the test holds: puts-if-absent
+/// and new writers whose object name (and calling thread) `holds` picks.
+final class HeldObjectStore: ObjectStore, @unchecked Sendable {
     let inner = MemoryObjectStore()
     let gate = HoldGate()
+    let holds: @Sendable (_ name: String) -> Bool
+
+    init(holding holds: @escaping @Sendable (_ name: String) -> Bool) {
+        self.holds = holds
+    }
 
     var location: String { inner.location }
     func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
     func open(_ name: String) throws -> (any ReadableObject)? { try inner.open(name) }
     func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
-        if name.hasPrefix("wal/") { gate.pass() }
+        if holds(name) { gate.pass() }
         return try inner.putIfAbsent(name, bytes)
     }
     func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
     func delete(_ name: String) throws { try inner.delete(name) }
-    func makeWriter(_ name: String) throws -> any ObjectWriter { try inner.makeWriter(name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter {
+        if holds(name) { gate.pass() }
+        return try inner.makeWriter(name)
+    }
 }
 
 @Suite struct LSMRecoveryTests {
@@ -159,7 +169,7 @@ final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
     /// lock; its flush must not commit before them, or garbage collection could delete
     /// their WAL object while the write is still being retried.
     @Test func aFlushCommitsOnlyAfterItsMemtablesLastRecordsAreWritten() throws {
-        let objects = HeldWALObjectStore()
+        let objects = HeldObjectStore { $0.hasPrefix("wal/") }
         var options = BackendOptions()
         options.tuning = ["memtable_bytes": "65536", "wal_flush_interval_ms": "60000"]
         let store = try factory.open(objects: objects, options: options)
@@ -360,6 +370,9 @@ final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
         batch.deleteRange(from: TestBytes.key(0), to: TestBytes.key(1500))
         try store.write(batch, durable: false)
         for i in stride(from: 2000, to: 3000, by: 3) { try store.delete(TestBytes.key(i)) }
+        // The churn's compactions done (they run beside the writes), so that "after" no
+        // longer names every table "before" does.
+        try store.settleBackgroundWork()
         _ = try store.createCheckpoint(named: "after")
         let after = try store.entries()
 
@@ -370,6 +383,8 @@ final class HeldWALObjectStore: ObjectStore, @unchecked Sendable {
         // Flushes and compactions done first, so only the checkpoint's deletion changes the files.
         try store.settleBackgroundWork()
         _ = try store.createCheckpoint(named: "settled")
+        // Its flush may have started a compaction, which runs beside commits.
+        try store.settleBackgroundWork()
         let tablesWithBoth = Set(try objects.list(prefix: "sst/"))
         try store.deleteCheckpoint(named: "before")
         // The next commit collects garbage: files only the checkpoint held go.

@@ -1,0 +1,91 @@
+// The lsm write path around memtables and compaction: values kept in their batch's bytes,
+// and flushes that commit while a compaction merges.
+
+import Engine
+import Foundation
+import KVTestSupport
+import ObjectStore
+import Testing
+@testable import LSMBackend
+
+@Suite struct LSMWritePathTests {
+    let factory = LSMBackendFactory()
+
+    /// Large values stay in the bytes of the batch they came in, which the memtable keeps:
+    /// the caller's batch going away, and memory churned after it, change nothing read.
+    @Test func largeValuesOutliveTheBatchesTheyCameIn() throws {
+        let store = try factory.open(objects: MemoryObjectStore(), options: BackendOptions())
+        let sizes = [Memtable.inPlaceBytes - 1, Memtable.inPlaceBytes, 40_000, 300_000]
+        for (i, size) in sizes.enumerated() {
+            var batch = WriteBatch()
+            batch.put(TestBytes.key(i), TestBytes.value(i, size: size))
+            batch.put(TestBytes.key(100 + i), [UInt8(i)])
+            // Durable: the WAL has written the batch and let go of it when this returns.
+            try store.write(batch, durable: true)
+        }
+        // Reuse the freed memory with other bytes.
+        for _ in 0..<64 { _ = [UInt8](repeating: 0xEE, count: 300_000) }
+        for (i, size) in sizes.enumerated() {
+            #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: size), "value of \(size) bytes")
+            #expect(try store.get(TestBytes.key(100 + i)) == [UInt8(i)])
+        }
+        let entries = try store.entries()
+        #expect(entries.count == 2 * sizes.count)
+        for (i, size) in sizes.enumerated() {
+            #expect(entries.first { $0.key == TestBytes.key(i) }?.value == TestBytes.value(i, size: size))
+        }
+        // And a flush writes them whole.
+        _ = try store.createCheckpoint(named: "flushed")
+        for (i, size) in sizes.enumerated() {
+            #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: size))
+        }
+        try store.close()
+    }
+
+    /// A compaction merges without the manifest lock: a memtable frozen meanwhile is
+    /// flushed and committed while the merge is still writing its tables, so writers do
+    /// not wait for a flush that waits for a compaction.
+    @Test func aFlushCommitsWhileACompactionMerges() throws {
+        let objects = HeldObjectStore { name in
+            return name.hasPrefix("sst/") && currentThreadName() == "lsm-compact"
+        }
+        var options = BackendOptions()
+        options.tuning = [
+            "memtable_bytes": "65536", "l0_compaction_trigger": "2", "l0_stop_trigger": "64",
+            "wal_flush_interval_ms": "60000",
+        ]
+        let store = try factory.open(objects: objects, options: options)
+        func newestManifest() throws -> String? { try objects.list(prefix: "manifest/").max() }
+        // Keys in scrambled order, so that every memtable's table overlaps the others and
+        // compaction has to merge them (no move by metadata).
+        let fill: @Sendable (_ round: Int) throws -> Void = { round in
+            for i in 0..<200 {
+                let n = i * 7919 % 1000
+                try store.put(TestBytes.key(n), TestBytes.value(n + round, size: 1000), durable: false)
+            }
+        }
+        objects.gate.hold(true)
+        try fill(0)
+        #expect(objects.gate.waitForWaiter(timeout: 10), "no compaction started")
+        let before = try newestManifest()
+        // More than two memtables' worth: at least one more flush, on another thread, as the
+        // writer may have to wait for it.
+        let finished = DispatchSemaphore(value: 0)
+        let writer = Thread {
+            try? fill(1)
+            try? fill(2)
+            finished.signal()
+        }
+        writer.start()
+        let deadline = Date().addingTimeInterval(10)
+        while try newestManifest() == before && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(try newestManifest() != before, "no flush committed while the compaction was held")
+        objects.gate.hold(false)
+        #expect(finished.wait(timeout: .now() + 30) == .success, "the writer never finished")
+        for i in 0..<200 {
+            let n = i * 7919 % 1000
+            #expect(try store.get(TestBytes.key(n)) == TestBytes.value(n + 2, size: 1000))
+        }
+        try store.close()
+    }
+}
