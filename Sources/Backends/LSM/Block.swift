@@ -56,6 +56,18 @@ struct BlockBuilder {
         return buffer
     }
 
+    /// Finishes the block and passes its stored form (BlockFrame) to `body`. Uncompressed,
+    /// the trailer goes on the builder's own buffer, so the contents are not copied again
+    /// (`BlockFrame.encode` of `finish()` copied every table byte once more). `reset`
+    /// starts the next block.
+    mutating func finishFramed<R>(compress: Bool, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        for r in restarts { buffer.appendFixed32(r) }
+        buffer.appendFixed32(UInt32(restarts.count))
+        if compress { return try BlockFrame.encode(buffer, compress: true).withUnsafeBytes(body) }
+        BlockFrame.appendTrailer(&buffer, type: 0)
+        return try buffer.withUnsafeBytes(body)
+    }
+
     mutating func reset() {
         buffer.removeAll(keepingCapacity: true)
         restarts = [0]
@@ -80,10 +92,15 @@ enum BlockFrame {
             stored.append(contentsOf: packed)
             type = 1
         }
+        appendTrailer(&stored, type: type)
+        return stored
+    }
+
+    /// Appends the trailer (compression type, masked CRC32C of everything before it).
+    static func appendTrailer(_ stored: inout [UInt8], type: UInt8) {
         stored.append(type)
         let crc = stored.withUnsafeBytes { CRC32C.checksum($0) }
         stored.appendFixed32(CRC32C.mask(crc))
-        return stored
     }
 
     /// Checks and unpacks a stored block; `.corruption` naming `what` on any mismatch.

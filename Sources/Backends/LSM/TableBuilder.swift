@@ -111,11 +111,18 @@ struct TableBuilder {
 
     private mutating func flushData() {
         guard !data.isEmpty else { return }
-        let stored = BlockFrame.encode(data.finish(), compress: options.compress)
+        let at = offset
+        // `output` is moved out for the closure (swap: no copy), as `data` is borrowed.
+        var pending: [UInt8] = []
+        swap(&pending, &output)
+        let size = data.finishFramed(compress: options.compress) { stored in
+            pending.append(contentsOf: stored)
+            return stored.count
+        }
+        swap(&pending, &output)
         var handle: [UInt8] = []
-        handle.appendVarint(offset)
-        handle.appendVarint(stored.count)
-        output.append(contentsOf: stored)
+        handle.appendVarint(at)
+        handle.appendVarint(size)
         lastKey.withUnsafeBytes { k in handle.withUnsafeBytes { index.add(k, $0, isDelete: false) } }
         data.reset()
     }
