@@ -66,6 +66,9 @@ extension FileSystem {
             out.reserveCapacity(out.count + Int(end - offset))
             let cs = UInt64(chunkSize)
             var index = offset / cs
+            // Chunks this write stores raw without trying zstd: after one that did not
+            // compress, the next three (filesystem.md, "File data").
+            var unprobed = 0
             while index * cs < end {
                 let chunkStart = index * cs
                 try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out)
@@ -132,6 +135,9 @@ extension FileSystem {
             // The chunks' bytes plus, per chunk, its key and header, and the inode.
             batch.batch.reserve(data.count + (data.count / chunkSize + 2) * 64 + 512)
             var index = offset / cs
+            // Chunks this write stores raw without trying zstd: after one that did not
+            // compress, the next three (filesystem.md, "File data").
+            var unprobed = 0
             while index * cs < end {
                 let chunkStart = index * cs
                 let from = max(offset, chunkStart)
@@ -139,7 +145,15 @@ extension FileSystem {
                 let whole = from == chunkStart && to == chunkStart + cs
                 let (stored, old) = try headAndVisibleChunk(file, index, needsContent: !whole)
                 if whole {
-                    putChunk(&batch, file, index, UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)]), replacing: stored)
+                    let compress = options.compressChunks && unprobed == 0
+                    let packed = putChunk(
+                        &batch, file, index, UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)]),
+                        replacing: stored, compress: compress)
+                    if !compress {
+                        unprobed = max(unprobed - 1, 0)
+                    } else if !packed {
+                        unprobed = 3
+                    }
                 } else {
                     var bytes = old?.data ?? []
                     let needed = Int(to - chunkStart)
@@ -208,22 +222,26 @@ extension FileSystem {
     /// Puts chunk `index` at the head; `replacing` is the stored size of the chunk entry
     /// the head already holds there (nil: none), for WRITTEN.
     private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: [UInt8], replacing: Int?) {
-        bytes.withUnsafeBytes { putChunk(&batch, file, index, $0, replacing: replacing) }
+        bytes.withUnsafeBytes { _ = putChunk(&batch, file, index, $0, replacing: replacing, compress: options.compressChunks) }
     }
 
     /// The same from bytes in place: trailing zeros are left out, and a raw body is copied
-    /// once, into the batch.
-    private func putChunk(_ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: UnsafeRawBufferPointer, replacing: Int?) {
+    /// once, into the batch. Returns whether the chunk went in compressed.
+    @discardableResult
+    private func putChunk(
+        _ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: UnsafeRawBufferPointer, replacing: Int?, compress: Bool
+    ) -> Bool {
         var length = bytes.count
         while length > 0 && bytes[length - 1] == 0 { length -= 1 }
         let trimmed = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
-        let (head, packed) = ChunkRecord.parts(epoch: file.dataEpoch, data: trimmed, compress: options.compressChunks)
+        let (head, packed) = ChunkRecord.parts(epoch: file.dataEpoch, data: trimmed, compress: compress)
         if let packed {
             packed.withUnsafeBytes { batch.put(FSKeys.chunk(file.ino, index), head: head, body: $0) }
         } else {
             batch.put(FSKeys.chunk(file.ino, index), head: head, body: trimmed)
         }
         batch.addWritten(batch.view.head, head.count + (packed?.count ?? length) - (replacing ?? 0))
+        return packed != nil
     }
 
     /// The chunk a read sees (nil for a hole).

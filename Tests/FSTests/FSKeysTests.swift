@@ -3,6 +3,7 @@
 
 @testable import FS
 import Engine
+import FSTestSupport
 import MemoryBackend
 import KVTestSupport
 import Testing
@@ -84,6 +85,26 @@ import Testing
         let mixedValue = mixed.encode(compress: true)
         #expect(mixedValue[1] == ChunkEncoding.zstd.rawValue && mixedValue.count < 4096 + 200)
         #expect(try mixedValue.withUnsafeBytes { try ChunkRecord.decode($0, chunkSize: 32768) }.data == mixed.data)
+    }
+
+    /// Within one write, the three chunks after one that did not compress are stored raw
+    /// without a try; the next is tried again, and a new write starts trying at once.
+    @Test func aWriteStoresTheThreeChunksAfterAnIncompressibleOneRaw() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        let file = try f.fs.create(.root, FileSystem.rootInode, n("mixed"), mode: 0o644)
+        let text = [UInt8](repeating: 0, count: 32768).indices.map { UInt8(truncatingIfNeeded: $0 % 61 + 32) }
+        let first = TestBytes.value(1, size: 32768) + Array(repeatElement(text, count: 7).joined())
+        _ = try f.fs.write(.root, file.ino, offset: 0, first)
+        _ = try f.fs.write(.root, file.ino, offset: 8 * 32768, Array(repeatElement(text, count: 2).joined()))
+        var encodings: [UInt8] = []
+        try f.store.scan(.prefix([KeyKind.chunk.rawValue])) { _, value in
+            encodings.append(value[1])
+            return true
+        }
+        let (raw, zstd) = (ChunkEncoding.raw.rawValue, ChunkEncoding.zstd.rawValue)
+        #expect(encodings == [raw, raw, raw, raw, zstd, zstd, zstd, zstd, zstd, zstd])
+        #expect(try f.fs.read(.root, file.ino, offset: 0, count: 10 * 32768).data == first + text + text)
     }
 
     /// Versions 1 -> 3 and a sibling 2 (1 -> 2): reads at 3 skip 2's entries; a whiteout hides.
