@@ -66,9 +66,6 @@ extension FileSystem {
             out.reserveCapacity(out.count + Int(end - offset))
             let cs = UInt64(chunkSize)
             var index = offset / cs
-            // Chunks this write stores raw without trying zstd: after one that did not
-            // compress, the next three (filesystem.md, "File data").
-            var unprobed = 0
             while index * cs < end {
                 let chunkStart = index * cs
                 try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out)
@@ -135,8 +132,8 @@ extension FileSystem {
             // The chunks' bytes plus, per chunk, its key and header, and the inode.
             batch.batch.reserve(data.count + (data.count / chunkSize + 2) * 64 + 512)
             var index = offset / cs
-            // Chunks this write stores raw without trying zstd: after one that did not
-            // compress, the next three (filesystem.md, "File data").
+            // Chunks this write stores raw without trying zstd: after one that zstd found
+            // incompressible, the next three (filesystem.md, "File data").
             var unprobed = 0
             while index * cs < end {
                 let chunkStart = index * cs
@@ -146,12 +143,12 @@ extension FileSystem {
                 let (stored, old) = try headAndVisibleChunk(file, index, needsContent: !whole)
                 if whole {
                     let compress = options.compressChunks && unprobed == 0
-                    let packed = putChunk(
+                    let incompressible = putChunk(
                         &batch, file, index, UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)]),
                         replacing: stored, compress: compress)
                     if !compress {
                         unprobed = max(unprobed - 1, 0)
-                    } else if !packed {
+                    } else if incompressible {
                         unprobed = 3
                     }
                 } else {
@@ -226,7 +223,8 @@ extension FileSystem {
     }
 
     /// The same from bytes in place: trailing zeros are left out, and a raw body is copied
-    /// once, into the batch. Returns whether the chunk went in compressed.
+    /// once, into the batch. Returns whether zstd was tried and found the chunk
+    /// incompressible (not: a chunk of zeros, or one too short to try).
     @discardableResult
     private func putChunk(
         _ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: UnsafeRawBufferPointer, replacing: Int?, compress: Bool
@@ -241,7 +239,7 @@ extension FileSystem {
             batch.put(FSKeys.chunk(file.ino, index), head: head, body: trimmed)
         }
         batch.addWritten(batch.view.head, head.count + (packed?.count ?? length) - (replacing ?? 0))
-        return packed != nil
+        return compress && length >= ChunkRecord.smallestCompressed && packed == nil
     }
 
     /// The chunk a read sees (nil for a hole).

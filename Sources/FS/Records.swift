@@ -76,6 +76,9 @@ struct ChunkRecord {
         }
     }
 
+    /// Chunks shorter than this are stored raw without trying zstd.
+    static let smallestCompressed = 64
+
     /// A chunk value in two parts: the header, and the compressed body when compressing
     /// pays (nil: the body is `data` itself, stored raw), so a caller can copy a raw body
     /// straight from where it is.
@@ -84,7 +87,7 @@ struct ChunkRecord {
         head.reserveCapacity(FileSystem.chunkHeaderSize)
         head.appendBigEndian(epoch)
         head.appendBigEndian(UInt32(data.count))
-        guard compress, data.count >= 64, worthCompressing(data), let packed = try? Zstd.compress(data), packed.count < data.count else {
+        guard compress, data.count >= smallestCompressed, worthCompressing(data), let packed = try? Zstd.compress(data), packed.count < data.count else {
             return (head, nil)
         }
         head[1] = ChunkEncoding.zstd.rawValue

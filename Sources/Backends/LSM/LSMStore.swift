@@ -246,21 +246,24 @@ final class LSMStore: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Inserts a batch's operations into `table` with consecutive sequence numbers. Large
-    /// values stay in the batch's bytes, which the memtable then keeps (`Memtable.keep`).
+    /// Inserts a batch's operations into `table` with consecutive sequence numbers. When
+    /// values of `Memtable.inPlaceBytes` or more fill at least half the batch's allocation,
+    /// they stay in the batch's bytes, which the memtable then keeps (`Memtable.keep`);
+    /// otherwise everything is copied, so a batch of small or compressed values is not
+    /// held for a few of its bytes.
     func apply(_ batch: WriteBatch, firstSeq: UInt64, to table: Memtable) {
+        var large = 0
+        batch.forEach { op, _, b in
+            if op == .put && b.count >= Memtable.inPlaceBytes { large += b.count }
+        }
+        let keep = large > 0 && large * 2 >= batch.rep.capacity
+        // `forEach` lends bytes of `batch.rep` itself, the array the memtable keeps.
+        if keep { table.keep(batch.rep) }
         var seq = firstSeq
-        var kept = false
         batch.forEach { op, a, b in
             switch op {
             case .put:
-                // `forEach` lends bytes of `batch.rep` itself, the array the memtable keeps.
-                let inPlace = b.count >= Memtable.inPlaceBytes
-                if inPlace && !kept {
-                    table.keep(batch.rep)
-                    kept = true
-                }
-                table.add(a, b, seq: seq, isDelete: false, inPlace: inPlace)
+                table.add(a, b, seq: seq, isDelete: false, inPlace: keep && b.count >= Memtable.inPlaceBytes)
             case .delete: table.add(a, UnsafeRawBufferPointer(start: nil, count: 0), seq: seq, isDelete: true)
             case .deleteRange: table.addRangeDelete(a, b, seq: seq)
             }

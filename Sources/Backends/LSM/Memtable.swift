@@ -46,7 +46,8 @@ final class Memtable: @unchecked Sendable {
     /// Encoded batches (`WriteBatch.rep`) whose bytes hold values of this memtable in
     /// place: such a value is not copied into the arena, its node points into the batch,
     /// kept here unchanged until the memtable is released. A file chunk was otherwise
-    /// copied twice on its way in, into the batch and then here.
+    /// copied twice on its way in, into the batch and then here. Only batches that are
+    /// mostly such values are kept (`LSMStore.apply`), and their whole allocation counts.
     private var batches: [[UInt8]] = []
 
     init(firstWAL: UInt64) {
@@ -170,9 +171,13 @@ final class Memtable: @unchecked Sendable {
     // MARK: Writing (one writer at a time)
 
     /// Keeps `rep`, the encoded batch whose bytes the values added next with `inPlace`
-    /// point into. The caller passes those values from this very array's storage.
+    /// point into, and counts its whole allocation. The caller passes those values from
+    /// this very array's storage.
     func keep(_ rep: [UInt8]) {
-        lock.writeLocked { batches.append(rep) }
+        lock.writeLocked {
+            batches.append(rep)
+            approximateBytes += rep.capacity
+        }
     }
 
     /// Adds a node. With `inPlace`, the value's bytes are not copied: they belong to a
@@ -213,7 +218,7 @@ final class Memtable: @unchecked Sendable {
                 Self.setNext(preds[l], l, node)
             }
             }
-            approximateBytes += size + 16 + (inPlace ? value.count : 0)
+            approximateBytes += size + 16
             entryCount += 1
         }
     }

@@ -42,6 +42,30 @@ import Testing
         try store.close()
     }
 
+    /// A kept batch counts with its whole allocation, and a batch whose large values fill
+    /// little of it is copied instead of kept (compressed file chunks in a batch sized for
+    /// the raw data).
+    @Test func keptBatchesCountWholeAndSparseOnesAreCopied() throws {
+        let backend = try factory.open(objects: MemoryObjectStore(), options: BackendOptions())
+        let store = try #require(backend as? LSMBackend).store
+        func memtableBytes() -> Int { store.state.withLock { store.mem.approximateBytes } }
+        var sparse = WriteBatch()
+        sparse.reserve(1 << 20)
+        for i in 0..<10 { sparse.put(TestBytes.key(i), TestBytes.value(i, size: 3000)) }
+        let before = memtableBytes()
+        try backend.write(sparse, durable: false)
+        let copied = memtableBytes() - before
+        #expect(copied > 30_000 && copied < 64 << 10, "copied: \(copied) bytes counted")
+        var dense = WriteBatch()
+        for i in 0..<32 { dense.put(TestBytes.key(100 + i), TestBytes.value(i, size: 32 << 10)) }
+        let capacity = dense.rep.capacity
+        try backend.write(dense, durable: false)
+        #expect(memtableBytes() - before - copied >= capacity, "kept: its allocation of \(capacity) bytes counted")
+        for i in 0..<10 { #expect(try backend.get(TestBytes.key(i)) == TestBytes.value(i, size: 3000)) }
+        for i in 0..<32 { #expect(try backend.get(TestBytes.key(100 + i)) == TestBytes.value(i, size: 32 << 10)) }
+        try backend.close()
+    }
+
     /// A compaction merges without the manifest lock: a memtable frozen meanwhile is
     /// flushed and committed while the merge is still writing its tables, so writers do
     /// not wait for a flush that waits for a compaction.
