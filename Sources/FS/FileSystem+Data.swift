@@ -225,7 +225,6 @@ extension FileSystem {
     /// The same from bytes in place: trailing zeros are left out, and a raw body is copied
     /// once, into the batch. Returns whether zstd was tried and found the chunk
     /// incompressible (not: a chunk of zeros, or one too short to try).
-    @discardableResult
     private func putChunk(
         _ batch: inout FSBatch, _ file: Inode, _ index: UInt64, _ bytes: UnsafeRawBufferPointer, replacing: Int?, compress: Bool
     ) -> Bool {
