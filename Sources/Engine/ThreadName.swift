@@ -1,11 +1,25 @@
-// Names the calling thread for the system (ps -L, top -H, perf): Foundation's
-// `Thread.name` does not reach the kernel on Linux, and glibc's pthread_setname_np is not
-// visible to Swift, so the name goes through /proc/thread-self/comm (Linux 3.17).
+// Long-lived threads with a name the system shows (ps -L, top -H, perf) and a nice value
+// of their own. Foundation's `Thread.name` does not reach the kernel on Linux, and glibc's
+// pthread_setname_np is not visible to Swift, so the name goes through
+// /proc/thread-self/comm (Linux 3.17).
 
 import Foundation
 
+/// Starts a thread running `body`, named `name` (for Foundation and the system) and, when
+/// `nice` is not 0, at that nice value: on Linux it belongs to the thread itself
+/// (setpriority(2), "Bugs"), so background work can yield the cores to callers.
+public func startThread(named name: String, nice: Int32 = 0, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread {
+        nameCurrentThread(name)
+        if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
+        body()
+    }
+    thread.name = name
+    thread.start()
+}
+
 /// Names the calling thread; Linux keeps the first 15 bytes. Elsewhere it does nothing.
-public func nameCurrentThread(_ name: String) {
+func nameCurrentThread(_ name: String) {
     let bytes = Array(name.utf8.prefix(15))
     let fd = open("/proc/thread-self/comm", O_WRONLY)
     guard fd >= 0 else { return }

@@ -44,10 +44,7 @@ final class BackgroundLoop: @unchecked Sendable {
         running = true
         pending = runAtOnce
         condition.unlock()
-        let thread = Thread { [self] in
-            nameCurrentThread(name)
-            // On Linux the nice value belongs to the calling thread (setpriority(2), "Bugs").
-            if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
+        startThread(named: name, nice: nice) { [self] in
             while true {
                 condition.lock()
                 if !pending && !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: interval)) }
@@ -62,8 +59,6 @@ final class BackgroundLoop: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
         }
-        thread.name = name
-        thread.start()
     }
 }
 

@@ -17,18 +17,13 @@ extension LSMStore {
     }
 
     private func spawn(_ name: String, nice: Int32 = 0, _ body: @escaping @Sendable (LSMStore) -> Void) {
-        let thread = Thread { [self] in
-            nameCurrentThread(name)
-            // Linux: the calling thread's own nice value.
-            if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
+        startThread(named: name, nice: nice) { [self] in
             body(self)
             state.withLock {
                 runningThreads -= 1
                 state.broadcast()
             }
         }
-        thread.name = name
-        thread.start()
     }
 
     /// Stops the background threads (after the flush thread drains nothing more) and waits.

@@ -32,13 +32,8 @@ final class WorkerPool: Sendable {
     init(threads: Int, spin: Duration = .microseconds(200)) {
         self.spin = spin
         for index in 0..<threads {
-            let thread = Thread { [self] in
-                nameCurrentThread("nfs-worker-\(index)")
-                work()
-            }
-            thread.name = "nfs-worker-\(index)"
             running.add(1, ordering: .relaxed)
-            thread.start()
+            startThread(named: "nfs-worker-\(index)") { [self] in work() }
         }
     }
 
