@@ -83,6 +83,8 @@ public struct ZeroFSConfig: Sendable, Equatable {
     // [servers.nfs]
     public var nfsAddresses = [ServerAddress(host: "127.0.0.1", port: 2049)]
     public var nfsThreads = 8
+    /// TCP congestion control for loopback clients; "" keeps the system's.
+    public var nfsLoopbackCongestion = "reno"
     // [servers.rpc]
     public var rpcAddresses = [ServerAddress(host: "127.0.0.1", port: 7000)]
     // [logging]
@@ -362,9 +364,17 @@ private struct Reader {
         if let servers = try subtable(root, "servers", "servers") {
             try keys(servers, "servers", allowed: ["nfs", "rpc"])
             if let nfs = try subtable(servers, "nfs", "servers.nfs") {
-                try keys(nfs, "servers.nfs", allowed: ["addresses", "threads"])
+                try keys(nfs, "servers.nfs", allowed: ["addresses", "threads", "loopback_congestion"])
                 if let addresses = try addresses(nfs, "servers.nfs.addresses") { config.nfsAddresses = addresses }
                 if let threads = try integer(nfs, "threads", "servers.nfs.threads", 1...1024) { config.nfsThreads = threads }
+                if let name = try string(nfs, "loopback_congestion", "servers.nfs.loopback_congestion") {
+                    // A kernel name of an algorithm: at most 15 characters (TCP_CA_NAME_MAX).
+                    let valid = name.count <= 15 && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }
+                    guard valid else {
+                        throw fail("servers.nfs.loopback_congestion", "must be a TCP congestion control name (such as reno or cubic) or \"\", got \"\(name)\"")
+                    }
+                    config.nfsLoopbackCongestion = name
+                }
             }
             if let rpc = try subtable(servers, "rpc", "servers.rpc") {
                 try keys(rpc, "servers.rpc", allowed: ["addresses"])

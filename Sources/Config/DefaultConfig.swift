@@ -67,6 +67,9 @@ extension ZeroFSConfig {
         addresses = ["127.0.0.1:2049"]
         # Threads running NFS calls.
         threads = 8
+        # TCP congestion control for clients on this machine (loopback): reno does not
+        # pace replies, as BBR does; "" keeps the system's choice.
+        loopback_congestion = "reno"
 
         [servers.rpc]
         # The gRPC AdminService, used by the zerofs command line.

@@ -98,6 +98,9 @@ struct Run: ParsableCommand {
             fail(command, "cannot open the filesystem in \(location): \(error)")
         }
         let nfs = NFSService(pool: pool)
+        if let problem = NFSServer.loopbackCongestionProblem(config.nfsLoopbackCongestion) {
+            log.warning("servers.nfs.loopback_congestion: cannot use \(config.nfsLoopbackCongestion) (\(problem)); loopback clients keep the system's congestion control")
+        }
         var nfsServers: [NFSServer] = []
         var adminServers: [AdminServer] = []
         func stopAll() {
@@ -109,6 +112,7 @@ struct Run: ParsableCommand {
             options.host = address.host
             options.port = address.port
             options.threads = config.nfsThreads
+            options.loopbackCongestion = config.nfsLoopbackCongestion
             do {
                 nfsServers.append(try NFSServer.start(nfs, options: options))
             } catch {

@@ -62,6 +62,7 @@ import Testing
             [servers.nfs]
             addresses = ["127.0.0.1:12049", "[::1]:12050"]
             threads = 4
+            loopback_congestion = "cubic"
             [servers.rpc]
             addresses = ["127.0.0.1:17000"]
             [logging]
@@ -83,6 +84,7 @@ import Testing
         #expect(!config.fsOptions.compressChunks)
         #expect(config.nfsAddresses == [ServerAddress(host: "127.0.0.1", port: 12049), ServerAddress(host: "::1", port: 12050)])
         #expect(config.nfsThreads == 4)
+        #expect(config.nfsLoopbackCongestion == "cubic")
         #expect(config.rpcAddresses == [ServerAddress(host: "127.0.0.1", port: 17000)])
         #expect(config.logLevel == .debug)
     }
@@ -125,6 +127,9 @@ import Testing
             ("[servers.nfs]\naddresses = [\"127.0.0.1:70000\"]", "servers.nfs.addresses", "HOST:PORT"),
             ("[servers.nfs]\naddresses = []", "servers.nfs.addresses", "at least one"),
             ("[servers.nfs]\nthreads = 0", "servers.nfs.threads", "1...1024"),
+            ("[servers.nfs]\nloopback_congestion = \"Reno!\"", "servers.nfs.loopback_congestion", "congestion control name"),
+            ("[servers.nfs]\nloopback_congestion = \"a_name_longer_than_15\"", "servers.nfs.loopback_congestion", "congestion control name"),
+            ("[servers.nfs]\nloopback_congestion = 1", "servers.nfs.loopback_congestion", "string"),
             ("[servers.rpc]\naddresses = [7000]", "servers.rpc.addresses", "HOST:PORT"),
             ("[logging]\nlevel = \"loud\"", "logging.level", "one of"),
             ("storage = 1", "storage", "table"),

@@ -21,6 +21,9 @@ public final class NFSServer: Sendable {
         public var threads = 8
         public var maxRecord = (1 << 20) + 4096
         public var maxInFlight = 64
+        /// TCP congestion control for clients on the loopback interface ("" keeps the
+        /// system's): reno, which does not pace (CongestionControl, Docs/nfs.md).
+        public var loopbackCongestion = "reno"
 
         public init() {}
     }
@@ -47,6 +50,10 @@ public final class NFSServer: Sendable {
         listener.start { socket in
             var one: Int32 = 1
             setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            // A failure leaves the system's choice (`loopbackCongestionProblem` says why).
+            if !options.loopbackCongestion.isEmpty, CongestionControl.isLoopbackPeer(socket) {
+                _ = CongestionControl.set(socket, options.loopbackCongestion)
+            }
             // The workers' descriptor; SwiftNIO owns (and closes) the accepted one.
             let writing = fcntl(socket, F_DUPFD_CLOEXEC, 0)
             guard writing >= 0 else {
@@ -68,6 +75,13 @@ public final class NFSServer: Sendable {
                 .whenFailure { _ in writer.close() }
         }
         return NFSServer(service: service, group: group, workers: workers, listener: listener)
+    }
+
+    /// Why the congestion control `name` cannot be set on this machine (not built into
+    /// the kernel, or not in net.ipv4.tcp_allowed_congestion_control for an unprivileged
+    /// server), or nil when it can.
+    public static func loopbackCongestionProblem(_ name: String) -> String? {
+        name.isEmpty ? nil : CongestionControl.problem(name)
     }
 
     /// Stops accepting, lets the calls already queued finish (their replies still go
