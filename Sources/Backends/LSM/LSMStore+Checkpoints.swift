@@ -51,12 +51,21 @@ extension LSMStore {
     }
 
     /// The manifest id checkpoint `name` pins, read from the newest manifest in `objects`.
+    /// The store may be open and committing meanwhile: a commit between the listing and
+    /// the read supersedes the newest manifest and garbage collection deletes it, so a
+    /// newest manifest gone by then is looked for again.
     static func checkpointManifest(_ objects: any ObjectStore, named name: String) throws -> (Manifest, UInt64) {
         try CheckpointName.validate(name)
-        guard let newest = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max() else {
-            throw KVError(.corruption, "the store has no manifest", path: objects.location)
+        var found: Manifest?
+        for _ in 0..<100 where found == nil {
+            guard let newest = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max() else {
+                throw KVError(.corruption, "the store has no manifest", path: objects.location)
+            }
+            found = try objects.get(Manifest.name(newest)).map { try Manifest.decode($0, name: Manifest.name(newest)) }
         }
-        let current = try loadManifest(objects, newest)
+        guard let current = found else {
+            throw KVError(.io, "the newest manifest was replaced before it could be read, 100 times in a row", path: objects.location)
+        }
         guard let record = current.checkpoints.first(where: { $0.name == name }) else {
             throw KVError(.notFound, "no checkpoint '\(name)'", path: objects.location)
         }

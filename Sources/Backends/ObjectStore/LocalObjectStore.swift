@@ -36,7 +36,14 @@ public final class LocalObjectStore: AppendableObjectStore {
 
     public func get(_ name: String) throws -> [UInt8]? {
         guard FileOps.kind(of: path(name)) == .file else { return nil }
-        return try FileOps.readFile(path(name))
+        do {
+            return try FileOps.readFile(path(name))
+        } catch {
+            // Deleted since the check (by another thread's garbage collection): absent,
+            // as `open` answers.
+            if FileOps.kind(of: path(name)) != .file { return nil }
+            throw error
+        }
     }
 
     public func open(_ name: String) throws -> (any ReadableObject)? {

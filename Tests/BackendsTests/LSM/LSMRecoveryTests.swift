@@ -6,6 +6,7 @@ import Foundation
 import KVTestSupport
 import MemoryBackend
 import ObjectStore
+import Synchronization
 import Testing
 @testable import LSMBackend
 
@@ -45,6 +46,26 @@ final class HeldObjectStore: ObjectStore, @unchecked Sendable {
         if holds(name) { gate.pass() }
         return try inner.makeWriter(name)
     }
+}
+
+/// A memory store whose next listing of manifests also names `phantom`, an object that
+/// does not exist (as a manifest collected right after a listing would be).
+final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
+    let inner = MemoryObjectStore()
+    let phantom = Mutex<String?>(nil)
+
+    var location: String { inner.location }
+    func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
+    func open(_ name: String) throws -> (any ReadableObject)? { try inner.open(name) }
+    func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try inner.putIfAbsent(name, bytes) }
+    func list(prefix: String) throws -> [String] {
+        let listed = try inner.list(prefix: prefix)
+        guard prefix == "manifest/", let extra = phantom.withLock({ value -> String? in defer { value = nil }; return value }) else { return listed }
+        return (listed + [extra]).sorted()
+    }
+    func delete(_ name: String) throws { try inner.delete(name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter { try inner.makeWriter(name) }
 }
 
 @Suite struct LSMRecoveryTests {
@@ -402,6 +423,25 @@ final class HeldObjectStore: ObjectStore, @unchecked Sendable {
         #expect(try clone.get([0xFE]) == nil)
         #expect(try store.get([0xFF]) == nil)
         try clone.close()
+        try store.close()
+    }
+
+    /// A checkpoint opened beside a running store: between listing the manifests and reading
+    /// the newest, a commit can supersede it and garbage collection delete it. The listing
+    /// here names, once, a newest manifest that is already gone; the open reads again.
+    @Test func aCheckpointOpensWhenTheNewestManifestIsCollectedAfterTheListing() throws {
+        let objects = StaleListingObjectStore()
+        let store = try factory.open(objects: objects, options: tinyLSMOptions())
+        try fill(store, 0..<500)
+        _ = try store.createCheckpoint(named: "cp")
+        let expected = try store.entries()
+        try fill(store, 500..<600)
+        let newest = try #require(try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max())
+        objects.phantom.withLock { $0 = Manifest.name(newest + 1) }
+        let frozen = try factory.openCheckpoint(objects: objects, named: "cp", options: BackendOptions())
+        #expect(objects.phantom.withLock { $0 } == nil, "the phantom was listed")
+        #expect(try frozen.entries() == expected)
+        try frozen.close()
         try store.close()
     }
 
