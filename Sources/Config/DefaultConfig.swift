@@ -67,8 +67,8 @@ extension ZeroFSConfig {
         addresses = ["127.0.0.1:2049"]
         # Threads running NFS calls.
         threads = 8
-        # TCP congestion control for clients on this machine (loopback): reno does not
-        # pace replies, as BBR does; "" keeps the system's choice.
+        # TCP congestion control for clients on this machine (loopback): unlike BBR,
+        # reno does not pace replies; "" keeps the system's choice.
         loopback_congestion = "reno"
 
         [servers.rpc]

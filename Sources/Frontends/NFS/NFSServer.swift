@@ -50,10 +50,7 @@ public final class NFSServer: Sendable {
         listener.start { socket in
             var one: Int32 = 1
             setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            // A failure leaves the system's choice (`loopbackCongestionProblem` says why).
-            if !options.loopbackCongestion.isEmpty, CongestionControl.isLoopbackPeer(socket) {
-                _ = CongestionControl.set(socket, options.loopbackCongestion)
-            }
+            CongestionControl.prepare(socket, options.loopbackCongestion)
             // The workers' descriptor; SwiftNIO owns (and closes) the accepted one.
             let writing = fcntl(socket, F_DUPFD_CLOEXEC, 0)
             guard writing >= 0 else {
@@ -78,8 +75,8 @@ public final class NFSServer: Sendable {
     }
 
     /// Why the congestion control `name` cannot be set on this machine (not built into
-    /// the kernel, or not in net.ipv4.tcp_allowed_congestion_control for an unprivileged
-    /// server), or nil when it can.
+    /// the kernel, or not in net.ipv4.tcp_allowed_congestion_control for a server without
+    /// CAP_NET_ADMIN), or nil when it can.
     public static func loopbackCongestionProblem(_ name: String) -> String? {
         name.isEmpty ? nil : CongestionControl.problem(name)
     }

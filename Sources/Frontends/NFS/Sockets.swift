@@ -5,6 +5,8 @@
 // which on this 2-core machine was a large part of each call (Docs/nfs.md, "Threads").
 // SwiftNIO reads every connection: it gets the accepted socket, the workers a duplicate
 // of it. A reply that does not fit in the socket's buffer goes on through the event loop.
+// Connections from the loopback interface get their own congestion control
+// (CongestionControl).
 
 import Engine
 import Foundation
@@ -98,25 +100,38 @@ final class Listener: Sendable {
 /// `loopbackCongestion`, Docs/nfs.md "Loopback clients"). A loopback connection has no
 /// network to share, but a pacing algorithm (BBR, when it is the system's default) still
 /// spaces a reply's segments at its estimate of the connection's bandwidth, which there
-/// swings with the client's scheduling: a 1 MiB READ reply took 110 µs or 250-300 µs to
-/// send, from one connection to the next.
+/// swings with the client's scheduling: a 1 MiB READ reply took about 110 µs or 220-310
+/// µs to send, from one connection to the next.
 enum CongestionControl {
-    /// Whether `fd`'s peer is on the loopback interface (127.0.0.0/8, ::1, or an IPv4
-    /// loopback address mapped into IPv6).
-    static func isLoopbackPeer(_ fd: Int32) -> Bool {
+    /// Gives an accepted connection `name` (nothing when empty) if its peer is on the
+    /// loopback interface. A failure leaves the system's choice (`problem` says why).
+    static func prepare(_ fd: Int32, _ name: String) {
+        guard !name.isEmpty, let peer = peer(fd), isLoopback(peer) else { return }
+        _ = set(fd, name)
+    }
+
+    /// `fd`'s peer address, or nil (not connected).
+    static func peer(_ fd: Int32) -> sockaddr_storage? {
         var address = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let status = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
         }
-        guard status == 0 else { return false }
+        return status == 0 ? address : nil
+    }
+
+    /// Whether `address` is on the loopback interface: 127.0.0.0/8, ::1, or an IPv4
+    /// loopback address mapped into IPv6 (::ffff:127.x.x.x).
+    static func isLoopback(_ address: sockaddr_storage) -> Bool {
         switch Int32(address.ss_family) {
         case AF_INET:
+            // sin_addr, in network order, follows the family and the port.
             let ipv4 = withUnsafeBytes(of: address) { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
             return UInt32(bigEndian: ipv4) >> 24 == 127
         case AF_INET6:
+            // sin6_addr follows the family, the port and the flow label.
             let bytes = withUnsafeBytes(of: address) { Array($0[8..<24]) }
-            if bytes == [UInt8](repeating: 0, count: 15) + [1] { return true }
+            if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
             return bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
         default:
             return false
@@ -125,8 +140,9 @@ enum CongestionControl {
 
     /// Sets `fd`'s congestion control to `name`; the errno on failure.
     static func set(_ fd: Int32, _ name: String) -> Int32? {
-        let status = name.withCString { setsockopt(fd, Int32(IPPROTO_TCP), TCP_CONGESTION, $0, socklen_t(strlen($0))) }
-        return status == 0 ? nil : errno
+        name.withCString { text -> Int32? in
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_CONGESTION, text, socklen_t(strlen(text))) == 0 ? nil : errno
+        }
     }
 
     /// Why `name` cannot be used on this machine (tried on a fresh socket), or nil.
@@ -134,7 +150,12 @@ enum CongestionControl {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return String(cString: strerror(errno)) }
         defer { close(fd) }
-        return set(fd, name).map { String(cString: strerror($0)) }
+        switch set(fd, name) {
+        case nil: return nil
+        case ENOENT?: return "the kernel has no such algorithm"
+        case EPERM?: return "not in net.ipv4.tcp_allowed_congestion_control, and the server lacks CAP_NET_ADMIN"
+        case let code?: return String(cString: strerror(code))
+        }
     }
 }
 
