@@ -4,6 +4,9 @@
 // shrink mark: O(1) whatever the file's size; the reclaimer deletes the hidden chunks.
 
 import Engine
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct ReadResult: Sendable, Equatable {
     public var data: [UInt8]
@@ -42,14 +45,21 @@ extension FileSystem {
 
     /// Reads the chunks of `ino` in [from, from + count) without keeping them, so the
     /// store caches their blocks (ReadAhead). Errors are ignored: the real read reports them.
+    /// After each `ReadAhead.yieldBytes` of chunks it yields the core: a server worker
+    /// polling for calls there then looks again within microseconds, instead of after the
+    /// whole range.
     func prefetch(_ ino: UInt64, from: UInt64, count: Int) {
         guard (try? checkOpen()) != nil, let file = try? inode(ino), file.type == .regular else { return }
         let end = min(file.size, from + UInt64(count))
         let cs = UInt64(chunkSize)
+        let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
         var index = from / cs
+        var read: UInt64 = 0
         while index * cs < end {
             _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
             index += 1
+            read += 1
+            if read % chunksPerYield == 0 { sched_yield() }
         }
     }
 

@@ -20,6 +20,12 @@ final class ReadAhead: Sendable {
 
     /// Reads smaller than this are not followed (small files, random access).
     static let minimumRead = 128 << 10
+    /// Bytes of chunks read ahead between yields of the core (`FileSystem.prefetch`). A
+    /// server worker polling for calls yields its core while it waits; the read-ahead
+    /// thread, given it, had read a whole range (about 90 µs a MiB) before the worker
+    /// looked again, and a call that came meanwhile waited that long (Docs/nfs.md,
+    /// "Loopback clients").
+    static let yieldBytes = 128 << 10
 
     /// Runs `job` on the read-ahead thread, replacing a job not yet started.
     func submit(_ job: @escaping @Sendable () -> Void) {
