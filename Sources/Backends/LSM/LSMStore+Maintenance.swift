@@ -67,10 +67,8 @@ extension LSMStore {
                     report.objects += 1
                     report.bytes += UInt64(bytes.count)
                 } else {
-                    report.objectsTotal -= 1  // collected meanwhile
+                    report.objectsTotal -= 1  // collected meanwhile (`get` answers nil then)
                 }
-            } catch let error as KVError where error.code == .io && (try? objects.get(name)) == nil {
-                report.objectsTotal -= 1  // collected between the check and the read
             } catch {
                 report.failures.append(ScrubFailure(object: name, reason: "\(error)"))
             }
