@@ -53,13 +53,12 @@ extension FileSystem {
         let end = min(file.size, from + UInt64(count))
         let cs = UInt64(chunkSize)
         let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
-        var index = from / cs
-        var read: UInt64 = 0
+        let first = from / cs
+        var index = first
         while index * cs < end {
             _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
             index += 1
-            read += 1
-            if read % chunksPerYield == 0 { sched_yield() }
+            if (index - first) % chunksPerYield == 0 { sched_yield() }
         }
     }
 

@@ -51,9 +51,14 @@ struct BlockBuilder {
 
     /// The finished block contents (without the on-disk trailer).
     mutating func finish() -> [UInt8] {
+        appendRestarts()
+        return buffer
+    }
+
+    /// The trailer of the contents: restart offsets, then their count.
+    private mutating func appendRestarts() {
         for r in restarts { buffer.appendFixed32(r) }
         buffer.appendFixed32(UInt32(restarts.count))
-        return buffer
     }
 
     /// Finishes the block and passes its stored form (BlockFrame) to `body`. Uncompressed,
@@ -61,8 +66,7 @@ struct BlockBuilder {
     /// (`BlockFrame.encode` of `finish()` copied every table byte once more). `reset`
     /// starts the next block.
     mutating func finishFramed<R>(compress: Bool, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        for r in restarts { buffer.appendFixed32(r) }
-        buffer.appendFixed32(UInt32(restarts.count))
+        appendRestarts()
         if compress { return try BlockFrame.encode(buffer, compress: true).withUnsafeBytes(body) }
         BlockFrame.appendTrailer(&buffer, type: 0)
         return try buffer.withUnsafeBytes(body)

@@ -253,8 +253,11 @@ final class LSMStore: @unchecked Sendable {
     /// held for a few of its bytes.
     func apply(_ batch: WriteBatch, firstSeq: UInt64, to table: Memtable) {
         var large = 0
-        batch.forEach { op, _, b in
-            if op == .put && b.count >= Memtable.inPlaceBytes { large += b.count }
+        // A batch smaller than one such value holds none: no second pass over it.
+        if batch.rep.count >= Memtable.inPlaceBytes {
+            batch.forEach { op, _, b in
+                if op == .put && b.count >= Memtable.inPlaceBytes { large += b.count }
+            }
         }
         let keep = large > 0 && large * 2 >= batch.rep.capacity
         // `forEach` lends bytes of `batch.rep` itself, the array the memtable keeps.
