@@ -30,6 +30,7 @@ extension ZeroFSConfig {
         # wal_sync = "buffered"
         # wal_recovery = "strict"  # "point_in_time": after a machine crash, end the log at a torn WAL segment
         # wal_io = "buffered"  # "direct": WAL segments bypass the page cache (faster small syncs, slower bulk writes; Docs/format-wal.md)
+        # wal_values = "keep"  # "copy": flushes copy large values into tables instead of pointing into the WAL (Docs/lsm.md)
 
         [storage.rocksdb]
         # write_buffer_size = 67108864

@@ -309,7 +309,7 @@ final class ServerProcess {
         try zerofs(["checkpoint", "create", "--name", "flush"] + store)  // puts everything in tables
         let clean = try zerofs(["scrub"] + store)
         #expect(clean.out.hasSuffix("0 failures\n"), "\(clean.out)")
-        #expect(clean.err.contains("verified manifest and block checksums"), "\(clean.err)")
+        #expect(clean.err.contains("verified manifest, block and value checksums"), "\(clean.err)")
 
         let tables = try FileOps.list(path + "/objects/sst").filter { $0.hasSuffix(".sst") }
         try #require(!tables.isEmpty)

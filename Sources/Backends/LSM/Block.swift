@@ -2,7 +2,8 @@
 // prefix-compressed keys and a restart point (a full key) every 16 entries:
 //
 //   entry:   shared varint | unshared varint | tag varint | key suffix | value
-//            tag = value length << 1 | 1 if the entry is a deletion
+//            tag = value length << 1 | 1 if the entry is a deletion (empty value) or a
+//            pointer to a value in a WAL segment (a 24-byte value; ValueLog.swift)
 //   trailer: restart offsets (fixed32 each) | restart count (fixed32)
 //
 // On disk every block is followed by 1 byte of compression type (0 none, 1 zstd) and a
@@ -29,7 +30,10 @@ struct BlockBuilder {
     var isEmpty: Bool { entries == 0 }
     var estimatedSize: Int { buffer.count + restarts.count * 4 + 4 }
 
-    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) {
+    /// Adds an entry. A deletion stores no value; a pointer entry stores the pointer
+    /// (`ValuePointer`, never empty) as its value.
+    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool, isPointer: Bool = false) {
+        let value = isDelete ? UnsafeRawBufferPointer(start: nil, count: 0) : value
         var shared = 0
         if counter < restartInterval {
             let n = min(lastKey.count, key.count)
@@ -40,7 +44,7 @@ struct BlockBuilder {
         }
         buffer.appendVarint(shared)
         buffer.appendVarint(key.count - shared)
-        buffer.appendVarint(UInt64(value.count) << 1 | (isDelete ? 1 : 0))
+        buffer.appendVarint(UInt64(value.count) << 1 | (isDelete || isPointer ? 1 : 0))
         buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: key[shared...]))
         buffer.append(contentsOf: value)
         lastKey.removeAll(keepingCapacity: true)
@@ -216,6 +220,8 @@ final class BlockCursor {
     private var valueStart = 0
     private(set) var valueLength = 0
     private(set) var isDelete = false
+    /// The value is a `ValuePointer` to the real value in a WAL segment.
+    private(set) var isPointer = false
     private var next = 0
     private(set) var isValid = false
     private(set) var corrupt = false
@@ -298,7 +304,8 @@ final class BlockCursor {
         p += Int(unshared)
         valueStart = p - base
         valueLength = Int(tag >> 1)
-        isDelete = tag & 1 == 1
+        isDelete = tag == 1
+        isPointer = tag & 1 == 1 && tag > 1
         next = valueStart + valueLength
         isValid = true
     }

@@ -3,7 +3,8 @@
 // (something older lies below) are merged into disjoint ranges and clipped to each output
 // table's span, so tables of one level never overlap. Output tables are also cut at each
 // table of the output level that the inputs' range spans but that holds none of their
-// keys (`cuts`): that table stays, and the outputs fit around it.
+// keys (`cuts`): that table stays, and the outputs fit around it. Pointer entries (values
+// kept in WAL segments) are copied as pointers, but for segments being emptied (`inline`).
 
 import Engine
 import ObjectStore
@@ -15,6 +16,9 @@ struct Compaction {
     /// The smallest keys of the output level's tables that stay, in order: no input key
     /// or tombstone falls inside them (`LSMStore.overlapping`).
     var cuts: [[UInt8]] = []
+    /// WAL segments whose pointed values are written inline (mostly dead segments, so
+    /// garbage collection can delete them); pointers into others are copied as they are.
+    var inline: Set<UInt64> = []
 
     func run() throws -> [TableReader] {
         let sources: [MergeCursor] = inputs.map { TableMergeCursor($0, fillCache: false) }
@@ -76,7 +80,11 @@ struct Compaction {
                 }
                 if current == nil { try startTable() }
                 let source = stream.source
-                try current!.builder.add(key, source.value, isDelete: source.isDelete)
+                if source.isPointer, !source.isDelete, let pointer = ValuePointer(source.storedValue), !inline.contains(pointer.segment) {
+                    try current!.builder.add(key, source.storedValue, isDelete: false, isPointer: true)
+                } else {
+                    try current!.builder.add(key, source.isDelete ? source.storedValue : try source.value, isDelete: source.isDelete)
+                }
                 try stream.step()
             }
             try finishTable(endingBefore: nil)

@@ -12,8 +12,13 @@ protocol MergeCursor: AnyObject {
     func step() throws
     /// REQUIRES: isValid.
     var key: UnsafeRawBufferPointer { get }
-    var value: UnsafeRawBufferPointer { get }
+    /// The value; a table's pointer entry is read from its WAL segment.
+    var value: UnsafeRawBufferPointer { get throws }
+    /// The value as stored: for a pointer entry, the pointer.
+    var storedValue: UnsafeRawBufferPointer { get }
     var isDelete: Bool { get }
+    /// The entry is a pointer to its value in a WAL segment (ValueLog.swift).
+    var isPointer: Bool { get }
     /// Whether this source's range tombstones hide `key` in every older source.
     func hides(_ key: UnsafeRawBufferPointer) -> Bool
     var hasTombstones: Bool { get }
@@ -36,6 +41,8 @@ final class MemtableMergeCursor: MergeCursor {
     private(set) var isValid = false
     private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
     var value: UnsafeRawBufferPointer { Memtable.value(cursor.node!) }
+    var storedValue: UnsafeRawBufferPointer { Memtable.value(cursor.node!) }
+    var isPointer: Bool { false }
 
     private func classify() {
         guard let node = cursor.node else {
@@ -82,7 +89,9 @@ final class TableMergeCursor: MergeCursor {
     private(set) var isValid = false
     private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
     var isDelete: Bool { cursor.isDelete }
-    var value: UnsafeRawBufferPointer { cursor.value }
+    var value: UnsafeRawBufferPointer { get throws { try cursor.value } }
+    var storedValue: UnsafeRawBufferPointer { cursor.storedValue }
+    var isPointer: Bool { cursor.isPointer }
 
     @inline(__always) private func refresh() {
         isValid = cursor.isValid
@@ -128,7 +137,9 @@ final class LevelMergeCursor: MergeCursor {
     private(set) var isValid = false
     private(set) var key = UnsafeRawBufferPointer(start: nil, count: 0)
     var isDelete: Bool { cursor!.isDelete }
-    var value: UnsafeRawBufferPointer { cursor!.value }
+    var value: UnsafeRawBufferPointer { get throws { try cursor!.value } }
+    var storedValue: UnsafeRawBufferPointer { cursor!.storedValue }
+    var isPointer: Bool { cursor!.isPointer }
 
     @inline(__always) private func refresh() {
         if let cursor, cursor.isValid {

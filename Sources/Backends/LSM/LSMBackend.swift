@@ -54,7 +54,7 @@ public struct LSMBackendFactory: KVBackendFactory {
         let folder = try StoreDirectory.open(path: root, backend: name, createIfMissing: options.createIfMissing)
         do {
             if folder.isNew { try FileOps.removeTree(root + "/objects") }  // what an interrupted creation left
-            let objects = try LocalObjectStore(root: root + "/objects", directAppends: settings.walDirectIO)
+            let objects = try LocalObjectStore(root: root + "/objects", directAppends: settings.walDirectIO, appendWriteback: settings.walValues)
             if !folder.isNew, try objects.list(prefix: "manifest/").isEmpty {
                 throw KVError(.corruption, "the store's manifest is missing", path: root + "/objects/manifest")
             }
@@ -156,18 +156,21 @@ public struct LSMBackendFactory: KVBackendFactory {
         do {
             let objects = try LocalObjectStore(root: building + "/objects")
             try FileOps.makeDirectories(building + "/objects/sst")
-            try LSMStore.restore(from: source, named: name, into: objects) { meta in
-                let to = building + "/objects/" + meta.name
-                // Tables never change once written, so a hard link is a safe copy.
-                if let root = sourceRoot, link(root + "/objects/" + meta.name, to) == 0 { return }
+            try FileOps.makeDirectories(building + "/objects/wal")
+            try LSMStore.restore(from: source, named: name, into: objects) { object in
+                let to = building + "/objects/" + object
+                // Tables and the sealed WAL segments they point into never change once
+                // written, so a hard link is a safe copy.
+                if let root = sourceRoot, link(root + "/objects/" + object, to) == 0 { return }
                 if let root = sourceRoot {
-                    try FileOps.copyFile(from: root + "/objects/" + meta.name, to: to)
+                    try FileOps.copyFile(from: root + "/objects/" + object, to: to)
                 } else {
-                    guard let bytes = try source.get(meta.name) else { throw KVError(.corruption, "table object is missing", path: meta.name) }
-                    try objects.put(meta.name, bytes)
+                    guard let bytes = try source.get(object) else { throw KVError(.corruption, "object is missing", path: object) }
+                    try objects.put(object, bytes)
                 }
             }
             try FileOps.syncDirectory(building + "/objects/sst")
+            try FileOps.syncDirectory(building + "/objects/wal")
             try StoreDirectory.writeMarker(path: building, backend: self.name)
             if FileOps.kind(of: target) == .directory, rmdir(target) != 0 {
                 throw KVError(.alreadyExists, "restore destination is not empty", path: target)
@@ -182,9 +185,9 @@ public struct LSMBackendFactory: KVBackendFactory {
 
     /// The same as `restoreCheckpoint(at:named:to:)` between object stores (tables copied).
     public func restoreCheckpoint(objects: any ObjectStore, named name: String, into target: any ObjectStore) throws {
-        try LSMStore.restore(from: objects, named: name, into: target) { meta in
-            guard let bytes = try objects.get(meta.name) else { throw KVError(.corruption, "table object is missing", path: meta.name) }
-            try target.put(meta.name, bytes)
+        try LSMStore.restore(from: objects, named: name, into: target) { object in
+            guard let bytes = try objects.get(object) else { throw KVError(.corruption, "object is missing", path: object) }
+            try target.put(object, bytes)
         }
     }
 }
@@ -411,7 +414,7 @@ final class LSMIterator: KVIterator {
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try lifetime.ensureOpen()
-        return try body(stream.key, stream.source.value)
+        return try body(stream.key, try stream.source.value)
     }
 }
 

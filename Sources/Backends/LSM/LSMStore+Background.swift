@@ -99,6 +99,8 @@ extension LSMStore {
         let cuts = rangeDeletes.isEmpty ? Self.flushCuts(table, separating: max(options.memtableBytes / 16, 1)) : []
         var ids: [UInt64] = []
         defer { inFlightTables.withLock { for id in ids { _ = $0.remove(id) } } }
+        let places = try valuePlaces(table)
+        var pointed: Set<UInt64> = []
         var readers: [TableReader] = []
         var cursor = MemtableCursor(table, seq: all)
         cursor.seekToFirst()
@@ -119,7 +121,13 @@ extension LSMStore {
                 }
                 // A range delete of the same memtable newer than the entry hides it for good.
                 if table.rangeDeleteSeq(key, atOrBelow: all) <= Memtable.seq(node) {
-                    try builder.add(key, Memtable.value(node), isDelete: Memtable.isDelete(node))
+                    let value = Memtable.value(node)
+                    if Memtable.isInPlace(node), value.count >= options.walValueMinBytes, let pointer = places.pointer(to: value) {
+                        pointed.insert(pointer.segment)
+                        try pointer.encoded().withUnsafeBytes { try builder.add(key, $0, isDelete: false, isPointer: true) }
+                    } else {
+                        try builder.add(key, value, isDelete: Memtable.isDelete(node))
+                    }
                 }
                 cursor.step()
             }
@@ -132,6 +140,8 @@ extension LSMStore {
         } while cursor.node != nil
         // The freeze may still be writing this memtable's last records (rotateMemtable).
         try waitForWALWritten(table.walEnd)
+        // The values the tables point at must be durable before a manifest names them.
+        try syncSealed(pointed, orUpTo: table.walEnd)
         try manifestLock.withLock { _ in
             // Deleting the WAL segments this makes obsolete is left to the compaction
             // thread: with online discard a delete waits for the device, and the next
@@ -140,6 +150,49 @@ extension LSMStore {
                 levels[0].insert(contentsOf: readers, at: 0)
             }
         }
+    }
+
+    /// Where the values a memtable keeps in place lie in WAL segments.
+    struct ValuePlaces {
+        /// Kept batches by address, with the segment and file offset of their bytes.
+        var batches: [(base: UnsafeRawPointer, count: Int, segment: UInt64, offset: Int)] = []
+
+        /// A pointer to `value`, which lies in a kept batch; nil when its batch's place is
+        /// unknown (written as a whole object, or replayed).
+        func pointer(to value: UnsafeRawBufferPointer) -> ValuePointer? {
+            guard let start = value.baseAddress, !batches.isEmpty else { return nil }
+            var lo = 0
+            var hi = batches.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if batches[mid].base <= start { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo > 0 else { return nil }
+            let batch = batches[lo - 1]
+            let delta = start - batch.base
+            guard delta + value.count <= batch.count else { return nil }
+            return ValuePointer(segment: batch.segment, offset: batch.offset + delta, length: value.count,
+                                crc: CRC32C.mask(CRC32C.checksum(value)))
+        }
+    }
+
+    /// The places of `table`'s kept batches, taken out of `walLocations` (with every entry
+    /// of its records, kept or not). Waits for the memtable's records to be written.
+    func valuePlaces(_ table: Memtable) throws -> ValuePlaces {
+        guard options.walValues, objects is any AppendableObjectStore else { return ValuePlaces() }
+        let kept = table.keptBatches()
+        try waitForWALWritten(table.walEnd)
+        let lastSeq = table.largestSeq
+        let found = walLocations.withLock { locations -> [UInt64: (segment: UInt64, offset: Int)] in
+            var found: [UInt64: (segment: UInt64, offset: Int)] = [:]
+            for batch in kept { if let at = locations.removeValue(forKey: batch.seq) { found[batch.seq] = at } }
+            // Large batches the memtable did not keep.
+            locations = locations.filter { $0.key > lastSeq }
+            return found
+        }
+        return ValuePlaces(batches: kept.compactMap { batch in
+            found[batch.seq].map { (batch.base, batch.count, $0.segment, $0.offset) }
+        })
     }
 
     /// Where a flush of `table` starts a new table: before the keys of each first byte
@@ -186,9 +239,14 @@ extension LSMStore {
         let obsolete = wal.withLock { () -> [any AppendableObject] in
             let dropped = unsyncedSealed.filter { $0.id < next.walReplayFrom }.map(\.segment)
             unsyncedSealed.removeAll { $0.id < next.walReplayFrom }
+            syncedSealed = syncedSealed.filter { $0 >= next.walReplayFrom }
             return dropped
         }
         for segment in obsolete { segment.seal() }
+        let pointed = next.valueSegments
+        if !pointed.isEmpty {
+            pointedSegments.withLock { seen in for id in pointed where seen[id] == nil { seen[id] = .some(nil) } }
+        }
         state.withLock {
             manifest = next
             manifestID = id + 1
@@ -260,6 +318,9 @@ extension LSMStore {
         var level: Int
         var inputs: [TableReader]  // newest first: L0 tables, then `level`, then `level + 1`
         var overlapping: [TableReader]  // the inputs from level + 1
+        /// One table rewritten where it is, its values in `inline` segments written inline.
+        var inPlace = false
+        var inline: Set<UInt64> = []
     }
 
     func pickCompaction(_ version: Version) -> CompactionPlan? {
@@ -278,7 +339,34 @@ extension LSMStore {
             let below = level + 1 < levels.count ? Self.overlapping([table], in: levels[level + 1]) : []
             return CompactionPlan(level: level, inputs: [table] + below, overlapping: below)
         }
-        return nil
+        // Nothing else is due: the table below L0 pointing at the most bytes in mostly dead
+        // segments (L0 tables move down soon enough, and splitting one would add to L0).
+        let emptying = segmentsToEmpty.withLock { $0 }
+        guard !emptying.isEmpty else { return nil }
+        var best: (level: Int, table: TableReader, bytes: Int)?
+        for (level, tables) in levels.enumerated() where level > 0 {
+            for table in tables {
+                let bytes = table.meta.valueRefs.reduce(0) { $0 + (emptying.contains($1.segment) ? $1.bytes : 0) }
+                if bytes > (best?.bytes ?? 0) { best = (level, table, bytes) }
+            }
+        }
+        guard let best else { return nil }
+        return CompactionPlan(level: best.level, inputs: [best.table], overlapping: [], inPlace: true, inline: emptying)
+    }
+
+    /// Marks the WAL segments whose values still in use fill less than half of them
+    /// (`segmentsToEmpty`), leaving out segments a checkpoint points into (rewriting the
+    /// current tables would not free those).
+    func planSegmentRewrites(_ current: Manifest, pinned: Set<UInt64>) {
+        var live: [UInt64: Int] = [:]
+        for level in current.levels {
+            for table in level { for ref in table.valueRefs { live[ref.segment, default: 0] += ref.bytes } }
+        }
+        var emptying: Set<UInt64> = []
+        for (segment, bytes) in live where segment < current.walReplayFrom && !pinned.contains(segment) {
+            if let size = valueLog.size(of: segment), bytes * 2 < size { emptying.insert(segment) }
+        }
+        segmentsToEmpty.withLock { $0 = emptying }
     }
 
     /// The tables of the next level that `inputs` must merge with: those holding a key
@@ -331,6 +419,7 @@ extension LSMStore {
             let current = state.withLock { version }
             guard let plan = pickCompaction(current) else { return nil }
             due = true
+            if plan.inPlace { return (plan, false, []) }
             if try moveTrivially(plan, in: current) { return nil }
             let outputLevel = plan.level + 1
             let (low, high) = Self.range(of: plan.inputs.map(\.meta))
@@ -344,16 +433,25 @@ extension LSMStore {
             return (plan, bottom, cuts)
         }
         guard let (plan, bottom, cuts) = picked else { return due }
-        let outputLevel = plan.level + 1
+        let outputLevel = plan.inPlace ? plan.level : plan.level + 1
         let inputIDs = Set(plan.inputs.map(\.meta.id))
-        let outputs = try Compaction(store: self, inputs: plan.inputs, keepDeletes: !bottom, cuts: cuts).run()
+        let inline = plan.inline.union(segmentsToEmpty.withLock { $0 })
+        let outputs = try Compaction(store: self, inputs: plan.inputs, keepDeletes: !bottom, cuts: cuts, inline: inline).run()
         defer { inFlightTables.withLock { for table in outputs { _ = $0.remove(table.meta.id) } } }
         try manifestLock.withLock { _ in
-            if plan.level > 0 {
+            if plan.level > 0 && !plan.inPlace {
                 compactPointers.withLock { $0[plan.level] = plan.inputs[0].meta.largest }
             }
             let before = Self.paranoid ? try Self.contents(state.withLock { version }) : []
             try commit { _, levels in
+                if plan.inPlace {
+                    // The outputs take the input's place (in L0, its place in age).
+                    guard let at = levels[plan.level].firstIndex(where: { $0.meta.id == plan.inputs[0].meta.id }) else {
+                        throw KVError(.corruption, "table \(plan.inputs[0].meta.id) left level \(plan.level) during its rewrite")
+                    }
+                    levels[plan.level].replaceSubrange(at...at, with: plan.level == 0 ? outputs : outputs.sorted { Bytes.compare($0.meta.smallest, $1.meta.smallest) < 0 })
+                    return
+                }
                 for i in levels.indices { levels[i].removeAll { inputIDs.contains($0.meta.id) } }
                 while levels.count <= outputLevel { levels.append([]) }
                 levels[outputLevel] = (levels[outputLevel] + outputs).sorted { Bytes.compare($0.meta.smallest, $1.meta.smallest) < 0 }
@@ -408,7 +506,7 @@ extension LSMStore {
         var result: [KVEntry] = []
         while stream.isValid {
             let source = stream.source
-            result.append(KVEntry(key: Array(stream.key), value: Array(source.value)))
+            result.append(KVEntry(key: Array(stream.key), value: Array(try source.value)))
             try stream.step()
         }
         return result
@@ -465,11 +563,37 @@ extension LSMStore {
             cache.evict(table: tableID)
         }
         unnamedTables.withLock { $0 = unnamed }
+        // WAL segments below the replay start go, but for fences and segments a table of
+        // the current manifest, a checkpoint or an open reader points into; one that some
+        // table pointed into is kept `gc_grace_seconds` from the pass that first found
+        // none does, as tables are.
+        var pointed = current.valueSegments
+        var pinnedByCheckpoints: Set<UInt64> = []
+        for checkpoint in current.checkpoints {
+            if let pinned = try? Self.loadManifest(objects, checkpoint.manifestID) { pinnedByCheckpoints.formUnion(pinned.valueSegments) } else { return }
+        }
+        pointed.formUnion(pinnedByCheckpoints)
+        openTables.withLock { open in
+            for weak in open.values { if let table = weak.table { pointed.formUnion(table.meta.valueRefs.map(\.segment)) } }
+        }
         let fences = Set(current.fences)
         for name in (try? objects.list(prefix: "wal/")) ?? [] {
-            guard let walID = WALFormat.id(of: name), walID < current.walReplayFrom, !fences.contains(walID) else { continue }
+            guard let walID = WALFormat.id(of: name), walID < current.walReplayFrom, !fences.contains(walID), !pointed.contains(walID) else { continue }
+            let held = pointedSegments.withLock { seen -> Bool in
+                guard let entry = seen[walID] else { return false }
+                let since = entry ?? now
+                if now - since < grace {
+                    seen[walID] = since
+                    return true
+                }
+                seen[walID] = nil
+                return false
+            }
+            if held { continue }
             try? objects.delete(name)
         }
+        pointedSegments.withLock { seen in for id in pointed where seen[id] != nil { seen[id] = .some(nil) } }
+        planSegmentRewrites(current, pinned: pinnedByCheckpoints)
         for name in (try? objects.list(prefix: "manifest/")) ?? [] {
             guard let manifestNumber = Manifest.id(of: name), manifestNumber < id, !pinnedManifests.contains(manifestNumber) else { continue }
             try? objects.delete(name)

@@ -1,7 +1,8 @@
 // Checkpoints, SlateDB-style: a record in the manifest pinning one manifest id. Creating
 // one freezes and flushes the memtable (so the pinned manifest's tables alone hold the
 // state, with no WAL to replay) and commits a manifest naming itself; no table is copied.
-// GC keeps every table a pinned manifest names until the checkpoint is deleted.
+// GC keeps every table a pinned manifest names, and every WAL segment those tables point
+// into, until the checkpoint is deleted.
 
 import Engine
 import ObjectStore
@@ -73,24 +74,27 @@ extension LSMStore {
     }
 
     /// Writes into `target` a new store holding checkpoint `name` of `source`: its tables
-    /// (through `copyTable`, which may link) and a first manifest with no WAL and no
-    /// checkpoints.
+    /// and the WAL segments they point into (through `copy`, given each object's name,
+    /// which may link), and a first manifest with no checkpoints and nothing to replay:
+    /// its WAL starts after the copied segments, which only hold values.
     static func restore(
         from source: any ObjectStore, named name: String, into target: any ObjectStore,
-        copyTable: (TableMeta) throws -> Void
+        copy: (String) throws -> Void
     ) throws {
         let (pinned, _) = try checkpointManifest(source, named: name)
-        guard try target.list(prefix: "manifest/").isEmpty, try target.list(prefix: "sst/").isEmpty else {
+        guard try target.list(prefix: "manifest/").isEmpty, try target.list(prefix: "sst/").isEmpty, try target.list(prefix: "wal/").isEmpty else {
             throw KVError(.alreadyExists, "the restore target already holds a store", path: target.location)
         }
-        for meta in pinned.levels.flatMap({ $0 }) { try copyTable(meta) }
+        for meta in pinned.levels.flatMap({ $0 }) { try copy(meta.name) }
+        let segments = pinned.valueSegments
+        for segment in segments.sorted() { try copy(WALFormat.name(segment)) }
         var fresh = pinned
         fresh.writerEpoch = 0
         fresh.checkpoints = []
         fresh.fences = []
         fresh.tornWAL = []
-        fresh.walReplayFrom = 1
-        fresh.nextWALID = 1
+        fresh.walReplayFrom = (segments.max() ?? 0) + 1
+        fresh.nextWALID = fresh.walReplayFrom
         guard try target.putIfAbsent(Manifest.name(1), fresh.encode()) else {
             throw KVError(.alreadyExists, "the restore target already holds a store", path: target.location)
         }

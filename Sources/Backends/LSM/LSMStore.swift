@@ -75,9 +75,31 @@ final class LSMStore: @unchecked Sendable {
     /// WAL replay start) they are dropped unsynced, so a WAL that a flush made obsolete
     /// never has to reach the disk.
     var unsyncedSealed: [(id: UInt64, segment: any AppendableObject)] = []  // wal
+    /// Sealed segments synced since the replay start was last below them (a flush whose
+    /// tables point into a segment waits until it is here: `syncSealed`).
+    var syncedSealed: Set<UInt64> = []  // wal
+    /// Sealed segments `syncSealed` is syncing, out of `unsyncedSealed`.
+    var sealedSyncing: Set<UInt64> = []  // wal
+    /// The furthest a syncing WAL flush got while `sealedSyncing` was not empty: durable
+    /// once those segments are.
+    var durableAfterSealed: UInt64 = 0  // wal
     /// WAL segments grow to about this size before a new one starts.
     static let walSegmentBytes = 64 << 20
     var walSegmentSize = 0  // wal
+
+    /// Where pointer entries' values are read.
+    let valueLog: ValueLog
+    /// Where the WAL wrote each batch that may hold values kept in place (a memtable keeps
+    /// only such batches): segment id and the file offset of the batch's bytes, by the
+    /// batch's first sequence number. A flush takes its memtable's entries out.
+    let walLocations = Mutex<[UInt64: (segment: UInt64, offset: Int)]>([:])
+    /// WAL segments some committed table pointed into, with when garbage collection first
+    /// found none does (`gc_grace_seconds`, as for tables); nil while one still does.
+    let pointedSegments = Mutex<[UInt64: ContinuousClock.Instant?]>([:])
+    /// WAL segments mostly dead (their live values fill under half of them): compaction
+    /// writes their values inline, and picks tables pointing into them when nothing else
+    /// is due (`planSegmentRewrites`).
+    let segmentsToEmpty = Mutex<Set<UInt64>>([])
 
     /// Table files being written and not yet in a manifest (GC must not delete them).
     let inFlightTables = Mutex<Set<UInt64>>([])
@@ -122,6 +144,7 @@ final class LSMStore: @unchecked Sendable {
         self.objects = objects
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
+        valueLog = ValueLog(objects: objects)
         walKick = MonitorCondition(on: wal)
         readOnly = false
         following = false
@@ -200,6 +223,10 @@ final class LSMStore: @unchecked Sendable {
         manifest = current
         manifestID = currentID + 1
         version = try openVersion(current.levels)
+        // Segments below the replay start are left only because tables pointed into them
+        // (or a collection had not come yet): each gets the grace of one once unpointed,
+        // as before this restart.
+        pointedSegments.withLock { seen in for id in existingWAL where id < replayFrom { seen[id] = .some(nil) } }
         startBackgroundThreads()
     }
 
@@ -210,6 +237,7 @@ final class LSMStore: @unchecked Sendable {
         self.objects = objects
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
+        valueLog = ValueLog(objects: objects)
         walKick = MonitorCondition(on: wal)
         readOnly = true
         self.following = following
@@ -235,7 +263,7 @@ final class LSMStore: @unchecked Sendable {
         guard let object = try objects.open(meta.name) else {
             throw KVError(.corruption, "table object is missing", path: meta.name)
         }
-        let table = try TableReader(meta: meta, object: object, cache: cache)
+        let table = try TableReader(meta: meta, object: object, cache: cache, values: valueLog)
         openTables.withLock { $0[meta.id] = WeakTable(table: table) }
         return table
     }
@@ -261,7 +289,7 @@ final class LSMStore: @unchecked Sendable {
         }
         let keep = large > 0 && large * 2 >= batch.rep.capacity
         // `forEach` lends bytes of `batch.rep` itself, the array the memtable keeps.
-        if keep { table.keep(batch.rep) }
+        if keep { table.keep(batch.rep, seq: firstSeq) }
         var seq = firstSeq
         batch.forEach { op, a, b in
             switch op {
@@ -404,6 +432,8 @@ final class LSMStore: @unchecked Sendable {
         var id: UInt64
         /// A rotation's claim: the segment is sealed after these records.
         var sealing: Bool
+        /// The file offset the first record lands at in the segment.
+        var offset: Int
     }
 
     /// Takes every buffered record for writing and marks the WAL busy (`walFlushing`).
@@ -427,7 +457,9 @@ final class LSMStore: @unchecked Sendable {
             nextWALID += 1
         }
         if sealing { walSegment = nil }
-        return WALClaim(records: records, end: walAppended, sync: sync, sealed: sealed, segment: segment, id: id, sealing: sealing)
+        let offset = WALFormat.headerSize + (segment == nil ? 0 : walSegmentSize)
+        return WALClaim(records: records, end: walAppended, sync: sync, sealed: sealed, segment: segment, id: id, sealing: sealing,
+                        offset: offset)
     }
 
     /// Writes a claim's records (no lock held): the segment they went to (nil when none),
@@ -459,6 +491,7 @@ final class LSMStore: @unchecked Sendable {
                         pieces.append(record.batch.rep)
                     }
                     try segment.append(pieces: pieces, sync: claim.sync)
+                    if options.walValues { publishLocations(claim) }
                 }
                 return .success(segment)
             } else if !(claim.sealing && claim.records.isEmpty) {
@@ -473,6 +506,18 @@ final class LSMStore: @unchecked Sendable {
         }
     }
 
+    /// Records where a claim's batches that may hold in-place values went.
+    private func publishLocations(_ claim: WALClaim) {
+        var offset = claim.offset
+        var found: [(UInt64, (segment: UInt64, offset: Int))] = []
+        for record in claim.records {
+            if record.batch.rep.count >= Memtable.inPlaceBytes { found.append((record.seq, (claim.id, offset + WALFormat.recordHeaderSize))) }
+            offset += WALFormat.recordHeaderSize + record.batch.rep.count
+        }
+        guard !found.isEmpty else { return }
+        walLocations.withLock { for (seq, at) in found { $0[seq] = at } }
+    }
+
     /// Records what a claim's write did and ends the flush. REQUIRES: `wal` is held.
     private func settleWAL(_ claim: WALClaim, _ written: Result<(any AppendableObject)?, KVError>) throws {
         walFlushing = false
@@ -484,6 +529,7 @@ final class LSMStore: @unchecked Sendable {
             wal.broadcast()
             throw failure
         }
+        for old in claim.sealed { syncedSealed.insert(old.id) }
         if let segment {
             if claim.sealing {
                 unsyncedSealed.append((claim.id, segment))
@@ -497,8 +543,70 @@ final class LSMStore: @unchecked Sendable {
             }
         }
         walWritten = claim.end
-        if claim.sync || !(objects is any AppendableObjectStore) { walDurable = claim.end }
+        if claim.sync || !(objects is any AppendableObjectStore) {
+            // Sealed segments still being synced by a flush hold earlier records.
+            if sealedSyncing.isEmpty { walDurable = claim.end } else { durableAfterSealed = max(durableAfterSealed, claim.end) }
+        }
         wal.broadcast()
+    }
+
+    /// Makes the sealed segments `ids` durable, for a flush whose tables point into them:
+    /// the ones still waiting in `unsyncedSealed` are synced and sealed here, and those a
+    /// syncing WAL flush took are waited for. Only these: not the open segment, which
+    /// writers go on appending to, nor records still buffered, and without holding the
+    /// WAL's one flush, so buffered writes go on meanwhile. Segments being synced here
+    /// are in `sealedSyncing`: a syncing WAL flush that ends meanwhile has not synced
+    /// them, so it leaves the durable position (`walDurable`) where it was, and the
+    /// position it reached (`durableAfterSealed`) is taken once they are synced (prefix
+    /// durability). A segment found nowhere is not expected; the whole WAL up to
+    /// `position` is synced then.
+    func syncSealed(_ ids: Set<UInt64>, orUpTo position: UInt64) throws {
+        guard !ids.isEmpty else { return }
+        wal.lock()
+        var fallback = false
+        while true {
+            if let error = walError {
+                wal.unlock()
+                throw error
+            }
+            let mine = unsyncedSealed.filter { ids.contains($0.id) }
+            if !mine.isEmpty {
+                unsyncedSealed.removeAll { ids.contains($0.id) }
+                sealedSyncing.formUnion(mine.map(\.id))
+                wal.unlock()
+                var failure: KVError?
+                do {
+                    for old in mine {
+                        try old.segment.sync()
+                        old.segment.seal()
+                    }
+                } catch {
+                    failure = error as? KVError ?? KVError(.io, "WAL sync failed", cause: "\(error)")
+                }
+                wal.lock()
+                sealedSyncing.subtract(mine.map(\.id))
+                if let failure {
+                    walError = failure
+                    wal.broadcast()
+                    wal.unlock()
+                    throw failure
+                }
+                syncedSealed.formUnion(mine.map(\.id))
+                if sealedSyncing.isEmpty { walDurable = max(walDurable, durableAfterSealed) }
+                wal.broadcast()
+                continue
+            }
+            if ids.isSubset(of: syncedSealed) { break }
+            // A syncing WAL flush, or another flush's sync, has them.
+            if walFlushing || !sealedSyncing.isDisjoint(with: ids) {
+                wal.wait()
+                continue
+            }
+            fallback = true
+            break
+        }
+        wal.unlock()
+        if fallback { try flushWAL(upTo: position) }
     }
 
     /// Writes every record up to `position` to the WAL and, with `sync`, makes it durable
@@ -511,7 +619,8 @@ final class LSMStore: @unchecked Sendable {
         defer { wal.unlock() }
         while (sync ? walDurable : walWritten) < position {
             if let error = walError { throw error }
-            if walFlushing {
+            // Written and synced but for sealed segments a flush is syncing: wait for it.
+            if walFlushing || (sync && walWritten >= position && !sealedSyncing.isEmpty) {
                 wal.wait()
                 continue
             }
@@ -612,7 +721,7 @@ final class LSMStore: @unchecked Sendable {
             guard cursor.isValid else { return }
             if let end, Bytes.compare(cursor.key, end) >= 0 { return }
             if let best, Bytes.compare(cursor.key, best.key) >= 0 { return }
-            best = (Array(cursor.key), Array(cursor.value), cursor.isDelete)
+            best = (Array(cursor.key), cursor.isDelete ? [] : Array(try cursor.value), cursor.isDelete)
             gap = gapKeys()
         }
         /// Whether a table may hold a key between `from` and the best entry so far.

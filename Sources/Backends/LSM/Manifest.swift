@@ -8,7 +8,9 @@
 //         smallest key, largest key, entries, tombstones, largest-is-exclusive (0/1) |
 //         checkpoint count, then per checkpoint: name, pinned manifest id, created (ns),
 //         expires (ns, 0 = never) | fence count, then fence WAL ids (never collected) |
-//         torn count, then ids of WAL objects found torn at an open (replay accepts them)
+//         torn count, then ids of WAL objects found torn at an open (replay accepts them) |
+//         (version 2) per table, in the order above: value reference count, then per
+//         reference: WAL segment id, bytes pointed at
 
 import Engine
 
@@ -21,7 +23,9 @@ struct CheckpointRecord: Sendable, Equatable {
 
 struct Manifest: Sendable, Equatable {
     static let magic: UInt32 = 0x4E41_4D5A
-    static let version: UInt32 = 1
+    /// Version 2 adds the tables' value references. A manifest without any is written as
+    /// version 1, as before they existed; both are read.
+    static let version: UInt32 = 2
 
     var writerEpoch: UInt64 = 0
     var nextTableID: UInt64 = 1
@@ -48,6 +52,9 @@ struct Manifest: Sendable, Equatable {
     }
 
     var tableIDs: Set<UInt64> { Set(levels.flatMap { $0.map(\.id) }) }
+
+    /// The WAL segments the tables point into.
+    var valueSegments: Set<UInt64> { Set(levels.flatMap { $0.flatMap { $0.valueRefs.map(\.segment) } }) }
 
     func encode() -> [UInt8] {
         var body: [UInt8] = []
@@ -80,9 +87,19 @@ struct Manifest: Sendable, Equatable {
         for f in fences { body.appendVarint(f) }
         body.appendVarint(tornWAL.count)
         for t in tornWAL { body.appendVarint(t) }
+        let pointing = levels.contains { $0.contains { !$0.valueRefs.isEmpty } }
+        for level in levels where pointing {
+            for t in level {
+                body.appendVarint(t.valueRefs.count)
+                for ref in t.valueRefs {
+                    body.appendVarint(ref.segment)
+                    body.appendVarint(ref.bytes)
+                }
+            }
+        }
         var bytes: [UInt8] = []
         bytes.appendFixed32(Self.magic)
-        bytes.appendFixed32(Self.version)
+        bytes.appendFixed32(pointing ? Self.version : 1)
         bytes.appendFixed32(UInt32(body.count))
         bytes.appendFixed32(CRC32C.mask(CRC32C.checksum(body)))
         bytes.append(contentsOf: body)
@@ -94,7 +111,7 @@ struct Manifest: Sendable, Equatable {
             var header = ByteReader(raw, what: name)
             guard try header.fixed32() == magic else { throw KVError(.corruption, "not a manifest (bad magic number)", path: name) }
             let found = try header.fixed32()
-            guard found == version else { throw KVError(.unsupportedFormat, "manifest format \(found) is not \(version)", path: name) }
+            guard found == 1 || found == version else { throw KVError(.unsupportedFormat, "manifest format \(found) is not 1 or \(version)", path: name) }
             let length = Int(try header.fixed32())
             let crc = try header.fixed32()
             guard 16 + length == raw.count else { throw KVError(.corruption, "manifest length does not match", path: name) }
@@ -124,6 +141,17 @@ struct Manifest: Sendable, Equatable {
             }
             for _ in 0..<(try r.int()) { m.fences.append(try r.varint()) }
             for _ in 0..<(try r.int()) { m.tornWAL.append(try r.varint()) }
+            if found >= 2 {
+                for level in m.levels.indices {
+                    for t in m.levels[level].indices {
+                        let count = try r.int()
+                        guard count <= 1 << 20 else { throw KVError(.corruption, "manifest lists \(count) value references for one table", path: name) }
+                        for _ in 0..<count {
+                            m.levels[level][t].valueRefs.append(ValueRef(segment: try r.varint(), bytes: try r.int()))
+                        }
+                    }
+                }
+            }
             guard r.isAtEnd else { throw KVError(.corruption, "manifest has trailing bytes", path: name) }
             return m
         }

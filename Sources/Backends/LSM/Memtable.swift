@@ -34,6 +34,8 @@ final class Memtable: @unchecked Sendable {
     /// version counted: what a flush decides its cuts by (`LSMStore.flushCuts`).
     private var bytesByFirstByte = [Int](repeating: 0, count: 256)
     private(set) var entryCount = 0
+    /// The largest sequence number added.
+    private(set) var largestSeq: UInt64 = 0
     private var rangeDeletes: [(start: [UInt8], end: [UInt8], seq: UInt64)] = []
     /// The first WAL object holding this memtable's data.
     let firstWAL: UInt64
@@ -48,7 +50,7 @@ final class Memtable: @unchecked Sendable {
     /// kept here unchanged until the memtable is released. A file chunk was otherwise
     /// copied twice on its way in, into the batch and then here. Only batches that are
     /// mostly such values are kept (`LSMStore.apply`), and their whole allocation counts.
-    private var batches: [[UInt8]] = []
+    private var batches: [(rep: [UInt8], seq: UInt64)] = []
 
     init(firstWAL: UInt64) {
         self.firstWAL = firstWAL
@@ -129,6 +131,8 @@ final class Memtable: @unchecked Sendable {
     }
     @inline(__always) static func seq(_ n: UnsafeRawPointer) -> UInt64 { seqKind(n) >> 8 }
     @inline(__always) static func isDelete(_ n: UnsafeRawPointer) -> Bool { seqKind(n) & 0xFF == 0 }
+    /// The node's value lies in a kept batch (`keep`).
+    @inline(__always) static func isInPlace(_ n: UnsafeRawPointer) -> Bool { seqKind(n) & 0xFF == kindInPlace }
     private static let kindInPlace: UInt64 = 2
 
     /// Orders (key, seq): key ascending, then seq descending.
@@ -173,10 +177,20 @@ final class Memtable: @unchecked Sendable {
     /// Keeps `rep`, the encoded batch whose bytes the values added next with `inPlace`
     /// point into, and counts its whole allocation. The caller passes those values from
     /// this very array's storage.
-    func keep(_ rep: [UInt8]) {
+    /// `seq` is the batch's first sequence number (its WAL record's).
+    func keep(_ rep: [UInt8], seq: UInt64) {
         lock.writeLocked {
-            batches.append(rep)
+            batches.append((rep, seq))
             approximateBytes += rep.capacity
+        }
+    }
+
+    /// The kept batches (`keep`): where each one's bytes start, how many, and its first
+    /// sequence number, sorted by address (a flush finds the batch of an in-place value).
+    func keptBatches() -> [(base: UnsafeRawPointer, count: Int, seq: UInt64)] {
+        lock.readLocked {
+            batches.map { batch in (batch.rep.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }, batch.rep.count, batch.seq) }
+                .sorted { $0.base < $1.base }
         }
     }
 
@@ -220,6 +234,7 @@ final class Memtable: @unchecked Sendable {
             }
             approximateBytes += size + 16
             entryCount += 1
+            largestSeq = max(largestSeq, seq)
         }
     }
 

@@ -37,6 +37,9 @@ struct TableMeta: Sendable, Equatable {
     var tombstones: Int
     /// True when `largest` is a range tombstone's (exclusive) end rather than a key.
     var largestExclusive = false
+    /// The WAL segments the table's pointer entries point into, and how many value bytes
+    /// in each (by segment id).
+    var valueRefs: [ValueRef] = []
 
     /// Whether `key` lies in the table's key range.
     func covers(_ key: UnsafeRawBufferPointer) -> Bool {
@@ -65,6 +68,8 @@ struct TableBuilder {
     private var lastKey: [UInt8] = []
     private(set) var smallest: [UInt8]?
     private(set) var entries = 0
+    /// Value bytes pointed at, by segment id.
+    private var pointed: [UInt64: Int] = [:]
 
     init(options: TableOptions, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) {
         self.options = options
@@ -85,9 +90,14 @@ struct TableBuilder {
     var isEmpty: Bool { entries == 0 && tombstones.isEmpty }
 
     /// Adds an entry; keys must arrive in strictly increasing order.
-    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool) throws {
+    /// With `isPointer`, `value` is a `ValuePointer` (it must decode as one).
+    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, isDelete: Bool, isPointer: Bool = false) throws {
         if smallest == nil { smallest = Array(key) }
-        data.add(key, value, isDelete: isDelete)
+        if isPointer && !isDelete {
+            guard let pointer = ValuePointer(value) else { throw KVError(.corruption, "pointer entry of \(value.count) bytes") }
+            pointed[pointer.segment, default: 0] += pointer.length
+        }
+        data.add(key, value, isDelete: isDelete, isPointer: isPointer && !isDelete)
         bloom.add(BloomHash.hash(key))
         for length in options.prefixLengths where length <= key.count {
             bloom.add(BloomHash.hash(UnsafeRawBufferPointer(rebasing: key[0..<length])) ^ 0x5052_4546)
@@ -173,7 +183,8 @@ struct TableBuilder {
         let size = written + output.count
         try drain(force: true)
         let meta = TableMeta(id: id, size: size, smallest: smallestKey, largest: largestKey,
-                             entries: entries, tombstones: tombstones.count, largestExclusive: exclusive)
+                             entries: entries, tombstones: tombstones.count, largestExclusive: exclusive,
+                             valueRefs: pointed.sorted { $0.key < $1.key }.map { ValueRef(segment: $0.key, bytes: $0.value) })
         return (self.output, meta)
     }
 }

@@ -23,11 +23,17 @@ final class TableReader: Sendable {
     /// Keys entered into the filter also without this many last bytes (0: none).
     let versionSuffix: Int
     private let cache: BlockCache
+    /// Where pointer entries' values are read (nil: a pointer entry is corruption).
+    let values: ValueLog?
+    /// The WAL segments the table points into, open while the table is.
+    private let segments: [UInt64: any ReadableObject]
 
-    init(meta: TableMeta, object: any ReadableObject, cache: BlockCache) throws {
+    init(meta: TableMeta, object: any ReadableObject, cache: BlockCache, values: ValueLog? = nil) throws {
         self.meta = meta
         self.object = object
         self.cache = cache
+        self.values = values
+        segments = values?.open(meta.valueRefs) ?? [:]
         let name = object.name
         guard object.size >= TableFormat.footerSize else { throw KVError(.corruption, "table is too short", path: name) }
         let footer: [UInt8]
@@ -154,7 +160,23 @@ final class TableReader: Sendable {
         if cursor.corrupt { throw KVError(.corruption, "data block is malformed", path: name) }
         guard cursor.isValid, Bytes.compare(cursor.key, key) == 0 else { return hidden }
         if cursor.isDelete { return .deleted }
+        if cursor.isPointer { return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) }) }
         return .value(try read(cursor.value))
+    }
+
+    /// The value a pointer entry of this table points at.
+    func resolve(_ pointer: UnsafeRawBufferPointer) throws -> [UInt8] {
+        let located = try locate(pointer)
+        return try [UInt8](unsafeUninitializedCapacity: located.pointer.length) { buffer, count in
+            try ValueLog.read(located, into: UnsafeMutableRawBufferPointer(buffer), table: name)
+            count = located.pointer.length
+        }
+    }
+
+    /// Where a pointer entry's value lies (checked against its segment's size).
+    func locate(_ pointer: UnsafeRawBufferPointer) throws -> (object: any ReadableObject, pointer: ValuePointer) {
+        guard let values else { throw KVError(.corruption, "pointer entry in a store without WAL segments", path: name) }
+        return try ValueLog.locate(pointer, in: { id in try self.segments[id] ?? values.segment(id) }, table: name)
     }
 
     /// Decodes a block handle (offset, stored size) from an index entry's value.
@@ -191,12 +213,44 @@ final class TableCursor {
         self.fillCache = fillCache
     }
 
+    /// A pointed value read for `value` (`resolvedLength` bytes of `resolvedCapacity`),
+    /// for the entry at `resolvedAt` (a count of the cursor's moves).
+    private var resolved: UnsafeMutableRawPointer?
+    private var resolvedCapacity = 0
+    private var resolvedLength = 0
+    private var steps = 0
+    private var resolvedAt = -1
+
+    deinit { resolved?.deallocate() }
+
     var isValid: Bool { data?.isValid ?? false }
     var key: UnsafeRawBufferPointer { data!.key }
-    var value: UnsafeRawBufferPointer { data!.value }
+    /// The entry's value, read from its WAL segment for a pointer entry.
+    var value: UnsafeRawBufferPointer {
+        get throws {
+            guard data!.isPointer else { return data!.value }
+            if resolvedAt != steps {
+                let located = try table.locate(data!.value)
+                let count = located.pointer.length
+                if count > resolvedCapacity {
+                    resolved?.deallocate()
+                    resolvedCapacity = max(count, 2 * resolvedCapacity)
+                    resolved = UnsafeMutableRawPointer.allocate(byteCount: resolvedCapacity, alignment: 16)
+                }
+                try ValueLog.read(located, into: UnsafeMutableRawBufferPointer(start: resolved, count: count), table: table.name)
+                resolvedLength = count
+                resolvedAt = steps
+            }
+            return UnsafeRawBufferPointer(start: resolved, count: resolvedLength)
+        }
+    }
+    /// The value as stored: a pointer entry's pointer (compaction copies it as it is).
+    var storedValue: UnsafeRawBufferPointer { data!.value }
     var isDelete: Bool { data!.isDelete }
+    var isPointer: Bool { data!.isPointer }
 
     func seekToFirst() throws {
+        steps += 1
         indexCursor.seekToFirst()
         try loadBlock()
         data?.seekToFirst()
@@ -204,6 +258,7 @@ final class TableCursor {
     }
 
     func seek(_ target: UnsafeRawBufferPointer) throws {
+        steps += 1
         indexCursor.seek(target)
         try loadBlock()
         data?.seek(target)
@@ -213,6 +268,7 @@ final class TableCursor {
     @inline(__always)
     func step() throws {
         guard let data else { return }
+        steps += 1
         data.step()
         if !data.isValid { try skipEmpty() }
     }

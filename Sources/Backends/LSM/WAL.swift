@@ -28,6 +28,8 @@ enum WALFormat {
     /// Versions this code reads: 1 never holds reserved space, so it reads as 2 does.
     static let readableVersions: ClosedRange<UInt32> = 1...2
     static let headerSize = 8
+    /// A record's bytes before its batch: length u32, CRC u32, seq u64.
+    static let recordHeaderSize = 16
 
     static func name(_ id: UInt64) -> String { objectName("wal/", id, ".wal") }
 

@@ -17,10 +17,15 @@ public final class LocalObjectStore: AppendableObjectStore {
     /// Whether appendable objects (WAL segments) are written with direct I/O where the
     /// file system allows it (LocalAppendableObject).
     let directAppends: Bool
+    /// Whether bulk appends (without sync) start their writeback every
+    /// `LocalObjectWriter.writebackBytes` (LocalAppendableObject): when the LSM keeps
+    /// values in WAL segments, which must then reach the disk.
+    let appendWriteback: Bool
 
-    public init(root: String, directAppends: Bool = false) throws {
+    public init(root: String, directAppends: Bool = false, appendWriteback: Bool = false) throws {
         self.root = root
         self.directAppends = directAppends
+        self.appendWriteback = appendWriteback
         try FileOps.makeDirectories(root)
     }
 
@@ -119,7 +124,7 @@ public final class LocalObjectStore: AppendableObjectStore {
         // obsolete, its records being in a committed table).
         let temporary = try writeTemporary(name, header)
         defer { unlink(temporary) }
-        let object = try LocalAppendableObject(opening: temporary, path: path(name), header: header, direct: directAppends)
+        let object = try LocalAppendableObject(opening: temporary, path: path(name), header: header, direct: directAppends, writeback: appendWriteback)
         if link(temporary, path(name)) != 0 {
             if errno == EEXIST { return nil }
             throw KVError.posix("link", path: path(name), errno: errno)
@@ -203,7 +208,7 @@ final class LocalObjectWriter: ObjectWriter {
 
     /// sync_file_range(fd, offset, count, flags), a GNU extension Swift's Glibc module
     /// does not declare; flags 2 is SYNC_FILE_RANGE_WRITE. Nil where the C library lacks it.
-    private static let startWriteback: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? = {
+    static let startWriteback: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? = {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sync_file_range") else { return nil }
         return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
     }()
@@ -277,6 +282,14 @@ final class LocalAppendableObject: AppendableObject {
     private var staged = 0
     /// Buffered writes only: small pieces of one append, written together.
     private var gathered: [UInt8] = []
+    /// Buffered writes with `writeback` only: the end of the bytes the kernel was last
+    /// asked to start writing back. Bulk appends (without sync) start their writeback every
+    /// `LocalObjectWriter.writebackBytes`, as table writes do, so that the sync that makes
+    /// them durable later (a flush whose tables point at values here, a COMMIT) finds
+    /// little left to write: an `fdatasync` of a 16 MiB segment written without it held
+    /// the flush, and writers behind it, for the whole write to the disk.
+    private var handedToWriteback = 0
+    private let writeback: Bool
     /// Pieces this large are written on their own (buffered) rather than gathered.
     static let gatherLimit = 64 << 10
 
@@ -297,9 +310,10 @@ final class LocalAppendableObject: AppendableObject {
 
     /// Opens `file`, which holds `header` and nothing else, for appends; `path` names the
     /// object in errors.
-    init(opening file: String, path: String, header: [UInt8], direct: Bool) throws {
+    init(opening file: String, path: String, header: [UInt8], direct: Bool, writeback: Bool = false) throws {
         precondition(header.count < Self.alignment)
         self.path = path
+        self.writeback = writeback
         end = header.count
         size = header.count
         fd = Glibc.open(file, O_WRONLY | O_CLOEXEC | (direct ? Self.directFlag : 0))
@@ -377,6 +391,13 @@ final class LocalAppendableObject: AppendableObject {
             }
             try writeGathered()
             size = max(size, end)
+            if writeback && !sync && end - handedToWriteback >= LocalObjectWriter.writebackBytes {
+                // Advice only: a failure here shows again at the next sync.
+                _ = LocalObjectWriter.startWriteback?(fd, Int64(handedToWriteback), Int64(end - handedToWriteback), 2)
+                handedToWriteback = end
+            } else if sync {
+                handedToWriteback = end
+            }
             if reserve {
                 // Zeros up to `reserveBytes` past the end, made durable by this same sync.
                 let grow = end + Self.reserveBytes - size
