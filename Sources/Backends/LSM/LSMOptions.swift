@@ -22,6 +22,10 @@ struct LSMOptions: Sendable {
     var tableTargetBytes = 16 << 20
     /// Buffered (non-durable) writes reach the WAL at least this often...
     var walFlushIntervalMillis = 100
+    /// A memtable holding deletions, with no write newer than this, is frozen and flushed
+    /// (0: never): idle time then does the flush, and the compactions and collection
+    /// that free what the deletions hide, instead of the next burst of writes.
+    var idleFlushMillis = 1000
     /// ...or when this many bytes are buffered.
     var walBufferBytes = 4 << 20
     /// "buffered": only durable writes wait for the WAL; "always": every write does.
@@ -50,7 +54,7 @@ struct LSMOptions: Sendable {
     static let tuningKeys: [String] = [
         "memtable_bytes", "max_immutable_memtables", "block_size", "bloom_bits_per_key", "prefix_bloom_lengths",
         "l0_compaction_trigger", "l0_stop_trigger", "level1_bytes", "level_multiplier", "table_target_bytes",
-        "wal_flush_interval_ms", "wal_buffer_bytes", "wal_sync", "wal_recovery", "wal_io", "wal_values", "wal_value_min_bytes", "gc_grace_seconds",
+        "wal_flush_interval_ms", "idle_flush_ms", "wal_buffer_bytes", "wal_sync", "wal_recovery", "wal_io", "wal_values", "wal_value_min_bytes", "gc_grace_seconds",
     ]
 
     init(_ options: BackendOptions) throws {
@@ -80,6 +84,7 @@ struct LSMOptions: Sendable {
             case "level_multiplier": levelMultiplier = try number(2...100)
             case "table_target_bytes": tableTargetBytes = try number((16 << 10)...(1 << 30))
             case "wal_flush_interval_ms": walFlushIntervalMillis = try number(1...60_000)
+            case "idle_flush_ms": idleFlushMillis = try number(0...86_400_000)
             case "wal_buffer_bytes": walBufferBytes = try number((4 << 10)...(1 << 30))
             case "gc_grace_seconds": gcGraceSeconds = try number(0...86_400)
             case "wal_sync":

@@ -48,12 +48,29 @@ extension LSMStore {
     /// (`rotationWanted`; `rotateInBackground`).
     private func walLoop() {
         let interval = Double(options.walFlushIntervalMillis) / 1000
+        let idleFlush = Duration.milliseconds(options.idleFlushMillis)
+        // The newest sequence number seen, and since when.
+        var seen: (seq: UInt64, since: ContinuousClock.Instant) = (0, .now)
         while true {
             if state.withLock({ closing }) { return }
             let pending = wal.withLock { () -> UInt64 in
                 if !walRotationKick && walPendingBytes < options.walBufferBytes { _ = walKick.wait(seconds: interval) }
                 walRotationKick = false
                 return walAppended > walWritten ? walAppended : 0
+            }
+            if options.idleFlushMillis > 0 {
+                let now = ContinuousClock.now
+                let idle = state.withLock { () -> Bool in
+                    if lastSeq != seen.seq { seen = (lastSeq, now) }
+                    guard now - seen.since >= idleFlush, immutables.isEmpty, !rotationWanted,
+                          mem.deletions > 0 || mem.hasRangeDeletes else { return false }
+                    rotationWanted = true
+                    return true
+                }
+                if idle {
+                    rotateInBackground(force: true)
+                    continue
+                }
             }
             if state.withLock({ rotationWanted }) {
                 rotateInBackground()
@@ -148,6 +165,13 @@ extension LSMStore {
             // memtable's flush should not.
             try commit(removingImmutables: 1, collecting: false) { _, levels in
                 levels[0].insert(contentsOf: readers, at: 0)
+            }
+        }
+        if table.frozenWhenIdle {
+            idleCompaction.withLock { $0 = true }
+            state.withLock {
+                compactionPending = true
+                state.broadcast()
             }
         }
     }
@@ -253,6 +277,8 @@ extension LSMStore {
             version = Version(levels: levels)
             immutables.removeFirst(removed)
             if version.l0Pressure >= options.l0CompactionTrigger { compactionPending = true }
+            // An idle flush's compaction is over once L0 is empty.
+            if version.levels[0].isEmpty { idleCompaction.withLock { $0 = false } }
             if !collecting { garbagePending = true }
             state.broadcast()
         }
@@ -301,9 +327,14 @@ extension LSMStore {
             do {
                 state.withLock { compacting = true }
                 defer { state.withLock { compacting = false; state.broadcast() } }
+                var compacted = false
                 while try compactOnce() {
+                    compacted = true
                     if state.withLock({ closing }) { return }
                 }
+                // The last commit's collection ran while the merge still held its input
+                // tables (and the WAL segments they point into): collect again now.
+                if compacted { collectGarbage() }
             } catch {
                 state.withLock {
                     backgroundError = error as? KVError ?? KVError(.io, "compaction failed", cause: "\(error)")
@@ -325,7 +356,7 @@ extension LSMStore {
 
     func pickCompaction(_ version: Version) -> CompactionPlan? {
         let levels = version.levels
-        if version.l0Pressure >= options.l0CompactionTrigger {
+        if version.l0Pressure >= options.l0CompactionTrigger || (!levels[0].isEmpty && idleCompaction.withLock({ $0 })) {
             let inputs = levels[0]
             let below = levels.count > 1 ? Self.overlapping(inputs, in: levels[1]) : []
             return CompactionPlan(level: 0, inputs: inputs + below, overlapping: below)

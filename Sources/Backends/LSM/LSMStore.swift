@@ -96,6 +96,9 @@ final class LSMStore: @unchecked Sendable {
     /// WAL segments some committed table pointed into, with when garbage collection first
     /// found none does (`gc_grace_seconds`, as for tables); nil while one still does.
     let pointedSegments = Mutex<[UInt64: ContinuousClock.Instant?]>([:])
+    /// An idle flush committed (`idle_flush_ms`): L0 is compacted into L1 whatever its
+    /// size, so the deletions it flushed meet what they hide.
+    let idleCompaction = Mutex(false)
     /// WAL segments mostly dead (their live values fill under half of them): compaction
     /// writes their values inline, and picks tables pointing into them when nothing else
     /// is due (`planSegmentRewrites`).
@@ -361,13 +364,16 @@ final class LSMStore: @unchecked Sendable {
     /// Freezes a full memtable for a writer that found it full (`rotationWanted`). Most of
     /// the WAL buffer is written out first, without the state lock, so writers go on
     /// meanwhile.
-    func rotateInBackground() {
+    /// With `force`, a memtable of any size that holds anything is frozen (an idle flush).
+    func rotateInBackground(force: Bool = false) {
         guard state.withLock({ rotationWanted }) else { return }
         let upTo = wal.withLock { walAppended }
         try? flushWAL(upTo: upTo, sync: false)
         let tail = state.withLock { () -> WALClaim? in
             defer { rotationWanted = false }
-            guard mem.approximateBytes >= options.memtableBytes, let tail = try? rotateMemtable() else { return nil }
+            let due = force ? mem.entryCount > 0 || mem.hasRangeDeletes : mem.approximateBytes >= options.memtableBytes
+            guard due, let tail = try? rotateMemtable() else { return nil }
+            immutables.last?.frozenWhenIdle = force
             state.broadcast()
             return tail
         }

@@ -36,12 +36,17 @@ final class Memtable: @unchecked Sendable {
     private(set) var entryCount = 0
     /// The largest sequence number added.
     private(set) var largestSeq: UInt64 = 0
+    /// Point deletions added.
+    private(set) var deletions = 0
     private var rangeDeletes: [(start: [UInt8], end: [UInt8], seq: UInt64)] = []
     /// The first WAL object holding this memtable's data.
     let firstWAL: UInt64
     /// Set when frozen (under the store's state lock): the WAL position (`walAppended`) of
     /// its last record. Its flush commits only once the WAL is written up to there.
     var walEnd: UInt64 = 0
+    /// Set when frozen (under the store's state lock) because it sat idle holding
+    /// deletions: its flush asks for an L0 compaction (`LSMStore.idleCompaction`).
+    var frozenWhenIdle = false
     private static let standardChunk = 1 << 20
     /// Values of at least this many bytes stay where their batch holds them (`keep`).
     static let inPlaceBytes = 2048
@@ -235,6 +240,7 @@ final class Memtable: @unchecked Sendable {
             approximateBytes += size + 16
             entryCount += 1
             largestSeq = max(largestSeq, seq)
+            if isDelete { deletions += 1 }
         }
     }
 

@@ -236,6 +236,27 @@ import Testing
         try store.close()
     }
 
+    /// Deleted values give their segments back once the store is idle, with no further
+    /// writes: the idle flush takes the deletions to a table, L0 is compacted into what
+    /// they hide, and the collection after the compaction deletes the segments.
+    @Test func segmentsOfDeletedValuesGoWhenTheStoreIsIdle() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try factory.open(at: path, options: options(["idle_flush_ms": "100", "wal_flush_interval_ms": "10"]))
+        try fill(store, 0..<100)
+        try freeze(store)
+        let first = pointed(store)
+        #expect(!first.isEmpty)
+        for i in 0..<100 { try store.delete(TestBytes.key(i), durable: false) }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, try !first.isDisjoint(with: segments(path)) { Thread.sleep(forTimeInterval: 0.05) }
+        let left = try segments(path)
+        #expect(first.isDisjoint(with: left), "segments \(first.intersection(left)) outlived their values")
+        #expect(try store.get(TestBytes.key(100_050)) == [50])
+        try store.close()
+    }
+
     @Test func manifestsWithoutValueReferencesStayVersionOne() throws {
         var manifest = Manifest()
         manifest.levels = [[TableMeta(id: 3, size: 100, smallest: [1], largest: [2], entries: 2, tombstones: 0)]]
