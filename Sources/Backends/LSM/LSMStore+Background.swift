@@ -46,6 +46,12 @@ extension LSMStore {
     /// Writes buffered records every interval, or at once when writers report a full
     /// buffer (they signal `walKick`), and freezes the memtable when a writer found it full
     /// (`rotationWanted`; `rotateInBackground`).
+    /// Deletions a memtable must hold for an idle flush: a few deleted files' worth (a
+    /// small file's unlink deletes a handful of keys, a 200 MiB file's 6,400 chunks), so a
+    /// client deleting a file now and then does not get a flush, a merge and a collection
+    /// each time.
+    static let idleFlushDeletions = 256
+
     private func walLoop() {
         let interval = Double(options.walFlushIntervalMillis) / 1000
         let idleFlush = Duration.milliseconds(options.idleFlushMillis)
@@ -63,12 +69,12 @@ extension LSMStore {
                 let idle = state.withLock { () -> Bool in
                     if lastSeq != seen.seq { seen = (lastSeq, now) }
                     guard now - seen.since >= idleFlush, immutables.isEmpty, !rotationWanted,
-                          mem.deletions > 0 || mem.hasRangeDeletes else { return false }
+                          mem.deletions + mem.rangeDeleteCount >= Self.idleFlushDeletions else { return false }
                     rotationWanted = true
                     return true
                 }
                 if idle {
-                    rotateInBackground(force: true)
+                    rotateInBackground(idleSince: seen.seq)
                     continue
                 }
             }
@@ -163,15 +169,8 @@ extension LSMStore {
             // Deleting the WAL segments this makes obsolete is left to the compaction
             // thread: with online discard a delete waits for the device, and the next
             // memtable's flush should not.
-            try commit(removingImmutables: 1, collecting: false) { _, levels in
+            try commit(removingImmutables: 1, collecting: false, idle: table.frozenWhenIdle) { _, levels in
                 levels[0].insert(contentsOf: readers, at: 0)
-            }
-        }
-        if table.frozenWhenIdle {
-            idleCompaction.withLock { $0 = true }
-            state.withLock {
-                compactionPending = true
-                state.broadcast()
             }
         }
     }
@@ -245,7 +244,9 @@ extension LSMStore {
     /// Commits a new manifest made by `change` from the current state, then installs it;
     /// the oldest `removed` frozen memtables leave with it (their data is in a new table).
     /// REQUIRES: `manifestLock` is held (one commit at a time).
-    func commit(removingImmutables removed: Int = 0, collecting: Bool = true, _ change: (inout Manifest, inout [[TableReader]]) throws -> Void) throws {
+    /// With `idle`, an idle flush's commit: L0 as it then is gets compacted down
+    /// (`idleCompaction`).
+    func commit(removingImmutables removed: Int = 0, collecting: Bool = true, idle: Bool = false, _ change: (inout Manifest, inout [[TableReader]]) throws -> Void) throws {
         var (next, levels, id) = state.withLock { (manifest, version.levels, manifestID) }
         try change(&next, &levels)
         while levels.count > 1 && levels.last!.isEmpty { levels.removeLast() }
@@ -277,8 +278,9 @@ extension LSMStore {
             version = Version(levels: levels)
             immutables.removeFirst(removed)
             if version.l0Pressure >= options.l0CompactionTrigger { compactionPending = true }
-            // An idle flush's compaction is over once L0 is empty.
-            if version.levels[0].isEmpty { idleCompaction.withLock { $0 = false } }
+            let level0 = Set(version.levels[0].map(\.meta.id))
+            idleCompaction.withLock { $0 = idle ? level0 : $0.intersection(level0) }
+            if idle { compactionPending = true }
             if !collecting { garbagePending = true }
             state.broadcast()
         }
@@ -356,7 +358,7 @@ extension LSMStore {
 
     func pickCompaction(_ version: Version) -> CompactionPlan? {
         let levels = version.levels
-        if version.l0Pressure >= options.l0CompactionTrigger || (!levels[0].isEmpty && idleCompaction.withLock({ $0 })) {
+        if version.l0Pressure >= options.l0CompactionTrigger {
             let inputs = levels[0]
             let below = levels.count > 1 ? Self.overlapping(inputs, in: levels[1]) : []
             return CompactionPlan(level: 0, inputs: inputs + below, overlapping: below)
@@ -369,6 +371,12 @@ extension LSMStore {
             let table = levels[level].first { pointer == nil || Bytes.compare($0.meta.smallest, pointer!) > 0 } ?? levels[level][0]
             let below = level + 1 < levels.count ? Self.overlapping([table], in: levels[level + 1]) : []
             return CompactionPlan(level: level, inputs: [table] + below, overlapping: below)
+        }
+        // After an idle flush: L0 down, whatever its pressure, while a table it held stays.
+        let idle = idleCompaction.withLock { $0 }
+        if !idle.isEmpty, levels[0].contains(where: { idle.contains($0.meta.id) }) {
+            let below = levels.count > 1 ? Self.overlapping(levels[0], in: levels[1]) : []
+            return CompactionPlan(level: 0, inputs: levels[0] + below, overlapping: below)
         }
         // Nothing else is due: the table below L0 pointing at the most bytes in mostly dead
         // segments (L0 tables move down soon enough, and splitting one would add to L0).

@@ -96,9 +96,10 @@ final class LSMStore: @unchecked Sendable {
     /// WAL segments some committed table pointed into, with when garbage collection first
     /// found none does (`gc_grace_seconds`, as for tables); nil while one still does.
     let pointedSegments = Mutex<[UInt64: ContinuousClock.Instant?]>([:])
-    /// An idle flush committed (`idle_flush_ms`): L0 is compacted into L1 whatever its
-    /// size, so the deletions it flushed meet what they hide.
-    let idleCompaction = Mutex(false)
+    /// The L0 tables when an idle flush committed (`idle_flush_ms`): while any of them is
+    /// in L0, L0 is compacted into L1 whatever its pressure, so the deletions flushed meet
+    /// what they hide. Tables flushed later do not extend it.
+    let idleCompaction = Mutex<Set<UInt64>>([])
     /// WAL segments mostly dead (their live values fill under half of them): compaction
     /// writes their values inline, and picks tables pointing into them when nothing else
     /// is due (`planSegmentRewrites`).
@@ -364,16 +365,17 @@ final class LSMStore: @unchecked Sendable {
     /// Freezes a full memtable for a writer that found it full (`rotationWanted`). Most of
     /// the WAL buffer is written out first, without the state lock, so writers go on
     /// meanwhile.
-    /// With `force`, a memtable of any size that holds anything is frozen (an idle flush).
-    func rotateInBackground(force: Bool = false) {
+    /// With `idleSince`, the newest sequence number an idle memtable held when the WAL
+    /// thread found it idle: it is frozen whatever its size, unless a write came since.
+    func rotateInBackground(idleSince: UInt64? = nil) {
         guard state.withLock({ rotationWanted }) else { return }
         let upTo = wal.withLock { walAppended }
         try? flushWAL(upTo: upTo, sync: false)
         let tail = state.withLock { () -> WALClaim? in
             defer { rotationWanted = false }
-            let due = force ? mem.entryCount > 0 || mem.hasRangeDeletes : mem.approximateBytes >= options.memtableBytes
+            let due = idleSince.map { $0 == lastSeq } ?? (mem.approximateBytes >= options.memtableBytes)
             guard due, let tail = try? rotateMemtable() else { return nil }
-            immutables.last?.frozenWhenIdle = force
+            immutables.last?.frozenWhenIdle = idleSince != nil
             state.broadcast()
             return tail
         }
@@ -549,6 +551,12 @@ final class LSMStore: @unchecked Sendable {
             }
         }
         walWritten = claim.end
+        // A sealed segment a flush failed to sync (`syncSealed`) holds earlier records:
+        // nothing after it is durable.
+        if let error = walError {
+            wal.broadcast()
+            throw error
+        }
         if claim.sync || !(objects is any AppendableObjectStore) {
             // Sealed segments still being synced by a flush hold earlier records.
             if sealedSyncing.isEmpty { walDurable = claim.end } else { durableAfterSealed = max(durableAfterSealed, claim.end) }
@@ -625,8 +633,8 @@ final class LSMStore: @unchecked Sendable {
         defer { wal.unlock() }
         while (sync ? walDurable : walWritten) < position {
             if let error = walError { throw error }
-            // Written and synced but for sealed segments a flush is syncing: wait for it.
-            if walFlushing || (sync && walWritten >= position && !sealedSyncing.isEmpty) {
+            // Synced but for sealed segments a flush is syncing: wait for it.
+            if walFlushing || (sync && durableAfterSealed >= position && !sealedSyncing.isEmpty) {
                 wal.wait()
                 continue
             }

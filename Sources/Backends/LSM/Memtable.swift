@@ -45,7 +45,7 @@ final class Memtable: @unchecked Sendable {
     /// its last record. Its flush commits only once the WAL is written up to there.
     var walEnd: UInt64 = 0
     /// Set when frozen (under the store's state lock) because it sat idle holding
-    /// deletions: its flush asks for an L0 compaction (`LSMStore.idleCompaction`).
+    /// deletions: its flush's commit asks for an L0 compaction (`LSMStore.idleCompaction`).
     var frozenWhenIdle = false
     private static let standardChunk = 1 << 20
     /// Values of at least this many bytes stay where their batch holds them (`keep`).
@@ -243,6 +243,8 @@ final class Memtable: @unchecked Sendable {
             if isDelete { deletions += 1 }
         }
     }
+
+    var rangeDeleteCount: Int { lock.readLocked { rangeDeletes.count } }
 
     func addRangeDelete(_ start: UnsafeRawBufferPointer, _ end: UnsafeRawBufferPointer, seq: UInt64) {
         guard Bytes.compare(start, end) < 0 else { return }

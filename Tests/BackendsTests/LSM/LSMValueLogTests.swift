@@ -248,12 +248,15 @@ import Testing
         try freeze(store)
         let first = pointed(store)
         #expect(!first.isEmpty)
+        // Enough deletions for an idle flush (`LSMStore.idleFlushDeletions`).
         for i in 0..<100 { try store.delete(TestBytes.key(i), durable: false) }
+        for i in 0..<LSMStore.idleFlushDeletions { try store.delete(TestBytes.key(200_000 + i), durable: false) }
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline, try !first.isDisjoint(with: segments(path)) { Thread.sleep(forTimeInterval: 0.05) }
         let left = try segments(path)
         #expect(first.isDisjoint(with: left), "segments \(first.intersection(left)) outlived their values")
         #expect(try store.get(TestBytes.key(100_050)) == [50])
+        #expect(try store.get(TestBytes.key(50)) == nil)
         try store.close()
     }
 

@@ -66,11 +66,8 @@ import Testing
         try backend.close()
     }
 
-    /// A compaction merges without the manifest lock: a memtable frozen meanwhile is
-    /// flushed and committed while the merge is still writing its tables, so writers do
-    /// not wait for a flush that waits for a compaction.
-    /// A memtable that holds deletions and gets no write for `idle_flush_ms` is flushed;
-    /// with 0, or without deletions, it is not.
+    /// A memtable that holds enough deletions and gets no write for `idle_flush_ms` is
+    /// flushed, and L0 taken down; with 0, with puts alone or with a few deletions, not.
     @Test func anIdleMemtableIsFlushed() throws {
         for idle in [150, 0] {
             var options = BackendOptions()
@@ -78,25 +75,33 @@ import Testing
             let objects = MemoryObjectStore()
             let backend = try factory.open(objects: objects, options: options)
             let store = (backend as! LSMBackend).store
-            for i in 0..<10 { try backend.put(TestBytes.key(i), TestBytes.value(i, size: 100), durable: false) }
+            let count = LSMStore.idleFlushDeletions + 10
+            for i in 0..<count { try backend.put(TestBytes.key(i), TestBytes.value(i, size: 100), durable: false) }
+            for i in 0..<10 { try backend.delete(TestBytes.key(i), durable: false) }
             if idle > 0 {
-                // Puts alone stay.
-                Thread.sleep(forTimeInterval: Double(idle) / 1000 * 3)
-                #expect(store.state.withLock { store.mem.entryCount == 10 })
+                // Puts and a few deletions stay.
+                Thread.sleep(forTimeInterval: Double(idle) / 1000 * 4)
+                #expect(store.state.withLock { store.mem.entryCount == count + 10 })
             }
-            try backend.delete(TestBytes.key(3), durable: false)
-            let deadline = Date().addingTimeInterval(idle == 0 ? 1 : 10)
+            for i in 10..<count { try backend.delete(TestBytes.key(i), durable: false) }
+            try backend.put(TestBytes.key(count), [7], durable: false)
+            // With 0, longer than the default's second.
+            let deadline = Date().addingTimeInterval(idle == 0 ? 3 : 10)
             // Flushed, and its table gone on down though L0 holds fewer than its trigger.
             func settled() -> Bool {
                 store.state.withLock { store.mem.entryCount == 0 && store.version.levels[0].isEmpty && store.version.levels.count > 1 }
             }
             while Date() < deadline && !settled() { Thread.sleep(forTimeInterval: 0.02) }
             #expect(settled() == (idle > 0), "idle_flush_ms \(idle)")
-            #expect(try backend.get(TestBytes.key(7)) == TestBytes.value(7, size: 100))
+            #expect(try backend.get(TestBytes.key(count)) == [7])
+            #expect(try backend.get(TestBytes.key(5)) == nil)
             try backend.close()
         }
     }
 
+    /// A compaction merges without the manifest lock: a memtable frozen meanwhile is
+    /// flushed and committed while the merge is still writing its tables, so writers do
+    /// not wait for a flush that waits for a compaction.
     @Test func aFlushCommitsWhileACompactionMerges() throws {
         let objects = HeldObjectStore { name in
             return name.hasPrefix("sst/") && currentThreadName() == "lsm-compact"
