@@ -18,21 +18,7 @@ static uint32_t software(uint32_t crc, const unsigned char *p, size_t n) {
     return crc;
 }
 
-#if defined(__x86_64__)
-// The crc32 instruction takes 3 cycles and can start one every cycle, so one stream of
-// it runs at a third of the processor's speed. Long inputs are cut into three lanes
-// run side by side; the lanes' CRCs are then joined. Joining uses linearity: the CRC
-// register after lanes A then B is shift(register after A, |B|) ^ (register of B
-// started from 0), where shift(r, n) multiplies r by x^(8n) modulo the polynomial. For a
-// fixed n that is linear in r, so four tables of 256 entries (one per byte of r) give
-// it in four lookups. Two lane sizes: 8 KiB for long inputs, 256 bytes for the rest.
-
 #define POLY 0x82F63B78u
-#define LONG_LANE 8192
-#define SHORT_LANE 256
-
-static uint32_t shift_long[4][256];
-static uint32_t shift_short[4][256];
 
 /* a * b modulo the polynomial, bit-reflected (bit 31 is x^0). */
 static uint32_t multiply(uint32_t a, uint32_t b) {
@@ -55,6 +41,21 @@ static uint32_t x_to_8n(size_t n) {
     }
     return result;
 }
+
+#if defined(__x86_64__)
+// The crc32 instruction takes 3 cycles and can start one every cycle, so one stream of
+// it runs at a third of the processor's speed. Long inputs are cut into three lanes
+// run side by side; the lanes' CRCs are then joined. Joining uses linearity: the CRC
+// register after lanes A then B is shift(register after A, |B|) ^ (register of B
+// started from 0), where shift(r, n) multiplies r by x^(8n) modulo the polynomial. For a
+// fixed n that is linear in r, so four tables of 256 entries (one per byte of r) give
+// it in four lookups. Two lane sizes: 8 KiB for long inputs, 256 bytes for the rest.
+
+#define LONG_LANE 8192
+#define SHORT_LANE 256
+
+static uint32_t shift_long[4][256];
+static uint32_t shift_short[4][256];
 
 static void build_shift(uint32_t table[4][256], size_t n) {
     uint32_t factor = x_to_8n(n);
@@ -138,4 +139,11 @@ uint32_t zerofs_crc32c(uint32_t crc, const void *data, size_t length) {
     if (has_sse42) return ~hardware(c, p, length);
 #endif
     return ~software(c, p, length);
+}
+
+/* The register after A then B is the register after A times x^(8|B|), plus the register
+   of B alone; the pre- and post-inversion of the two finished CRCs cancel out in that
+   sum, so it holds for finished CRCs as they are. */
+uint32_t zerofs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, size_t length_b) {
+    return multiply(x_to_8n(length_b), crc_a) ^ crc_b;
 }

@@ -19,6 +19,12 @@ enum CRC32C {
         zerofs_crc32c(crc, data.baseAddress, data.count)
     }
 
+    /// The checksum of A followed by B, from A's checksum, B's and B's length.
+    @inline(__always)
+    static func combine(_ a: UInt32, _ b: UInt32, length: Int) -> UInt32 {
+        zerofs_crc32c_combine(a, b, length)
+    }
+
     /// The stored form of a CRC.
     static func mask(_ crc: UInt32) -> UInt32 { ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8 }
 }

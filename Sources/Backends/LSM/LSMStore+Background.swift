@@ -177,8 +177,9 @@ extension LSMStore {
 
     /// Where the values a memtable keeps in place lie in WAL segments.
     struct ValuePlaces {
-        /// Kept batches by address, with the segment and file offset of their bytes.
-        var batches: [(base: UnsafeRawPointer, count: Int, segment: UInt64, offset: Int)] = []
+        /// Kept batches by address, with the segment and file offset of their bytes and
+        /// the CRCs of their large values by offset in the batch.
+        var batches: [(base: UnsafeRawPointer, count: Int, segment: UInt64, offset: Int, crcs: [Int: UInt32])] = []
 
         /// A pointer to `value`, which lies in a kept batch; nil when its batch's place is
         /// unknown (written as a whole object, or replayed).
@@ -194,8 +195,8 @@ extension LSMStore {
             let batch = batches[lo - 1]
             let delta = start - batch.base
             guard delta + value.count <= batch.count else { return nil }
-            return ValuePointer(segment: batch.segment, offset: batch.offset + delta, length: value.count,
-                                crc: CRC32C.mask(CRC32C.checksum(value)))
+            let crc = batch.crcs[delta] ?? CRC32C.checksum(value)
+            return ValuePointer(segment: batch.segment, offset: batch.offset + delta, length: value.count, crc: CRC32C.mask(crc))
         }
     }
 
@@ -206,15 +207,17 @@ extension LSMStore {
         let kept = table.keptBatches()
         try waitForWALWritten(table.walEnd)
         let lastSeq = table.largestSeq
-        let found = walLocations.withLock { locations -> [UInt64: (segment: UInt64, offset: Int)] in
-            var found: [UInt64: (segment: UInt64, offset: Int)] = [:]
+        let found = walLocations.withLock { locations -> [UInt64: WALLocation] in
+            var found: [UInt64: WALLocation] = [:]
             for batch in kept { if let at = locations.removeValue(forKey: batch.seq) { found[batch.seq] = at } }
             // Large batches the memtable did not keep.
             locations = locations.filter { $0.key > lastSeq }
             return found
         }
         return ValuePlaces(batches: kept.compactMap { batch in
-            found[batch.seq].map { (batch.base, batch.count, $0.segment, $0.offset) }
+            found[batch.seq].map { at in
+                (batch.base, batch.count, at.segment, at.offset, Dictionary(at.crcs.map { ($0.offset, $0.crc) }, uniquingKeysWith: { a, _ in a }))
+            }
         })
     }
 

@@ -92,7 +92,15 @@ final class LSMStore: @unchecked Sendable {
     /// Where the WAL wrote each batch that may hold values kept in place (a memtable keeps
     /// only such batches): segment id and the file offset of the batch's bytes, by the
     /// batch's first sequence number. A flush takes its memtable's entries out.
-    let walLocations = Mutex<[UInt64: (segment: UInt64, offset: Int)]>([:])
+    let walLocations = Mutex<[UInt64: WALLocation]>([:])
+
+    /// Where the WAL wrote a batch, and the CRCs of its values of at least
+    /// `wal_value_min_bytes` by their offset in the batch.
+    struct WALLocation {
+        var segment: UInt64
+        var offset: Int
+        var crcs: [(offset: Int, crc: UInt32)]
+    }
     /// WAL segments some committed table pointed into, with when garbage collection first
     /// found none does (`gc_grace_seconds`, as for tables); nil while one still does.
     let pointedSegments = Mutex<[UInt64: ContinuousClock.Instant?]>([:])
@@ -494,12 +502,18 @@ final class LSMStore: @unchecked Sendable {
                 } else {
                     var pieces: [[UInt8]] = []
                     pieces.reserveCapacity(2 * claim.records.count)
+                    // The CRCs of values tables may point at, by record, taken in the pass
+                    // that checksums the record.
+                    var valueCRCs: [[(offset: Int, crc: UInt32)]] = []
+                    let minBytes = options.walValues ? options.walValueMinBytes : Int.max
                     for record in claim.records {
-                        pieces.append(WALFormat.recordHeader(seq: record.seq, batch: record.batch))
+                        var crcs: [(offset: Int, crc: UInt32)] = []
+                        pieces.append(WALFormat.recordHeader(seq: record.seq, batch: record.batch, valuesFrom: minBytes, crcs: &crcs))
                         pieces.append(record.batch.rep)
+                        if options.walValues { valueCRCs.append(crcs) }
                     }
                     try segment.append(pieces: pieces, sync: claim.sync)
-                    if options.walValues { publishLocations(claim) }
+                    if options.walValues { publishLocations(claim, valueCRCs) }
                 }
                 return .success(segment)
             } else if !(claim.sealing && claim.records.isEmpty) {
@@ -514,12 +528,15 @@ final class LSMStore: @unchecked Sendable {
         }
     }
 
-    /// Records where a claim's batches that may hold in-place values went.
-    private func publishLocations(_ claim: WALClaim) {
+    /// Records where a claim's batches that may hold in-place values went, with the CRCs
+    /// of their large values (`crcs`, by record).
+    private func publishLocations(_ claim: WALClaim, _ crcs: [[(offset: Int, crc: UInt32)]]) {
         var offset = claim.offset
-        var found: [(UInt64, (segment: UInt64, offset: Int))] = []
-        for record in claim.records {
-            if record.batch.rep.count >= Memtable.inPlaceBytes { found.append((record.seq, (claim.id, offset + WALFormat.recordHeaderSize))) }
+        var found: [(UInt64, WALLocation)] = []
+        for (index, record) in claim.records.enumerated() {
+            if record.batch.rep.count >= Memtable.inPlaceBytes {
+                found.append((record.seq, WALLocation(segment: claim.id, offset: offset + WALFormat.recordHeaderSize, crcs: crcs[index])))
+            }
             offset += WALFormat.recordHeaderSize + record.batch.rep.count
         }
         guard !found.isEmpty else { return }

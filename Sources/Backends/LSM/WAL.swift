@@ -53,13 +53,37 @@ enum WALFormat {
 
     /// A record's bytes before its batch: length, masked CRC, seq.
     static func recordHeader(seq: UInt64, batch: WriteBatch) -> [UInt8] {
+        var unused: [(offset: Int, crc: UInt32)] = []
+        return recordHeader(seq: seq, batch: batch, valuesFrom: Int.max, crcs: &unused)
+    }
+
+    /// The same, and the CRC-32C (unmasked) of each put's value of at least `minBytes`,
+    /// by its offset in the batch, in the same pass over the bytes: the record's CRC is
+    /// put together from the CRCs of its parts (`CRC32C.combine`), so a table that later
+    /// points at such a value need not read it again for its own checksum.
+    static func recordHeader(seq: UInt64, batch: WriteBatch, valuesFrom minBytes: Int, crcs: inout [(offset: Int, crc: UInt32)]) -> [UInt8] {
         var header: [UInt8] = []
         header.reserveCapacity(16)
         header.appendFixed32(UInt32(8 + batch.rep.count))
         header.appendFixed32(0)
         header.appendFixed64(seq)
         var crc = header.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8...])) }
-        crc = batch.rep.withUnsafeBytes { CRC32C.extend(crc, $0) }
+        crc = batch.rep.withUnsafeBytes { rep -> UInt32 in
+            var crc = crc
+            var done = 0
+            if rep.count >= minBytes, let base = rep.baseAddress {
+                batch.forEach { op, _, value in
+                    guard op == .put, value.count >= minBytes, let start = value.baseAddress else { return }
+                    let offset = start - base
+                    crc = CRC32C.extend(crc, UnsafeRawBufferPointer(rebasing: rep[done..<offset]))
+                    let own = CRC32C.checksum(value)
+                    crc = CRC32C.combine(crc, own, length: value.count)
+                    crcs.append((offset, own))
+                    done = offset + value.count
+                }
+            }
+            return CRC32C.extend(crc, UnsafeRawBufferPointer(rebasing: rep[done...]))
+        }
         header.withUnsafeMutableBytes { $0.storeBytes(of: CRC32C.mask(crc).littleEndian, toByteOffset: 4, as: UInt32.self) }
         return header
     }

@@ -33,7 +33,42 @@ import Testing
                 let cut = length / 3
                 let chained = zerofs_crc32c(zerofs_crc32c(start, raw.baseAddress! + offset, cut), raw.baseAddress! + offset + cut, length - cut)
                 #expect(chained == fast, "chained at \(cut) of \(length); ZEROFS_SEED=\(seed)")
+                // Combined from the CRCs of the two parts, each started afresh.
+                let first = zerofs_crc32c(0, raw.baseAddress! + offset, cut)
+                let second = zerofs_crc32c(0, raw.baseAddress! + offset + cut, length - cut)
+                let whole = zerofs_crc32c(0, raw.baseAddress! + offset, length)
+                #expect(CRC32C.combine(first, second, length: length - cut) == whole, "combined at \(cut) of \(length); ZEROFS_SEED=\(seed)")
             }
+        }
+    }
+
+    /// A record's header is the same whether or not the CRCs of its large values are
+    /// taken in the same pass, and those CRCs are the values' own.
+    @Test func recordCRCsAssembledFromValueCRCsMatch() {
+        let seed = TestSeed.resolve("recordCRCsAssembledFromValueCRCsMatch")
+        var random = SeededGenerator(seed: seed)
+        for _ in 0..<50 {
+            var batch = WriteBatch()
+            for i in 0..<Int.random(in: 1...12, using: &random) {
+                let size = Int.random(in: 0..<3, using: &random) == 0 ? Int.random(in: 0...40, using: &random) : Int.random(in: 1000...40_000, using: &random)
+                switch Int.random(in: 0..<6, using: &random) {
+                case 0: batch.delete(TestBytes.key(i))
+                case 1: batch.deleteRange(from: TestBytes.key(i), to: TestBytes.key(i + 1))
+                default: batch.put(TestBytes.key(i), (0..<size).map { _ in UInt8.random(in: 0...255, using: &random) })
+                }
+            }
+            let seq = UInt64.random(in: 1...1 << 40, using: &random)
+            let minBytes = Int.random(in: 1...20_000, using: &random)
+            var crcs: [(offset: Int, crc: UInt32)] = []
+            let assembled = WALFormat.recordHeader(seq: seq, batch: batch, valuesFrom: minBytes, crcs: &crcs)
+            #expect(assembled == WALFormat.recordHeader(seq: seq, batch: batch), "ZEROFS_SEED=\(seed)")
+            var expected: [(offset: Int, crc: UInt32)] = []
+            batch.rep.withUnsafeBytes { rep in
+                batch.forEach { op, _, value in
+                    if op == .put, value.count >= minBytes { expected.append((value.baseAddress! - rep.baseAddress!, CRC32C.checksum(value))) }
+                }
+            }
+            #expect(crcs.map(\.offset) == expected.map(\.offset) && crcs.map(\.crc) == expected.map(\.crc), "ZEROFS_SEED=\(seed)")
         }
     }
 
