@@ -51,6 +51,26 @@ import Testing
         }
     }
 
+    /// A store in a fresh folder of `harness` whose tables point at values `keys` in WAL
+    /// segments, flushed by a checkpoint named `checkpoint` (kept) or by `freeze`; and
+    /// those segments.
+    func pointingStore(
+        _ harness: StoreHarness, _ tuning: [String: String] = [:], keys: Range<Int> = 0..<100, checkpoint: String? = nil
+    ) throws -> (store: any KVBackend, path: String, segments: Set<UInt64>) {
+        let path = harness.freshPath()
+        let store = try factory.open(at: path, options: options(tuning))
+        try fill(store, keys)
+        if let checkpoint {
+            _ = try store.createCheckpoint(named: checkpoint)
+            try store.settleBackgroundWork()
+        } else {
+            try freeze(store)
+        }
+        let segments = pointed(store)
+        #expect(!segments.isEmpty, "no table points into a WAL segment")
+        return (store, path, segments)
+    }
+
     func pointed(_ store: any KVBackend) -> Set<UInt64> { lsm(store).state.withLock { lsm(store).manifest.valueSegments } }
 
     @Test func largeValuesStayInTheWALAndTablesPointAtThem() throws {
@@ -109,11 +129,8 @@ import Testing
     @Test func aDamagedValueIsReportedAndNotReturned() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: options())
-        try fill(store, 0..<20)
-        try freeze(store)
-        let segment = try #require(pointed(store).min())
+        let (store, path, segments) = try pointingStore(harness, keys: 0..<20)
+        let segment = try #require(segments.min())
         // Flip one byte of value 5 where the segment holds it.
         let file = path + "/objects/" + WALFormat.name(segment)
         let bytes = try #require(FileManager.default.contents(atPath: file))
@@ -148,13 +165,7 @@ import Testing
     @Test func checkpointsKeepTheSegmentsTheirTablesPointIntoAndRestoreCopiesThem() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: options(["l0_compaction_trigger": "2"]))
-        try fill(store, 0..<100)
-        _ = try store.createCheckpoint(named: "full")
-        try store.settleBackgroundWork()
-        let kept = pointed(store)
-        #expect(!kept.isEmpty)
+        let (store, path, kept) = try pointingStore(harness, ["l0_compaction_trigger": "2"], checkpoint: "full")
         // Everything deleted and compacted away: only the checkpoint points into them.
         var batch = WriteBatch()
         batch.deleteRange(from: TestBytes.key(0), to: TestBytes.key(100))
@@ -197,12 +208,7 @@ import Testing
     @Test func mostlyDeadSegmentsAreEmptiedIntoTables() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: options(["l0_compaction_trigger": "2"]))
-        try fill(store, 0..<100)
-        try freeze(store)
-        let first = pointed(store)
-        #expect(!first.isEmpty)
+        let (store, path, first) = try pointingStore(harness, ["l0_compaction_trigger": "2"])
         // 90 of the 100 values replaced by small ones: under half of the segments lives.
         for i in 0..<90 { try store.put(TestBytes.key(i), [1, 2, 3], durable: false) }
         try freeze(store)
@@ -220,13 +226,7 @@ import Testing
     @Test func segmentsACheckpointPointsIntoAreNotEmptied() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: options(["l0_compaction_trigger": "2"]))
-        try fill(store, 0..<100)
-        _ = try store.createCheckpoint(named: "keep")
-        try store.settleBackgroundWork()
-        let first = pointed(store)
-        #expect(!first.isEmpty)
+        let (store, _, first) = try pointingStore(harness, ["l0_compaction_trigger": "2"], checkpoint: "keep")
         for i in 0..<90 { try store.put(TestBytes.key(i), [1, 2, 3], durable: false) }
         try freeze(store)
         try freeze(store)
@@ -242,12 +242,7 @@ import Testing
     @Test func segmentsOfDeletedValuesGoWhenTheStoreIsIdle() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: options(["idle_flush_ms": "100", "wal_flush_interval_ms": "10"]))
-        try fill(store, 0..<100)
-        try freeze(store)
-        let first = pointed(store)
-        #expect(!first.isEmpty)
+        let (store, path, first) = try pointingStore(harness, ["idle_flush_ms": "100", "wal_flush_interval_ms": "10"])
         // Enough deletions for an idle flush (`LSMStore.idleFlushDeletions`).
         for i in 0..<100 { try store.delete(TestBytes.key(i), durable: false) }
         for i in 0..<LSMStore.idleFlushDeletions { try store.delete(TestBytes.key(200_000 + i), durable: false) }
