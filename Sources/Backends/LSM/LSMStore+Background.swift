@@ -571,8 +571,9 @@ extension LSMStore {
     // MARK: Garbage collection
 
     /// Deletes tables no manifest, checkpoint or open reader uses, WAL objects below the
-    /// replay start (never fences) and manifests no checkpoint pins. Failures are left for
-    /// the next pass.
+    /// replay start (never fences, nor segments such tables point into) and manifests no
+    /// checkpoint pins; then marks the segments to empty (`planSegmentRewrites`).
+    /// Failures are left for the next pass.
     func collectGarbage() {
         guard !readOnly else { return }
         let (current, id) = state.withLock { (manifest, manifestID) }
