@@ -215,9 +215,7 @@ extension LSMStore {
             return found
         }
         return ValuePlaces(batches: kept.compactMap { batch in
-            found[batch.seq].map { at in
-                (batch.base, batch.count, at.segment, at.offset, Dictionary(at.crcs.map { ($0.offset, $0.crc) }, uniquingKeysWith: { a, _ in a }))
-            }
+            found[batch.seq].map { (batch.base, batch.count, $0.segment, $0.offset, $0.crcs) }
         })
     }
 

@@ -13,12 +13,13 @@ extension LSMStore {
     struct WALLocation {
         var segment: UInt64
         var offset: Int
-        var crcs: [(offset: Int, crc: UInt32)]
+        var crcs: [Int: UInt32]
     }
 
     /// Freezes a full memtable for a writer that found it full (`rotationWanted`). Most of
     /// the WAL buffer is written out first, without the state lock, so writers go on
     /// meanwhile.
+    ///
     /// With `idleSince`, the newest sequence number an idle memtable held when the WAL
     /// thread found it idle: it is frozen whatever its size, unless a write came since.
     func rotateInBackground(idleSince: UInt64? = nil) {
@@ -181,7 +182,8 @@ extension LSMStore {
         var found: [(UInt64, WALLocation)] = []
         for (index, record) in claim.records.enumerated() {
             if record.batch.rep.count >= Memtable.inPlaceBytes {
-                found.append((record.seq, WALLocation(segment: claim.id, offset: offset + WALFormat.recordHeaderSize, crcs: crcs[index])))
+                let values = Dictionary(crcs[index].map { ($0.offset, $0.crc) }, uniquingKeysWith: { first, _ in first })
+                found.append((record.seq, WALLocation(segment: claim.id, offset: offset + WALFormat.recordHeaderSize, crcs: values)))
             }
             offset += WALFormat.recordHeaderSize + record.batch.rep.count
         }

@@ -30,7 +30,9 @@ struct ValuePointer: Equatable {
         bytes.appendFixed32(crc)
         return bytes
     }
+}
 
+extension ValuePointer {
     /// Decodes a pointer entry's value; nil when it is not 24 bytes.
     init?(_ raw: UnsafeRawBufferPointer) {
         guard raw.count == Self.size else { return nil }
@@ -38,13 +40,6 @@ struct ValuePointer: Equatable {
         offset = Int(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian)
         length = Int(raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian)
         crc = raw.loadUnaligned(fromByteOffset: 20, as: UInt32.self).littleEndian
-    }
-
-    init(segment: UInt64, offset: Int, length: Int, crc: UInt32) {
-        self.segment = segment
-        self.offset = offset
-        self.length = length
-        self.crc = crc
     }
 }
 
