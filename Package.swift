@@ -71,7 +71,7 @@ let package = Package(
         // NFSv3 and MOUNT over ONC RPC on SwiftNIO (Docs/nfs.md).
         .target(
             name: "NFS",
-            dependencies: ["FS", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["Engine", "FS", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "Sources/Frontends/NFS"
         ),
 

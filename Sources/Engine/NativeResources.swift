@@ -6,13 +6,13 @@ import Synchronization
 
 /// One native object and the action that frees it.
 public final class NativeResource: Sendable {
-    private let action: Mutex<(@Sendable () -> Void)?>
+    private let action: Locked<(@Sendable () -> Void)?>
     /// Lower ranks are freed first at close (cursors before their transactions).
     public let rank: Int
 
     public init(rank: Int = 0, free: @escaping @Sendable () -> Void) {
         self.rank = rank
-        action = Mutex(free)
+        action = Locked(free)
     }
 
     /// Frees the object the first time; later calls do nothing.
@@ -27,7 +27,7 @@ public final class NativeResource: Sendable {
 
 /// The live native objects of one store.
 public final class NativeResources: Sendable {
-    private let live = Mutex<[ObjectIdentifier: NativeResource]>([:])
+    private let live = Locked<[ObjectIdentifier: NativeResource]>([:])
     private let lifetime: LifetimeGuard
 
     public init(lifetime: LifetimeGuard) {

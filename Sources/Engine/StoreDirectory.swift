@@ -24,7 +24,7 @@ public final class StoreLock: @unchecked Sendable {
     public let path: String
 
     /// Lock files this process holds (by path).
-    private static let held = Mutex<Set<String>>([])
+    private static let held = Locked<Set<String>>([])
 
     /// Takes the lock at `path`, or throws `.locked` naming the PID that holds it.
     ///

@@ -2,6 +2,7 @@
 // then the filesystem stops at that point (the step after it never runs, and every later
 // call fails with EIO), which is what a process killed there leaves in the store.
 
+import Engine
 import Synchronization
 
 public final class CrashPoints: Sendable {
@@ -12,7 +13,7 @@ public final class CrashPoints: Sendable {
         return ops.flatMap { ["\($0).before-commit", "\($0).after-commit"] }
     }()
 
-    private let state = Mutex<(armed: String?, skip: Int, stopped: Bool)>((nil, 0, false))
+    private let state = Locked<(armed: String?, skip: Int, stopped: Bool)>((nil, 0, false))
 
     public init() {}
 

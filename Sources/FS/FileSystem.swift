@@ -29,8 +29,8 @@ public final class FileSystem: Sendable {
     let renameLock = PlainLock()
     let barrier = Barrier()
     /// Where each file's next sequential read would start (ReadAhead).
-    let sequentialReads = Mutex(SequentialReads())
-    let current: Mutex<HandleState>
+    let sequentialReads = Locked(SequentialReads())
+    let current: Locked<HandleState>
     /// Where inode records were last found, so reads with snapshots are point gets.
     let inodeVersions: InodeVersions
 
@@ -46,7 +46,7 @@ public final class FileSystem: Sendable {
         dataset = record.id
         root = record.rootInode
         inodeVersions = InodeVersions(capacity: pool.options.inodeVersionEntries)
-        current = Mutex(HandleState(view: view, writable: !record.readonly && !record.isSnapshot && !pool.store.isReadOnly,
+        current = Locked(HandleState(view: view, writable: !record.readonly && !record.isSnapshot && !pool.store.isReadOnly,
                                     isSnapshot: record.isSnapshot, deleted: false))
     }
 

@@ -17,6 +17,7 @@
 // read searches from the head. A read fills an entry only if no commit or view change
 // was noted since it began (the generation).
 
+import Engine
 import Synchronization
 
 final class InodeVersions: Sendable {
@@ -25,7 +26,7 @@ final class InodeVersions: Sendable {
         var versions: [UInt64: UInt64] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Entries kept at most; the map starts over when full.
     let capacity: Int
 

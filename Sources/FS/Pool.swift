@@ -20,7 +20,7 @@ public final class Pool: Sendable {
     public let incarnation: UInt64
     public let crashPoints = CrashPoints()
     /// What the collector did since the pool opened (Collector.swift).
-    let collected = Mutex(CollectedCount())
+    let collected = Locked(CollectedCount())
 
     let locks = LockTable()
     let syncGate = SyncGate()
@@ -29,28 +29,28 @@ public final class Pool: Sendable {
     /// On a replica: the thread that follows the writer, and the store generation the
     /// pool's state was last loaded at (Replica.swift).
     let follower = BackgroundLoop()
-    let followedGeneration = Mutex<UInt64?>(nil)
+    let followedGeneration = Locked<UInt64?>(nil)
     let pacer = Pacer()
     /// Damaged reclaim records found when the queue was loaded.
-    let skippedReclaimRecords = Mutex(0)
+    let skippedReclaimRecords = Locked(0)
     /// The reclaim queue (0x07) in memory: loaded at open, then changed by every commit
     /// with the records its batch puts or deletes. The reclaimer reads it instead of
     /// scanning the queue's keys, which in an lsm store step over every record already
     /// done (tombstones stay until compaction drops them): a scan per unlink grew with
     /// every unlink before it.
-    let reclaimQueue = Mutex<[ReclaimID: ReclaimKind]>([:])
+    let reclaimQueue = Locked<[ReclaimID: ReclaimKind]>([:])
     /// Next cookie per directory inode, shared by every dataset (clones share inode numbers,
     /// and a counter never rewinds, so cookies never repeat in any version of a directory).
     /// Read from the store once, then kept here; emptied past `cookieCacheLimit` directories.
-    let cookieCounters = Mutex<[UInt64: UInt64]>([:])
+    let cookieCounters = Locked<[UInt64: UInt64]>([:])
     static let cookieCacheLimit = 65_536
     /// The commit lock: ids, the forest, statistics and change sets.
-    let state: Mutex<PoolState>
-    let handles = Mutex<[UInt64: FileSystem]>([:])
+    let state: Locked<PoolState>
+    let handles = Locked<[UInt64: FileSystem]>([:])
     /// The forest generation the collector last pruned dead internal versions at.
-    let prunedGeneration = Mutex<UInt64>(UInt64.max)
+    let prunedGeneration = Locked<UInt64>(UInt64.max)
     /// USED of snapshots, computed lazily, keyed by what it depends on.
-    let usedCache = Mutex<[UInt64: (key: [UInt64], bytes: UInt64)]>([:])
+    let usedCache = Locked<[UInt64: (key: [UInt64], bytes: UInt64)]>([:])
 
     struct PoolState {
         var nextInode: UInt64
@@ -91,7 +91,7 @@ public final class Pool: Sendable {
             incarnation = UInt64.random(in: 1...UInt64.max)
             let (batch, loaded) = Self.formatted(chunkSize: chunkSize, incarnation: incarnation)
             try kv { try store.write(batch, durable: true) }
-            state = Mutex(loaded)
+            state = Locked(loaded)
             return
         }
         chunkSize = try SystemRecords.decodeFormat(formatRecord)
@@ -102,9 +102,9 @@ public final class Pool: Sendable {
         if try kv({ try store.get(FSKeys.system(SystemRecords.nextVersionName)) }) == nil {
             let (batch, loaded) = try Self.upgraded(store)
             if !store.isReadOnly { try kv { try store.write(batch, durable: true) } }
-            state = Mutex(loaded)
+            state = Locked(loaded)
         } else {
-            state = Mutex(try Self.load(store))
+            state = Locked(try Self.load(store))
         }
     }
 

@@ -16,7 +16,7 @@ final class ReadAhead: Sendable {
         var stopped = false
         var next: (@Sendable () -> Void)?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Reads smaller than this are not followed (small files, random access).
     static let minimumRead = 128 << 10

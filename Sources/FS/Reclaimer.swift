@@ -66,7 +66,7 @@ final class BackgroundLoop: @unchecked Sendable {
 /// batch took (at most 50 ms), so reclaiming and collecting take about a third of one core
 /// and clients keep their latency. Work run directly (tests, `collectGarbage`) is not paced.
 final class Pacer: Sendable {
-    private let state = Mutex<(active: Bool, since: UInt64)>((false, 0))
+    private let state = Locked<(active: Bool, since: UInt64)>((false, 0))
 
     func setActive(_ active: Bool) {
         state.withLock { $0 = (active, Pacer.now()) }

@@ -237,7 +237,7 @@ struct SnapshotRunner {
     mutating func snapshotsUnderWriter(_ tree: Tree) throws -> SnapshotBenchResult {
         let fs = tree.fs
         let stop = Atomic<Bool>(false)
-        let failure = Mutex<String?>(nil)
+        let failure = Locked<String?>(nil)
         let (files, data, directories) = (options.files, data, tree.directories)
         let writer = Thread {
             var random = SeededGenerator(seed: 7)

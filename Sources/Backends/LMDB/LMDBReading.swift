@@ -12,7 +12,7 @@ final class LMDBReadTxn: @unchecked Sendable {
     let pointer: OpaquePointer
     let backend: LMDBBackend
     let resource: NativeResource
-    private let gate = Mutex(())
+    private let gate = Locked(())
 
     init(backend: LMDBBackend) throws {
         self.backend = backend
@@ -37,7 +37,7 @@ final class LMDBReadTxn: @unchecked Sendable {
 }
 
 final class LMDBReadView: KVReadView {
-    private let txn = Mutex<LMDBReadTxn?>(nil)
+    private let txn = Locked<LMDBReadTxn?>(nil)
 
     init(txn: LMDBReadTxn) {
         self.txn.withLock { $0 = txn }

@@ -1,5 +1,6 @@
 // A sharded LRU cache of decoded blocks, bounded in bytes, keyed by (table id, offset).
 
+import Engine
 import Synchronization
 
 final class BlockCache: Sendable {
@@ -15,7 +16,7 @@ final class BlockCache: Sendable {
     }
 
     private final class Shard: Sendable {
-        let lock = Mutex(ShardBox())
+        let lock = Locked(ShardBox())
     }
 
     private let shards: [Shard]

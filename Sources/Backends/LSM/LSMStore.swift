@@ -20,7 +20,7 @@ final class LSMStore: @unchecked Sendable {
     /// A read-only replica that follows a writer elsewhere (LSMStore+Follow.swift).
     let following: Bool
     /// Where a replica is in the writer's WAL; also serializes its catching up.
-    let follow = Mutex(FollowState())
+    let follow = Locked(FollowState())
 
     /// Guards memtables, version, sequence numbers and the manifest copy. Writers wait on
     /// it while throttled; background threads wait on it for work.
@@ -47,7 +47,7 @@ final class LSMStore: @unchecked Sendable {
     var runningThreads = 0  // state
 
     /// Serializes manifest commits (flush, compaction, checkpoints).
-    let manifestLock = Mutex(())
+    let manifestLock = Locked(())
 
     /// Guards the WAL buffer and group commit.
     let wal = Monitor()
@@ -93,30 +93,30 @@ final class LSMStore: @unchecked Sendable {
     /// Where the WAL wrote each batch that may hold values kept in place (a memtable keeps
     /// only such batches): segment id and the file offset of the batch's bytes, by the
     /// batch's first sequence number. A flush takes its memtable's entries out.
-    let walLocations = Mutex<[UInt64: WALLocation]>([:])
+    let walLocations = Locked<[UInt64: WALLocation]>([:])
 
     /// WAL segments some committed table pointed into, with when garbage collection first
     /// found none does (`gc_grace_seconds`, as for tables); nil while one still does.
-    let pointedSegments = Mutex<[UInt64: ContinuousClock.Instant?]>([:])
+    let pointedSegments = Locked<[UInt64: ContinuousClock.Instant?]>([:])
     /// The L0 tables when an idle flush committed (`idle_flush_ms`): while any of them is
     /// in L0, L0 is compacted into L1 whatever its pressure, so the deletions flushed meet
     /// what they hide. Tables flushed later do not extend it.
-    let idleCompaction = Mutex<Set<UInt64>>([])
+    let idleCompaction = Locked<Set<UInt64>>([])
     /// WAL segments mostly dead (their live values fill under half of them): compaction
     /// writes their values inline, and picks tables pointing into them when nothing else
     /// is due (`planSegmentRewrites`).
-    let segmentsToEmpty = Mutex<Set<UInt64>>([])
+    let segmentsToEmpty = Locked<Set<UInt64>>([])
 
     /// Table files being written and not yet in a manifest (GC must not delete them).
-    let inFlightTables = Mutex<Set<UInt64>>([])
+    let inFlightTables = Locked<Set<UInt64>>([])
     /// Open table readers by id (weakly), so GC keeps files that readers still use.
-    let openTables = Mutex<[UInt64: WeakTable]>([:])
+    let openTables = Locked<[UInt64: WeakTable]>([:])
 
     struct WeakTable { weak var table: TableReader? }
     /// Tables GC found that no manifest names, with when it first did (`gc_grace_seconds`).
-    let unnamedTables = Mutex<[UInt64: ContinuousClock.Instant]>([:])
+    let unnamedTables = Locked<[UInt64: ContinuousClock.Instant]>([:])
     /// Per level, the largest key of the last table compacted from it (round robin).
-    let compactPointers = Mutex<[Int: [UInt8]]>([:])
+    let compactPointers = Locked<[Int: [UInt8]]>([:])
 
     // MARK: Opening
 

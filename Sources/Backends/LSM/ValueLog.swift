@@ -56,7 +56,7 @@ struct ValueRef: Sendable, Equatable {
 /// deleted the segment. Tables share one open segment (weakly cached here).
 final class ValueLog: Sendable {
     let objects: any ObjectStore
-    private let cache = Mutex<[UInt64: WeakSegment]>([:])
+    private let cache = Locked<[UInt64: WeakSegment]>([:])
 
     struct WeakSegment { weak var object: (any ReadableObject)? }
 

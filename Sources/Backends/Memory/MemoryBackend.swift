@@ -17,10 +17,10 @@ final class MemoryStore: Sendable {
         var isOpen = false
     }
 
-    let state = Mutex(State())
+    let state = Locked(State())
 
     /// Stores by absolute path: the process-wide "disk" of this backend.
-    static let all = Mutex<[String: MemoryStore]>([:])
+    static let all = Locked<[String: MemoryStore]>([:])
 }
 
 public struct MemoryBackendFactory: KVBackendFactory {

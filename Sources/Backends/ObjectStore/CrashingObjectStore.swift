@@ -14,14 +14,14 @@ public final class CrashingObjectStore: ObjectStore {
         var tornPrefix: String?
         var random: UInt64
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public var location: String { "crash-simulating memory" }
 
     /// `seed` drives where a torn object is cut.
     public init(inner: MemoryObjectStore = MemoryObjectStore(), seed: UInt64) {
         self.inner = inner
-        state = Mutex(State(random: seed | 1))
+        state = Locked(State(random: seed | 1))
     }
 
     /// Crash after `operations` more mutating calls; a put of a name starting with

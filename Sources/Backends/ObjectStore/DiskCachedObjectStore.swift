@@ -72,7 +72,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         var counters = DiskCacheCounters()
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public var location: String { base.location + " (disk cache \(directory))" }
 
@@ -410,13 +410,13 @@ final class CachedObject: ReadableObject {
     let cache: DiskCachedObjectStore
     let name: String
     let size: Int
-    private let remote: Mutex<(any ReadableObject)?>
+    private let remote: Locked<(any ReadableObject)?>
 
     init(cache: DiskCachedObjectStore, name: String, size: Int, remote: (any ReadableObject)?) {
         self.cache = cache
         self.name = name
         self.size = size
-        self.remote = Mutex(remote)
+        self.remote = Locked(remote)
     }
 
     func read(offset: Int, length: Int) throws -> [UInt8] {

@@ -13,7 +13,7 @@ public final class LocalObjectStore: AppendableObjectStore {
     public let root: String
     public var location: String { "folder \(root)" }
     /// Folders already created (and synced into their parents).
-    private let knownFolders = Mutex<Set<String>>([])
+    private let knownFolders = Locked<Set<String>>([])
     /// Whether appendable objects (WAL segments) are written with direct I/O where the
     /// file system allows it (LocalAppendableObject).
     let directAppends: Bool

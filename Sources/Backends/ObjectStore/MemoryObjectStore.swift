@@ -4,7 +4,7 @@ import Engine
 import Synchronization
 
 public final class MemoryObjectStore: ObjectStore {
-    private let objects = Mutex<[String: [UInt8]]>([:])
+    private let objects = Locked<[String: [UInt8]]>([:])
     public let location = "memory"
 
     public init() {}

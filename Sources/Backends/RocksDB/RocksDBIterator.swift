@@ -26,7 +26,7 @@ final class RocksDBSnapshot: @unchecked Sendable {
 
 final class RocksDBReadView: KVReadView {
     private let backend: RocksDBBackend
-    private let snapshot = Mutex<RocksDBSnapshot?>(nil)
+    private let snapshot = Locked<RocksDBSnapshot?>(nil)
     private let options: RocksDBReadOptions
     private let handle: RocksDBHandle
 

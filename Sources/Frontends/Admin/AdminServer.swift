@@ -11,7 +11,7 @@ import Synchronization
 /// Runs `body` to completion from synchronous code (the command line, `zerofs run`),
 /// blocking this thread; never call it from an async context.
 public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let outcome = Mutex<Result<T, any Error>?>(nil)
+    let outcome = Locked<Result<T, any Error>?>(nil)
     let done = DispatchSemaphore(value: 0)
     Task {
         let result: Result<T, any Error>

@@ -25,7 +25,7 @@ public struct JobProgress: Sendable, Equatable {
 
 /// Calls by name since the server started ("admin.CreateSnapshot"; frontends add theirs).
 public final class OperationCounters: Sendable {
-    private let counts = Mutex<[String: UInt64]>([:])
+    private let counts = Locked<[String: UInt64]>([:])
 
     public init() {}
 
@@ -343,11 +343,11 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
 final class BackgroundJob: Sendable {
     /// The refusal of a second run.
     let busy: String
-    private let state: Mutex<(progress: JobProgress, cancelled: Bool)>
+    private let state: Locked<(progress: JobProgress, cancelled: Bool)>
 
     init(unit: String, busy: String) {
         self.busy = busy
-        state = Mutex((JobProgress(unit: unit), false))
+        state = Locked((JobProgress(unit: unit), false))
     }
 
     var progress: JobProgress { state.withLock { $0.progress } }

@@ -6,6 +6,7 @@
 // rest of it inside that dataset.
 
 import FS
+import Engine
 import Synchronization
 
 final class MountProgram: Sendable {
@@ -26,7 +27,7 @@ final class MountProgram: Sendable {
 
     let nfs: NFSProgram
     /// (client machine, path) of the mounts clients told us about, for DUMP.
-    private let mounts = Mutex<[(String, String)]>([])
+    private let mounts = Locked<[(String, String)]>([])
 
     init(nfs: NFSProgram) {
         self.nfs = nfs

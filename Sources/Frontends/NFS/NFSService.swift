@@ -5,6 +5,7 @@
 // respect to I/O: a record in, a reply out (NFSServer does the sockets).
 
 import FS
+import Engine
 import Synchronization
 
 #if canImport(Glibc)
@@ -16,7 +17,7 @@ public final class NFSService: Sendable {
     let mount: MountProgram
     private let replies = DuplicateRequestCache(capacity: 4096)
     /// Calls answered, by program and procedure (NFS 0...21, then MOUNT 0...5).
-    private let calls = Mutex([UInt64](repeating: 0, count: 28))
+    private let calls = Locked([UInt64](repeating: 0, count: 28))
 
     static let nfsProcedures = [
         "NULL", "GETATTR", "SETATTR", "LOOKUP", "ACCESS", "READLINK", "READ", "WRITE", "CREATE", "MKDIR", "SYMLINK",
@@ -152,7 +153,7 @@ final class DuplicateRequestCache: Sendable {
         var head = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let capacity: Int
 
     init(capacity: Int) {

@@ -21,7 +21,7 @@ import Glibc
 final class Listener: Sendable {
     let port: Int
     private let fd: Int32
-    private let done = Mutex(false)
+    private let done = Locked(false)
     /// The accept thread is running (from `start` until it returns).
     private let running = Atomic<Bool>(false)
 
@@ -184,10 +184,10 @@ final class ReplyWriter: Sendable {
         var closeWhenDone = false
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(fd: Int32) {
-        state = Mutex(State(fd: fd))
+        state = Locked(State(fd: fd))
     }
 
     func attach(_ channel: any Channel) {

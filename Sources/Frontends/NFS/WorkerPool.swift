@@ -21,7 +21,7 @@ final class WorkerPool: Sendable {
         var sleepers = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let condition = NSCondition()
     /// Calls queued and not yet taken: the polling worker watches this.
     private let pending = Atomic<Int>(0)
