@@ -187,9 +187,7 @@ extension FileSystem {
     /// Makes everything written so far durable.
     public func fsync(_ ino: UInt64) throws(FSError) {
         _ = try getattr(ino)
-        try syncGate.waitDurable(syncGate.lastApplied) { () throws(FSError) in
-            try kv { try store.write(WriteBatch(), durable: true) }
-        }
+        try awaitDurable(PendingSync(sequence: syncGate.lastApplied))
     }
 
     /// Sets the size of a locked regular file inode in `batch`. REQUIRES: its lock.

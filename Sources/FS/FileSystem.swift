@@ -227,13 +227,16 @@ public final class FileSystem: Sendable {
 }
 
 /// The sync a committed batch still needs before its operation may reply (nil: none).
-struct PendingSync {
+public struct PendingSync: Sendable {
     var sequence: UInt64?
 
-    static let none = PendingSync(sequence: nil)
+    public static let none = PendingSync(sequence: nil)
+
+    /// True when nothing waits for a sync.
+    public var isNone: Bool { sequence == nil }
 
     /// The later of two pending syncs (one wait covers both: syncs are prefix-durable).
-    func merged(_ other: PendingSync) -> PendingSync {
+    public func merged(_ other: PendingSync) -> PendingSync {
         switch (sequence, other.sequence) {
         case let (a?, b?): PendingSync(sequence: max(a, b))
         case (nil, _): other

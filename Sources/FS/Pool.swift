@@ -353,9 +353,27 @@ public final class Pool: Sendable {
 
     /// Waits until the batch behind `pending` is durable. REQUIRES: no inode lock, barrier
     /// or rename mutex held (a sync may take milliseconds; others must not queue behind it).
+    /// Inside `DurabilityDeferral.deferring` the wait is handed to the caller instead.
     func awaitDurable(_ pending: PendingSync) throws(FSError) {
         guard let sequence = pending.sequence else { return }
-        try syncGate.waitDurable(sequence) { () throws(FSError) in try kv { try store.write(WriteBatch(), durable: true) } }
+        if let deferral = DurabilityDeferral.current {
+            deferral.pending = deferral.pending.merged(pending)
+            return
+        }
+        try syncGate.waitDurable(sequence, syncStore)
+    }
+
+    /// Calls `then` once the batches behind `pending` are durable (with nil), or once a
+    /// sync meant to cover them failed (with its error): at once when they already are;
+    /// otherwise later, from the thread that runs that sync. This thread runs the sync
+    /// itself when none is running, and never waits for another thread's.
+    public func whenDurable(_ pending: PendingSync, then: @escaping @Sendable (FSError?) -> Void) {
+        guard let sequence = pending.sequence else { return then(nil) }
+        syncGate.whenDurable(sequence, syncStore, then: then)
+    }
+
+    private func syncStore() throws(FSError) {
+        try kv { try store.write(WriteBatch(), durable: true) }
     }
 
     /// Stored bytes of every chunk entry of every version (WRITTEN summed over the forest).

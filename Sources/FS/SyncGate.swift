@@ -6,6 +6,13 @@
 // Before its sync, the caller that runs it waits (briefly) for the changes in progress
 // when it got there to apply their batches: they then share its sync instead of waiting
 // for it to end and paying for a sync of their own. A lone operation never waits.
+//
+// A caller that answers later (the NFS server) need not wait at all: it runs its
+// operation inside `DurabilityDeferral.deferring`, which hands it the sync the operation
+// still needs, and passes that to `whenDurable` with what to do once it is durable (send
+// the reply). If a sync runs, the callback joins the queue that sync's thread serves
+// after it; if none runs, this thread runs syncs until no callback is left. So only the
+// thread that syncs waits, and the others go on serving calls.
 
 import Engine
 import Foundation
@@ -17,6 +24,8 @@ final class SyncGate: @unchecked Sendable {
     private var applied: UInt64 = 0
     private var synced: UInt64 = 0
     private var syncing = false
+    /// Callbacks of `whenDurable` for sequences not yet synced, in arrival order.
+    private var callbacks: [(sequence: UInt64, then: @Sendable (FSError?) -> Void)] = []
 
     /// Changes that entered and left their locked section (`beginChange`, `endChange`).
     private let entered = Atomic<UInt64>(0)
@@ -79,7 +88,6 @@ final class SyncGate: @unchecked Sendable {
     /// Returns once every batch up to `sequence` is durable.
     func waitDurable(_ sequence: UInt64, _ sync: () throws(FSError) -> Void) throws(FSError) {
         condition.lock()
-        defer { condition.unlock() }
         while synced < sequence {
             if syncing {
                 condition.wait()
@@ -87,16 +95,115 @@ final class SyncGate: @unchecked Sendable {
             }
             syncing = true
             condition.unlock()
-            gather()
-            condition.lock()
-            let target = applied
-            condition.unlock()
-            let result = Result { () throws(FSError) in try sync() }
-            condition.lock()
-            syncing = false
-            if case .success = result { synced = max(synced, target) }
-            condition.broadcast()
+            let result = syncOnce(sync)
+            // Callbacks left for later batches: this thread runs the syncs they need.
+            if case .success = result, hasCallbacks { serveCallbacks(sync) } else { endSyncing() }
             try result.get()
+            condition.lock()
         }
+        condition.unlock()
+    }
+
+    /// Calls `then` once every batch up to `sequence` is durable (nil) or a sync meant to
+    /// cover it failed (its error): at once, after this thread's own syncs, or from the
+    /// thread running a sync now. Never waits for another thread's sync.
+    func whenDurable(_ sequence: UInt64, _ sync: () throws(FSError) -> Void, then: @escaping @Sendable (FSError?) -> Void) {
+        condition.lock()
+        if synced >= sequence {
+            condition.unlock()
+            return then(nil)
+        }
+        callbacks.append((sequence, then))
+        if syncing {
+            condition.unlock()
+            return
+        }
+        syncing = true
+        condition.unlock()
+        serveCallbacks(sync)
+    }
+
+    /// One sync, by the thread that set `syncing` (it stays set): gathers the changes in
+    /// progress, syncs, wakes the waiters it served and calls the callbacks it served.
+    private func syncOnce(_ sync: () throws(FSError) -> Void) -> Result<Void, FSError> {
+        gather()
+        condition.lock()
+        let target = applied
+        condition.unlock()
+        let result = Result { () throws(FSError) in try sync() }
+        condition.lock()
+        let due = finishSync(target, result)
+        condition.broadcast()
+        condition.unlock()
+        for (_, then) in due { then(result.error) }
+        return result
+    }
+
+    private var hasCallbacks: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !callbacks.isEmpty
+    }
+
+    private func endSyncing() {
+        condition.lock()
+        syncing = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Runs syncs until no callback waits. REQUIRES: `syncing` set by this thread; clears it.
+    private func serveCallbacks(_ sync: () throws(FSError) -> Void) {
+        while true {
+            let result = syncOnce(sync)
+            condition.lock()
+            // A failed sync answered every callback with its error.
+            if case .success = result, !callbacks.isEmpty {
+                condition.unlock()
+                continue
+            }
+            syncing = false
+            condition.broadcast()
+            condition.unlock()
+            return
+        }
+    }
+
+    /// After a sync up to `target`: records its success and takes the callbacks it serves
+    /// (all of them when it failed: each answers with the error). REQUIRES: `condition`.
+    private func finishSync(_ target: UInt64, _ result: Result<Void, FSError>) -> [(sequence: UInt64, then: @Sendable (FSError?) -> Void)] {
+        guard case .success = result else {
+            defer { callbacks.removeAll() }
+            return callbacks
+        }
+        synced = max(synced, target)
+        let split = callbacks.partition { $0.sequence > synced }
+        defer { callbacks.removeSubrange(..<split) }
+        return Array(callbacks[..<split])
+    }
+}
+
+/// Hands a mutation's durability wait to its caller: `FileSystem` operations run inside
+/// `deferring` apply their batches and return without waiting for the sync they need;
+/// the caller gets that sync and must not answer before it (`Pool.whenDurable`).
+public final class DurabilityDeferral: @unchecked Sendable {
+    // Used by the one thread running the deferred operations only.
+    @TaskLocal static var current: DurabilityDeferral?
+    var pending = PendingSync.none
+
+    /// Runs `body`; returns its result and the sync its operations still need.
+    public static func deferring<R, E: Error>(_ body: () throws(E) -> R) -> (Result<R, E>, PendingSync) {
+        let deferral = DurabilityDeferral()
+        let result: Result<R, E> = $current.withValue(deferral) {
+            do throws(E) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return (result, deferral.pending)
+    }
+}
+
+extension Result {
+    var error: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

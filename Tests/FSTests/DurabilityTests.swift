@@ -13,22 +13,6 @@ import MemoryBackend
 import Synchronization
 import Testing
 
-/// Forwards to a store; while `hold` is set, a durable write (a sync) blocks until it is
-/// cleared, and `waiting` counts the blocked syncs.
-final class HeldSyncStore: ForwardingBackend, @unchecked Sendable {
-    private let gate = HoldGate()
-
-    func hold(_ on: Bool) { gate.hold(on) }
-
-    /// Waits until at least one sync is blocked (false after `timeout` seconds).
-    func waitForBlockedSync(timeout: TimeInterval) -> Bool { gate.waitForWaiter(timeout: timeout) }
-
-    override func write(_ batch: WriteBatch, durable: Bool) throws {
-        if durable { gate.pass() }
-        try inner.write(batch, durable: durable)
-    }
-}
-
 @Suite struct DurabilityTests {
     /// One thread's durable write waits for a held sync; meanwhile a read of the same file
     /// (its inode lock) and a create in the same directory must complete. Before the fix the

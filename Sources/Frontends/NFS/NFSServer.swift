@@ -153,12 +153,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         workers.submit {
-            if let reply = service.handle(record, client: client) { writer.send(reply) }
-            if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
-                // This call ended a pause: read again (on the loop, after the pause).
-                eventLoop.execute {
-                    channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-                    boundContext.value.read()
+            // The reply may come from another worker: the one that syncs this call's change.
+            service.handle(record, client: client) { reply in
+                if let reply { writer.send(reply) }
+                if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
+                    // This call ended a pause: read again (on the loop, after the pause).
+                    eventLoop.execute {
+                        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                        boundContext.value.read()
+                    }
                 }
             }
         }

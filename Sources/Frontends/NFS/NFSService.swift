@@ -65,13 +65,67 @@ public final class NFSService: Sendable {
     /// cache cannot be filled with junk.
     static let cachedRecordLimit = 16 << 10
 
+    /// NFS procedures whose reply follows the sync of what they changed: the changes, a
+    /// stable WRITE, and COMMIT.
+    static let syncing: Set<UInt32> = [2, 7, 8, 9, 10, 11, 12, 13, 14, 15, 21]
+
     /// The reply to `record` from `client` (its address without the port), or nil to send
-    /// nothing (not a call, or a retransmission of a call still running).
+    /// nothing (not a call, or a retransmission of a call still running). The call's
+    /// changes are durable on return.
     public func handle(_ record: [UInt8], client: String) -> [UInt8]? {
+        switch begin(record, client: client) {
+        case .answered(let reply): reply
+        case .run(let call, let key): finish(call, key, dispatch(call))
+        }
+    }
+
+    /// Answers `record` through `respond`, called once, with nil when nothing is to be
+    /// sent. A change is answered once a sync has made it durable: by this thread when
+    /// it runs that sync, else by the thread that does, while this one goes on to other
+    /// calls (SyncGate).
+    public func handle(_ record: [UInt8], client: String, respond: @escaping @Sendable ([UInt8]?) -> Void) {
+        switch begin(record, client: client) {
+        case .answered(let reply):
+            respond(reply)
+        case .run(let call, let key):
+            guard call.program == NFSProgram.program, Self.syncing.contains(call.procedure) else {
+                return respond(finish(call, key, dispatch(call)))
+            }
+            let (result, pending) = DurabilityDeferral.deferring { dispatch(call) }
+            let reply = result.get()
+            nfs.pool.whenDurable(pending) { error in
+                respond(self.finish(call, key, error == nil ? reply : Self.unsynced(call)))
+            }
+        }
+    }
+
+    /// The reply to a change whose sync failed: NFS3ERR_IO, and empty attributes in the
+    /// failure arm of its result (wcc_data, or for LINK post_op_attr and wcc_data, or for
+    /// RENAME two wcc_data: two, three or four FALSE words).
+    static func unsynced(_ call: RPCCall) -> [UInt8] {
+        var w = RPCReply.acceptedHeader(call.xid, .success)
+        w.status(.io)
+        let empty = switch call.procedure {
+        case 14: 4
+        case 15: 3
+        default: 2
+        }
+        for _ in 0..<empty { w.bool(false) }
+        return w.bytes
+    }
+
+    private enum Begun {
+        /// Nothing to run: the reply (nil for none).
+        case answered([UInt8]?)
+        /// A call to run, and its key in the duplicate-request cache.
+        case run(RPCCall, DuplicateRequestCache.Key?)
+    }
+
+    private func begin(_ record: [UInt8], client: String) -> Begun {
         let call: RPCCall
         switch RPCCall.decode(record) {
-        case .dropped: return nil
-        case .refused(let reply): return reply
+        case .dropped: return .answered(nil)
+        case .refused(let reply): return .answered(reply)
         case .call(let decoded): call = decoded
         }
         let cached = call.program == NFSProgram.program && call.version == NFSProgram.version
@@ -81,11 +135,14 @@ public final class NFSService: Sendable {
         if let key {
             switch replies.begin(key) {
             case .new: break
-            case .running: return nil
-            case .done(let reply): return reply
+            case .running: return .answered(nil)
+            case .done(let reply): return .answered(reply)
             }
         }
-        let reply = dispatch(call)
+        return .run(call, key)
+    }
+
+    private func finish(_ call: RPCCall, _ key: DuplicateRequestCache.Key?, _ reply: [UInt8]) -> [UInt8] {
         if let key { replies.finish(key, reply) }
         if trace { Self.trace(call, reply) }
         return reply

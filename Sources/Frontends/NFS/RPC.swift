@@ -35,7 +35,7 @@ enum RPC {
 }
 
 /// A decoded call: the header, who calls, and a reader positioned at the arguments.
-struct RPCCall {
+struct RPCCall: Sendable {
     var xid: UInt32
     var program: UInt32
     var version: UInt32

@@ -13,7 +13,7 @@ public struct XDRError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Reads XDR from a byte array, front to back.
-public struct XDRReader {
+public struct XDRReader: Sendable {
     public let bytes: [UInt8]
     public private(set) var offset: Int
 

@@ -1,0 +1,136 @@
+// A change is answered once a sync has made it durable, and the worker that ran it does
+// not wait for another worker's sync meanwhile: the worker running the sync sends the
+// reply (NFSService.handle(_:client:respond:), SyncGate.whenDurable). Checked with a
+// store whose syncs the test holds back or makes fail.
+
+@testable import NFS
+import Engine
+import FS
+import FSTestSupport
+import Foundation
+import KVTestSupport
+import MemoryBackend
+import Synchronization
+import Testing
+
+@Suite struct DeferredReplyTests {
+    final class Setup {
+        let harness = StoreHarness(MemoryBackendFactory())
+        let store: HeldSyncStore
+        let fs: FileSystem
+        let service: NFSService
+        let client: NFSTestClient
+        let root: [UInt8]
+        var xid: UInt32 = 1000
+
+        init() throws {
+            store = HeldSyncStore(try harness.open(harness.freshPath("fs")))
+            fs = try FileSystem.open(store, options: FSFixture.testOptions)
+            service = NFSService(pool: fs.pool)
+            client = NFSTestClient(service)
+            root = try client.mount("/")
+        }
+
+        func close() {
+            store.hold(false)
+            try? fs.close()
+            try? store.close()
+            harness.cleanUp()
+        }
+
+        func record(_ procedure: UInt32, _ args: (inout XDRWriter) -> Void) -> [UInt8] {
+            xid += 1
+            return Call.record(xid: xid, program: 100_003, version: 3, procedure: procedure, args: Call.args(args))
+        }
+
+        func remove(_ name: String) -> [UInt8] {
+            record(12) { w in
+                w.opaque(root)
+                w.opaque(Array(name.utf8))
+            }
+        }
+
+        /// Runs the call on a thread of its own; `handled` is signalled when `handle`
+        /// returns, `reply` holds the answer once it comes.
+        func send(_ record: [UInt8]) -> (handled: DispatchSemaphore, reply: Locked<[UInt8]?>, answered: DispatchSemaphore) {
+            let handled = DispatchSemaphore(value: 0)
+            let answered = DispatchSemaphore(value: 0)
+            let reply = Locked<[UInt8]?>(nil)
+            let service = service
+            Thread {
+                service.handle(record, client: "c") { bytes in
+                    reply.withLock { $0 = bytes }
+                    answered.signal()
+                }
+                handled.signal()
+            }.start()
+            return (handled, reply, answered)
+        }
+    }
+
+    static func status(_ bytes: [UInt8]?) throws -> UInt32 {
+        var reply = try Reply(try #require(bytes))
+        return try reply.body.uint32()
+    }
+
+    @Test func aChangeIsAnsweredAfterItsSyncWithoutHoldingUpOtherWorkers() throws {
+        let s = try Setup()
+        defer { s.close() }
+        _ = try s.client.create(s.root, "a")
+        _ = try s.client.create(s.root, "b")
+
+        s.store.hold(true)
+        // The first REMOVE's worker runs the sync, held.
+        let first = s.send(s.remove("a"))
+        #expect(s.store.waitForBlockedSync(timeout: 10), "the first REMOVE never reached its sync")
+        #expect(first.answered.wait(timeout: .now() + 0.2) == .timedOut, "answered before its sync")
+
+        // A second REMOVE's worker returns at once; its answer waits for a sync.
+        let second = s.send(s.remove("b"))
+        #expect(second.handled.wait(timeout: .now() + 10) == .success, "a worker waited for another worker's sync")
+        #expect(second.reply.withLock { $0 } == nil, "answered before any sync covered it")
+        // A call that changes nothing is answered at once.
+        let getattr = s.send(s.record(1) { $0.opaque(s.root) })
+        #expect(getattr.answered.wait(timeout: .now() + 10) == .success)
+        #expect(try Self.status(getattr.reply.withLock { $0 }) == 0)
+
+        s.store.hold(false)
+        #expect(first.answered.wait(timeout: .now() + 10) == .success)
+        #expect(second.answered.wait(timeout: .now() + 10) == .success)
+        #expect(try Self.status(first.reply.withLock { $0 }) == 0)
+        #expect(try Self.status(second.reply.withLock { $0 }) == 0)
+        #expect(throws: NFSCallError.self) { _ = try s.client.lookup(s.root, "b") }
+    }
+
+    /// A sync that fails answers NFS3ERR_IO, with the empty attributes of the result's
+    /// failure arm: two FALSE words (wcc_data), three for LINK, four for RENAME.
+    @Test func aFailedSyncAnswersIO() throws {
+        let s = try Setup()
+        defer { s.close() }
+        let file = try s.client.create(s.root, "f")
+        _ = try s.client.create(s.root, "g")
+        s.store.failSyncs(true)
+        let calls: [(record: [UInt8], falseWords: Int)] = [
+            (s.remove("g"), 2),
+            (s.record(14) { w in
+                w.opaque(s.root)
+                w.opaque(Array("f".utf8))
+                w.opaque(s.root)
+                w.opaque(Array("h".utf8))
+            }, 4),
+            (s.record(15) { w in
+                w.opaque(file)
+                w.opaque(s.root)
+                w.opaque(Array("l".utf8))
+            }, 3),
+        ]
+        for (record, falseWords) in calls {
+            let call = s.send(record)
+            #expect(call.answered.wait(timeout: .now() + 10) == .success)
+            var reply = try Reply(try #require(call.reply.withLock { $0 }))
+            #expect(try reply.body.uint32() == NFSStatus.io.rawValue)
+            for _ in 0..<falseWords { #expect(try reply.body.bool() == false) }
+            #expect(reply.body.remaining == 0)
+        }
+    }
+}
