@@ -19,7 +19,7 @@ import Foundation
 import Synchronization
 
 final class SyncGate: @unchecked Sendable {
-    // `applied`, `synced` and `syncing` are guarded by `condition`.
+    // `applied`, `synced`, `syncing` and `callbacks` are guarded by `condition`.
     private let condition = NSCondition()
     private var applied: UInt64 = 0
     private var synced: UInt64 = 0
