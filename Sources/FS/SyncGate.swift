@@ -130,7 +130,7 @@ final class SyncGate: @unchecked Sendable {
         condition.lock()
         let target = applied
         condition.unlock()
-        let result = Result { () throws(FSError) in try sync() }
+        let result = Result { () throws(FSError) in try Blocking.during(sync) }
         condition.lock()
         let due = finishSync(target, result)
         condition.broadcast()

@@ -99,8 +99,9 @@ final class TableReader: Sendable {
         let key = BlockCache.key(table: meta.id, offset: offset)
         if !fromDisk, let cached = cache.get(key) { return cached }
         let object = object
+        // A miss may wait for the disk: the pool running this thread may run another.
         let block = try Block.read(stored: size, what: name) { buffer in
-            do { try object.read(offset: offset, into: buffer) } catch {
+            do { try Blocking.during { () throws in try object.read(offset: offset, into: buffer) } } catch {
                 throw error as? KVError ?? KVError(.io, "read failed", path: name)
             }
         }

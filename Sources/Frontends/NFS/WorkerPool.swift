@@ -1,9 +1,12 @@
-// The threads that run NFS calls. A plain queue with a condition variable, except that a
-// worker that runs out of work keeps polling for a moment before it sleeps: a client
-// waiting on its reply sends its next call within tens of microseconds, and waking a
-// sleeping thread costs about as much again on a virtual machine (measured: see
-// Docs/nfs.md). At most one worker polls at a time, so an idle server burns at most one
-// core for `spin` after its last call, then nothing.
+// The threads that run NFS calls. A plain queue with a condition variable, except that:
+// - a worker that runs out of work keeps polling for a moment before it sleeps: a client
+//   waiting on its reply sends its next call within tens of microseconds, and waking a
+//   sleeping thread costs about as much again on a virtual machine (measured: see
+//   Docs/nfs.md). At most one worker polls at a time, so an idle server burns at most one
+//   core for `spin` after its last call, then nothing;
+// - a call wakes a sleeping worker only while fewer workers run calls than there are
+//   cores (`maxBusy`); otherwise a running worker takes it when it finishes its own. A
+//   worker waiting for a sync does not count (`Blocking`), so the cores stay in use.
 
 import Engine
 import Foundation
@@ -13,7 +16,7 @@ import Synchronization
 import Glibc
 #endif
 
-final class WorkerPool: Sendable {
+final class WorkerPool: BlockingObserver {
     private struct State {
         var queue: [(@Sendable () -> Void)?] = []
         var head = 0
@@ -27,27 +30,50 @@ final class WorkerPool: Sendable {
     private let pending = Atomic<Int>(0)
     private let polling = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
+    /// Workers running a call and not waiting for the disk.
+    private let busy = Atomic<Int>(0)
+    let maxBusy: Int
     let spin: Duration
 
-    init(threads: Int, spin: Duration = .microseconds(200)) {
+    /// `maxBusy`: how many workers may run calls at once before a new call waits for one
+    /// of them rather than waking another (default: the cores).
+    init(threads: Int, maxBusy: Int = ProcessInfo.processInfo.activeProcessorCount, spin: Duration = .microseconds(200)) {
         self.spin = spin
+        self.maxBusy = max(1, maxBusy)
         for index in 0..<threads {
             running.add(1, ordering: .relaxed)
-            startThread(named: "nfs-worker-\(index)") { [self] in work() }
+            startThread(named: "nfs-worker-\(index)") { [self] in
+                Blocking.$observer.withValue(self) { work() }
+            }
         }
     }
 
     func submit(_ job: @escaping @Sendable () -> Void) {
         state.withLock { $0.queue.append(job) }
-        pending.add(1, ordering: .releasing)
-        if !polling.load(ordering: .acquiring) {
-            // Taking the lock orders this call's `pending` with a worker's check before it
-            // waits; signalling after releasing it lets the woken worker take the lock at
-            // once instead of blocking on it behind this thread.
-            condition.lock()
-            condition.unlock()
-            condition.signal()
-        }
+        pending.add(1, ordering: .sequentiallyConsistent)
+        wakeIfIdleCore()
+    }
+
+    /// Wakes a sleeping worker for a queued call, unless a worker polls or enough run.
+    /// A busy worker that sees `busy` fall takes the queue (sequentially consistent:
+    /// the queued call is seen either here or by that worker's next `take`).
+    private func wakeIfIdleCore() {
+        guard !polling.load(ordering: .acquiring), busy.load(ordering: .sequentiallyConsistent) < maxBusy else { return }
+        // Taking the lock orders this call's `pending` with a worker's check before it
+        // waits; signalling after releasing it lets the woken worker take the lock at
+        // once instead of blocking on it behind this thread.
+        condition.lock()
+        condition.unlock()
+        condition.signal()
+    }
+
+    func willBlock() {
+        busy.subtract(1, ordering: .sequentiallyConsistent)
+        if pending.load(ordering: .sequentiallyConsistent) > 0 { wakeIfIdleCore() }
+    }
+
+    func didUnblock() {
+        busy.add(1, ordering: .sequentiallyConsistent)
     }
 
     /// Lets queued calls finish, then stops every worker.
@@ -86,7 +112,9 @@ final class WorkerPool: Sendable {
             let (job, stop) = take()
             if let job {
                 pending.subtract(1, ordering: .relaxed)
+                busy.add(1, ordering: .sequentiallyConsistent)
                 job()
+                busy.subtract(1, ordering: .sequentiallyConsistent)
                 continue
             }
             if stop { return }
