@@ -317,8 +317,9 @@ final class LSMStore: @unchecked Sendable {
                 if closing { throw KVError(.closed, "store is closed") }
                 let l0 = version.l0Pressure
                 if immutables.count < options.maxImmutableMemtables && l0 < options.l0StopTrigger { break }
-                // Throttle: never more memory than the configured memtables.
-                state.wait()
+                // Throttle: never more memory than the configured memtables. A waiting
+                // thread leaves its pool's turn to another (Blocking).
+                Blocking.during { state.wait() }
             }
             if !batch.isEmpty {
                 let first = lastSeq + 1
@@ -358,7 +359,7 @@ final class LSMStore: @unchecked Sendable {
         // far ahead of it (bounded memory).
         let buffered = wal.withLock { walPendingBytes }
         if buffered >= options.walBufferBytes * 4 {
-            try flushWAL(upTo: position, sync: false)
+            try Blocking.during { () throws in try flushWAL(upTo: position, sync: false) }
         } else if buffered >= options.walBufferBytes {
             wal.withLock { walKick.signal() }
         }
