@@ -15,11 +15,15 @@ public enum Blocking {
     /// The observer of the calling thread's pool (nil for threads of no such pool).
     @TaskLocal public static var observer: (any BlockingObserver)?
 
-    /// Runs `body`, a wait, with the calling thread's pool told.
+    /// Runs `body`, a wait, with the calling thread's pool told. Nested waits (a sync
+    /// held back by a full memtable) tell it once: inside, the thread has no observer.
     public static func during<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         guard let observer else { return try body() }
         observer.willBlock()
         defer { observer.didUnblock() }
-        return try body()
+        let result: Result<R, E> = $observer.withValue(nil) {
+            do throws(E) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return try result.get()
     }
 }

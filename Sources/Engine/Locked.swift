@@ -11,17 +11,23 @@
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// `State` guarded by a mutex; `withLock` gives exclusive access. Not recursive.
 ///
-/// Thread safety: like `Mutex`, the value is reached only through `withLock`, so
-/// sharing a `Locked` between threads is safe when `State` is only ever reached there.
+/// Thread safety: as with `Mutex`, the value is reached only through `withLock`, and it
+/// goes in and out `sending` (a region of its own), so sharing a `Locked` between
+/// threads is safe.
 public final class Locked<State>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let value = UnsafeMutablePointer<State>.allocate(capacity: 1)
 
-    public init(_ initial: State) {
+    public init(_ initial: sending State) {
+        // A default mutex: fails only without memory, which the allocation above did not.
         pthread_mutex_init(mutex, nil)
         value.initialize(to: initial)
     }
@@ -34,7 +40,7 @@ public final class Locked<State>: @unchecked Sendable {
     }
 
     @inline(__always)
-    public func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
+    public func withLock<R, E: Error>(_ body: (inout sending State) throws(E) -> sending R) throws(E) -> sending R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value.pointee)

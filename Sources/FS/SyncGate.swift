@@ -10,22 +10,29 @@
 // A caller that answers later (the NFS server) need not wait at all: it runs its
 // operation inside `DurabilityDeferral.deferring`, which hands it the sync the operation
 // still needs, and passes that to `whenDurable` with what to do once it is durable (send
-// the reply). If a sync runs, the callback joins the queue that sync's thread serves
-// after it; if none runs, this thread runs syncs until no callback is left. So only the
-// thread that syncs waits, and the others go on serving calls.
+// the reply). If a thread serves callbacks, the callback joins its queue; if no sync
+// runs, this thread runs syncs until no callback is left. So only the thread that syncs
+// waits, and the others go on serving calls. A thread blocked in `waitDurable` (a
+// dataset operation, a caller of the FS API) never serves callbacks: while it syncs,
+// `whenDurable` waits for it like another waiter.
 
 import Engine
 import Foundation
 import Synchronization
 
 final class SyncGate: @unchecked Sendable {
-    // `applied`, `synced`, `syncing` and `callbacks` are guarded by `condition`.
+    typealias Callback = (sequence: UInt64, then: @Sendable (FSError?) -> Void)
+
+    // `applied`, `synced`, `syncing`, `serving` and `callbacks` are guarded by `condition`.
     private let condition = NSCondition()
     private var applied: UInt64 = 0
     private var synced: UInt64 = 0
     private var syncing = false
-    /// Callbacks of `whenDurable` for sequences not yet synced, in arrival order.
-    private var callbacks: [(sequence: UInt64, then: @Sendable (FSError?) -> Void)] = []
+    /// The syncing thread serves `whenDurable`'s callbacks. Invariant: `callbacks` is
+    /// empty unless `serving`.
+    private var serving = false
+    /// Callbacks of `whenDurable` not yet served, in arrival order.
+    private var callbacks: [Callback] = []
 
     /// Changes that entered and left their locked section (`beginChange`, `endChange`).
     private let entered = Atomic<UInt64>(0)
@@ -85,7 +92,8 @@ final class SyncGate: @unchecked Sendable {
         return applied
     }
 
-    /// Returns once every batch up to `sequence` is durable.
+    /// Returns once every batch up to `sequence` is durable. Never runs a callback of
+    /// `whenDurable`: while this thread syncs, callers of `whenDurable` wait for it.
     func waitDurable(_ sequence: UInt64, _ sync: () throws(FSError) -> Void) throws(FSError) {
         condition.lock()
         while synced < sequence {
@@ -95,91 +103,84 @@ final class SyncGate: @unchecked Sendable {
             }
             syncing = true
             condition.unlock()
-            let result = syncOnce(sync)
-            // Callbacks left for later batches: this thread runs the syncs they need.
-            if case .success = result, hasCallbacks { serveCallbacks(sync) } else { endSyncing() }
-            try result.get()
+            // No callback waits while `serving` is false, so this sync serves none.
+            let (result, _) = syncOnce(sync)
             condition.lock()
+            syncing = false
+            condition.broadcast()
+            if case .failure(let error) = result {
+                condition.unlock()
+                throw error
+            }
         }
         condition.unlock()
     }
 
     /// Calls `then` once every batch up to `sequence` is durable (nil) or a sync meant to
     /// cover it failed (its error): at once, after this thread's own syncs, or from the
-    /// thread running a sync now. Never waits for another thread's sync.
+    /// thread serving callbacks now. Waits only for a sync of `waitDurable`'s (rare: the
+    /// NFS server defers every change).
     func whenDurable(_ sequence: UInt64, _ sync: () throws(FSError) -> Void, then: @escaping @Sendable (FSError?) -> Void) {
         condition.lock()
-        if synced >= sequence {
-            condition.unlock()
-            return then(nil)
-        }
-        callbacks.append((sequence, then))
-        if syncing {
-            condition.unlock()
-            return
+        while true {
+            if synced >= sequence {
+                condition.unlock()
+                return then(nil)
+            }
+            if syncing && serving {
+                callbacks.append((sequence, then))
+                condition.unlock()
+                return
+            }
+            guard syncing else { break }
+            condition.wait()
         }
         syncing = true
+        serving = true
+        callbacks.append((sequence, then))
         condition.unlock()
         serveCallbacks(sync)
     }
 
-    /// One sync, by the thread that set `syncing` (it stays set): gathers the changes in
-    /// progress, syncs, wakes the waiters it served and calls the callbacks it served.
-    private func syncOnce(_ sync: () throws(FSError) -> Void) -> Result<Void, FSError> {
-        gather()
-        condition.lock()
-        let target = applied
-        condition.unlock()
-        let result = Result { () throws(FSError) in try Blocking.during(sync) }
-        condition.lock()
-        let due = finishSync(target, result)
-        condition.broadcast()
-        condition.unlock()
-        for (_, then) in due { then(result.error) }
-        return result
-    }
-
-    private var hasCallbacks: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return !callbacks.isEmpty
-    }
-
-    private func endSyncing() {
-        condition.lock()
-        syncing = false
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Runs syncs until no callback waits. REQUIRES: `syncing` set by this thread; clears it.
+    /// Runs syncs until no callback waits, calling each after the sync meant to cover it.
+    /// REQUIRES: `syncing` and `serving` set by this thread; clears both.
     private func serveCallbacks(_ sync: () throws(FSError) -> Void) {
         while true {
-            let result = syncOnce(sync)
+            let (result, due) = syncOnce(sync)
+            for (_, then) in due { then(result.error) }
+            // Stopping is decided under the lock that `whenDurable` appends under, so no
+            // callback can arrive after the last look and find nobody serving.
             condition.lock()
-            // A failed sync answered every callback with its error.
-            if case .success = result, !callbacks.isEmpty {
+            if callbacks.isEmpty {
+                syncing = false
+                serving = false
+                condition.broadcast()
                 condition.unlock()
-                continue
+                return
             }
-            syncing = false
-            condition.broadcast()
             condition.unlock()
-            return
         }
     }
 
-    /// After a sync up to `target`: records its success and takes the callbacks it serves
-    /// (all of them when it failed: each answers with the error). REQUIRES: `condition`.
-    private func finishSync(_ target: UInt64, _ result: Result<Void, FSError>) -> [(sequence: UInt64, then: @Sendable (FSError?) -> Void)] {
-        guard case .success = result else {
-            defer { callbacks.removeAll() }
-            return callbacks
+    /// One sync, by the thread that set `syncing` (it stays set): gathers the changes in
+    /// progress, syncs, wakes the waiters, and returns the callbacks it was meant to cover
+    /// (their batches were applied before it started) for the caller to run.
+    private func syncOnce(_ sync: () throws(FSError) -> Void) -> (Result<Void, FSError>, [Callback]) {
+        let (target, result) = Blocking.during { () -> (UInt64, Result<Void, FSError>) in
+            gather()
+            condition.lock()
+            let target = applied
+            condition.unlock()
+            return (target, Result { () throws(FSError) in try sync() })
         }
-        synced = max(synced, target)
-        let split = callbacks.partition { $0.sequence > synced }
-        defer { callbacks.removeSubrange(..<split) }
-        return Array(callbacks[..<split])
+        condition.lock()
+        if case .success = result { synced = max(synced, target) }
+        // Those with later batches wait for the next sync, whatever became of this one.
+        let due = callbacks.filter { $0.sequence <= target }
+        callbacks.removeAll { $0.sequence <= target }
+        condition.broadcast()
+        condition.unlock()
+        return (result, due)
     }
 }
 

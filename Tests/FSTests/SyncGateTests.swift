@@ -86,7 +86,19 @@ import Testing
         #expect(answers.withLock { $0.count == 2 && $0.allSatisfy { $0 == nil } })
     }
 
-    /// While thread A's sync is held, a callback registered on this thread returns at
+    /// Calls `whenDurable` on a thread of its own; the semaphore is signalled when the
+    /// call returns (a call that waited for another thread's sync would not return).
+    static func register(_ gate: SyncGate, _ sequence: UInt64, _ sync: @escaping @Sendable () throws(FSError) -> Void,
+                         _ then: @escaping @Sendable (FSError?) -> Void) -> DispatchSemaphore {
+        let returned = DispatchSemaphore(value: 0)
+        Thread {
+            gate.whenDurable(sequence, sync, then: then)
+            returned.signal()
+        }.start()
+        return returned
+    }
+
+    /// While thread A's sync is held, a callback registered on another thread returns at
     /// once; A runs one more sync for it (covering it) and calls it back; a thread
     /// blocked in `waitDurable` meanwhile returns after that sync too.
     @Test func aCallerDoesNotWaitForAnotherThreadsSync() throws {
@@ -101,12 +113,15 @@ import Testing
         }
         let first = gate.noteApplied()
         let firstAnswered = DispatchSemaphore(value: 0)
-        Thread { gate.whenDurable(first, sync) { _ in firstAnswered.signal() } }.start()
+        _ = Self.register(gate, first, sync) { _ in firstAnswered.signal() }
         #expect(hold.waitForWaiter(timeout: 10), "the first sync never started")
 
         let second = gate.noteApplied()
         let answered = Mutex<(done: Bool, error: FSError?, syncs: [UInt64])?>(nil)
-        gate.whenDurable(second, sync) { error in answered.withLock { $0 = (true, error, syncedUpTo.withLock { $0 }) } }
+        let returned = Self.register(gate, second, sync) { error in
+            answered.withLock { $0 = (true, error, syncedUpTo.withLock { $0 }) }
+        }
+        #expect(returned.wait(timeout: .now() + 10) == .success, "a caller waited for another thread's sync")
         #expect(answered.withLock { $0 } == nil, "answered before any sync covered the batch")
 
         let third = gate.noteApplied()
@@ -128,30 +143,82 @@ import Testing
         #expect(syncedUpTo.withLock { $0.count } == 2, "the second and third batches should share one sync")
     }
 
-    @Test func aFailedSyncAnswersEveryCallbackWithItsError() throws {
+    /// A failed sync answers its error to the callbacks it was meant to cover; one whose
+    /// batch came after that sync began waits for the next sync, which succeeds.
+    @Test func aFailedSyncAnswersTheCallbacksItWasMeantToCover() throws {
         let gate = SyncGate()
         let hold = HoldGate()
         hold.hold(true)
-        let failing: @Sendable () throws(FSError) -> Void = { () throws(FSError) in
+        let attempts = Counter()
+        let failingOnce: @Sendable () throws(FSError) -> Void = { () throws(FSError) in
             hold.pass()
-            throw FSError(.EIO, "disk gone")
+            attempts.add()
+            if attempts.value == 1 { throw FSError(.EIO, "disk gone") }
         }
-        let errors = Mutex<[FSError?]>([])
+        let answers = Mutex<[String: FSError?]>([:])
         let first = gate.noteApplied()
         let firstDone = DispatchSemaphore(value: 0)
         Thread {
-            gate.whenDurable(first, failing) { error in errors.withLock { $0.append(error) } }
+            gate.whenDurable(first, failingOnce) { error in answers.withLock { $0["first"] = .some(error) } }
             firstDone.signal()
         }.start()
         #expect(hold.waitForWaiter(timeout: 10))
         let second = gate.noteApplied()
-        gate.whenDurable(second, failing) { error in errors.withLock { $0.append(error) } }
+        let returned = Self.register(gate, second, failingOnce) { error in answers.withLock { $0["second"] = .some(error) } }
+        #expect(returned.wait(timeout: .now() + 10) == .success)
         hold.hold(false)
         #expect(firstDone.wait(timeout: .now() + 10) == .success)
-        #expect(errors.withLock { $0.count == 2 && $0.allSatisfy { $0?.code == .EIO } })
+        let got = answers.withLock { $0 }
+        #expect(got["first"]??.code == .EIO)
+        #expect(got["second"] != nil && got["second"]! == nil, "the later batch was answered with the first sync's error")
         // The next caller tries again.
         var ran = false
-        try gate.waitDurable(second) { () throws(FSError) in ran = true }
+        try gate.waitDurable(gate.noteApplied()) { () throws(FSError) in ran = true }
         #expect(ran)
+    }
+
+    /// A callback registered by a callback (as the serving thread runs it, after a failed
+    /// sync) is still served: the serving thread decides to stop under the lock that
+    /// callbacks are added under.
+    @Test func aCallbackRegisteredWhileCallbacksRunIsServed() throws {
+        let gate = SyncGate()
+        let attempts = Counter()
+        let sync: @Sendable () throws(FSError) -> Void = { () throws(FSError) in
+            attempts.add()
+            if attempts.value == 1 { throw FSError(.EIO, "disk gone") }
+        }
+        let nested = DispatchSemaphore(value: 0)
+        let first = gate.noteApplied()
+        let returned = Self.register(gate, first, sync) { _ in
+            gate.whenDurable(gate.noteApplied(), sync) { error in if error == nil { nested.signal() } }
+        }
+        #expect(returned.wait(timeout: .now() + 10) == .success)
+        #expect(nested.wait(timeout: .now() + 10) == .success, "the nested callback was never answered")
+    }
+
+    /// While a `waitDurable` caller syncs, `whenDurable` waits for it and never hands it
+    /// a callback: the blocked thread (an admin call, say) never sends NFS replies.
+    @Test func aBlockedWaiterServesNoCallback() throws {
+        let gate = SyncGate()
+        let hold = HoldGate()
+        hold.hold(true)
+        let sync: @Sendable () throws(FSError) -> Void = { () throws(FSError) in hold.pass() }
+        let waiterDone = DispatchSemaphore(value: 0)
+        let first = gate.noteApplied()
+        let waiter = Thread {
+            try? gate.waitDurable(first, sync)
+            waiterDone.signal()
+        }
+        waiter.name = "waiter"
+        waiter.start()
+        #expect(hold.waitForWaiter(timeout: 10))
+        let second = gate.noteApplied()
+        let ranOn = Mutex<String?>(nil)
+        let registered = Self.register(gate, second, sync) { _ in ranOn.withLock { $0 = Thread.current.name ?? "" } }
+        hold.hold(false)
+        #expect(waiterDone.wait(timeout: .now() + 10) == .success)
+        #expect(registered.wait(timeout: .now() + 10) == .success)
+        let thread = ranOn.withLock { $0 }
+        #expect(thread != nil && thread != "waiter")
     }
 }

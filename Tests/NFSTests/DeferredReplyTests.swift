@@ -127,10 +127,15 @@ import Testing
         for (record, falseWords) in calls {
             let call = s.send(record)
             #expect(call.answered.wait(timeout: .now() + 10) == .success)
-            var reply = try Reply(try #require(call.reply.withLock { $0 }))
+            let bytes = try #require(call.reply.withLock { $0 })
+            var reply = try Reply(bytes)
             #expect(try reply.body.uint32() == NFSStatus.io.rawValue)
             for _ in 0..<falseWords { #expect(try reply.body.bool() == false) }
             #expect(reply.body.remaining == 0)
+            // A retransmission gets the reply that was sent, from the duplicate-request cache.
+            let again = s.send(record)
+            #expect(again.answered.wait(timeout: .now() + 10) == .success)
+            #expect(again.reply.withLock { $0 } == bytes)
         }
     }
 }

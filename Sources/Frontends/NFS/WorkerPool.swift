@@ -58,7 +58,7 @@ final class WorkerPool: BlockingObserver {
     /// A busy worker that sees `busy` fall takes the queue (sequentially consistent:
     /// the queued call is seen either here or by that worker's next `take`).
     private func wakeIfIdleCore() {
-        guard !polling.load(ordering: .acquiring), busy.load(ordering: .sequentiallyConsistent) < maxBusy else { return }
+        guard !polling.load(ordering: .sequentiallyConsistent), busy.load(ordering: .sequentiallyConsistent) < maxBusy else { return }
         // Taking the lock orders this call's `pending` with a worker's check before it
         // waits; signalling after releasing it lets the woken worker take the lock at
         // once instead of blocking on it behind this thread.
@@ -124,8 +124,10 @@ final class WorkerPool: BlockingObserver {
                 let deadline = clock.now.advanced(by: spin)
                 // Yielding while polling leaves the core to clients and the event loop.
                 while pending.load(ordering: .acquiring) == 0 && clock.now < deadline { sched_yield() }
-                polling.store(false, ordering: .releasing)
-                if pending.load(ordering: .acquiring) > 0 { continue }
+                // Sequentially consistent with `submit`: it sees this store, or this load
+                // sees its call.
+                polling.store(false, ordering: .sequentiallyConsistent)
+                if pending.load(ordering: .sequentiallyConsistent) > 0 { continue }
             }
             condition.lock()
             if pending.load(ordering: .acquiring) == 0 && !state.withLock({ $0.stopping }) { condition.wait() }
