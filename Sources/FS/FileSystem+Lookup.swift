@@ -22,7 +22,19 @@ extension FileSystem {
     /// The attributes of `name` in directory `dir` ("." and ".." included).
     public func lookup(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) -> Inode {
         try checkOpen()
-        let parent = try directory(dir)
+        return try lookup(cred, directory: try directory(dir), name)
+    }
+
+    /// `lookup` in a directory whose inode the caller has just read (the NFS server reads
+    /// it to check the handle): one read fewer.
+    public func lookup(_ cred: Credentials, in parent: Inode, _ name: [UInt8]) throws(FSError) -> Inode {
+        try checkOpen()
+        guard parent.type == .directory else { throw FSError(.ENOTDIR, "inode \(parent.ino) is not a directory") }
+        return try lookup(cred, directory: parent, name)
+    }
+
+    private func lookup(_ cred: Credentials, directory parent: Inode, _ name: [UInt8]) throws(FSError) -> Inode {
+        let dir = parent.ino
         try parent.require(cred, .execute)
         if name == [0x2E] { return parent }
         if name == [0x2E, 0x2E] { return try inode(parent.parent) }

@@ -34,7 +34,10 @@ extension NFSProgram {
             } else if isReserved(dir, op.name) {
                 (found, objectAttributes) = (snapshotsHandle(dir.fs), snapshotsAttributes(dir.fs))
             } else {
-                let inode = try nfs { () throws(FSError) in try dir.fs.lookup(cred, dir.ino, op.name) }
+                let inode = try nfs { () throws(FSError) in
+                    // The directory as read when its handle was checked.
+                    if let parent = dir.inode { try dir.fs.lookup(cred, in: parent, op.name) } else { try dir.fs.lookup(cred, dir.ino, op.name) }
+                }
                 (found, objectAttributes) = (handle(dir.fs, inode), attributes(dir.fs, inode))
             }
             w.status(.ok)
