@@ -9,24 +9,52 @@ import Synchronization
 import Testing
 
 @Suite struct WorkerPoolTests {
-    @Test func aWorkerWaitingForTheDiskLeavesItsTurnToAnother() throws {
+    /// With one worker allowed to run, the first call waits inside `Blocking.during` for
+    /// the second to release it. `queuedFirst`: the second call is queued while the first
+    /// still runs (so `willBlock` must wake a worker for it), else after the first began
+    /// to wait (so `submit` must).
+    @Test(arguments: [false, true])
+    func aWorkerWaitingForTheDiskLeavesItsTurnToAnother(queuedFirst: Bool) throws {
         let pool = WorkerPool(threads: 2, maxBusy: 1)
         defer { pool.shutdown() }
         let inside = DispatchSemaphore(value: 0)
+        let go = DispatchSemaphore(value: 0)
+        let waiting = DispatchSemaphore(value: 0)
         let released = DispatchSemaphore(value: 0)
         let firstEnded = DispatchSemaphore(value: 0)
+        let secondRan = Atomic<Bool>(false)
         let waitedFor = Atomic<Bool>(false)
         pool.submit {
             inside.signal()
+            _ = go.wait(timeout: .now() + 10)
             // Only the second call can end this wait.
-            let outcome = Blocking.during { released.wait(timeout: .now() + 10) }
+            let outcome = Blocking.during { () -> DispatchTimeoutResult in
+                waiting.signal()
+                return released.wait(timeout: .now() + 10)
+            }
             waitedFor.store(outcome == .success, ordering: .sequentiallyConsistent)
             firstEnded.signal()
         }
         #expect(inside.wait(timeout: .now() + 10) == .success)
-        // Long enough for a polling worker to give up and sleep.
-        Thread.sleep(forTimeInterval: 0.02)
-        pool.submit { released.signal() }
+        let second = {
+            // Long enough for a polling worker to give up and sleep.
+            Thread.sleep(forTimeInterval: 0.02)
+            pool.submit {
+                secondRan.store(true, ordering: .sequentiallyConsistent)
+                released.signal()
+            }
+        }
+        if queuedFirst {
+            second()
+            Thread.sleep(forTimeInterval: 0.02)
+            let early = secondRan.load(ordering: .sequentiallyConsistent)
+            #expect(!early, "a second worker was woken while the first ran")
+            go.signal()
+        } else {
+            go.signal()
+            #expect(waiting.wait(timeout: .now() + 10) == .success)
+            second()
+        }
         #expect(firstEnded.wait(timeout: .now() + 30) == .success)
         let wasReleased = waitedFor.load(ordering: .sequentiallyConsistent)
         #expect(wasReleased, "the queued call ran only after the waiting one gave up")
@@ -46,38 +74,5 @@ import Testing
         #expect(done.wait(timeout: .now() + 30) == .success)
         let total = ran.load(ordering: .relaxed)
         #expect(total == count)
-    }
-
-    /// A call queued while the only allowed worker runs is started as soon as that worker
-    /// begins to wait (`Blocking.during` wakes a sleeping worker for it).
-    @Test func aCallQueuedBehindABusyWorkerStartsWhenItWaits() throws {
-        let pool = WorkerPool(threads: 2, maxBusy: 1)
-        defer { pool.shutdown() }
-        let inside = DispatchSemaphore(value: 0)
-        let go = DispatchSemaphore(value: 0)
-        let released = DispatchSemaphore(value: 0)
-        let firstEnded = DispatchSemaphore(value: 0)
-        let secondRan = Atomic<Bool>(false)
-        let waitedFor = Atomic<Bool>(false)
-        pool.submit {
-            inside.signal()
-            _ = go.wait(timeout: .now() + 10)
-            let outcome = Blocking.during { released.wait(timeout: .now() + 10) }
-            waitedFor.store(outcome == .success, ordering: .sequentiallyConsistent)
-            firstEnded.signal()
-        }
-        #expect(inside.wait(timeout: .now() + 10) == .success)
-        Thread.sleep(forTimeInterval: 0.02)
-        pool.submit {
-            secondRan.store(true, ordering: .sequentiallyConsistent)
-            released.signal()
-        }
-        Thread.sleep(forTimeInterval: 0.02)
-        let early = secondRan.load(ordering: .sequentiallyConsistent)
-        #expect(!early, "a second worker was woken while the first ran")
-        go.signal()
-        #expect(firstEnded.wait(timeout: .now() + 30) == .success)
-        let wasReleased = waitedFor.load(ordering: .sequentiallyConsistent)
-        #expect(wasReleased, "the queued call did not start while the first waited")
     }
 }
