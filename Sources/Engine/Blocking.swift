@@ -21,9 +21,6 @@ public enum Blocking {
         guard let observer else { return try body() }
         observer.willBlock()
         defer { observer.didUnblock() }
-        let result: Result<R, E> = $observer.withValue(nil) {
-            do throws(E) { return .success(try body()) } catch { return .failure(error) }
-        }
-        return try result.get()
+        return try $observer.withValue(nil, typed: body)
     }
 }

@@ -232,9 +232,6 @@ public struct PendingSync: Sendable {
 
     public static let none = PendingSync(sequence: nil)
 
-    /// True when nothing waits for a sync.
-    public var isNone: Bool { sequence == nil }
-
     /// The later of two pending syncs (one wait covers both: syncs are prefix-durable).
     public func merged(_ other: PendingSync) -> PendingSync {
         switch (sequence, other.sequence) {

@@ -21,10 +21,7 @@ public final class ChangeObserver: @unchecked Sendable {
     /// Runs `body` (a FileSystem operation) observing `inodes`.
     public static func observing<R, E: Error>(_ inodes: Set<UInt64>, _ body: () throws(E) -> R) throws(E) -> (R, ChangeObserver) {
         let observer = ChangeObserver(inodes)
-        let result: Result<R, E> = $current.withValue(observer) {
-            do throws(E) { return .success(try body()) } catch { return .failure(error) }
-        }
-        return (try result.get(), observer)
+        return (try $current.withValue(observer, typed: body), observer)
     }
 
     /// wcc_data's halves for `ino`: before the change, and after it.

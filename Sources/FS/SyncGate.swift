@@ -195,9 +195,7 @@ public final class DurabilityDeferral: @unchecked Sendable {
     /// Runs `body`; returns its result and the sync its operations still need.
     public static func deferring<R, E: Error>(_ body: () throws(E) -> R) -> (Result<R, E>, PendingSync) {
         let deferral = DurabilityDeferral()
-        let result: Result<R, E> = $current.withValue(deferral) {
-            do throws(E) { return .success(try body()) } catch { return .failure(error) }
-        }
+        let result = Result { () throws(E) -> R in try $current.withValue(deferral, typed: body) }
         return (result, deferral.pending)
     }
 }
