@@ -6,8 +6,9 @@
 //   data phases: --mib MiB written sequentially in 1 MiB writes then fsync (COMMIT), and
 //     read back.
 // Every phase runs --rounds times on each server in turns (which goes first alternates);
-// medians are reported with the ratio. Also: the disk's fsync latency (ganesha does not
-// fsync CREATE or REMOVE; we do) and this process's peak RSS (the server runs in it).
+// medians are reported with the ratio, and each server's CPU time per call in the median
+// run. Also: the disk's fsync latency (ganesha does not fsync CREATE or REMOVE; we do) and
+// this process's peak RSS (the server runs in it).
 // ganesha runs with rpcbind in a private network namespace (rpcbind listens on every
 // interface), and its clients join that namespace with nsenter.
 
@@ -47,11 +48,18 @@ public struct NFSBenchResult: Sendable {
     public var clients: Int
     public var opsPerSecond: Double
     public var mbPerSecond: Double?
+    /// The server's CPU time (all its threads, user and kernel) per call, or per MiB in the
+    /// data phases; nil when it could not be read.
+    public var serverCPUMicros: Double?
 
     public var json: String {
         var fields = "\"target\":\"\(target)\",\"phase\":\"\(phase)\",\"files\":\(files),\"clients\":\(clients),"
             + "\"ops_per_sec\":\(String(format: "%.1f", opsPerSecond))"
         if let mbPerSecond { fields += ",\"mb_per_sec\":\(String(format: "%.1f", mbPerSecond))" }
+        if let serverCPUMicros {
+            fields += mbPerSecond != nil ? ",\"server_cpu_us_per_mib\":" : ",\"server_cpu_us_per_op\":"
+            fields += String(format: "%.1f", serverCPUMicros)
+        }
         return "{\(fields)}"
     }
 }
@@ -63,6 +71,8 @@ protocol NFSBenchTarget {
     var url: String { get }
     /// The command line that runs `arguments` (an nfsclient call) where the server is reachable.
     func command(_ arguments: [String]) -> [String]
+    /// The server's process, for its CPU time.
+    var serverPID: pid_t? { get }
     func stop()
 }
 
@@ -133,14 +143,17 @@ public enum NFSBench {
 
     /// The table: one row per phase, both servers and the ratio.
     public static func table(_ outcome: Outcome) -> String {
-        var rows = [["phase", "files", "clients", "zerofs", "ganesha", "ratio"]]
+        var rows = [["phase", "files", "clients", "zerofs", "ganesha", "ratio", "zerofs cpu", "ganesha cpu"]]
         let ours = outcome.results.filter { $0.target == "zerofs" }
         for r in ours.sorted(by: { (order($0.phase) / 5, $0.files, $0.clients, order($0.phase)) < (order($1.phase) / 5, $1.files, $1.clients, order($1.phase)) }) {
             let ref = outcome.results.first { $0.target == "ganesha" && $0.phase == r.phase && $0.files == r.files && $0.clients == r.clients }
             let unit = r.mbPerSecond != nil ? " MB/s" : "/s"
             let value = { (x: NFSBenchResult) in String(format: "%.0f", x.mbPerSecond ?? x.opsPerSecond) + unit }
             let ratio = ref.map { String(format: "%.2fx", (r.mbPerSecond ?? r.opsPerSecond) / max(0.001, $0.mbPerSecond ?? $0.opsPerSecond)) } ?? "-"
-            rows.append([r.phase, r.mbPerSecond != nil ? "-" : "\(r.files)", "\(r.clients)", value(r), ref.map(value) ?? "-", ratio])
+            let cpuUnit = r.mbPerSecond != nil ? " µs/MiB" : " µs"
+            let cpu = { (x: NFSBenchResult?) in x?.serverCPUMicros.map { String(format: "%.0f", $0) + cpuUnit } ?? "-" }
+            rows.append([r.phase, r.mbPerSecond != nil ? "-" : "\(r.files)", "\(r.clients)", value(r), ref.map(value) ?? "-", ratio,
+                         cpu(r), cpu(ref)])
         }
         return TextTable.render(rows, leftAligned: 1)
     }
@@ -182,7 +195,9 @@ public enum NFSBench {
 
     static func bench(_ target: any NFSBenchTarget, _ client: String, _ phase: String, _ count: Int, _ clients: Int,
                       _ dir: String, files: Int) throws -> NFSBenchResult {
+        let cpuBefore = target.serverPID.flatMap(cpuNanoseconds)
         let output = try call(target, client, ["bench", phase, "\(count)", "\(clients)", dir])
+        let cpuAfter = target.serverPID.flatMap(cpuNanoseconds)
         guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("phase=") }) else {
             throw ChildProcessError("\(target.name): no result from nfsclient bench \(phase): \(output)")
         }
@@ -194,8 +209,30 @@ public enum NFSBench {
         guard let ops = fields["ops_per_sec"].flatMap(Double.init) else {
             throw ChildProcessError("\(target.name): unreadable result '\(line)'")
         }
-        return NFSBenchResult(target: target.name, phase: phase, files: files, clients: clients, opsPerSecond: ops,
-                              mbPerSecond: fields["mb_per_sec"].flatMap(Double.init))
+        var result = NFSBenchResult(target: target.name, phase: phase, files: files, clients: clients, opsPerSecond: ops,
+                                    mbPerSecond: fields["mb_per_sec"].flatMap(Double.init))
+        // A data phase moves `count` MiB; a metadata phase makes `files` calls in all.
+        let units = Double(result.mbPerSecond != nil ? count : files)
+        if let cpuBefore, let cpuAfter, cpuAfter >= cpuBefore {
+            result.serverCPUMicros = Double(cpuAfter - cpuBefore) / 1000 / units
+        }
+        return result
+    }
+
+    /// The CPU time of every thread of process `pid` so far, in nanoseconds (each thread's
+    /// run time from /proc/PID/task/TID/schedstat: finer than the 10 ms ticks of
+    /// /proc/PID/stat). Threads that have ended are not counted; neither server starts or
+    /// ends threads during a phase.
+    static func cpuNanoseconds(_ pid: pid_t) -> UInt64? {
+        let tasks = "/proc/\(pid)/task"
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return nil }
+        var total: UInt64 = 0
+        for thread in threads {
+            guard let text = try? String(contentsOfFile: "\(tasks)/\(thread)/schedstat", encoding: .utf8),
+                  let first = text.split(separator: " ").first, let nanoseconds = UInt64(first) else { continue }
+            total += nanoseconds
+        }
+        return total
     }
 
     /// Median of 100 4 KiB writes each followed by fdatasync, in µs.
@@ -239,6 +276,9 @@ final class ZeroFSTarget: NFSBenchTarget {
     var url: String { "nfs://127.0.0.1/?version=3&nfsport=\(server.port)&mountport=\(server.port)" }
 
     func command(_ arguments: [String]) -> [String] { arguments }
+
+    /// This process: meanwhile the bench's own thread only waits for the client.
+    var serverPID: pid_t? { getpid() }
 
     func stop() {
         server.stop()
@@ -300,6 +340,12 @@ final class GaneshaTarget: NFSBenchTarget {
 
     func command(_ arguments: [String]) -> [String] {
         ["/usr/bin/nsenter", "-t", "\(shell.pid)", "-n"] + arguments
+    }
+
+    /// From ganesha's pid file (only the network is a namespace of its own: the pid is ours).
+    var serverPID: pid_t? {
+        (try? String(contentsOfFile: directory + "/ganesha.pid", encoding: .utf8))
+            .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     func stop() {
