@@ -141,7 +141,7 @@ public enum NFSBench {
         return Outcome(results: results, fsyncMicros: fsync, peakRSSBytes: UInt64(processPeakRSS()), notes: notes)
     }
 
-    /// The table: one row per phase, both servers and the ratio.
+    /// The table: one row per phase, both servers, the ratio and each server's CPU time.
     public static func table(_ outcome: Outcome) -> String {
         var rows = [["phase", "files", "clients", "zerofs", "ganesha", "ratio", "zerofs cpu", "ganesha cpu"]]
         let ours = outcome.results.filter { $0.target == "zerofs" }
@@ -227,12 +227,15 @@ public enum NFSBench {
         let tasks = "/proc/\(pid)/task"
         guard let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return nil }
         var total: UInt64 = 0
+        var read = false
         for thread in threads {
             guard let text = try? String(contentsOfFile: "\(tasks)/\(thread)/schedstat", encoding: .utf8),
                   let first = text.split(separator: " ").first, let nanoseconds = UInt64(first) else { continue }
             total += nanoseconds
+            read = true
         }
-        return total
+        // A kernel without scheduler statistics has no schedstat files: no figure at all.
+        return read ? total : nil
     }
 
     /// Median of 100 4 KiB writes each followed by fdatasync, in µs.
