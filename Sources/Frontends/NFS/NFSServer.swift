@@ -2,8 +2,10 @@
 // them and frame their records; every call runs on a worker pool (WorkerPool), and the
 // worker writes its reply to the socket itself (ReplyWriter), with no hand-off back to
 // the event loop. A connection may pipeline calls (replies go back as they finish,
-// matched by xid); beyond `maxInFlight` running calls it stops reading until some
-// finish. A record longer than `maxRecord` closes that connection only.
+// matched by xid); with `maxInFlight` calls whose replies are not yet written it stops
+// reading, and running the calls it has read, until replies go out: a client that reads no
+// replies holds at most that many in the server. A record longer than `maxRecord` closes
+// that connection only.
 
 import FS
 import NIOCore
@@ -101,8 +103,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     let writer: ReplyWriter
     let maxInFlight: Int
     private var decoder: RecordDecoder
-    /// Calls submitted and not yet answered; workers count down.
+    /// Calls submitted whose replies are not yet all written; workers (or the event loop,
+    /// for a reply it writes) count down.
     private let inFlight = InFlight()
+    /// Calls read and not yet submitted, from `backlogHead` on: one read can hold
+    /// thousands of small records, and they wait here while `maxInFlight` are in flight.
+    private var backlog: [[UInt8]] = []
+    private var backlogHead = 0
+    /// Reading is off (autoRead false) while calls wait or `maxInFlight` are in flight.
+    private var paused = false
     private var client = ""
 
     final class InFlight: Sendable {
@@ -137,32 +146,52 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        for record in records { run(record, context: context) }
+        backlog += records
+        submitWaiting(context: context)
+    }
+
+    /// Submits waiting calls while fewer than `maxInFlight` are in flight (a call counts
+    /// until its reply is written: a client that reads no replies gets no more calls run),
+    /// and stops reading while calls wait or the limit is reached. On the event loop.
+    private func submitWaiting(context: ChannelHandlerContext) {
+        while backlogHead < backlog.count, inFlight.count.load(ordering: .relaxed) < maxInFlight {
+            let record = backlog[backlogHead]
+            backlog[backlogHead] = []
+            backlogHead += 1
+            run(record, context: context)
+        }
+        if backlogHead == backlog.count {
+            backlog.removeAll(keepingCapacity: true)
+            backlogHead = 0
+        }
+        // Only this loop counts up: a call ending after this load, at the limit, runs
+        // this again (below).
+        let full = backlogHead < backlog.count || inFlight.count.load(ordering: .relaxed) >= maxInFlight
+        guard full != paused else { return }
+        paused = full
+        context.channel.setOption(ChannelOptions.autoRead, value: !full).whenComplete { _ in }
+        if !full { context.read() }
     }
 
     private func run(_ record: [UInt8], context: ChannelHandlerContext) {
+        inFlight.count.wrappingAdd(1, ordering: .relaxed)
         let maxInFlight = maxInFlight
-        if inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue >= maxInFlight {
-            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-        }
         let service = service
         let client = client
         let writer = writer
         let inFlight = inFlight
-        let channel = context.channel
-        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let finished: ReplyWriter.Done = {
+            if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
+                // This call ended a pause: submit what waits, or read again (on the loop).
+                eventLoop.execute { bound.value.handler.submitWaiting(context: bound.value.context) }
+            }
+        }
         workers.submit {
             // The reply may come from another worker: the one that syncs this call's change.
             service.handle(record, client: client) { reply in
-                if let reply { writer.send(reply) }
-                if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
-                    // This call ended a pause: read again (on the loop, after the pause).
-                    eventLoop.execute {
-                        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-                        boundContext.value.read()
-                    }
-                }
+                if let reply { writer.send(reply, done: finished) } else { finished() }
             }
         }
     }

@@ -168,8 +168,12 @@ enum CongestionControl {
 /// client slow to read), the rest of it, and every reply after it until those are out,
 /// goes through the connection's event loop, which waits for the socket as SwiftNIO
 /// always does. So a worker never waits for a client, and replies never interleave or
-/// overtake each other.
+/// overtake each other. Each reply's `done` runs once its bytes are all in the socket (or
+/// dropped with a closed connection): the connection counts a call until then, so a client
+/// that does not read its replies stops its own calls being read (NFSServer).
 final class ReplyWriter: Sendable {
+    typealias Done = @Sendable () -> Void
+
     private struct State {
         /// The descriptor, or -1 once closed.
         var fd: Int32
@@ -177,7 +181,7 @@ final class ReplyWriter: Sendable {
         var channel: (any Channel)?
         /// A worker is writing (outside the lock); replies wait in `queue` meanwhile.
         var writing = false
-        var queue: [[UInt8]] = []
+        var queue: [(reply: [UInt8], done: Done)] = []
         /// Replies handed to the event loop and not yet written by it.
         var viaLoop = 0
         /// `close` came while a worker was writing: that worker closes.
@@ -195,47 +199,59 @@ final class ReplyWriter: Sendable {
     }
 
     /// Writes the record mark and `reply`, or leaves them to the worker writing now or to
-    /// the event loop.
-    func send(_ reply: [UInt8]) {
-        let fd = state.withLock { s -> Int32? in
-            guard s.fd >= 0, let channel = s.channel else { return nil }
+    /// the event loop; `done` runs when they are all written, or dropped.
+    func send(_ reply: [UInt8], done: @escaping Done) {
+        enum Start {
+            case write(Int32)
+            case left
+            case closed
+        }
+        let start = state.withLock { s -> Start in
+            guard s.fd >= 0, let channel = s.channel else { return .closed }
             if s.writing {
-                s.queue.append(reply)
-                return nil
+                s.queue.append((reply, done))
+                return .left
             }
             if s.viaLoop > 0 {
-                handToLoop(&s, channel, reply, sent: 0)
-                return nil
+                handToLoop(&s, channel, reply, sent: 0, done: done)
+                return .left
             }
             s.writing = true
-            return s.fd
+            return .write(s.fd)
         }
-        guard let fd else { return }
-        var next = reply
+        guard case .write(let fd) = start else {
+            if case .closed = start { done() }
+            return
+        }
+        var next = (reply: reply, done: done)
         while true {
-            let sent = Self.writeWhatFits(fd, next)
-            let more = state.withLock { s -> [UInt8]? in
+            let sent = Self.writeWhatFits(fd, next.reply)
+            var finished: [Done] = []
+            let more = state.withLock { s -> (reply: [UInt8], done: Done)? in
                 if s.closeWhenDone || sent < 0 {
                     // Closed meanwhile, or the socket failed (the event loop sees that
                     // too, and closes the connection): what is left is dropped.
+                    finished = [next.done] + s.queue.map(\.done)
                     s.queue.removeAll()
                     s.writing = false
                     if s.closeWhenDone { Self.closeNow(&s) }
                     return nil
                 }
-                if sent < next.count + 4, let channel = s.channel {
-                    handToLoop(&s, channel, next, sent: sent)
-                    for queued in s.queue { handToLoop(&s, channel, queued, sent: 0) }
+                if sent < next.reply.count + 4, let channel = s.channel {
+                    handToLoop(&s, channel, next.reply, sent: sent, done: next.done)
+                    for queued in s.queue { handToLoop(&s, channel, queued.reply, sent: 0, done: queued.done) }
                     s.queue.removeAll()
                     s.writing = false
                     return nil
                 }
+                finished = [next.done]
                 if s.queue.isEmpty {
                     s.writing = false
                     return nil
                 }
                 return s.queue.removeFirst()
             }
+            for done in finished { done() }
             guard let more else { return }
             next = more
         }
@@ -261,8 +277,9 @@ final class ReplyWriter: Sendable {
     }
 
     /// Hands what is left of `reply` after `sent` bytes (of mark and reply) to the event
-    /// loop. REQUIRES: the lock is held, so replies reach the loop in order.
-    private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int) {
+    /// loop; `done` runs when the loop has written it (or failed to). REQUIRES: the lock is
+    /// held, so replies reach the loop in order.
+    private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int, done: @escaping Done) {
         var rest = channel.allocator.buffer(capacity: reply.count + 4 - sent)
         if sent < 4 {
             var mark = Self.mark(reply)
@@ -273,7 +290,10 @@ final class ReplyWriter: Sendable {
         }
         s.viaLoop += 1
         channel.eventLoop.execute {
-            channel.writeAndFlush(rest).whenComplete { _ in self.state.withLock { $0.viaLoop -= 1 } }
+            channel.writeAndFlush(rest).whenComplete { _ in
+                self.state.withLock { $0.viaLoop -= 1 }
+                done()
+            }
         }
     }
 
