@@ -79,6 +79,15 @@ extension Pool {
         if !slash, bytes.contains(UInt8(ascii: "/")) { throw DatasetError(.invalidName, "\(what) \(shown) contains '/'") }
     }
 
+    /// "DATASET@SNAP" split at its "@", or nil for a name without one. Done on bytes, as
+    /// names are checked: "@" followed by a combining mark is one Character, which a
+    /// search for the Character "@" misses.
+    public static func splitSnapshotName(_ name: String) -> (dataset: String, snapshot: String)? {
+        let bytes = Array(name.utf8)
+        guard let at = bytes.firstIndex(of: UInt8(ascii: "@")) else { return nil }
+        return (String(decoding: bytes[..<at], as: UTF8.self), String(decoding: bytes[(at + 1)...], as: UTF8.self))
+    }
+
     /// The id of the dataset "a/b" or the snapshot "a/b@s".
     public func resolve(_ name: String) throws(DatasetError) -> UInt64 {
         try state.withLock { s throws(DatasetError) in try Self.resolve(name, in: s.forest) }
@@ -185,19 +194,22 @@ extension Pool {
         return try info(id, used: false)
     }
 
-    /// Every writable dataset, by name.
-    public func listDatasets() throws(DatasetError) -> [DatasetInfo] {
+    /// Every writable dataset, by name; with USED unless `used` is false (what the NFS
+    /// server lists needs no USED, which walks the version forest for each dataset).
+    public func listDatasets(used: Bool = true) throws(DatasetError) -> [DatasetInfo] {
         let ids = state.withLock { s in s.forest.datasets.values.filter { !$0.isSnapshot }.map(\.id) }
-        return try ids.map { id throws(DatasetError) in try info(id) }.sorted { $0.name < $1.name }
+        return try ids.map { id throws(DatasetError) in try info(id, used: used) }.sorted { $0.name < $1.name }
     }
 
-    /// Every snapshot, or those of `dataset`, by dataset name then age.
-    public func listSnapshots(of dataset: String? = nil) throws(DatasetError) -> [DatasetInfo] {
+    /// Every snapshot, or those of `dataset`, by dataset name then age; with USED unless
+    /// `used` is false (a snapshot's USED may read every key its version wrote).
+    public func listSnapshots(of dataset: String? = nil, used: Bool = true) throws(DatasetError) -> [DatasetInfo] {
         let ids = try state.withLock { s throws(DatasetError) -> [UInt64] in
             let of = try dataset.map { name throws(DatasetError) in try writableDataset(name, s).id }
             return s.forest.datasets.values.filter { $0.isSnapshot && (of == nil || $0.parent == of) }.map(\.id)
         }
-        return try ids.map { id throws(DatasetError) in try info(id) }.sorted { ($0.name.split(separator: "@")[0], $0.id) < ($1.name.split(separator: "@")[0], $1.id) }
+        return try ids.map { id throws(DatasetError) in try info(id, used: used) }
+            .sorted { ($0.name.split(separator: "@")[0], $0.id) < ($1.name.split(separator: "@")[0], $1.id) }
     }
 
     public func info(_ name: String) throws(DatasetError) -> DatasetInfo {
@@ -216,7 +228,9 @@ extension Pool {
                 rootInode: record.rootInode, createdAt: record.createdAt, readonly: record.readonly,
                 isSnapshot: record.isSnapshot, isDefault: id == s.defaultDataset, generation: record.generation,
                 flags: record.flags, counters: counters, writtenBytes: s.forest.versions[record.version]?.written ?? 0,
-                usedBytes: 0, usedIsEstimate: !s.forest.collectable().isEmpty)
+                usedBytes: 0, usedIsEstimate: computeUsed && !s.forest.collectable().isEmpty)
+            // Walking the forest under the commit lock: only when asked for.
+            guard computeUsed else { return (info, nil) }
             let (used, mergeInto) = Self.freed(by: id, s)
             info.usedBytes = used
             return (info, mergeInto)

@@ -183,6 +183,41 @@ import Testing
         try store.close()
     }
 
+    /// A snapshot name may start with a combining mark: "root@" and the mark are then one
+    /// Character, which a search for the Character "@" misses. Renames and rollbacks split
+    /// names as bytes, as they are checked.
+    @Test func snapshotNamesAreSplitAsBytes() async throws {
+        let harness = StoreHarness(try BackendCatalog.standard.factory(named: "memory"))
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try harness.open(path)
+        let pool = try Pool.open(store, options: options())
+        let service = AdminService(pool: pool, store: store, location: path) { [:] }
+        let marked = "\u{0301}x"
+        try await AdminClient.connect(.local(service)) { client in
+            var create = Zerofs_Admin_V1_CreateSnapshotRequest()
+            create.source = "root"
+            create.name = marked
+            _ = try await client.createSnapshot(create)
+            var rename = Zerofs_Admin_V1_RenameSnapshotRequest()
+            rename.name = marked
+            rename.newName = "y"
+            #expect(try await client.renameSnapshot(rename).name == "root@y")
+            rename.name = "root@y"
+            rename.newName = "root@" + marked
+            #expect(Array(try await client.renameSnapshot(rename).name.utf8) == Array(("root@" + marked).utf8))
+            var rollback = Zerofs_Admin_V1_RollbackDatasetRequest()
+            rollback.dataset = "root"
+            rollback.snapshot = "root@" + marked
+            _ = try await client.rollbackDataset(rollback)
+            rename.name = "root@" + marked
+            rename.newName = "other@z"
+            await #expect(throws: RPCError.self) { _ = try await client.renameSnapshot(rename) }
+        }
+        try pool.close()
+        try store.close()
+    }
+
     @Test func everyErrorKindHasItsStatus() {
         let expected: [DatasetError.Kind: RPCError.Code] = [
             .invalidName: .invalidArgument, .exists: .alreadyExists, .notFound: .notFound, .isDefault: .failedPrecondition,

@@ -141,7 +141,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     public func createSnapshot(request: Zerofs_Admin_V1_CreateSnapshotRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_CreateSnapshotResponse {
         try await call("CreateSnapshot") { [pool] in
             try self.requireWritable()
-            if request.source.contains("@"), try pool.info(request.source).isSnapshot {
+            if Pool.splitSnapshotName(request.source) != nil, try pool.info(request.source).isSnapshot {
                 throw DatasetError(.isSnapshot, "\(request.source) is a snapshot; only datasets can be snapshotted")
             }
             var response = Zerofs_Admin_V1_CreateSnapshotResponse()
@@ -170,13 +170,15 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         try await call("RenameSnapshot") { [pool] in
             try self.requireWritable()
             let old = try Self.snapshotName(pool, request.name)
-            let dataset = old[..<old.lastIndex(of: "@")!]
+            guard let dataset = Pool.splitSnapshotName(old)?.dataset else {
+                throw DatasetError(.notSnapshot, "\(old.debugDescription) is not a snapshot")
+            }
             var new = request.newName
-            if let at = new.lastIndex(of: "@") {
-                guard new[..<at] == dataset else {
+            if let parts = Pool.splitSnapshotName(new) {
+                guard parts.dataset.utf8.elementsEqual(dataset.utf8) else {
                     throw DatasetError(.invalidMove, "a snapshot stays with its dataset: \(old) cannot become \(new)")
                 }
-                new = String(new[new.index(after: at)...])
+                new = parts.snapshot
             }
             try pool.renameSnapshot(old, to: new)
             return AdminMessages.dataset(try pool.info("\(dataset)@\(new)"))
@@ -194,11 +196,11 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         try await call("RollbackDataset") { [pool] in
             try self.requireWritable()
             var snapshot = request.snapshot
-            if let at = snapshot.lastIndex(of: "@") {
-                guard snapshot[..<at] == request.dataset else {
+            if let parts = Pool.splitSnapshotName(snapshot) {
+                guard parts.dataset.utf8.elementsEqual(request.dataset.utf8) else {
                     throw DatasetError(.wrongDataset, "\(snapshot) is not a snapshot of \(request.dataset)")
                 }
-                snapshot = String(snapshot[snapshot.index(after: at)...])
+                snapshot = parts.snapshot
             }
             try pool.rollback(request.dataset, to: snapshot)
             return AdminMessages.dataset(try pool.info(request.dataset))
@@ -208,8 +210,9 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     /// A snapshot's full name: "DATASET@SNAP" as given, or a bare "SNAP" when exactly one
     /// dataset has a snapshot of that name.
     static func snapshotName(_ pool: Pool, _ name: String) throws -> String {
-        if name.contains("@") { return name }
-        let matches = try pool.listSnapshots().map(\.name).filter { $0.hasSuffix("@" + name) }
+        if Pool.splitSnapshotName(name) != nil { return name }
+        // Compared as bytes, as names are checked (see Pool.splitSnapshotName).
+        let matches = try pool.listSnapshots(used: false).map(\.name).filter { Pool.splitSnapshotName($0)?.snapshot.utf8.elementsEqual(name.utf8) == true }
         switch matches.count {
         case 1: return matches[0]
         case 0:

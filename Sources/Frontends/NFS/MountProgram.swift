@@ -13,6 +13,12 @@ final class MountProgram: Sendable {
     static let program: UInt32 = 100_005
     static let version: UInt32 = 3
     static let maxPath = 1024
+    /// What the mount list (DUMP) holds at most: entries, and bytes of machine names and
+    /// paths, so a DUMP reply stays small whatever clients send (a machine name is up to
+    /// 255 bytes, a path up to 1,024, and "/", "//", ... all mount the root). Mounts past
+    /// either are served but not listed.
+    static let maxListed = 1_000
+    static let maxListedBytes = 64 << 10
 
     enum Status: UInt32, Error {
         case ok = 0
@@ -50,7 +56,9 @@ final class MountProgram: Sendable {
                 w.uint32(RPC.Flavor.authSys.rawValue)
                 let text = String(decoding: path, as: UTF8.self)
                 mounts.withLock { list in
-                    if !list.contains(where: { $0 == (machine, text) }) && list.count < 10_000 { list.append((machine, text)) }
+                    guard list.count < Self.maxListed, !list.contains(where: { $0 == (machine, text) }) else { return }
+                    let bytes = list.reduce(machine.utf8.count + text.utf8.count) { $0 + $1.0.utf8.count + $1.1.utf8.count }
+                    if bytes <= Self.maxListedBytes { list.append((machine, text)) }
                 }
             case .failure(let status):
                 w.uint32(status.rawValue)
@@ -84,8 +92,8 @@ final class MountProgram: Sendable {
     /// twice: libnfs mounts each export nested under the one it mounted).
     func exports() -> [String] {
         var names = ["/"]
-        if let datasets = try? pool.listDatasets() { names += datasets.filter { !$0.isDefault }.map { "/" + $0.name } }
-        if let snapshots = try? pool.listSnapshots() { names += snapshots.map { "/" + $0.name } }
+        if let datasets = try? pool.listDatasets(used: false) { names += datasets.filter { !$0.isDefault }.map { "/" + $0.name } }
+        if let snapshots = try? pool.listSnapshots(used: false) { names += snapshots.map { "/" + $0.name } }
         return names
     }
 

@@ -57,7 +57,7 @@ extension NFSProgram {
             let root = try nfs { () throws(FSError) in try fs.getattr(fs.root) }
             return (fs, handle(fs, root))
         }
-        guard let text = String(validating: name, as: UTF8.self), !text.contains("@"), !text.contains("/"),
+        guard !name.contains(UInt8(ascii: "@")), !name.contains(UInt8(ascii: "/")), let text = String(validating: name, as: UTF8.self),
               let info = try? pool.info(fs.dataset, used: false),
               let id = try? pool.resolve("\(info.name)@\(text)"),
               let snapshot = try? pool.filesystem(id)

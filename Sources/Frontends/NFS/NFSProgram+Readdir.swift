@@ -105,11 +105,11 @@ extension NFSProgram {
         let fs = dir.fs
         if dir.isSnapshots {
             guard let info = try? pool.info(fs.dataset, used: false),
-                  let snapshots = try? pool.listSnapshots(of: info.name)
+                  let snapshots = try? pool.listSnapshots(of: info.name, used: false)
             else { throw .stale }
             let page = snapshots.filter { $0.id &+ 1 > cookie }.sorted { $0.id < $1.id }
             let listed = page.map { snapshot in
-                let name = Array(snapshot.name.split(separator: "@", maxSplits: 1).last.map(String.init)?.utf8 ?? "".utf8)
+                let name = Array((Pool.splitSnapshotName(snapshot.name)?.snapshot ?? snapshot.name).utf8)
                 // A fileid of the parent's fsid that no inode uses (the root's own is in the snapshot's).
                 var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: name, cookie: snapshot.id &+ 1)
                 entry.snapshot = snapshot.id
