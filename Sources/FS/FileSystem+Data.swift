@@ -209,8 +209,11 @@ extension FileSystem {
         let firstBeyond = (size + cs - 1) / cs
         let oldEnd = file.size.quotientRoundingUp(chunkSize)
         guard oldEnd > firstBeyond else { return }
-        file.dataEpoch += 1
         file.shrinkMarks.removeAll { $0.size >= size }
+        guard file.shrinkMarks.count < Inode.maxShrinkMarks else {
+            throw FSError(.ENOSPC, "inode \(file.ino) has \(Inode.maxShrinkMarks) truncations whose chunks wait for the reclaimer (below a snapshot they wait until it is deleted)")
+        }
+        file.dataEpoch += 1
         file.shrinkMarks.append(ShrinkMark(epoch: file.dataEpoch, size: size))
         batch.putUnversioned(FSKeys.reclaim(file.ino, view.head), [ReclaimKind.shrink.rawValue])
     }

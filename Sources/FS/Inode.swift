@@ -53,6 +53,15 @@ public struct Inode: Sendable, Equatable {
     public var entryCount: UInt64
     /// Regular files: bumped by every truncate down; chunks carry the epoch they were written in.
     public var dataEpoch: UInt64
+    /// The most shrink marks an inode gets. A truncate that would add one more is refused
+    /// (ENOSPC): marks go only when the reclaimer has deleted what they hide, which it
+    /// cannot do below a snapshot, so a file shrunk, regrown and shrunk to a larger size
+    /// over and over would otherwise grow without bound (every change to it rewriting the
+    /// record), up to one no read could decode (`decodableShrinkMarks`). A truncate to a
+    /// size at or below every mark's replaces them all, so truncating to zero never adds up.
+    public static let maxShrinkMarks = 1024
+    /// The most a stored inode may hold (more is damage).
+    static let decodableShrinkMarks = 1 << 16
     public var shrinkMarks: [ShrinkMark]
     /// Symlinks: the target.
     public var target: [UInt8]
@@ -144,7 +153,7 @@ public struct Inode: Sendable, Equatable {
         inode.mtime = times[1]
         inode.ctime = times[2]
         guard let rdev = r.u64(), let generation = r.u64(), let parent = r.u64(), let entries = r.u64(),
-              let epoch = r.u64(), let markCount = r.u32(), markCount <= 1 << 16
+              let epoch = r.u64(), let markCount = r.u32(), markCount <= Self.decodableShrinkMarks
         else { throw FSError.corrupt("inode \(ino): truncated tail") }
         inode.rdev = rdev
         inode.generation = generation

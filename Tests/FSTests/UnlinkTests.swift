@@ -44,6 +44,42 @@ import Testing
         try f.expectClean()
     }
 
+    /// Below a snapshot the reclaimer keeps a file's shrink marks; a file shrunk to ever
+    /// larger sizes gets at most `Inode.maxShrinkMarks`, then a clear ENOSPC, and stays
+    /// readable and removable.
+    @Test func shrinkMarksBelowASnapshotAreBounded() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        let fs = f.fs
+        let file = try fs.create(.root, FileSystem.rootInode, n("f"), mode: 0o644)
+        try fs.write(.root, file.ino, offset: 0, randomBytes(fs.chunkSize, seed: 4))
+        try fs.pool.snapshot("root", "kept")
+        let far = UInt64(1) << 30
+        for k in 1...Inode.maxShrinkMarks {
+            try fs.setattr(.root, file.ino, SetAttributes(size: far))
+            try fs.setattr(.root, file.ino, SetAttributes(size: UInt64(k * fs.chunkSize)))
+        }
+        try fs.pool.reclaimNow()
+        #expect(try fs.getattr(file.ino).shrinkMarks.count == Inode.maxShrinkMarks)
+        try fs.setattr(.root, file.ino, SetAttributes(size: far))
+        // Shrunk past a whole chunk, above every mark: one mark more than allowed.
+        var refused: FSError.Code?
+        do {
+            try fs.setattr(.root, file.ino, SetAttributes(size: far / 2))
+        } catch {
+            refused = error.code
+        }
+        #expect(refused == .ENOSPC)
+        #expect(try fs.getattr(file.ino).size == far)
+        // Nothing was lost: the file reads, and a truncate to zero replaces every mark.
+        #expect(try fs.read(.root, file.ino, offset: 0, count: 16).data.count == 16)
+        try fs.setattr(.root, file.ino, SetAttributes(size: 0))
+        #expect(try fs.getattr(file.ino).shrinkMarks.count == 1)
+        try fs.unlink(.root, FileSystem.rootInode, n("f"))
+        try fs.pool.reclaimNow()
+        try f.expectClean()
+    }
+
     @Test func aSnapshotKeepsWhatItShows() throws {
         let f = try FSFixture(MemoryBackendFactory())
         defer { f.close() }
