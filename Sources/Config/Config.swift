@@ -124,6 +124,9 @@ public struct ZeroFSConfig: Sendable, Equatable {
     /// The backends a configuration may name, with their tuning keys checked by `validate`.
     public static let backends = ["lsm", "rocksdb", "lmdb"]
 
+    /// Addresses a server list may name (servers.nfs or servers.rpc).
+    public static let maxAddresses = 16
+
     /// Parses `text` (read from `file`, for messages), expanding ${VAR} from `environment`.
     /// `validateBackend` checks the options of the named backend (the backend catalog's
     /// factory `validate`), so bad tuning is refused when the file is read.
@@ -257,6 +260,10 @@ private struct Reader {
             out.append(address)
         }
         guard !out.isEmpty else { throw fail(name, "must name at least one address") }
+        // Each NFS address has its own threads (servers.nfs.threads of them).
+        guard out.count <= ZeroFSConfig.maxAddresses else {
+            throw fail(name, "may name at most \(ZeroFSConfig.maxAddresses) addresses, not \(out.count)")
+        }
         return out
     }
 

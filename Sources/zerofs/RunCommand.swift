@@ -41,7 +41,7 @@ struct Run: ParsableCommand {
             config.nfsAddresses = [address]
         }
         if let threads {
-            guard threads >= 1 else { fail(command, "--threads must be at least 1") }
+            guard (1...1024).contains(threads) else { fail(command, "--threads must be 1 to 1024 (as servers.nfs.threads), got \(threads)") }
             config.nfsThreads = threads
         }
         if let logLevel {

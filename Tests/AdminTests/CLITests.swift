@@ -258,6 +258,9 @@ final class ServerProcess {
         let refused = try zerofs(["dataset", "list", "-c", bad], status: 1)
         #expect(refused.err == "zerofs dataset list: \(bad): storage.backend: must be lsm, rocksdb or lmdb, got \"zfs\"\n")
         #expect(try zerofs(["run", "-c", bad], status: 1).err.contains("storage.backend"))
+        // --threads as servers.nfs.threads: a huge count would start threads for ever.
+        let huge = try zerofs(["run", "--backend", "lsm", "--path", directory + "/never", "--threads", "9223372036854775807"], status: 1)
+        #expect(huge.err.contains("--threads must be 1 to 1024"), "\(huge.err)")
     }
 
     @Test func checkpointsServeReadOnlyAndRestore() throws {

@@ -127,6 +127,8 @@ import Testing
             ("[servers.nfs]\naddresses = [\"127.0.0.1:70000\"]", "servers.nfs.addresses", "HOST:PORT"),
             ("[servers.nfs]\naddresses = []", "servers.nfs.addresses", "at least one"),
             ("[servers.nfs]\nthreads = 0", "servers.nfs.threads", "1...1024"),
+            ("[servers.nfs]\naddresses = [" + Array(repeating: "\"127.0.0.1:0\"", count: 17).joined(separator: ", ") + "]",
+             "servers.nfs.addresses", "at most 16"),
             ("[servers.nfs]\nloopback_congestion = \"Reno!\"", "servers.nfs.loopback_congestion", "congestion control name"),
             ("[servers.nfs]\nloopback_congestion = \"a_name_longer_than_15\"", "servers.nfs.loopback_congestion", "congestion control name"),
             ("[servers.nfs]\nloopback_congestion = 1", "servers.nfs.loopback_congestion", "string"),
