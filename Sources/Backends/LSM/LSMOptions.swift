@@ -117,9 +117,15 @@ struct LSMOptions: Sendable {
         }
     }
 
+    /// The size level `level` may reach before it compacts down: level1_bytes times
+    /// level_multiplier per level below 1, saturating at Int.max (each is range-checked
+    /// alone, and a product that wrapped negative would compact every level down at once).
     func levelTarget(_ level: Int) -> Int {
         var bytes = level1Bytes
-        for _ in 1..<max(level, 1) { bytes = bytes &* levelMultiplier }
+        for _ in 1..<max(level, 1) {
+            let (product, overflow) = bytes.multipliedReportingOverflow(by: levelMultiplier)
+            bytes = overflow ? .max : product
+        }
         return bytes
     }
 }

@@ -366,7 +366,7 @@ extension LSMStore {
         }
         for level in 1..<max(levels.count, 1) where level < options.maxLevels - 1 {
             let size = levels[level].reduce(0) { $0 + $1.meta.size }
-            guard size > options.levelTarget(level) else { continue }
+            guard !levels[level].isEmpty, size > options.levelTarget(level) else { continue }
             // The table after the last one compacted at this level, round robin by key.
             let pointer = compactPointers.withLock { $0[level] }
             let table = levels[level].first { pointer == nil || Bytes.compare($0.meta.smallest, pointer!) > 0 } ?? levels[level][0]

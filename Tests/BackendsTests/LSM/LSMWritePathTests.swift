@@ -9,6 +9,22 @@ import Testing
 @testable import LSMBackend
 
 @Suite struct LSMWritePathTests {
+    /// Each level's target grows by the multiplier and saturates: accepted settings whose
+    /// product overflows (2^40 bytes times 100^4) must not wrap negative, which made every
+    /// level look over its target and a compaction index an empty level.
+    @Test func levelTargetsSaturateInsteadOfWrapping() throws {
+        var backend = BackendOptions()
+        backend.tuning = ["level1_bytes": "\(1 << 40)", "level_multiplier": "100"]
+        let options = try LSMOptions(backend)
+        var previous = 0
+        for level in 1...8 {
+            let target = options.levelTarget(level)
+            #expect(target >= previous && target > 0, "level \(level): \(target)")
+            previous = target
+        }
+        #expect(options.levelTarget(5) == Int.max)
+    }
+
     let factory = LSMBackendFactory()
 
     /// Large values stay in the bytes of the batch they came in, which the memtable keeps:
