@@ -209,7 +209,7 @@ extension Pool {
             return s.forest.datasets.values.filter { $0.isSnapshot && (of == nil || $0.parent == of) }.map(\.id)
         }
         return try ids.map { id throws(DatasetError) in try info(id, used: used) }
-            .sorted { ($0.name.split(separator: "@")[0], $0.id) < ($1.name.split(separator: "@")[0], $1.id) }
+            .sorted { (Self.splitSnapshotName($0.name)?.dataset ?? $0.name, $0.id) < (Self.splitSnapshotName($1.name)?.dataset ?? $1.name, $1.id) }
     }
 
     public func info(_ name: String) throws(DatasetError) -> DatasetInfo {

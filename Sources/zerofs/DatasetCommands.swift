@@ -5,6 +5,7 @@ import Admin
 import Foundation
 import ArgumentParser
 import Engine
+import FS
 import Workloads
 
 #if canImport(Glibc)
@@ -258,7 +259,7 @@ struct DatasetRollback: ParsableCommand {
         request.dataset = name
         request.snapshot = snapshot
         let reply = withAdmin("zerofs dataset rollback", store) { [request] client in try await client.rollbackDataset(request) }
-        Output.emit(output.json, reply) { "rolled \(reply.name) back to \(snapshot.contains("@") ? snapshot : "\(name)@\(snapshot)")" }
+        Output.emit(output.json, reply) { "rolled \(reply.name) back to \(Pool.splitSnapshotName(snapshot) != nil ? snapshot : "\(name)@\(snapshot)")" }
     }
 }
 
