@@ -126,6 +126,20 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         decoder = RecordDecoder(limit: options.maxRecord)
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        // A written reply ends its call: at the limit that may let waiting calls run, or
+        // reading go on (on the loop). Set once: no closure per call.
+        let inFlight = inFlight
+        let maxInFlight = maxInFlight
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        writer.onWritten {
+            if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
+                eventLoop.execute { bound.value.handler.submitWaiting(context: bound.value.context) }
+            }
+        }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         client = context.remoteAddress?.ipAddress ?? "?"
         context.fireChannelActive()
@@ -175,23 +189,14 @@ final class RPCConnectionHandler: ChannelInboundHandler {
 
     private func run(_ record: [UInt8], context: ChannelHandlerContext) {
         inFlight.count.wrappingAdd(1, ordering: .relaxed)
-        let maxInFlight = maxInFlight
         let service = service
         let client = client
         let writer = writer
-        let inFlight = inFlight
-        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        let finished: ReplyWriter.Done = {
-            if inFlight.count.wrappingSubtract(1, ordering: .relaxed).oldValue == maxInFlight {
-                // This call ended a pause: submit what waits, or read again (on the loop).
-                eventLoop.execute { bound.value.handler.submitWaiting(context: bound.value.context) }
-            }
-        }
         workers.submit {
             // The reply may come from another worker: the one that syncs this call's change.
+            // A call without a reply (not a call at all) ends here.
             service.handle(record, client: client) { reply in
-                if let reply { writer.send(reply, done: finished) } else { finished() }
+                if let reply { writer.send(reply) } else { writer.countWritten() }
             }
         }
     }

@@ -168,11 +168,12 @@ enum CongestionControl {
 /// client slow to read), the rest of it, and every reply after it until those are out,
 /// goes through the connection's event loop, which waits for the socket as SwiftNIO
 /// always does. So a worker never waits for a client, and replies never interleave or
-/// overtake each other. Each reply's `done` runs once its bytes are all in the socket (or
-/// dropped with a closed connection): the connection counts a call until then, so a client
-/// that does not read its replies stops its own calls being read (NFSServer).
+/// overtake each other. `written` (set once by the connection) runs for each reply once
+/// its bytes are all in the socket, or dropped with a closed connection: the connection
+/// counts a call until then, so a client that does not read its replies stops its own
+/// calls being read (NFSServer).
 final class ReplyWriter: Sendable {
-    typealias Done = @Sendable () -> Void
+    typealias Written = @Sendable () -> Void
 
     private struct State {
         /// The descriptor, or -1 once closed.
@@ -181,7 +182,10 @@ final class ReplyWriter: Sendable {
         var channel: (any Channel)?
         /// A worker is writing (outside the lock); replies wait in `queue` meanwhile.
         var writing = false
-        var queue: [(reply: [UInt8], done: Done)] = []
+        var queue: [[UInt8]] = []
+        /// Runs for each reply written or dropped; nil once closed (it holds the connection's
+        /// handler, which holds this writer).
+        var written: Written?
         /// Replies handed to the event loop and not yet written by it.
         var viaLoop = 0
         /// `close` came while a worker was writing: that worker closes.
@@ -198,60 +202,63 @@ final class ReplyWriter: Sendable {
         state.withLock { $0.channel = channel }
     }
 
+    func onWritten(_ hook: @escaping Written) {
+        state.withLock { $0.written = hook }
+    }
+
+    /// Counts a call that has no reply as written.
+    func countWritten() {
+        state.withLock { $0.written }?()
+    }
+
     /// Writes the record mark and `reply`, or leaves them to the worker writing now or to
-    /// the event loop; `done` runs when they are all written, or dropped.
-    func send(_ reply: [UInt8], done: @escaping Done) {
-        enum Start {
-            case write(Int32)
-            case left
-            case closed
-        }
-        let start = state.withLock { s -> Start in
-            guard s.fd >= 0, let channel = s.channel else { return .closed }
+    /// the event loop.
+    func send(_ reply: [UInt8]) {
+        let fd = state.withLock { s -> Int32? in
+            guard s.fd >= 0, let channel = s.channel else { return nil }
             if s.writing {
-                s.queue.append((reply, done))
-                return .left
+                s.queue.append(reply)
+                return nil
             }
             if s.viaLoop > 0 {
-                handToLoop(&s, channel, reply, sent: 0, done: done)
-                return .left
+                handToLoop(&s, channel, reply, sent: 0)
+                return nil
             }
             s.writing = true
-            return .write(s.fd)
+            return s.fd
         }
-        guard case .write(let fd) = start else {
-            if case .closed = start { done() }
-            return
-        }
-        var next = (reply: reply, done: done)
+        guard let fd else { return }
+        var next = reply
         while true {
-            let sent = Self.writeWhatFits(fd, next.reply)
-            var finished: [Done] = []
-            let more = state.withLock { s -> (reply: [UInt8], done: Done)? in
+            let sent = Self.writeWhatFits(fd, next)
+            var finished = 0
+            var written: Written?
+            let more = state.withLock { s -> [UInt8]? in
+                written = s.written
                 if s.closeWhenDone || sent < 0 {
                     // Closed meanwhile, or the socket failed (the event loop sees that
                     // too, and closes the connection): what is left is dropped.
-                    finished = [next.done] + s.queue.map(\.done)
+                    finished = 1 + s.queue.count
                     s.queue.removeAll()
                     s.writing = false
                     if s.closeWhenDone { Self.closeNow(&s) }
                     return nil
                 }
-                if sent < next.reply.count + 4, let channel = s.channel {
-                    handToLoop(&s, channel, next.reply, sent: sent, done: next.done)
-                    for queued in s.queue { handToLoop(&s, channel, queued.reply, sent: 0, done: queued.done) }
+                if sent < next.count + 4, let channel = s.channel {
+                    handToLoop(&s, channel, next, sent: sent)
+                    for queued in s.queue { handToLoop(&s, channel, queued, sent: 0) }
                     s.queue.removeAll()
                     s.writing = false
                     return nil
                 }
-                finished = [next.done]
+                finished = 1
                 if s.queue.isEmpty {
                     s.writing = false
                     return nil
                 }
                 return s.queue.removeFirst()
             }
-            for done in finished { done() }
+            if let written { for _ in 0..<finished { written() } }
             guard let more else { return }
             next = more
         }
@@ -274,12 +281,13 @@ final class ReplyWriter: Sendable {
             s.fd = -1
         }
         s.channel = nil
+        s.written = nil
     }
 
     /// Hands what is left of `reply` after `sent` bytes (of mark and reply) to the event
-    /// loop; `done` runs when the loop has written it (or failed to). REQUIRES: the lock is
-    /// held, so replies reach the loop in order.
-    private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int, done: @escaping Done) {
+    /// loop, which counts it written once it has written it (or failed to). REQUIRES: the
+    /// lock is held, so replies reach the loop in order.
+    private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int) {
         var rest = channel.allocator.buffer(capacity: reply.count + 4 - sent)
         if sent < 4 {
             var mark = Self.mark(reply)
@@ -291,8 +299,11 @@ final class ReplyWriter: Sendable {
         s.viaLoop += 1
         channel.eventLoop.execute {
             channel.writeAndFlush(rest).whenComplete { _ in
-                self.state.withLock { $0.viaLoop -= 1 }
-                done()
+                let written = self.state.withLock { s in
+                    s.viaLoop -= 1
+                    return s.written
+                }
+                written?()
             }
         }
     }
