@@ -104,6 +104,9 @@ extension Pool {
     }
 
     /// Works through the whole reclaim queue now; returns the number of records finished.
+    /// A record that fails (its inode damaged, say) stays queued and the pass goes on to
+    /// the next: one bad record must not hold up the space of every file after it. The
+    /// first failure is thrown at the end; the filesystem stopping ends the pass at once.
     @discardableResult
     public func reclaimNow() throws(FSError) -> Int {
         try worker.runLock.withLock { () throws(FSError) -> Int in
@@ -111,12 +114,19 @@ extension Pool {
             // Nothing can be deleted in a read-only store; its queue waits for a writable open.
             if store.isReadOnly { return 0 }
             let records = reclaimQueue.withLock { queue in queue.sorted { $0.key < $1.key }.map { ($0.key.ino, $0.key.version, $0.value) } }
+            var firstFailure: FSError?
             for (ino, version, kind) in records {
-                switch kind {
-                case .deleteFile: try reclaimDeleted(ino, version)
-                case .shrink: try reclaimShrunk(ino, version)
+                do throws(FSError) {
+                    switch kind {
+                    case .deleteFile: try reclaimDeleted(ino, version)
+                    case .shrink: try reclaimShrunk(ino, version)
+                    }
+                } catch {
+                    try crashPoints.checkRunning()
+                    firstFailure = firstFailure ?? error
                 }
             }
+            if let firstFailure { throw firstFailure }
             return records.count
         }
     }

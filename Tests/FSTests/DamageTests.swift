@@ -119,6 +119,26 @@ import Testing
         #expect(problems == ["reclaim record of inode 1 version 1 has a bad value [127]"], "\(problems)")
     }
 
+    /// A record whose inode cannot be read fails, and the pass goes on to the records
+    /// after it (it stopped at the first failure, so one damaged file kept every later
+    /// file's space).
+    @Test func reclaimGoesOnPastARecordThatFails() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        let chunk = f.fs.chunkSize
+        let damaged = try f.fs.create(.root, FileSystem.rootInode, n("a"), mode: 0o644)
+        try f.fs.write(.root, damaged.ino, offset: 0, randomBytes(3 * chunk, seed: 8))
+        let large = try f.fs.create(.root, FileSystem.rootInode, n("b"), mode: 0o644)
+        try f.fs.write(.root, large.ino, offset: 0, randomBytes((FileSystem.inlineReclaimChunks + 1) * chunk, seed: 9))
+        // A shrink record for the first file (sorts first: lower inode), then its inode damaged.
+        try f.fs.setattr(.root, damaged.ino, SetAttributes(size: UInt64(chunk)))
+        try f.store.put(FSKeys.versioned(FSKeys.inode(damaged.ino), 1), [ValueTag.live.rawValue, 99])
+        try f.fs.unlink(.root, FileSystem.rootInode, n("b"))
+        expectErrno(.EIO) { try f.fs.pool.reclaimNow() }
+        #expect(UInt64(try chunkCount(f.fs.store)) <= 3, "the second file's chunks were reclaimed")
+        #expect(f.fs.pool.reclaimQueue.withLock { $0.count } == 1, "the failing record stays queued")
+    }
+
     /// fsck names every undecodable record and still runs its other checks.
     @Test func fsckReportsEveryBadRecordAndGoesOn() throws {
         let f = try FSFixture(MemoryBackendFactory())
