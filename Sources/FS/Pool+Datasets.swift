@@ -94,18 +94,16 @@ extension Pool {
     }
 
     static func resolve(_ name: String, in forest: Forest) throws(DatasetError) -> UInt64 {
-        let bytes = Array(name.utf8)
-        if let at = bytes.firstIndex(of: UInt8(ascii: "@")) {
-            let datasetName = String(decoding: bytes[..<at], as: UTF8.self)
-            let snapshot = try snapshotName(String(decoding: bytes[(at + 1)...], as: UTF8.self))
-            let dataset = try resolve(datasetName, in: forest)
+        if let parts = splitSnapshotName(name) {
+            let snapshot = try snapshotName(parts.snapshot)
+            let dataset = try resolve(parts.dataset, in: forest)
             guard let id = forest.snapshot(of: dataset, named: snapshot) else {
                 throw DatasetError(.notFound, "no snapshot \(name.debugDescription)")
             }
             return id
         }
         _ = try datasetParts(name)
-        guard let id = forest.dataset(named: bytes) else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
+        guard let id = forest.dataset(named: Array(name.utf8)) else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
         return id
     }
 
