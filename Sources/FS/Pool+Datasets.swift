@@ -193,21 +193,20 @@ extension Pool {
     }
 
     /// Every writable dataset, by name; with USED unless `used` is false (what the NFS
-    /// server lists needs no USED, which walks the version forest for each dataset).
+    /// server lists needs no USED).
     public func listDatasets(used: Bool = true) throws(DatasetError) -> [DatasetInfo] {
-        let ids = state.withLock { s in s.forest.datasets.values.filter { !$0.isSnapshot }.map(\.id) }
-        return try ids.map { id throws(DatasetError) in try info(id, used: used) }.sorted { $0.name < $1.name }
+        try infos(used: used) { s in s.forest.datasets.values.filter { !$0.isSnapshot }.map(\.id) }
+            .sorted { $0.name < $1.name }
     }
 
     /// Every snapshot, or those of `dataset`, by dataset name then age; with USED unless
     /// `used` is false (a snapshot's USED may read every key its version wrote).
     public func listSnapshots(of dataset: String? = nil, used: Bool = true) throws(DatasetError) -> [DatasetInfo] {
-        let ids = try state.withLock { s throws(DatasetError) -> [UInt64] in
+        try infos(used: used) { s throws(DatasetError) in
             let of = try dataset.map { name throws(DatasetError) in try writableDataset(name, s).id }
             return s.forest.datasets.values.filter { $0.isSnapshot && (of == nil || $0.parent == of) }.map(\.id)
         }
-        return try ids.map { id throws(DatasetError) in try info(id, used: used) }
-            .sorted { (Self.splitSnapshotName($0.name)?.dataset ?? $0.name, $0.id) < (Self.splitSnapshotName($1.name)?.dataset ?? $1.name, $1.id) }
+        .sorted { (Self.splitSnapshotName($0.name)?.dataset ?? $0.name, $0.id) < (Self.splitSnapshotName($1.name)?.dataset ?? $1.name, $1.id) }
     }
 
     public func info(_ name: String) throws(DatasetError) -> DatasetInfo {
@@ -216,55 +215,49 @@ extension Pool {
 
     /// What `id` is, with USED unless `used` is false.
     public func info(_ id: UInt64, used computeUsed: Bool = true) throws(DatasetError) -> DatasetInfo {
-        let found = state.withLock { s -> (DatasetInfo, UInt64?)? in
-            guard let record = s.forest.datasets[id], let counters = s.counters[id] else { return nil }
-            let parent = record.parent == DatasetRecord.none ? nil : record.parent
-            var info = DatasetInfo(
-                id: id, name: s.forest.fullName(id), uuid: DatasetRecord.showUUID(record.uuid), parentID: parent,
-                parentUUID: parent.map { _ in DatasetRecord.showUUID(record.parentUUID) },
-                parentName: parent.flatMap { s.forest.datasets[$0] == nil ? nil : s.forest.fullName($0) },
-                rootInode: record.rootInode, createdAt: record.createdAt, readonly: record.readonly,
-                isSnapshot: record.isSnapshot, isDefault: id == s.defaultDataset, generation: record.generation,
-                flags: record.flags, counters: counters, writtenBytes: s.forest.versions[record.version]?.written ?? 0,
-                usedBytes: 0, usedIsEstimate: computeUsed && !s.forest.collectable().isEmpty)
-            // Walking the forest under the commit lock: only when asked for.
-            guard computeUsed else { return (info, nil) }
-            let (used, mergeInto) = Self.freed(by: id, s)
-            info.usedBytes = used
-            return (info, mergeInto)
-        }
-        guard case (var info, let mergeInto)? = found else { throw DatasetError(.notFound, "no dataset or snapshot with id \(id)") }
-        if !computeUsed {
-            info.usedBytes = nil
-        } else if let child = mergeInto {
-            info.usedBytes = try storage { () throws(FSError) in try snapshotFreed(id, child: child) }
+        guard let info = try infos(used: computeUsed, { _ in [id] }).first else {
+            throw DatasetError(.notFound, "no dataset or snapshot with id \(id)")
         }
         return info
     }
 
-    /// What deleting `id` (a dataset with its nested datasets and their snapshots; or one
-    /// snapshot) frees: WRITTEN of every version no remaining reference reaches. For a
-    /// snapshot whose version stays (merged into its only child), the child to compute it
-    /// against instead.
-    private static func freed(by id: UInt64, _ s: PoolState) -> (UInt64, UInt64?) {
-        guard let record = s.forest.datasets[id] else { return (0, nil) }
-        let removed: Set<UInt64>
-        if record.isSnapshot {
-            removed = [id]
-        } else {
-            let datasets = s.forest.subtree(id)
-            removed = Set(datasets + datasets.flatMap { s.forest.snapshots(of: $0) })
+    /// The datasets and snapshots `select` names (those that exist), read under the
+    /// commit lock. USED, when asked for, is computed after the lock is released, from a
+    /// copy of the forest (`ForestUsage`): the commits waiting meanwhile are the reason.
+    private func infos(
+        used computeUsed: Bool, _ select: (PoolState) throws(DatasetError) -> [UInt64]
+    ) throws(DatasetError) -> [DatasetInfo] {
+        let (found, forest) = try state.withLock { s throws(DatasetError) -> ([DatasetInfo], Forest?) in
+            (try select(s).compactMap { Self.describe($0, s) }, computeUsed ? s.forest : nil)
         }
-        let others = s.forest.datasets.values.filter { !removed.contains($0.id) }.map(\.version)
-        let kept = s.forest.closure(others)
-        let gone = s.forest.closure(removed.compactMap { s.forest.datasets[$0]?.version }).subtracting(kept)
-        let bytes = gone.reduce(UInt64(0)) { $0 &+ (s.forest.versions[$1]?.written ?? 0) }
-        if record.isSnapshot, !gone.contains(record.version), let children = s.forest.children[record.version] {
-            if children.count == 1, s.forest.datasets.values.filter({ $0.version == record.version }).count == 1 {
-                return (bytes, children.first)
+        guard let forest else { return found }
+        let usage = ForestUsage(forest)
+        var infos = found
+        for index in infos.indices {
+            let id = infos[index].id
+            let (bytes, mergeInto) = usage.freed(by: id)
+            infos[index].usedIsEstimate = usage.collecting
+            if let child = mergeInto {
+                infos[index].usedBytes = try storage { () throws(FSError) in try snapshotFreed(id, child: child) }
+            } else {
+                infos[index].usedBytes = bytes
             }
         }
-        return (bytes, nil)
+        return infos
+    }
+
+    /// `id` as `s` shows it, without USED; nil when it does not exist.
+    private static func describe(_ id: UInt64, _ s: PoolState) -> DatasetInfo? {
+        guard let record = s.forest.datasets[id], let counters = s.counters[id] else { return nil }
+        let parent = record.parent == DatasetRecord.none ? nil : record.parent
+        return DatasetInfo(
+            id: id, name: s.forest.fullName(id), uuid: DatasetRecord.showUUID(record.uuid), parentID: parent,
+            parentUUID: parent.map { _ in DatasetRecord.showUUID(record.parentUUID) },
+            parentName: parent.flatMap { s.forest.datasets[$0] == nil ? nil : s.forest.fullName($0) },
+            rootInode: record.rootInode, createdAt: record.createdAt, readonly: record.readonly,
+            isSnapshot: record.isSnapshot, isDefault: id == s.defaultDataset, generation: record.generation,
+            flags: record.flags, counters: counters, writtenBytes: s.forest.versions[record.version]?.written ?? 0,
+            usedBytes: nil, usedIsEstimate: false)
     }
 
     /// USED of a snapshot whose version would merge into `child`: the stored bytes of its
