@@ -9,7 +9,13 @@ import Engine
 import FS
 import GRPCCore
 import KVTestSupport
+import NIOPosix
+import Synchronization
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct AdminServiceTests {
     static let backends = ["memory", "lsm", "rocksdb", "lmdb"]
@@ -240,4 +246,47 @@ import Testing
         #expect(AdminErrors.status(FSError(.EROFS, "ro")).code == .failedPrecondition)
         #expect(AdminErrors.status(FSError(.EIO, "io")).code == .unavailable)
     }
+
+    /// fsck and scrub run on threads of their own: with every thread of the blocking-work
+    /// pool busy (held here until both finish, for at most 30 s), they still answer, and
+    /// the threads were still held when they did.
+    @Test func fsckAndScrubNeedNoPoolThread() async throws {
+        let harness = StoreHarness(try BackendCatalog.standard.factory(named: "lsm"))
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try harness.open(path)
+        let pool = try Pool.open(store, options: options())
+        let service = AdminService(pool: pool, store: store, location: path)
+
+        let threads = NIOThreadPool.singleton.numberOfThreads
+        let state = HeldThreads()
+        let holders = (0..<threads).map { _ in
+            Task {
+                try await NIOThreadPool.singleton.runIfActive {
+                    state.started.add(1, ordering: .relaxed)
+                    let deadline = FileOps.nowNanos() + 30_000_000_000
+                    while !state.release.load(ordering: .relaxed), FileOps.nowNanos() < deadline { usleep(1000) }
+                    if state.release.load(ordering: .relaxed) { state.heldToTheEnd.add(1, ordering: .relaxed) }
+                }
+            }
+        }
+        while state.started.load(ordering: .relaxed) < threads { try await Task.sleep(for: .milliseconds(1)) }
+
+        let report = try await AdminClient.connect(.local(service)) { try await $0.fsck(Zerofs_Admin_V1_FsckRequest()) }
+        let scrub = try await AdminClient.connect(.local(service)) { try await $0.scrub(Zerofs_Admin_V1_ScrubRequest()) }
+        state.release.store(true, ordering: .relaxed)
+        for holder in holders { try await holder.value }
+        #expect(report.problems.isEmpty && scrub.failures.isEmpty)
+        #expect(state.heldToTheEnd.load(ordering: .relaxed) == threads, "fsck or scrub waited for a thread of the pool")
+        try pool.close()
+        try store.close()
+    }
+
+}
+
+/// Threads of the blocking-work pool held by a test, and its signal to let them go.
+private final class HeldThreads: Sendable {
+    let started = Atomic<Int>(0)
+    let release = Atomic<Bool>(false)
+    let heldToTheEnd = Atomic<Int>(0)
 }

@@ -1,6 +1,7 @@
 // The AdminService (Protos/admin.proto) over one pool and its store: every RPC maps to one
-// FS or store call, run on a thread of its own (they block on disk), never on an event
-// loop or the cooperative pool. Errors map to gRPC status codes (Docs/admin.md).
+// FS or store call, run on a thread of NIO's blocking-work pool (they block on disk),
+// never on an event loop or the cooperative pool; fsck and scrub, which can run for
+// hours, each on a thread of their own. Errors map to gRPC status codes (Docs/admin.md).
 
 import Dispatch
 import Engine
@@ -67,6 +68,22 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         counters.add("admin.\(name)")
         do {
             return try await NIOThreadPool.singleton.runIfActive(body)
+        } catch {
+            throw AdminErrors.status(error)
+        }
+    }
+
+    /// Runs a long job's `body` (fsck, scrub) on a thread of its own: the blocking-work
+    /// pool has a thread per core, and a running fsck and scrub would leave none for the
+    /// short calls until they finish.
+    private func callOnOwnThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        counters.add("admin.\(name)")
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                startThread(named: "zerofs-\(name.lowercased())") {
+                    continuation.resume(with: Result { try body() })
+                }
+            }
         } catch {
             throw AdminErrors.status(error)
         }
@@ -297,7 +314,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
 
     public func fsck(request: Zerofs_Admin_V1_FsckRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_FsckResponse {
         try await withTaskCancellationHandler {
-            try await call("Fsck") { [store, fsckJob] in
+            try await callOnOwnThread("Fsck") { [store, fsckJob] in
                 try fsckJob.run { job in
                     let view = try store.readView()
                     defer { view.close() }
@@ -323,7 +340,7 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
 
     public func scrub(request: Zerofs_Admin_V1_ScrubRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ScrubResponse {
         try await withTaskCancellationHandler {
-            try await call("Scrub") { [store, scrubJob] in
+            try await callOnOwnThread("Scrub") { [store, scrubJob] in
                 try scrubJob.run { job in
                     let report = try store.scrub { partial in
                         job.update(done: partial.objects, total: partial.objectsTotal)
