@@ -18,6 +18,33 @@ public func startThread(named name: String, nice: Int32 = 0, _ body: @escaping @
     thread.start()
 }
 
+/// Like `startThread`, but the thread may not be made (pthread_create fails with EAGAIN
+/// past the system's or the user's limit on threads): returns 0 when it started, else the
+/// error, where Foundation's `Thread.start` would lose it silently.
+public func startThreadIfPossible(named name: String, nice: Int32 = 0, _ body: @escaping @Sendable () -> Void) -> Int32 {
+    let work = Unmanaged.passRetained(ThreadBody {
+        nameCurrentThread(name)
+        if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
+        body()
+    })
+    var thread = pthread_t()
+    let code = pthread_create(&thread, nil, { raw in
+        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, work.toOpaque())
+    guard code == 0 else {
+        work.release()
+        return code
+    }
+    pthread_detach(thread)
+    return 0
+}
+
+private final class ThreadBody {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
 /// Names the calling thread; Linux keeps the first 15 bytes. Elsewhere it does nothing.
 func nameCurrentThread(_ name: String) {
     let bytes = Array(name.utf8.prefix(15))

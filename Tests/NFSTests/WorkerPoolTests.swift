@@ -15,7 +15,7 @@ import Testing
     /// to wait (so `submit` must).
     @Test(arguments: [false, true])
     func aWorkerWaitingForTheDiskLeavesItsTurnToAnother(queuedFirst: Bool) throws {
-        let pool = WorkerPool(threads: 2, maxBusy: 1)
+        let pool = try WorkerPool(threads: 2, maxBusy: 1)
         defer { pool.shutdown() }
         let inside = DispatchSemaphore(value: 0)
         let go = DispatchSemaphore(value: 0)
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func everyCallRunsWithManyMoreCallsThanBusyWorkers() throws {
-        let pool = WorkerPool(threads: 8, maxBusy: 2)
+        let pool = try WorkerPool(threads: 8, maxBusy: 2)
         defer { pool.shutdown() }
         let done = DispatchSemaphore(value: 0)
         let count = 2000
@@ -75,4 +75,23 @@ import Testing
         let total = ran.load(ordering: .relaxed)
         #expect(total == count)
     }
+
+    /// A thread the system will not make (past its limit) is an error naming how many
+    /// started, not a worker counted for ever: the ones that started are stopped, so the
+    /// pool's `shutdown` (here, inside init) returns.
+    @Test func aThreadThatCannotStartIsAnError() throws {
+        let started = Atomic<Int>(0)
+        let stopped = Atomic<Int>(0)
+        let limited: WorkerPool.ThreadStarter = { name, body in
+            guard started.add(1, ordering: .relaxed).newValue <= 3 else { return EAGAIN }
+            return startThreadIfPossible(named: name) {
+                body()
+                stopped.add(1, ordering: .relaxed)
+            }
+        }
+        let error = #expect(throws: KVError.self) { try WorkerPool(threads: 8, start: limited) }
+        #expect(error?.message.contains("could start only 3 of 8") == true, "\(String(describing: error))")
+        #expect(stopped.load(ordering: .relaxed) == 3, "the started workers did not stop")
+    }
+
 }

@@ -46,9 +46,15 @@ public final class NFSServer: Sendable {
 
     /// Starts serving `service` (options.port 0: a free port, see `port`).
     public static func start(_ service: NFSService, options: Options = Options()) throws -> NFSServer {
-        let listener = try Listener(host: options.host, port: options.port)
+        let workers = try WorkerPool(threads: options.threads)
+        let listener: Listener
+        do {
+            listener = try Listener(host: options.host, port: options.port)
+        } catch {
+            workers.shutdown()
+            throw error
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let workers = WorkerPool(threads: options.threads)
         listener.start { socket in
             var one: Int32 = 1
             setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

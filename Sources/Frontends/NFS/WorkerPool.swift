@@ -35,15 +35,28 @@ final class WorkerPool: BlockingObserver {
     let maxBusy: Int
     let spin: Duration
 
+    /// Starts a thread named by its first argument: 0, or why it could not.
+    typealias ThreadStarter = (String, @escaping @Sendable () -> Void) -> Int32
+
     /// `maxBusy`: how many workers may run calls at once before a new call waits for one
-    /// of them rather than waking another (default: the cores).
-    init(threads: Int, maxBusy: Int = ProcessInfo.processInfo.activeProcessorCount, spin: Duration = .microseconds(200)) {
+    /// of them rather than waking another (default: the cores). Throws when a thread
+    /// cannot be started (the system's limit on threads), after stopping those that were.
+    init(
+        threads: Int, maxBusy: Int = ProcessInfo.processInfo.activeProcessorCount, spin: Duration = .microseconds(200),
+        start: ThreadStarter = { startThreadIfPossible(named: $0, $1) }
+    ) throws {
         self.spin = spin
         self.maxBusy = max(1, maxBusy)
         for index in 0..<threads {
+            // Counted before it runs, so `shutdown` waits for it; uncounted if it never does.
             running.add(1, ordering: .relaxed)
-            startThread(named: "nfs-worker-\(index)") { [self] in
+            let code = start("nfs-worker-\(index)") { [self] in
                 Blocking.$observer.withValue(self) { work() }
+            }
+            if code != 0 {
+                running.subtract(1, ordering: .relaxed)
+                shutdown()
+                throw KVError(.io, "could start only \(index) of \(threads) NFS worker threads", cause: String(cString: strerror(code)))
             }
         }
     }
