@@ -247,46 +247,47 @@ import Glibc
         #expect(AdminErrors.status(FSError(.EIO, "io")).code == .unavailable)
     }
 
-    /// fsck and scrub run on threads of their own: with every thread of the blocking-work
+    /// fsck and scrub run on threads of their own: with every thread of the service's
     /// pool busy (held here until both finish, for at most 30 s), they still answer, and
-    /// the threads were still held when they did.
+    /// the thread was still held when they did.
     @Test func fsckAndScrubNeedNoPoolThread() async throws {
         let harness = StoreHarness(try BackendCatalog.standard.factory(named: "lsm"))
         defer { harness.cleanUp() }
         let path = harness.freshPath()
         let store = try harness.open(path)
         let pool = try Pool.open(store, options: options())
-        let service = AdminService(pool: pool, store: store, location: path)
+        let threads = NIOThreadPool(numberOfThreads: 1)
+        threads.start()
+        let service = AdminService(pool: pool, store: store, location: path, threads: threads)
 
-        let threads = NIOThreadPool.singleton.numberOfThreads
         let state = HeldThreads()
-        let holders = (0..<threads).map { _ in
-            Task {
-                try await NIOThreadPool.singleton.runIfActive {
-                    state.started.add(1, ordering: .relaxed)
-                    let deadline = FileOps.nowNanos() + 30_000_000_000
-                    while !state.release.load(ordering: .relaxed), FileOps.nowNanos() < deadline { usleep(1000) }
-                    if state.release.load(ordering: .relaxed) { state.heldToTheEnd.add(1, ordering: .relaxed) }
-                }
+        let holder = Task {
+            try await threads.runIfActive {
+                state.started.store(true, ordering: .relaxed)
+                let deadline = FileOps.nowNanos() + 30_000_000_000
+                while !state.release.load(ordering: .relaxed), FileOps.nowNanos() < deadline { usleep(1000) }
+                state.heldToTheEnd.store(state.release.load(ordering: .relaxed), ordering: .relaxed)
             }
         }
-        while state.started.load(ordering: .relaxed) < threads { try await Task.sleep(for: .milliseconds(1)) }
+        while !state.started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(1)) }
 
         let report = try await AdminClient.connect(.local(service)) { try await $0.fsck(Zerofs_Admin_V1_FsckRequest()) }
         let scrub = try await AdminClient.connect(.local(service)) { try await $0.scrub(Zerofs_Admin_V1_ScrubRequest()) }
         state.release.store(true, ordering: .relaxed)
-        for holder in holders { try await holder.value }
+        try await holder.value
         #expect(report.problems.isEmpty && scrub.failures.isEmpty)
-        #expect(state.heldToTheEnd.load(ordering: .relaxed) == threads, "fsck or scrub waited for a thread of the pool")
+        let held = state.heldToTheEnd.load(ordering: .relaxed)
+        #expect(held, "fsck or scrub waited for the pool's thread")
+        try await threads.shutdownGracefully()
         try pool.close()
         try store.close()
     }
 
 }
 
-/// Threads of the blocking-work pool held by a test, and its signal to let them go.
+/// A pool thread held by a test, and the test's signal to let it go.
 private final class HeldThreads: Sendable {
-    let started = Atomic<Int>(0)
+    let started = Atomic<Bool>(false)
     let release = Atomic<Bool>(false)
-    let heldToTheEnd = Atomic<Int>(0)
+    let heldToTheEnd = Atomic<Bool>(false)
 }

@@ -47,14 +47,17 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     private let extraCounters: @Sendable () -> [String: UInt64]
     /// Monotonic (the wall clock may step back).
     private let started = DispatchTime.now().uptimeNanoseconds
+    /// Runs the calls (NIO's shared blocking-work pool unless a test gives its own).
+    private let threads: NIOThreadPool
     /// One fsck and one scrub at a time; cancelled when their caller goes away.
     private let fsckJob = BackgroundJob(unit: "keys", busy: "an fsck is already running")
     private let scrubJob = BackgroundJob(unit: "objects", busy: "a scrub is already running")
 
     public init(
         pool: Pool, store: any KVBackend, location: String, counters: OperationCounters = OperationCounters(),
-        extraCounters: @escaping @Sendable () -> [String: UInt64] = { [:] }
+        extraCounters: @escaping @Sendable () -> [String: UInt64] = { [:] }, threads: NIOThreadPool = .singleton
     ) {
+        self.threads = threads
         self.pool = pool
         self.store = store
         self.location = location
@@ -62,12 +65,12 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         self.extraCounters = extraCounters
     }
 
-    /// Runs `body` on a thread of NIO's blocking-work pool (not the cooperative pool, and
-    /// not an event loop), counting the call and mapping its errors.
+    /// Runs `body` on a thread of `threads` (not the cooperative pool, and not an event
+    /// loop), counting the call and mapping its errors.
     private func call<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         counters.add("admin.\(name)")
         do {
-            return try await NIOThreadPool.singleton.runIfActive(body)
+            return try await threads.runIfActive(body)
         } catch {
             throw AdminErrors.status(error)
         }
