@@ -167,6 +167,9 @@ final class LSMStore: @unchecked Sendable {
         // Take over. First a fence: an empty WAL object at the next id, so an older writer's
         // next WAL write fails; then the WAL replay; then a manifest with a new epoch that
         // records the fence. A concurrent opener loses one of the put-if-absent races.
+        if let appendable = objects as? any AppendableObjectStore {
+            for prefix in ["wal/", "sst/", "manifest/"] { try appendable.removeLeftovers(prefix: prefix) }
+        }
         let fenceID = try Self.placeFence(objects, after: current.nextWALID)
         let existingWAL = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
         let replayFrom = current.walReplayFrom
@@ -184,7 +187,12 @@ final class LSMStore: @unchecked Sendable {
         let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
         var decoded: [(id: UInt64, records: [(seq: UInt64, batch: WriteBatch)], torn: Bool)] = []
         for id in walIDs {
-            guard let bytes = try objects.get(WALFormat.name(id)) else { continue }
+            // Listed a moment ago, and only this writer deletes WAL objects: one that cannot
+            // be read now is not skipped (its records would be lost once a flush moves the
+            // replay start past it).
+            guard let bytes = try objects.get(WALFormat.name(id)) else {
+                throw KVError(.io, "WAL object vanished while the store was opening", path: WALFormat.name(id))
+            }
             let (records, cut) = try WALFormat.decode(bytes, name: WALFormat.name(id))
             decoded.append((id, records, cut))
         }
@@ -217,7 +225,17 @@ final class LSMStore: @unchecked Sendable {
                 lastSeq = max(lastSeq, seq + UInt64(max(batch.count, 1)) - 1)
             }
         }
-        for id in dropped { try objects.delete(WALFormat.name(id)) }
+        if let appendable = objects as? any AppendableObjectStore {
+            // What was replayed may still be only in the operating system's cache (the
+            // last process crashed before syncing it): made durable before this open's
+            // manifest, and before any new write, which must not outlast the records it
+            // follows. The dropped objects' deletion is made durable too, before the
+            // manifest that lists the torn object as accepted.
+            for id in walIDs where !dropped.contains(id) { try appendable.syncObject(WALFormat.name(id)) }
+            for id in dropped { try appendable.deleteDurably(WALFormat.name(id)) }
+        } else {
+            for id in dropped { try objects.delete(WALFormat.name(id)) }
+        }
         current.writerEpoch += 1
         current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
         current.nextWALID = fenceID + 1

@@ -40,13 +40,20 @@ public final class LocalObjectStore: AppendableObjectStore {
     }
 
     public func get(_ name: String) throws -> [UInt8]? {
-        guard FileOps.kind(of: path(name)) == .file else { return nil }
+        // Absent only when there is no such file: any other failure (EIO, EACCES) is an
+        // error, not an object to skip.
+        var info = stat()
+        if lstat(path(name), &info) != 0 {
+            if errno == ENOENT { return nil }
+            throw KVError.posix("lstat", path: path(name), errno: errno)
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { return nil }
         do {
             return try FileOps.readFile(path(name))
         } catch {
             // Deleted since the check (by another thread's garbage collection): absent,
             // as `open` answers.
-            if FileOps.kind(of: path(name)) != .file { return nil }
+            if lstat(path(name), &info) != 0, errno == ENOENT { return nil }
             throw error
         }
     }
@@ -95,10 +102,14 @@ public final class LocalObjectStore: AppendableObjectStore {
 
     public func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
         let temporary = try writeTemporary(name, bytes)
-        defer { unlink(temporary) }
-        if link(temporary, path(name)) != 0 {
-            if errno == EEXIST { return false }
-            throw KVError.posix("link", path: path(name), errno: errno)
+        let linked = link(temporary, path(name)) == 0
+        let code = errno
+        // Gone before the folder's sync, which then makes both changes durable: a crash
+        // leaves no second name holding the object's space.
+        unlink(temporary)
+        if !linked {
+            if code == EEXIST { return false }
+            throw KVError.posix("link", path: path(name), errno: code)
         }
         try FileOps.syncDirectory(FileOps.parentPath(path(name)))
         return true
@@ -123,11 +134,19 @@ public final class LocalObjectStore: AppendableObjectStore {
         // the name goes at once (a WAL segment that garbage collection already finds
         // obsolete, its records being in a committed table).
         let temporary = try writeTemporary(name, header)
-        defer { unlink(temporary) }
-        let object = try LocalAppendableObject(opening: temporary, path: path(name), header: header, direct: directAppends, writeback: appendWriteback)
-        if link(temporary, path(name)) != 0 {
-            if errno == EEXIST { return nil }
-            throw KVError.posix("link", path: path(name), errno: errno)
+        let object: LocalAppendableObject
+        do {
+            object = try LocalAppendableObject(opening: temporary, path: path(name), header: header, direct: directAppends, writeback: appendWriteback)
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        let linked = link(temporary, path(name)) == 0
+        let code = errno
+        unlink(temporary)
+        if !linked {
+            if code == EEXIST { return nil }
+            throw KVError.posix("link", path: path(name), errno: code)
         }
         try FileOps.syncDirectory(FileOps.parentPath(path(name)))
         return object
@@ -145,6 +164,34 @@ public final class LocalObjectStore: AppendableObjectStore {
         if unlink(path(name)) != 0, errno != ENOENT {
             throw KVError.posix("unlink", path: path(name), errno: errno)
         }
+    }
+
+    public func deleteDurably(_ name: String) throws {
+        try delete(name)
+        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
+    }
+
+    public func syncObject(_ name: String) throws {
+        let fd = Glibc.open(path(name), O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return }
+            throw KVError.posix("open", path: path(name), errno: errno)
+        }
+        defer { close(fd) }
+        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path(name), errno: errno) }
+    }
+
+    /// Removes the temporary files a crashed writer left under `prefix`'s folder (a
+    /// temporary is named after its object, ".tmp.", the process id and a random number).
+    public func removeLeftovers(prefix: String) throws {
+        let folder = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
+        let full = folder.isEmpty ? root : path(folder)
+        guard FileOps.kind(of: full) == .directory else { return }
+        var removed = false
+        for file in try FileOps.list(full) where file.contains(".tmp.") {
+            if unlink(full + "/" + file) == 0 { removed = true }
+        }
+        if removed { try FileOps.syncDirectory(full) }
     }
 }
 

@@ -90,6 +90,14 @@ public protocol AppendableObjectStore: ObjectStore {
     /// Creates `name` holding `header`, durably, only if no object has that name (nil when
     /// one exists).
     func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)?
+    /// Makes `name`'s bytes durable: after a crash of the process that appended them they
+    /// may still be only in the operating system's cache. Nothing when it does not exist.
+    func syncObject(_ name: String) throws
+    /// Deletes `name` (nothing when absent) and makes the deletion durable.
+    func deleteDurably(_ name: String) throws
+    /// Removes what a crashed writer left half-made under `prefix` (temporary files).
+    /// Only the store's one writer calls it, at open.
+    func removeLeftovers(prefix: String) throws
 }
 
 /// An object open for appending. Used by one thread at a time.

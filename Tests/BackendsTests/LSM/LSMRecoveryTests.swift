@@ -236,6 +236,36 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         }
     }
 
+    /// What a killed writer left unsynced (here: copies of its files) is made
+    /// durable by the next open before its manifest: otherwise a power loss after the
+    /// open could drop records that later durable writes depend on. Leftover temporary
+    /// files go at the same time.
+    @Test func anOpenSyncsWhatItReplaysBeforeItsManifest() throws {
+        let root = NSTemporaryDirectory() + "zerofs-replay-sync-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let killed = root + "/killed"
+        let writer = try factory.open(objects: try LocalObjectStore(root: root + "/live"), options: BackendOptions())
+        for i in 0..<10 { try writer.put(TestBytes.key(i), [UInt8(i)], durable: true) }
+        // What a killed process leaves: the files as they are now (the copies' bytes are not
+        // synced either), plus a half-made temporary.
+        try FileManager.default.copyItem(atPath: root + "/live", toPath: killed)
+        try writer.close()
+        try FileOps.writeFileAtomically(killed + "/wal/99.wal.tmp.1.2", [1, 2, 3])
+        let replayed = try FileOps.list(killed + "/wal").filter { $0.hasSuffix(".wal") }.map { "wal/" + $0 }
+
+        let recording = RecordingAppendableStore(try LocalObjectStore(root: killed))
+        let reopened = try factory.open(objects: recording, options: BackendOptions())
+        #expect(try reopened.entries().count == 10)
+        try reopened.close()
+        let events = recording.events.withLock { $0 }
+        let manifest = try #require(events.firstIndex { $0.hasPrefix("putIfAbsent manifest/") }, "\(events)")
+        for name in replayed {
+            let synced = events.firstIndex(of: "sync \(name)")
+            #expect(synced != nil && synced! < manifest, "\(name) not synced before the manifest: \(events)")
+        }
+        #expect(!(try FileOps.list(killed + "/wal")).contains { $0.contains(".tmp.") })
+    }
+
     @Test(arguments: ["buffered", "direct"])
     func aSegmentKeepsZerosAheadOfItsSyncsAndLosesThemAtClose(walIO: String) throws {
         let harness = StoreHarness(factory)
@@ -491,4 +521,34 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
             try reopened.close()
         }
     }
+}
+
+/// A local folder that records which objects were synced and which put-if-absent calls
+/// came, in order.
+final class RecordingAppendableStore: AppendableObjectStore, @unchecked Sendable {
+    let inner: LocalObjectStore
+    let events = Mutex<[String]>([])
+
+    init(_ inner: LocalObjectStore) { self.inner = inner }
+
+    var location: String { inner.location }
+    func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
+    func open(_ name: String) throws -> (any ReadableObject)? { try inner.open(name) }
+    func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
+    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
+        events.withLock { $0.append("putIfAbsent \(name)") }
+        return try inner.putIfAbsent(name, bytes)
+    }
+    func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
+    func delete(_ name: String) throws { try inner.delete(name) }
+    func makeWriter(_ name: String) throws -> any ObjectWriter { try inner.makeWriter(name) }
+    func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)? {
+        try inner.createAppendable(name, header: header)
+    }
+    func syncObject(_ name: String) throws {
+        events.withLock { $0.append("sync \(name)") }
+        try inner.syncObject(name)
+    }
+    func deleteDurably(_ name: String) throws { try inner.deleteDurably(name) }
+    func removeLeftovers(prefix: String) throws { try inner.removeLeftovers(prefix: prefix) }
 }
