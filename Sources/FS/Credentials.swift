@@ -6,11 +6,18 @@ public struct Credentials: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var groups: [UInt32]
+    /// Calls of a stateless protocol (NFS), which has no open file: the client checked
+    /// access when its program opened the file, and a file open for writing must stay
+    /// writable after a chmod. So, as Linux's NFS server does, the owner reads, writes and
+    /// truncates a regular file whatever its mode, and anyone who may execute a regular
+    /// file may read it (page-ins of a program). Every other check is as usual.
+    public var statelessIO: Bool
 
-    public init(uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
+    public init(uid: UInt32, gid: UInt32, groups: [UInt32] = [], statelessIO: Bool = false) {
         self.uid = uid
         self.gid = gid
         self.groups = groups
+        self.statelessIO = statelessIO
     }
 
     public static let root = Credentials(uid: 0, gid: 0)
@@ -56,6 +63,16 @@ extension Inode {
 
     func require(_ cred: Credentials, _ mask: AccessMask) throws(FSError) {
         guard permits(cred, mask) else { throw FSError(.EACCES, "permission denied on inode \(ino)") }
+    }
+
+    /// The check of a read, write or truncate of this regular file's contents: as
+    /// `require`, with the owner's and the executable's allowances of `statelessIO`.
+    func requireIO(_ cred: Credentials, _ mask: AccessMask) throws(FSError) {
+        if cred.statelessIO, type == .regular {
+            if cred.uid == uid { return }
+            if mask == .read, permits(cred, .execute) { return }
+        }
+        try require(cred, mask)
     }
 
     /// The sticky-bit rule: in a sticky directory only the file's owner, the directory's

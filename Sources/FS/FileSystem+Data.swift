@@ -66,7 +66,7 @@ extension FileSystem {
         try locked([ino], change: false) { () throws(FSError) -> Bool in
             var file = try inode(ino)
             try checkRegular(file)
-            try file.require(cred, .read)
+            try file.requireIO(cred, .read)
             // A size past the maximum can only be damage: read as if at the maximum, so
             // the offset arithmetic below cannot overflow.
             let size = min(file.size, FSOptions.maxFileSize)
@@ -134,7 +134,7 @@ extension FileSystem {
         return try mutate([ino]) { () throws(FSError) -> (Inode, PendingSync) in
             var file = try inode(ino)
             try checkRegular(file)
-            try file.require(cred, .write)
+            try file.requireIO(cred, .write)
             guard !data.isEmpty else { return (file, .none) }
             var batch = FSBatch(view: view)
             let cs = UInt64(chunkSize)

@@ -60,7 +60,7 @@ extension FileSystem {
             }
             if let size = change.size {
                 try checkRegular(node)
-                try node.require(cred, .write)
+                try node.requireIO(cred, .write)
                 if size != node.size {
                     try truncate(&batch, &node, to: size)
                     node.mtime = now

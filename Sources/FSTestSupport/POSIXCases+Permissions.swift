@@ -33,6 +33,31 @@ extension POSIXSuite {
         #expect(try !fs.access(Users.root, shared.ino, .execute))
         try fs.setattr(Users.alice, shared.ino, SetAttributes(mode: 0o610))
         #expect(try fs.access(Users.root, shared.ino, .execute))
+
+        // Over a stateless protocol (NFS) the owner reads, writes and truncates a file
+        // whatever its mode (a file created 0444 is still filled by its creator), and a
+        // file one may execute may be read; nobody else gains anything, and local callers
+        // keep the plain rules.
+        var alice = Users.alice
+        alice.statelessIO = true
+        var bob = Users.bob
+        bob.statelessIO = true
+        var carol = Users.carol
+        carol.statelessIO = true
+        let sealed = try fs.create(Users.alice, home.ino, n("sealed"), mode: 0o444)
+        try fs.write(alice, sealed.ino, offset: 0, n("filled"))
+        try fs.setattr(alice, sealed.ino, SetAttributes(size: 3))
+        try fs.setattr(Users.alice, sealed.ino, SetAttributes(mode: 0o000))
+        #expect(try fs.read(alice, sealed.ino, offset: 0, count: 8).data == n("fil"))
+        expectErrno(.EACCES, "the owner's allowance is only for stateless calls") { _ = try fs.write(Users.alice, sealed.ino, offset: 0, n("x")) }
+        expectErrno(.EACCES, "the owner's allowance is only for stateless calls") { _ = try fs.read(Users.alice, sealed.ino, offset: 0, count: 1) }
+        expectErrno(.EACCES, "nobody else gains") { _ = try fs.write(carol, sealed.ino, offset: 0, n("x")) }
+        try fs.setattr(Users.alice, sealed.ino, SetAttributes(mode: 0o751))
+        #expect(try fs.read(bob, sealed.ino, offset: 0, count: 8).data == n("fil"), "execute permits a read")
+        expectErrno(.EACCES, "but not a write") { _ = try fs.write(bob, sealed.ino, offset: 0, n("x")) }
+        expectErrno(.EACCES, "and only for stateless calls") { _ = try fs.read(Users.bob, sealed.ino, offset: 0, count: 1) }
+        try fs.setattr(Users.alice, sealed.ino, SetAttributes(mode: 0o750))
+        expectErrno(.EACCES, "without execute, no read") { _ = try fs.read(bob, sealed.ino, offset: 0, count: 1) }
     }
 
     static func stickyAndSetgid(_ f: FSFixture) throws {

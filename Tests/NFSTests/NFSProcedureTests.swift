@@ -29,6 +29,32 @@ import Testing
         }
     }
 
+    /// As with Linux's NFS server: a program that creates a file read-only still fills it
+    /// (the client checked access at open), and a program one may only execute is read.
+    @Test func theOwnerWritesItsReadOnlyFileAndExecutableFilesAreRead() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let d = try c.mkdir(root, "shared", mode: 0o777)
+        c.uid = 1000
+        c.gid = 1000
+        let file = try c.create(d, "readonly", mode: 0o444)
+        #expect(try c.write(file, 0, Array("contents".utf8)).count == 8)
+        let (status, _) = try c.nfs(2) { w in
+            w.opaque(file)
+            NFSTestClient.sattr(&w, size: 4)
+            w.bool(false)
+        }
+        #expect(try status == 0 && c.getattr(file).size == 4)
+        let program = try c.create(d, "program", mode: 0o711)
+        _ = try c.write(program, 0, Array("#!".utf8))
+        c.uid = 1001
+        c.gid = 1001
+        #expect(try c.read(program, 0, 10).data == Array("#!".utf8))
+        #expect(Self.status { _ = try c.write(program, 0, [1]) } == NFSStatus.acces.rawValue)
+        #expect(Self.status { _ = try c.write(file, 0, [1]) } == NFSStatus.acces.rawValue)
+    }
+
     @Test func everyProcedure() throws {
         let (f, service, c) = try Self.make()
         defer { try? f.fs.close() }

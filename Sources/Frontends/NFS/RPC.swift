@@ -31,7 +31,7 @@ enum RPC {
     }
 
     /// The user an AUTH_NONE call runs as.
-    static let nobody = Credentials(uid: 65534, gid: 65534)
+    static let nobody = Credentials(uid: 65534, gid: 65534, statelessIO: true)
 }
 
 /// A decoded call: the header, who calls, and a reader positioned at the arguments.
@@ -107,7 +107,7 @@ extension RPCCall {
         var groups: [UInt32] = []
         for _ in 0..<count { groups.append(try reader.uint32()) }
         try reader.expectEnd()
-        return (Credentials(uid: uid, gid: gid, groups: groups), String(decoding: machine, as: UTF8.self))
+        return (Credentials(uid: uid, gid: gid, groups: groups, statelessIO: true), String(decoding: machine, as: UTF8.self))
     }
 }
 
