@@ -6,13 +6,23 @@ extension FileSystem {
     /// Creates a regular file. With `exclusive` an existing name is EEXIST; without, an
     /// existing regular file is returned unchanged (open with O_CREAT).
     public func create(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], mode: UInt32, exclusive: Bool = false) throws(FSError) -> Inode {
-        try makeNode(cred, dir, name, type: .regular, mode: mode, op: "create", existing: exclusive ? nil : { found throws(FSError) in
+        if exclusive { return try makeNode(cred, dir, name, type: .regular, mode: mode, op: "create") }
+        return try createOrFind(cred, dir, name, mode: mode).inode
+    }
+
+    /// As `create` (not exclusive), and whether it made the file: false when it found a
+    /// regular file of that name, returned as it is (what NFS UNCHECKED must tell apart).
+    public func createOrFind(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8], mode: UInt32) throws(FSError) -> (inode: Inode, created: Bool) {
+        var existed = false
+        let inode = try makeNode(cred, dir, name, type: .regular, mode: mode, op: "create", existing: { found throws(FSError) in
             let inode = try self.inode(found.ino)
             guard inode.type == .regular else {
                 throw FSError(inode.type == .directory ? .EISDIR : .EEXIST, "\(Self.show(name)) exists and is not a regular file")
             }
+            existed = true
             return inode
         })
+        return (inode, !existed)
     }
 
     /// NFS EXCLUSIVE create: a regular file whose atime and mtime are `verifier`, in one

@@ -55,6 +55,51 @@ import Testing
         #expect(Self.status { _ = try c.write(file, 0, [1]) } == NFSStatus.acces.rawValue)
     }
 
+    /// CREATE and MKDIR with the caller's own uid and gid in their attributes, as some
+    /// clients send them: UNCHECKED on someone else's file opens it and applies only the
+    /// size; a new object's owner and group come from the caller and the directory (a
+    /// setgid directory's group wins), not from a second step that can fail.
+    @Test func createAttributesAreAppliedAsLinuxNfsdDoes() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let d = try c.mkdir(root, "shared", mode: 0o777)
+        let common = try c.mkdir(root, "common", mode: 0o777)
+        var (status, _) = try c.nfs(2) { w in
+            w.opaque(common)
+            NFSTestClient.sattr(&w, mode: 0o2777, gid: 500)
+            w.bool(false)
+        }
+        #expect(status == 0)
+        let theirs = try c.create(d, "theirs", mode: 0o666)
+        _ = try c.write(theirs, 0, Array("0123456789".utf8))
+        c.uid = 1000
+        c.gid = 1000
+        func create(_ dir: [UInt8], _ name: String, size: UInt64?) throws -> UInt32 {
+            try c.nfs(8) { w in
+                w.opaque(dir)
+                w.opaque(Array(name.utf8))
+                w.uint32(0)
+                NFSTestClient.sattr(&w, mode: 0o644, uid: 1000, gid: 1000, size: size)
+            }.status
+        }
+        #expect(try create(d, "theirs", size: nil) == 0, "open(O_CREAT) of an existing file")
+        #expect(try create(d, "theirs", size: 4) == 0, "open(O_CREAT|O_TRUNC)")
+        let kept = try c.getattr(theirs)
+        #expect(kept.uid == 0 && kept.gid == 0 && kept.mode == 0o666 && kept.size == 4)
+        #expect(try create(common, "mine", size: nil) == 0)
+        let mine = try c.getattr(c.lookup(common, "mine"))
+        #expect(mine.uid == 1000 && mine.gid == 500, "the setgid directory's group")
+        (status, _) = try c.nfs(9) { w in
+            w.opaque(common)
+            w.opaque(Array("sub".utf8))
+            NFSTestClient.sattr(&w, mode: 0o755, uid: 1000, gid: 1000)
+        }
+        #expect(status == 0)
+        let sub = try c.getattr(c.lookup(common, "sub"))
+        #expect(sub.uid == 1000 && sub.gid == 500)
+    }
+
     @Test func everyProcedure() throws {
         let (f, service, c) = try Self.make()
         defer { try? f.fs.close() }

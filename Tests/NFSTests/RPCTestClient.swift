@@ -212,10 +212,10 @@ final class NFSTestClient {
 
     // MARK: encoding helpers
 
-    static func sattr(_ w: inout XDRWriter, mode: UInt32? = nil, size: UInt64? = nil) {
+    static func sattr(_ w: inout XDRWriter, mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil) {
         w.optional(mode) { $0.uint32($1) }
-        w.bool(false)
-        w.bool(false)
+        w.optional(uid) { $0.uint32($1) }
+        w.optional(gid) { $0.uint32($1) }
         w.optional(size) { $0.uint64($1) }
         w.uint32(0)
         w.uint32(0)

@@ -107,13 +107,17 @@ extension NFSProgram {
                 let fs = dir.fs
                 switch mode {
                 case .unchecked, .guarded:
-                    var inode = try nfs { () throws(FSError) in
-                        try fs.create(cred, dir.ino, op.name, mode: attributes.mode ?? 0o644, exclusive: mode == .guarded)
+                    let (inode, created) = try nfs { () throws(FSError) in
+                        mode == .guarded
+                            ? (try fs.create(cred, dir.ino, op.name, mode: attributes.mode ?? 0o644, exclusive: true), true)
+                            : try fs.createOrFind(cred, dir.ino, op.name, mode: attributes.mode ?? 0o644)
                     }
-                    var rest = attributes
+                    // An existing file (UNCHECKED) takes only the size, as open(O_CREAT|
+                    // O_TRUNC) would; a new one the rest of what was sent (Linux nfsd).
+                    var rest = created ? Self.afterCreate(attributes, cred) : SetAttributes(size: attributes.size)
                     rest.mode = nil
-                    if rest != SetAttributes() { inode = try nfs { () throws(FSError) in try fs.setattr(cred, inode.ino, rest) } }
-                    return inode
+                    guard rest != SetAttributes() else { return inode }
+                    return try nfs { () throws(FSError) in try fs.setattr(cred, inode.ino, rest) }
                 case .exclusive:
                     // The verifier is kept as the file's mtime (and atime), written with the
                     // file in one batch, until the client sets them: a retransmitted CREATE
@@ -123,6 +127,18 @@ extension NFSProgram {
                 }
             }
         }
+    }
+
+    /// What of a CREATE's or MKDIR's attributes is set after the object is made: an owner
+    /// or group only from root, as Linux nfsd does (clients send the caller's own ids, and
+    /// a group would override the one a setgid directory gives).
+    static func afterCreate(_ attributes: SetAttributes, _ cred: Credentials) -> SetAttributes {
+        var rest = attributes
+        if !cred.isRoot {
+            rest.uid = nil
+            rest.gid = nil
+        }
+        return rest
     }
 
     /// Runs `body` with the directory a handle names, or the failure to resolve it.
@@ -141,12 +157,12 @@ extension NFSProgram {
         withDirectory(op.dir, &w) { dir, w in
             made(dir, &w) { dir throws(NFSStatus) -> Inode in
                 if isReserved(dir, op.name) { throw .exist }
-                var inode = try nfs { () throws(FSError) in try dir.fs.mkdir(cred, dir.ino, op.name, mode: attributes.mode ?? 0o755) }
-                var rest = attributes
+                let inode = try nfs { () throws(FSError) in try dir.fs.mkdir(cred, dir.ino, op.name, mode: attributes.mode ?? 0o755) }
+                var rest = Self.afterCreate(attributes, cred)
                 rest.mode = nil
                 rest.size = nil
-                if rest != SetAttributes() { inode = try nfs { () throws(FSError) in try dir.fs.setattr(cred, inode.ino, rest) } }
-                return inode
+                guard rest != SetAttributes() else { return inode }
+                return try nfs { () throws(FSError) in try dir.fs.setattr(cred, inode.ino, rest) }
             }
         }
     }
