@@ -178,7 +178,7 @@ extension FileSystem {
             file.size = max(file.size, end)
             file.mtime = now
             file.ctime = now
-            if !cred.isRoot { file.mode &= ~(Mode.setuid | Mode.setgid) }
+            if !cred.isRoot { file.mode = Self.killingSetID(file.mode) }
             batch.putInode(file)
             return (file, try commit(&batch, op: "write", durable: durable))
         }

@@ -42,7 +42,12 @@ extension FileSystem {
         guard let found = try entry(dir, name, hint: parent.contentVersion) else {
             throw FSError(.ENOENT, "no entry named \(Self.show(name))")
         }
-        return try inode(found.ino)
+        do {
+            return try inode(found.ino)
+        } catch where error.code == .ESTALE {
+            // Unlinked between the two reads: the name is gone, not the caller's handle.
+            throw FSError(.ENOENT, "no entry named \(Self.show(name))")
+        }
     }
 
     public func getattr(_ ino: UInt64) throws(FSError) -> Inode {

@@ -30,6 +30,15 @@ public struct SetAttributes: Sendable, Equatable {
 }
 
 extension FileSystem {
+    /// `mode` after a change a setuid or setgid program must not survive (a write, a
+    /// truncate, a new owner): setuid goes, and setgid when group execute is set (setgid
+    /// without it marks mandatory locking, not a program). Linux should_remove_suid.
+    static func killingSetID(_ mode: UInt32) -> UInt32 {
+        var mode = mode & ~Mode.setuid
+        if mode & 0o010 != 0 { mode &= ~Mode.setgid }
+        return mode
+    }
+
     @discardableResult
     public func setattr(_ cred: Credentials, _ ino: UInt64, _ change: SetAttributes) throws(FSError) -> Inode {
         try mutate([ino]) { () throws(FSError) -> (Inode, PendingSync) in
@@ -38,13 +47,21 @@ extension FileSystem {
                 throw FSError(.EAGAIN, "the inode changed since the guard's ctime")
             }
             let isOwner = cred.isRoot || cred.uid == node.uid
+            // Nothing to change: nothing written, not even ctime (Linux nfsd answers an empty
+            // SETATTR so; a ctime moved by anyone holding a handle would drop every client's
+            // cache and fail their guarded SETATTRs).
+            var asked = change
+            asked.ctimeGuard = nil
+            if asked == SetAttributes() { return (node, .none) }
             let now = Self.now()
             var batch = FSBatch(view: view)
 
-            if let uid = change.uid, uid != node.uid, !cred.isRoot {
+            // Linux chown_ok and chgrp_ok: setting the owner it has, or a group, is the
+            // owner's (or root's) call even when nothing changes.
+            if let uid = change.uid, !cred.isRoot, !(uid == node.uid && cred.uid == node.uid) {
                 throw FSError(.EPERM, "only root may change the owner")
             }
-            if let gid = change.gid, gid != node.gid, !cred.isRoot, !(cred.uid == node.uid && cred.inGroup(gid)) {
+            if let gid = change.gid, !cred.isRoot, !(cred.uid == node.uid && (gid == node.gid || cred.inGroup(gid))) {
                 throw FSError(.EPERM, "only the owner, in the new group, or root may change the group")
             }
             if change.mode != nil, !isOwner { throw FSError(.EPERM, "only the owner or root may change the mode") }
@@ -65,22 +82,21 @@ extension FileSystem {
                     try truncate(&batch, &node, to: size)
                     node.mtime = now
                 }
-                // A truncate changes the contents, as a write does: a non-root caller loses
-                // setuid and setgid (Linux ATTR_KILL_SUID/SGID). An explicit mode below wins.
-                if !cred.isRoot { node.mode &= ~(Mode.setuid | Mode.setgid) }
+                // A truncate changes the contents, as a write does. An explicit mode below wins.
+                if !cred.isRoot { node.mode = Self.killingSetID(node.mode) }
             }
-            let ownerChanged = (change.uid.map { $0 != node.uid } ?? false) || (change.gid.map { $0 != node.gid } ?? false)
             if let uid = change.uid { node.uid = uid }
             if let gid = change.gid { node.gid = gid }
-            if ownerChanged, node.type != .directory, !cred.isRoot || node.mode & 0o111 != 0 {
-                node.mode &= ~(Mode.setuid | Mode.setgid)
-            }
             if let mode = change.mode {
                 node.mode = mode & 0o7777
                 // Linux setattr_copy: a caller outside the file's group (and not root) cannot
                 // set setgid, on directories as on files.
                 if !cred.isRoot, !cred.inGroup(node.gid) { node.mode &= ~Mode.setgid }
             }
+            // An owner or group set on anything but a directory revokes setuid, and setgid
+            // with group execute, whoever sets it and whatever mode comes with it (Linux
+            // nfsd_sanitize_attrs).
+            if change.uid != nil || change.gid != nil, node.type != .directory { node.mode = Self.killingSetID(node.mode) }
             switch change.atime {
             case .now?: node.atime = now
             case .set(let t)?: node.atime = t

@@ -123,10 +123,26 @@ extension POSIXSuite {
         expectErrno(.EINVAL) { try fs.setattr(Users.root, link.ino, SetAttributes(size: 0)) }
         expectErrno(.EFBIG) { try fs.setattr(Users.root, file.ino, SetAttributes(size: FSOptions.maxFileSize + 1)) }
         #expect(try fs.setattr(Users.root, file.ino, SetAttributes(size: 10)).size == 10)
-        // A truncate by a non-root user clears setuid and setgid, as a write does; by root not.
-        try fs.setattr(Users.root, file.ino, SetAttributes(mode: 0o6777, gid: 1001))
+        // A truncate by a non-root user clears setuid, and setgid with group execute, as
+        // a write does; by root not.
+        try fs.setattr(Users.root, file.ino, SetAttributes(gid: 1001))
+        try fs.setattr(Users.root, file.ino, SetAttributes(mode: 0o6777))
         #expect(try fs.setattr(Users.root, file.ino, SetAttributes(size: 5)).mode == 0o6777, "root keeps them")
         #expect(try fs.setattr(Users.alice, file.ino, SetAttributes(size: 3)).mode == 0o777, "a user's truncate clears them")
+        try fs.setattr(Users.root, file.ino, SetAttributes(mode: 0o6767))
+        #expect(try fs.setattr(Users.alice, file.ino, SetAttributes(size: 2)).mode == 0o2767, "setgid without group execute stays")
+        // Setting an owner or group revokes setuid (and setgid with group execute) even
+        // from root, even to the same value, even with a mode in the same call.
+        #expect(try fs.setattr(Users.root, file.ino, SetAttributes(mode: 0o6777, gid: 1001)).mode == 0o777)
+        try fs.setattr(Users.root, file.ino, SetAttributes(mode: 0o4755))
+        #expect(try fs.setattr(Users.bob, file.ino, SetAttributes(uid: 1001)).mode == 0o755, "the owner's own uid")
+        // Setting the owner or group it has is still the owner's call; nothing asked for
+        // changes nothing, not even ctime.
+        expectErrno(.EPERM, "chown to the same owner by another user") { try fs.setattr(Users.alice, file.ino, SetAttributes(uid: 1001)) }
+        expectErrno(.EPERM, "chgrp to the same group by another user") { try fs.setattr(Users.alice, file.ino, SetAttributes(gid: 1001)) }
+        let before = try fs.getattr(file.ino)
+        #expect(try fs.setattr(Users.alice, file.ino, SetAttributes()) == before)
+        #expect(try fs.getattr(file.ino).ctime == before.ctime)
     }
 }
 

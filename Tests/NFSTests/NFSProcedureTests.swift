@@ -100,6 +100,19 @@ import Testing
         #expect(sub.uid == 1000 && sub.gid == 500)
     }
 
+    /// A handle whose inode cannot be read answers NFS3ERR_IO, not STALE: the client
+    /// would report "Stale file handle" for damage (or a stopped store).
+    @Test func aDamagedInodeIsAnIOErrorNotAStaleHandle() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let file = try c.create(root, "f")
+        let ino = try c.getattr(file).fileid
+        try f.store.put(FSKeys.versioned(FSKeys.inode(ino), f.fs.view.head), [ValueTag.live.rawValue, 99])
+        let (status, _) = try c.nfs(1) { $0.opaque(file) }
+        #expect(status == NFSStatus.io.rawValue)
+    }
+
     @Test func everyProcedure() throws {
         let (f, service, c) = try Self.make()
         defer { try? f.fs.close() }

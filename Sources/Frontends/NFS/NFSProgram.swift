@@ -74,7 +74,10 @@ final class NFSProgram: Sendable {
             guard !fs.isSnapshot, handle.ino == fs.root else { throw .stale }
             return Target(fs: fs, handle: handle, inode: nil)
         }
-        guard let inode = try? fs.getattr(handle.ino), inode.generation == handle.generation else { throw .stale }
+        // A missing inode is a stale handle; any other failure (EIO from a damaged inode)
+        // is reported as what it is.
+        let inode = try nfs { () throws(FSError) in try fs.getattr(handle.ino) }
+        guard inode.generation == handle.generation else { throw .stale }
         return Target(fs: fs, handle: handle, inode: inode)
     }
 
