@@ -4,12 +4,18 @@ import Engine
 import Synchronization
 
 final class BlockCache: Sendable {
+    /// A block: its table and its offset there.
+    struct Key: Hashable, Sendable {
+        var table: UInt64
+        var offset: UInt64
+    }
+
     private final class Node {
-        let key: UInt64
+        let key: Key
         let block: Block
         var newer: Node?
         unowned(unsafe) var older: Node?
-        init(key: UInt64, block: Block) {
+        init(key: Key, block: Block) {
             self.key = key
             self.block = block
         }
@@ -24,7 +30,7 @@ final class BlockCache: Sendable {
 
     private final class ShardBox: @unchecked Sendable {
         // Only touched while its Mutex is held.
-        var map: [UInt64: Node] = [:]
+        var map: [Key: Node] = [:]
         var newest: Node?
         var oldest: Node?
         var bytes = 0
@@ -35,13 +41,15 @@ final class BlockCache: Sendable {
         capacityPerShard = max(capacity / count, 1)
     }
 
-    /// Table ids take the high 24 bits and offsets the low 40; both stay far below those
-    /// limits (16M tables, 1 TiB per table), and `evict` relies on the split.
-    static func key(table: UInt64, offset: Int) -> UInt64 { (table & 0xFF_FFFF) << 40 | UInt64(offset) & 0xFF_FFFF_FFFF }
+    /// Both numbers whole: a key packed into 64 bits (24 for the table) made tables 2^24
+    /// apart share their blocks, and writer epochs start table ids 2^40 apart.
+    static func key(table: UInt64, offset: Int) -> Key { Key(table: table, offset: UInt64(offset)) }
 
-    private func shard(_ key: UInt64) -> Int { Int((key &* 0x9E37_79B9_7F4A_7C15) >> 60) % shards.count }
+    private func shard(_ key: Key) -> Int {
+        Int(((key.table &* 0x9E37_79B9_7F4A_7C15) ^ (key.offset &* 0xC2B2_AE3D_27D4_EB4F)) >> 60) % shards.count
+    }
 
-    func get(_ key: UInt64) -> Block? {
+    func get(_ key: Key) -> Block? {
         shards[shard(key)].lock.withLock { box in
             guard let node = box.map[key] else { return nil }
             Self.unlink(node, box)
@@ -50,7 +58,7 @@ final class BlockCache: Sendable {
         }
     }
 
-    func insert(_ key: UInt64, _ block: Block) {
+    func insert(_ key: Key, _ block: Block) {
         let capacity = capacityPerShard
         shards[shard(key)].lock.withLock { box in
             if let existing = box.map[key] {
@@ -73,7 +81,7 @@ final class BlockCache: Sendable {
     func evict(table: UInt64) {
         for shard in shards {
             shard.lock.withLock { box in
-                for (key, node) in box.map where key >> 40 == table {
+                for (key, node) in box.map where key.table == table {
                     Self.unlink(node, box)
                     box.map[key] = nil
                     box.bytes -= node.block.byteSize

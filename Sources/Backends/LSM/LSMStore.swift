@@ -146,6 +146,9 @@ final class LSMStore: @unchecked Sendable {
 
     /// Opens (or creates) the store in `objects`: reads the newest manifest, takes over as
     /// writer (a new epoch, a fence in the WAL), replays the WAL into the memtable.
+    /// Table ids each writer epoch has to itself (2^40: more than any writer makes).
+    static let tableIDsPerEpoch: UInt64 = 1 << 40
+
     init(objects: any ObjectStore, options: LSMOptions) throws {
         self.objects = objects
         self.options = options
@@ -237,6 +240,14 @@ final class LSMStore: @unchecked Sendable {
             for id in dropped { try objects.delete(WALFormat.name(id)) }
         }
         current.writerEpoch += 1
+        // Table ids of this writer start in a range of their own, above any id an older
+        // writer can still hand out: tables are written by name, not put-if-absent, and a
+        // fenced writer finishing a table late must not replace one of this writer's
+        // (nor may its garbage collection, which spares ids above its own counter, delete
+        // them).
+        let (epochBase, overflow) = current.writerEpoch.multipliedReportingOverflow(by: Self.tableIDsPerEpoch)
+        current.nextTableID = max(current.nextTableID, overflow ? current.nextTableID : epochBase)
+        nextTableID = current.nextTableID
         current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
         current.nextWALID = fenceID + 1
         current.tornWAL = torn.filter { $0 >= replayFrom }.sorted()

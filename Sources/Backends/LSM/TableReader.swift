@@ -35,6 +35,11 @@ final class TableReader: Sendable {
         self.values = values
         segments = values?.open(meta.valueRefs) ?? [:]
         let name = object.name
+        // Another table under the same name (one a fenced writer wrote late) passes every
+        // checksum of its own: its size tells it apart from the one the manifest names.
+        guard object.size == meta.size else {
+            throw KVError(.corruption, "table holds \(object.size) bytes, its manifest says \(meta.size)", path: name)
+        }
         guard object.size >= TableFormat.footerSize else { throw KVError(.corruption, "table is too short", path: name) }
         let footer: [UInt8]
         do { footer = try object.read(offset: object.size - TableFormat.footerSize, length: TableFormat.footerSize) } catch {

@@ -318,6 +318,40 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         try third.close()
     }
 
+    /// Each writer hands out table ids from a range of its own (its epoch's), so a fenced
+    /// writer that finishes a table late cannot replace one of the new writer's: tables
+    /// are written by name. And a table whose size is not the manifest's is refused, not
+    /// read through its own (valid) footer.
+    @Test func eachWriterHandsOutTableIDsOfItsOwn() throws {
+        let objects = MemoryObjectStore()
+        func nextTableID(_ backend: any KVBackend) throws -> UInt64 {
+            let store = try #require(backend as? LSMBackend).store
+            return store.state.withLock { store.nextTableID }
+        }
+        let first = try factory.open(objects: objects, options: tinyLSMOptions())
+        try fill(first, 0..<1500)
+        try first.settleBackgroundWork()
+        let firstNext = try nextTableID(first)
+        try first.close()
+        let second = try factory.open(objects: objects, options: tinyLSMOptions())
+        let secondNext = try nextTableID(second)
+        #expect(secondNext % LSMStore.tableIDsPerEpoch == 0 && secondNext - firstNext > LSMStore.tableIDsPerEpoch / 2,
+                "\(firstNext) then \(secondNext)")
+        try fill(second, 1500..<3000)
+        try second.settleBackgroundWork()
+        let secondStore = try #require(second as? LSMBackend).store
+        let tables = secondStore.state.withLock { secondStore.version.levels.flatMap { $0.map { $0.meta } } }
+        #expect(tables.contains { $0.id >= secondNext })
+        try second.close()
+
+        let replaced = try #require(tables.first)
+        let other = try #require(tables.first { $0.size != replaced.size })
+        try objects.put(replaced.name, try #require(try objects.get(other.name)))
+        #expect { try factory.open(objects: objects, options: tinyLSMOptions()) } throws: {
+            ($0 as? KVError)?.code == .corruption && "\($0)".contains("its manifest says")
+        }
+    }
+
     /// A file written in order: each batch puts a low key (its inode record) and the next
     /// high key (a chunk), so every memtable spans all older chunks. Level 1 is large
     /// enough to hold it all, so every compaction goes from L0 into L1.
