@@ -93,45 +93,63 @@ extension Pool {
     // MARK: pruning a dead version with several children
 
     /// Drops, from each dead version with several children, the entries no live version
-    /// below it can see (every child shadows them, or their inode is gone there). Runs
-    /// again only after the forest changed shape.
+    /// below it can see (every child shadows them, or their inode is gone there). All of
+    /// them after the forest changed shape; after that, only the inodes that batches below
+    /// it touched since (`PoolState.branchPoints`): a write at a head shadows the entry
+    /// the version held for its key, which may have been the last view to see it.
     private func pruneInternalVersions() throws(FSError) {
-        let (generation, work) = state.withLock { s -> (UInt64, [(UInt64, [VersionView])]) in
+        let (generation, work, due) = state.withLock { s -> (UInt64, [(UInt64, [VersionView])], [UInt64: Set<UInt64>]) in
             let live = s.forest.referenced
             let views = live.map { s.forest.view($0) }
             let dead = s.forest.versions.keys.filter { !live.contains($0) && (s.forest.children[$0]?.count ?? 0) >= 2 }
-            return (s.forest.generation, dead.sorted().map { v in (v, views.filter { $0.ancestors.contains(v) }) })
+            // Taken before the entries are read: a batch after this is noted again.
+            let due = s.branchPoints.filter { !$0.value.isEmpty }
+            for version in due.keys { s.branchPoints[version] = [] }
+            return (s.forest.generation, dead.sorted().map { v in (v, views.filter { $0.ancestors.contains(v) }) }, due)
         }
-        if prunedGeneration.withLock({ $0 }) == generation { return }
-        for (version, views) in work { try prune(version, seenBy: views) }
-        prunedGeneration.withLock { $0 = generation }
+        do {
+            if prunedGeneration.withLock({ $0 }) != generation {
+                for (version, views) in work { try forEachChangedInode(version) { ino throws(FSError) in try prune(ino, of: version, seenBy: views) } }
+                prunedGeneration.withLock { $0 = generation }
+            } else {
+                for (version, views) in work {
+                    for ino in (due[version] ?? []).sorted() {
+                        // Only an inode the version changed has entries there.
+                        guard try kv({ try store.get(FSKeys.changeIndex(version, ino)) }) != nil else { continue }
+                        try prune(ino, of: version, seenBy: views)
+                    }
+                }
+            }
+        } catch {
+            // Left for the next pass.
+            state.withLock { s in for (version, inodes) in due where s.branchPoints[version] != nil { s.branchPoints[version]!.formUnion(inodes) } }
+            throw error
+        }
     }
 
-    private func prune(_ version: UInt64, seenBy views: [VersionView]) throws(FSError) {
+    private func prune(_ ino: UInt64, of version: UInt64, seenBy views: [VersionView]) throws(FSError) {
         let limit = options.reclaimBatchSize
-        try forEachChangedInode(version) { ino throws(FSError) in
-            let inodes = try views.map { view throws(FSError) in try visibleInode(ino, view) }
-            var resume: [UInt8]?
-            var kept = false
-            while true {
-                let page = try entries(ino, version, after: resume, limit: limit)
-                let entries = page.entries
-                var batch = FSBatch(view: VersionView(head: version), background: true)
-                for entry in entries {
-                    let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
-                    if try seen(logical, entry.value, at: version, by: views, inodes) {
-                        kept = true
-                        continue
-                    }
-                    batch.deleteUnversioned(entry.key)
-                    if logical.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
+        let inodes = try views.map { view throws(FSError) in try visibleInode(ino, view) }
+        var resume: [UInt8]?
+        var kept = false
+        while true {
+            let page = try entries(ino, version, after: resume, limit: limit)
+            let entries = page.entries
+            var batch = FSBatch(view: VersionView(head: version), background: true)
+            for entry in entries {
+                let logical = Array(entry.key.dropLast(FSKeys.versionSuffixSize))
+                if try seen(logical, entry.value, at: version, by: views, inodes) {
+                    kept = true
+                    continue
                 }
-                let last = page.done
-                if last, !kept { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
-                _ = try commit(&batch, op: "collect", durable: false)
-                if last { break }
-                resume = entries.last?.key
+                batch.deleteUnversioned(entry.key)
+                if logical.first == KeyKind.chunk.rawValue { batch.addWritten(version, -entry.value.count) }
             }
+            let last = page.done
+            if last, !kept { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+            _ = try commit(&batch, op: "collect", durable: false)
+            if last { break }
+            resume = entries.last?.key
         }
     }
 

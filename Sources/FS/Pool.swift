@@ -65,6 +65,27 @@ public final class Pool: Sendable {
         /// The inode counter as `commit` last wrote it (0: not yet); a commit writes the
         /// counter only when it moved.
         var nextInodeCommitted: UInt64 = 0
+        /// Dead versions with several children, which the collector prunes, and for each
+        /// the inodes that batches below it touched since the collector last took them:
+        /// their entries there may now be shadowed for every live version. Rebuilt when
+        /// the forest changes shape (`branchPointsGeneration`).
+        var branchPoints: [UInt64: Set<UInt64>] = [:]
+        var branchPointsGeneration = UInt64.max
+
+        /// Notes that a batch at `view`'s head touched `touched` (Collector, "pruning").
+        mutating func noteTouched(_ view: VersionView, _ touched: Set<UInt64>) {
+            if branchPointsGeneration != forest.generation {
+                let live = forest.referenced
+                var points: [UInt64: Set<UInt64>] = [:]
+                for (version, children) in forest.children where children.count >= 2 && !live.contains(version) {
+                    points[version] = branchPoints[version] ?? []
+                }
+                branchPoints = points
+                branchPointsGeneration = forest.generation
+            }
+            guard !branchPoints.isEmpty else { return }
+            for version in view.ancestors where branchPoints[version] != nil { branchPoints[version]!.formUnion(touched) }
+        }
     }
 
     /// Opens (formatting or upgrading when needed) the pool stored in `store`. The caller
@@ -327,6 +348,7 @@ public final class Pool: Sendable {
             if let dataset = batch.dataset, let counters {
                 s.counters[dataset] = counters
                 if !newlyChanged.isEmpty { s.changed[batch.view.head, default: []].formUnion(newlyChanged) }
+                if !batch.touched.isEmpty { s.noteTouched(batch.view, batch.touched) }
             }
             for (version, node) in nodes { s.forest.setWritten(version, node.written) }
             return syncGate.noteApplied()

@@ -42,6 +42,14 @@ public final class FSFixture: @unchecked Sendable {
 
     public func fsck() throws -> FsckReport { try Fsck.check(store) }
 
+    /// Runs the reclaimer and the collector to the end, then records an issue naming every
+    /// problem fsck finds, a version the collector left unpruned included.
+    public func expectCleanAfterCollecting(_ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try fs.pool.collectGarbage()
+        let report = try Fsck.check(store, collectorIdle: true)
+        #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
+    }
+
     /// Records an issue naming every problem fsck finds.
     public func expectClean(_ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
         let report = try fsck()

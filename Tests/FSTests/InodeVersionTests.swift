@@ -77,5 +77,6 @@ import Testing
             #expect(fs.inodeVersions.count <= 5)
         }
         try f.expectClean()
+        try f.expectCleanAfterCollecting()
     }
 }
