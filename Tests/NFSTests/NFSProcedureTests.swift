@@ -113,6 +113,35 @@ import Testing
         #expect(status == NFSStatus.io.rawValue)
     }
 
+    /// Listings start with "." and "..", as Linux's nfsd sends them: "." is the directory,
+    /// ".." its parent (an export's root is its own), with their handles in READDIRPLUS;
+    /// pages of any size resume after either of them and list everything once.
+    @Test func listingsStartWithDotAndDotDot() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let root = try c.mount("/")
+        let d = try c.mkdir(root, "d")
+        for i in 0..<7 { _ = try c.create(d, "file-\(i)") }
+        let rootID = try c.getattr(root).fileid
+        let dID = try c.getattr(d).fileid
+        let top = try c.listEntries(root, plus: true)
+        #expect(top.prefix(2).map(\.name) == [".", ".."] && top.prefix(2).map(\.cookie) == [1, 2])
+        #expect(top[0].fileid == rootID && top[0].handle == root && top[1].fileid == rootID && top[1].handle == root)
+        let inner = try c.listEntries(d, plus: true)
+        #expect(inner[0].fileid == dID && inner[0].handle == d && inner[1].fileid == rootID && inner[1].handle == root)
+        let all = inner.map(\.name)
+        #expect(all.count == 9 && Set(all).count == 9)
+        for count: UInt32 in stride(from: 140, through: 400, by: 12) {
+            #expect(try c.list(d, count: count) == all, "READDIR of \(count) bytes")
+            #expect(try c.list(d, plus: true, count: count) == all, "READDIRPLUS of \(count * 4) bytes")
+        }
+        _ = try f.fs.pool.snapshot("root", "s1")
+        let snapshots = try c.lookup(root, ".snapshots")
+        let listed = try c.listEntries(snapshots, plus: true)
+        #expect(listed.map(\.name) == [".", "..", "s1"])
+        #expect(listed[0].handle == snapshots && listed[1].handle == root && listed[1].fileid == rootID)
+    }
+
     @Test func everyProcedure() throws {
         let (f, service, c) = try Self.make()
         defer { try? f.fs.close() }
@@ -208,8 +237,8 @@ import Testing
             w.opaque(Array("moved".utf8))
         }
         #expect(status == 0)
-        #expect(Set(try c.list(d)) == ["f", "p", "s"])
-        #expect(Set(try c.list(root, plus: true)) == ["d", "moved"])
+        #expect(Set(try c.list(d)) == [".", "..", "f", "p", "s"])
+        #expect(Set(try c.list(root, plus: true)) == [".", "..", "d", "moved"])
 
         // REMOVE, RMDIR.
         for name in ["f", "p", "s"] {
@@ -352,8 +381,8 @@ import Testing
         #expect(try c.getattr(snapRoot).fsid != c.getattr(ds).fsid)
 
         let snapshots = try c.lookup(ds, ".snapshots")
-        #expect(try c.list(snapshots) == ["s1"])
-        #expect(try c.list(snapshots, plus: true) == ["s1"])
+        #expect(try c.list(snapshots) == [".", "..", "s1"])
+        #expect(try c.list(snapshots, plus: true) == [".", "..", "s1"])
         let viaDir = try c.lookup(snapshots, "s1")
         #expect(viaDir == snapRoot)
         #expect(try c.lookup(snapshots, "..") == ds)

@@ -180,7 +180,12 @@ final class NFSTestClient {
 
     /// READDIR or READDIRPLUS of the whole directory: names in order.
     func list(_ dir: [UInt8], plus: Bool = false, count: UInt32 = 4096) throws -> [String] {
-        var names: [String] = []
+        try listEntries(dir, plus: plus, count: count).map(\.name)
+    }
+
+    /// Every entry of `dir`, page by page (each `count` bytes, READDIRPLUS maxcount 4x).
+    func listEntries(_ dir: [UInt8], plus: Bool = false, count: UInt32 = 4096) throws -> [(name: String, fileid: UInt64, cookie: UInt64, handle: [UInt8]?)] {
+        var entries: [(name: String, fileid: UInt64, cookie: UInt64, handle: [UInt8]?)] = []
         var cookie: UInt64 = 0
         while true {
             var (status, r) = try nfs(plus ? 17 : 16) { w in
@@ -194,15 +199,17 @@ final class NFSTestClient {
             try Self.skipPostOp(&r)
             _ = try r.uint64()
             while try r.bool() {
-                _ = try r.uint64()
-                names.append(String(decoding: try r.opaque(limit: 255), as: UTF8.self))
+                let fileid = try r.uint64()
+                let name = String(decoding: try r.opaque(limit: 255), as: UTF8.self)
                 cookie = try r.uint64()
+                var handle: [UInt8]?
                 if plus {
                     try Self.skipPostOp(&r)
-                    if try r.bool() { _ = try r.opaque(limit: 64) }
+                    if try r.bool() { handle = try r.opaque(limit: 64) }
                 }
+                entries.append((name, fileid, cookie, handle))
             }
-            if try r.bool() { return names }
+            if try r.bool() { return entries }
         }
     }
 

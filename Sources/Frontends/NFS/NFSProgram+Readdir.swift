@@ -1,8 +1,11 @@
-// READDIR and READDIRPLUS. Cookies are the filesystem's entry cookies, valid for as long
-// as an entry exists, so paging across changes needs no verifier: it is always zero, and
-// any verifier a client sends back is accepted. A reply never exceeds the client's byte
-// budgets (count; dircount and maxcount), and is NFS3ERR_TOOSMALL when not one entry fits.
-// `.snapshots` lists the dataset's snapshots, with their ids as cookies.
+// READDIR and READDIRPLUS. A listing starts with "." (cookie 1) and ".." (cookie 2), as
+// Linux's nfsd and nfs-ganesha send them: the Linux v3 client shows only what the server
+// sends, and programs that skip the first two entries of a listing exist. Then the
+// filesystem's entry cookies, plus 2, valid for as long as an entry exists, so paging
+// across changes needs no verifier: it is always zero, and any verifier a client sends
+// back is accepted. A reply never exceeds the client's byte budgets (count; dircount and
+// maxcount), and is NFS3ERR_TOOSMALL when not one entry fits. `.snapshots` lists the
+// dataset's snapshots, with their ids plus 3 as cookies.
 
 import FS
 
@@ -17,6 +20,9 @@ extension NFSProgram {
         /// For an entry of `.snapshots`: the snapshot's id.
         var snapshot: UInt64?
     }
+
+    /// The cookie of "..": the directory's own entries come after it.
+    static let dotDotCookie: UInt64 = 2
 
     /// Bytes of a reply around its entries: status, post_op_attr, verifier, list end, eof.
     static let readdirOverhead = 4 + 4 + 84 + 8 + 4 + 4
@@ -87,7 +93,15 @@ extension NFSProgram {
     /// `entry` with its handle and attributes (READDIRPLUS), when they can be read.
     private func withAttributes(_ entry: Listed, _ dir: Target) -> Listed {
         var entry = entry
-        if dir.isSnapshots {
+        if entry.cookie == 1 {
+            entry.handle = dir.handle
+            entry.attributes = attributes(dir)
+        } else if dir.isSnapshots, entry.cookie == Self.dotDotCookie {
+            if let root = try? dir.fs.getattr(dir.fs.root) {
+                entry.handle = handle(dir.fs, root)
+                entry.attributes = attributes(dir.fs, root)
+            }
+        } else if dir.isSnapshots {
             if let id = entry.snapshot, let fs = try? pool.filesystem(id), let root = try? fs.getattr(fs.root) {
                 entry.handle = handle(fs, root)
                 entry.attributes = attributes(fs, root)
@@ -99,25 +113,34 @@ extension NFSProgram {
         return entry
     }
 
-    /// Up to `limit` entries after `cookie` (all of them for `.snapshots`), and whether
-    /// they end the directory.
+    /// Up to `limit` entries after `cookie` (all of them for `.snapshots`), "." and ".."
+    /// first, and whether they end the directory.
     private func entries(_ dir: Target, _ cred: Credentials, after cookie: UInt64, limit: Int) throws(NFSStatus) -> ([Listed], Bool) {
         let fs = dir.fs
+        var dots: [Listed] = []
+        if cookie < Self.dotDotCookie {
+            // At an export's root ".." is the root itself (its own parent), as LOOKUP says.
+            let (own, parent) = dir.isSnapshots ? (UInt64.max - 1, fs.root) : (dir.ino, dir.inode?.parent ?? dir.ino)
+            if cookie == 0 { dots.append(Listed(fileid: own, name: [0x2E], cookie: 1)) }
+            dots.append(Listed(fileid: parent, name: [0x2E, 0x2E], cookie: Self.dotDotCookie))
+        }
         if dir.isSnapshots {
             guard let info = try? pool.info(fs.dataset, used: false),
                   let snapshots = try? pool.listSnapshots(of: info.name, used: false)
             else { throw .stale }
-            let page = snapshots.filter { $0.id &+ 1 > cookie }.sorted { $0.id < $1.id }
+            let page = snapshots.filter { $0.id &+ 3 > cookie }.sorted { $0.id < $1.id }
             let listed = page.map { snapshot in
                 let name = Array((Pool.splitSnapshotName(snapshot.name)?.snapshot ?? snapshot.name).utf8)
                 // A fileid of the parent's fsid that no inode uses (the root's own is in the snapshot's).
-                var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: name, cookie: snapshot.id &+ 1)
+                var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: name, cookie: snapshot.id &+ 3)
                 entry.snapshot = snapshot.id
                 return entry
             }
-            return (listed, true)
+            return (dots + listed, true)
         }
-        let result = try nfs { () throws(FSError) in try fs.readdir(cred, dir.ino, after: cookie, limit: limit) }
-        return (result.entries.map { Listed(fileid: $0.ino, name: $0.name, cookie: $0.cookie) }, result.eof)
+        // The filesystem's check of read permission runs even for a page of dots only.
+        let after = cookie < Self.dotDotCookie ? 0 : cookie - Self.dotDotCookie
+        let result = try nfs { () throws(FSError) in try fs.readdir(cred, dir.ino, after: after, limit: limit) }
+        return (dots + result.entries.map { Listed(fileid: $0.ino, name: $0.name, cookie: $0.cookie &+ Self.dotDotCookie) }, result.eof)
     }
 }
