@@ -4,6 +4,7 @@
 // read-only, and every error kind maps to its status code.
 
 @testable import Admin
+import Dispatch
 import BackendCatalog
 import Engine
 import FS
@@ -247,6 +248,44 @@ import Glibc
         #expect(AdminErrors.status(FSError(.EIO, "io")).code == .unavailable)
     }
 
+    /// Cancelling a call stops only the run it started: a second fsck refused as busy and
+    /// then cancelled by its caller leaves the first running, and a cancel that comes
+    /// before its run starts is kept for it.
+    @Test func aCancelStopsOnlyItsOwnRun() throws {
+        let job = BackgroundJob(unit: "keys", busy: "busy")
+        let first = job.ticket()
+        let inside = DispatchSemaphore(value: 0)
+        let go = DispatchSemaphore(value: 0)
+        let sawCancel = Flag()
+        let ended = DispatchSemaphore(value: 0)
+        startThread(named: "job-test") {
+            _ = try? job.run(first) { job in
+                inside.signal()
+                _ = go.wait(timeout: .now() + 30)
+                sawCancel.value.store(job.isCancelled, ordering: .relaxed)
+                return ((), 0, 0)
+            }
+            ended.signal()
+        }
+        #expect(inside.wait(timeout: .now() + 30) == .success)
+        let second = job.ticket()
+        #expect(throws: RPCError.self) { try job.run(second) { _ in ((), 0, 0) } }
+        job.cancel(second)
+        #expect(!job.isCancelled, "the refused call's cancel stopped the running one")
+        job.cancel(first)
+        go.signal()
+        #expect(ended.wait(timeout: .now() + 30) == .success)
+        let cancelled = sawCancel.value.load(ordering: .relaxed)
+        #expect(cancelled)
+
+        let early = job.ticket()
+        job.cancel(early)
+        let startedCancelled = try job.run(early) { job in (job.isCancelled, 0, 0) }
+        #expect(startedCancelled)
+        let later = job.ticket()
+        #expect(try job.run(later) { job in (job.isCancelled, 0, 0) } == false)
+    }
+
     /// fsck and scrub run on threads of their own: with every thread of the service's
     /// pool busy (held here until both finish, for at most 10 minutes: in a full run,
     /// other suites' synchronous tests can hold the cooperative threads that resume these
@@ -292,4 +331,9 @@ private final class HeldThreads: Sendable {
     let started = Atomic<Bool>(false)
     let release = Atomic<Bool>(false)
     let heldToTheEnd = Atomic<Bool>(false)
+}
+
+/// A flag one thread sets and another reads.
+private final class Flag: Sendable {
+    let value = Atomic<Bool>(false)
 }

@@ -146,7 +146,8 @@ final class LSMStore: @unchecked Sendable {
 
     /// Opens (or creates) the store in `objects`: reads the newest manifest, takes over as
     /// writer (a new epoch, a fence in the WAL), replays the WAL into the memtable.
-    /// Table ids each writer epoch has to itself (2^40: more than any writer makes).
+    /// Table ids each writer has to itself (2^40: more than any writer makes; 2^24 opens
+    /// before the ids run out, and after that writers share one range again).
     static let tableIDsPerEpoch: UInt64 = 1 << 40
 
     init(objects: any ObjectStore, options: LSMOptions) throws {
@@ -194,6 +195,11 @@ final class LSMStore: @unchecked Sendable {
             // be read now is not skipped (its records would be lost once a flush moves the
             // replay start past it).
             guard let bytes = try objects.get(WALFormat.name(id)) else {
+                // A writer still running may have committed a newer manifest and collected
+                // it: that is a takeover lost, not a disk fault.
+                if let newest = try? Self.newestManifest(objects), newest > currentID {
+                    throw KVError(.fenced, "another writer committed manifest \(newest) while this store was opening", path: objects.location)
+                }
                 throw KVError(.io, "WAL object vanished while the store was opening", path: WALFormat.name(id))
             }
             let (records, cut) = try WALFormat.decode(bytes, name: WALFormat.name(id))
@@ -240,13 +246,14 @@ final class LSMStore: @unchecked Sendable {
             for id in dropped { try objects.delete(WALFormat.name(id)) }
         }
         current.writerEpoch += 1
-        // Table ids of this writer start in a range of their own, above any id an older
-        // writer can still hand out: tables are written by name, not put-if-absent, and a
-        // fenced writer finishing a table late must not replace one of this writer's
-        // (nor may its garbage collection, which spares ids above its own counter, delete
-        // them).
-        let (epochBase, overflow) = current.writerEpoch.multipliedReportingOverflow(by: Self.tableIDsPerEpoch)
-        current.nextTableID = max(current.nextTableID, overflow ? current.nextTableID : epochBase)
+        // Table ids of this writer start in a range of their own, at the next multiple of
+        // 2^40, above any id an older writer can still hand out: tables are written by
+        // name, not put-if-absent, and a fenced writer finishing a table late must not
+        // replace one of this writer's (nor may its garbage collection, which spares ids
+        // at or above its own counter, delete them). By the counter, not the epoch: a
+        // restored store starts again at epoch 0 with the counter it had.
+        let (boundary, overflow) = (current.nextTableID / Self.tableIDsPerEpoch + 1).multipliedReportingOverflow(by: Self.tableIDsPerEpoch)
+        if !overflow { current.nextTableID = boundary }
         nextTableID = current.nextTableID
         current.fences = Array((current.fences + [fenceID]).suffix(Manifest.maxFences))
         current.nextWALID = fenceID + 1

@@ -1,7 +1,7 @@
 // The manifest (Docs/format-manifest.md): the complete state of the store in one
 // immutable object "manifest/<id>", committed with put-if-absent at id + 1:
 //
-//   magic "ZMAN" (fixed32 0x4E414D5A) | format version (fixed32 1) | body length (fixed32) |
+//   magic "ZMAN" (fixed32 0x4E414D5A) | format version (fixed32 1, 2 or 3) | body length (fixed32) |
 //   masked CRC-32C of the body (fixed32) | body
 //   body: writer epoch, next table id, next WAL id, WAL replay start, last sequence number
 //         (varints) | level count, then per level: table count, then per table: id, size,
@@ -9,8 +9,9 @@
 //         checkpoint count, then per checkpoint: name, pinned manifest id, created (ns),
 //         expires (ns, 0 = never) | fence count, then fence WAL ids (never collected) |
 //         torn count, then ids of WAL objects found torn at an open (replay accepts them) |
-//         (version 2) per table, in the order above: value reference count, then per
-//         reference: WAL segment id, bytes pointed at
+//         (versions 2 and 3) per table, in the order above: value reference count, then
+//         per reference: WAL segment id, bytes pointed at. Version 3: table ids may be 2^24
+//         or more
 
 import Engine
 
@@ -24,8 +25,14 @@ struct CheckpointRecord: Sendable, Equatable {
 struct Manifest: Sendable, Equatable {
     static let magic: UInt32 = 0x4E41_4D5A
     /// Version 2 adds the tables' value references. A manifest without any is written as
-    /// version 1, as before they existed; both are read.
-    static let version: UInt32 = 2
+    /// version 1, as before they existed. Version 3 has version 2's layout and says table
+    /// ids may be 2^24 or more (each writer epoch hands out ids from epoch × 2^40): a
+    /// binary from before it keyed its block cache by 24 bits of the table id and would
+    /// serve one table's blocks for another's, so it must refuse the store. All three are
+    /// read.
+    static let version: UInt32 = 3
+    /// Table ids from here on need version 3.
+    static let wideTableIDs: UInt64 = 1 << 24
 
     var writerEpoch: UInt64 = 0
     var nextTableID: UInt64 = 1
@@ -87,7 +94,8 @@ struct Manifest: Sendable, Equatable {
         for f in fences { body.appendVarint(f) }
         body.appendVarint(tornWAL.count)
         for t in tornWAL { body.appendVarint(t) }
-        let pointing = levels.contains { $0.contains { !$0.valueRefs.isEmpty } }
+        let wide = nextTableID >= Self.wideTableIDs || levels.contains { $0.contains { $0.id >= Self.wideTableIDs } }
+        let pointing = wide || levels.contains { $0.contains { !$0.valueRefs.isEmpty } }
         for level in levels where pointing {
             for t in level {
                 body.appendVarint(t.valueRefs.count)
@@ -99,7 +107,7 @@ struct Manifest: Sendable, Equatable {
         }
         var bytes: [UInt8] = []
         bytes.appendFixed32(Self.magic)
-        bytes.appendFixed32(pointing ? Self.version : 1)
+        bytes.appendFixed32(wide ? 3 : pointing ? 2 : 1)
         bytes.appendFixed32(UInt32(body.count))
         bytes.appendFixed32(CRC32C.mask(CRC32C.checksum(body)))
         bytes.append(contentsOf: body)
@@ -111,7 +119,7 @@ struct Manifest: Sendable, Equatable {
             var header = ByteReader(raw, what: name)
             guard try header.fixed32() == magic else { throw KVError(.corruption, "not a manifest (bad magic number)", path: name) }
             let found = try header.fixed32()
-            guard found == 1 || found == version else { throw KVError(.unsupportedFormat, "manifest format \(found) is not 1 or \(version)", path: name) }
+            guard (1...version).contains(found) else { throw KVError(.unsupportedFormat, "manifest format \(found) is not 1 to \(version)", path: name) }
             let length = Int(try header.fixed32())
             let crc = try header.fixed32()
             guard 16 + length == raw.count else { throw KVError(.corruption, "manifest length does not match", path: name) }

@@ -83,8 +83,12 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
         counters.add("admin.\(name)")
         do {
             return try await withCheckedThrowingContinuation { continuation in
-                startThread(named: "zerofs-\(name.lowercased())") {
+                let code = startThreadIfPossible(named: "zerofs-\(name.lowercased())") {
                     continuation.resume(with: Result { try body() })
+                }
+                // No thread, no run: the call fails instead of waiting for ever.
+                if code != 0 {
+                    continuation.resume(throwing: KVError(.io, "cannot start a thread for \(name)", cause: String(cString: strerror(code))))
                 }
             }
         } catch {
@@ -316,9 +320,10 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     }
 
     public func fsck(request: Zerofs_Admin_V1_FsckRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_FsckResponse {
-        try await withTaskCancellationHandler {
+        let ticket = fsckJob.ticket()
+        return try await withTaskCancellationHandler {
             try await callOnOwnThread("Fsck") { [store, fsckJob] in
-                try fsckJob.run { job in
+                try fsckJob.run(ticket) { job in
                     let view = try store.readView()
                     defer { view.close() }
                     let counting = CountingReader(view, report: { job.update(done: $0) }, cancelled: { job.isCancelled })
@@ -337,14 +342,15 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
                 }
             }
         } onCancel: {
-            fsckJob.cancel()
+            fsckJob.cancel(ticket)
         }
     }
 
     public func scrub(request: Zerofs_Admin_V1_ScrubRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_ScrubResponse {
-        try await withTaskCancellationHandler {
+        let ticket = scrubJob.ticket()
+        return try await withTaskCancellationHandler {
             try await callOnOwnThread("Scrub") { [store, scrubJob] in
-                try scrubJob.run { job in
+                try scrubJob.run(ticket) { job in
                     let report = try store.scrub { partial in
                         job.update(done: partial.objects, total: partial.objectsTotal)
                         return !job.isCancelled
@@ -356,25 +362,58 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
                 }
             }
         } onCancel: {
-            scrubJob.cancel()
+            scrubJob.cancel(ticket)
         }
     }
 }
 
 /// A long maintenance job (fsck, scrub): one run at a time, its progress for GetStats,
-/// and a cancel flag its work checks.
+/// and a cancel flag its work checks. Each call holds a ticket: cancelling it stops only
+/// the run it started (a call refused as busy must not stop the one running), and a
+/// cancel that comes before its run starts is kept for it.
 final class BackgroundJob: Sendable {
+    private struct State {
+        var progress: JobProgress
+        var cancelled = false
+        /// The ticket of the running call.
+        var owner: UInt64?
+        /// Tickets cancelled before their run started.
+        var cancelledEarly: Set<UInt64> = []
+        var nextTicket: UInt64 = 1
+    }
+
     /// The refusal of a second run.
     let busy: String
-    private let state: Locked<(progress: JobProgress, cancelled: Bool)>
+    private let state: Locked<State>
 
     init(unit: String, busy: String) {
         self.busy = busy
-        state = Locked((JobProgress(unit: unit), false))
+        state = Locked(State(progress: JobProgress(unit: unit)))
     }
 
     var progress: JobProgress { state.withLock { $0.progress } }
     var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// A ticket for one call, taken before its run is started.
+    func ticket() -> UInt64 {
+        state.withLock { s in
+            defer { s.nextTicket += 1 }
+            return s.nextTicket
+        }
+    }
+
+    /// Stops the run `ticket` started, or the one it will start.
+    func cancel(_ ticket: UInt64) {
+        state.withLock { s in
+            if s.owner == ticket {
+                s.cancelled = true
+            } else {
+                s.cancelledEarly.insert(ticket)
+            }
+        }
+    }
+
+    /// Stops whatever runs (the server is stopping).
     func cancel() { state.withLock { $0.cancelled = true } }
 
     func update(done: UInt64, total: UInt64 = 0) {
@@ -386,17 +425,24 @@ final class BackgroundJob: Sendable {
 
     /// Runs `body` as the only run of this job (a second answers FAILED_PRECONDITION);
     /// `body` returns its result, the final count done and the problems it found.
-    func run<T>(_ body: (BackgroundJob) throws -> (T, done: UInt64, problems: UInt64)) throws -> T {
+    func run<T>(_ ticket: UInt64, _ body: (BackgroundJob) throws -> (T, done: UInt64, problems: UInt64)) throws -> T {
         let taken = state.withLock { s -> Bool in
+            let cancelledEarly = s.cancelledEarly.remove(ticket) != nil
             if s.progress.running { return false }
             s.progress.running = true
             s.progress.done = 0
             s.progress.total = 0
-            s.cancelled = false
+            s.cancelled = cancelledEarly
+            s.owner = ticket
             return true
         }
         guard taken else { throw RPCError(code: .failedPrecondition, message: busy) }
-        defer { state.withLock { $0.progress.running = false } }
+        defer {
+            state.withLock { s in
+                s.progress.running = false
+                s.owner = nil
+            }
+        }
         let (result, done, problems) = try body(self)
         state.withLock {
             $0.progress.done = done
