@@ -136,6 +136,25 @@ struct S3LSMFactory: KVBackendFactory {
         let path = harness.freshPath("replica")
         var writerOptions = tinyLSMOptions()
         writerOptions.tuning["gc_grace_seconds"] = "0"
+        // A replica and a checkpoint reader write nothing, not even the writer's probe of
+        // conditional PUT: read-only credentials must do for them.
+        do {
+            let path = harness.freshPath("probe")
+            let writer = try factory.open(at: path, options: writerOptions)
+            try writer.put([1], [1], durable: true)
+            _ = try writer.createCheckpoint(named: "probe")
+            let reader = try factory.lsm.openReplica(at: factory.location(path), options: factory.with(tinyLSMOptions(), cacheFor: path + "-probe"))
+            let frozen = try factory.lsm.openCheckpoint(at: factory.location(path), named: "probe", options: factory.with(tinyLSMOptions(), cacheFor: path + "-probe2"))
+            #expect(try reader.get([1]) == [1] && frozen.get([1]) == [1])
+            for opened in [reader, frozen] {
+                let operations = try #require(opened.objectOperations())
+                #expect(operations.puts == 0 && operations.deletes == 0, "\(operations)")
+            }
+            try frozen.close()
+            try reader.close()
+            try writer.deleteCheckpoint(named: "probe")
+            try writer.close()
+        }
         try LSMReplicaTests.followRounds("s3Replica-\(kind)", rounds: 14,
                                          openWriter: { try factory.open(at: path, options: writerOptions) },
                                          openReplica: { try factory.lsm.openReplica(at: factory.location(path), options: factory.with(tinyLSMOptions(), cacheFor: path + "-replica")) })

@@ -32,6 +32,8 @@ public struct LSMBackendFactory: KVBackendFactory {
     /// its default for stores in remote object storage (local ones default to 0).
     public static let gcGraceKey = "gc_grace_seconds"
     public static let remoteGCGraceSeconds = 60
+    /// Set in the remote settings of a store opened only to read (S3Remote.readOnlyKey).
+    public static let remoteReadOnlyKey = "read_only"
 
     /// Whether `path` names a remote location rather than a local folder.
     public static func isRemote(_ path: String) -> Bool { path.contains("://") }
@@ -76,9 +78,11 @@ public struct LSMBackendFactory: KVBackendFactory {
     /// The object store of a remote location, behind a disk cache of its tables when the
     /// settings name a cache folder. No lock file exists there: the writer epoch and the
     /// WAL fences keep a second writer from corrupting the store (it gets `.fenced`).
-    func remoteObjects(_ location: String, _ options: BackendOptions) throws -> any ObjectStore {
+    func remoteObjects(_ location: String, _ options: BackendOptions, readOnly: Bool = false) throws -> any ObjectStore {
         guard let remote else { throw KVError(.invalidArgument, "this lsm factory opens local folders only", path: location) }
         var settings = options.remote
+        // The remote store then writes nothing, not even a probe of conditional PUT.
+        if readOnly { settings[Self.remoteReadOnlyKey] = "true" }
         let cachePath = settings.removeValue(forKey: Self.diskCachePathKey)
         let cacheText = settings.removeValue(forKey: Self.diskCacheBytesKey)
         let objects = try remote(location, settings)
@@ -94,7 +98,7 @@ public struct LSMBackendFactory: KVBackendFactory {
     }
 
     public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {
-        if Self.isRemote(path) { return try openReplica(objects: try remoteObjects(path, options), options: options) }
+        if Self.isRemote(path) { return try openReplica(objects: try remoteObjects(path, options, readOnly: true), options: options) }
         let root = FileOps.absolutePath(path)
         try StoreDirectory.requireStore(path: root, backend: name)
         return try openReplica(objects: try LocalObjectStore(root: root + "/objects"), options: options)
@@ -107,7 +111,7 @@ public struct LSMBackendFactory: KVBackendFactory {
     }
 
     public func openCheckpoint(at path: String, named name: String, options: BackendOptions) throws -> any KVBackend {
-        if Self.isRemote(path) { return try openCheckpoint(objects: try remoteObjects(path, options), named: name, options: options) }
+        if Self.isRemote(path) { return try openCheckpoint(objects: try remoteObjects(path, options, readOnly: true), named: name, options: options) }
         let root = FileOps.absolutePath(path)
         try StoreDirectory.requireStore(path: root, backend: self.name)
         return try openCheckpoint(objects: try LocalObjectStore(root: root + "/objects"), named: name, options: options)
@@ -127,7 +131,7 @@ public struct LSMBackendFactory: KVBackendFactory {
         let source: any ObjectStore
         var sourceRoot: String?
         if Self.isRemote(path) {
-            source = try remoteObjects(path, options)
+            source = try remoteObjects(path, options, readOnly: true)
         } else {
             let root = FileOps.absolutePath(path)
             try StoreDirectory.requireStore(path: root, backend: self.name)

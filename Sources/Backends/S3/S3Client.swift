@@ -52,9 +52,11 @@ final class S3Client: Sendable {
         // Failed connections are retried here, with the backoff of the settings, not also
         // inside the pool until the deadline.
         configuration.connectionPool.retryConnectionEstablishment = false
+        // Idle limits: no byte read, or none written, for a request timeout ends the attempt.
         configuration.timeout = HTTPClient.Configuration.Timeout(
             connect: .nanoseconds(S3Client.nanoseconds(min(settings.requestTimeout, 10))),
-            read: .nanoseconds(S3Client.nanoseconds(settings.requestTimeout)))
+            read: .nanoseconds(S3Client.nanoseconds(settings.requestTimeout)),
+            write: .nanoseconds(S3Client.nanoseconds(settings.requestTimeout)))
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
@@ -141,7 +143,11 @@ final class S3Client: Sendable {
         }
 
         counters.sent(request.kind, bodyBytes: request.body.count)
-        let deadline = NIODeadline.now() + .nanoseconds(S3Client.nanoseconds(settings.requestTimeout))
+        // The whole attempt: the request timeout plus the body at 64 KiB/s, so a slow link
+        // can still send a table (16 MiB: 256 s more); the idle limits above catch a
+        // connection that stopped.
+        let bodySeconds = Double(sendsBody ? request.body.count : 0) / Double(S3Client.slowestUploadBytesPerSecond)
+        let deadline = NIODeadline.now() + .nanoseconds(S3Client.nanoseconds(settings.requestTimeout + bodySeconds))
         let reply = try http.execute(request: httpRequest, deadline: deadline).wait()
         let received = reply.body.map { Array($0.readableBytesView) } ?? []
         counters.received(bodyBytes: received.count)
@@ -156,4 +162,7 @@ final class S3Client: Sendable {
     }
 
     private static func nanoseconds(_ seconds: Double) -> Int64 { Int64(seconds * 1e9) }
+
+    /// The slowest upload an attempt's deadline allows for (512 kbit/s).
+    static let slowestUploadBytesPerSecond = 64 << 10
 }

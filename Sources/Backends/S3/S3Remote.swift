@@ -16,11 +16,19 @@ public enum S3Remote {
         "request_timeout_seconds", "retries",
     ]
 
+    /// The key the lsm backend sets to "false" when it opens a store only to read it (a
+    /// replica, a checkpoint, a restore's source): not a configuration setting.
+    public static let readOnlyKey = "read_only"
+
     /// Opens the S3 object store `location` names, checking that the endpoint honours
-    /// conditional PUT. Throws `.invalidArgument` for a bad location or setting (naming it,
-    /// never a secret), `.io` when the endpoint cannot be reached.
+    /// conditional PUT, unless it is opened only to read (`readOnlyKey`): the check writes
+    /// a probe object, which a replica's read-only credentials may not. Throws
+    /// `.invalidArgument` for a bad location or setting (naming it, never a secret), `.io`
+    /// when the endpoint cannot be reached.
     public static func open(_ location: String, _ settings: [String: String]) throws -> any ObjectStore {
-        try S3ObjectStore(settings: try self.settings(location, settings, environment: currentEnvironment()))
+        var settings = settings
+        let readOnly = settings.removeValue(forKey: readOnlyKey) == "true"
+        return try S3ObjectStore(settings: try self.settings(location, settings, environment: currentEnvironment()), verifyConditionalPut: !readOnly)
     }
 
     /// The S3 settings of `location` from `settings`, then the environment: AWS_ACCESS_KEY_ID,

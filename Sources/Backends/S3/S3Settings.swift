@@ -47,7 +47,7 @@ public struct S3Settings: Sendable, CustomStringConvertible {
     public init(
         bucket: String, prefix: String = "", endpoint: String, region: String = "us-east-1",
         credentials: S3Credentials, addressing: Addressing = .path, allowHTTP: Bool = false,
-        requestTimeout: Double = 30, retries: Int = 5, initialBackoff: Double = 0.05, maxBackoff: Double = 5,
+        requestTimeout: Double = 30, retries: Int = 10, initialBackoff: Double = 0.05, maxBackoff: Double = 5,
         listPageSize: Int = 1000, deleteBatchSize: Int = 1000, partSize: Int = 32 << 20
     ) {
         self.bucket = bucket
