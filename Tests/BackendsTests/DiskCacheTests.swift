@@ -85,6 +85,28 @@ final class CountingObjectStore: ObjectStore {
         }
     }
 
+    /// A cache folder remembers which store its pages came from: opened in front of
+    /// another store (the configuration now names another bucket), it starts empty, since
+    /// that store's `sst/1.sst` is another table whose pages pass their own checksums.
+    @Test func aCacheFolderServesOnlyTheStoreItCameFrom() throws {
+        try withFolder { folder in
+            let first = CountingObjectStore()
+            let table = Self.bytes(100_000, seed: 2)
+            try first.base.put("sst/1.sst", table)
+            var cache = try DiskCachedObjectStore(base: first, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a")
+            #expect(try cache.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(table.prefix(100)))
+            // The same store again: its pages are kept.
+            cache = try DiskCachedObjectStore(base: first, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a")
+            #expect(cache.counters.pages > 0)
+            let second = CountingObjectStore()
+            let other = Self.bytes(100_000, seed: 3)
+            try second.base.put("sst/1.sst", other)
+            cache = try DiskCachedObjectStore(base: second, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://b")
+            #expect(cache.counters.pages == 0)
+            #expect(try cache.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(other.prefix(100)))
+        }
+    }
+
     @Test func aDamagedPageIsDetectedAndFetchedAgain() throws {
         try withFolder { folder in
             let remote = CountingObjectStore()

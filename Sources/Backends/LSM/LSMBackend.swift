@@ -94,7 +94,10 @@ public struct LSMBackendFactory: KVBackendFactory {
             }
             cacheBytes = value
         }
-        return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes)
+        // The pages' origin: the bucket and prefix, at the endpoint (configured, or from
+        // the environment when absent here).
+        let origin = location + " at " + (settings["endpoint"] ?? "the environment's endpoint")
+        return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes, origin: origin)
     }
 
     public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {

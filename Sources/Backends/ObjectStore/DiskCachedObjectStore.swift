@@ -76,8 +76,12 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     public var location: String { base.location + " (disk cache \(directory))" }
 
+    /// `origin` names the store the pages come from (default: the base's location). A
+    /// folder whose pages came from another store, or that does not say, is emptied
+    /// first: object names repeat across stores (every store has an `sst/...1.sst`), and a
+    /// page is trusted by its own checksums, which another store's page passes too.
     public init(
-        base: any ObjectStore, directory: String, capacityBytes: Int, pageSize: Int = 1 << 20,
+        base: any ObjectStore, directory: String, capacityBytes: Int, pageSize: Int = 1 << 20, origin: String? = nil,
         cacheable: @escaping @Sendable (String) -> Bool = { $0.hasPrefix("sst/") }
     ) throws {
         guard capacityBytes > 0, pageSize >= 4096 else {
@@ -89,7 +93,21 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         self.pageSize = pageSize
         self.cacheable = cacheable
         try FileOps.makeDirectories(directory)
+        try Self.claim(directory, for: origin ?? base.location)
         try loadIndex()
+    }
+
+    /// The file naming the store a cache folder's pages come from.
+    static let originFile = "ORIGIN"
+
+    /// Empties `directory` unless its pages came from `origin`, then records `origin`.
+    private static func claim(_ directory: String, for origin: String) throws {
+        let path = directory + "/" + originFile
+        if let recorded = try? FileOps.readFile(path), recorded == Array(origin.utf8) { return }
+        for entry in try FileOps.list(directory) where entry != originFile {
+            try FileOps.removeTree(directory + "/" + entry)
+        }
+        try FileOps.writeFileAtomically(path, Array(origin.utf8))
     }
 
     /// What the cache has done since it opened (bytes and pages: what it holds now).
