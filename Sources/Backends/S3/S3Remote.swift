@@ -76,7 +76,7 @@ public enum S3Remote {
             result.allowHTTP = allow
         }
         if let text = settings["request_timeout_seconds"] {
-            guard let seconds = Double(text), seconds > 0, seconds <= 3600 else { throw refuse("request_timeout_seconds must be 0 to 3600, got \(text)") }
+            guard let seconds = Double(text), seconds > 0, seconds <= 3600 else { throw refuse("request_timeout_seconds must be above 0 and at most 3600, got \(text)") }
             result.requestTimeout = seconds
         }
         if let text = settings["retries"] {
