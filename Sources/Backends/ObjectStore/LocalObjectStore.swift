@@ -101,11 +101,15 @@ public final class LocalObjectStore: AppendableObjectStore {
     }
 
     public func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
-        let temporary = try writeTemporary(name, bytes)
+        try linkIntoPlace(try writeTemporary(name, bytes), name)
+    }
+
+    /// Links `temporary` to `name` unless a file has that name (false then), and removes
+    /// the temporary name before the folder's sync, which then makes both changes
+    /// durable: a crash leaves no second name holding the object's space.
+    private func linkIntoPlace(_ temporary: String, _ name: String) throws -> Bool {
         let linked = link(temporary, path(name)) == 0
         let code = errno
-        // Gone before the folder's sync, which then makes both changes durable: a crash
-        // leaves no second name holding the object's space.
         unlink(temporary)
         if !linked {
             if code == EEXIST { return false }
@@ -141,15 +145,7 @@ public final class LocalObjectStore: AppendableObjectStore {
             unlink(temporary)
             throw error
         }
-        let linked = link(temporary, path(name)) == 0
-        let code = errno
-        unlink(temporary)
-        if !linked {
-            if code == EEXIST { return nil }
-            throw KVError.posix("link", path: path(name), errno: code)
-        }
-        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
-        return object
+        return try linkIntoPlace(temporary, name) ? object : nil
     }
 
     public func makeWriter(_ name: String) throws -> any ObjectWriter {
