@@ -138,6 +138,13 @@ extension LSMStore {
                 // Objects below the writer's replay start are collected: if that is why
                 // this one is missing, a newer manifest says where to start.
                 if let latest = try Self.newestManifest(objects), latest > manifestID { throw Superseded() }
+                // Ids below a fence this manifest records are settled: the writer that
+                // placed it plugged them, or replayed what an older writer landed there.
+                // Above every fence, a missing id is a write still landing (an older
+                // writer's, while a new one takes over and has yet to plug the ids below
+                // its fence): wait for it rather than skip what it will hold.
+                let fenced = state.withLock { manifest.fences.max() ?? 0 }
+                guard id <= fenced else { break }
                 position = FollowState(walID: id, offset: 0, generation: position.generation)
             }
             let name = WALFormat.name(id)

@@ -129,6 +129,34 @@ import Testing
         try writer.close()
     }
 
+    /// A WAL id missing above every fence the manifest records is a write still landing
+    /// (an older writer's, while a new one has placed its fence and not yet plugged the
+    /// ids below it): the replica waits for it instead of skipping to the fence, and reads
+    /// it once it lands.
+    @Test func aGapAboveEveryFenceIsWaitedFor() throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: tinyLSMOptions())
+        try writer.put([0x01], [1], durable: true)
+        try writer.close()
+        let replica = try factory.openReplica(objects: objects, options: tinyLSMOptions())
+        #expect(try replica.get([0x01]) == [1])
+        let newest = try #require(try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max())
+        let store = try #require(replica as? LSMBackend).store
+        let lastSeq = store.state.withLock { store.lastSeq }
+        // A new writer's fence two ids on, before it plugged the one between.
+        try objects.put(WALFormat.name(newest + 2), WALFormat.header())
+        _ = try replica.catchUp()
+        // The older writer's object lands in the gap.
+        var late = WALFormat.header()
+        var batch = WriteBatch()
+        batch.put([0x02], [2])
+        WALFormat.appendRecord(&late, seq: lastSeq + 1, batch: batch)
+        try objects.put(WALFormat.name(newest + 1), late)
+        _ = try replica.catchUp()
+        #expect(try replica.get([0x02]) == [2], "the replica skipped the object still landing")
+        try replica.close()
+    }
+
     /// The writer flushes its memtable and collects the WAL objects that held it between
     /// the replica's look for a newer manifest and its listing of the WAL: the listing
     /// misses them, and the replica takes what they held from the new manifest's tables.
