@@ -248,7 +248,9 @@ final class LSMBackend: KVBackend {
     }
 
     func makeIterator(_ range: KeyRange) throws -> any KVIterator {
-        try lifetime.shared { try LSMIterator(store: store, snapshot: store.snapshot(), range: range, lifetime: lifetime) }
+        // Positioning reads the first blocks: on a replica behind the writer, a collected
+        // table then catches up and positions again.
+        try reading { try LSMIterator(store: store, snapshot: store.snapshot(), range: range, lifetime: lifetime) }
     }
 
     func firstEntry(from: [UInt8], prefix: [UInt8]) throws -> KVEntry? {
