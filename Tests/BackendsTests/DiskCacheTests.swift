@@ -98,12 +98,16 @@ final class CountingObjectStore: ObjectStore {
             // The same store again: its pages are kept.
             cache = try DiskCachedObjectStore(base: first, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a")
             #expect(cache.counters.pages > 0)
+            // Only the cache's own page folders go: other files in the folder stay.
+            try FileOps.writeFileAtomically(folder + "/cache/keep.txt", [1])
+            try FileOps.makeDirectories(folder + "/cache/notes")
             let second = CountingObjectStore()
             let other = Self.bytes(100_000, seed: 3)
             try second.base.put("sst/1.sst", other)
             cache = try DiskCachedObjectStore(base: second, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://b")
             #expect(cache.counters.pages == 0)
             #expect(try cache.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(other.prefix(100)))
+            #expect(FileOps.kind(of: folder + "/cache/keep.txt") == .file && FileOps.kind(of: folder + "/cache/notes") == .directory)
         }
     }
 

@@ -94,10 +94,9 @@ public struct LSMBackendFactory: KVBackendFactory {
             }
             cacheBytes = value
         }
-        // The pages' origin: the bucket and prefix, at the endpoint (configured, or from
-        // the environment when absent here).
-        let origin = location + " at " + (settings["endpoint"] ?? "the environment's endpoint")
-        return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes, origin: origin)
+        // The pages' origin is the remote store's location: bucket, prefix and the endpoint
+        // as resolved (from the configuration or the environment).
+        return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes)
     }
 
     public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {

@@ -70,7 +70,8 @@ extension LSMStore {
                         position.generation &+= 1
                     } else {
                         let table = state.withLock { mem }
-                        if let applied = try replayWAL(into: table, from: &position, manifestID: current) {
+                        let fenced = state.withLock { manifest.fences.max() ?? 0 }
+                        if let applied = try replayWAL(into: table, from: &position, manifestID: current, fencedBelow: fenced) {
                             state.withLock { lastSeq = max(lastSeq, applied) }
                             position.generation &+= 1
                         }
@@ -104,7 +105,7 @@ extension LSMStore {
         }
         let fresh = Memtable(firstWAL: loaded.walReplayFrom)
         var next = FollowState(walID: loaded.walReplayFrom, offset: 0, generation: position.generation)
-        let applied = try replayWAL(into: fresh, from: &next, manifestID: id) ?? 0
+        let applied = try replayWAL(into: fresh, from: &next, manifestID: id, fencedBelow: loaded.fences.max() ?? 0) ?? 0
         state.withLock {
             manifest = loaded
             manifestID = id
@@ -130,7 +131,9 @@ extension LSMStore {
     /// at its last whole record and reads on from there next time; an object with a newer
     /// one after it is finished (a torn end there is a crashed writer's, which the next
     /// writer's fence closed).
-    private func replayWAL(into table: Memtable, from position: inout FollowState, manifestID: UInt64) throws -> UInt64? {
+    /// `fencedBelow`: the newest fence manifest `manifestID` records (gaps below it are
+    /// settled).
+    private func replayWAL(into table: Memtable, from position: inout FollowState, manifestID: UInt64, fencedBelow fenced: UInt64) throws -> UInt64? {
         let ids = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).filter { $0 >= position.walID }.sorted()
         var newest: UInt64?
         for (index, id) in ids.enumerated() {
@@ -143,7 +146,6 @@ extension LSMStore {
                 // Above every fence, a missing id is a write still landing (an older
                 // writer's, while a new one takes over and has yet to plug the ids below
                 // its fence): wait for it rather than skip what it will hold.
-                let fenced = state.withLock { manifest.fences.max() ?? 0 }
                 guard id <= fenced else { break }
                 position = FollowState(walID: id, offset: 0, generation: position.generation)
             }

@@ -123,7 +123,8 @@ final class LSMStore: @unchecked Sendable {
     /// Puts a fence (an empty WAL object) after every WAL object that exists or is being
     /// written, and returns its id. A writer writes its WAL objects one at a time, in id
     /// order, so every id below the newest listed one is complete, and at most the next
-    /// one is in flight. The fence goes at that next id; if the old writer's object lands
+    /// one is in flight (or, when the manifest's next WAL id is further on, the ids up to
+    /// it). The fence goes at that next id; if the old writer's object lands
     /// there first, the fence goes further ahead, 2, 4, 8, ... ids after the newest listed
     /// one, and the ids between are plugged with empty objects: either a plug lands (the
     /// old writer's write there fails and is never acknowledged) or the old writer's object
@@ -132,13 +133,23 @@ final class LSMStore: @unchecked Sendable {
     /// than this opener can list and put (a durable write per object, on a slow listing;
     /// one id ahead lost 32 races in a row to such a writer). A writer that still wins 32
     /// times (an opener racing an opener) is reported.
-    static func placeFence(_ objects: any ObjectStore, after nextWALID: UInt64) throws -> UInt64 {
+    /// How many ids below the manifest's next WAL id an open plugs when they are missing.
+    static let plugBelowNext: UInt64 = 16
+
+    static func placeFence(_ objects: any ObjectStore, after nextWALID: UInt64, replayFrom: UInt64) throws -> UInt64 {
         for attempt in 0..<32 {
             let newest = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max() ?? 0
             let next = max(newest + 1, nextWALID)
             let fence = attempt == 0 ? next : next + (UInt64(1) << UInt64(min(attempt, 10)))
             guard try objects.putIfAbsent(WALFormat.name(fence), WALFormat.header()) else { continue }
-            for id in next..<fence { _ = try objects.putIfAbsent(WALFormat.name(id), WALFormat.header()) }
+            // Also the ids the manifest says were handed out but the listing lacks: a
+            // writer commits its manifest while its newest WAL object may still be on its
+            // way (the id is taken under the WAL lock, the put made outside it). Only the
+            // last few can be, and none below the replay start (there a missing object
+            // was collected, or is a segment tables point into that must stay missing,
+            // not come back empty): a restored store is not plugged from id 1.
+            let handedOut = max(newest + 1, replayFrom, next >= Self.plugBelowNext ? next - Self.plugBelowNext : 0)
+            for id in handedOut..<fence { _ = try objects.putIfAbsent(WALFormat.name(id), WALFormat.header()) }
             return fence
         }
         throw KVError(.fenced, "another writer kept writing WAL objects at the ids this open tried to fence", path: objects.location)
@@ -174,7 +185,7 @@ final class LSMStore: @unchecked Sendable {
         if let appendable = objects as? any AppendableObjectStore {
             for prefix in ["wal/", "sst/", "manifest/"] { try appendable.removeLeftovers(prefix: prefix) }
         }
-        let fenceID = try Self.placeFence(objects, after: current.nextWALID)
+        let fenceID = try Self.placeFence(objects, after: current.nextWALID, replayFrom: current.walReplayFrom)
         let existingWAL = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
         let replayFrom = current.walReplayFrom
         manifest = current

@@ -100,14 +100,23 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// The file naming the store a cache folder's pages come from.
     static let originFile = "ORIGIN"
 
-    /// Empties `directory` unless its pages came from `origin`, then records `origin`.
+    /// Drops the pages in `directory` unless they came from `origin`, then records
+    /// `origin`. Only what the cache makes goes (folders named by an object name in hex):
+    /// a cache folder set by mistake to a folder holding other files loses none of them.
+    /// (Two processes must not share a cache folder: one writing a page into a folder the
+    /// other removes fails that removal, and the open with it.)
     private static func claim(_ directory: String, for origin: String) throws {
         let path = directory + "/" + originFile
         if let recorded = try? FileOps.readFile(path), recorded == Array(origin.utf8) { return }
-        for entry in try FileOps.list(directory) where entry != originFile {
+        for entry in try FileOps.list(directory) where isPageFolder(entry) && FileOps.kind(of: directory + "/" + entry) == .directory {
             try FileOps.removeTree(directory + "/" + entry)
         }
         try FileOps.writeFileAtomically(path, Array(origin.utf8))
+    }
+
+    /// Whether `name` is one of the cache's page folders (an object name in hex).
+    static func isPageFolder(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }
     }
 
     /// What the cache has done since it opened (bytes and pages: what it holds now).

@@ -144,9 +144,11 @@ final class S3Client: Sendable {
 
         counters.sent(request.kind, bodyBytes: request.body.count)
         // The whole attempt: the request timeout plus the body at 64 KiB/s, so a slow link
-        // can still send a table (16 MiB: 256 s more); the idle limits above catch a
+        // can still send a table (16 MiB: 256 s more); a GET, whose size is not known
+        // before, as much as 64 MiB takes at that rate. The idle limits above catch a
         // connection that stopped.
-        let bodySeconds = Double(sendsBody ? request.body.count : 0) / Double(S3Client.slowestUploadBytesPerSecond)
+        let moved = sendsBody ? request.body.count : request.method == .GET ? 64 << 20 : 0
+        let bodySeconds = Double(moved) / Double(S3Client.slowestUploadBytesPerSecond)
         let deadline = NIODeadline.now() + .nanoseconds(S3Client.nanoseconds(settings.requestTimeout + bodySeconds))
         let reply = try http.execute(request: httpRequest, deadline: deadline).wait()
         let received = reply.body.map { Array($0.readableBytesView) } ?? []

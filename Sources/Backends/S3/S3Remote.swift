@@ -16,7 +16,7 @@ public enum S3Remote {
         "request_timeout_seconds", "retries",
     ]
 
-    /// The key the lsm backend sets to "false" when it opens a store only to read it (a
+    /// The key the lsm backend sets to "true" when it opens a store only to read it (a
     /// replica, a checkpoint, a restore's source): not a configuration setting.
     public static let readOnlyKey = "read_only"
 

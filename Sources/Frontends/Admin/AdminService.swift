@@ -408,7 +408,10 @@ final class BackgroundJob: Sendable {
             if s.owner == ticket {
                 s.cancelled = true
             } else {
+                // A call refused as busy, or cancelled after its run ended, never takes its
+                // ticket back: keep only the newest few.
                 s.cancelledEarly.insert(ticket)
+                if s.cancelledEarly.count > 64, let oldest = s.cancelledEarly.min() { s.cancelledEarly.remove(oldest) }
             }
         }
     }

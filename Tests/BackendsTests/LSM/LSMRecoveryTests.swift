@@ -318,6 +318,28 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         try third.close()
     }
 
+    /// A writer commits its manifest while its newest WAL object may still be on its way:
+    /// the next open plugs the ids the manifest says were handed out and the listing
+    /// lacks, so a late put there fails instead of landing unreplayed below the fence.
+    @Test func anOpenPlugsHandedOutIdsTheListingLacks() throws {
+        let objects = MemoryObjectStore()
+        let first = try factory.open(objects: objects, options: BackendOptions())
+        try first.put([1], [1], durable: true)
+        try first.close()
+        let newestWAL = try #require(try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max())
+        let newest = try #require(try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max())
+        var manifest = try Manifest.decode(try #require(try objects.get(Manifest.name(newest))), name: "m")
+        // Three ids handed out whose objects have not landed.
+        manifest.nextWALID = newestWAL + 4
+        #expect(try objects.putIfAbsent(Manifest.name(newest + 1), manifest.encode()))
+        let second = try factory.open(objects: objects, options: BackendOptions())
+        for id in (newestWAL + 1)...(newestWAL + 3) {
+            #expect(try objects.get(WALFormat.name(id)) == WALFormat.header(), "id \(id) is not plugged")
+        }
+        #expect(try second.get([1]) == [1])
+        try second.close()
+    }
+
     /// Each writer hands out table ids from a range of its own (from the next multiple of
     /// 2^40 at its open), so a fenced
     /// writer that finishes a table late cannot replace one of the new writer's: tables
