@@ -40,6 +40,11 @@ public struct BackendOptions: Sendable, Equatable {
     /// store there document the keys. Never logged: it may hold secrets.
     public var remote: [String: String] = [:]
 
+    /// The key of `remote` a backend sets to "true" when it opens a store only to read it
+    /// (a replica, a checkpoint, a restore's source): the remote store then writes nothing.
+    /// Not a configuration setting.
+    public static let remoteReadOnlyKey = "read_only"
+
     public init() {}
 }
 

@@ -9,11 +9,7 @@ import Foundation
 /// `nice` is not 0, at that nice value: on Linux it belongs to the thread itself
 /// (setpriority(2), "Bugs"), so background work can yield the cores to callers.
 public func startThread(named name: String, nice: Int32 = 0, _ body: @escaping @Sendable () -> Void) {
-    let thread = Thread {
-        nameCurrentThread(name)
-        if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
-        body()
-    }
+    let thread = Thread { runAsThread(named: name, nice: nice, body) }
     thread.name = name
     thread.start()
 }
@@ -22,11 +18,7 @@ public func startThread(named name: String, nice: Int32 = 0, _ body: @escaping @
 /// past the system's or the user's limit on threads): returns 0 when it started, else the
 /// error, where Foundation's `Thread.start` would lose it silently.
 public func startThreadIfPossible(named name: String, nice: Int32 = 0, _ body: @escaping @Sendable () -> Void) -> Int32 {
-    let work = Unmanaged.passRetained(ThreadBody {
-        nameCurrentThread(name)
-        if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
-        body()
-    })
+    let work = Unmanaged.passRetained(ThreadBody { runAsThread(named: name, nice: nice, body) })
     var thread = pthread_t()
     let code = pthread_create(&thread, nil, { raw in
         Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
@@ -38,6 +30,13 @@ public func startThreadIfPossible(named name: String, nice: Int32 = 0, _ body: @
     }
     pthread_detach(thread)
     return 0
+}
+
+/// A new thread's first steps: its name and nice value, then `body`.
+private func runAsThread(named name: String, nice: Int32, _ body: () -> Void) {
+    nameCurrentThread(name)
+    if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
+    body()
 }
 
 private final class ThreadBody {

@@ -32,8 +32,6 @@ public struct LSMBackendFactory: KVBackendFactory {
     /// its default for stores in remote object storage (local ones default to 0).
     public static let gcGraceKey = "gc_grace_seconds"
     public static let remoteGCGraceSeconds = 60
-    /// Set in the remote settings of a store opened only to read (S3Remote.readOnlyKey).
-    public static let remoteReadOnlyKey = "read_only"
 
     /// Whether `path` names a remote location rather than a local folder.
     public static func isRemote(_ path: String) -> Bool { path.contains("://") }
@@ -82,7 +80,7 @@ public struct LSMBackendFactory: KVBackendFactory {
         guard let remote else { throw KVError(.invalidArgument, "this lsm factory opens local folders only", path: location) }
         var settings = options.remote
         // The remote store then writes nothing, not even a probe of conditional PUT.
-        if readOnly { settings[Self.remoteReadOnlyKey] = "true" }
+        if readOnly { settings[BackendOptions.remoteReadOnlyKey] = "true" }
         let cachePath = settings.removeValue(forKey: Self.diskCachePathKey)
         let cacheText = settings.removeValue(forKey: Self.diskCacheBytesKey)
         let objects = try remote(location, settings)

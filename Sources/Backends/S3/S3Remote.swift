@@ -16,18 +16,14 @@ public enum S3Remote {
         "request_timeout_seconds", "retries",
     ]
 
-    /// The key the lsm backend sets to "true" when it opens a store only to read it (a
-    /// replica, a checkpoint, a restore's source): not a configuration setting.
-    public static let readOnlyKey = "read_only"
-
     /// Opens the S3 object store `location` names, checking that the endpoint honours
-    /// conditional PUT, unless it is opened only to read (`readOnlyKey`): the check writes
+    /// conditional PUT, unless it is opened only to read (`BackendOptions.remoteReadOnlyKey`): the check writes
     /// a probe object, which a replica's read-only credentials may not. Throws
     /// `.invalidArgument` for a bad location or setting (naming it, never a secret), `.io`
     /// when the endpoint cannot be reached.
     public static func open(_ location: String, _ settings: [String: String]) throws -> any ObjectStore {
         var settings = settings
-        let readOnly = settings.removeValue(forKey: readOnlyKey) == "true"
+        let readOnly = settings.removeValue(forKey: BackendOptions.remoteReadOnlyKey) == "true"
         return try S3ObjectStore(settings: try self.settings(location, settings, environment: currentEnvironment()), verifyConditionalPut: !readOnly)
     }
 

@@ -21,7 +21,8 @@ extension NFSProgram {
         var snapshot: UInt64?
     }
 
-    /// The cookie of "..": the directory's own entries come after it.
+    /// The cookies of "." and ".."; the directory's own entries come after them.
+    static let dotCookie: UInt64 = 1
     static let dotDotCookie: UInt64 = 2
 
     /// Bytes of a reply around its entries: status, post_op_attr, verifier, list end, eof.
@@ -93,7 +94,7 @@ extension NFSProgram {
     /// `entry` with its handle and attributes (READDIRPLUS), when they can be read.
     private func withAttributes(_ entry: Listed, _ dir: Target) -> Listed {
         var entry = entry
-        if entry.cookie == 1 {
+        if entry.cookie == Self.dotCookie {
             entry.handle = dir.handle
             entry.attributes = attributes(dir)
         } else if dir.isSnapshots, entry.cookie == Self.dotDotCookie {
@@ -121,7 +122,7 @@ extension NFSProgram {
         if cookie < Self.dotDotCookie {
             // At an export's root ".." is the root itself (its own parent), as LOOKUP says.
             let (own, parent) = dir.isSnapshots ? (UInt64.max - 1, fs.root) : (dir.ino, dir.inode?.parent ?? dir.ino)
-            if cookie == 0 { dots.append(Listed(fileid: own, name: [0x2E], cookie: 1)) }
+            if cookie == 0 { dots.append(Listed(fileid: own, name: [0x2E], cookie: Self.dotCookie)) }
             dots.append(Listed(fileid: parent, name: [0x2E, 0x2E], cookie: Self.dotDotCookie))
         }
         if dir.isSnapshots {
