@@ -27,6 +27,38 @@ import Testing
         try r.expectEnd()
     }
 
+    /// The writer keeps spare room past its encoding: growing past it, truncating into it,
+    /// appending in place and patching must all leave exactly the bytes written.
+    @Test func writerGrowsTruncatesAndPatches() throws {
+        var w = XDRWriter(capacity: 16)
+        for i in 0..<100 { w.uint32(UInt32(i)) }
+        #expect(w.count == 400)
+        let mark = w.count
+        w.uint64(.max)
+        w.opaque([9, 9, 9])
+        w.truncate(to: mark)
+        w.opaque([1, 2, 3])
+        let data = w.count
+        let eof = try w.appendInPlace { (bytes: inout [UInt8]) -> Bool in
+            bytes += [UInt8](repeating: 7, count: 5000)
+            return true
+        }
+        #expect(eof)
+        w.pad()
+        w.patch(0, 0xDEAD_BEEF)
+        let bytes = w.bytes
+        #expect(bytes.count == 400 + 8 + 5000)
+        var r = XDRReader(bytes)
+        #expect(try r.uint32() == 0xDEAD_BEEF)
+        for i in 1..<100 { #expect(try r.uint32() == UInt32(i)) }
+        #expect(try r.opaque(limit: 3) == [1, 2, 3])
+        #expect(r.offset == data)
+        #expect(Array(bytes[data...]) == [UInt8](repeating: 7, count: 5000))
+        // Written after `bytes` was taken: the writer goes on where it was.
+        w.uint32(5)
+        #expect(w.bytes.count == 400 + 8 + 5000 + 4)
+    }
+
     @Test func limitsAndTruncationThrow() {
         var w = XDRWriter()
         w.opaque([UInt8](repeating: 1, count: 10))

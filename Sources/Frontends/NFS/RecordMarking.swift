@@ -69,7 +69,7 @@ public struct RecordDecoder: Sendable {
                 if take >= 64 << 10 && record.capacity < record.count + fragmentLeft! {
                     record.reserveCapacity(record.count + fragmentLeft!)
                 }
-                record.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[at..<(at + take)]))
+                record.appendRaw(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + take)]))
                 at += take
                 fragmentLeft! -= take
             }

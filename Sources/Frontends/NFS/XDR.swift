@@ -26,8 +26,7 @@ public struct XDRReader: Sendable {
 
     public mutating func uint32() throws(XDRError) -> UInt32 {
         guard remaining >= 4 else { throw XDRError("message ends inside a 4-byte unit at offset \(offset)") }
-        var value: UInt32 = 0
-        for i in 0..<4 { value = value << 8 | UInt32(bytes[offset + i]) }
+        let value = bytes.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
         offset += 4
         return value
     }
@@ -86,35 +85,88 @@ public struct XDRReader: Sendable {
 }
 
 /// Writes XDR into a growing byte array.
+///
+/// The encoding is the first `count` bytes of `storage`; the rest is room already
+/// allocated, so a number is one store instead of an append per byte (a reply's
+/// attributes are some twenty of them).
 public struct XDRWriter {
-    public private(set) var bytes: [UInt8]
+    private var storage: [UInt8]
+    /// The current length, for a field to patch later (`patch`).
+    public private(set) var count = 0
 
     public init(capacity: Int = 256) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        storage = []
+        grow(Swift.max(16, capacity))
     }
 
-    public mutating func uint32(_ value: UInt32) {
-        bytes.append(UInt8(truncatingIfNeeded: value >> 24))
-        bytes.append(UInt8(truncatingIfNeeded: value >> 16))
-        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: value))
+    /// The encoding so far (the spare room is dropped).
+    public var bytes: [UInt8] {
+        mutating get {
+            if storage.count > count { storage.removeLast(storage.count - count) }
+            return storage
+        }
     }
 
-    public mutating func int32(_ value: Int32) { uint32(UInt32(bitPattern: value)) }
-
-    public mutating func uint64(_ value: UInt64) {
-        uint32(UInt32(truncatingIfNeeded: value >> 32))
-        uint32(UInt32(truncatingIfNeeded: value))
+    /// Room for `n` more bytes at `count`.
+    @inline(__always)
+    private mutating func reserve(_ n: Int) {
+        if count + n > storage.count { grow(n) }
     }
 
-    public mutating func bool(_ value: Bool) { uint32(value ? 1 : 0) }
+    /// Zeros from a shared block: `Array(repeating:count:)` and
+    /// `Array(unsafeUninitializedCapacity:)` look the storage type up at run time.
+    private static let zeros = [UInt8](repeating: 0, count: 4096)
+
+    private mutating func grow(_ n: Int) {
+        var more = Swift.max(count + n - storage.count, storage.count)
+        storage.reserveCapacity(storage.count + more)
+        while more > 0 {
+            let step = Swift.min(more, Self.zeros.count)
+            storage.append(contentsOf: Self.zeros[..<step])
+            more -= step
+        }
+    }
+
+    @inline(__always)
+    private mutating func put<T: FixedWidthInteger>(_ value: T) {
+        reserve(MemoryLayout<T>.size)
+        let at = count
+        storage.withUnsafeMutableBytes { $0.storeBytes(of: value.bigEndian, toByteOffset: at, as: T.self) }
+        count += MemoryLayout<T>.size
+    }
+
+    public mutating func uint32(_ value: UInt32) { put(value) }
+
+    public mutating func int32(_ value: Int32) { put(UInt32(bitPattern: value)) }
+
+    public mutating func uint64(_ value: UInt64) { put(value) }
+
+    public mutating func bool(_ value: Bool) { put(UInt32(value ? 1 : 0)) }
 
     /// Fixed-length opaque data (padded to 4).
     public mutating func fixed(_ data: some Collection<UInt8>) {
-        bytes.append(contentsOf: data)
-        let pad = (4 - data.count % 4) % 4
-        for _ in 0..<pad { bytes.append(0) }
+        let n = data.count
+        let padded = (n + 3) & ~3
+        reserve(padded)
+        let at = count
+        storage.withUnsafeMutableBufferPointer { out in
+            var i = at
+            let copied: Void? = data.withContiguousStorageIfAvailable { source in
+                if let from = source.baseAddress, n > 0 { UnsafeMutableRawPointer(out.baseAddress! + at).copyMemory(from: from, byteCount: n) }
+            }
+            if copied == nil {
+                for byte in data {
+                    out[i] = byte
+                    i += 1
+                }
+            }
+            i = at + n
+            while i < at + padded {
+                out[i] = 0
+                i += 1
+            }
+        }
+        count += padded
     }
 
     /// Variable-length opaque data: its length, then the bytes (padded).
@@ -133,30 +185,33 @@ public struct XDRWriter {
         }
     }
 
-    /// The current length, for a field to patch later (`patch`).
-    public var count: Int { bytes.count }
-
     /// Lets `body` append bytes to the encoding in place (a READ's data goes straight into
     /// its reply); the caller writes their length and padding around them.
     public mutating func appendInPlace<T, E: Error>(_ body: (inout [UInt8]) throws(E) -> T) throws(E) -> T {
-        try body(&bytes)
+        if storage.count > count { storage.removeLast(storage.count - count) }
+        defer { count = storage.count }
+        return try body(&storage)
     }
 
     /// Drops everything after the first `count` bytes (a result abandoned midway).
     public mutating func truncate(to count: Int) {
-        bytes.removeSubrange(count...)
+        precondition(count >= 0 && count <= self.count, "truncating beyond the encoding")
+        self.count = count
     }
 
     /// Zero bytes up to the next multiple of 4.
     public mutating func pad() {
-        while bytes.count % 4 != 0 { bytes.append(0) }
+        let padded = (count + 3) & ~3
+        reserve(padded - count)
+        while count < padded {
+            storage[count] = 0
+            count += 1
+        }
     }
 
     /// Overwrites the 4-byte unit at `offset`.
     public mutating func patch(_ offset: Int, _ value: UInt32) {
-        bytes[offset] = UInt8(truncatingIfNeeded: value >> 24)
-        bytes[offset + 1] = UInt8(truncatingIfNeeded: value >> 16)
-        bytes[offset + 2] = UInt8(truncatingIfNeeded: value >> 8)
-        bytes[offset + 3] = UInt8(truncatingIfNeeded: value)
+        precondition(offset >= 0 && offset + 4 <= count, "patching beyond the encoding")
+        storage.withUnsafeMutableBytes { $0.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self) }
     }
 }
