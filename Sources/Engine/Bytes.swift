@@ -109,3 +109,12 @@ public enum Bytes {
         }
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Appends raw bytes with one copy (`append(contentsOf:)` copies a raw buffer a byte
+    /// at a time).
+    @inlinable
+    public mutating func appendRaw(_ bytes: UnsafeRawBufferPointer) {
+        bytes.withMemoryRebound(to: UInt8.self) { append(contentsOf: $0) }
+    }
+}

@@ -80,8 +80,8 @@ public struct WriteBatch: Sendable, Equatable {
         rep.append(Op.put.rawValue)
         appendField(key)
         appendLength(count)
-        rep.append(contentsOf: head)
-        rep.append(contentsOf: body)
+        rep.appendRaw(head)
+        rep.appendRaw(body)
         self.count += 1
     }
 
@@ -158,7 +158,7 @@ public struct WriteBatch: Sendable, Equatable {
 
     private mutating func appendField(_ bytes: UnsafeRawBufferPointer) {
         appendLength(bytes.count)
-        rep.append(contentsOf: bytes)
+        rep.appendRaw(bytes)
     }
 
     /// A field's length, as a varint.

@@ -14,16 +14,23 @@ public final class CrashPoints: Sendable {
     }()
 
     private let state = Locked<(armed: String?, skip: Int, stopped: Bool)>((nil, 0, false))
+    /// Set by the first `arm`: until then `pass` neither names its point nor takes the lock.
+    private let everArmed = Atomic<Bool>(false)
 
     public init() {}
 
     /// Stops at point `name` once it has been passed `skip` times.
-    public func arm(_ name: String, skip: Int = 0) { state.withLock { $0 = (name, skip, $0.stopped) } }
+    public func arm(_ name: String, skip: Int = 0) {
+        state.withLock { $0 = (name, skip, $0.stopped) }
+        everArmed.store(true, ordering: .sequentiallyConsistent)
+    }
 
     public var stopped: Bool { state.withLock { $0.stopped } }
 
     /// Throws once the armed point is reached (and on every call after that).
-    func pass(_ name: String) throws(FSError) {
+    func pass(_ name: @autoclosure () -> String) throws(FSError) {
+        guard everArmed.load(ordering: .relaxed) else { return }
+        let name = name()
         let stop = state.withLock { s -> Bool in
             if s.armed == name {
                 if s.skip == 0 { s.stopped = true } else { s.skip -= 1 }

@@ -113,10 +113,7 @@ struct VersionNode: Sendable, Equatable {
     var written: UInt64
 
     func encode() -> [UInt8] {
-        var out: [UInt8] = []
-        out.appendBigEndian(parent)
-        out.appendBigEndian(written)
-        return out
+        FSKeys.bigEndian(parent, written)
     }
 
     static func decode(id: UInt64, _ value: [UInt8]) throws(FSError) -> VersionNode {
@@ -146,10 +143,7 @@ public struct FSCounters: Sendable, Equatable {
     public var refer: UInt64 { bytes &+ inodes &* Self.inodeCharge }
 
     func encode() -> [UInt8] {
-        var out: [UInt8] = []
-        out.appendBigEndian(inodes)
-        out.appendBigEndian(bytes)
-        return out
+        FSKeys.bigEndian(inodes, bytes)
     }
 
     static func decode(_ value: [UInt8]) throws(FSError) -> FSCounters {

@@ -55,11 +55,7 @@ public enum FSKeys {
 
     // MARK: logical keys (without the version suffix)
 
-    public static func inode(_ ino: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.inode.rawValue]
-        key.appendBigEndian(ino)
-        return key
-    }
+    public static func inode(_ ino: UInt64) -> [UInt8] { make(.inode, ino) }
 
     public static func dirEntry(_ parent: UInt64, _ name: [UInt8]) -> [UInt8] {
         var key: [UInt8] = [KeyKind.dirEntry.rawValue]
@@ -71,65 +67,28 @@ public enum FSKeys {
     }
 
     /// Every dirent key of one directory starts with this.
-    public static func dirEntryPrefix(_ parent: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.dirEntry.rawValue]
-        key.appendBigEndian(parent)
-        return key
-    }
+    public static func dirEntryPrefix(_ parent: UInt64) -> [UInt8] { make(.dirEntry, parent) }
 
-    public static func dirScan(_ parent: UInt64, _ cookie: UInt64) -> [UInt8] {
-        var key = dirScanPrefix(parent)
-        key.appendBigEndian(cookie)
-        return key
-    }
+    public static func dirScan(_ parent: UInt64, _ cookie: UInt64) -> [UInt8] { make(.dirScan, parent, cookie) }
 
-    public static func dirScanPrefix(_ parent: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.dirScan.rawValue]
-        key.appendBigEndian(parent)
-        return key
-    }
+    public static func dirScanPrefix(_ parent: UInt64) -> [UInt8] { make(.dirScan, parent) }
 
-    public static func cookieCounter(_ dir: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.cookieCounter.rawValue]
-        key.appendBigEndian(dir)
-        return key
-    }
+    public static func cookieCounter(_ dir: UInt64) -> [UInt8] { make(.cookieCounter, dir) }
 
-    public static func stats(_ dataset: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.stats.rawValue]
-        key.appendBigEndian(dataset)
-        return key
-    }
+    public static func stats(_ dataset: UInt64) -> [UInt8] { make(.stats, dataset) }
 
     public static func system(_ name: String) -> [UInt8] {
         [KeyKind.system.rawValue] + Array(name.utf8)
     }
 
-    public static func reclaim(_ ino: UInt64, _ version: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.reclaim.rawValue]
-        key.appendBigEndian(ino)
-        key.appendBigEndian(version)
-        return key
-    }
+    public static func reclaim(_ ino: UInt64, _ version: UInt64) -> [UInt8] { make(.reclaim, ino, version) }
 
-    public static func changeIndex(_ version: UInt64, _ ino: UInt64) -> [UInt8] {
-        var key = changeIndexPrefix(version)
-        key.appendBigEndian(ino)
-        return key
-    }
+    public static func changeIndex(_ version: UInt64, _ ino: UInt64) -> [UInt8] { make(.changeIndex, version, ino) }
 
     /// Every change index record of one version starts with this.
-    public static func changeIndexPrefix(_ version: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.changeIndex.rawValue]
-        key.appendBigEndian(version)
-        return key
-    }
+    public static func changeIndexPrefix(_ version: UInt64) -> [UInt8] { make(.changeIndex, version) }
 
-    public static func dataset(_ id: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.dataset.rawValue]
-        key.appendBigEndian(id)
-        return key
-    }
+    public static func dataset(_ id: UInt64) -> [UInt8] { make(.dataset, id) }
 
     /// A name in the registry: datasets are named inside their container (top-level ones
     /// inside `NameSpace.topLevel`), snapshots inside the dataset they were taken of.
@@ -142,11 +101,7 @@ public enum FSKeys {
         return key
     }
 
-    public static func versionNode(_ id: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.versionNode.rawValue]
-        key.appendBigEndian(id)
-        return key
-    }
+    public static func versionNode(_ id: UInt64) -> [UInt8] { make(.versionNode, id) }
 
     /// The key ranges holding every versioned key of inode `ino`: its inode record, its
     /// directory entries and scan records (as a directory), its chunks (as a file).
@@ -154,24 +109,56 @@ public enum FSKeys {
         [KeyRange.prefix(inode(ino)), .prefix(dirEntryPrefix(ino)), .prefix(dirScanPrefix(ino)), .prefix(chunkPrefix(ino))]
     }
 
-    public static func chunk(_ ino: UInt64, _ index: UInt64) -> [UInt8] {
-        var key = chunkPrefix(ino)
-        key.appendBigEndian(index)
-        return key
+    public static func chunk(_ ino: UInt64, _ index: UInt64) -> [UInt8] { make(.chunk, ino, index) }
+
+    public static func chunkPrefix(_ ino: UInt64) -> [UInt8] { make(.chunk, ino) }
+
+    /// A kind byte and one or two big-endian numbers, in one allocation (an array literal:
+    /// `Array(unsafeUninitializedCapacity:)` looks its storage type up at run time, which
+    /// costs more than the key).
+    @inline(__always)
+    static func make(_ kind: KeyKind, _ a: UInt64) -> [UInt8] {
+        [kind.rawValue, byte(a, 56), byte(a, 48), byte(a, 40), byte(a, 32), byte(a, 24), byte(a, 16), byte(a, 8), byte(a, 0)]
     }
 
-    public static func chunkPrefix(_ ino: UInt64) -> [UInt8] {
-        var key: [UInt8] = [KeyKind.chunk.rawValue]
-        key.appendBigEndian(ino)
-        return key
+    @inline(__always)
+    static func make(_ kind: KeyKind, _ a: UInt64, _ b: UInt64) -> [UInt8] {
+        [kind.rawValue, byte(a, 56), byte(a, 48), byte(a, 40), byte(a, 32), byte(a, 24), byte(a, 16), byte(a, 8), byte(a, 0),
+         byte(b, 56), byte(b, 48), byte(b, 40), byte(b, 32), byte(b, 24), byte(b, 16), byte(b, 8), byte(b, 0)]
     }
+
+    /// Two big-endian numbers (a value of two fields), in one allocation.
+    static func bigEndian(_ a: UInt64, _ b: UInt64) -> [UInt8] {
+        [byte(a, 56), byte(a, 48), byte(a, 40), byte(a, 32), byte(a, 24), byte(a, 16), byte(a, 8), byte(a, 0),
+         byte(b, 56), byte(b, 48), byte(b, 40), byte(b, 32), byte(b, 24), byte(b, 16), byte(b, 8), byte(b, 0)]
+    }
+
+    @inline(__always)
+    private static func byte(_ value: UInt64, _ shift: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: value >> shift) }
 
     // MARK: versions
 
     /// `logical` followed by the inverted version, so newer versions sort first.
     public static func versioned(_ logical: [UInt8], _ version: UInt64) -> [UInt8] {
-        var key = logical
-        key.appendBigEndian(UInt64.max - version)
+        let v = UInt64.max - version
+        // The common lengths (a kind byte and one or two numbers) as array literals: one
+        // allocation, no growth.
+        if logical.count == 9 {
+            return logical.withUnsafeBufferPointer { l in
+                [l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8],
+                 byte(v, 56), byte(v, 48), byte(v, 40), byte(v, 32), byte(v, 24), byte(v, 16), byte(v, 8), byte(v, 0)]
+            }
+        }
+        if logical.count == 17 {
+            return logical.withUnsafeBufferPointer { l in
+                [l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11], l[12], l[13], l[14], l[15], l[16],
+                 byte(v, 56), byte(v, 48), byte(v, 40), byte(v, 32), byte(v, 24), byte(v, 16), byte(v, 8), byte(v, 0)]
+            }
+        }
+        var key: [UInt8] = []
+        key.reserveCapacity(logical.count + versionSuffixSize)
+        key.append(contentsOf: logical)
+        key.appendBigEndian(v)
         return key
     }
 
@@ -218,15 +205,13 @@ extension Array where Element == UInt8 {
 extension UnsafeRawBufferPointer {
     @inline(__always)
     func readBigEndian(at offset: Int) -> UInt64 {
-        var value: UInt64 = 0
-        for i in 0..<8 { value = value << 8 | UInt64(self[offset + i]) }
-        return value
+        precondition(offset >= 0 && offset + 8 <= count, "read past the end")
+        return UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
     @inline(__always)
     func readBigEndian32(at offset: Int) -> UInt32 {
-        var value: UInt32 = 0
-        for i in 0..<4 { value = value << 8 | UInt32(self[offset + i]) }
-        return value
+        precondition(offset >= 0 && offset + 4 <= count, "read past the end")
+        return UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 }

@@ -65,8 +65,7 @@ extension FileSystem {
             batch.putInode(child)
             return
         }
-        batch.remove(FSKeys.inode(child.ino))
-        batch.touched.insert(child.ino)
+        batch.removeInode(child.ino)
         batch.inodeDelta -= 1
         if child.type == .regular || child.type == .symlink { batch.bytesDelta -= Int64(child.size) }
         if child.type == .regular, child.size > 0 || !child.shrinkMarks.isEmpty {

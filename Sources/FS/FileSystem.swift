@@ -114,6 +114,8 @@ public final class FileSystem: Sendable {
         let reads = self.reads
         var value: [UInt8]?
         if reads.view.ancestors.isEmpty {
+            // `get`, not the borrowing `withValue`: that one is generic, and through
+            // `any KVReader` costs more in type lookups than copying an inode's bytes.
             value = try reads.get(FSKeys.inode(ino))
         } else if let found = try reads.lookup(FSKeys.inode(ino), probe: guess) {
             if found.version != guess { inodeVersions.found(ino, at: found.version, generation: generation) }

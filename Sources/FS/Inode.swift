@@ -103,31 +103,32 @@ public struct Inode: Sendable, Equatable {
     static let formatVersion: UInt8 = 2
 
     func encode() -> [UInt8] {
-        var out: [UInt8] = [ValueTag.live.rawValue, Inode.formatVersion, type.rawValue]
-        out.reserveCapacity(128 + target.count)
-        out.appendBigEndian(mode)
-        out.appendBigEndian(uid)
-        out.appendBigEndian(gid)
-        out.appendBigEndian(size)
-        out.appendBigEndian(nlink)
-        for time in [atime, mtime, ctime] {
-            out.appendBigEndian(UInt64(bitPattern: time.seconds))
-            out.appendBigEndian(time.nanoseconds)
-        }
-        out.appendBigEndian(rdev)
-        out.appendBigEndian(generation)
-        out.appendBigEndian(parent)
-        out.appendBigEndian(entryCount)
-        out.appendBigEndian(dataEpoch)
-        out.appendBigEndian(UInt32(shrinkMarks.count))
+        var out = ByteWriter(count: 3 + 4 * 3 + 8 + 4 + 3 * 12 + 5 * 8 + 4 + shrinkMarks.count * 16 + 4 + target.count + 8)
+        out.u8(ValueTag.live.rawValue)
+        out.u8(Inode.formatVersion)
+        out.u8(type.rawValue)
+        out.u32(mode)
+        out.u32(uid)
+        out.u32(gid)
+        out.u64(size)
+        out.u32(nlink)
+        out.timestamp(atime)
+        out.timestamp(mtime)
+        out.timestamp(ctime)
+        out.u64(rdev)
+        out.u64(generation)
+        out.u64(parent)
+        out.u64(entryCount)
+        out.u64(dataEpoch)
+        out.u32(UInt32(shrinkMarks.count))
         for mark in shrinkMarks {
-            out.appendBigEndian(mark.epoch)
-            out.appendBigEndian(mark.size)
+            out.u64(mark.epoch)
+            out.u64(mark.size)
         }
-        out.appendBigEndian(UInt32(target.count))
-        out.append(contentsOf: target)
-        out.appendBigEndian(contentVersion)
-        return out
+        out.u32(UInt32(target.count))
+        out.bytes(target)
+        out.u64(contentVersion)
+        return out.finished()
     }
 
     /// Decodes a live inode value (the tag already checked by the caller).
@@ -144,14 +145,12 @@ public struct Inode: Sendable, Equatable {
         inode.gid = gid
         inode.size = size
         inode.nlink = nlink
-        var times: [Timestamp] = []
-        for _ in 0..<3 {
-            guard let s = r.u64(), let n = r.u32() else { throw FSError.corrupt("inode \(ino): truncated times") }
-            times.append(Timestamp(seconds: Int64(bitPattern: s), nanoseconds: n))
+        guard let atime = r.timestamp(), let mtime = r.timestamp(), let ctime = r.timestamp() else {
+            throw FSError.corrupt("inode \(ino): truncated times")
         }
-        inode.atime = times[0]
-        inode.mtime = times[1]
-        inode.ctime = times[2]
+        inode.atime = atime
+        inode.mtime = mtime
+        inode.ctime = ctime
         guard let rdev = r.u64(), let generation = r.u64(), let parent = r.u64(), let entries = r.u64(),
               let epoch = r.u64(), let markCount = r.u32(), markCount <= Self.decodableShrinkMarks
         else { throw FSError.corrupt("inode \(ino): truncated tail") }
@@ -160,9 +159,13 @@ public struct Inode: Sendable, Equatable {
         inode.parent = parent
         inode.entryCount = entries
         inode.dataEpoch = epoch
-        for _ in 0..<markCount {
-            guard let e = r.u64(), let s = r.u64() else { throw FSError.corrupt("inode \(ino): truncated marks") }
-            inode.shrinkMarks.append(ShrinkMark(epoch: e, size: s))
+        if markCount > 0 {
+            guard r.remaining >= Int(markCount) * 16 else { throw FSError.corrupt("inode \(ino): truncated marks") }
+            inode.shrinkMarks.reserveCapacity(Int(markCount))
+            for _ in 0..<markCount {
+                guard let e = r.u64(), let s = r.u64() else { throw FSError.corrupt("inode \(ino): truncated marks") }
+                inode.shrinkMarks.append(ShrinkMark(epoch: e, size: s))
+            }
         }
         guard let length = r.u32(), let target = r.bytes(Int(length)) else { throw FSError.corrupt("inode \(ino): bad target") }
         inode.target = target
@@ -172,6 +175,61 @@ public struct Inode: Sendable, Equatable {
         }
         guard r.atEnd else { throw FSError.corrupt("inode \(ino): trailing bytes") }
         return inode
+    }
+}
+
+/// Big-endian writes into an array whose size is known up front: one allocation and one
+/// store per field (appending a byte at a time cost some thirty instructions a byte).
+struct ByteWriter {
+    private var storage: [UInt8]
+    private var at = 0
+
+    /// Zeros to size new arrays from: `Array(repeating:count:)` and
+    /// `Array(unsafeUninitializedCapacity:)` look the storage type up at run time.
+    private static let zeros = [UInt8](repeating: 0, count: 1024)
+
+    init(count: Int) {
+        storage = []
+        storage.reserveCapacity(count)
+        var left = count
+        while left > 0 {
+            let step = min(left, Self.zeros.count)
+            storage.append(contentsOf: Self.zeros[..<step])
+            left -= step
+        }
+    }
+
+    @inline(__always)
+    private mutating func put<T: FixedWidthInteger>(_ value: T) {
+        let at = self.at
+        precondition(at + MemoryLayout<T>.size <= storage.count, "ByteWriter: more written than sized for")
+        storage.withUnsafeMutableBytes { $0.storeBytes(of: value.bigEndian, toByteOffset: at, as: T.self) }
+        self.at += MemoryLayout<T>.size
+    }
+
+    mutating func u8(_ value: UInt8) { put(value) }
+    mutating func u32(_ value: UInt32) { put(value) }
+    mutating func u64(_ value: UInt64) { put(value) }
+
+    mutating func timestamp(_ time: Timestamp) {
+        put(UInt64(bitPattern: time.seconds))
+        put(time.nanoseconds)
+    }
+
+    mutating func bytes(_ data: [UInt8]) {
+        guard !data.isEmpty else { return }
+        let at = self.at
+        precondition(at + data.count <= storage.count, "ByteWriter: more written than sized for")
+        storage.withUnsafeMutableBytes { out in
+            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[at...]).copyMemory(from: $0) }
+        }
+        self.at += data.count
+    }
+
+    /// The encoding, every byte of it written.
+    func finished() -> [UInt8] {
+        precondition(at == storage.count, "ByteWriter: \(storage.count - at) bytes left unwritten")
+        return storage
     }
 }
 
@@ -203,8 +261,14 @@ struct ByteReader {
         return raw.readBigEndian(at: at)
     }
 
+    mutating func timestamp() -> Timestamp? {
+        guard let seconds = u64(), let nanoseconds = u32() else { return nil }
+        return Timestamp(seconds: Int64(bitPattern: seconds), nanoseconds: nanoseconds)
+    }
+
     mutating func bytes(_ n: Int) -> [UInt8]? {
         guard n >= 0, remaining >= n else { return nil }
+        if n == 0 { return [] }
         defer { at += n }
         return Array(UnsafeRawBufferPointer(rebasing: raw[at..<(at + n)]))
     }

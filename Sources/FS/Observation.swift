@@ -41,7 +41,15 @@ extension FileSystem {
         let watched = observer.inodes.filter { batch.touched.contains($0) }
         for ino in watched { if let inode = try? inode(ino) { observer.noteBefore(ino, inode) } }
         let pending = try pool.commit(&batch, op: op, durable: durable)
-        for ino in watched { if let inode = try? inode(ino) { observer.noteAfter(ino, inode) } }
+        for ino in watched {
+            // What the batch wrote is what a read would now find (the operation holds the
+            // inode's lock); read only an inode touched otherwise.
+            switch batch.lastInode(ino) {
+            case .some(.some(let inode)): observer.noteAfter(ino, inode)
+            case .some(.none): break
+            case .none: if let inode = try? inode(ino) { observer.noteAfter(ino, inode) }
+            }
+        }
         return pending
     }
 }

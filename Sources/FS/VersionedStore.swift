@@ -189,6 +189,24 @@ struct FSBatch {
     mutating func putInode(_ inode: Inode) {
         put(FSKeys.inode(inode.ino), inode.encode())
         touched.insert(inode.ino)
+        inodes.append((inode.ino, inode))
+    }
+
+    /// Removes inode `ino`'s record.
+    mutating func removeInode(_ ino: UInt64) {
+        remove(FSKeys.inode(ino))
+        touched.insert(ino)
+        inodes.append((ino, nil))
+    }
+
+    /// The inode records this batch writes, in order (nil: removed): what an observer sees
+    /// after the commit, without reading them back (Observation.swift).
+    private(set) var inodes: [(ino: UInt64, inode: Inode?)] = []
+
+    /// The record of `ino` as this batch leaves it: .some(nil) when it removes it, nil when
+    /// it writes no record of `ino`.
+    func lastInode(_ ino: UInt64) -> Inode?? {
+        inodes.last { $0.ino == ino }.map { $0.inode }
     }
 
     /// Reclaim records the batch puts (with their kind) or deletes (nil), for the pool's

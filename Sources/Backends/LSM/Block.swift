@@ -45,10 +45,10 @@ struct BlockBuilder {
         buffer.appendVarint(shared)
         buffer.appendVarint(key.count - shared)
         buffer.appendVarint(UInt64(value.count) << 1 | (isDelete || isPointer ? 1 : 0))
-        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: key[shared...]))
-        buffer.append(contentsOf: value)
+        buffer.appendRaw(UnsafeRawBufferPointer(rebasing: key[shared...]))
+        buffer.appendRaw(value)
         lastKey.removeAll(keepingCapacity: true)
-        lastKey.append(contentsOf: key)
+        lastKey.appendRaw(key)
         counter += 1
         entries += 1
     }

@@ -443,17 +443,30 @@ final class LSMStore: @unchecked Sendable {
     private func find<R>(_ key: [UInt8], at snap: Snapshot, inMemory: ([UInt8]) throws -> R,
                          inTable: (UnsafeRawBufferPointer) throws -> R, absent: () throws -> R) throws -> R {
         try key.withUnsafeBytes { k in
-            for table in [snap.mem] + snap.immutables.reversed() {
-                switch table.get(k, seq: snap.seq) {
-                case .value(let v): return try inMemory(v)
-                case .deleted: return try absent()
-                case .absent: continue
-                }
+            switch findInMemory(k, at: snap) {
+            case .value(let v): return try inMemory(v)
+            case .deleted: return try absent()
+            case .absent: break
             }
             switch try snap.version.get(k, inTable) {
             case .value(let r): return r
             case .deleted, .absent: return try absent()
             }
+        }
+    }
+
+    /// The newest entry of `key` in the memtables at `snap`: the live one, then the
+    /// immutable ones newest first. Not generic, so a generic caller (a `withValue` through
+    /// `any KVReader`) does not look `Lookup`'s type up at every read.
+    private func findInMemory(_ k: UnsafeRawBufferPointer, at snap: Snapshot) -> Lookup<[UInt8]> {
+        var next = snap.immutables.count
+        var table = snap.mem
+        while true {
+            let found = table.get(k, seq: snap.seq)
+            if case .absent = found {} else { return found }
+            guard next > 0 else { return .absent }
+            next -= 1
+            table = snap.immutables[next]
         }
     }
 

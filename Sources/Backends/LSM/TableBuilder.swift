@@ -106,7 +106,7 @@ struct TableBuilder {
             bloom.add(BloomHash.hash(UnsafeRawBufferPointer(rebasing: key[0..<(key.count - options.versionSuffix)])) ^ BloomHash.versionSeed)
         }
         lastKey.removeAll(keepingCapacity: true)
-        lastKey.append(contentsOf: key)
+        lastKey.appendRaw(key)
         entries += 1
         if data.estimatedSize >= options.blockSize {
             flushData()

@@ -521,7 +521,7 @@ final class WriteThrough: ObjectWriter {
         while !rest.isEmpty {
             let room = cache.pageSize - pages[pages.count - 1].count
             let take = min(room, rest.count)
-            pages[pages.count - 1].append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<take]))
+            pages[pages.count - 1].appendRaw(UnsafeRawBufferPointer(rebasing: rest[0..<take]))
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
             if pages[pages.count - 1].count == cache.pageSize { pages.append([]) }
         }

@@ -428,7 +428,7 @@ final class LocalAppendableObject: AppendableObject {
                     try FileOps.writeAll(fd, bytes, at: end, path: path)
                     end += bytes.count
                 } else {
-                    gathered.append(contentsOf: bytes)
+                    gathered.appendRaw(bytes)
                     if gathered.count >= Self.gatherLimit { try writeGathered() }
                 }
             }

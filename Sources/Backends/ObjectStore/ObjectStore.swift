@@ -78,7 +78,7 @@ public final class BufferedObjectWriter: ObjectWriter {
         self.name = name
     }
 
-    public func append(_ piece: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: piece) }
+    public func append(_ piece: UnsafeRawBufferPointer) throws { bytes.appendRaw(piece) }
     public func commit() throws { try store.put(name, bytes) }
     public func abort() { bytes = [] }
 }
