@@ -141,8 +141,11 @@ extension FileSystem {
     }
 
     /// Puts the entry and scan record of `entry` (given a fresh cookie) and counts it in
-    /// `parent`, whose inode the caller writes. REQUIRES: the parent's lock.
+    /// `parent`, whose inode the caller writes. REQUIRES: the parent's lock, and `parent`
+    /// as read under it or as an earlier call for this batch left it (the first is noted as
+    /// the batch's original: FSBatch.noteOriginal).
     func addEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
+        batch.noteOriginal(parent)
         var entry = entry
         let counterKey = FSKeys.cookieCounter(parent.ino)
         if let cached = pool.cookieCounters.withLock({ $0[parent.ino] }) {
@@ -166,8 +169,10 @@ extension FileSystem {
         parent.contentVersion = batch.view.head
     }
 
-    /// Removes `entry` from `parent` (the caller writes the parent inode). REQUIRES: its lock.
+    /// Removes `entry` from `parent` (the caller writes the parent inode). REQUIRES: as
+    /// `addEntry`.
     func removeEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
+        batch.noteOriginal(parent)
         batch.remove(FSKeys.dirEntry(parent.ino, entry.name))
         batch.remove(FSKeys.dirScan(parent.ino, entry.cookie))
         parent.entryCount = try Self.decremented(parent.entryCount, "entry count of directory \(parent.ino)")

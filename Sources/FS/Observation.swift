@@ -39,7 +39,13 @@ extension FileSystem {
     func observedCommit(_ batch: inout FSBatch, op: String, durable: Bool) throws(FSError) -> PendingSync {
         guard let observer = ChangeObserver.current else { return try pool.commit(&batch, op: op, durable: durable) }
         let watched = observer.inodes.filter { batch.touched.contains($0) }
-        for ino in watched { if let inode = try? inode(ino) { observer.noteBefore(ino, inode) } }
+        for ino in watched {
+            if let original = batch.originals.first(where: { $0.ino == ino }) {
+                observer.noteBefore(ino, original)
+            } else if let inode = try? inode(ino) {
+                observer.noteBefore(ino, inode)
+            }
+        }
         let pending = try pool.commit(&batch, op: op, durable: durable)
         for ino in watched {
             // What the batch wrote is what a read would now find (the operation holds the

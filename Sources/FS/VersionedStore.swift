@@ -203,6 +203,15 @@ struct FSBatch {
     /// after the commit, without reading them back (Observation.swift).
     private(set) var inodes: [(ino: UInt64, inode: Inode?)] = []
 
+    /// Inodes as the operation read them under their locks before changing them (the
+    /// first time it changes each): an observer's attributes from before the change,
+    /// without reading them again (Observation.swift).
+    private(set) var originals: [Inode] = []
+
+    mutating func noteOriginal(_ inode: Inode) {
+        if !originals.contains(where: { $0.ino == inode.ino }) { originals.append(inode) }
+    }
+
     /// The record of `ino` as this batch leaves it: .some(nil) when it removes it, nil when
     /// it writes no record of `ino`.
     func lastInode(_ ino: UInt64) -> Inode?? {
