@@ -190,6 +190,37 @@ import Testing
         #expect(!Array("key00510".utf8).withUnsafeBytes { table.tombstoneCovers($0) })
     }
 
+    /// Point reads answered again from the table's row cache give what the blocks give:
+    /// every key read twice (values, deletes, absent keys, a value too large to remember),
+    /// across enough keys that slots collide and replace one another.
+    @Test func rowCacheAnswersAsTheBlocksDo() throws {
+        var builder = TableBuilder(options: TableOptions())
+        let large = [UInt8](repeating: 7, count: RowCache.largestValue + 1)
+        for i in 0..<2000 {
+            let key = Array(String(format: "key%05d", i).utf8)
+            let value = i == 1234 ? large : Array("v\(i)".utf8)
+            try key.withUnsafeBytes { k in try value.withUnsafeBytes { try builder.add(k, $0, isDelete: i % 7 == 0) } }
+        }
+        let (bytes, meta) = try builder.finish(id: 3)
+        let table = try TableReader(meta: meta, object: BytesObject(name: "sst/3", bytes: bytes), cache: BlockCache(capacity: 1 << 20))
+        func describe(_ found: Lookup<[UInt8]>) -> String {
+            switch found {
+            case .absent: "absent"
+            case .deleted: "deleted"
+            case .value(let v): "value \(v.count) \(v.prefix(8))"
+            }
+        }
+        for round in 0..<2 {
+            for i in stride(from: 0, to: 2100, by: 1) {
+                let key = Array(String(format: "key%05d", i).utf8)
+                let found = describe(try key.withUnsafeBytes { try table.get($0) })
+                let expected = i >= 2000 ? "absent" : i % 7 == 0 ? "deleted"
+                    : describe(.value(i == 1234 ? large : Array("v\(i)".utf8)))
+                #expect(found == expected, "round \(round), key \(i)")
+            }
+        }
+    }
+
     @Test func manifestRoundTripsAndIsChecked() throws {
         var m = Manifest()
         m.writerEpoch = 3
