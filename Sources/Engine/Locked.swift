@@ -23,8 +23,8 @@ import Darwin
 /// goes in and out `sending` (a region of its own), so sharing a `Locked` between
 /// threads is safe.
 public final class Locked<State>: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let value = UnsafeMutablePointer<State>.allocate(capacity: 1)
+    @usableFromInline let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    @usableFromInline let value = UnsafeMutablePointer<State>.allocate(capacity: 1)
 
     public init(_ initial: sending State) {
         // A default mutex: fails only without memory, which the allocation above did not.
@@ -39,7 +39,9 @@ public final class Locked<State>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    @inline(__always)
+    /// Inlinable, so that callers in other modules get it specialized and inlined: a
+    /// generic call across modules cost some 200 instructions a lock.
+    @inlinable @inline(__always)
     public func withLock<R, E: Error>(_ body: (inout sending State) throws(E) -> sending R) throws(E) -> sending R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }

@@ -109,17 +109,21 @@ public final class FileSystem: Sendable {
 
     /// The inode `ino`, or ESTALE when no such inode exists at this version.
     func inode(_ ino: UInt64) throws(FSError) -> Inode {
-        // The generation before the view (InodeVersions).
-        let (guess, generation) = inodeVersions.guess(ino)
-        let reads = self.reads
         var value: [UInt8]?
-        if reads.view.ancestors.isEmpty {
-            // `get`, not the borrowing `withValue`: that one is generic, and through
-            // `any KVReader` costs more in type lookups than copying an inode's bytes.
-            value = try reads.get(FSKeys.inode(ino))
-        } else if let found = try reads.lookup(FSKeys.inode(ino), probe: guess) {
-            if found.version != guess { inodeVersions.found(ino, at: found.version, generation: generation) }
-            value = found.value.first == ValueTag.live.rawValue ? found.value : nil
+        let plain = reads
+        if plain.view.ancestors.isEmpty {
+            // One key to read, no version to guess. `get`, not the borrowing `withValue`:
+            // that one is generic, and through `any KVReader` costs more in type lookups
+            // than copying an inode's bytes.
+            value = try plain.get(FSKeys.inode(ino))
+        } else {
+            // The generation before the view (InodeVersions), so the view is read again.
+            let (guess, generation) = inodeVersions.guess(ino)
+            let reads = self.reads
+            if let found = try reads.lookup(FSKeys.inode(ino), probe: guess) {
+                if found.version != guess { inodeVersions.found(ino, at: found.version, generation: generation) }
+                value = found.value.first == ValueTag.live.rawValue ? found.value : nil
+            }
         }
         guard let value else { throw FSError(.ESTALE, "no inode \(ino)") }
         return try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }

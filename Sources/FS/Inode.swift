@@ -243,24 +243,28 @@ struct ByteReader {
     var atEnd: Bool { at == raw.count }
     var remaining: Int { raw.count - at }
 
+    @inline(__always)
     mutating func u8() -> UInt8? {
         guard at < raw.count else { return nil }
         defer { at += 1 }
         return raw[at]
     }
 
+    @inline(__always)
     mutating func u32() -> UInt32? {
         guard remaining >= 4 else { return nil }
         defer { at += 4 }
         return raw.readBigEndian32(at: at)
     }
 
+    @inline(__always)
     mutating func u64() -> UInt64? {
         guard remaining >= 8 else { return nil }
         defer { at += 8 }
         return raw.readBigEndian(at: at)
     }
 
+    @inline(__always)
     mutating func timestamp() -> Timestamp? {
         guard let seconds = u64(), let nanoseconds = u32() else { return nil }
         return Timestamp(seconds: Int64(bitPattern: seconds), nanoseconds: nanoseconds)
