@@ -4,7 +4,6 @@
 
 import Engine
 import ObjectStore
-import Synchronization
 
 /// The result of looking a key up in one source.
 enum Lookup<Value> {
@@ -331,7 +330,8 @@ final class RowCache: Sendable {
         let value: [UInt8]?
     }
 
-    private let slots = Mutex<[Slot?]>(Array(repeating: nil, count: RowCache.slotCount))
+    /// `Locked`, not `Mutex`: many workers read the same hot table (Locked.swift says why).
+    private let slots = Locked<[Slot?]>(Array(repeating: nil, count: RowCache.slotCount))
 
     /// What the table holds for `key` (hashed to `hash`), when remembered: `.value` or
     /// `.deleted`; nil when not remembered.
