@@ -166,6 +166,13 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
+        // The usual read: one call, none waiting, room in flight.
+        if records.count == 1, backlogHead == backlog.count, !paused, inFlight.count.load(ordering: .relaxed) < maxInFlight {
+            run(records[0], context: context)
+            // At the limit now: stop reading (submitWaiting).
+            if inFlight.count.load(ordering: .relaxed) >= maxInFlight { submitWaiting(context: context) }
+            return
+        }
         backlog += records
         submitWaiting(context: context)
     }

@@ -45,6 +45,17 @@ public struct RecordDecoder: Sendable {
     /// Consumes `bytes` and returns every record they complete, in order. Each byte of a
     /// record is copied once, into the record.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws(RecordTooLong) -> [[UInt8]] {
+        // The usual read: exactly one whole record of one fragment, nothing pending.
+        if fragmentLeft == nil, header.isEmpty, record.isEmpty, bytes.count >= 4 {
+            let word = UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))
+            let length = Int(word & 0x7FFF_FFFF)
+            if word & 0x8000_0000 != 0, length == bytes.count - 4, length <= limit {
+                var whole: [UInt8] = []
+                whole.reserveCapacity(length)
+                whole.appendRaw(UnsafeRawBufferPointer(rebasing: bytes[4...]))
+                return [whole]
+            }
+        }
         var records: [[UInt8]] = []
         var at = 0
         while true {
