@@ -59,6 +59,21 @@ import Testing
         #expect(w.bytes.count == 400 + 8 + 5000 + 4)
     }
 
+    /// A handle written field by field is the opaque of its bytes, and reads back.
+    @Test func fileHandlesEncodeAsTheirBytes() throws {
+        for kind in [NFSFileHandle.Kind.inode, .snapshotsDirectory] {
+            let h = NFSFileHandle(kind: kind, incarnation: 0x0102_0304_0506_0708, dataset: 9, ino: .max, generation: 3)
+            var fields = XDRWriter()
+            fields.handle(h)
+            var whole = XDRWriter()
+            whole.opaque(h.bytes)
+            #expect(fields.bytes == whole.bytes)
+            var r = XDRReader(fields.bytes)
+            #expect(NFSFileHandle(try r.opaque(limit: 64)) == h)
+        }
+        #expect(NFSFileHandle([UInt8](repeating: 0, count: NFSFileHandle.size)) == nil)
+    }
+
     @Test func limitsAndTruncationThrow() {
         var w = XDRWriter()
         w.opaque([UInt8](repeating: 1, count: 10))

@@ -41,7 +41,7 @@ struct NFSFileHandle: Equatable, Hashable, Sendable {
 
     /// nil when `bytes` cannot be one of our handles (BADHANDLE).
     init?(_ bytes: [UInt8]) {
-        guard bytes.count == Self.size, Array(bytes[0..<2]) == Self.magic, bytes[2] == Self.format,
+        guard bytes.count == Self.size, bytes[0] == Self.magic[0], bytes[1] == Self.magic[1], bytes[2] == Self.format,
               let kind = Kind(rawValue: bytes[3])
         else { return nil }
         var reader = XDRReader(bytes, offset: 4)

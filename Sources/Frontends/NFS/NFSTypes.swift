@@ -131,7 +131,17 @@ extension XDRWriter {
         postOp(after)
     }
 
-    mutating func handle(_ h: NFSFileHandle) { opaque(h.bytes) }
+    /// nfs_fh3: the handle's bytes as opaque data, written field by field (36 bytes, no
+    /// padding).
+    mutating func handle(_ h: NFSFileHandle) {
+        uint32(UInt32(NFSFileHandle.size))
+        uint32(UInt32(NFSFileHandle.magic[0]) << 24 | UInt32(NFSFileHandle.magic[1]) << 16
+            | UInt32(NFSFileHandle.format) << 8 | UInt32(h.kind.rawValue))
+        uint64(h.incarnation)
+        uint64(h.dataset)
+        uint64(h.ino)
+        uint64(h.generation)
+    }
 
     /// post_op_fh3.
     mutating func postOpHandle(_ h: NFSFileHandle?) { optional(h) { $0.handle($1) } }
