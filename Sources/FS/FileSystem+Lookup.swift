@@ -85,6 +85,7 @@ extension FileSystem {
                 eof = false
                 return false
             }
+            guard logical.count == 17 else { throw FSError.corrupt("directory \(dir): a scan record's key of \(logical.count) bytes") }
             let entryCookie = logical.readBigEndian(at: 9)
             entries.append(try DirEntry.decodeScan(cookie: entryCookie, value))
             return true

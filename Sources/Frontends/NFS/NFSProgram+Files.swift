@@ -108,7 +108,12 @@ extension NFSProgram {
             let eof: Bool
             do {
                 eof = try w.appendInPlace { (bytes: inout [UInt8]) throws(NFSStatus) -> Bool in
-                    try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count, appendingTo: &bytes) }
+                    // Room for the data as the handle's check found the file, and for the
+                    // padding after it: the reply is then not copied to grow (a hint only).
+                    let size = t.inode?.size ?? 0
+                    let expected = offset < size ? Int(min(UInt64(count), size - offset)) : 0
+                    bytes.reserveCapacity(bytes.count + expected + 3)
+                    return try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count, appendingTo: &bytes) }
                 }
             } catch {
                 w.truncate(to: start)

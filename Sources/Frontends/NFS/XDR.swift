@@ -118,8 +118,13 @@ public struct XDRWriter {
     private static let zeros = [UInt8](repeating: 0, count: 4096)
 
     private mutating func grow(_ n: Int) {
-        var more = Swift.max(count + n - storage.count, storage.count)
-        storage.reserveCapacity(storage.count + more)
+        // What is needed, and more only up to 4 KiB and to what the array already has room
+        // for (a READ's data is appended in place to an array sized for it: its 1-3 bytes
+        // of padding must not copy the megabyte before them); past its room the array's own
+        // growth keeps appends amortized.
+        let needed = count + n - storage.count
+        let spare = storage.capacity - storage.count
+        var more = Swift.max(needed, Swift.min(spare >= needed ? spare : storage.count, 4096))
         while more > 0 {
             let step = Swift.min(more, Self.zeros.count)
             storage.append(contentsOf: Self.zeros[..<step])
