@@ -196,8 +196,10 @@ public enum NFSBench {
     static func bench(_ target: any NFSBenchTarget, _ client: String, _ phase: String, _ count: Int, _ clients: Int,
                       _ dir: String, files: Int) throws -> NFSBenchResult {
         let cpuBefore = target.serverPID.flatMap(cpuNanoseconds)
+        let ticksBefore = target.serverPID.flatMap(processCPUNanoseconds)
         let output = try call(target, client, ["bench", phase, "\(count)", "\(clients)", dir])
         let cpuAfter = target.serverPID.flatMap(cpuNanoseconds)
+        let ticksAfter = target.serverPID.flatMap(processCPUNanoseconds)
         guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("phase=") }) else {
             throw ChildProcessError("\(target.name): no result from nfsclient bench \(phase): \(output)")
         }
@@ -215,6 +217,10 @@ public enum NFSBench {
         let units = Double(result.mbPerSecond != nil ? count : files)
         if let cpuBefore, let cpuAfter, cpuAfter >= cpuBefore {
             result.serverCPUMicros = Double(cpuAfter - cpuBefore) / 1000 / units
+        } else if let ticksBefore, let ticksAfter, ticksAfter >= ticksBefore {
+            // A thread ended during the phase (its schedstat is gone): the process's own
+            // total, which keeps ended threads' time, in clock ticks.
+            result.serverCPUMicros = Double(ticksAfter - ticksBefore) / 1000 / units
         }
         return result
     }
@@ -236,6 +242,18 @@ public enum NFSBench {
         }
         // A kernel without scheduler statistics has no schedstat files: no figure at all.
         return read ? total : nil
+    }
+
+    /// The CPU time of process `pid` so far (user and system, ended threads included),
+    /// in nanoseconds, from the clock ticks of /proc/PID/stat.
+    static func processCPUNanoseconds(_ pid: pid_t) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+        let hertz = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        return (user + system) * (1_000_000_000 / hertz)
     }
 
     /// Median of 100 4 KiB writes each followed by fdatasync, in µs.
