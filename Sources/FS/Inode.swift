@@ -2,6 +2,8 @@
 // (Docs/format-fs-keys.md, "inode value"). Times carry nanoseconds; `generation` lets a
 // file handle tell a file from an older one (inode numbers are never reused anyway).
 
+import Engine
+
 public enum FileType: UInt8, Sendable, CaseIterable {
     case regular = 1
     case directory = 2
@@ -184,19 +186,10 @@ struct ByteWriter {
     private var storage: [UInt8]
     private var at = 0
 
-    /// Zeros to size new arrays from: `Array(repeating:count:)` and
-    /// `Array(unsafeUninitializedCapacity:)` look the storage type up at run time.
-    private static let zeros = [UInt8](repeating: 0, count: 1024)
-
     init(count: Int) {
         storage = []
         storage.reserveCapacity(count)
-        var left = count
-        while left > 0 {
-            let step = min(left, Self.zeros.count)
-            storage.append(contentsOf: Self.zeros[..<step])
-            left -= step
-        }
+        storage.appendZeros(count)
     }
 
     @inline(__always)

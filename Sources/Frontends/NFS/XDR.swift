@@ -3,6 +3,8 @@
 // every read checks the bytes left and throws `XDRError`, which the dispatcher answers
 // with GARBAGE_ARGS.
 
+import Engine
+
 /// A message too short, a length beyond its limit, or a value outside its enum.
 public struct XDRError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
@@ -113,10 +115,6 @@ public struct XDRWriter {
         if count + n > storage.count { grow(n) }
     }
 
-    /// Zeros from a shared block: `Array(repeating:count:)` and
-    /// `Array(unsafeUninitializedCapacity:)` look the storage type up at run time.
-    private static let zeros = [UInt8](repeating: 0, count: 4096)
-
     private mutating func grow(_ n: Int) {
         // What is needed, and more only up to 4 KiB and to what the array already has room
         // for (a READ's data is appended in place to an array sized for it: its 1-3 bytes
@@ -124,12 +122,7 @@ public struct XDRWriter {
         // growth keeps appends amortized.
         let needed = count + n - storage.count
         let spare = storage.capacity - storage.count
-        var more = Swift.max(needed, Swift.min(spare >= needed ? spare : storage.count, 4096))
-        while more > 0 {
-            let step = Swift.min(more, Self.zeros.count)
-            storage.append(contentsOf: Self.zeros[..<step])
-            more -= step
-        }
+        storage.appendZeros(Swift.max(needed, Swift.min(spare >= needed ? spare : storage.count, 4096)))
     }
 
     @inline(__always)
