@@ -31,12 +31,18 @@ struct NFSFileHandle: Equatable, Hashable, Sendable {
 
     var bytes: [UInt8] {
         var w = XDRWriter(capacity: Self.size)
-        w.fixed(Self.magic + [Self.format, kind.rawValue])
+        write(into: &w)
+        return w.bytes
+    }
+
+    /// The handle's 36 bytes (the layout above), for `bytes` and for replies
+    /// (`XDRWriter.handle`), which write them in place.
+    func write(into w: inout XDRWriter) {
+        w.uint32(UInt32(Self.magic[0]) << 24 | UInt32(Self.magic[1]) << 16 | UInt32(Self.format) << 8 | UInt32(kind.rawValue))
         w.uint64(incarnation)
         w.uint64(dataset)
         w.uint64(ino)
         w.uint64(generation)
-        return w.bytes
     }
 
     /// nil when `bytes` cannot be one of our handles (BADHANDLE).

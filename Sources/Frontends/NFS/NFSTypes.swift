@@ -131,16 +131,10 @@ extension XDRWriter {
         postOp(after)
     }
 
-    /// nfs_fh3: the handle's bytes as opaque data, written field by field (36 bytes, no
-    /// padding).
+    /// nfs_fh3: the handle's bytes as opaque data, written in place (36 bytes, no padding).
     mutating func handle(_ h: NFSFileHandle) {
         uint32(UInt32(NFSFileHandle.size))
-        uint32(UInt32(NFSFileHandle.magic[0]) << 24 | UInt32(NFSFileHandle.magic[1]) << 16
-            | UInt32(NFSFileHandle.format) << 8 | UInt32(h.kind.rawValue))
-        uint64(h.incarnation)
-        uint64(h.dataset)
-        uint64(h.ino)
-        uint64(h.generation)
+        h.write(into: &self)
     }
 
     /// post_op_fh3.

@@ -45,28 +45,24 @@ public struct RecordDecoder: Sendable {
     /// Consumes `bytes` and returns every record they complete, in order. Each byte of a
     /// record is copied once, into the record.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws(RecordTooLong) -> [[UInt8]] {
-        // The usual read: exactly one whole record of one fragment, nothing pending.
-        if fragmentLeft == nil, header.isEmpty, record.isEmpty, bytes.count >= 4 {
-            let word = UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))
-            let length = Int(word & 0x7FFF_FFFF)
-            if word & 0x8000_0000 != 0, length == bytes.count - 4, length <= limit {
-                var whole: [UInt8] = []
-                whole.reserveCapacity(length)
-                whole.appendRaw(UnsafeRawBufferPointer(rebasing: bytes[4...]))
-                return [whole]
-            }
-        }
         var records: [[UInt8]] = []
         var at = 0
         while true {
             if fragmentLeft == nil {
-                while header.count < 4 && at < bytes.count {
-                    header.append(bytes[at])
-                    at += 1
+                let word: UInt32
+                if header.isEmpty && bytes.count - at >= 4 {
+                    // A whole header in this read (the usual case): read in place.
+                    word = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+                    at += 4
+                } else {
+                    while header.count < 4 && at < bytes.count {
+                        header.append(bytes[at])
+                        at += 1
+                    }
+                    guard header.count == 4 else { break }
+                    word = UInt32(header[0]) << 24 | UInt32(header[1]) << 16 | UInt32(header[2]) << 8 | UInt32(header[3])
+                    header.removeAll(keepingCapacity: true)
                 }
-                guard header.count == 4 else { break }
-                let word = UInt32(header[0]) << 24 | UInt32(header[1]) << 16 | UInt32(header[2]) << 8 | UInt32(header[3])
-                header.removeAll(keepingCapacity: true)
                 let length = Int(word & 0x7FFF_FFFF)
                 guard record.count + length <= limit else { throw RecordTooLong(length: record.count + length, limit: limit) }
                 fragmentLeft = length
@@ -74,10 +70,11 @@ public struct RecordDecoder: Sendable {
             }
             let take = min(fragmentLeft!, bytes.count - at)
             if take > 0 {
-                // Room for the whole fragment once 64 KiB of it arrive at once: one
-                // allocation, and no peer can make the server reserve a length it only
-                // announced.
-                if take >= 64 << 10 && record.capacity < record.count + fragmentLeft! {
+                // Room for the whole fragment once 64 KiB of it arrive at once, or when it is
+                // all here and the whole record (the usual call): one allocation, and no
+                // peer can make the server reserve a length it only announced.
+                let wholeRecord = record.isEmpty && lastFragment && take == fragmentLeft!
+                if (wholeRecord || take >= 64 << 10) && record.capacity < record.count + fragmentLeft! {
                     record.reserveCapacity(record.count + fragmentLeft!)
                 }
                 record.appendRaw(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + take)]))
