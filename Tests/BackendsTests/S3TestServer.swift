@@ -79,16 +79,24 @@ final class S3TestServer {
             seaweed = server
             endpoint = server.endpoint
         case .moto:
-            let folder = try KVBench.makeTemporaryDirectory()
-            let port = try SeaweedFS.freePortBase(count: 1)
-            endpoint = "http://127.0.0.1:\(port)"
-            let pid = try ChildProcess.spawn(executable, ["-H", "127.0.0.1", "-p", String(port)], log: folder + "/server.log")
-            moto = (pid, folder)
-            do {
-                try waitForBucket()
-            } catch {
-                stop()
-                throw error
+            // A port found free can be taken by another test's server before moto binds it:
+            // then moto exits at start, and another port is tried.
+            var attempt = 0
+            while true {
+                attempt += 1
+                let folder = try KVBench.makeTemporaryDirectory()
+                let port = try SeaweedFS.freePortBase(count: 1)
+                let pid = try ChildProcess.spawn(executable, ["-H", "127.0.0.1", "-p", String(port)], log: folder + "/server.log")
+                do {
+                    try Self.waitForMoto(endpoint: "http://127.0.0.1:\(port)", pid: pid, folder: folder)
+                    moto = (pid, folder)
+                    endpoint = "http://127.0.0.1:\(port)"
+                    break
+                } catch {
+                    let taken = Self.motoLog(folder).contains("Address already in use")
+                    Self.kill(moto: pid, folder: folder)
+                    if !taken || attempt == 5 { throw error }
+                }
             }
         }
     }
@@ -97,6 +105,10 @@ final class S3TestServer {
 
     /// Settings for a store under `prefix` in the test bucket.
     func settings(prefix: String, secretKey: String = S3TestServer.secretKey) -> S3Settings {
+        Self.settings(endpoint: endpoint, prefix: prefix, secretKey: secretKey)
+    }
+
+    private static func settings(endpoint: String, prefix: String, secretKey: String = S3TestServer.secretKey) -> S3Settings {
         S3Settings(
             bucket: S3TestServer.bucket, prefix: prefix, endpoint: endpoint,
             credentials: S3Credentials(accessKey: S3TestServer.accessKey, secretKey: secretKey),
@@ -114,23 +126,31 @@ final class S3TestServer {
         seaweed?.stop()
         if let (pid, folder) = moto {
             moto = nil
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            try? FileOps.removeTree(folder)
+            Self.kill(moto: pid, folder: folder)
         }
+    }
+
+    private static func kill(moto pid: pid_t, folder: String) {
+        Glibc.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        try? FileOps.removeTree(folder)
     }
 
     /// The last lines the server wrote, for failure messages.
     func logTail() -> String {
         if let seaweed { return seaweed.logTail() }
-        guard let folder = moto?.folder, let bytes = try? FileOps.readFile(folder + "/server.log") else { return "(no log)" }
+        guard let folder = moto?.folder else { return "(no log)" }
+        return Self.motoLog(folder)
+    }
+
+    private static func motoLog(_ folder: String) -> String {
+        guard let bytes = try? FileOps.readFile(folder + "/server.log") else { return "(no log)" }
         return String(decoding: bytes.suffix(2000), as: UTF8.self)
     }
 
-    private func waitForBucket() throws {
-        let pid = moto?.pid ?? 0
-        try SeaweedFS.waitForBucket(settings(prefix: ""), server: "moto", log: logTail) {
+    private static func waitForMoto(endpoint: String, pid: pid_t, folder: String) throws {
+        try SeaweedFS.waitForBucket(settings(endpoint: endpoint, prefix: ""), server: "moto", log: { motoLog(folder) }) {
             var status: Int32 = 0
             return waitpid(pid, &status, WNOHANG) == pid
         }
