@@ -33,6 +33,8 @@ public final class FileSystem: Sendable {
     let current: Locked<HandleState>
     /// Where inode records were last found, so reads with snapshots are point gets.
     let inodeVersions: InodeVersions
+    /// Inodes as this handle's view shows them (InodeCache.swift).
+    let inodeCache: InodeCache
 
     struct HandleState {
         var view: VersionView
@@ -46,6 +48,8 @@ public final class FileSystem: Sendable {
         dataset = record.id
         root = record.rootInode
         inodeVersions = InodeVersions(capacity: pool.options.inodeVersionEntries)
+        // A replica's records change under it as it follows the writer: no cache there.
+        inodeCache = InodeCache(entries: pool.store.isReplica ? 0 : pool.options.inodeCacheEntries)
         current = Locked(HandleState(view: view, writable: !record.readonly && !record.isSnapshot && !pool.store.isReadOnly,
                                     isSnapshot: record.isSnapshot, deleted: false))
     }
@@ -80,6 +84,7 @@ public final class FileSystem: Sendable {
         }
         // After the view: a read that saw the old view cannot fill the new map.
         guard let change else { return }
+        inodeCache.reset()
         if let new = change.new { inodeVersions.moved(from: change.old, to: new) } else { inodeVersions.reset() }
     }
 
@@ -109,6 +114,16 @@ public final class FileSystem: Sendable {
 
     /// The inode `ino`, or ESTALE when no such inode exists at this version.
     func inode(_ ino: UInt64) throws(FSError) -> Inode {
+        // The ticket before the view: a read that saw an old view cannot fill the cache.
+        let (cached, ticket) = inodeCache.lookup(ino)
+        if let cached { return cached }
+        let inode = try storedInode(ino)
+        inodeCache.fill(inode, ticket)
+        return inode
+    }
+
+    /// `inode`, read from the store past the cache.
+    func storedInode(_ ino: UInt64) throws(FSError) -> Inode {
         var value: [UInt8]?
         let plain = reads
         if plain.view.ancestors.isEmpty {
@@ -127,6 +142,27 @@ public final class FileSystem: Sendable {
         }
         guard let value else { throw FSError(.ESTALE, "no inode \(ino)") }
         return try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
+    }
+
+    /// The cached inodes (InodeCache.swift) that differ from the store's records, each
+    /// described: none, unless the cache is wrong. Each is compared under its lock, where
+    /// no change can be half done; a check for tests.
+    public func inodeCacheMismatches() throws(FSError) -> [String] {
+        var found: [String] = []
+        for ino in inodeCache.cachedInodes {
+            try locks.withLocks([ino]) { () throws(FSError) in
+                guard let cached = inodeCache.lookup(ino).inode else { return }
+                switch Result(catching: { () throws(FSError) in try storedInode(ino) }) {
+                case .success(let stored):
+                    if stored != cached { found.append("inode \(ino): cached \(cached), stored \(stored)") }
+                case .failure(let error) where error.code == .ESTALE:
+                    found.append("inode \(ino): cached \(cached), not stored")
+                case .failure(let error):
+                    throw error
+                }
+            }
+        }
+        return found
     }
 
     func directory(_ ino: UInt64) throws(FSError) -> Inode {

@@ -354,7 +354,17 @@ public final class Pool: Sendable {
             return syncGate.noteApplied()
         }
         if let dataset = batch.dataset, !batch.touched.isEmpty {
-            handles.withLock { $0[dataset] }?.inodeVersions.committed(batch.touched, at: batch.view.head)
+            let handle = handles.withLock { $0[dataset] }
+            handle?.inodeVersions.committed(batch.touched, at: batch.view.head)
+            // Only the dataset's own handle sees its head (a snapshot moves the head on).
+            handle?.inodeCache.committed(batch.inodes)
+        } else if batch.dataset == nil {
+            let rewritten = batch.inodeRecordsWritten
+            if rewritten?.isEmpty != true {
+                for handle in handles.withLock({ Array($0.values) }) {
+                    if let rewritten { handle.inodeCache.forget(rewritten) } else { handle.inodeCache.reset() }
+                }
+            }
         }
         try crashPoints.pass("\(op).after-commit")
         if batch.background {

@@ -203,6 +203,20 @@ struct FSBatch {
     /// after the commit, without reading them back (Observation.swift).
     private(set) var inodes: [(ino: UInt64, inode: Inode?)] = []
 
+    /// The inodes whose records the batch puts or deletes by any means, `putInode` or
+    /// not (nil: a range delete, which may cover any): what a batch of no dataset (the
+    /// collector, the reclaimer) changes under every handle's inode cache.
+    var inodeRecordsWritten: [UInt64]? {
+        var inodes: [UInt64] = []
+        var ranges = false
+        batch.forEach { op, key, _ in
+            if op == .deleteRange { ranges = true }
+            guard key.count == 17, key[0] == KeyKind.inode.rawValue else { return }
+            inodes.append(key.readBigEndian(at: 1))
+        }
+        return ranges ? nil : inodes
+    }
+
     /// Inodes as the operation read them under their locks before changing them (the
     /// first time it changes each): an observer's attributes from before the change,
     /// without reading them again (Observation.swift).

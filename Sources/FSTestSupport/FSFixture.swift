@@ -50,10 +50,12 @@ public final class FSFixture: @unchecked Sendable {
         #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
     }
 
-    /// Records an issue naming every problem fsck finds.
+    /// Records an issue naming every problem fsck finds, and every inode the open
+    /// filesystem's cache holds otherwise than the store.
     public func expectClean(_ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
         let report = try fsck()
         #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
+        #expect(try fs.inodeCacheMismatches() == [], "inode cache \(context)", sourceLocation: sourceLocation)
     }
 
     public func close() {

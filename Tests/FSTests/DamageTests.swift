@@ -10,8 +10,11 @@ import MemoryBackend
 import Testing
 
 @Suite struct DamageTests {
+    /// Damages the record behind the filesystem's back, as a disk would: the inodes the
+    /// handle cached before are dropped, as at a restart.
     private func putInode(_ f: FSFixture, _ inode: Inode) throws {
         try f.store.put(FSKeys.versioned(FSKeys.inode(inode.ino), 1), inode.encode())
+        f.fs.inodeCache.reset()
     }
 
     @Test func zeroEntryCountGivesEIOOnUnlink() throws {

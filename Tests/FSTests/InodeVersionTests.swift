@@ -1,8 +1,11 @@
-// The versions a handle remembers for inode records (InodeVersions) never change an
-// answer: a seeded run of writes, attribute changes, creates, unlinks, snapshots, deleted
-// snapshots with collection, and rollbacks, where after every step the tree read through
-// the remembered versions equals the tree read after forgetting them. The map is kept
-// tiny so entries are also evicted all the time.
+// What a handle remembers of inode records never changes an answer: a seeded run of
+// writes, attribute changes, creates, renames, unlinks, snapshots, deleted snapshots with
+// collection, and rollbacks, where after every step
+//   - the tree read through the versions remembered (InodeVersions) equals the tree read
+//     after forgetting them;
+//   - every inode the cache holds (InodeCache) equals the store's record, and the tree
+//     read through the cache equals the tree read after emptying it.
+// The map and the cache are kept tiny so entries are also evicted all the time.
 
 @testable import FS
 import Engine
@@ -19,11 +22,12 @@ import Testing
         var random = SeededGenerator(seed: seed)
         var options = FSFixture.testOptions
         options.inodeVersionEntries = 5
+        options.inodeCacheEntries = 0
         let f = try FSFixture(factory, options: options)
         defer { try? f.fs.close() }
         let fs = f.fs
         let pool = fs.pool
-        let name = { (i: Int) in Array("f\(i)".utf8) }
+        let name = RandomSteps.name
         for i in 0..<8 { try fs.write(.root, try fs.create(.root, fs.root, name(i), mode: 0o644).ino, offset: 0, [UInt8(i)]) }
         // A rollback to a snapshot on another branch: the version remembered on the first
         // branch is still visible there but no longer the newest record.
@@ -35,41 +39,9 @@ import Testing
         #expect(try fs.getattr(f0).mode & 0o777 == 0o644)
         try pool.rollback("root", to: "b")
         #expect(try fs.getattr(f0).mode & 0o777 == 0o600)
-        var snapshots = ["a", "b"]
-        var made = 0
+        var steps = RandomSteps(snapshots: ["a", "b"])
         for step in 0..<80 {
-            let i = Int.random(in: 0..<12, using: &random)
-            let existing = try? fs.lookup(.root, fs.root, name(i))
-            let action: String
-            switch Int.random(in: 0..<10, using: &random) {
-            case 0...2:
-                let file = try existing ?? fs.create(.root, fs.root, name(i), mode: 0o644)
-                try fs.write(.root, file.ino, offset: UInt64.random(in: 0..<4, using: &random), [UInt8(step)])
-                action = "write f\(i)"
-            case 3:
-                guard let existing else { continue }
-                try fs.setattr(.root, existing.ino, SetAttributes(mode: UInt32.random(in: 0o600...0o777, using: &random)))
-                action = "chmod f\(i)"
-            case 4:
-                guard existing != nil else { continue }
-                try fs.unlink(.root, fs.root, name(i))
-                action = "unlink f\(i)"
-            case 5, 6:
-                made += 1
-                _ = try pool.snapshot("root", "s\(made)")
-                snapshots.append("s\(made)")
-                action = "snapshot s\(made)"
-            case 7, 8:
-                guard !snapshots.isEmpty else { continue }
-                let gone = snapshots.remove(at: Int.random(in: 0..<snapshots.count, using: &random))
-                try pool.deleteSnapshot("root@\(gone)")
-                try pool.collectGarbage()
-                action = "delete \(gone) and collect"
-            default:
-                guard let target = snapshots.randomElement(using: &random) else { continue }
-                try pool.rollback("root", to: target)
-                action = "rollback to \(target)"
-            }
+            guard let action = try steps.next(fs, &random) else { continue }
             let remembered = try fingerprint(fs)
             fs.inodeVersions.reset()
             let searched = try fingerprint(fs)
@@ -78,5 +50,80 @@ import Testing
         }
         try f.expectClean()
         try f.expectCleanAfterCollecting()
+    }
+
+    @Test(arguments: [MemoryBackendFactory() as any KVBackendFactory, LSMBackendFactory()])
+    func cachedInodesAlwaysMatchTheStore(_ factory: any KVBackendFactory) throws {
+        let seed = TestSeed.resolve("cachedInodesAlwaysMatchTheStore")
+        var random = SeededGenerator(seed: seed)
+        var options = FSFixture.testOptions
+        options.inodeCacheEntries = 4
+        let f = try FSFixture(factory, options: options)
+        defer { try? f.fs.close() }
+        let fs = f.fs
+        for i in 0..<8 { try fs.write(.root, try fs.create(.root, fs.root, RandomSteps.name(i), mode: 0o644).ino, offset: 0, [UInt8(i)]) }
+        var steps = RandomSteps()
+        for step in 0..<120 {
+            guard let action = try steps.next(fs, &random) else { continue }
+            #expect(try fs.inodeCacheMismatches() == [], "step \(step): \(action); replay with ZEROFS_SEED=\(seed)")
+            let cached = try fingerprint(fs)
+            #expect(!fs.inodeCache.cachedInodes.isEmpty)
+            fs.inodeCache.reset()
+            let stored = try fingerprint(fs)
+            #expect(cached == stored, "step \(step): \(action); replay with ZEROFS_SEED=\(seed)")
+        }
+        try f.expectClean()
+        try f.expectCleanAfterCollecting()
+    }
+}
+
+/// One random change to the root dataset's top directory per step: files f0-f11 written,
+/// changed, renamed over each other and unlinked, snapshots taken, deleted (then
+/// collected) and rolled back to.
+struct RandomSteps {
+    var snapshots: [String] = []
+    var made = 0
+
+    static func name(_ i: Int) -> [UInt8] { Array("f\(i)".utf8) }
+
+    /// Makes one change and names it, or returns nil when the one drawn did not apply.
+    mutating func next(_ fs: FileSystem, _ random: inout SeededGenerator) throws -> String? {
+        let pool = fs.pool
+        let i = Int.random(in: 0..<12, using: &random)
+        let existing = try? fs.lookup(.root, fs.root, Self.name(i))
+        switch Int.random(in: 0..<11, using: &random) {
+        case 0...2:
+            let file = try existing ?? fs.create(.root, fs.root, Self.name(i), mode: 0o644)
+            try fs.write(.root, file.ino, offset: UInt64.random(in: 0..<4, using: &random), [UInt8(truncatingIfNeeded: made &+ i)])
+            return "write f\(i)"
+        case 3:
+            guard let existing else { return nil }
+            try fs.setattr(.root, existing.ino, SetAttributes(mode: UInt32.random(in: 0o600...0o777, using: &random)))
+            return "chmod f\(i)"
+        case 4:
+            guard existing != nil else { return nil }
+            try fs.unlink(.root, fs.root, Self.name(i))
+            return "unlink f\(i)"
+        case 5, 6:
+            made += 1
+            _ = try pool.snapshot("root", "s\(made)")
+            snapshots.append("s\(made)")
+            return "snapshot s\(made)"
+        case 7, 8:
+            guard !snapshots.isEmpty else { return nil }
+            let gone = snapshots.remove(at: Int.random(in: 0..<snapshots.count, using: &random))
+            try pool.deleteSnapshot("root@\(gone)")
+            try pool.collectGarbage()
+            return "delete \(gone) and collect"
+        case 9:
+            guard existing != nil else { return nil }
+            let j = Int.random(in: 0..<12, using: &random)
+            try fs.rename(.root, fs.root, Self.name(i), fs.root, Self.name(j))
+            return "rename f\(i) to f\(j)"
+        default:
+            guard let target = snapshots.randomElement(using: &random) else { return nil }
+            try pool.rollback("root", to: target)
+            return "rollback to \(target)"
+        }
     }
 }

@@ -32,6 +32,8 @@ import Testing
         let replica = try Pool.open(replicaStore, options: options)
         defer { try? replica.close() }
         let seen = try replica.defaultFilesystem()
+        // Records change under a replica as it follows: it caches no inode.
+        #expect(seen.inodeCache.capacity == 0)
         #expect(try seen.read(.root, file.ino, offset: 0, count: 100).data == n("first"))
         expectErrno(.EROFS) { _ = try seen.create(.root, seen.root, n("b"), mode: 0o644) }
         expectErrno(.EROFS) { _ = try seen.write(.root, file.ino, offset: 0, n("x")) }

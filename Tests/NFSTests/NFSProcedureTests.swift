@@ -109,6 +109,8 @@ import Testing
         let file = try c.create(root, "f")
         let ino = try c.getattr(file).fileid
         try f.store.put(FSKeys.versioned(FSKeys.inode(ino), f.fs.view.head), [ValueTag.live.rawValue, 99])
+        // Damage behind the filesystem's back: what it cached before goes, as at a restart.
+        f.fs.inodeCache.reset()
         let (status, _) = try c.nfs(1) { $0.opaque(file) }
         #expect(status == NFSStatus.io.rawValue)
     }
