@@ -21,10 +21,13 @@ public struct FSOptions: Sendable {
     /// Inodes per dataset handle whose record version is remembered, so that reads in a
     /// dataset with snapshots are point gets (about 24 bytes each); 0 turns it off.
     public var inodeVersionEntries = 1 << 18
-    /// Decoded inodes cached per dataset handle (InodeCache.swift; about 160 bytes each,
+    /// Decoded inodes cached per dataset handle (HandleCache.swift; about 160 bytes each,
     /// allocated when the handle first reads an inode), rounded down to a power of two;
     /// 0 turns the cache off. A read-only replica caches none.
     public var inodeCacheEntries = 1 << 14
+    /// Directory entries (absent names included) cached per dataset handle, likewise
+    /// (about 70 bytes each and the name); 0 turns the cache off.
+    public var entryCacheEntries = 1 << 14
     /// On a read-only replica store: how often the pool catches up with the writer
     /// (Replica.swift); 0 leaves it to `followWriter()` calls.
     public var replicaPollMilliseconds = 1000

@@ -162,6 +162,7 @@ extension FileSystem {
             cache[parent.ino] = next
         }
         batch.put(FSKeys.dirEntry(parent.ino, entry.name), entry.encodeEntry())
+        batch.noteEntry(parent.ino, entry.name, entry)
         batch.put(FSKeys.dirScan(parent.ino, entry.cookie), entry.encodeScan())
         parent.entryCount = try Self.incremented(parent.entryCount, "entry count of directory \(parent.ino)")
         parent.mtime = now
@@ -174,6 +175,7 @@ extension FileSystem {
     func removeEntry(_ batch: inout FSBatch, parent: inout Inode, _ entry: DirEntry, now: Timestamp) throws(FSError) {
         batch.noteOriginal(parent)
         batch.remove(FSKeys.dirEntry(parent.ino, entry.name))
+        batch.noteEntry(parent.ino, entry.name, nil)
         batch.remove(FSKeys.dirScan(parent.ino, entry.cookie))
         parent.entryCount = try Self.decremented(parent.entryCount, "entry count of directory \(parent.ino)")
         parent.mtime = now

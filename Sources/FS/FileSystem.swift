@@ -33,8 +33,9 @@ public final class FileSystem: Sendable {
     let current: Locked<HandleState>
     /// Where inode records were last found, so reads with snapshots are point gets.
     let inodeVersions: InodeVersions
-    /// Inodes as this handle's view shows them (InodeCache.swift).
+    /// Inodes and directory entries as this handle's view shows them (HandleCache.swift).
     let inodeCache: InodeCache
+    let entryCache: EntryCache
 
     struct HandleState {
         var view: VersionView
@@ -50,6 +51,7 @@ public final class FileSystem: Sendable {
         inodeVersions = InodeVersions(capacity: pool.options.inodeVersionEntries)
         // A replica's records change under it as it follows the writer: no cache there.
         inodeCache = InodeCache(entries: pool.store.isReplica ? 0 : pool.options.inodeCacheEntries)
+        entryCache = EntryCache(entries: pool.store.isReplica ? 0 : pool.options.entryCacheEntries)
         current = Locked(HandleState(view: view, writable: !record.readonly && !record.isSnapshot && !pool.store.isReadOnly,
                                     isSnapshot: record.isSnapshot, deleted: false))
     }
@@ -85,6 +87,7 @@ public final class FileSystem: Sendable {
         // After the view: a read that saw the old view cannot fill the new map.
         guard let change else { return }
         inodeCache.reset()
+        entryCache.reset()
         if let new = change.new { inodeVersions.moved(from: change.old, to: new) } else { inodeVersions.reset() }
     }
 
@@ -118,7 +121,7 @@ public final class FileSystem: Sendable {
         let (cached, ticket) = inodeCache.lookup(ino)
         if let cached { return cached }
         let inode = try storedInode(ino)
-        inodeCache.fill(inode, ticket)
+        inodeCache.fill(ino, inode, ticket)
         return inode
     }
 
@@ -144,14 +147,23 @@ public final class FileSystem: Sendable {
         return try withBytes(value) { raw throws(FSError) in try Inode.decode(ino: ino, raw) }
     }
 
-    /// The cached inodes (InodeCache.swift) that differ from the store's records, each
-    /// described: none, unless the cache is wrong. Each is compared under its lock, where
-    /// no change can be half done; a check for tests.
-    public func inodeCacheMismatches() throws(FSError) -> [String] {
+    /// The cached inodes and entries (HandleCache.swift) that differ from the store's
+    /// records, each described: none, unless a cache is wrong. Each is compared under the
+    /// lock of its inode or directory, where no change can be half done; a check for tests.
+    public func cacheMismatches() throws(FSError) -> [String] {
         var found: [String] = []
-        for ino in inodeCache.cachedInodes {
+        for (key, _) in entryCache.cached {
+            try locks.withLocks([key.dir]) { () throws(FSError) in
+                guard let cached = entryCache.lookup(key).value else { return }
+                let stored = try storedEntry(key.dir, key.name)
+                if stored != cached {
+                    found.append("entry \(Self.show(key.name)) of \(key.dir): cached \(String(describing: cached)), stored \(String(describing: stored))")
+                }
+            }
+        }
+        for (ino, _) in inodeCache.cached {
             try locks.withLocks([ino]) { () throws(FSError) in
-                guard let cached = inodeCache.lookup(ino).inode else { return }
+                guard let cached = inodeCache.lookup(ino).value else { return }
                 switch Result(catching: { () throws(FSError) in try storedInode(ino) }) {
                 case .success(let stored):
                     if stored != cached { found.append("inode \(ino): cached \(cached), stored \(stored)") }
@@ -174,6 +186,16 @@ public final class FileSystem: Sendable {
     /// The entry `name` of directory `dir`, or nil. `hint`: the directory's content version
     /// (0 when the caller has not read its inode).
     func entry(_ dir: UInt64, _ name: [UInt8], hint: UInt64 = 0) throws(FSError) -> DirEntry? {
+        let key = EntryKey(dir: dir, name: name)
+        let (cached, ticket) = entryCache.lookup(key)
+        if let cached { return cached }
+        let entry = try storedEntry(dir, name, hint: hint)
+        entryCache.fill(key, entry, ticket)
+        return entry
+    }
+
+    /// `entry`, read from the store past the cache.
+    func storedEntry(_ dir: UInt64, _ name: [UInt8], hint: UInt64 = 0) throws(FSError) -> DirEntry? {
         guard let value = try reads.get(FSKeys.dirEntry(dir, name), below: hint) else { return nil }
         return try withBytes(value) { raw throws(FSError) in try DirEntry.decodeEntry(name: name, raw) }
     }

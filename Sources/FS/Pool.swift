@@ -357,12 +357,16 @@ public final class Pool: Sendable {
             let handle = handles.withLock { $0[dataset] }
             handle?.inodeVersions.committed(batch.touched, at: batch.view.head)
             // Only the dataset's own handle sees its head (a snapshot moves the head on).
-            handle?.inodeCache.committed(batch.inodes)
+            if let handle {
+                handle.inodeCache.apply(batch.inodes.map { ($0.ino, $0.inode) })
+                handle.entryCache.apply(batch.entries)
+            }
         } else if batch.dataset == nil {
-            let rewritten = batch.inodeRecordsWritten
-            if rewritten?.isEmpty != true {
+            let written = batch.recordsWritten
+            if !written.inodes.isEmpty || written.entries || written.ranges {
                 for handle in handles.withLock({ Array($0.values) }) {
-                    if let rewritten { handle.inodeCache.forget(rewritten) } else { handle.inodeCache.reset() }
+                    if written.ranges { handle.inodeCache.reset() } else { handle.inodeCache.forget(written.inodes) }
+                    if written.ranges || written.entries { handle.entryCache.reset() }
                 }
             }
         }

@@ -203,18 +203,27 @@ struct FSBatch {
     /// after the commit, without reading them back (Observation.swift).
     private(set) var inodes: [(ino: UInt64, inode: Inode?)] = []
 
-    /// The inodes whose records the batch puts or deletes by any means, `putInode` or
-    /// not (nil: a range delete, which may cover any): what a batch of no dataset (the
-    /// collector, the reclaimer) changes under every handle's inode cache.
-    var inodeRecordsWritten: [UInt64]? {
-        var inodes: [UInt64] = []
-        var ranges = false
+    /// The directory entries this batch writes (nil: removed), in order: what the
+    /// dataset's handle caches after the commit (HandleCache.swift).
+    private(set) var entries: [(key: EntryKey, value: DirEntry??)] = []
+
+    mutating func noteEntry(_ dir: UInt64, _ name: [UInt8], _ entry: DirEntry?) {
+        entries.append((EntryKey(dir: dir, name: name), .some(entry)))
+    }
+
+    /// What the batch writes by any means, `putInode` and `noteEntry` or not: the inodes
+    /// whose records it puts or deletes, whether it writes any directory entry, and
+    /// whether it deletes a range (which may cover anything). A batch of no dataset (the
+    /// collector, the reclaimer) changes that under every handle's caches.
+    var recordsWritten: (inodes: [UInt64], entries: Bool, ranges: Bool) {
+        var written: (inodes: [UInt64], entries: Bool, ranges: Bool) = ([], false, false)
         batch.forEach { op, key, _ in
-            if op == .deleteRange { ranges = true }
-            guard key.count == 17, key[0] == KeyKind.inode.rawValue else { return }
-            inodes.append(key.readBigEndian(at: 1))
+            if op == .deleteRange { written.ranges = true }
+            guard let kind = key.first else { return }
+            if kind == KeyKind.dirEntry.rawValue { written.entries = true }
+            if kind == KeyKind.inode.rawValue, key.count == 17 { written.inodes.append(key.readBigEndian(at: 1)) }
         }
-        return ranges ? nil : inodes
+        return written
     }
 
     /// Inodes as the operation read them under their locks before changing them (the

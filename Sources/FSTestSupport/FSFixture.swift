@@ -50,12 +50,12 @@ public final class FSFixture: @unchecked Sendable {
         #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
     }
 
-    /// Records an issue naming every problem fsck finds, and every inode the open
-    /// filesystem's cache holds otherwise than the store.
+    /// Records an issue naming every problem fsck finds, and every inode and entry
+    /// the open filesystem's caches hold otherwise than the store.
     public func expectClean(_ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
         let report = try fsck()
         #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
-        #expect(try fs.inodeCacheMismatches() == [], "inode cache \(context)", sourceLocation: sourceLocation)
+        #expect(try fs.cacheMismatches() == [], "caches \(context)", sourceLocation: sourceLocation)
     }
 
     public func close() {

@@ -29,7 +29,7 @@ import Testing
         let outcome = try workload.run(fixture.fs)
         #expect(outcome.unexpected == [], "seed \(seed)")
         #expect(outcome.succeeded > workload.threads * workload.operationsPerThread / 10, "the workload mostly failed")
-        #expect(try fixture.fs.inodeCacheMismatches() == [], "seed \(seed)")
+        #expect(try fixture.fs.cacheMismatches() == [], "seed \(seed)")
         fixture.options.backgroundReclaim = false
         try fixture.reopen()
         try fixture.fs.pool.reclaimNow()

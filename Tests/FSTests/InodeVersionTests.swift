@@ -3,9 +3,9 @@
 // collection, and rollbacks, where after every step
 //   - the tree read through the versions remembered (InodeVersions) equals the tree read
 //     after forgetting them;
-//   - every inode the cache holds (InodeCache) equals the store's record, and the tree
-//     read through the cache equals the tree read after emptying it.
-// The map and the cache are kept tiny so entries are also evicted all the time.
+//   - every inode and entry the caches hold (HandleCache) equals the store's record, and
+//     the tree read through the caches equals the tree read after emptying them.
+// The map and the caches are kept tiny so entries are also evicted all the time.
 
 @testable import FS
 import Engine
@@ -23,6 +23,7 @@ import Testing
         var options = FSFixture.testOptions
         options.inodeVersionEntries = 5
         options.inodeCacheEntries = 0
+        options.entryCacheEntries = 0
         let f = try FSFixture(factory, options: options)
         defer { try? f.fs.close() }
         let fs = f.fs
@@ -53,11 +54,12 @@ import Testing
     }
 
     @Test(arguments: [MemoryBackendFactory() as any KVBackendFactory, LSMBackendFactory()])
-    func cachedInodesAlwaysMatchTheStore(_ factory: any KVBackendFactory) throws {
-        let seed = TestSeed.resolve("cachedInodesAlwaysMatchTheStore")
+    func cachesAlwaysMatchTheStore(_ factory: any KVBackendFactory) throws {
+        let seed = TestSeed.resolve("cachesAlwaysMatchTheStore")
         var random = SeededGenerator(seed: seed)
         var options = FSFixture.testOptions
         options.inodeCacheEntries = 4
+        options.entryCacheEntries = 4
         let f = try FSFixture(factory, options: options)
         defer { try? f.fs.close() }
         let fs = f.fs
@@ -65,11 +67,18 @@ import Testing
         var steps = RandomSteps()
         for step in 0..<120 {
             guard let action = try steps.next(fs, &random) else { continue }
-            #expect(try fs.inodeCacheMismatches() == [], "step \(step): \(action); replay with ZEROFS_SEED=\(seed)")
-            let cached = try fingerprint(fs)
-            #expect(!fs.inodeCache.cachedInodes.isEmpty)
+            #expect(try fs.cacheMismatches() == [], "step \(step): \(action); replay with ZEROFS_SEED=\(seed)")
+            // The tree, and every name looked up (absent ones too), through the caches and
+            // after emptying them.
+            let names = { () throws -> [String] in
+                try (0..<12).map { i in (try? fs.lookup(.root, fs.root, RandomSteps.name(i))).map { "f\(i) \($0.ino)" } ?? "-" }
+            }
+            let cached = try fingerprint(fs) + names()
+            #expect(!fs.inodeCache.cached.isEmpty)
+            #expect(!fs.entryCache.cached.isEmpty)
             fs.inodeCache.reset()
-            let stored = try fingerprint(fs)
+            fs.entryCache.reset()
+            let stored = try fingerprint(fs) + names()
             #expect(cached == stored, "step \(step): \(action); replay with ZEROFS_SEED=\(seed)")
         }
         try f.expectClean()

@@ -1,8 +1,8 @@
-// The decoded inodes a handle caches (InodeCache) stay what the store holds: a read that
-// raced a change never fills its slot, and after every batch of the collector (which
-// moves records between versions and raises their content versions without the
-// handle's dataset) the cache still equals the store. The randomized run over writes,
-// snapshots, collection and rollbacks is in InodeVersionTests.
+// What a handle caches (HandleCache: inodes, directory entries) stays what the store
+// holds: a read that raced a change never fills its slot, and after every batch of the
+// collector (which moves records between versions and raises their content versions
+// without the handle's dataset) the caches still equal the store. The randomized run over
+// writes, renames, snapshots, collection and rollbacks is in InodeVersionTests.
 
 @testable import FS
 import Engine
@@ -12,7 +12,7 @@ import LSMBackend
 import MemoryBackend
 import Testing
 
-@Suite struct InodeCacheTests {
+@Suite struct HandleCacheTests {
     private static func inode(_ ino: UInt64, mode: UInt32) -> Inode {
         Inode(ino: ino, type: .regular, mode: mode, uid: 0, gid: 0, now: Timestamp(seconds: 1, nanoseconds: 0))
     }
@@ -25,52 +25,73 @@ import Testing
         // A miss, then a fill with what the store gave: the next lookup hits.
         var (found, ticket) = cache.lookup(5)
         #expect(found == nil)
-        cache.fill(old, ticket)
-        #expect(cache.lookup(5).inode == old)
+        cache.fill(5, old, ticket)
+        #expect(cache.lookup(5).value == old)
 
         // A commit between a read's ticket and its fill: the commit's record stays.
         ticket = cache.lookup(5).ticket
-        cache.committed([(ino: 5, inode: new)])
-        cache.fill(old, ticket)
-        #expect(cache.lookup(5).inode == new)
+        cache.apply([(5, new)])
+        cache.fill(5, old, ticket)
+        #expect(cache.lookup(5).value == new)
 
         // A removal empties the slot; a read that began before it cannot bring the inode back.
         ticket = cache.lookup(5).ticket
-        cache.committed([(ino: 5, inode: nil)])
-        cache.fill(new, ticket)
-        #expect(cache.lookup(5).inode == nil)
+        cache.apply([(5, nil)])
+        cache.fill(5, new, ticket)
+        #expect(cache.lookup(5).value == nil)
 
         // The collector rewrote the record: forgotten, and a raced fill is refused.
-        cache.fill(old, cache.lookup(5).ticket)
+        cache.fill(5, old, cache.lookup(5).ticket)
         ticket = cache.lookup(5).ticket
         cache.forget([5])
-        #expect(cache.lookup(5).inode == nil)
-        cache.fill(old, ticket)
-        #expect(cache.lookup(5).inode == nil)
+        #expect(cache.lookup(5).value == nil)
+        cache.fill(5, old, ticket)
+        #expect(cache.lookup(5).value == nil)
 
         // A view change refuses every read that began before it.
         let other = Self.inode(6, mode: 0o600)
         ticket = cache.lookup(6).ticket
         cache.reset()
-        cache.fill(other, ticket)
-        #expect(cache.lookup(6).inode == nil)
+        cache.fill(6, other, ticket)
+        #expect(cache.lookup(6).value == nil)
 
         // A change to one slot leaves a read of another slot free to fill.
         ticket = cache.lookup(6).ticket
-        cache.committed([(ino: 5, inode: new)])
-        cache.fill(other, ticket)
-        #expect(cache.lookup(6).inode == other)
+        cache.apply([(5, new)])
+        cache.fill(6, other, ticket)
+        #expect(cache.lookup(6).value == other)
 
         // Inodes sharing a slot (8 apart) evict each other and are never confused.
-        cache.fill(Self.inode(13, mode: 0o600), cache.lookup(13).ticket)
-        #expect(cache.lookup(5).inode == nil)
-        #expect(cache.lookup(13).inode?.ino == 13)
+        cache.fill(13, Self.inode(13, mode: 0o600), cache.lookup(13).ticket)
+        #expect(cache.lookup(5).value == nil)
+        #expect(cache.lookup(13).value?.ino == 13)
         #expect(InodeCache(entries: 0).capacity == 0)
         #expect(InodeCache(entries: 1000).capacity == 512)
     }
 
+    /// Entries cache absent names too: a create stores its entry over the absence, a
+    /// removal stores the absence, and a forgotten name is read again.
+    @Test func entriesCacheAbsenceAndPresence() {
+        let cache = EntryCache(entries: 64)
+        let key = EntryKey(dir: 1, name: n("a"))
+        let entry = DirEntry(name: n("a"), ino: 7, type: .regular, cookie: 3)
+        let ticket = cache.lookup(key).ticket
+        #expect(cache.lookup(key).value == nil)
+        cache.fill(key, nil, ticket)
+        #expect(cache.lookup(key).value == .some(nil), "the absence is cached")
+        cache.apply([(key, .some(entry))])
+        #expect(cache.lookup(key).value == .some(entry))
+        // Same name in another directory, and another name: separate keys.
+        #expect(cache.lookup(EntryKey(dir: 2, name: n("a"))).value == nil)
+        #expect(cache.lookup(EntryKey(dir: 1, name: n("b"))).value == nil)
+        cache.apply([(key, .some(nil))])
+        #expect(cache.lookup(key).value == .some(nil))
+        cache.forget([key])
+        #expect(cache.lookup(key).value == nil, "forgotten: a read goes to the store")
+    }
+
     /// Stops the collector after each of its batches in turn (a crash point) and compares
-    /// the cache with the store there, before the collection's end refreshes the handle.
+    /// the caches with the store there, before the collection's end refreshes the handle.
     @Test(arguments: [MemoryBackendFactory() as any KVBackendFactory, LSMBackendFactory()])
     func everyCollectorBatchLeavesTheCacheTrue(_ factory: any KVBackendFactory) throws {
         var stopped = 0
@@ -90,18 +111,18 @@ import Testing
             _ = try fs.create(.root, dir.ino, n("f4"), mode: 0o644)
             // Everything read through the handle: the records below the head are cached.
             let tree = try fingerprint(fs)
-            #expect(fs.inodeCache.cachedInodes.count >= 6)
+            #expect(fs.inodeCache.cached.count >= 6)
             try fs.pool.deleteSnapshot("root@s")
             fs.crashPoints.arm("collect.after-commit", skip: skip)
             do {
                 try fs.pool.collectGarbage()
             } catch {
                 stopped += 1
-                #expect(try fs.inodeCacheMismatches() == [], "stopped after collector batch \(skip + 1)")
+                #expect(try fs.cacheMismatches() == [], "stopped after collector batch \(skip + 1)")
                 continue
             }
             // The collection ran to its end: the tree is the one read before it.
-            #expect(try fs.inodeCacheMismatches() == [])
+            #expect(try fs.cacheMismatches() == [])
             #expect(try fingerprint(fs) == tree)
             break
         }
