@@ -26,8 +26,10 @@ public struct FSOptions: Sendable {
     /// 0 turns the cache off. A read-only replica caches none.
     public var inodeCacheEntries = 1 << 14
     /// Directory entries (absent names included) cached per dataset handle, likewise
-    /// (about 70 bytes each and the name); 0 turns the cache off.
-    public var entryCacheEntries = 1 << 14
+    /// (about 70 bytes each and the name); 0 turns the cache off. More slots than inodes:
+    /// entries are placed by a hash, and over 10,000 files 45 unlinks in 100 missed an
+    /// entry with 2^14 slots (a name sharing its slot), 14 with 2^16.
+    public var entryCacheEntries = 1 << 16
     /// On a read-only replica store: how often the pool catches up with the writer
     /// (Replica.swift); 0 leaves it to `followWriter()` calls.
     public var replicaPollMilliseconds = 1000

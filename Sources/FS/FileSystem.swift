@@ -223,11 +223,11 @@ public final class FileSystem: Sendable {
 
     /// `value + delta` for a counter read from disk; EIO instead of a trap when damage
     /// would make it negative or overflow.
-    static func adjust(_ value: UInt64, by delta: Int64, _ what: String) throws(FSError) -> UInt64 {
+    static func adjust(_ value: UInt64, by delta: Int64, _ what: @autoclosure () -> String) throws(FSError) -> UInt64 {
         let (result, overflow) = delta >= 0
             ? value.addingReportingOverflow(delta.magnitude)
             : value.subtractingReportingOverflow(delta.magnitude)
-        guard !overflow else { throw FSError.corrupt("\(what) \(value) cannot change by \(delta)") }
+        guard !overflow else { throw FSError.corrupt("\(what()) \(value) cannot change by \(delta)") }
         return result
     }
 

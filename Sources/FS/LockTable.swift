@@ -12,7 +12,17 @@ final class LockTable: @unchecked Sendable {
     }
 
     func withLocks<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> R) throws(FSError) -> R {
-        let indices = Set(inodes.map { Int($0 % UInt64(stripes.count)) }).sorted()
+        // Sorted and without repeats; an operation locks one to four inodes, so an
+        // insertion sort of one small array (no set to hash into).
+        var indices: [Int] = []
+        indices.reserveCapacity(inodes.count)
+        for ino in inodes {
+            let stripe = Int(ino % UInt64(stripes.count))
+            var at = indices.count
+            while at > 0, indices[at - 1] > stripe { at -= 1 }
+            if at > 0, indices[at - 1] == stripe { continue }
+            indices.insert(stripe, at: at)
+        }
         for i in indices { stripes[i].lock() }
         defer { for i in indices.reversed() { stripes[i].unlock() } }
         return try body()

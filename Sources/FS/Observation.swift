@@ -7,31 +7,37 @@
 
 public final class ChangeObserver: @unchecked Sendable {
     // Used by the one thread running the observed operation only.
-    public let inodes: Set<UInt64>
-    /// Per inode: its attributes before the first batch that touched it, and after the last.
-    public private(set) var before: [UInt64: Inode] = [:]
-    public private(set) var after: [UInt64: Inode] = [:]
+    /// One to three inodes: an array, searched in order.
+    public let inodes: [UInt64]
+    /// Per inode: its attributes before the first batch that touched it, and after the
+    /// last. An operation watches one to three inodes: arrays, searched in order.
+    private var before: [Inode] = []
+    private var after: [Inode] = []
 
     @TaskLocal static var current: ChangeObserver?
 
-    public init(_ inodes: Set<UInt64>) {
+    public init(_ inodes: [UInt64]) {
         self.inodes = inodes
     }
 
     /// Runs `body` (a FileSystem operation) observing `inodes`.
-    public static func observing<R, E: Error>(_ inodes: Set<UInt64>, _ body: () throws(E) -> R) throws(E) -> (R, ChangeObserver) {
+    public static func observing<R, E: Error>(_ inodes: [UInt64], _ body: () throws(E) -> R) throws(E) -> (R, ChangeObserver) {
         let observer = ChangeObserver(inodes)
         return (try $current.withValue(observer, typed: body), observer)
     }
 
     /// wcc_data's halves for `ino`: before the change, and after it.
-    public func change(_ ino: UInt64) -> (before: Inode?, after: Inode?) { (before[ino], after[ino]) }
-
-    func noteBefore(_ ino: UInt64, _ inode: Inode) {
-        if before[ino] == nil { before[ino] = inode }
+    public func change(_ ino: UInt64) -> (before: Inode?, after: Inode?) {
+        (before.first { $0.ino == ino }, after.first { $0.ino == ino })
     }
 
-    func noteAfter(_ ino: UInt64, _ inode: Inode) { after[ino] = inode }
+    func noteBefore(_ inode: Inode) {
+        if !before.contains(where: { $0.ino == inode.ino }) { before.append(inode) }
+    }
+
+    func noteAfter(_ inode: Inode) {
+        if let i = after.firstIndex(where: { $0.ino == inode.ino }) { after[i] = inode } else { after.append(inode) }
+    }
 }
 
 extension FileSystem {
@@ -41,9 +47,9 @@ extension FileSystem {
         let watched = observer.inodes.filter { batch.touched.contains($0) }
         for ino in watched {
             if let original = batch.originals.first(where: { $0.ino == ino }) {
-                observer.noteBefore(ino, original)
+                observer.noteBefore(original)
             } else if let inode = try? inode(ino) {
-                observer.noteBefore(ino, inode)
+                observer.noteBefore(inode)
             }
         }
         let pending = try pool.commit(&batch, op: op, durable: durable)
@@ -51,9 +57,9 @@ extension FileSystem {
             // What the batch wrote is what a read would now find (the operation holds the
             // inode's lock); read only an inode touched otherwise.
             switch batch.lastInode(ino) {
-            case .some(.some(let inode)): observer.noteAfter(ino, inode)
+            case .some(.some(let inode)): observer.noteAfter(inode)
             case .some(.none): break
-            case .none: if let inode = try? inode(ino) { observer.noteAfter(ino, inode) }
+            case .none: if let inode = try? inode(ino) { observer.noteAfter(inode) }
             }
         }
         return pending
