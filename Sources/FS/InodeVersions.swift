@@ -51,7 +51,7 @@ final class InodeVersions: Sendable {
     }
 
     /// A commit at `head` wrote the records of `inodes` (live, whiteout or deleted).
-    func committed(_ inodes: Set<UInt64>, at head: UInt64) {
+    func committed(_ inodes: [UInt64], at head: UInt64) {
         state.withLock { s in
             s.generation &+= 1
             guard capacity > 0 else { return }

@@ -73,7 +73,7 @@ public final class Pool: Sendable {
         var branchPointsGeneration = UInt64.max
 
         /// Notes that a batch at `view`'s head touched `touched` (Collector, "pruning").
-        mutating func noteTouched(_ view: VersionView, _ touched: Set<UInt64>) {
+        mutating func noteTouched(_ view: VersionView, _ touched: [UInt64]) {
             if branchPointsGeneration != forest.generation {
                 let live = forest.referenced
                 var points: [UInt64: Set<UInt64>] = [:]

@@ -150,7 +150,9 @@ struct FSBatch {
     let view: VersionView
     /// The dataset whose statistics and change index the batch updates (nil: none).
     var dataset: UInt64?
-    var touched: Set<UInt64> = []
+    /// Each inode once, in the order first touched (an operation touches one to four:
+    /// an array, searched in order, costs less than a set to hash into).
+    private(set) var touched: [UInt64] = []
     var inodeDelta: Int64 = 0
     var bytesDelta: Int64 = 0
     var written: [UInt64: Int64] = [:]
@@ -160,6 +162,8 @@ struct FSBatch {
     init(view: VersionView, background: Bool = false) {
         self.view = view
         self.background = background
+        // Room for a metadata operation's records, so the batch does not grow four times.
+        batch.reserve(512)
     }
 
     mutating func addWritten(_ version: UInt64, _ delta: Int) {
@@ -188,15 +192,19 @@ struct FSBatch {
 
     mutating func putInode(_ inode: Inode) {
         put(FSKeys.inode(inode.ino), inode.encode())
-        touched.insert(inode.ino)
+        touch(inode.ino)
         inodes.append((inode.ino, inode))
     }
 
     /// Removes inode `ino`'s record.
     mutating func removeInode(_ ino: UInt64) {
         remove(FSKeys.inode(ino))
-        touched.insert(ino)
+        touch(ino)
         inodes.append((ino, nil))
+    }
+
+    private mutating func touch(_ ino: UInt64) {
+        if !touched.contains(ino) { touched.append(ino) }
     }
 
     /// The inode records this batch writes, in order (nil: removed): what an observer sees
