@@ -3,6 +3,7 @@
 // SYSTEM_ERR) or denied (RPC_MISMATCH, AUTH_ERROR). AUTH_SYS and AUTH_NONE are accepted;
 // AUTH_NONE calls run as nobody.
 
+import Engine
 import FS
 
 enum RPC {
@@ -73,16 +74,16 @@ extension RPCCall {
             let version = try reader.uint32()
             let procedure = try reader.uint32()
             let flavor = try reader.uint32()
-            let body = try reader.opaque(limit: RPC.maxAuthBytes)
+            let body = try reader.opaqueRange(limit: RPC.maxAuthBytes)
             _ = try reader.uint32()  // verifier flavor: ignored, as for AUTH_SYS it is AUTH_NONE
-            _ = try reader.opaque(limit: RPC.maxAuthBytes)
+            _ = try reader.opaqueRange(limit: RPC.maxAuthBytes)
             var credentials = RPC.nobody
             var machine = ""
             switch RPC.Flavor(rawValue: flavor) {
             case .authNone:
                 break
             case .authSys:
-                guard let (cred, name) = try? authSys(body) else { return .refused(RPCReply.authError(xid, .badCred)) }
+                guard let (cred, name) = try? authSys(record, body) else { return .refused(RPCReply.authError(xid, .badCred)) }
                 credentials = cred
                 machine = name
             case nil:
@@ -93,6 +94,28 @@ extension RPCCall {
         } catch {
             return .refused(RPCReply.accepted(xid, .garbageArgs))
         }
+    }
+
+    /// The AUTH_SYS credentials decoded last, with their bytes: a client sends the same
+    /// ones call after call, so most calls compare bytes instead of decoding (five
+    /// allocations: the body, the name, its string, the groups).
+    private static let lastAuthSys = Locked<(body: [UInt8], credentials: Credentials, machine: String)?>(nil)
+
+    /// AUTH_SYS credentials from `record[range]`, as remembered when they are the last ones.
+    private static func authSys(_ record: [UInt8], _ range: Range<Int>) throws(XDRError) -> (Credentials, String) {
+        let remembered = record.withUnsafeBytes { raw -> (Credentials, String)? in
+            let body = UnsafeRawBufferPointer(rebasing: raw[range])
+            return lastAuthSys.withLock { last in
+                guard let last, last.body.count == body.count,
+                      last.body.withUnsafeBytes({ Bytes.compare($0, body) == 0 }) else { return nil }
+                return (last.credentials, last.machine)
+            }
+        }
+        if let remembered { return remembered }
+        let body = Array(record[range])
+        let decoded = try authSys(body)
+        lastAuthSys.withLock { $0 = (body, decoded.0, decoded.1) }
+        return decoded
     }
 
     /// AUTH_SYS: stamp, machine name (at most 255 bytes), uid, gid, up to 16 groups.
