@@ -80,7 +80,7 @@ extension FileSystem {
                 try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out)
                 index += 1
             }
-            try touchAccessTime(&file)
+            touchAccessTime(&file)
             return end == size
         }
     }
@@ -279,18 +279,5 @@ extension FileSystem {
         guard needsContent else { return (stored, nil) }
         let chunk = try withBytes(raw) { raw throws(FSError) in try ChunkRecord.decode(raw, chunkSize: chunkSize) }
         return (stored, file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)
-    }
-
-    /// relatime: atime moves only when it is not newer than mtime or ctime, or is a day
-    /// old; the update is never durable by itself. A read-only store (a checkpoint) keeps
-    /// its atimes: a read there must never write, or it would fail with EROFS.
-    private func touchAccessTime(_ file: inout Inode) throws(FSError) {
-        guard !store.isReadOnly, isWritable else { return }
-        let now = Self.now()
-        guard file.atime <= file.mtime || file.atime <= file.ctime || now.seconds - file.atime.seconds >= 86_400 else { return }
-        file.atime = now
-        var batch = FSBatch(view: view)
-        batch.putInode(file)
-        _ = try commit(&batch, op: "atime", durable: false)
     }
 }

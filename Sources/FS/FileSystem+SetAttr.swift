@@ -109,6 +109,8 @@ extension FileSystem {
             }
             node.ctime = now
             batch.putInode(node)
+            // The atime set here wins over one a read deferred (AccessTimes.swift).
+            if change.atime != nil { dropDeferredAccessTime(ino) }
             return (node, try commit(&batch, op: "setattr", durable: options.durableMetadata))
         }
     }

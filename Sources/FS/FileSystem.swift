@@ -36,6 +36,8 @@ public final class FileSystem: Sendable {
     /// Inodes and directory entries as this handle's view shows them (HandleCache.swift).
     let inodeCache: InodeCache
     let entryCache: EntryCache
+    /// Atimes moved by reads and not yet written (AccessTimes.swift).
+    let deferredAccessTimes = Locked<[UInt64: Timestamp]>([:])
 
     struct HandleState {
         var view: VersionView
@@ -120,7 +122,7 @@ public final class FileSystem: Sendable {
         // The ticket before the view: a read that saw an old view cannot fill the cache.
         let (cached, ticket) = inodeCache.lookup(ino)
         if let cached { return cached }
-        let inode = try storedInode(ino)
+        let inode = withDeferredAccessTime(try storedInode(ino))
         inodeCache.fill(ino, inode, ticket)
         return inode
     }
@@ -164,7 +166,7 @@ public final class FileSystem: Sendable {
         for (ino, _) in inodeCache.cached {
             try locks.withLocks([ino]) { () throws(FSError) in
                 guard let cached = inodeCache.lookup(ino).value else { return }
-                switch Result(catching: { () throws(FSError) in try storedInode(ino) }) {
+                switch Result(catching: { () throws(FSError) in withDeferredAccessTime(try storedInode(ino)) }) {
                 case .success(let stored):
                     if stored != cached { found.append("inode \(ino): cached \(cached), stored \(stored)") }
                 case .failure(let error) where error.code == .ESTALE:

@@ -383,6 +383,8 @@ extension Pool {
             let record = try writableDataset(dataset, s)
             return recursive ? s.forest.subtree(record.id) : [record.id]
         }
+        // Atimes deferred by reads so far are in the snapshot (AccessTimes.swift).
+        for id in targets { try? handles.withLock({ $0[id] })?.flushAccessTimes() }
         let ids = try finish(try exclusively(targets) { () throws(DatasetError) in
             try change { s, batch throws(DatasetError) -> [UInt64] in
                 for id in targets {
@@ -495,7 +497,9 @@ extension Pool {
             return (record.id, origin)
         }
         try finish(try exclusively([id]) { () throws(DatasetError) in
-            try change { s, batch throws(DatasetError) in
+            // Atimes deferred at the head being discarded go with it (AccessTimes.swift).
+            handles.withLock { $0[id] }?.dropDeferredAccessTimes()
+            return try change { s, batch throws(DatasetError) in
                 guard var record = s.forest.datasets[id], let source = s.forest.datasets[origin] else {
                     throw DatasetError(.notFound, "the dataset or snapshot went meanwhile")
                 }

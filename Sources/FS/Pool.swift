@@ -250,6 +250,9 @@ public final class Pool: Sendable {
         worker.stop()
         readAhead.stop()
         follower.stop()
+        // Deferred atimes (AccessTimes.swift) go into the store before the last flush; a
+        // storage failure there is the flush's to report.
+        if !crashPoints.stopped, !store.isReadOnly { try? flushAccessTimes() }
         handles.withLock { $0.removeAll() }
         if !crashPoints.stopped, !store.isReadOnly { try kv { try store.flush() } }
     }
@@ -358,7 +361,7 @@ public final class Pool: Sendable {
             handle?.inodeVersions.committed(batch.touched, at: batch.view.head)
             // Only the dataset's own handle sees its head (a snapshot moves the head on).
             if let handle {
-                handle.inodeCache.apply(batch.inodes.map { ($0.ino, $0.inode) })
+                handle.inodeCache.apply(handle.accessTimesWritten(batch.inodes))
                 handle.entryCache.apply(batch.entries)
             }
         } else if batch.dataset == nil {

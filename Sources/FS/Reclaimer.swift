@@ -100,6 +100,7 @@ extension Pool {
             defer { pacer.setActive(false) }
             _ = try? reclaimNow()
             _ = try? collectNow()
+            _ = try? flushAccessTimes()
         }
     }
 

@@ -55,7 +55,8 @@ public final class FSFixture: @unchecked Sendable {
     public func expectClean(_ context: String = "", sourceLocation: SourceLocation = #_sourceLocation) throws {
         let report = try fsck()
         #expect(report.problems == [], "fsck \(context)", sourceLocation: sourceLocation)
-        #expect(try fs.cacheMismatches() == [], "caches \(context)", sourceLocation: sourceLocation)
+        let mismatches = try fs.cacheMismatches()
+        #expect(mismatches == [], "caches \(context): \(mismatches)", sourceLocation: sourceLocation)
     }
 
     public func close() {
