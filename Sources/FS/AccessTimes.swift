@@ -4,7 +4,7 @@
 // written later, by any change to the inode (which writes the inode as it reads it, the
 // new atime included), by the background worker (about once a second, or when the map
 // holds `deferredAccessTimesWake` inodes), before a snapshot of the dataset, and when the
-// pool closes. A read used to commit a batch of its own for the atime (the first read of
+// pool closes; past `deferredAccessTimesLimit` notes a read writes its atime at once. A read used to commit a batch of its own for the atime (the first read of
 // every file after a write: 12,000 of an open+read's 136,000 instructions, and a record
 // in the WAL); the note costs it about 2,000, the worker's batches about 2,000 more per
 // inode. What a crash loses: atimes of the last second or so, which were never durable
@@ -21,19 +21,29 @@ import Engine
 extension FileSystem {
     /// Deferred atimes noted before the worker is woken to write them.
     static let deferredAccessTimesWake = 8192
+    /// Deferred atimes noted at most: past it (no worker writes them, background work
+    /// being off) a read writes its atime at once, as without deferral.
+    static let deferredAccessTimesLimit = 1 << 16
 
     /// relatime: atime moves only when it is not newer than mtime or ctime, or is a day
     /// old. A read-only store (a checkpoint), a snapshot and a read-only dataset keep their
     /// atimes: a read there never writes. REQUIRES: the inode's lock.
-    func touchAccessTime(_ file: inout Inode) {
+    func touchAccessTime(_ file: inout Inode) throws(FSError) {
         guard !store.isReadOnly, isWritable else { return }
         let now = Self.now()
         guard file.atime <= file.mtime || file.atime <= file.ctime || now.seconds - file.atime.seconds >= 86_400 else { return }
         file.atime = now
         let ino = file.ino
-        let noted = deferredAccessTimes.withLock { map -> Int in
+        let noted = deferredAccessTimes.withLock { map -> Int? in
+            guard map.count < Self.deferredAccessTimesLimit || map[ino] != nil else { return nil }
             map[ino] = now
             return map.count
+        }
+        guard let noted else {
+            var batch = FSBatch(view: view)
+            batch.putInode(file)
+            _ = try commit(&batch, op: "atime", durable: false)
+            return
         }
         inodeCache.apply([(ino, file)])
         if noted >= Self.deferredAccessTimesWake { pool.worker.wake() }
@@ -85,13 +95,19 @@ extension FileSystem {
         let noted = deferredAccessTimes.withLock { $0 }
         guard !noted.isEmpty else { return 0 }
         guard isWritable, !store.isReadOnly else {
+            // Made read-only (or deleted) since: what the cache shows of them goes too.
             dropDeferredAccessTimes()
+            inodeCache.reset()
             return 0
         }
         var written = 0
+        // Notes of inodes that could not be read (damage): kept, for the next pass.
+        var unreadable: Set<UInt64> = []
         let inodes = noted.keys.sorted()
-        for start in stride(from: 0, to: inodes.count, by: 256) {
-            let group = Array(inodes[start..<min(start + 256, inodes.count)])
+        // Small groups: the lock table has 256 stripes, shared by every dataset, and a
+        // group holds one per inode while it reads them and commits.
+        for start in stride(from: 0, to: inodes.count, by: 32) {
+            let group = Array(inodes[start..<min(start + 32, inodes.count)])
             written += try locked(group) { () throws(FSError) -> Int in
                 var batch = FSBatch(view: view)
                 for ino in group {
@@ -100,9 +116,13 @@ extension FileSystem {
                     // with the note laid over it) is what to write. An inode gone meanwhile
                     // (unlinked) has nothing to write; one that cannot be read is reported by
                     // the reads and fsck, not here.
-                    guard let atime = deferredAccessTimes.withLock({ $0[ino] }), atime == noted[ino],
-                          let current = try? inode(ino), current.atime >= atime else { continue }
-                    batch.putInode(current)
+                    guard let atime = deferredAccessTimes.withLock({ $0[ino] }), atime == noted[ino] else { continue }
+                    switch Result(catching: { () throws(FSError) in try inode(ino) }) {
+                    case .success(let current):
+                        if current.atime >= atime { batch.putInode(current) }
+                    case .failure(let error):
+                        if error.code != .ESTALE { unreadable.insert(ino) }
+                    }
                 }
                 guard !batch.inodes.isEmpty else { return 0 }
                 _ = try commit(&batch, op: "atime", durable: false)
@@ -111,7 +131,7 @@ extension FileSystem {
         }
         // What was written or found gone; a note made since (a newer read) stays.
         deferredAccessTimes.withLock { map in
-            for (ino, atime) in noted where map[ino] == atime { map[ino] = nil }
+            for (ino, atime) in noted where map[ino] == atime && !unreadable.contains(ino) { map[ino] = nil }
         }
         return written
     }

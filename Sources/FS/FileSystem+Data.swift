@@ -80,7 +80,7 @@ extension FileSystem {
                 try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out)
                 index += 1
             }
-            touchAccessTime(&file)
+            try touchAccessTime(&file)
             return end == size
         }
     }

@@ -51,9 +51,12 @@ public final class FileSystem: Sendable {
         dataset = record.id
         root = record.rootInode
         inodeVersions = InodeVersions(capacity: pool.options.inodeVersionEntries)
-        // A replica's records change under it as it follows the writer: no cache there.
-        inodeCache = InodeCache(entries: pool.store.isReplica ? 0 : pool.options.inodeCacheEntries)
-        entryCache = EntryCache(entries: pool.store.isReplica ? 0 : pool.options.entryCacheEntries)
+        // A replica's records change under it as it follows the writer: no cache there. A
+        // snapshot's handle, of which many may be open (every `.snapshots` entry browsed),
+        // keeps a sixteenth of the slots.
+        let share = pool.store.isReplica ? 0 : record.isSnapshot ? 16 : 1
+        inodeCache = InodeCache(entries: share == 0 ? 0 : pool.options.inodeCacheEntries / share)
+        entryCache = EntryCache(entries: share == 0 ? 0 : pool.options.entryCacheEntries / share)
         current = Locked(HandleState(view: view, writable: !record.readonly && !record.isSnapshot && !pool.store.isReadOnly,
                                     isSnapshot: record.isSnapshot, deleted: false))
     }
@@ -191,14 +194,21 @@ public final class FileSystem: Sendable {
         let key = EntryKey(dir: dir, name: name)
         let (cached, ticket) = entryCache.lookup(key)
         if let cached { return cached }
-        let entry = try storedEntry(dir, name, hint: hint)
+        let reads = self.reads
+        // With ancestors the hint (the directory's content version) steers the search, and
+        // one the caller read before a change at the head would miss what the change wrote.
+        // So it is read again after the ticket: a change that lands before that read shows
+        // in it, and one that lands after moves the entry's slot, and this read fills nothing.
+        var hint = hint
+        if hint != 0, !reads.view.ancestors.isEmpty { hint = try inode(dir).contentVersion }
+        let entry = try storedEntry(dir, name, hint: hint, reads)
         entryCache.fill(key, entry, ticket)
         return entry
     }
 
     /// `entry`, read from the store past the cache.
-    func storedEntry(_ dir: UInt64, _ name: [UInt8], hint: UInt64 = 0) throws(FSError) -> DirEntry? {
-        guard let value = try reads.get(FSKeys.dirEntry(dir, name), below: hint) else { return nil }
+    func storedEntry(_ dir: UInt64, _ name: [UInt8], hint: UInt64 = 0, _ reads: VersionedStore? = nil) throws(FSError) -> DirEntry? {
+        guard let value = try (reads ?? self.reads).get(FSKeys.dirEntry(dir, name), below: hint) else { return nil }
         return try withBytes(value) { raw throws(FSError) in try DirEntry.decodeEntry(name: name, raw) }
     }
 

@@ -105,7 +105,12 @@ final class HandleCache<Key: CacheKey, Value: Sendable>: Sendable {
     func apply(_ changes: [(key: Key, value: Value?)]) {
         guard capacity > 0, !changes.isEmpty else { return }
         state.withLock { s in
-            guard !s.slots.isEmpty else { return }
+            // No slots yet (none filled, or emptied by a reset): nothing to store, but a read
+            // that began before this change holds a ticket of this epoch and must not fill.
+            guard !s.slots.isEmpty else {
+                s.epoch &+= 1
+                return
+            }
             for (key, value) in changes {
                 let i = index(key)
                 s.slots[i].stamp &+= 1

@@ -55,11 +55,26 @@ import Testing
         cache.fill(6, other, ticket)
         #expect(cache.lookup(6).value == nil)
 
-        // A change to one slot leaves a read of another slot free to fill.
+        // A change to one slot leaves a read of another slot free to fill (once the cache
+        // has slots again: a change to a cache without any refuses every fill, below).
+        cache.fill(5, old, cache.lookup(5).ticket)
         ticket = cache.lookup(6).ticket
         cache.apply([(5, new)])
         cache.fill(6, other, ticket)
         #expect(cache.lookup(6).value == other)
+
+        // A change while the cache has no slots (none filled yet, or emptied by a reset):
+        // nothing to store, and a read that began before it does not fill either.
+        let fresh = InodeCache(entries: 8)
+        ticket = fresh.lookup(5).ticket
+        fresh.apply([(5, new)])
+        fresh.fill(5, old, ticket)
+        #expect(fresh.lookup(5).value == nil)
+        fresh.reset()
+        ticket = fresh.lookup(5).ticket
+        fresh.forget([5])
+        fresh.fill(5, old, ticket)
+        #expect(fresh.lookup(5).value == nil)
 
         // Inodes sharing a slot (8 apart) evict each other and are never confused.
         cache.fill(13, Self.inode(13, mode: 0o600), cache.lookup(13).ticket)
@@ -88,6 +103,30 @@ import Testing
         #expect(cache.lookup(key).value == .some(nil))
         cache.forget([key])
         #expect(cache.lookup(key).value == nil, "forgotten: a read goes to the store")
+    }
+
+    /// With snapshots, an entry read is steered by its directory's content version. One
+    /// the caller read before a create at the head would miss the new entry, and the cache
+    /// would keep the absence: the version is read again after the ticket.
+    @Test func anEntryReadWithAStaleHintFindsTheEntry() throws {
+        let f = try FSFixture(LSMBackendFactory())
+        defer { f.close() }
+        let fs = f.fs
+        let dir = try fs.mkdir(.root, fs.root, n("d"), mode: 0o755)
+        _ = try fs.create(.root, dir.ino, n("a"), mode: 0o644)
+        _ = try fs.pool.snapshot("root", "s")
+        let before = try fs.getattr(dir.ino)
+        let made = try fs.create(.root, dir.ino, n("b"), mode: 0o644)
+        #expect(before.contentVersion != fs.view.head, "the hint names the snapshot's version")
+        fs.entryCache.reset()
+        #expect(try fs.entry(dir.ino, n("b"), hint: before.contentVersion)?.ino == made.ino)
+        #expect(fs.entryCache.lookup(EntryKey(dir: dir.ino, name: n("b"))).value??.ino == made.ino)
+        #expect(try fs.lookup(.root, dir.ino, n("b")).ino == made.ino)
+        // A snapshot's handle keeps a sixteenth of the slots.
+        let snapshot = try fs.pool.filesystem(named: "root@s")
+        #expect(snapshot.inodeCache.capacity == fs.inodeCache.capacity / 16)
+        #expect(snapshot.entryCache.capacity == fs.entryCache.capacity / 16)
+        try f.expectClean()
     }
 
     /// Stops the collector after each of its batches in turn (a crash point) and compares
