@@ -18,18 +18,15 @@ import Testing
 @Suite struct InodeVersionTests {
     @Test(arguments: [MemoryBackendFactory() as any KVBackendFactory, LSMBackendFactory()])
     func rememberedVersionsNeverChangeAnAnswer(_ factory: any KVBackendFactory) throws {
-        let seed = TestSeed.resolve("rememberedVersionsNeverChangeAnAnswer")
-        var random = SeededGenerator(seed: seed)
-        var options = FSFixture.testOptions
-        options.inodeVersionEntries = 5
-        options.inodeCacheEntries = 0
-        options.entryCacheEntries = 0
-        let f = try FSFixture(factory, options: options)
+        var (f, random, seed) = try RandomSteps.start(factory, "rememberedVersionsNeverChangeAnAnswer") { options in
+            options.inodeVersionEntries = 5
+            options.inodeCacheEntries = 0
+            options.entryCacheEntries = 0
+        }
         defer { try? f.fs.close() }
         let fs = f.fs
         let pool = fs.pool
         let name = RandomSteps.name
-        for i in 0..<8 { try fs.write(.root, try fs.create(.root, fs.root, name(i), mode: 0o644).ino, offset: 0, [UInt8(i)]) }
         // A rollback to a snapshot on another branch: the version remembered on the first
         // branch is still visible there but no longer the newest record.
         let f0 = try fs.lookup(.root, fs.root, name(0)).ino
@@ -55,15 +52,12 @@ import Testing
 
     @Test(arguments: [MemoryBackendFactory() as any KVBackendFactory, LSMBackendFactory()])
     func cachesAlwaysMatchTheStore(_ factory: any KVBackendFactory) throws {
-        let seed = TestSeed.resolve("cachesAlwaysMatchTheStore")
-        var random = SeededGenerator(seed: seed)
-        var options = FSFixture.testOptions
-        options.inodeCacheEntries = 4
-        options.entryCacheEntries = 4
-        let f = try FSFixture(factory, options: options)
+        var (f, random, seed) = try RandomSteps.start(factory, "cachesAlwaysMatchTheStore") { options in
+            options.inodeCacheEntries = 4
+            options.entryCacheEntries = 4
+        }
         defer { try? f.fs.close() }
         let fs = f.fs
-        for i in 0..<8 { try fs.write(.root, try fs.create(.root, fs.root, RandomSteps.name(i), mode: 0o644).ino, offset: 0, [UInt8(i)]) }
         var steps = RandomSteps()
         for step in 0..<120 {
             guard let action = try steps.next(fs, &random) else { continue }
@@ -94,6 +88,19 @@ struct RandomSteps {
     var made = 0
 
     static func name(_ i: Int) -> [UInt8] { Array("f\(i)".utf8) }
+
+    /// A filesystem for the seeded run named `test`, its options adjusted, with f0-f7
+    /// written; the generator, and the seed to print.
+    static func start(
+        _ factory: any KVBackendFactory, _ test: String, _ adjust: (inout FSOptions) -> Void
+    ) throws -> (FSFixture, SeededGenerator, UInt64) {
+        let seed = TestSeed.resolve(test)
+        var options = FSFixture.testOptions
+        adjust(&options)
+        let f = try FSFixture(factory, options: options)
+        for i in 0..<8 { try f.fs.write(.root, try f.fs.create(.root, f.fs.root, name(i), mode: 0o644).ino, offset: 0, [UInt8(i)]) }
+        return (f, SeededGenerator(seed: seed), seed)
+    }
 
     /// Makes one change and names it, or returns nil when the one drawn did not apply.
     mutating func next(_ fs: FileSystem, _ random: inout SeededGenerator) throws -> String? {
