@@ -194,21 +194,21 @@ public final class FileSystem: Sendable {
         let key = EntryKey(dir: dir, name: name)
         let (cached, ticket) = entryCache.lookup(key)
         if let cached { return cached }
-        let reads = self.reads
         // With ancestors the hint (the directory's content version) steers the search, and
         // one the caller read before a change at the head would miss what the change wrote.
         // So it is read again after the ticket: a change that lands before that read shows
         // in it, and one that lands after moves the entry's slot, and this read fills nothing.
+        // (A view that changes meanwhile moves the cache's epoch: nothing is filled either.)
         var hint = hint
-        if hint != 0, !reads.view.ancestors.isEmpty { hint = try inode(dir).contentVersion }
-        let entry = try storedEntry(dir, name, hint: hint, reads)
+        if hint != 0, !view.ancestors.isEmpty { hint = try inode(dir).contentVersion }
+        let entry = try storedEntry(dir, name, hint: hint)
         entryCache.fill(key, entry, ticket)
         return entry
     }
 
     /// `entry`, read from the store past the cache.
-    func storedEntry(_ dir: UInt64, _ name: [UInt8], hint: UInt64 = 0, _ reads: VersionedStore? = nil) throws(FSError) -> DirEntry? {
-        guard let value = try (reads ?? self.reads).get(FSKeys.dirEntry(dir, name), below: hint) else { return nil }
+    func storedEntry(_ dir: UInt64, _ name: [UInt8], hint: UInt64 = 0) throws(FSError) -> DirEntry? {
+        guard let value = try reads.get(FSKeys.dirEntry(dir, name), below: hint) else { return nil }
         return try withBytes(value) { raw throws(FSError) in try DirEntry.decodeEntry(name: name, raw) }
     }
 
