@@ -78,8 +78,14 @@ extension FileSystem {
 
     /// A setattr that sets `ino`'s atime: the time it sets wins over a deferred one.
     /// REQUIRES: the inode's lock.
-    func dropDeferredAccessTime(_ ino: UInt64) {
-        deferredAccessTimes.withLock { _ = $0.removeValue(forKey: ino) }
+    func dropDeferredAccessTime(_ ino: UInt64) -> Timestamp? {
+        deferredAccessTimes.withLock { $0.removeValue(forKey: ino) }
+    }
+
+    /// Puts back a note `dropDeferredAccessTime` took, for a change that then failed to
+    /// commit (a read may have noted a newer one meanwhile: the newer stays).
+    func restoreDeferredAccessTime(_ ino: UInt64, _ atime: Timestamp) {
+        deferredAccessTimes.withLock { map in map[ino] = map[ino].map { max($0, atime) } ?? atime }
     }
 
     /// Forgets every deferred atime (a rollback discards the head they belong to).

@@ -109,9 +109,16 @@ extension FileSystem {
             }
             node.ctime = now
             batch.putInode(node)
-            // The atime set here wins over one a read deferred (AccessTimes.swift).
-            if change.atime != nil { dropDeferredAccessTime(ino) }
-            return (node, try commit(&batch, op: "setattr", durable: options.durableMetadata))
+            // The atime set here wins over one a read deferred (AccessTimes.swift): the note
+            // goes before the commit (which lays notes over what it writes), and comes back
+            // if the commit fails.
+            let dropped = change.atime != nil ? dropDeferredAccessTime(ino) : nil
+            do throws(FSError) {
+                return (node, try commit(&batch, op: "setattr", durable: options.durableMetadata))
+            } catch {
+                if let dropped { restoreDeferredAccessTime(ino, dropped) }
+                throw error
+            }
         }
     }
 }

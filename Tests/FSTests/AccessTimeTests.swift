@@ -9,6 +9,7 @@ import FSTestSupport
 import KVTestSupport
 import LSMBackend
 import MemoryBackend
+import Synchronization
 import Testing
 
 @Suite struct AccessTimeTests {
@@ -70,6 +71,25 @@ import Testing
         try f.expectClean()
     }
 
+    @Test func aSetAtimeThatFailsToCommitKeepsTheDeferredAtime() throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let store = FailingWriteBackend(try harness.open(harness.freshPath()))
+        let fs = try FileSystem.open(store, options: FSFixture.testOptions)
+        defer { try? fs.close() }
+        let ino = try Self.staleFile(fs, "f")
+        _ = try fs.read(.root, ino, offset: 0, count: 4)
+        let moved = try fs.getattr(ino).atime
+        store.failNext.withLock { $0 = true }
+        #expect(throws: FSError.self) { try fs.setattr(.root, ino, SetAttributes(atime: .set(Self.old))) }
+        // The failed change took nothing: the read's atime still shows, and is written.
+        #expect(try fs.getattr(ino).atime == moved)
+        fs.inodeCache.reset()
+        #expect(try fs.getattr(ino).atime == moved)
+        #expect(try fs.flushAccessTimes() == 1)
+        #expect(try fs.storedInode(ino).atime == moved)
+    }
+
     @Test func anUnlinkedFileIsNotWrittenBack() throws {
         let f = try FSFixture(MemoryBackendFactory())
         defer { f.close() }
@@ -101,5 +121,19 @@ import Testing
         #expect(try fs.getattr(ino).atime == Self.old)
         #expect(try fs.flushAccessTimes() == 0)
         try f.expectClean()
+    }
+}
+
+/// Fails the next write when `failNext` is set, as a disk error would.
+final class FailingWriteBackend: ForwardingBackend, @unchecked Sendable {
+    let failNext = Mutex(false)
+
+    override func write(_ batch: WriteBatch, durable: Bool) throws {
+        let fail = failNext.withLock { armed in
+            defer { armed = false }
+            return armed
+        }
+        if fail { throw KVError(.io, "injected write failure") }
+        try inner.write(batch, durable: durable)
     }
 }
