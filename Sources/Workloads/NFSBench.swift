@@ -5,7 +5,9 @@
 //     (the files split between them);
 //   data phases: --mib MiB written sequentially in 1 MiB writes then fsync (COMMIT), and
 //     read back.
-// Every phase runs --rounds times on each server in turns (which goes first alternates);
+// Every phase runs --rounds times on each server, the servers taking turns phase by phase
+// (which goes first alternates by round), each run on a quiet machine (`settle`: dirty
+// pages written back, the server idle);
 // medians are reported with the ratio, and each server's CPU time per call in the median
 // run. Also: the disk's fsync latency (ganesha does not fsync CREATE or REMOVE; we do) and
 // this process's peak RSS (the server runs in it).
@@ -109,29 +111,35 @@ public enum NFSBench {
         defer { for target in targets.dropFirst() { target.stop() } }
 
         var samples: [String: [NFSBenchResult]] = [:]
+        // The servers take turns phase by phase (which goes first alternates by round), so
+        // a slow stretch of the machine lands on both rather than on one server's phases.
         for round in 0..<options.rounds {
             let order = round % 2 == 0 ? targets : targets.reversed()
-            for target in order {
-                for files in options.files {
-                    for clients in Set([1, options.clients]).sorted() {
-                        let dir = "/m\(round)-\(files)-\(clients)"
-                        try call(target, client, ["mkdir", dir])
-                        for phase in ["create", "stat", "readdir", "read", "unlink"] {
+            for files in options.files {
+                for clients in Set([1, options.clients]).sorted() {
+                    let dir = "/m\(round)-\(files)-\(clients)"
+                    for target in order { try call(target, client, ["mkdir", dir]) }
+                    for phase in ["create", "stat", "readdir", "read", "unlink"] {
+                        for target in order {
+                            settle(targets)
                             let r = try bench(target, client, phase, files / clients, clients, dir, files: files)
                             samples["\(target.name) \(phase) \(files) \(clients)", default: []].append(r)
                             progress("  round \(round + 1) \(target.name) \(phase) \(files) files \(clients) clients: \(Int(r.opsPerSecond)) ops/s")
                         }
                     }
                 }
-                let dir = "/d\(round)"
-                try call(target, client, ["mkdir", dir])
-                for phase in ["seqwrite", "seqread"] {
+            }
+            let dir = "/d\(round)"
+            for target in order { try call(target, client, ["mkdir", dir]) }
+            for phase in ["seqwrite", "seqread"] {
+                for target in order {
+                    settle(targets)
                     let r = try bench(target, client, phase, options.mib, 1, dir, files: 1)
                     samples["\(target.name) \(phase) 1 1", default: []].append(r)
                     progress("  round \(round + 1) \(target.name) \(phase): \(Int(r.mbPerSecond ?? 0)) MB/s")
                 }
-                try call(target, client, ["rm", dir + "/seq"])
             }
+            for target in order { try call(target, client, ["rm", dir + "/seq"]) }
         }
         let results = samples.keys.sorted().compactMap { key -> NFSBenchResult? in
             guard let runs = samples[key], !runs.isEmpty else { return nil }
@@ -223,6 +231,29 @@ public enum NFSBench {
             result.serverCPUMicros = Double(ticksAfter - ticksBefore) / 1000 / units
         }
         return result
+    }
+
+    /// Lets the machine go quiet before a phase, the same whichever server runs it: writes
+    /// back every dirty page (`sync`: the kernel's writeback of the files a phase wrote,
+    /// ganesha's above all, would otherwise run during the next phase), then waits until
+    /// each server has used under 2% of a core for 200 ms (our memtable flushes and
+    /// compactions), for at most 10 s.
+    static func settle(_ targets: [any NFSBenchTarget]) {
+        sync()
+        let pids = targets.compactMap(\.serverPID)
+        let window: UInt64 = 200_000_000
+        let deadline = ContinuousClock.now + .seconds(10)
+        var last = pids.map(cpuNanoseconds)
+        while ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: Double(window) / 1e9)
+            let now = pids.map(cpuNanoseconds)
+            defer { last = now }
+            let busy = zip(last, now).contains { before, after in
+                guard let before, let after else { return false }
+                return after &- before >= window / 50
+            }
+            if !busy { return }
+        }
     }
 
     /// The CPU time of every thread of process `pid` so far, in nanoseconds (each thread's
