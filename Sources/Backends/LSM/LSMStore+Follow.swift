@@ -168,7 +168,7 @@ extension LSMStore {
                 bytes = object.size > position.offset ? try object.read(offset: position.offset, length: object.size - position.offset) : []
                 start = 0
             }
-            let (records, end, _) = try WALFormat.decodeRecords(bytes, from: start, name: name)
+            let (records, end, _, _) = try WALFormat.decodeRecords(bytes, from: start, name: name)
             for (seq, batch) in records {
                 apply(batch, firstSeq: seq, to: table)
                 newest = max(newest ?? 0, seq + UInt64(max(batch.count, 1)) - 1)

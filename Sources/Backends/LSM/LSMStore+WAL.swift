@@ -97,6 +97,9 @@ extension LSMStore {
         var sealing: Bool
         /// The file offset the first record lands at in the segment.
         var offset: Int
+        /// A sync marker goes after the records (format-wal.md): every WAL object below
+        /// the segment is durable once the claim's sealed segments are synced.
+        var marker: Bool
     }
 
     /// Takes every buffered record for writing and marks the WAL busy (`walFlushing`).
@@ -121,8 +124,13 @@ extension LSMStore {
         }
         if sealing { walSegment = nil }
         let offset = WALFormat.headerSize + (segment == nil ? 0 : walSegmentSize)
+        // A durable write marks the segment it reaches, once: the sealed segments it syncs
+        // first are all there are, unless `syncSealed` is syncing some meanwhile (then a
+        // later durable write marks it; `syncSealed` leaves the durable position to it).
+        let reaches = segment != nil || !records.isEmpty
+        let marker = appendable && sync && reaches && sealedSyncing.isEmpty && !(segment != nil && walSegmentMarked)
         return WALClaim(records: records, end: walAppended, sync: sync, sealed: sealed, segment: segment, id: id, sealing: sealing,
-                        offset: offset)
+                        offset: offset, marker: marker)
     }
 
     /// Writes a claim's records (no lock held): the segment they went to (nil when none),
@@ -145,7 +153,11 @@ extension LSMStore {
                 }
                 guard let segment else { return .success(nil) }
                 if claim.records.isEmpty {
-                    if claim.sync { try segment.sync() }
+                    if claim.marker {
+                        try segment.append(pieces: [WALFormat.syncMarker], sync: true)
+                    } else if claim.sync {
+                        try segment.sync()
+                    }
                 } else {
                     var pieces: [[UInt8]] = []
                     pieces.reserveCapacity(2 * claim.records.count)
@@ -159,6 +171,8 @@ extension LSMStore {
                         pieces.append(record.batch.rep)
                         if options.walValues { valueCRCs.append(crcs) }
                     }
+                    // After the records: their offsets, which tables may point at, stay.
+                    if claim.marker { pieces.append(WALFormat.syncMarker) }
                     try segment.append(pieces: pieces, sync: claim.sync)
                     if options.walValues { publishLocations(claim, valueCRCs) }
                 }
@@ -210,9 +224,14 @@ extension LSMStore {
                 if walSegment == nil {
                     walSegmentSize = 0
                     walSegmentID = claim.id
+                    walSegmentMarked = false
                 }
                 walSegment = segment
                 walSegmentSize += claim.records.reduce(0) { $0 + 16 + $1.batch.rep.count }
+                if claim.marker {
+                    walSegmentSize += WALFormat.syncMarker.count
+                    walSegmentMarked = true
+                }
             }
         }
         walWritten = claim.end
@@ -222,9 +241,13 @@ extension LSMStore {
             wal.broadcast()
             throw error
         }
-        if claim.sync || !(objects is any AppendableObjectStore) {
-            // Sealed segments still being synced by a flush hold earlier records.
-            if sealedSyncing.isEmpty { walDurable = claim.end } else { durableAfterSealed = max(durableAfterSealed, claim.end) }
+        let appendable = objects is any AppendableObjectStore
+        if claim.sync || !appendable {
+            // Sealed segments still being synced by a flush hold earlier records; and a
+            // durable write is acknowledged only once its segment holds a sync marker (if
+            // this claim could not leave one, the waiters run one more that does).
+            let marked = !appendable || segment == nil || walSegmentMarked
+            if sealedSyncing.isEmpty && marked { walDurable = claim.end } else { durableAfterSealed = max(durableAfterSealed, claim.end) }
         }
         wal.broadcast()
     }
@@ -237,7 +260,8 @@ extension LSMStore {
     /// are in `sealedSyncing`: a syncing WAL flush that ends meanwhile has not synced
     /// them, so it leaves the durable position (`walDurable`) where it was, and the
     /// position it reached (`durableAfterSealed`) is taken once they are synced (prefix
-    /// durability). A segment found nowhere is not expected; the whole WAL up to
+    /// durability), if the open segment holds a sync marker (else the waiters' next
+    /// durable flush leaves one). A segment found nowhere is not expected; the whole WAL up to
     /// `position` is synced then.
     func syncSealed(_ ids: Set<UInt64>, orUpTo position: UInt64) throws {
         guard !ids.isEmpty else { return }
@@ -271,7 +295,10 @@ extension LSMStore {
                     throw failure
                 }
                 syncedSealed.formUnion(mine.map(\.id))
-                if sealedSyncing.isEmpty { walDurable = max(walDurable, durableAfterSealed) }
+                // The position a flush reached meanwhile is durable now, but its segment has
+                // no sync marker unless an earlier durable write left one: else the waiters
+                // run one more durable flush, which leaves it (`claimWAL`).
+                if sealedSyncing.isEmpty && walSegmentMarked { walDurable = max(walDurable, durableAfterSealed) }
                 wal.broadcast()
                 continue
             }

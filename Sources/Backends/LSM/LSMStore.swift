@@ -87,6 +87,8 @@ final class LSMStore: @unchecked Sendable {
     /// WAL segments grow to about this size before a new one starts.
     static let walSegmentBytes = 64 << 20
     var walSegmentSize = 0  // wal
+    /// The open segment holds a sync marker (format-wal.md).
+    var walSegmentMarked = false  // wal
 
     /// Where pointer entries' values are read.
     let valueLog: ValueLog
@@ -200,7 +202,7 @@ final class LSMStore: @unchecked Sendable {
         // newest may be torn (cut short by a crash), and so may the objects an earlier
         // open found torn (the manifest lists them); any other damage is corruption.
         let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
-        var decoded: [(id: UInt64, records: [(seq: UInt64, batch: WriteBatch)], torn: Bool)] = []
+        var decoded: [(id: UInt64, contents: WALFormat.Contents)] = []
         for id in walIDs {
             // Listed a moment ago, and only this writer deletes WAL objects: one that cannot
             // be read now is not skipped (its records would be lost once a flush moves the
@@ -213,34 +215,44 @@ final class LSMStore: @unchecked Sendable {
                 }
                 throw KVError(.io, "WAL object vanished while the store was opening", path: WALFormat.name(id))
             }
-            let (records, cut) = try WALFormat.decode(bytes, name: WALFormat.name(id))
-            decoded.append((id, records, cut))
+            decoded.append((id, try WALFormat.decode(bytes, name: WALFormat.name(id))))
         }
         // A torn object is the tail of the log when nothing after it holds records (only
         // fences of opens that followed), or when an earlier open already accepted it.
         // Otherwise it is damage, or (after a machine crash) a sealed segment that was
-        // never synced: with wal_recovery = point_in_time the log ends there, and the
-        // objects after it that hold records are deleted before the new manifest, so no
-        // later open replays them.
-        let lastWithRecords = decoded.lastIndex { !$0.records.isEmpty || $0.torn }
+        // never synced. The sync markers tell which on a local folder: every durable
+        // write syncs the sealed segments first and leaves a marker in its own segment
+        // (format-wal.md), so when no later segment holds one, and their writer wrote
+        // markers, no write after the tear was acknowledged as durable, and the tear is
+        // the crash's. The log then ends there, as it does for any tear with
+        // wal_recovery = point_in_time, and the objects after it that hold records are
+        // deleted before the new manifest, so no later open replays them.
+        let lastWithRecords = decoded.lastIndex { !$0.contents.records.isEmpty || $0.contents.torn }
         var torn = Set(current.tornWAL)
         var endedAt: UInt64?
         var dropped: [UInt64] = []
         for (index, object) in decoded.enumerated() {
             if endedAt != nil {
-                if !object.records.isEmpty || object.torn { dropped.append(object.id) }
+                if !object.contents.records.isEmpty || object.contents.torn { dropped.append(object.id) }
                 continue
             }
-            if object.torn {
+            if object.contents.torn {
                 if index != lastWithRecords && !torn.contains(object.id) {
-                    guard options.walRecoveryPointInTime else {
+                    let later = decoded[(index + 1)...].map(\.contents).filter { !$0.records.isEmpty || $0.torn || $0.marked }
+                    let crashed = objects is any AppendableObjectStore && later.allSatisfy { $0.marking && !$0.marked }
+                    guard crashed || options.walRecoveryPointInTime else {
                         throw KVError(.corruption, "WAL object is damaged before the end of the log (after a machine crash, lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
+                    }
+                    if crashed {
+                        let lost = later.reduce(0) { $0 + $1.records.count }
+                        let note = "zerofs lsm: \(objects.location): WAL object \(WALFormat.name(object.id)) was cut short by a machine crash before it was synced; the log ends there (\(lost) later records, none acknowledged as durable, are dropped)\n"
+                        FileHandle.standardError.write(Data(note.utf8))
                     }
                     endedAt = object.id
                 }
                 torn.insert(object.id)
             }
-            for (seq, batch) in object.records {
+            for (seq, batch) in object.contents.records {
                 apply(batch, firstSeq: seq, to: mem)
                 lastSeq = max(lastSeq, seq + UInt64(max(batch.count, 1)) - 1)
             }

@@ -3,7 +3,7 @@
 // only for durable writes), sealed at memtable rotation or 64 MiB; elsewhere each group
 // commit writes a new object with put-if-absent. An object is:
 //
-//   magic "ZWAL" (fixed32 0x4C41575A) | format version (fixed32 2) | record* | zero bytes
+//   magic "ZWAL" (fixed32 0x4C41575A) | format version (fixed32 3) | record* | zero bytes
 //   record: length (fixed32, of seq + batch) | masked CRC-32C (fixed32, of seq + batch) |
 //           seq (fixed64, the first operation's sequence number) | batch (WriteBatch.rep)
 //
@@ -13,6 +13,11 @@
 // A segment may end in zero bytes: space reserved ahead of its appends, so that a sync
 // does not also have to write the file's new size (format version 2; version 1 objects
 // are read as before). A zero length word with only zeros after it ends the records.
+//
+// A sync marker is a record with seq 0 and an empty batch: every WAL object below the
+// one holding it was durable when it was written (format version 3; a reader of
+// version 2 replays it as the empty batch it is). An open uses it to tell a sealed
+// segment a machine crash cut short from damage (LSMStore.init).
 
 import Engine
 
@@ -24,9 +29,13 @@ func objectName(_ folder: String, _ id: UInt64, _ suffix: String) -> String {
 
 enum WALFormat {
     static let magic: UInt32 = 0x4C41_575A
-    static let version: UInt32 = 2
-    /// Versions this code reads: 1 never holds reserved space, so it reads as 2 does.
-    static let readableVersions: ClosedRange<UInt32> = 1...2
+    static let version: UInt32 = 3
+    /// Versions this code reads: 1 never holds reserved space and 2 never a sync marker,
+    /// so they read as 3 does.
+    static let readableVersions: ClosedRange<UInt32> = 1...3
+    /// The first version whose writers put a sync marker in every segment a durable write
+    /// reached (its absence then means no durable write came after the objects below).
+    static let markingVersion: UInt32 = 3
     static let headerSize = 8
     /// A record's bytes before its batch: length u32, CRC u32, seq u64.
     static let recordHeaderSize = 16
@@ -44,6 +53,9 @@ enum WALFormat {
         bytes.appendFixed32(version)
         return bytes
     }
+
+    /// A sync marker: a record of seq 0 with an empty batch (16 bytes).
+    static let syncMarker: [UInt8] = recordHeader(seq: 0, batch: WriteBatch())
 
     /// Appends one record to a WAL buffer.
     static func appendRecord(_ buffer: inout [UInt8], seq: UInt64, batch: WriteBatch) {
@@ -107,11 +119,21 @@ enum WALFormat {
         }
     }
 
+    /// One WAL object's contents: its records (sync markers left out), whether something
+    /// after them is cut short or damaged, whether it holds a sync marker, and whether its
+    /// writer put markers in (version `markingVersion` on).
+    struct Contents {
+        var records: [(seq: UInt64, batch: WriteBatch)]
+        var torn: Bool
+        var marked = false
+        var marking = false
+    }
+
     /// The records of one WAL object. A record that is cut short or fails its checksum ends
     /// the object: `torn` reports it (the caller decides whether a torn object may be the
     /// tail of the log).
-    static func decode(_ bytes: [UInt8], name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], torn: Bool) {
-        guard bytes.count >= headerSize else { return ([], true) }
+    static func decode(_ bytes: [UInt8], name: String) throws -> Contents {
+        guard bytes.count >= headerSize else { return Contents(records: [], torn: true) }
         let (magicFound, versionFound) = bytes.withUnsafeBytes {
             (UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)), UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
         }
@@ -119,27 +141,34 @@ enum WALFormat {
         guard readableVersions.contains(versionFound) else {
             throw KVError(.unsupportedFormat, "WAL format \(versionFound) is not one this version reads (\(readableVersions))", path: name)
         }
-        let (records, _, torn) = try decodeRecords(bytes, from: headerSize, name: name)
-        return (records, torn)
+        let found = try decodeRecords(bytes, from: headerSize, name: name)
+        return Contents(records: found.records, torn: found.torn, marked: found.marked, marking: versionFound >= markingVersion)
     }
 
-    /// The whole records in `bytes` from offset `from` on (no header there), the offset just
-    /// past the last of them, and whether something after it is cut short or damaged (a
-    /// replica reading a segment that is still growing meets that at its end).
-    static func decodeRecords(_ bytes: [UInt8], from start: Int, name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], end: Int, torn: Bool) {
+    /// The whole records in `bytes` from offset `from` on (no header there; sync markers
+    /// left out), the offset just past the last of them, whether something after it is cut
+    /// short or damaged (a replica reading a segment that is still growing meets that at
+    /// its end), and whether a sync marker came.
+    static func decodeRecords(_ bytes: [UInt8], from start: Int, name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], end: Int, torn: Bool, marked: Bool) {
         var records: [(UInt64, WriteBatch)] = []
+        var marked = false
         var at = start
         while at < bytes.count {
-            if isReserved(bytes, from: at) { return (records, at, false) }
-            guard at + 16 <= bytes.count else { return (records, at, true) }
+            if isReserved(bytes, from: at) { return (records, at, false, marked) }
+            guard at + 16 <= bytes.count else { return (records, at, true, marked) }
             let (length, crc) = bytes.withUnsafeBytes {
                 (Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))),
                  UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
             }
-            guard length >= 8, at + 8 + length <= bytes.count else { return (records, at, true) }
+            guard length >= 8, at + 8 + length <= bytes.count else { return (records, at, true, marked) }
             let actual = bytes.withUnsafeBytes { CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(at + 8)..<(at + 8 + length)]))) }
-            guard actual == crc else { return (records, at, true) }
+            guard actual == crc else { return (records, at, true, marked) }
             let seq = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)) }
+            if seq == 0 && length == 8 {
+                marked = true
+                at += 8 + length
+                continue
+            }
             let batch: WriteBatch
             do { batch = try WriteBatch(rep: Array(bytes[(at + 16)..<(at + 8 + length)])) } catch {
                 throw KVError(.corruption, "WAL record holds a malformed batch", path: name)
@@ -147,6 +176,6 @@ enum WALFormat {
             records.append((seq, batch))
             at += 8 + length
         }
-        return (records, at, false)
+        return (records, at, false, marked)
     }
 }

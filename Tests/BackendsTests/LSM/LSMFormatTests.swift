@@ -77,36 +77,56 @@ import Testing
         batch.put(Array("a".utf8), Array("xy".utf8))
         var buffer = WALFormat.header()
         WALFormat.appendRecord(&buffer, seq: 7, batch: batch)
-        // header: "ZWAL" magic, version 2
-        #expect(Array(buffer[0..<8]) == [0x5A, 0x57, 0x41, 0x4C, 0x02, 0x00, 0x00, 0x00])
+        // header: "ZWAL" magic, version 3
+        #expect(Array(buffer[0..<8]) == [0x5A, 0x57, 0x41, 0x4C, 0x03, 0x00, 0x00, 0x00])
         // length 14 (8 seq + 6 batch), then the masked CRC of seq + batch
         #expect(Array(buffer[8..<12]) == [0x0E, 0x00, 0x00, 0x00])
         let crc = CRC32C.mask(CRC32C.checksum(Array(buffer[16...])))
         #expect(Array(buffer[12..<16]) == [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)])
         #expect(Array(buffer[16..<24]) == [7, 0, 0, 0, 0, 0, 0, 0])
         #expect(Array(buffer[24...]) == [0x01, 0x01, 0x61, 0x02, 0x78, 0x79])
-        let (records, torn) = try WALFormat.decode(buffer, name: "wal/x")
-        #expect(!torn && records.count == 1 && records[0].seq == 7 && records[0].batch == batch)
+        let one = try WALFormat.decode(buffer, name: "wal/x")
+        #expect(!one.torn && one.records.count == 1 && one.records[0].seq == 7 && one.records[0].batch == batch)
+        #expect(!one.marked && one.marking)
         // A cut-off tail is torn, not an error; what came before survives.
         WALFormat.appendRecord(&buffer, seq: 8, batch: batch)
-        let (kept, cut) = try WALFormat.decode(Array(buffer.dropLast(3)), name: "wal/x")
-        #expect(cut && kept.count == 1)
-        // Zeros after the records are reserved space, not a tear; a version 1 object reads
-        // the same way.
-        let (reserved, clean) = try WALFormat.decode(buffer + [UInt8](repeating: 0, count: 4099), name: "wal/x")
-        #expect(!clean && reserved.count == 2)
-        var version1 = buffer
-        version1[4] = 1
-        #expect(try WALFormat.decode(version1, name: "wal/x").records.count == 2)
+        let kept = try WALFormat.decode(Array(buffer.dropLast(3)), name: "wal/x")
+        #expect(kept.torn && kept.records.count == 1)
+        // Zeros after the records are reserved space, not a tear; a version 1 or 2 object
+        // reads the same way (and its writer put no sync markers in).
+        let reserved = try WALFormat.decode(buffer + [UInt8](repeating: 0, count: 4099), name: "wal/x")
+        #expect(!reserved.torn && reserved.records.count == 2)
+        for old: UInt8 in [1, 2] {
+            var earlier = buffer
+            earlier[4] = old
+            let contents = try WALFormat.decode(earlier, name: "wal/x")
+            #expect(contents.records.count == 2 && !contents.marking)
+        }
         // A zero length word with something after it is damage: torn, as a cut-off tail is.
         var damaged = buffer + [UInt8](repeating: 0, count: 64)
         damaged[damaged.count - 5] = 9
-        let (before, tornAt) = try WALFormat.decode(damaged, name: "wal/x")
-        #expect(tornAt && before.count == 2)
+        let before = try WALFormat.decode(damaged, name: "wal/x")
+        #expect(before.torn && before.records.count == 2)
         // A version this code does not know is refused by name.
         var future = buffer
-        future[4] = 3
+        future[4] = 4
         #expect(throws: KVError.self) { try WALFormat.decode(future, name: "wal/x") }
+    }
+
+    @Test func syncMarkerBytes() throws {
+        // length 8 (the seq alone), the masked CRC-32C of eight zero bytes, seq 0
+        #expect(WALFormat.syncMarker == [0x08, 0, 0, 0, 0x29, 0x03, 0x98, 0x07, 0, 0, 0, 0, 0, 0, 0, 0])
+        var batch = WriteBatch()
+        batch.put(Array("a".utf8), Array("xy".utf8))
+        var buffer = WALFormat.header()
+        WALFormat.appendRecord(&buffer, seq: 7, batch: batch)
+        buffer += WALFormat.syncMarker
+        WALFormat.appendRecord(&buffer, seq: 8, batch: batch)
+        // The marker is no record; the records around it are read as ever.
+        let contents = try WALFormat.decode(buffer, name: "wal/x")
+        #expect(contents.marked && !contents.torn && contents.records.map(\.seq) == [7, 8])
+        // A reader of version 2 sees an empty batch at seq 0: nothing to replay.
+        #expect(try WriteBatch(rep: []).count == 0)
     }
 
     @Test func blockBytesUsePrefixCompressionAndRestarts() {

@@ -186,6 +186,93 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         #expect(throws: KVError.self) { try factory.open(objects: MemoryObjectStore(), options: wrong) }
     }
 
+    /// On a local folder: a store with three durable keys, then two WAL segments as a
+    /// machine crash can leave them: the first sealed and never synced, cut short in its
+    /// third record (keys 3, 4 whole); the second holding key 6, and a sync marker when
+    /// `marked` (a durable write reached it). `version` is the second segment's format.
+    private func crashedSegments(marked: Bool, version: UInt8 = UInt8(WALFormat.version)) throws -> (StoreHarness, String, [UInt64]) {
+        let harness = StoreHarness(factory)
+        let path = harness.freshPath()
+        let store = try factory.open(at: path, options: BackendOptions())
+        try fill(store, 0..<3, durable: true)
+        try store.close()
+        let objects = try LocalObjectStore(root: path + "/objects")
+        let next = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max()! + 1
+        func record(_ i: Int, into buffer: inout [UInt8]) {
+            var batch = WriteBatch()
+            batch.put(TestBytes.key(i), TestBytes.value(i, size: 200))
+            WALFormat.appendRecord(&buffer, seq: UInt64(i + 1), batch: batch)
+        }
+        var sealed = WALFormat.header()
+        for i in 3..<6 { record(i, into: &sealed) }
+        sealed.removeLast(5)
+        var after = WALFormat.header()
+        after[4] = version
+        record(6, into: &after)
+        if marked { after += WALFormat.syncMarker }
+        try objects.put(WALFormat.name(next), sealed)
+        try objects.put(WALFormat.name(next + 1), after)
+        return (harness, path, [next, next + 1])
+    }
+
+    @Test func everySegmentADurableWriteReachedHoldsASyncMarker() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try factory.open(at: path, options: tinyLSMOptions())
+        let folder = path + "/objects/wal/"
+        var reached: Set<String> = []
+        // Durable and buffered writes in turns, over several memtables (so several segments).
+        for i in 0..<400 {
+            let durable = i % 3 == 0
+            try store.put(TestBytes.key(i), TestBytes.value(i, size: 1000), durable: durable)
+            guard durable else { continue }
+            // The segment this write went to: the newest one holding records.
+            let newest = try #require(try FileOps.list(folder).filter { $0.hasSuffix(".wal") }.sorted().last {
+                try !WALFormat.decode(try FileOps.readFile(folder + $0), name: $0).records.isEmpty
+            })
+            #expect(try WALFormat.decode(try FileOps.readFile(folder + newest), name: newest).marked, "\(newest) after write \(i)")
+            reached.insert(newest)
+        }
+        #expect(reached.count >= 3, "the writes span several segments")
+        try store.close()
+    }
+
+    @Test func aSealedSegmentACrashCutShortEndsTheLogByItself() throws {
+        let (harness, path, ids) = try crashedSegments(marked: false)
+        defer { harness.cleanUp() }
+        // No durable write came after the tear (no marker after it): the crash's, not damage.
+        let reopened = try factory.open(at: path, options: BackendOptions())
+        #expect(try reopened.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
+        try reopened.put(TestBytes.key(9), [9], durable: true)
+        try reopened.close()
+        // The segment after the tear is gone, so no later open replays key 6 after key 9.
+        #expect(!FileManager.default.fileExists(atPath: path + "/objects/" + WALFormat.name(ids[1])))
+        let again = try factory.open(at: path, options: BackendOptions())
+        #expect(try again.entries().map(\.key) == (0..<5).map { TestBytes.key($0) } + [TestBytes.key(9)])
+        try again.close()
+    }
+
+    @Test func aTearBeforeADurableWriteIsDamage() throws {
+        // A marker after the tear: a durable write synced the torn segment before it, so
+        // the tear is damage, and acknowledged writes follow it: the open refuses.
+        let (harness, path, _) = try crashedSegments(marked: true)
+        defer { harness.cleanUp() }
+        #expect { try factory.open(at: path, options: BackendOptions()) } throws: { ($0 as? KVError)?.code == .corruption }
+        var pointInTime = BackendOptions()
+        pointInTime.tuning = ["wal_recovery": "point_in_time"]
+        let recovered = try factory.open(at: path, options: pointInTime)
+        #expect(try recovered.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
+        try recovered.close()
+    }
+
+    @Test func aTearBeforeSegmentsOfAWriterWithoutMarkersIsDamage() throws {
+        // Version 2 writers left no markers: their absence proves nothing.
+        let (harness, path, _) = try crashedSegments(marked: false, version: 2)
+        defer { harness.cleanUp() }
+        #expect { try factory.open(at: path, options: BackendOptions()) } throws: { ($0 as? KVError)?.code == .corruption }
+    }
+
     /// A frozen memtable's last records are written after the freeze, outside the state
     /// lock; its flush must not commit before them, or garbage collection could delete
     /// their WAL object while the write is still being retried.
@@ -281,8 +368,11 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         }
         // While open: the segment ends in reserved zeros, at least 128 KiB of them.
         let open = try #require(try segments(path).last { $0.bytes.count > WALFormat.headerSize })
-        let (records, torn) = try WALFormat.decode(open.bytes, name: open.name)
-        #expect(records.count == 10 && !torn)
+        let contents = try WALFormat.decode(open.bytes, name: open.name)
+        #expect(contents.records.count == 10 && !contents.torn)
+        // The first durable write left one sync marker in the segment, and no other did.
+        #expect(contents.marked)
+        #expect(open.bytes.indices.filter { open.bytes[$0...].starts(with: WALFormat.syncMarker) }.count == 1)
         #expect(open.bytes.suffix(128 << 10).allSatisfy { $0 == 0 })
         // What a killed process leaves (the files as they are now) opens with every record.
         let copy = harness.freshPath("copy")
