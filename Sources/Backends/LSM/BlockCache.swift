@@ -36,9 +36,14 @@ final class BlockCache: Sendable {
         var bytes = 0
     }
 
+    /// What the tables' row caches hold together (TableReader.swift, RowCache): a quarter
+    /// of `capacity`, on top of it.
+    let rows: RowBudget
+
     init(capacity: Int, shards count: Int = 16) {
         shards = (0..<count).map { _ in Shard() }
         capacityPerShard = max(capacity / count, 1)
+        rows = RowBudget(limit: capacity / 4)
     }
 
     /// Both numbers whole: a key packed into 64 bits (24 for the table) made tables 2^24

@@ -4,6 +4,7 @@
 
 import Engine
 import ObjectStore
+import Synchronization
 
 /// The result of looking a key up in one source.
 enum Lookup<Value> {
@@ -24,7 +25,7 @@ final class TableReader: Sendable {
     let versionSuffix: Int
     private let cache: BlockCache
     /// Entries recently found here by point reads (RowCache).
-    private let rows = RowCache()
+    private let rows: RowCache
     /// Where pointer entries' values are read (nil: a pointer entry is corruption).
     let values: ValueLog?
     /// The WAL segments the table points into, open while the table is.
@@ -35,6 +36,7 @@ final class TableReader: Sendable {
         self.object = object
         self.cache = cache
         self.values = values
+        rows = RowCache(budget: cache.rows)
         segments = values?.open(meta.valueRefs) ?? [:]
         let name = object.name
         // Another table under the same name (one a fenced writer wrote late) passes every
@@ -322,29 +324,90 @@ final class TableCursor {
 final class RowCache: Sendable {
     static let slotCount = 256
     static let largestValue = 512
+    /// What an entry costs besides its key and value bytes (their two arrays' headers).
+    static let entryOverhead = 64
 
     private struct Slot: Sendable {
         let hash: UInt64
         let key: [UInt8]
         /// nil: a delete.
         let value: [UInt8]?
+        /// Bytes charged to the budget for it.
+        let cost: Int
     }
 
+    private struct State: Sendable {
+        /// Empty until the first entry (a table no point read finds anything in costs nothing).
+        var slots: [Slot?] = []
+        /// Bytes charged to the budget: the slots and every entry in them.
+        var charged = 0
+    }
+
+    static let slotsBytes = slotCount * MemoryLayout<Slot?>.stride
+
     /// `Locked`, not `Mutex`: many workers read the same hot table (Locked.swift says why).
-    private let slots = Locked<[Slot?]>(Array(repeating: nil, count: RowCache.slotCount))
+    private let state = Locked(State())
+    let budget: RowBudget
+
+    init(budget: RowBudget) {
+        self.budget = budget
+    }
+
+    deinit {
+        budget.give(state.withLock { $0.charged })
+    }
 
     /// What the table holds for `key` (hashed to `hash`), when remembered: `.value` or
     /// `.deleted`; nil when not remembered.
     func find(_ key: UnsafeRawBufferPointer, hash: UInt64) -> Lookup<[UInt8]>? {
-        let slot = slots.withLock { $0[Int(hash % UInt64(Self.slotCount))] }
+        let slot = state.withLock { $0.slots.isEmpty ? nil : $0.slots[Int(hash % UInt64(Self.slotCount))] }
         guard let slot, slot.hash == hash, Bytes.compare(slot.key, key) == 0 else { return nil }
         return slot.value.map { .value($0) } ?? .deleted
     }
 
-    /// Remembers that the table holds `value` for `key` (nil: a delete).
+    /// Remembers that the table holds `value` for `key` (nil: a delete), if the budget
+    /// shared by the store's tables has room for it.
     func remember(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer?) {
         if let value, value.count > Self.largestValue { return }
-        let slot = Slot(hash: hash, key: Array(key), value: value.map { Array($0) })
-        slots.withLock { $0[Int(hash % UInt64(Self.slotCount))] = slot }
+        let cost = key.count + (value?.count ?? 0) + Self.entryOverhead
+        let slot = Slot(hash: hash, key: Array(key), value: value.map { Array($0) }, cost: cost)
+        let index = Int(hash % UInt64(Self.slotCount))
+        state.withLock { s in
+            let fresh = s.slots.isEmpty
+            let change = cost + (fresh ? Self.slotsBytes : 0) - (fresh ? 0 : s.slots[index]?.cost ?? 0)
+            if change > 0 {
+                guard budget.take(change) else { return }
+            } else {
+                budget.give(-change)
+            }
+            if fresh { s.slots = Array(repeating: nil, count: Self.slotCount) }
+            s.slots[index] = slot
+            s.charged += change
+        }
+    }
+}
+
+/// The bytes every row cache of one store holds together, against a limit: an entry that
+/// would pass it is not remembered. A bound per table is none: every table stays open,
+/// and their number grows with the store.
+final class RowBudget: Sendable {
+    let limit: Int
+    private let used = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    var bytes: Int { used.load(ordering: .relaxed) }
+
+    /// Charges `bytes` if they fit under the limit.
+    func take(_ bytes: Int) -> Bool {
+        if used.wrappingAdd(bytes, ordering: .relaxed).newValue <= limit { return true }
+        used.wrappingSubtract(bytes, ordering: .relaxed)
+        return false
+    }
+
+    func give(_ bytes: Int) {
+        used.wrappingSubtract(bytes, ordering: .relaxed)
     }
 }

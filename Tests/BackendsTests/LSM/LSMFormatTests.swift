@@ -241,6 +241,34 @@ import Testing
         }
     }
 
+    /// The store's row caches share one budget: what passes it is not remembered, a
+    /// replaced entry gives its bytes back, and so does a table that goes.
+    @Test func rowCachesStayWithinTheirStoresBudget() throws {
+        let budget = RowBudget(limit: RowCache.slotsBytes + 10 * (8 + 2 + RowCache.entryOverhead))
+        func key(_ i: Int) -> [UInt8] { Array(String(format: "key%05d", i).utf8) }
+        func remember(_ cache: RowCache, _ i: Int, _ value: [UInt8]) {
+            key(i).withUnsafeBytes { k in value.withUnsafeBytes { cache.remember(k, hash: UInt64(i), value: $0) } }
+        }
+        func found(_ cache: RowCache, _ i: Int) -> Bool { key(i).withUnsafeBytes { cache.find($0, hash: UInt64(i)) } != nil }
+        var first: RowCache? = RowCache(budget: budget)
+        for i in 0..<20 { remember(first!, i, [1, 2]) }
+        #expect(budget.bytes <= budget.limit)
+        #expect((0..<10).allSatisfy { found(first!, $0) } && !(10..<20).contains { found(first!, $0) })
+        // A second table: no room for its slots.
+        let second = RowCache(budget: budget)
+        remember(second, 0, [1, 2])
+        #expect(!found(second, 0))
+        // A smaller value in a slot already charged fits; the difference comes back.
+        let before = budget.bytes
+        remember(first!, 3, [1])
+        #expect(found(first!, 3) && budget.bytes == before - 1)
+        // The first table goes: everything it held comes back, and the second has room.
+        first = nil
+        #expect(budget.bytes == 0)
+        remember(second, 0, [1, 2])
+        #expect(found(second, 0))
+    }
+
     @Test func manifestRoundTripsAndIsChecked() throws {
         var m = Manifest()
         m.writerEpoch = 3
