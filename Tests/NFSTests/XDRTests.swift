@@ -90,4 +90,20 @@ import Testing
         var bad = XDRReader([0, 0, 0, 2])
         #expect(throws: XDRError.self) { try bad.bool() }
     }
+
+    /// Calls with different AUTH_SYS credentials in turns, many more than the memory has
+    /// slots for, each decoded as its own (the memory compares bytes, not only hashes).
+    @Test func authSysCredentialsInTurnsDecodeAsTheirOwn() throws {
+        for round in 0..<3 {
+            for uid in UInt32(0)..<200 {
+                let record = Call.record(xid: uid, program: 100003, version: 3, procedure: 0, uid: uid, gid: uid &* 7 &+ UInt32(round))
+                guard case .call(let call) = RPCCall.decode(record) else {
+                    Issue.record("uid \(uid): not decoded as a call")
+                    continue
+                }
+                #expect(call.credentials.uid == uid && call.credentials.gid == uid &* 7 &+ UInt32(round) && call.machine == "test")
+            }
+        }
+    }
+
 }

@@ -96,25 +96,32 @@ extension RPCCall {
         }
     }
 
-    /// The AUTH_SYS credentials decoded last, with their bytes: a client sends the same
-    /// ones call after call, so most calls compare bytes instead of decoding (five
-    /// allocations: the body, the name, its string, the groups).
-    private static let lastAuthSys = Locked<(body: [UInt8], credentials: Credentials, machine: String)?>(nil)
+    /// AUTH_SYS credentials decoded lately, with their bytes, by a hash of those: a client
+    /// sends the same ones call after call, so most calls compare bytes instead of decoding
+    /// (five allocations: the body, the name, its string, the groups). Direct-mapped, so
+    /// clients with different credentials (up to about `authSysSlots`) keep theirs.
+    private static let authSysSlots = 64
+    private static let authSysMemory = Locked<[(body: [UInt8], credentials: Credentials, machine: String)?]>(
+        Array(repeating: nil, count: authSysSlots))
 
-    /// AUTH_SYS credentials from `record[range]`, as remembered when they are the last ones.
+    /// AUTH_SYS credentials from `record[range]`, as remembered when they were seen lately.
     private static func authSys(_ record: [UInt8], _ range: Range<Int>) throws(XDRError) -> (Credentials, String) {
-        let remembered = record.withUnsafeBytes { raw -> (Credentials, String)? in
+        let (slot, remembered) = record.withUnsafeBytes { raw -> (Int, (Credentials, String)?) in
             let body = UnsafeRawBufferPointer(rebasing: raw[range])
-            return lastAuthSys.withLock { last in
-                guard let last, last.body.count == body.count,
-                      last.body.withUnsafeBytes({ Bytes.compare($0, body) == 0 }) else { return nil }
-                return (last.credentials, last.machine)
-            }
+            // FNV-1a: the body is a few dozen bytes.
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            for byte in body { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+            let slot = Int(hash % UInt64(authSysSlots))
+            return (slot, authSysMemory.withLock { memory in
+                guard let known = memory[slot], known.body.count == body.count,
+                      known.body.withUnsafeBytes({ Bytes.compare($0, body) == 0 }) else { return nil }
+                return (known.credentials, known.machine)
+            })
         }
         if let remembered { return remembered }
         let body = Array(record[range])
         let decoded = try authSys(body)
-        lastAuthSys.withLock { $0 = (body, decoded.0, decoded.1) }
+        authSysMemory.withLock { $0[slot] = (body, decoded.0, decoded.1) }
         return decoded
     }
 
