@@ -28,7 +28,7 @@ extension ZeroFSConfig {
         # block_size = 4096
         # bloom_bits_per_key = 10
         # wal_sync = "buffered"
-        # wal_recovery = "strict"  # "point_in_time": after a machine crash, end the log at a torn WAL segment
+        # wal_recovery = "strict"  # "point_in_time": end the log at any torn WAL segment, even one the sync markers call damage
         # wal_io = "buffered"  # "direct": WAL segments bypass the page cache (faster small syncs, slower bulk writes; Docs/format-wal.md)
         # wal_values = "keep"  # "copy": flushes copy large values into tables instead of pointing into the WAL (Docs/lsm.md)
 

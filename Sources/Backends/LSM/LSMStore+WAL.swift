@@ -98,8 +98,14 @@ extension LSMStore {
         /// The file offset the first record lands at in the segment.
         var offset: Int
         /// A sync marker goes after the records (format-wal.md): every WAL object below
-        /// the segment is durable once the claim's sealed segments are synced.
+        /// the segment is durable once the claim's sealed segments are synced. With no
+        /// records and no open segment it goes alone into a new segment.
         var marker: Bool
+        /// The sync marker goes instead at the end of the last sealed segment, before its
+        /// sync (no segment is open, and that one is the newest holding records).
+        var markerInSealed: Bool
+        /// The segment the records go to held a sync marker already.
+        var segmentMarked: Bool
     }
 
     /// Takes every buffered record for writing and marks the WAL busy (`walFlushing`).
@@ -117,20 +123,29 @@ extension LSMStore {
         let sealed = sync ? unsyncedSealed : []
         if sync { unsyncedSealed.removeAll() }
         let segment = appendable ? walSegment : nil
+        let segmentMarked = segment != nil && walSegmentMarked
+        // A durable write is acknowledged only once a sync marker follows every record
+        // written so far (`walUnmarked` false; format-wal.md, "Sync markers"). It leaves one
+        // after syncing the sealed segments, so it can say every object below is durable;
+        // not while `syncSealed` syncs some (a later durable write leaves it then).
+        var marker = false
+        var markerInSealed = false
+        if appendable && sync && !sealing && sealedSyncing.isEmpty && (walUnmarked || (!records.isEmpty && !segmentMarked)) {
+            if segment == nil && records.isEmpty, let last = sealed.last, last.id >= walNewestWritten {
+                markerInSealed = true
+            } else {
+                marker = true
+            }
+        }
         var id = walSegmentID
-        if segment == nil && (!records.isEmpty || (!appendable && !sealing)) {
+        if segment == nil && (!records.isEmpty || marker || (!appendable && !sealing)) {
             id = nextWALID
             nextWALID += 1
         }
         if sealing { walSegment = nil }
         let offset = WALFormat.headerSize + (segment == nil ? 0 : walSegmentSize)
-        // A durable write marks the segment it reaches, once: the sealed segments it syncs
-        // first are all there are, unless `syncSealed` is syncing some meanwhile (then a
-        // later durable write marks it; `syncSealed` leaves the durable position to it).
-        let reaches = segment != nil || !records.isEmpty
-        let marker = appendable && sync && reaches && sealedSyncing.isEmpty && !(segment != nil && walSegmentMarked)
         return WALClaim(records: records, end: walAppended, sync: sync, sealed: sealed, segment: segment, id: id, sealing: sealing,
-                        offset: offset, marker: marker)
+                        offset: offset, marker: marker, markerInSealed: markerInSealed, segmentMarked: segmentMarked)
     }
 
     /// Writes a claim's records (no lock held): the segment they went to (nil when none),
@@ -139,13 +154,17 @@ extension LSMStore {
         do {
             // Records in sealed segments must be durable before this sync promises
             // prefix durability.
-            for old in claim.sealed {
-                try old.segment.sync()
+            for (index, old) in claim.sealed.enumerated() {
+                if claim.markerInSealed && index == claim.sealed.count - 1 {
+                    try old.segment.append(pieces: [WALFormat.syncMarker], sync: true)
+                } else {
+                    try old.segment.sync()
+                }
                 old.segment.seal()
             }
             if let appendable = objects as? any AppendableObjectStore {
                 var segment = claim.segment
-                if segment == nil && !claim.records.isEmpty {
+                if segment == nil && (!claim.records.isEmpty || claim.marker) {
                     guard let created = try appendable.createAppendable(WALFormat.name(claim.id), header: WALFormat.header()) else {
                         throw KVError(.fenced, "another writer took over this store (WAL object \(claim.id) exists)", path: objects.location)
                     }
@@ -234,6 +253,12 @@ extension LSMStore {
                 }
             }
         }
+        if claim.marker || claim.markerInSealed {
+            walUnmarked = false
+        } else if !claim.records.isEmpty && !claim.segmentMarked && objects is any AppendableObjectStore {
+            walUnmarked = true
+        }
+        if !claim.records.isEmpty { walNewestWritten = max(walNewestWritten, claim.id) }
         walWritten = claim.end
         // A sealed segment a flush failed to sync (`syncSealed`) holds earlier records:
         // nothing after it is durable.
@@ -244,10 +269,9 @@ extension LSMStore {
         let appendable = objects is any AppendableObjectStore
         if claim.sync || !appendable {
             // Sealed segments still being synced by a flush hold earlier records; and a
-            // durable write is acknowledged only once its segment holds a sync marker (if
-            // this claim could not leave one, the waiters run one more that does).
-            let marked = !appendable || segment == nil || walSegmentMarked
-            if sealedSyncing.isEmpty && marked { walDurable = claim.end } else { durableAfterSealed = max(durableAfterSealed, claim.end) }
+            // durable write is acknowledged only once a sync marker follows every record
+            // (if this claim could not leave one, the waiters run one more that does).
+            if sealedSyncing.isEmpty && !walUnmarked { walDurable = claim.end } else { durableAfterSealed = max(durableAfterSealed, claim.end) }
         }
         wal.broadcast()
     }
@@ -260,8 +284,8 @@ extension LSMStore {
     /// are in `sealedSyncing`: a syncing WAL flush that ends meanwhile has not synced
     /// them, so it leaves the durable position (`walDurable`) where it was, and the
     /// position it reached (`durableAfterSealed`) is taken once they are synced (prefix
-    /// durability), if the open segment holds a sync marker (else the waiters' next
-    /// durable flush leaves one). A segment found nowhere is not expected; the whole WAL up to
+    /// durability), if a sync marker follows every record (else the waiters' next durable
+    /// flush leaves one). A segment found nowhere is not expected; the whole WAL up to
     /// `position` is synced then.
     func syncSealed(_ ids: Set<UInt64>, orUpTo position: UInt64) throws {
         guard !ids.isEmpty else { return }
@@ -295,10 +319,10 @@ extension LSMStore {
                     throw failure
                 }
                 syncedSealed.formUnion(mine.map(\.id))
-                // The position a flush reached meanwhile is durable now, but its segment has
-                // no sync marker unless an earlier durable write left one: else the waiters
-                // run one more durable flush, which leaves it (`claimWAL`).
-                if sealedSyncing.isEmpty && walSegmentMarked { walDurable = max(walDurable, durableAfterSealed) }
+                // The position a flush reached meanwhile is durable now, but is acknowledged
+                // only once a sync marker follows every record: else the waiters run one
+                // more durable flush, which leaves it (`claimWAL`).
+                if sealedSyncing.isEmpty && !walUnmarked { walDurable = max(walDurable, durableAfterSealed) }
                 wal.broadcast()
                 continue
             }

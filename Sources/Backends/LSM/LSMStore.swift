@@ -89,6 +89,11 @@ final class LSMStore: @unchecked Sendable {
     var walSegmentSize = 0  // wal
     /// The open segment holds a sync marker (format-wal.md).
     var walSegmentMarked = false  // wal
+    /// Records were written after the newest sync marker, or into segments no marker
+    /// follows: a durable write is not acknowledged until one does (format-wal.md).
+    var walUnmarked = false  // wal
+    /// The id of the newest WAL segment records were written to.
+    var walNewestWritten: UInt64 = 0  // wal
 
     /// Where pointer entries' values are read.
     let valueLog: ValueLog
@@ -220,11 +225,11 @@ final class LSMStore: @unchecked Sendable {
         // A torn object is the tail of the log when nothing after it holds records (only
         // fences of opens that followed), or when an earlier open already accepted it.
         // Otherwise it is damage, or (after a machine crash) a sealed segment that was
-        // never synced. The sync markers tell which on a local folder: every durable
-        // write syncs the sealed segments first and leaves a marker in its own segment
-        // (format-wal.md), so when no later segment holds one, and their writer wrote
-        // markers, no write after the tear was acknowledged as durable, and the tear is
-        // the crash's. The log then ends there, as it does for any tear with
+        // never synced. The sync markers tell which on a local folder: a durable write is
+        // acknowledged only once a marker follows every record, left after syncing the
+        // sealed segments (format-wal.md), so when no later segment holds one, and their
+        // writer wrote markers, no write after the tear was acknowledged as durable, and
+        // the tear is the crash's. The log then ends there, as it does for any tear with
         // wal_recovery = point_in_time, and the objects after it that hold records are
         // deleted before the new manifest, so no later open replays them.
         let lastWithRecords = decoded.lastIndex { !$0.contents.records.isEmpty || $0.contents.torn }
@@ -239,7 +244,10 @@ final class LSMStore: @unchecked Sendable {
             if object.contents.torn {
                 if index != lastWithRecords && !torn.contains(object.id) {
                     let later = decoded[(index + 1)...].map(\.contents).filter { !$0.records.isEmpty || $0.torn || $0.marked }
-                    let crashed = objects is any AppendableObjectStore && later.allSatisfy { $0.marking && !$0.marked }
+                    // Every object below the newest fence was synced by the open that wrote
+                    // it: a crash cannot have cut those short.
+                    let crashed = objects is any AppendableObjectStore && object.id > (current.fences.max() ?? 0)
+                        && later.allSatisfy { $0.marking && !$0.marked }
                     guard crashed || options.walRecoveryPointInTime else {
                         throw KVError(.corruption, "WAL object is damaged before the end of the log (after a machine crash, lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
                     }

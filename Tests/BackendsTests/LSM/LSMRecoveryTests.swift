@@ -227,15 +227,51 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
             let durable = i % 3 == 0
             try store.put(TestBytes.key(i), TestBytes.value(i, size: 1000), durable: durable)
             guard durable else { continue }
-            // The segment this write went to: the newest one holding records.
+            // The newest segment holding records (or a marker alone, after them).
             let newest = try #require(try FileOps.list(folder).filter { $0.hasSuffix(".wal") }.sorted().last {
-                try !WALFormat.decode(try FileOps.readFile(folder + $0), name: $0).records.isEmpty
+                let contents = try WALFormat.decode(try FileOps.readFile(folder + $0), name: $0)
+                return !contents.records.isEmpty || contents.marked
             })
             #expect(try WALFormat.decode(try FileOps.readFile(folder + newest), name: newest).marked, "\(newest) after write \(i)")
             reached.insert(newest)
         }
         #expect(reached.count >= 3, "the writes span several segments")
         try store.close()
+    }
+
+    /// A durable write that finds its records already written by a memtable rotation, into
+    /// a segment since sealed, and no segment open (an empty durable write, as the
+    /// filesystem's group commit makes): it still returns only once a sync marker follows
+    /// every record on disk.
+    @Test func aDurableWriteAfterARotationLeavesAMarkerEvenWithNoSegmentOpen() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        var options = BackendOptions()
+        options.tuning = ["memtable_bytes": "65536", "wal_flush_interval_ms": "60000"]
+        let backend = try factory.open(at: path, options: options)
+        let store = try #require(backend as? LSMBackend).store
+        let folder = path + "/objects/wal/"
+        var next = 0
+        for round in 0..<4 {
+            // Buffered writes past the memtable's size: it is frozen and its segment sealed.
+            let newestBefore = store.wal.withLock { store.walNewestWritten }
+            while store.wal.withLock({ store.walSegment != nil || store.walNewestWritten == newestBefore }) {
+                try backend.put(TestBytes.key(next), TestBytes.value(next, size: 1000), durable: false)
+                next += 1
+                if next % 100 == 0 { Thread.sleep(forTimeInterval: 0.01) }
+                try #require(next < 10_000, "round \(round): no rotation")
+            }
+            try backend.write(WriteBatch(), durable: true)
+            #expect(!store.wal.withLock { store.walUnmarked }, "round \(round)")
+            let objects = try FileOps.list(folder).filter { $0.hasSuffix(".wal") }.sorted()
+                .compactMap { name in try? WALFormat.decode(try FileOps.readFile(folder + name), name: name) }
+            // (A memtable flush may have deleted every segment meanwhile: their records
+            // are in tables then.)
+            let newest = objects.last { !$0.records.isEmpty || $0.marked }
+            #expect(newest?.marked ?? true, "round \(round): the newest segment holding records holds a marker after them")
+        }
+        try backend.close()
     }
 
     @Test func aSealedSegmentACrashCutShortEndsTheLogByItself() throws {
