@@ -90,7 +90,8 @@ extension LSMStore {
         var sync: Bool
         /// Sealed segments to sync (and seal) first.
         var sealed: [(id: UInt64, segment: any AppendableObject)]
-        /// The segment to append to (nil: a new one, `id`, when there are records).
+        /// The segment to append to (nil: a new one, `id`, when there are records or a
+        /// sync marker to leave alone).
         var segment: (any AppendableObject)?
         var id: UInt64
         /// A rotation's claim: the segment is sealed after these records.
@@ -155,11 +156,12 @@ extension LSMStore {
             // Records in sealed segments must be durable before this sync promises
             // prefix durability.
             for (index, old) in claim.sealed.enumerated() {
+                // Appended unsynced: a synced append would first write zeros ahead of it
+                // (reserved space), which sealing cuts off at once.
                 if claim.markerInSealed && index == claim.sealed.count - 1 {
-                    try old.segment.append(pieces: [WALFormat.syncMarker], sync: true)
-                } else {
-                    try old.segment.sync()
+                    try old.segment.append(pieces: [WALFormat.syncMarker], sync: false)
                 }
+                try old.segment.sync()
                 old.segment.seal()
             }
             if let appendable = objects as? any AppendableObjectStore {

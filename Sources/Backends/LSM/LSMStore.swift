@@ -232,7 +232,8 @@ final class LSMStore: @unchecked Sendable {
         // the tear is the crash's. The log then ends there, as it does for any tear with
         // wal_recovery = point_in_time, and the objects after it that hold records are
         // deleted before the new manifest, so no later open replays them.
-        let lastWithRecords = decoded.lastIndex { !$0.contents.records.isEmpty || $0.contents.torn }
+        // A later object holding only a sync marker counts: it says the torn one was synced.
+        let lastWithRecords = decoded.lastIndex { !$0.contents.records.isEmpty || $0.contents.torn || $0.contents.marked }
         var torn = Set(current.tornWAL)
         var endedAt: UInt64?
         var dropped: [UInt64] = []

@@ -15,9 +15,9 @@
 // are read as before). A zero length word with only zeros after it ends the records.
 //
 // A sync marker is a record with seq 0 and an empty batch: every WAL object below the
-// one holding it was durable when it was written (format version 3; a reader of
-// version 2 replays it as the empty batch it is). An open uses it to tell a sealed
-// segment a machine crash cut short from damage (LSMStore.init).
+// one holding it (at or above the replay start) was durable when it was written (format
+// version 3). An open uses it to tell a sealed segment a machine crash cut short from
+// damage (LSMStore.init).
 
 import Engine
 
@@ -33,8 +33,8 @@ enum WALFormat {
     /// Versions this code reads: 1 never holds reserved space and 2 never a sync marker,
     /// so they read as 3 does.
     static let readableVersions: ClosedRange<UInt32> = 1...3
-    /// The first version whose writers put a sync marker in every segment a durable write
-    /// reached (its absence then means no durable write came after the objects below).
+    /// The first version whose writers leave sync markers (format-wal.md): where none
+    /// follows an object, no durable write was acknowledged after it.
     static let markingVersion: UInt32 = 3
     static let headerSize = 8
     /// A record's bytes before its batch: length u32, CRC u32, seq u64.

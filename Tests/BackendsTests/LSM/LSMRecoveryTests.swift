@@ -190,7 +190,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
     /// machine crash can leave them: the first sealed and never synced, cut short in its
     /// third record (keys 3, 4 whole); the second holding key 6, and a sync marker when
     /// `marked` (a durable write reached it). `version` is the second segment's format.
-    private func crashedSegments(marked: Bool, version: UInt8 = UInt8(WALFormat.version)) throws -> (StoreHarness, String, [UInt64]) {
+    private func crashedSegments(marked: Bool, version: UInt8 = UInt8(WALFormat.version), afterRecords: Bool = true) throws -> (StoreHarness, String, [UInt64]) {
         let harness = StoreHarness(factory)
         let path = harness.freshPath()
         let store = try factory.open(at: path, options: BackendOptions())
@@ -208,7 +208,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         sealed.removeLast(5)
         var after = WALFormat.header()
         after[4] = version
-        record(6, into: &after)
+        if afterRecords { record(6, into: &after) }
         if marked { after += WALFormat.syncMarker }
         try objects.put(WALFormat.name(next), sealed)
         try objects.put(WALFormat.name(next + 1), after)
@@ -300,6 +300,13 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         let recovered = try factory.open(at: path, options: pointInTime)
         #expect(try recovered.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
         try recovered.close()
+    }
+
+    @Test func aTearBeforeASegmentHoldingOnlyAMarkerIsDamage() throws {
+        // The marker says the torn segment was synced before it, though no record follows.
+        let (harness, path, _) = try crashedSegments(marked: true, afterRecords: false)
+        defer { harness.cleanUp() }
+        #expect { try factory.open(at: path, options: BackendOptions()) } throws: { ($0 as? KVError)?.code == .corruption }
     }
 
     @Test func aTearBeforeSegmentsOfAWriterWithoutMarkersIsDamage() throws {
