@@ -753,7 +753,10 @@ final class MachineCrashStore: AppendableObjectStore, @unchecked Sendable {
 
     var location: String { "machine-crash-simulating memory" }
     func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
-    func open(_ name: String) throws -> (any ReadableObject)? { try inner.open(name) }
+    /// A segment read while it grows (values kept in the WAL) sees its appends, as a file does.
+    func open(_ name: String) throws -> (any ReadableObject)? {
+        appendables.withLock { $0[name] } != nil ? Live(store: self, name: name) : try inner.open(name)
+    }
     func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try inner.putIfAbsent(name, bytes) }
     func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
@@ -818,6 +821,24 @@ final class MachineCrashStore: AppendableObjectStore, @unchecked Sendable {
         }
     }
 
+    final class Live: ReadableObject, @unchecked Sendable {
+        let store: MachineCrashStore
+        let name: String
+        init(store: MachineCrashStore, name: String) {
+            self.store = store
+            self.name = name
+        }
+        private var bytes: [UInt8] { (try? store.inner.get(name)) ?? [] }
+        var size: Int { bytes.count }
+        func read(offset: Int, length: Int) throws -> [UInt8] {
+            let all = bytes
+            guard offset >= 0, length >= 0, offset + length <= all.count else {
+                throw KVError(.corruption, "read past the end", path: name)
+            }
+            return Array(all[offset..<(offset + length)])
+        }
+    }
+
     final class SlowWriter: ObjectWriter {
         let inner: any ObjectWriter
         let delay: Duration
@@ -875,7 +896,11 @@ final class MachineCrashStore: AppendableObjectStore, @unchecked Sendable {
                         batch.delete(key)
                         model[key] = nil
                     } else {
-                        let value = TestBytes.value(Int.random(in: 0..<1000, using: &random), size: Int.random(in: 0...400, using: &random))
+                        // One value in 20 large enough to stay in the WAL segment, where
+                        // tables point at it (lsm.md, "Values in the WAL").
+                        let size = Int.random(in: 0..<20, using: &random) == 0 ? Int.random(in: 16_384...24_000, using: &random)
+                            : Int.random(in: 0...400, using: &random)
+                        let value = TestBytes.value(Int.random(in: 0..<1000, using: &random), size: size)
                         batch.put(key, value)
                         model[key] = value
                     }
