@@ -186,136 +186,6 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         #expect(throws: KVError.self) { try factory.open(objects: MemoryObjectStore(), options: wrong) }
     }
 
-    /// On a local folder: a store with three durable keys, then two WAL segments as a
-    /// machine crash can leave them: the first sealed and never synced, cut short in its
-    /// third record (keys 3, 4 whole); the second holding key 6, and a sync marker when
-    /// `marked` (a durable write reached it). `version` is the second segment's format.
-    private func crashedSegments(marked: Bool, version: UInt8 = UInt8(WALFormat.version), afterRecords: Bool = true) throws -> (StoreHarness, String, [UInt64]) {
-        let harness = StoreHarness(factory)
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: BackendOptions())
-        try fill(store, 0..<3, durable: true)
-        try store.close()
-        let objects = try LocalObjectStore(root: path + "/objects")
-        let next = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max()! + 1
-        func record(_ i: Int, into buffer: inout [UInt8]) {
-            var batch = WriteBatch()
-            batch.put(TestBytes.key(i), TestBytes.value(i, size: 200))
-            WALFormat.appendRecord(&buffer, seq: UInt64(i + 1), batch: batch)
-        }
-        var sealed = WALFormat.header()
-        for i in 3..<6 { record(i, into: &sealed) }
-        sealed.removeLast(5)
-        var after = WALFormat.header()
-        after[4] = version
-        if afterRecords { record(6, into: &after) }
-        if marked { after += WALFormat.syncMarker }
-        try objects.put(WALFormat.name(next), sealed)
-        try objects.put(WALFormat.name(next + 1), after)
-        return (harness, path, [next, next + 1])
-    }
-
-    @Test func everySegmentADurableWriteReachedHoldsASyncMarker() throws {
-        let harness = StoreHarness(factory)
-        defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try factory.open(at: path, options: tinyLSMOptions())
-        let folder = path + "/objects/wal/"
-        var reached: Set<String> = []
-        // Durable and buffered writes in turns, over several memtables (so several segments).
-        for i in 0..<400 {
-            let durable = i % 3 == 0
-            try store.put(TestBytes.key(i), TestBytes.value(i, size: 1000), durable: durable)
-            guard durable else { continue }
-            // The newest segment holding records (or a marker alone, after them).
-            let newest = try #require(try FileOps.list(folder).filter { $0.hasSuffix(".wal") }.sorted().last {
-                let contents = try WALFormat.decode(try FileOps.readFile(folder + $0), name: $0)
-                return !contents.records.isEmpty || contents.marked
-            })
-            #expect(try WALFormat.decode(try FileOps.readFile(folder + newest), name: newest).marked, "\(newest) after write \(i)")
-            reached.insert(newest)
-        }
-        #expect(reached.count >= 3, "the writes span several segments")
-        try store.close()
-    }
-
-    /// A durable write that finds its records already written by a memtable rotation, into
-    /// a segment since sealed, and no segment open (an empty durable write, as the
-    /// filesystem's group commit makes): it still returns only once a sync marker follows
-    /// every record on disk.
-    @Test func aDurableWriteAfterARotationLeavesAMarkerEvenWithNoSegmentOpen() throws {
-        let harness = StoreHarness(factory)
-        defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        var options = BackendOptions()
-        options.tuning = ["memtable_bytes": "65536", "wal_flush_interval_ms": "60000"]
-        let backend = try factory.open(at: path, options: options)
-        let store = try #require(backend as? LSMBackend).store
-        let folder = path + "/objects/wal/"
-        var next = 0
-        for round in 0..<4 {
-            // Buffered writes past the memtable's size: it is frozen and its segment sealed.
-            let newestBefore = store.wal.withLock { store.walNewestWritten }
-            while store.wal.withLock({ store.walSegment != nil || store.walNewestWritten == newestBefore }) {
-                try backend.put(TestBytes.key(next), TestBytes.value(next, size: 1000), durable: false)
-                next += 1
-                if next % 100 == 0 { Thread.sleep(forTimeInterval: 0.01) }
-                try #require(next < 10_000, "round \(round): no rotation")
-            }
-            try backend.write(WriteBatch(), durable: true)
-            #expect(!store.wal.withLock { store.walUnmarked }, "round \(round)")
-            let objects = try FileOps.list(folder).filter { $0.hasSuffix(".wal") }.sorted()
-                .compactMap { name in try? WALFormat.decode(try FileOps.readFile(folder + name), name: name) }
-            // (A memtable flush may have deleted every segment meanwhile: their records
-            // are in tables then.)
-            let newest = objects.last { !$0.records.isEmpty || $0.marked }
-            #expect(newest?.marked ?? true, "round \(round): the newest segment holding records holds a marker after them")
-        }
-        try backend.close()
-    }
-
-    @Test func aSealedSegmentACrashCutShortEndsTheLogByItself() throws {
-        let (harness, path, ids) = try crashedSegments(marked: false)
-        defer { harness.cleanUp() }
-        // No durable write came after the tear (no marker after it): the crash's, not damage.
-        let reopened = try factory.open(at: path, options: BackendOptions())
-        #expect(try reopened.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
-        try reopened.put(TestBytes.key(9), [9], durable: true)
-        try reopened.close()
-        // The segment after the tear is gone, so no later open replays key 6 after key 9.
-        #expect(!FileManager.default.fileExists(atPath: path + "/objects/" + WALFormat.name(ids[1])))
-        let again = try factory.open(at: path, options: BackendOptions())
-        #expect(try again.entries().map(\.key) == (0..<5).map { TestBytes.key($0) } + [TestBytes.key(9)])
-        try again.close()
-    }
-
-    @Test func aTearBeforeADurableWriteIsDamage() throws {
-        // A marker after the tear: a durable write synced the torn segment before it, so
-        // the tear is damage, and acknowledged writes follow it: the open refuses.
-        let (harness, path, _) = try crashedSegments(marked: true)
-        defer { harness.cleanUp() }
-        #expect { try factory.open(at: path, options: BackendOptions()) } throws: { ($0 as? KVError)?.code == .corruption }
-        var pointInTime = BackendOptions()
-        pointInTime.tuning = ["wal_recovery": "point_in_time"]
-        let recovered = try factory.open(at: path, options: pointInTime)
-        #expect(try recovered.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
-        try recovered.close()
-    }
-
-    @Test func aTearBeforeASegmentHoldingOnlyAMarkerIsDamage() throws {
-        // The marker says the torn segment was synced before it, though no record follows.
-        let (harness, path, _) = try crashedSegments(marked: true, afterRecords: false)
-        defer { harness.cleanUp() }
-        #expect { try factory.open(at: path, options: BackendOptions()) } throws: { ($0 as? KVError)?.code == .corruption }
-    }
-
-    @Test func aTearBeforeSegmentsOfAWriterWithoutMarkersIsDamage() throws {
-        // Version 2 writers left no markers: their absence proves nothing.
-        let (harness, path, _) = try crashedSegments(marked: false, version: 2)
-        defer { harness.cleanUp() }
-        #expect { try factory.open(at: path, options: BackendOptions()) } throws: { ($0 as? KVError)?.code == .corruption }
-    }
-
     /// A frozen memtable's last records are written after the freeze, outside the state
     /// lock; its flush must not commit before them, or garbage collection could delete
     /// their WAL object while the write is still being retried.
@@ -679,18 +549,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
             let store = try factory.open(objects: crashing, options: tinyLSMOptions())
             crashing.crash(afterOperations: Int.random(in: 1...400, using: &random), tearing: "wal/")
             writes: for _ in 0..<2000 {
-                var batch = WriteBatch()
-                for _ in 0..<Int.random(in: 1...4, using: &random) {
-                    let key = TestBytes.key(Int.random(in: 0..<300, using: &random))
-                    if Int.random(in: 0..<5, using: &random) == 0 {
-                        batch.delete(key)
-                        model[key] = nil
-                    } else {
-                        let value = TestBytes.value(Int.random(in: 0..<1000, using: &random), size: Int.random(in: 0...400, using: &random))
-                        batch.put(key, value)
-                        model[key] = value
-                    }
-                }
+                let batch = randomBatch(&random, &model)
                 let durable = Int.random(in: 0..<3, using: &random) == 0
                 do {
                     try store.write(batch, durable: durable)
@@ -742,191 +601,23 @@ final class RecordingAppendableStore: AppendableObjectStore, @unchecked Sendable
     func removeLeftovers(prefix: String) throws { try inner.removeLeftovers(prefix: prefix) }
 }
 
-/// A local folder as a machine crash leaves it, in memory: whole objects (tables,
-/// manifests) are durable once put, as the local folder's are; an appendable object
-/// (a WAL segment) keeps, after `crashed`, what was synced of it and a random part of
-/// what was appended since, perhaps cut inside a record. Deletions are durable.
-final class MachineCrashStore: AppendableObjectStore, @unchecked Sendable {
-    let inner = MemoryObjectStore()
-    /// Each appendable object's bytes and how many of them are synced.
-    private let appendables = Mutex<[String: (bytes: [UInt8], synced: Int)]>([:])
-
-    var location: String { "machine-crash-simulating memory" }
-    func get(_ name: String) throws -> [UInt8]? { try inner.get(name) }
-    /// A segment read while it grows (values kept in the WAL) sees its appends, as a file does.
-    func open(_ name: String) throws -> (any ReadableObject)? {
-        appendables.withLock { $0[name] } != nil ? Live(store: self, name: name) : try inner.open(name)
-    }
-    func put(_ name: String, _ bytes: [UInt8]) throws { try inner.put(name, bytes) }
-    func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try inner.putIfAbsent(name, bytes) }
-    func list(prefix: String) throws -> [String] { try inner.list(prefix: prefix) }
-    func delete(_ name: String) throws {
-        appendables.withLock { _ = $0.removeValue(forKey: name) }
-        try inner.delete(name)
-    }
-    /// Tables take this long to commit: memtable flushes lag behind the writes, so sealed
-    /// segments that were never synced stay in the log for a while, as on a slow disk.
-    var tableDelay: Duration = .zero
-    func makeWriter(_ name: String) throws -> any ObjectWriter {
-        SlowWriter(try inner.makeWriter(name), delay: name.hasPrefix("sst/") ? tableDelay : .zero)
-    }
-    func syncObject(_ name: String) throws {
-        appendables.withLock { if let entry = $0[name] { $0[name]?.synced = entry.bytes.count } }
-    }
-    func deleteDurably(_ name: String) throws { try delete(name) }
-    func removeLeftovers(prefix: String) throws {}
-
-    func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)? {
-        guard try inner.putIfAbsent(name, header) else { return nil }
-        appendables.withLock { $0[name] = (header, header.count) }
-        return Segment(store: self, name: name)
-    }
-
-    fileprivate func append(_ name: String, _ bytes: UnsafeRawBufferPointer, sync: Bool) throws {
-        try appendables.withLock { all in
-            guard var entry = all[name] else { throw KVError(.io, "appendable object is gone", path: name) }
-            entry.bytes.appendRaw(bytes)
-            if sync { entry.synced = entry.bytes.count }
-            all[name] = entry
-            try inner.put(name, entry.bytes)
+/// One to four random puts (values up to 400 bytes; with `largeValues`, one in 20 of
+/// 16-24 KiB) and deletes of 300 keys, applied to `model` too: the crash tests' writes.
+func randomBatch(_ random: inout SeededGenerator, _ model: inout [[UInt8]: [UInt8]], largeValues: Bool = false) -> WriteBatch {
+    var batch = WriteBatch()
+    for _ in 0..<Int.random(in: 1...4, using: &random) {
+        let key = TestBytes.key(Int.random(in: 0..<300, using: &random))
+        if Int.random(in: 0..<5, using: &random) == 0 {
+            batch.delete(key)
+            model[key] = nil
+        } else {
+            let index = Int.random(in: 0..<1000, using: &random)
+            let size = largeValues && Int.random(in: 0..<20, using: &random) == 0 ? Int.random(in: 16_384...24_000, using: &random)
+                : Int.random(in: 0...400, using: &random)
+            let value = TestBytes.value(index, size: size)
+            batch.put(key, value)
+            model[key] = value
         }
     }
-
-    fileprivate func sync(_ name: String) {
-        appendables.withLock { if let entry = $0[name] { $0[name]?.synced = entry.bytes.count } }
-    }
-
-    /// The objects as a restarted machine finds them, opened as a local folder is.
-    func crashed(seed: UInt64) throws -> MachineCrashStore {
-        var random = SeededGenerator(seed: seed)
-        let restarted = MachineCrashStore()
-        let after = restarted.inner
-        let segments = appendables.withLock { $0 }
-        for name in try inner.list(prefix: "") {
-            guard var bytes = try inner.get(name) else { continue }
-            if let segment = segments[name], segment.synced < bytes.count {
-                bytes = Array(bytes.prefix(Int.random(in: segment.synced...bytes.count, using: &random)))
-            }
-            try after.put(name, bytes)
-        }
-        return restarted
-    }
-
-    /// Segments with unsynced appends that a later segment follows: what a crash now can
-    /// tear before the end of the log (sealed ones, perhaps already below the replay start).
-    var unsyncedBeforeLater: Int {
-        appendables.withLock { all in
-            let names = all.keys.sorted()
-            return names.dropLast().filter { all[$0]!.synced < all[$0]!.bytes.count }.count
-        }
-    }
-
-    final class Live: ReadableObject, @unchecked Sendable {
-        let store: MachineCrashStore
-        let name: String
-        init(store: MachineCrashStore, name: String) {
-            self.store = store
-            self.name = name
-        }
-        private var bytes: [UInt8] { (try? store.inner.get(name)) ?? [] }
-        var size: Int { bytes.count }
-        func read(offset: Int, length: Int) throws -> [UInt8] {
-            let all = bytes
-            guard offset >= 0, length >= 0, offset + length <= all.count else {
-                throw KVError(.corruption, "read past the end", path: name)
-            }
-            return Array(all[offset..<(offset + length)])
-        }
-    }
-
-    final class SlowWriter: ObjectWriter {
-        let inner: any ObjectWriter
-        let delay: Duration
-        init(_ inner: any ObjectWriter, delay: Duration) {
-            self.inner = inner
-            self.delay = delay
-        }
-        func append(_ bytes: UnsafeRawBufferPointer) throws { try inner.append(bytes) }
-        func commit() throws {
-            if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.attoseconds) / 1e18) }
-            try inner.commit()
-        }
-        func abort() { inner.abort() }
-    }
-
-    final class Segment: AppendableObject {
-        let store: MachineCrashStore
-        let name: String
-        init(store: MachineCrashStore, name: String) {
-            self.store = store
-            self.name = name
-        }
-        func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws { try store.append(name, bytes, sync: sync) }
-        func sync() throws { store.sync(name) }
-        func seal() {}
-    }
-}
-
-@Suite struct LSMMachineCrashTests {
-    let factory = LSMBackendFactory()
-
-    /// WAL segments (an appendable store) through machine crashes at random points:
-    /// unsynced appends survive in part or not at all, sealed segments among them. The
-    /// store must open by itself (no `.corruption` for a tear a crash made) and hold the
-    /// state after some write no earlier than the last acknowledged durable one.
-    @Test func machineCrashesKeepAcknowledgedWritesAndOpenByThemselves() throws {
-        let seed = TestSeed.resolve("machineCrashesKeepAcknowledgedWritesAndOpenByThemselves")
-        var random = SeededGenerator(seed: seed)
-        let rounds = TestSeed.environmentInt("ZEROFS_CRASH_ROUNDS", default: 4) * 3
-        var unsyncedSegments = 0
-        for round in 0..<rounds {
-            let objects = MachineCrashStore()
-            objects.tableDelay = .milliseconds(Int.random(in: 0...20, using: &random))
-            var history: [[KVEntry]] = [[]]
-            var lastDurable = 0
-            var model: [[UInt8]: [UInt8]] = [:]
-            var options = tinyLSMOptions()
-            options.tuning["wal_flush_interval_ms"] = "1"
-            let store = try factory.open(objects: objects, options: options)
-            for _ in 0..<Int.random(in: 1...1500, using: &random) {
-                var batch = WriteBatch()
-                for _ in 0..<Int.random(in: 1...4, using: &random) {
-                    let key = TestBytes.key(Int.random(in: 0..<300, using: &random))
-                    if Int.random(in: 0..<5, using: &random) == 0 {
-                        batch.delete(key)
-                        model[key] = nil
-                    } else {
-                        // One value in 20 large enough to stay in the WAL segment, where
-                        // tables point at it (lsm.md, "Values in the WAL").
-                        let size = Int.random(in: 0..<20, using: &random) == 0 ? Int.random(in: 16_384...24_000, using: &random)
-                            : Int.random(in: 0...400, using: &random)
-                        let value = TestBytes.value(Int.random(in: 0..<1000, using: &random), size: size)
-                        batch.put(key, value)
-                        model[key] = value
-                    }
-                }
-                let durable = Int.random(in: 0..<30, using: &random) == 0
-                try store.write(batch, durable: durable)
-                history.append(model.map { KVEntry(key: $0.key, value: $0.value) }.sorted { Bytes.compare($0.key, $1.key) < 0 })
-                if durable { lastDurable = history.count - 1 }
-            }
-            // The power goes while the store runs (its background threads too).
-            unsyncedSegments += objects.unsyncedBeforeLater
-            let restarted = try objects.crashed(seed: random.next())
-            try? store.close()
-            let reopened: any KVBackend
-            do {
-                reopened = try factory.open(objects: restarted, options: options)
-            } catch {
-                Issue.record("round \(round): the open failed: \(error) (seed \(seed))")
-                continue
-            }
-            let state = try reopened.entries()
-            let match = history.indices.last { history[$0] == state }
-            #expect(match != nil && match! >= lastDurable,
-                    "round \(round): recovered state matches history point \(String(describing: match)), last durable \(lastDurable) (seed \(seed))")
-            try reopened.close()
-        }
-        #expect(unsyncedSegments > 0, "the crashes met sealed segments never synced, with later ones (seed \(seed))")
-    }
+    return batch
 }
