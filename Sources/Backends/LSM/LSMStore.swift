@@ -247,10 +247,16 @@ final class LSMStore: @unchecked Sendable {
                     let later = decoded[(index + 1)...].map(\.contents).filter { !$0.records.isEmpty || $0.torn || $0.marked }
                     // Every object below the newest fence was synced by the open that wrote
                     // it: a crash cannot have cut those short.
-                    let crashed = objects is any AppendableObjectStore && object.id > (current.fences.max() ?? 0)
-                        && later.allSatisfy { $0.marking && !$0.marked }
+                    let appendable = objects is any AppendableObjectStore
+                    let belowFence = object.id <= (current.fences.max() ?? 0)
+                    let crashed = appendable && !belowFence && later.allSatisfy { $0.marking && !$0.marked }
                     guard crashed || options.walRecoveryPointInTime else {
-                        throw KVError(.corruption, "WAL object is damaged before the end of the log (after a machine crash, lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
+                        // Why it is not taken for a crash's tear, and what the way out costs.
+                        let why = !appendable ? "this store writes WAL objects whole, so a torn one is damage"
+                            : belowFence ? "an open after it synced it, so the tear is damage"
+                            : later.contains { $0.marked } ? "a later WAL object holds a sync marker, so acknowledged durable writes follow the damage"
+                            : "later WAL objects come from a writer without sync markers, so whether acknowledged writes follow cannot be told"
+                        throw KVError(.corruption, "WAL object is damaged before the end of the log: \(why) (lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
                     }
                     if crashed {
                         let lost = later.reduce(0) { $0 + $1.records.count }
