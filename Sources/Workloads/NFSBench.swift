@@ -121,8 +121,7 @@ public enum NFSBench {
                     for target in order { try call(target, client, ["mkdir", dir]) }
                     for phase in ["create", "stat", "readdir", "read", "unlink"] {
                         for target in order {
-                            settle(targets)
-                            let r = try bench(target, client, phase, files / clients, clients, dir, files: files)
+                            let r = try bench(target, client, phase, files / clients, clients, dir, files: files, quiet: targets)
                             samples["\(target.name) \(phase) \(files) \(clients)", default: []].append(r)
                             progress("  round \(round + 1) \(target.name) \(phase) \(files) files \(clients) clients: \(Int(r.opsPerSecond)) ops/s")
                         }
@@ -133,8 +132,7 @@ public enum NFSBench {
             for target in order { try call(target, client, ["mkdir", dir]) }
             for phase in ["seqwrite", "seqread"] {
                 for target in order {
-                    settle(targets)
-                    let r = try bench(target, client, phase, options.mib, 1, dir, files: 1)
+                    let r = try bench(target, client, phase, options.mib, 1, dir, files: 1, quiet: targets)
                     samples["\(target.name) \(phase) 1 1", default: []].append(r)
                     progress("  round \(round + 1) \(target.name) \(phase): \(Int(r.mbPerSecond ?? 0)) MB/s")
                 }
@@ -202,7 +200,9 @@ public enum NFSBench {
     }
 
     static func bench(_ target: any NFSBenchTarget, _ client: String, _ phase: String, _ count: Int, _ clients: Int,
-                      _ dir: String, files: Int) throws -> NFSBenchResult {
+                      _ dir: String, files: Int, quiet: [any NFSBenchTarget]) throws -> NFSBenchResult {
+        // Every run starts with `quiet`'s servers idle (`settle`).
+        settle(quiet)
         let cpuBefore = target.serverPID.flatMap(cpuNanoseconds)
         let ticksBefore = target.serverPID.flatMap(processCPUNanoseconds)
         let output = try call(target, client, ["bench", phase, "\(count)", "\(clients)", dir])

@@ -229,6 +229,7 @@ extension LSMStore {
     /// Records what a claim's write did and ends the flush. REQUIRES: `wal` is held.
     private func settleWAL(_ claim: WALClaim, _ written: Result<(any AppendableObject)?, KVError>) throws {
         walFlushing = false
+        let appendable = objects is any AppendableObjectStore
         let segment: (any AppendableObject)?
         switch written {
         case .success(let used): segment = used
@@ -257,7 +258,7 @@ extension LSMStore {
         }
         if claim.marker || claim.markerInSealed {
             walUnmarked = false
-        } else if !claim.records.isEmpty && !claim.segmentMarked && objects is any AppendableObjectStore {
+        } else if !claim.records.isEmpty && !claim.segmentMarked && appendable {
             walUnmarked = true
         }
         if !claim.records.isEmpty { walNewestWritten = max(walNewestWritten, claim.id) }
@@ -268,7 +269,6 @@ extension LSMStore {
             wal.broadcast()
             throw error
         }
-        let appendable = objects is any AppendableObjectStore
         if claim.sync || !appendable {
             // Sealed segments still being synced by a flush hold earlier records; and a
             // durable write is acknowledged only once a sync marker follows every record
