@@ -6,8 +6,11 @@ import Engine
 struct LSMOptions: Sendable {
     /// Bytes of memtable before it is frozen and flushed to an L0 table.
     var memtableBytes = 16 << 20
-    /// Frozen memtables waiting for flush before writers are throttled.
-    var maxImmutableMemtables = 2
+    /// Frozen memtables waiting for flush before writers are throttled. A flush of a
+    /// memtable whose file data stays in the WAL takes 3-40 ms (its syncs wait behind the
+    /// WAL's writeback) while a 1 GB/s write fills one in 15 ms: with 2, writers waited
+    /// about a tenth of a 200 MiB write (Docs/benchmarks.md, thirteenth session).
+    var maxImmutableMemtables = 3
     var table = TableOptions()
     var blockCacheBytes = 64 << 20
     /// L0 tables that start an L0 -> L1 compaction.
