@@ -3,6 +3,7 @@
 #include "crc32c.h"
 #include <string.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -116,7 +117,7 @@ __attribute__((constructor)) static void build_shifts(void) {
 }
 
 // Where the processor has carry-less multiplication on 512-bit registers (VPCLMULQDQ
-// with AVX-512), long inputs are folded instead: in a profile of 200 MiB written over
+// with AVX-512), long inputs are folded instead: in a profile of 600 MiB written over
 // NFS the three lanes took about a tenth of the server's CPU, the WAL thread's checksum
 // of each record, whose bytes are no longer in the cache by then; folding takes under
 // half the time of the lanes on such bytes (Docs/benchmarks.md, thirteenth session).
@@ -133,10 +134,12 @@ __attribute__((constructor)) static void build_shifts(void) {
 // K_L = x^(D+31) mod P and K_H = x^(D-33) mod P, clmul(L, K_L) ^ clmul(H, K_H) is a
 // 128-bit lane congruent to lane * x^D, to XOR onto the lane D bits on. Four 512-bit
 // registers (16 lanes, 256 bytes) fold onto the next 256 bytes (D = 2048); at the end
-// they fold onto each other (D = 512), the lanes of the last one onto each other (D =
-// 128), and the last lane's 16 bytes, run through the crc32 instruction from 0, give
-// the register (its value times x^32 mod P). The register the caller passes in is
-// XORed into the first four bytes: the same as running those bytes from it.
+// they fold onto each other (D = 512), the last one onto each further 64 bytes (D =
+// 512), its lanes onto each other and onto each further 16 bytes (D = 128); the last
+// lane's 16 bytes, run through the crc32 instruction from 0, give the register of
+// everything so far (its value times x^32 mod P), and the last 0-15 bytes run on from
+// it. The register the caller passes in is XORed into the first four bytes: the same
+// as running those bytes from it. The constants come from x_to_8n (above).
 
 /* x^k modulo the polynomial. */
 static uint32_t x_to(unsigned k) {
@@ -212,17 +215,38 @@ static uint32_t lanes(uint32_t crc, const unsigned char *p, size_t n) {
 
 #if defined(__x86_64__)
 static int has_sse42, has_fold;
+
+/* The fold's instructions, asked of the processor itself: __builtin_cpu_supports knows
+   "vpclmulqdq" only with a runtime library of GCC 8 or later (or compiler-rt). Besides
+   the instructions, the system must save the AVX-512 registers (XCR0: SSE, AVX, opmask
+   and both halves of the upper registers). */
+static int can_fold(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int pclmul = (c >> 1) & 1, osxsave = (c >> 27) & 1;
+    if (!pclmul || !osxsave) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int avx512f = (b >> 16) & 1, avx512vl = (b >> 31) & 1, vpclmulqdq = (c >> 10) & 1;
+    if (!avx512f || !avx512vl || !vpclmulqdq) return 0;
+    unsigned low, high;
+    __asm__ volatile("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+    (void)high;
+    return (low & 0xE6) == 0xE6;
+}
+
 __attribute__((constructor)) static void detect(void) {
     __builtin_cpu_init();
     has_sse42 = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-    /* avx512f is reported only where the system saves the AVX-512 registers. */
-    has_fold = has_sse42 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul");
+    has_fold = has_sse42 && can_fold();
 }
 
 static uint32_t hardware(uint32_t crc, const unsigned char *p, size_t n) {
     return has_fold && n >= 256 ? folded(crc, p, n) : lanes(crc, p, n);
 }
+
+int zerofs_crc32c_folds(void) { return has_fold; }
+#else
+int zerofs_crc32c_folds(void) { return 0; }
 #endif
 
 /* The table-driven CRC, for tests that check the fast one against it. */
@@ -230,7 +254,7 @@ uint32_t zerofs_crc32c_portable(uint32_t crc, const void *data, size_t length) {
     return ~software(~crc, (const unsigned char *)data, length);
 }
 
-/* The three lanes only, for tests where the processor folds. */
+/* Never folded, for tests where the processor folds. */
 uint32_t zerofs_crc32c_lanes(uint32_t crc, const void *data, size_t length) {
 #if defined(__x86_64__)
     if (has_sse42) return ~lanes(~crc, (const unsigned char *)data, length);
