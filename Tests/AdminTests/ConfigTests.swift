@@ -181,6 +181,7 @@ import Testing
             ("[storage]\nurl = \"s3://b\"\n[storage.s3]\naddressing = \"dns\"", "storage.s3", "path or virtual-host"),
             ("[storage]\nurl = \"s3://b\"\n[storage.s3]\nendpoint = \"http://h:1\"", "storage.s3", "plain http"),
             ("[storage]\nurl = \"s3://b\"\n[storage.s3]\ndisk_cache_bytes = 5", "storage.s3.disk_cache_bytes", "1 MiB"),
+            ("[storage]\nurl = \"s3://b\"\n[storage.s3]\non_outage = \"sometimes\"", "storage.s3", "on_outage must be wait or fail"),
         ]
         for (text, key, reason) in cases {
             let failure = error(text)

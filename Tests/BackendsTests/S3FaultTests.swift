@@ -98,6 +98,96 @@ final class FaultProxy {
         #expect((counts["slow"] ?? 0) > 5, "\(counts)")
     }
 
+    /// An outage longer than the retries (one retry, used up within a tenth of a second):
+    /// with `on_outage = wait` (the default) durable writes wait for the server to return,
+    /// none fails, and everything acknowledged is there, also after reopening; with `fail`
+    /// the writes during the outage fail with `.io`.
+    @Test(.enabled(if: S3FaultTests.kinds.contains(.seaweedfs), S3FaultTests.noServer), arguments: ["wait", "fail"])
+    func anOutageLongerThanTheRetries(_ mode: String) throws {
+        let server = try S3TestServer(.seaweedfs)
+        defer { server.stop() }
+        let factory = S3LSMFactory(endpoint: server.endpoint, extra: ["retries": "1", "on_outage": mode])
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        let store = try harness.open(path)
+        let acknowledged = Mutex<[Int]>([])
+        let failures = Mutex<[KVError.Code?]>([])
+        let stop = Atomic<Bool>(false)
+        let writer = Thread {
+            var i = 0
+            while !stop.load(ordering: .acquiring) {
+                do {
+                    try store.put(TestBytes.key(i), TestBytes.value(i, size: 300), durable: true)
+                    acknowledged.withLock { $0.append(i) }
+                } catch {
+                    failures.withLock { $0.append((error as? KVError)?.code) }
+                    if failures.withLock({ $0.count }) > 100 { usleep(10_000) }
+                }
+                i += 1
+            }
+        }
+        writer.start()
+        Thread.sleep(forTimeInterval: 0.5)
+        server.crash()
+        Thread.sleep(forTimeInterval: 3)
+        let during = acknowledged.withLock { $0.count }
+        try server.resume()
+        // The waiting write's next attempt comes within its backoff (at most 5 s).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while acknowledged.withLock({ $0.count }) <= during + 10, ContinuousClock.now < deadline, mode == "wait" {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        stop.store(true, ordering: .releasing)
+        while !writer.isFinished { usleep(10_000) }
+        let written = acknowledged.withLock { $0 }
+        if mode == "fail" {
+            let seen = failures.withLock { $0 }
+            #expect(!seen.isEmpty, "a write during the outage fails")
+            #expect(seen.first == .io, "\(seen.prefix(3))")
+            try? store.close()
+            return
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "writes wait out the outage: \(failures.withLock { $0.prefix(3) })")
+        #expect(written.count > during + 10, "writes went on after the server came back")
+        for i in written { #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i)") }
+        try store.close()
+        let reopened = try harness.open(path)
+        defer { try? reopened.close() }
+        for i in written { #expect(try reopened.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i) after reopening") }
+    }
+
+    /// Closing a store while a write waits out an outage ends the wait: the write fails
+    /// and the close returns, instead of both hanging until the endpoint returns.
+    @Test(.enabled(if: S3FaultTests.kinds.contains(.seaweedfs), S3FaultTests.noServer))
+    func closingEndsTheWaitForAnOutage() throws {
+        let server = try S3TestServer(.seaweedfs)
+        defer { server.stop() }
+        let harness = StoreHarness(S3LSMFactory(endpoint: server.endpoint, extra: ["retries": "1"]))
+        defer { harness.cleanUp() }
+        let store = try harness.open(harness.freshPath())
+        try store.put(TestBytes.key(0), TestBytes.value(0, size: 300), durable: true)
+        server.crash()
+        let done = Atomic<Bool>(false)
+        let failed = Atomic<Bool>(false)
+        let writer = Thread {
+            do { try store.put(TestBytes.key(1), TestBytes.value(1, size: 300), durable: true) } catch { failed.store(true, ordering: .releasing) }
+            done.store(true, ordering: .releasing)
+        }
+        writer.start()
+        // Its one retry is used up well within this: the write now waits.
+        Thread.sleep(forTimeInterval: 1.5)
+        let waiting = !done.load(ordering: .acquiring)
+        #expect(waiting, "the write waits for the endpoint")
+        let start = ContinuousClock.now
+        try? store.close()  // its last WAL write may fail: the endpoint is still down
+        let closed = ContinuousClock.now - start
+        while !done.load(ordering: .acquiring), ContinuousClock.now - start < .seconds(30) { usleep(10_000) }
+        let gaveUp = done.load(ordering: .acquiring) && failed.load(ordering: .acquiring)
+        #expect(gaveUp, "the waiting write gave up and failed")
+        #expect(closed < .seconds(20), "close returned after \(closed)")
+    }
+
     /// Durable writes while SeaweedFS is killed and started again: every acknowledged
     /// write is there afterwards, with its bytes, and the same store object goes on
     /// writing once the server is back (moto keeps nothing across a restart).

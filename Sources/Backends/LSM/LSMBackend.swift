@@ -47,7 +47,10 @@ public struct LSMBackendFactory: KVBackendFactory {
             // Replicas may run elsewhere: tables outlive their last manifest a while.
             var settings = try LSMOptions(options)
             if options.tuning[Self.gcGraceKey] == nil { settings.gcGraceSeconds = Self.remoteGCGraceSeconds }
-            return LSMBackend(store: try LSMStore(objects: objects, options: settings), lock: nil, location: path)
+            let store = try LSMStore(objects: objects, options: settings)
+            // From now on an outage of the endpoint is waited out (s3.md, "on_outage").
+            objects.setInService(true)
+            return LSMBackend(store: store, lock: nil, location: path)
         }
         let root = FileOps.absolutePath(path)
         let settings = try LSMOptions(options)
@@ -98,7 +101,12 @@ public struct LSMBackendFactory: KVBackendFactory {
     }
 
     public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {
-        if Self.isRemote(path) { return try openReplica(objects: try remoteObjects(path, options, readOnly: true), options: options) }
+        if Self.isRemote(path) {
+            let objects = try remoteObjects(path, options, readOnly: true)
+            let replica = try openReplica(objects: objects, options: options)
+            objects.setInService(true)
+            return replica
+        }
         let root = FileOps.absolutePath(path)
         try StoreDirectory.requireStore(path: root, backend: name)
         return try openReplica(objects: try LocalObjectStore(root: root + "/objects"), options: options)
@@ -285,6 +293,9 @@ final class LSMBackend: KVBackend {
 
     func close() throws {
         var failure: (any Error)?
+        // Requests waiting out an outage give up first: a write waiting in one holds the
+        // lifetime that `close` waits for.
+        store.objects.setInService(false)
         lifetime.close {
             guard !store.readOnly else { return }
             store.stopBackgroundThreads()

@@ -181,6 +181,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         rmdir(directory + "/" + folder)
     }
 
+    public func setInService(_ inService: Bool) { base.setInService(inService) }
+
     public func makeWriter(_ name: String) throws -> any ObjectWriter {
         let writer = try base.makeWriter(name)
         guard cacheable(name) else { return writer }

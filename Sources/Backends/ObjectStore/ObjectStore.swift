@@ -55,6 +55,15 @@ public protocol ObjectStore: AnyObject, Sendable {
     /// Starts writing a large object piece by piece; nothing is visible under `name` until
     /// `commit()`, which replaces any object of that name atomically and durably.
     func makeWriter(_ name: String) throws -> any ObjectWriter
+
+    /// The lsm backend has opened a store here (true), or begins to close it (false). A
+    /// remote store may wait out an outage of its endpoint while in service rather than
+    /// fail (S3's `on_outage`); the default does nothing.
+    func setInService(_ inService: Bool)
+}
+
+extension ObjectStore {
+    public func setInService(_ inService: Bool) {}
 }
 
 /// An object being written in pieces (so large objects never sit whole in memory).

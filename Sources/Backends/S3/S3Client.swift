@@ -9,6 +9,7 @@ import Engine
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 struct S3Request {
     var method: HTTPMethod
@@ -39,6 +40,9 @@ final class S3Client: Sendable {
     private let endpoint: S3Endpoint
     private let signer: SigV4Signer
     private let http: HTTPClient
+    /// The store is in service and `on_outage = wait`: requests whose retries are used up
+    /// go on trying (`S3ObjectStore.setInService`).
+    let waitingOutOutages = Atomic<Bool>(false)
 
     init(settings: S3Settings, counters: S3Counters) throws {
         try settings.validate()
@@ -72,18 +76,26 @@ final class S3Client: Sendable {
     }
 
     /// Sends a request, retrying as the settings say; returns the last reply whatever its
-    /// status. Throws `.io` when no reply came after every attempt.
+    /// status. Throws `.io` when no reply came after every attempt. While the store is in
+    /// service with `on_outage = wait`, a request whose retries are used up keeps trying.
     func send(_ request: S3Request) throws -> S3Response {
         let payloadHash = SigV4.sha256Hex(request.body)
         var attempt = 1
+        var outage = Outage()
         while true {
             do {
                 let response = try sendOnce(request, payloadHash: payloadHash, attempt: attempt)
-                if attempt > settings.retries || !Self.isRetryable(response) { return response }
+                if !Self.isRetryable(response) {
+                    outage.end(request, self)
+                    return response
+                }
+                if attempt > settings.retries && !outage.waits(request, self, attempt: attempt, why: "HTTP \(response.status)") {
+                    return response
+                }
             } catch let error as KVError {
                 throw error  // raised before sending: another attempt cannot help
             } catch {
-                if attempt > settings.retries {
+                if attempt > settings.retries && !outage.waits(request, self, attempt: attempt, why: "no reply: \(error)") {
                     throw KVError(
                         .io, "\(request.method.rawValue) got no reply after \(attempt) attempt\(attempt == 1 ? "" : "s")",
                         path: describe(request.key), cause: "\(error)")
@@ -92,6 +104,44 @@ final class S3Client: Sendable {
             backOff(before: attempt + 1)
             attempt += 1
         }
+    }
+
+    /// A request waiting out an outage (`on_outage = wait`): says so on standard error when
+    /// it begins, every minute while it lasts, and when the request gets through.
+    private struct Outage {
+        var since: ContinuousClock.Instant?
+        var reported: ContinuousClock.Instant?
+
+        /// Whether the request goes on after its retries are used up.
+        mutating func waits(_ request: S3Request, _ client: S3Client, attempt: Int, why: String) -> Bool {
+            guard client.waitingOutOutages.load(ordering: .relaxed) else {
+                if since != nil { client.report("\(request.method.rawValue) \(client.describe(request.key)): the store is closing; giving up") }
+                return false
+            }
+            let now = ContinuousClock.now
+            guard let start = since, let last = reported else {
+                (since, reported) = (now, now)
+                client.report(
+                    "\(request.method.rawValue) \(client.describe(request.key)) still fails after \(attempt) attempts (\(why)); "
+                        + "waiting for the endpoint to return (on_outage = wait)")
+                return true
+            }
+            if now - last >= .seconds(60) {
+                reported = now
+                client.report("\(request.method.rawValue) \(client.describe(request.key)) still waiting after \(now - start) (\(why))")
+            }
+            return true
+        }
+
+        func end(_ request: S3Request, _ client: S3Client) {
+            guard let since else { return }
+            client.report("\(request.method.rawValue) \(client.describe(request.key)) went through after \(ContinuousClock.now - since)")
+        }
+    }
+
+    /// One line on standard error, for the operator: the storage stack has no logger.
+    func report(_ line: String) {
+        FileHandle.standardError.write(Data(("s3: " + line + "\n").utf8))
     }
 
     /// The error for a reply the caller cannot use: operation, object, HTTP status and the

@@ -36,6 +36,10 @@ public final class S3ObjectStore: ObjectStore, ObjectOperationCounting {
 
     public func objectOperations() -> ObjectOperations { counters.snapshot() }
 
+    public func setInService(_ inService: Bool) {
+        client.waitingOutOutages.store(inService && client.settings.onOutage == .wait, ordering: .relaxed)
+    }
+
     /// The key of object `name`.
     func key(_ name: String) -> String { prefix.isEmpty ? name : prefix + "/" + name }
 

@@ -13,7 +13,7 @@ public enum S3Remote {
     /// The settings keys, as in the configuration's [storage.s3] section.
     public static let keys: [String] = [
         "endpoint", "region", "access_key_id", "secret_access_key", "session_token", "addressing", "allow_http",
-        "request_timeout_seconds", "retries",
+        "request_timeout_seconds", "retries", "on_outage",
     ]
 
     /// Opens the S3 object store `location` names, checking that the endpoint honours
@@ -78,6 +78,10 @@ public enum S3Remote {
         if let text = settings["retries"] {
             guard let retries = Int(text), (0...100).contains(retries) else { throw refuse("retries must be 0 to 100, got \(text)") }
             result.retries = retries
+        }
+        if let text = settings["on_outage"] {
+            guard let mode = S3Settings.OutageMode(rawValue: text) else { throw refuse("on_outage must be wait or fail, got \(text)") }
+            result.onOutage = mode
         }
         try result.validate()
         return result

@@ -13,6 +13,17 @@ public struct S3Settings: Sendable, CustomStringConvertible {
         case virtualHost = "virtual-host"
     }
 
+    /// What a request does once its retries are used up against an endpoint that is down
+    /// or throttling (the failures `retries` counts): `wait` goes on trying, `max_backoff`
+    /// apart, for as long as the store is in service (the lsm backend opened it and has
+    /// not begun to close it), as ZFS's `failmode=wait` holds I/O until the pool's disks
+    /// return; `fail` gives up with `.io`, which stops an lsm writer until it is
+    /// restarted. Opening a store always gives up, so a wrong endpoint is reported.
+    public enum OutageMode: String, Sendable {
+        case wait
+        case fail
+    }
+
     public var bucket: String
     /// Objects live under "prefix/NAME"; empty puts them at the bucket's root. No leading or
     /// trailing '/'.
@@ -35,6 +46,7 @@ public struct S3Settings: Sendable, CustomStringConvertible {
     /// `maxBackoff`, and the wait is drawn uniformly below it (full jitter).
     public var initialBackoff: Double
     public var maxBackoff: Double
+    public var onOutage: OutageMode
     /// Keys asked for per ListObjectsV2 page (S3 answers at most 1,000).
     public var listPageSize: Int
     /// Keys per DeleteObjects request (S3 takes at most 1,000).
@@ -48,7 +60,7 @@ public struct S3Settings: Sendable, CustomStringConvertible {
         bucket: String, prefix: String = "", endpoint: String, region: String = "us-east-1",
         credentials: S3Credentials, addressing: Addressing = .path, allowHTTP: Bool = false,
         requestTimeout: Double = 30, retries: Int = 10, initialBackoff: Double = 0.05, maxBackoff: Double = 5,
-        listPageSize: Int = 1000, deleteBatchSize: Int = 1000, partSize: Int = 32 << 20
+        onOutage: OutageMode = .wait, listPageSize: Int = 1000, deleteBatchSize: Int = 1000, partSize: Int = 32 << 20
     ) {
         self.bucket = bucket
         self.prefix = prefix
@@ -61,6 +73,7 @@ public struct S3Settings: Sendable, CustomStringConvertible {
         self.retries = retries
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
+        self.onOutage = onOutage
         self.listPageSize = listPageSize
         self.deleteBatchSize = deleteBatchSize
         self.partSize = partSize
