@@ -201,6 +201,12 @@ public protocol KVBackend: KVReader {
     /// unusable (their calls throw `.closed`).
     func close() throws
 
+    /// The store is about to be closed: a backend waiting out an outage of remote storage
+    /// gives up from now on (the waiting calls fail) instead of holding the shutdown, so
+    /// the flushes before `close` cannot hang (s3.md, "on_outage"). `close` does it too.
+    /// The default does nothing.
+    func beginClosing()
+
     /// Creates a named, durable, point-in-time image of the whole store containing every
     /// write that returned before this call. Later writes never change it. Names are 1 to 64
     /// characters of [A-Za-z0-9._-], not starting with '.'. Throws `.alreadyExists`,
@@ -225,6 +231,7 @@ public protocol KVBackend: KVReader {
 }
 
 extension KVBackend {
+    public func beginClosing() {}
     public func settleBackgroundWork() throws {}
     public func objectOperations() -> ObjectOperations? { nil }
     public var isReplica: Bool { false }

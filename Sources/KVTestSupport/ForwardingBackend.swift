@@ -19,6 +19,7 @@ open class ForwardingBackend: KVBackend, @unchecked Sendable {
     open func flush() throws { try inner.flush() }
     open func readView() throws -> any KVReadView { try inner.readView() }
     open func close() throws { try inner.close() }
+    open func beginClosing() { inner.beginClosing() }
     open func createCheckpoint(named name: String) throws -> CheckpointInfo { try inner.createCheckpoint(named: name) }
     open func listCheckpoints() throws -> [CheckpointInfo] { try inner.listCheckpoints() }
     open func deleteCheckpoint(named name: String) throws { try inner.deleteCheckpoint(named: name) }

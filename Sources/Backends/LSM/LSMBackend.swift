@@ -295,7 +295,7 @@ final class LSMBackend: KVBackend {
         var failure: (any Error)?
         // Requests waiting out an outage give up first: a write waiting in one holds the
         // lifetime that `close` waits for.
-        store.objects.setInService(false)
+        beginClosing()
         lifetime.close {
             guard !store.readOnly else { return }
             store.stopBackgroundThreads()
@@ -306,6 +306,8 @@ final class LSMBackend: KVBackend {
         }
         if let failure { throw failure }
     }
+
+    func beginClosing() { store.objects.setInService(false) }
 
     func createCheckpoint(named name: String) throws -> CheckpointInfo {
         try CheckpointName.validate(name)
