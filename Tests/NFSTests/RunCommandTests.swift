@@ -59,6 +59,25 @@ import Glibc
 
     static let s3Required = ProcessInfo.processInfo.environment["ZEROFS_REQUIRE_S3"] == "1"
 
+    /// Writes `folder`/zerofs.toml for a store under `prefix` of `seaweed`, with the local
+    /// folder `folder`/data, and returns its path.
+    static func s3Config(in folder: String, prefix: String, seaweed: SeaweedFS, extra: String = "") throws -> String {
+        try FileOps.makeDirectories(folder)
+        let text = """
+            [storage]
+            url = "s3://\(SeaweedFS.bucket)/\(prefix)"
+            path = "\(folder)/data"
+            [storage.s3]
+            endpoint = "\(seaweed.endpoint)"
+            access_key_id = "\(SeaweedFS.accessKey)"
+            secret_access_key = "\(SeaweedFS.secretKey)"
+            allow_http = true
+            \(extra)
+            """
+        try FileOps.writeFileAtomically(folder + "/zerofs.toml", Array(text.utf8))
+        return folder + "/zerofs.toml"
+    }
+
     /// Issue 8's replica, as users run it: a writer and a `--read-only` replica with folders
     /// of their own (two machines) on one bucket and prefix of SeaweedFS. The replica
     /// serves what the writer wrote within its poll interval, and refuses changes.
@@ -73,20 +92,7 @@ import Glibc
         defer { harness.cleanUp() }
         let prefix = "replica-\(UInt32.random(in: 0...UInt32.max))"
         func config(_ machine: String) throws -> String {
-            let folder = harness.freshPath(machine)
-            try FileOps.makeDirectories(folder)
-            let text = """
-                [storage]
-                url = "s3://\(SeaweedFS.bucket)/\(prefix)"
-                path = "\(folder)/data"
-                [storage.s3]
-                endpoint = "\(seaweed.endpoint)"
-                access_key_id = "\(SeaweedFS.accessKey)"
-                secret_access_key = "\(SeaweedFS.secretKey)"
-                allow_http = true
-                """
-            try FileOps.writeFileAtomically(folder + "/zerofs.toml", Array(text.utf8))
-            return folder + "/zerofs.toml"
+            try Self.s3Config(in: harness.freshPath(machine), prefix: prefix, seaweed: seaweed)
         }
         func start(_ arguments: [String]) throws -> ChildProcess {
             try ChildProcess(executable: zerofs, arguments: ["run", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"] + arguments)
@@ -149,22 +155,10 @@ import Glibc
         defer { seaweed.stop() }
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
-        let folder = harness.freshPath("outage")
-        try FileOps.makeDirectories(folder)
-        let text = """
-            [storage]
-            url = "s3://\(SeaweedFS.bucket)/outage-\(UInt32.random(in: 0...UInt32.max))"
-            path = "\(folder)/data"
-            [storage.s3]
-            endpoint = "\(seaweed.endpoint)"
-            access_key_id = "\(SeaweedFS.accessKey)"
-            secret_access_key = "\(SeaweedFS.secretKey)"
-            allow_http = true
-            retries = 1
-            """
-        try FileOps.writeFileAtomically(folder + "/zerofs.toml", Array(text.utf8))
+        let config = try Self.s3Config(
+            in: harness.freshPath("outage"), prefix: "outage-\(UInt32.random(in: 0...UInt32.max))", seaweed: seaweed, extra: "retries = 1")
         let server = try ChildProcess(
-            executable: zerofs, arguments: ["run", "-c", folder + "/zerofs.toml", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"])
+            executable: zerofs, arguments: ["run", "-c", config, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"])
         var port = 0
         while port == 0, let line = server.readLine() {
             if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let found = Int(line[range.upperBound...]) { port = found }
