@@ -220,14 +220,27 @@ public final class SeaweedFS {
     }
 
     /// A port P with P..P+count-1 free on 127.0.0.1 (and P+10008, weed's admin gRPC, when
-    /// count > 1), drawn at random so that parallel processes rarely collide.
+    /// count > 1), drawn at random so that parallel processes rarely collide. All of them
+    /// lie below the system's ephemeral ports (`ip_local_port_range`): a server restarted
+    /// on its ports (`resume`) found one taken by a client connection's local port, and
+    /// failed with "address already in use".
     public static func freePortBase(count: Int) throws -> Int {
+        let highest = ephemeralPortsStart() - 1 - (count > 1 ? 10_008 : count - 1)
         for _ in 0..<200 {
-            let base = Int.random(in: 20_000...45_000)
+            let base = Int.random(in: 10_000...max(highest, 10_000))
             let wanted = Array(base..<(base + count)) + (count > 1 ? [base + 10_008] : [])
             if wanted.allSatisfy(isFree) { return base }
         }
         throw KVError(.io, "no free ports on 127.0.0.1")
+    }
+
+    /// The first port the system hands to outgoing connections (32768 by default).
+    private static func ephemeralPortsStart() -> Int {
+        guard let bytes = try? FileOps.readFile("/proc/sys/net/ipv4/ip_local_port_range"),
+              let first = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first,
+              let port = Int(first)
+        else { return 32_768 }
+        return port
     }
 
     private static func isFree(_ port: Int) -> Bool {
