@@ -1,4 +1,4 @@
-// The threads that run NFS calls. A plain queue with a condition variable, except that:
+// The threads that run NFS calls. A plain queue, except that:
 // - a worker that runs out of work keeps polling for a moment before it sleeps: a client
 //   waiting on its reply sends its next call within tens of microseconds, and waking a
 //   sleeping thread costs about as much again on a virtual machine (measured: see
@@ -6,7 +6,11 @@
 //   core for `spin` after its last call, then nothing;
 // - a call wakes a sleeping worker only while fewer workers run calls than there are
 //   cores (`maxBusy`); otherwise a running worker takes it when it finishes its own. A
-//   worker waiting for a sync does not count (`Blocking`), so the cores stay in use.
+//   worker waiting for a sync does not count (`Blocking`), so the cores stay in use;
+// - a worker sleeps on a semaphore of its own, and a call wakes one by posting it. With a
+//   condition variable a wake cost a third `futex` call: the woken worker got the
+//   condition's mutex back marked as contended, so its unlock always entered the kernel,
+//   and the event loop often blocked on that mutex meanwhile.
 
 import Engine
 import Foundation
@@ -21,11 +25,15 @@ final class WorkerPool: BlockingObserver {
         var queue: [(@Sendable () -> Void)?] = []
         var head = 0
         var stopping = false
-        var sleepers = 0
+        /// Workers asleep on their semaphores (indexes), the latest last.
+        var sleepers: [Int] = []
     }
 
     private let state = Locked(State())
-    private let condition = NSCondition()
+    /// One per worker: it sleeps on its own. Semaphores are made to be shared between
+    /// threads (`sem_post` and `sem_wait` are thread-safe); the pointer never changes.
+    nonisolated(unsafe) private let semaphores: UnsafeMutablePointer<sem_t>
+    private let threads: Int
     /// Calls queued and not yet taken: the polling worker watches this.
     private let pending = Atomic<Int>(0)
     private let polling = Atomic<Bool>(false)
@@ -47,11 +55,15 @@ final class WorkerPool: BlockingObserver {
     ) throws {
         self.spin = spin
         self.maxBusy = max(1, maxBusy)
+        self.threads = threads
+        semaphores = .allocate(capacity: threads)
+        // Unshared and starting at zero: cannot fail.
+        for index in 0..<threads { sem_init(semaphores + index, 0, 0) }
         for index in 0..<threads {
             // Counted before it runs, so `shutdown` waits for it; uncounted if it never does.
             running.add(1, ordering: .relaxed)
             let code = start("nfs-worker-\(index)") { [self] in
-                Blocking.$observer.withValue(self) { work() }
+                Blocking.$observer.withValue(self) { work(index) }
             }
             if code != 0 {
                 running.subtract(1, ordering: .relaxed)
@@ -61,28 +73,34 @@ final class WorkerPool: BlockingObserver {
         }
     }
 
-    func submit(_ job: @escaping @Sendable () -> Void) {
-        state.withLock { $0.queue.append(job) }
-        pending.add(1, ordering: .sequentiallyConsistent)
-        wakeIfIdleCore()
+    deinit {
+        for index in 0..<threads { sem_destroy(semaphores + index) }
+        semaphores.deallocate()
     }
 
-    /// Wakes a sleeping worker for a queued call, unless a worker polls or enough run.
-    /// A busy worker that sees `busy` fall takes the queue (sequentially consistent:
-    /// the queued call is seen either here or by that worker's next `take`).
-    private func wakeIfIdleCore() {
-        guard !polling.load(ordering: .sequentiallyConsistent), busy.load(ordering: .sequentiallyConsistent) < maxBusy else { return }
-        // Taking the lock orders this call's `pending` with a worker's check before it
-        // waits; signalling after releasing it lets the woken worker take the lock at
-        // once instead of blocking on it behind this thread.
-        condition.lock()
-        condition.unlock()
-        condition.signal()
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        let sleeper = state.withLock { s in
+            s.queue.append(job)
+            pending.add(1, ordering: .sequentiallyConsistent)
+            return sleeperToWake(&s)
+        }
+        if let sleeper { sem_post(semaphores + sleeper) }
+    }
+
+    /// A sleeping worker to wake for a queued call, unless a worker polls or enough run;
+    /// the caller posts its semaphore after releasing the lock. A busy worker that sees
+    /// `busy` fall takes the queue (sequentially consistent: the queued call is seen
+    /// either here or by that worker's next `take`). A worker goes to sleep under the
+    /// same lock, after checking `pending`, so no call is left with every worker asleep.
+    private func sleeperToWake(_ s: inout State) -> Int? {
+        guard !polling.load(ordering: .sequentiallyConsistent), busy.load(ordering: .sequentiallyConsistent) < maxBusy else { return nil }
+        return s.sleepers.popLast()
     }
 
     func willBlock() {
         busy.subtract(1, ordering: .sequentiallyConsistent)
-        if pending.load(ordering: .sequentiallyConsistent) > 0 { wakeIfIdleCore() }
+        guard pending.load(ordering: .sequentiallyConsistent) > 0 else { return }
+        if let sleeper = state.withLock({ sleeperToWake(&$0) }) { sem_post(semaphores + sleeper) }
     }
 
     func didUnblock() {
@@ -91,11 +109,13 @@ final class WorkerPool: BlockingObserver {
 
     /// Lets queued calls finish, then stops every worker.
     func shutdown() {
-        state.withLock { $0.stopping = true }
         while running.load(ordering: .acquiring) > 0 {
-            condition.lock()
-            condition.broadcast()
-            condition.unlock()
+            let sleepers = state.withLock { s in
+                s.stopping = true
+                defer { s.sleepers.removeAll() }
+                return s.sleepers
+            }
+            for sleeper in sleepers { sem_post(semaphores + sleeper) }
             Thread.sleep(forTimeInterval: 0.001)
         }
     }
@@ -119,7 +139,7 @@ final class WorkerPool: BlockingObserver {
         }
     }
 
-    private func work() {
+    private func work(_ index: Int) {
         defer { running.subtract(1, ordering: .releasing) }
         while true {
             let (job, stop) = take()
@@ -142,9 +162,13 @@ final class WorkerPool: BlockingObserver {
                 polling.store(false, ordering: .sequentiallyConsistent)
                 if pending.load(ordering: .sequentiallyConsistent) > 0 { continue }
             }
-            condition.lock()
-            if pending.load(ordering: .acquiring) == 0 && !state.withLock({ $0.stopping }) { condition.wait() }
-            condition.unlock()
+            let asleep = state.withLock { s in
+                guard pending.load(ordering: .sequentiallyConsistent) == 0, !s.stopping else { return false }
+                s.sleepers.append(index)
+                return true
+            }
+            // Interrupted by a signal: sleep again (the post is still to come).
+            if asleep { while sem_wait(semaphores + index) != 0 {} }
         }
     }
 }
