@@ -204,8 +204,9 @@ final class LSMStore: @unchecked Sendable {
         nextWALID = fenceID + 1
 
         // Replay the WAL: every object from walReplayFrom up to the fence, in order. The
-        // newest may be torn (cut short by a crash), and so may the objects an earlier
-        // open found torn (the manifest lists them); any other damage is corruption.
+        // newest may be torn (cut short by a crash; on a store that writes objects whole,
+        // only cut short), and so may the objects an earlier open found torn (the
+        // manifest lists them); any other damage is corruption.
         let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
         var decoded: [(id: UInt64, contents: WALFormat.Contents)] = []
         for id in walIDs {
@@ -242,21 +243,28 @@ final class LSMStore: @unchecked Sendable {
                 if !object.contents.records.isEmpty || object.contents.torn { dropped.append(object.id) }
                 continue
             }
-            if object.contents.torn {
-                if index != lastWithRecords && !torn.contains(object.id) {
+            if let tear = object.contents.tear {
+                // A store that writes WAL objects whole (one put each) can be left the last
+                // one cut short by a writer that died during its upload (SeaweedFS keeps
+                // what it received), never with a whole record failing its checksum: that
+                // is damage, and the records it hides were acknowledged.
+                let appendable = objects is any AppendableObjectStore
+                let tail = index == lastWithRecords && (appendable || tear == .cut)
+                if !tail && !torn.contains(object.id) {
                     let later = decoded[(index + 1)...].map(\.contents).filter { !$0.records.isEmpty || $0.torn || $0.marked }
                     // Every object below the newest fence was synced by the open that wrote
                     // it: a crash cannot have cut those short.
-                    let appendable = objects is any AppendableObjectStore
                     let belowFence = object.id <= (current.fences.max() ?? 0)
                     let crashed = appendable && !belowFence && later.allSatisfy { $0.marking && !$0.marked }
                     guard crashed || options.walRecoveryPointInTime else {
                         // Why it is not taken for a crash's tear, and what the way out costs.
-                        let why = !appendable ? "this store writes WAL objects whole, so a torn one is damage"
+                        let why = !appendable && index == lastWithRecords ? "a whole record in it is damaged, which an interrupted upload cannot leave"
+                            : !appendable ? "this store writes WAL objects whole, so a crash tears only the last"
                             : belowFence ? "an open after it synced it, so the tear is damage"
                             : later.contains { $0.marked } ? "a later WAL object holds a sync marker, so acknowledged durable writes follow the damage"
                             : "later WAL objects come from a writer without sync markers, so whether acknowledged writes follow cannot be told"
-                        throw KVError(.corruption, "WAL object is damaged before the end of the log: \(why) (lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
+                        let what = index == lastWithRecords ? "the newest WAL object is damaged" : "WAL object is damaged before the end of the log"
+                        throw KVError(.corruption, "\(what): \(why) (lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
                     }
                     if crashed {
                         let lost = later.reduce(0) { $0 + $1.records.count }

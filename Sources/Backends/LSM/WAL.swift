@@ -119,21 +119,34 @@ enum WALFormat {
         }
     }
 
+    /// How a WAL object's records end before its bytes do.
+    enum Tear {
+        /// The bytes stop inside a record (or its header): what an interrupted append or
+        /// upload leaves.
+        case cut
+        /// A whole record fails its checksum, or a length is impossible: no interrupted
+        /// write leaves that in an object written whole (it can in a local segment, whose
+        /// blocks a machine crash may leave unwritten).
+        case damage
+    }
+
     /// One WAL object's contents: its records (sync markers left out), whether something
     /// after them is cut short or damaged, whether it holds a sync marker, and whether its
     /// writer put markers in (version `markingVersion` on).
     struct Contents {
         var records: [(seq: UInt64, batch: WriteBatch)]
-        var torn: Bool
+        var tear: Tear?
         var marked = false
         var marking = false
+
+        var torn: Bool { tear != nil }
     }
 
     /// The records of one WAL object. A record that is cut short or fails its checksum ends
-    /// the object: `torn` reports it (the caller decides whether a torn object may be the
+    /// the object: `tear` reports how (the caller decides whether a torn object may be the
     /// tail of the log).
     static func decode(_ bytes: [UInt8], name: String) throws -> Contents {
-        guard bytes.count >= headerSize else { return Contents(records: [], torn: true) }
+        guard bytes.count >= headerSize else { return Contents(records: [], tear: .cut) }
         let (magicFound, versionFound) = bytes.withUnsafeBytes {
             (UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)), UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
         }
@@ -142,27 +155,28 @@ enum WALFormat {
             throw KVError(.unsupportedFormat, "WAL format \(versionFound) is not one this version reads (\(readableVersions))", path: name)
         }
         let found = try decodeRecords(bytes, from: headerSize, name: name)
-        return Contents(records: found.records, torn: found.torn, marked: found.marked, marking: versionFound >= markingVersion)
+        return Contents(records: found.records, tear: found.tear, marked: found.marked, marking: versionFound >= markingVersion)
     }
 
     /// The whole records in `bytes` from offset `from` on (no header there; sync markers
     /// left out), the offset just past the last of them, whether something after it is cut
-    /// short or damaged (a replica reading a segment that is still growing meets that at
+    /// short or damaged (a replica reading a segment that is still growing meets a cut at
     /// its end), and whether a sync marker came.
-    static func decodeRecords(_ bytes: [UInt8], from start: Int, name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], end: Int, torn: Bool, marked: Bool) {
+    static func decodeRecords(_ bytes: [UInt8], from start: Int, name: String) throws -> (records: [(seq: UInt64, batch: WriteBatch)], end: Int, tear: Tear?, marked: Bool) {
         var records: [(UInt64, WriteBatch)] = []
         var marked = false
         var at = start
         while at < bytes.count {
-            if isReserved(bytes, from: at) { return (records, at, false, marked) }
-            guard at + 16 <= bytes.count else { return (records, at, true, marked) }
+            if isReserved(bytes, from: at) { return (records, at, nil, marked) }
+            guard at + 16 <= bytes.count else { return (records, at, .cut, marked) }
             let (length, crc) = bytes.withUnsafeBytes {
                 (Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))),
                  UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
             }
-            guard length >= 8, at + 8 + length <= bytes.count else { return (records, at, true, marked) }
+            guard length >= 8 else { return (records, at, .damage, marked) }
+            guard at + 8 + length <= bytes.count else { return (records, at, .cut, marked) }
             let actual = bytes.withUnsafeBytes { CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(at + 8)..<(at + 8 + length)]))) }
-            guard actual == crc else { return (records, at, true, marked) }
+            guard actual == crc else { return (records, at, .damage, marked) }
             let seq = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)) }
             if seq == 0 && length == 8 {
                 marked = true
@@ -176,6 +190,6 @@ enum WALFormat {
             records.append((seq, batch))
             at += 8 + length
         }
-        return (records, at, false, marked)
+        return (records, at, nil, marked)
     }
 }

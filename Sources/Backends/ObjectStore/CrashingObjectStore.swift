@@ -1,7 +1,8 @@
 // A wrapper for tests that simulates a machine crash at a chosen moment: after `crash()`
 // (or once a countdown of operations runs out) every call fails, and the store underneath
-// holds exactly the puts that had returned. A put in flight at the crash can be left out,
-// whole, or (for objects the caller may tear, such as logs) cut short.
+// holds the puts that had returned, and perhaps the one in flight at the crash: whole
+// (the store took it and the reply was lost) or, for objects the caller may tear (logs:
+// some S3 servers keep what they received of an upload cut off), cut short.
 
 import Engine
 import Synchronization
@@ -18,14 +19,14 @@ public final class CrashingObjectStore: ObjectStore {
 
     public var location: String { "crash-simulating memory" }
 
-    /// `seed` drives where a torn object is cut.
+    /// `seed` drives whether the put in flight at the crash lands, and where it is cut.
     public init(inner: MemoryObjectStore = MemoryObjectStore(), seed: UInt64) {
         self.inner = inner
         state = Locked(State(random: seed | 1))
     }
 
-    /// Crash after `operations` more mutating calls; a put of a name starting with
-    /// `tearing` that meets the crash is stored cut short instead of left out.
+    /// Crash after `operations` more mutating calls. A put that meets the crash fails, and
+    /// half the time lands anyway: whole, or cut short if its name starts with `tearing`.
     public func crash(afterOperations operations: Int, tearing: String? = nil) {
         state.withLock {
             $0.countdown = operations
@@ -44,7 +45,8 @@ public final class CrashingObjectStore: ObjectStore {
         if state.withLock({ $0.crashed }) { throw KVError(.io, "simulated crash", path: location) }
     }
 
-    /// Counts a mutating call; returns how it meets the crash (nil: it does not).
+    /// Counts a mutating call; returns how it meets the crash (nil: it does not; then how
+    /// many bytes of a put land, -1 for none).
     private func tick(_ name: String) throws -> Int? {
         try state.withLock { s -> Int? in
             if s.crashed { throw KVError(.io, "simulated crash", path: location) }
@@ -55,8 +57,9 @@ public final class CrashingObjectStore: ObjectStore {
             }
             s.crashed = true
             s.random = s.random &* 6364136223846793005 &+ 1442695040888963407
-            if let torn = s.tornPrefix, name.hasPrefix(torn) { return Int(truncatingIfNeeded: s.random >> 33) }
-            return -1
+            guard s.random >> 63 == 1 else { return -1 }
+            if let torn = s.tornPrefix, name.hasPrefix(torn) { return Int(truncatingIfNeeded: s.random >> 33 & 0x3FFF_FFFF) }
+            return Int.max
         }
     }
 
@@ -71,19 +74,26 @@ public final class CrashingObjectStore: ObjectStore {
     }
 
     public func put(_ name: String, _ bytes: [UInt8]) throws {
-        if let cut = try tick(name) {
-            if cut >= 0, !bytes.isEmpty { try inner.put(name, Array(bytes.prefix(cut % bytes.count))) }
+        if let landing = try tick(name) {
+            if let landed = Self.landed(bytes, landing) { try inner.put(name, landed) }
             throw KVError(.io, "simulated crash during put", path: name)
         }
         try inner.put(name, bytes)
     }
 
     public func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
-        if let cut = try tick(name) {
-            if cut >= 0, !bytes.isEmpty { _ = try inner.putIfAbsent(name, Array(bytes.prefix(cut % bytes.count))) }
+        if let landing = try tick(name) {
+            if let landed = Self.landed(bytes, landing) { _ = try inner.putIfAbsent(name, landed) }
             throw KVError(.io, "simulated crash during put", path: name)
         }
         return try inner.putIfAbsent(name, bytes)
+    }
+
+    /// What of a put's `bytes` lands at the crash (`tick`'s answer), nil for nothing.
+    private static func landed(_ bytes: [UInt8], _ landing: Int) -> [UInt8]? {
+        if landing < 0 { return nil }
+        if landing == Int.max || bytes.isEmpty { return bytes }
+        return Array(bytes.prefix(landing % bytes.count))
     }
 
     public func list(prefix: String) throws -> [String] {
