@@ -179,9 +179,23 @@ final class LSMStore: @unchecked Sendable {
         let manifestNames = try objects.list(prefix: "manifest/")
         var current: Manifest
         let currentID: UInt64
-        if let newest = manifestNames.compactMap(Manifest.id(of:)).max() {
+        // The newest manifests may be empty objects: commits whose upload was cut off
+        // before its body (SeaweedFS keeps those; no manifest is empty). Their writer never
+        // heard back, so nothing depended on them: the newest manifest with bytes is the
+        // current one, and this open commits past them.
+        var ids = manifestNames.compactMap(Manifest.id(of:)).sorted()
+        let listedNewest = ids.last ?? 0
+        var loaded: (UInt64, Manifest)?
+        while let newest = ids.popLast() {
+            let name = Manifest.name(newest)
+            guard let bytes = try objects.get(name) else { throw KVError(.corruption, "manifest object is missing", path: name) }
+            if bytes.isEmpty { continue }
+            loaded = (newest, try Manifest.decode(bytes, name: name))
+            break
+        }
+        if let (newest, manifest) = loaded {
             currentID = newest
-            current = try Self.loadManifest(objects, newest)
+            current = manifest
         } else {
             currentID = 0
             current = Manifest()
@@ -305,11 +319,12 @@ final class LSMStore: @unchecked Sendable {
         current.nextWALID = fenceID + 1
         current.tornWAL = torn.filter { $0 >= replayFrom }.sorted()
         current.lastSeq = lastSeq
-        guard try objects.putIfAbsent(Manifest.name(currentID + 1), current.encode()) else {
-            throw KVError(.fenced, "another writer committed manifest \(currentID + 1) while this store was opening", path: objects.location)
+        let committing = max(currentID, listedNewest) + 1
+        guard try objects.putIfAbsent(Manifest.name(committing), current.encode()) else {
+            throw KVError(.fenced, "another writer committed manifest \(committing) while this store was opening", path: objects.location)
         }
         manifest = current
-        manifestID = currentID + 1
+        manifestID = committing
         version = try openVersion(current.levels)
         // Segments below the replay start are left only because tables pointed into them
         // (or a collection had not come yet): each gets the grace of one once unpointed,

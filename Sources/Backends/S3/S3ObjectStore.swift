@@ -76,23 +76,60 @@ public final class S3ObjectStore: ObjectStore, ObjectOperationCounting {
         let response = try client.send(request)
         if response.isSuccess { return true }
         guard response.status == 412 else { throw client.failure(response, "PUT if absent", key: key(name)) }
-        return try refusedPutWasOurs(name, putID: putID, attempts: response.attempts)
+        switch try refusedPut(name, putID: putID, attempts: response.attempts, size: bytes.count) {
+        case .theirs: return false
+        case .ours: return true
+        case .oursCut: return try replaceCut(name, bytes)
+        }
     }
 
-    /// Whether a put-if-absent refused with 412 after `attempts` sends wrote the object
-    /// itself: after a retry, the object in the way may be the first attempt's, whose reply
-    /// was lost; its stored id tells.
-    func refusedPutWasOurs(_ name: String, putID: String, attempts: Int) throws -> Bool {
-        guard attempts > 1 else { return false }
-        return try storedPutID(name) == putID
+    /// What is in the way of a put-if-absent refused with 412.
+    enum RefusedPut {
+        /// Another writer's object.
+        case theirs
+        /// The first attempt's, whose reply was lost.
+        case ours
+        /// The first attempt's, but shorter than what it sent: SeaweedFS 4.48 keeps an
+        /// empty object, with its metadata, for a PUT whose connection closed before its
+        /// body (checked by hand: headers sent, then the connection closed).
+        case oursCut
+    }
+
+    /// What the object in the way of a put-if-absent of `size` bytes is, after `attempts`
+    /// sends: after a retry it may be the first attempt's, which its stored id tells.
+    func refusedPut(_ name: String, putID: String, attempts: Int, size: Int) throws -> RefusedPut {
+        guard attempts > 1, let stored = try storedObject(name), stored.putID == putID else { return .theirs }
+        return stored.size == size ? .ours : .oursCut
+    }
+
+    /// Replaces what an interrupted attempt of this put left under `name` (taking it for
+    /// written would acknowledge bytes never stored), then answers whether the put stands:
+    /// false when a later name in the same folder appeared. Names in a folder are put in
+    /// increasing order (WAL objects, manifests), and a writer taking over puts its fence
+    /// after the newest object it lists and reads the objects only after that: if no
+    /// later name exists once the whole object is in place, any later reader sees it
+    /// whole; if one does, a reader may have seen the cut object, and the put must not
+    /// count (the caller then answers as fenced).
+    func replaceCut(_ name: String, _ bytes: [UInt8]) throws -> Bool {
+        try put(name, bytes)
+        let folder = name.lastIndex(of: "/").map { String(name[...$0]) } ?? ""
+        return try !list(prefix: folder).contains { $0 > name }
     }
 
     /// The put id stored with an object, or nil when it has none or does not exist.
     func storedPutID(_ name: String) throws -> String? {
+        try storedObject(name)?.putID
+    }
+
+    /// An object's stored put id and size, or nil when it does not exist.
+    func storedObject(_ name: String) throws -> (putID: String?, size: Int)? {
         let response = try client.send(S3Request(method: .HEAD, key: key(name), kind: .head))
         if response.status == 404 { return nil }
         guard response.isSuccess else { throw client.failure(response, "HEAD", key: key(name)) }
-        return response.header(Self.putIDHeader)
+        guard let size = response.header("content-length").flatMap({ Int($0) }), size >= 0 else {
+            throw KVError(.io, "HEAD: reply without a Content-Length", path: client.describe(key(name)))
+        }
+        return (response.header(Self.putIDHeader), size)
     }
 
     public func list(prefix namePrefix: String) throws -> [String] {

@@ -94,7 +94,9 @@ def main():
             self.send_response(status)
             for k, v in reply_headers:
                 self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD's reply has no body, but its Content-Length is the object's size.
+            upstream_length = response.getheader("Content-Length")
+            self.send_header("Content-Length", upstream_length if self.command == "HEAD" and upstream_length else str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
