@@ -75,6 +75,16 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         for i in range { try store.put(TestBytes.key(i), TestBytes.value(i, size: size), durable: durable) }
     }
 
+    /// A closed store in memory holding keys 0..<count, each put by a durable write of its
+    /// own (so in a WAL object of its own).
+    private func closedStore(durableWrites count: Int) throws -> MemoryObjectStore {
+        let objects = MemoryObjectStore()
+        let store = try factory.open(objects: objects, options: BackendOptions())
+        try fill(store, 0..<count, durable: true)
+        try store.close()
+        return objects
+    }
+
     @Test func flippedBytesInEachFileKindAreReportedAsCorruption() throws {
         let objects = MemoryObjectStore()
         var store = try factory.open(objects: objects, options: tinyLSMOptions())
@@ -120,10 +130,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
     }
 
     @Test func aTornWALTailIsDiscarded() throws {
-        let objects = MemoryObjectStore()
-        let store = try factory.open(objects: objects, options: BackendOptions())
-        try fill(store, 0..<10, durable: true)
-        try store.close()
+        let objects = try closedStore(durableWrites: 10)
         // Cut the newest WAL object holding records in the middle of its last record.
         let newest = try objects.list(prefix: "wal/").filter { (try? objects.get($0))!!.count > WALFormat.headerSize }.last!
         objects.tamper(newest) { $0.removeLast(5) }
@@ -144,10 +151,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
     @Test func aDamagedRecordInTheNewestWALObjectOfAStoreThatWritesThemWholeIsReported() throws {
         // An interrupted upload leaves at most a cut; a whole record failing its checksum
         // is damage, and the records it hides were acknowledged.
-        let objects = MemoryObjectStore()
-        let store = try factory.open(objects: objects, options: BackendOptions())
-        try fill(store, 0..<10, durable: true)
-        try store.close()
+        let objects = try closedStore(durableWrites: 10)
         let newest = try objects.list(prefix: "wal/").filter { (try? objects.get($0))!!.count > WALFormat.headerSize }.last!
         objects.tamper(newest) { $0[$0.count - 3] ^= 0x40 }
         let error = #expect(throws: KVError.self) { try factory.open(objects: objects, options: BackendOptions()) }
@@ -172,10 +176,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         // SeaweedFS keeps an empty object for a PUT whose connection closed before its
         // body: a writer killed while committing can leave its manifest so (the S3 crash
         // test met such WAL objects). No manifest is empty, and nothing depended on it.
-        let objects = MemoryObjectStore()
-        let store = try factory.open(objects: objects, options: BackendOptions())
-        try fill(store, 0..<10, durable: true)
-        try store.close()
+        let objects = try closedStore(durableWrites: 10)
         let newest = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max()!
         try objects.put(Manifest.name(newest + 1), [])
         try objects.put(Manifest.name(newest + 2), [])
@@ -197,10 +198,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
 
     @Test func aTornObjectFollowedOnlyByAFenceIsTheTail() throws {
         // A crash during open: the fence was written, the new manifest was not.
-        let objects = MemoryObjectStore()
-        let store = try factory.open(objects: objects, options: BackendOptions())
-        try fill(store, 0..<6, durable: true)
-        try store.close()
+        let objects = try closedStore(durableWrites: 6)
         let ids = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:))
         let newest = try ids.filter { (try objects.get(WALFormat.name($0)))!.count > WALFormat.headerSize }.max()!
         objects.tamper(WALFormat.name(newest)) { $0.removeLast(4) }
@@ -213,10 +211,7 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
     @Test func aTearBeforeTheEndFailsTheOpenUnlessPointInTimeRecoveryIsAsked() throws {
         // One WAL object per durable write here; the third is cut short while later ones
         // hold records, as a machine crash can leave a sealed segment that was never synced.
-        let objects = MemoryObjectStore()
-        let store = try factory.open(objects: objects, options: BackendOptions())
-        try fill(store, 0..<6, durable: true)
-        try store.close()
+        let objects = try closedStore(durableWrites: 6)
         let withRecords = try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).sorted()
             .filter { (try objects.get(WALFormat.name($0)))!.count > WALFormat.headerSize }
         #expect(withRecords.count == 6)
