@@ -2,7 +2,7 @@
 """A fault-injecting HTTP proxy in front of an S3 server, for the S3 fault tests.
 
     s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:UPSTREAM --seed N \
-        [--error-rate R] [--slow-rate R] [--slow-seconds S] [--drop-rate R]
+        [--error-rate R] [--slow-rate R] [--slow-seconds S] [--drop-rate R] [--cut-rate R]
 
 Every request goes to the upstream server unchanged (the Host header too, so SigV4
 signatures made for the proxy's address still verify). With the given probabilities,
@@ -10,7 +10,10 @@ chosen by a seeded generator:
   --error-rate: answer 500 InternalError or 503 SlowDown instead, without forwarding;
   --slow-rate:  wait up to --slow-seconds before forwarding;
   --drop-rate:  forward, then close the connection without replying (the request took
-                effect, its reply is lost).
+                effect, its reply is lost);
+  --cut-rate:   for a PUT with a body, forward its headers only, then close both
+                connections without replying (an upload cut off before its body:
+                SeaweedFS keeps an empty object for it).
 It prints "listening PORT" once ready and, on SIGTERM, one line of counts. Loopback only.
 """
 
@@ -36,17 +39,18 @@ def main():
     parser.add_argument("--slow-rate", type=float, default=0.0)
     parser.add_argument("--slow-seconds", type=float, default=0.5)
     parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--cut-rate", type=float, default=0.0)
     args = parser.parse_args()
     upstream = urllib.parse.urlparse(args.upstream)
     if upstream.hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("the upstream must be on the loopback")
     generator = random.Random(args.seed)
     lock = threading.Lock()
-    counts = {"requests": 0, "errors": 0, "slow": 0, "dropped": 0, "upstream_failures": 0}
+    counts = {"requests": 0, "puts": 0, "errors": 0, "slow": 0, "dropped": 0, "cut": 0, "upstream_failures": 0}
 
     def draw():
         with lock:
-            return generator.random(), generator.random(), generator.random(), generator.random()
+            return generator.random(), generator.random(), generator.random(), generator.random(), generator.random()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -57,9 +61,11 @@ def main():
         def handle_any(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            error, slow, drop, pick = draw()
+            error, slow, drop, pick, cut = draw()
             with lock:
                 counts["requests"] += 1
+                if self.command == "PUT" and body:
+                    counts["puts"] += 1
             if error < args.error_rate:
                 with lock:
                     counts["errors"] += 1
@@ -73,6 +79,23 @@ def main():
                     counts["slow"] += 1
                 time.sleep(pick * args.slow_seconds)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            if self.command == "PUT" and body and cut < args.cut_rate:
+                with lock:
+                    counts["cut"] += 1
+                try:
+                    connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+                    connection.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for k, v in headers.items():
+                        connection.putheader(k, v)
+                    connection.endheaders()
+                    # Long enough for the server to be waiting on the body.
+                    time.sleep(0.2)
+                    connection.close()
+                except OSError:
+                    with lock:
+                        counts["upstream_failures"] += 1
+                self.close_connection = True
+                return
             try:
                 connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
                 connection.request(self.command, self.path, body=body, headers=headers)
