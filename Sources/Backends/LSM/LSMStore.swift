@@ -259,9 +259,10 @@ final class LSMStore: @unchecked Sendable {
             }
             if let tear = object.contents.tear {
                 // A store that writes WAL objects whole (one put each) can be left the last
-                // one cut short by a writer that died during its upload (SeaweedFS keeps
-                // what it received), never with a whole record failing its checksum: that
-                // is damage, and the records it hides were acknowledged.
+                // one cut short by a writer that died during its upload (SeaweedFS keeps an
+                // empty object for a PUT cut off before its body), never with a whole
+                // record failing its checksum: that is damage, and the records it hides
+                // were acknowledged.
                 let appendable = objects is any AppendableObjectStore
                 let tail = index == lastWithRecords && (appendable || tear == .cut)
                 if !tail && !torn.contains(object.id) {

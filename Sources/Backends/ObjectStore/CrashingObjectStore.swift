@@ -2,7 +2,7 @@
 // (or once a countdown of operations runs out) every call fails, and the store underneath
 // holds the puts that had returned, and perhaps the one in flight at the crash: whole
 // (the store took it and the reply was lost) or, for objects the caller may tear (logs:
-// some S3 servers keep what they received of an upload cut off), cut short.
+// SeaweedFS keeps an empty object for an upload cut off before its body), cut short.
 
 import Engine
 import Synchronization
