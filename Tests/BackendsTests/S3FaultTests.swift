@@ -200,22 +200,16 @@ final class DurableWriter: @unchecked Sendable {
         try onSeaweedFS(["retries": "1"]) { server, _, _, store in
             try store.put(TestBytes.key(0), TestBytes.value(0, size: 300), durable: true)
             server.crash()
-            let done = Atomic<Bool>(false)
-            let failed = Atomic<Bool>(false)
-            let writer = Thread {
-                do { try store.put(TestBytes.key(1), TestBytes.value(1, size: 300), durable: true) } catch { failed.store(true, ordering: .releasing) }
-                done.store(true, ordering: .releasing)
-            }
-            writer.start()
+            let writer = BackgroundCall { try store.put(TestBytes.key(1), TestBytes.value(1, size: 300), durable: true) }
             // Its one retry is used up well within this: the write now waits.
             Thread.sleep(forTimeInterval: 1.5)
-            let waiting = !done.load(ordering: .acquiring)
+            let waiting = !writer.finished
             #expect(waiting, "the write waits for the endpoint")
             let start = ContinuousClock.now
             try? store.close()  // its last WAL write may fail: the endpoint is still down
             let closed = ContinuousClock.now - start
-            while !done.load(ordering: .acquiring), ContinuousClock.now - start < .seconds(30) { usleep(10_000) }
-            let gaveUp = done.load(ordering: .acquiring) && failed.load(ordering: .acquiring)
+            writer.wait(until: start + .seconds(30))
+            let gaveUp = writer.finished && writer.failed
             #expect(gaveUp, "the waiting write gave up and failed")
             #expect(closed < .seconds(20), "close returned after \(closed)")
         }

@@ -162,15 +162,10 @@ import Glibc
         #expect(try runProgram(nfsclient, [url, "write", "/before", "kept"]).status == 0)
 
         seaweed.crash()
-        let finished = Atomic<Bool>(false)
-        let client = Thread {
-            _ = try? runProgram(nfsclient, [url, "write", "/during", "waits"])
-            finished.store(true, ordering: .releasing)
-        }
-        client.start()
+        let client = BackgroundCall { _ = try runProgram(nfsclient, [url, "write", "/during", "waits"]) }
         // The CREATE's one retry is used up within a tenth of a second: it now waits.
         Thread.sleep(forTimeInterval: 2)
-        let waited = !finished.load(ordering: .acquiring)
+        let waited = !client.finished
         #expect(waited, "the CREATE waits for the endpoint instead of failing")
 
         let start = ContinuousClock.now
@@ -188,6 +183,6 @@ import Glibc
         stopped.store(true, ordering: .releasing)
         let stopping = ContinuousClock.now - start
         #expect(stopping < .seconds(30), "the server stopped after \(stopping)")
-        while !finished.load(ordering: .acquiring), ContinuousClock.now - start < .seconds(60) { usleep(10_000) }
+        client.wait(until: start + .seconds(60))
     }
 }
