@@ -57,16 +57,11 @@ extension LSMStore {
     /// newest manifest gone by then is looked for again.
     static func checkpointManifest(_ objects: any ObjectStore, named name: String) throws -> (Manifest, UInt64) {
         try CheckpointName.validate(name)
-        var found: Manifest?
-        for _ in 0..<100 where found == nil {
-            guard let newest = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max() else {
-                throw KVError(.corruption, "the store has no manifest", path: objects.location)
-            }
-            found = try objects.get(Manifest.name(newest)).map { try Manifest.decode($0, name: Manifest.name(newest)) }
+        // Empty newest manifests are commits cut off before their body: passed over.
+        guard let newest = try newestWholeManifest(objects) else {
+            throw KVError(.corruption, "the store has no manifest with bytes", path: objects.location)
         }
-        guard let current = found else {
-            throw KVError(.io, "the newest manifest was replaced before it could be read, 100 times in a row", path: objects.location)
-        }
+        let current = try Manifest.decode(newest.bytes, name: Manifest.name(newest.id))
         guard let record = current.checkpoints.first(where: { $0.name == name }) else {
             throw KVError(.notFound, "no checkpoint '\(name)'", path: objects.location)
         }

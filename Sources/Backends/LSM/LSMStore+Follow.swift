@@ -33,7 +33,10 @@ extension LSMStore {
     /// WAL written after it. Throws `.storeNotFound` when there is no store.
     static func openReplica(objects: any ObjectStore, options: LSMOptions) throws -> LSMStore {
         for _ in 0..<16 {
-            guard let newest = try newestManifest(objects) else {
+            guard let newest = try newestWholeManifest(objects)?.id else {
+                if try newestManifest(objects) != nil {
+                    throw KVError(.corruption, "every manifest of the store is empty", path: objects.location)
+                }
                 throw KVError(.storeNotFound, "no lsm store there (no manifest)", path: objects.location)
             }
             let store: LSMStore
@@ -41,7 +44,7 @@ extension LSMStore {
                 store = try LSMStore(objects: objects, options: options, manifestID: newest, following: true)
             } catch {
                 // Collected between the listing and the read: a newer one exists.
-                if try newestManifest(objects) ?? 0 > newest { continue }
+                if try newestWholeManifest(objects, above: newest) != nil { continue }
                 throw error
             }
             store.follow.withLock { $0 = FollowState(walID: store.manifest.walReplayFrom) }
@@ -55,6 +58,30 @@ extension LSMStore {
         try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max()
     }
 
+    /// The newest manifest above `floor` that has bytes, and its id; nil when there is
+    /// none. The newest ids may be empty objects: commits whose upload was cut off before
+    /// its body (SeaweedFS keeps those; s3.md). Their writer never heard back, so nothing
+    /// depended on them, and every reader passes over them, as the writer's open does; a
+    /// writer that replaces its own cut attempt (S3ObjectStore) fills one in later, and it
+    /// is read then. Lists once; reads an object only when one above `floor` is listed.
+    /// Throws `.io` when the manifests listed keep being collected before they are read.
+    static func newestWholeManifest(_ objects: any ObjectStore, above floor: UInt64 = 0) throws -> (id: UInt64, bytes: [UInt8])? {
+        for _ in 0..<100 {
+            var ids = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).filter { $0 > floor }.sorted()
+            var vanished = false
+            while let id = ids.popLast() {
+                // Collected between the listing and the read: a newer one exists.
+                guard let bytes = try objects.get(Manifest.name(id)) else {
+                    vanished = true
+                    break
+                }
+                if !bytes.isEmpty { return (id, bytes) }
+            }
+            if !vanished { return nil }
+        }
+        throw KVError(.io, "the newest manifest was replaced before it could be read, 100 times in a row", path: objects.location)
+    }
+
     /// For a replica: reads what the writer wrote since the last call (WAL records, and a
     /// newer manifest when there is one) and shows it to reads that start afterwards.
     /// Returns the replica's generation, which changes whenever what it shows changed.
@@ -65,8 +92,8 @@ extension LSMStore {
             for _ in 0..<16 {
                 do {
                     let current = state.withLock { manifestID }
-                    if let newest = try Self.newestManifest(objects), newest > current {
-                        try install(manifestID: newest, position: &position)
+                    if let newest = try Self.newestWholeManifest(objects, above: current) {
+                        try install(manifestID: newest.id, position: &position)
                         position.generation &+= 1
                     } else {
                         let table = state.withLock { mem }
@@ -79,7 +106,7 @@ extension LSMStore {
                     // A WAL object the listing missed was collected under a manifest the
                     // writer committed before collecting it: when one appeared meanwhile,
                     // what the replay missed is in its tables.
-                    if let latest = try Self.newestManifest(objects), latest > state.withLock({ manifestID }) { continue }
+                    if try Self.newestWholeManifest(objects, above: state.withLock({ manifestID })) != nil { continue }
                     return position.generation
                 } catch is Superseded {
                     continue
@@ -121,7 +148,7 @@ extension LSMStore {
     /// Throws `Superseded` when a manifest newer than `id` exists (what failed was
     /// collected after the writer moved on), `error` otherwise.
     private func supersededOr(_ error: any Error, after id: UInt64) throws -> Never {
-        if let newest = try? Self.newestManifest(objects), newest > id { throw Superseded() }
+        if (try? Self.newestWholeManifest(objects, above: id)) != nil { throw Superseded() }
         throw error
     }
 
@@ -140,7 +167,7 @@ extension LSMStore {
             if id > position.walID {
                 // Objects below the writer's replay start are collected: if that is why
                 // this one is missing, a newer manifest says where to start.
-                if let latest = try Self.newestManifest(objects), latest > manifestID { throw Superseded() }
+                if try Self.newestWholeManifest(objects, above: manifestID) != nil { throw Superseded() }
                 // Ids below a fence this manifest records are settled: the writer that
                 // placed it plugged them, or replayed what an older writer landed there.
                 // Above every fence, a missing id is a write still landing (an older

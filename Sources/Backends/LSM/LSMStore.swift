@@ -230,8 +230,8 @@ final class LSMStore: @unchecked Sendable {
             guard let bytes = try objects.get(WALFormat.name(id)) else {
                 // A writer still running may have committed a newer manifest and collected
                 // it: that is a takeover lost, not a disk fault.
-                if let newest = try? Self.newestManifest(objects), newest > currentID {
-                    throw KVError(.fenced, "another writer committed manifest \(newest) while this store was opening", path: objects.location)
+                if let newest = try? Self.newestWholeManifest(objects, above: currentID) {
+                    throw KVError(.fenced, "another writer committed manifest \(newest.id) while this store was opening", path: objects.location)
                 }
                 throw KVError(.io, "WAL object vanished while the store was opening", path: WALFormat.name(id))
             }

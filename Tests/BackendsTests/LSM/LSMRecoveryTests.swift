@@ -196,6 +196,44 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         #expect(error?.code == .corruption)
     }
 
+    @Test func replicasAndCheckpointOpensPassOverEmptyNewestManifests() throws {
+        // As the writer's open does (above), a replica and an open of a checkpoint read the
+        // newest manifest that has bytes; a replica reads a cut attempt once it is filled
+        // in (S3ObjectStore replaces its own), and follows a writer that commits past it.
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: BackendOptions())
+        try fill(writer, 0..<5, durable: true)
+        _ = try writer.createCheckpoint(named: "before")
+        try fill(writer, 5..<8, durable: true)
+        try writer.close()
+        let newest = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).max()!
+        try objects.put(Manifest.name(newest + 1), [])
+
+        let replica = try factory.openReplica(objects: objects, options: BackendOptions())
+        #expect(try replica.entries().count == 8)
+        _ = try replica.catchUp()
+        #expect(try replica.entries().count == 8)
+        let checkpoint = try factory.openCheckpoint(objects: objects, named: "before", options: BackendOptions())
+        #expect(try checkpoint.entries().count == 5)
+        try checkpoint.close()
+
+        try objects.put(Manifest.name(newest + 1), try objects.get(Manifest.name(newest))!)
+        _ = try replica.catchUp()
+        #expect(try replica.entries().count == 8)
+        let next = try factory.open(objects: objects, options: BackendOptions())
+        try fill(next, 8..<11, durable: true)
+        try next.close()
+        _ = try replica.catchUp()
+        #expect(try replica.entries().count == 11)
+        try replica.close()
+
+        // Only empty manifests: that is not a store to read.
+        let hollow = MemoryObjectStore()
+        try hollow.put(Manifest.name(1), [])
+        let error = #expect(throws: KVError.self) { try factory.openReplica(objects: hollow, options: BackendOptions()) }
+        #expect(error?.code == .corruption)
+    }
+
     @Test func aTornObjectFollowedOnlyByAFenceIsTheTail() throws {
         // A crash during open: the fence was written, the new manifest was not.
         let objects = try closedStore(durableWrites: 6)
