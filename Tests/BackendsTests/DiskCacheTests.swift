@@ -111,6 +111,46 @@ final class CountingObjectStore: ObjectStore {
         }
     }
 
+    /// A store made anew at the same origin (deleted and created again, or restored in
+    /// place) has another identity: its `sst/1.sst` is another table, of the same size
+    /// here, which the pages of the old one would serve wrongly.
+    @Test func aCacheFolderServesOnlyTheStoreWhoseIdentityItRecorded() throws {
+        try withFolder { folder in
+            let remote = CountingObjectStore()
+            try remote.base.put("store-id", [1, 2, 3])
+            let old = Self.bytes(100_000, seed: 4)
+            try remote.base.put("sst/1.sst", old)
+            func cache() throws -> DiskCachedObjectStore {
+                try DiskCachedObjectStore(
+                    base: remote, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a", identity: "store-id")
+            }
+            var cached = try cache()
+            #expect(try cached.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(old.prefix(100)))
+            cached = try cache()
+            #expect(cached.counters.pages > 0, "the same store: pages kept")
+
+            // Made anew behind the cache's back (a restore by another process).
+            let new = Self.bytes(100_000, seed: 5)
+            try remote.base.put("store-id", [9, 9, 9])
+            try remote.base.put("sst/1.sst", new)
+            cached = try cache()
+            #expect(cached.counters.pages == 0)
+            #expect(try cached.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(new.prefix(100)))
+
+            // Made anew through the cache (a writer creating a store there): the identity's
+            // write empties it at once, and the next open keeps what came after.
+            #expect(cached.counters.pages > 0)
+            try cached.put("store-id", [7])
+            #expect(cached.counters.pages == 0)
+            let newest = Self.bytes(100_000, seed: 6)
+            try cached.put("sst/1.sst", newest)
+            cached = try cache()
+            #expect(cached.counters.pages > 0)
+            #expect(try cached.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(newest.prefix(100)))
+            #expect(try FileOps.readFile(folder + "/cache/ORIGIN") == Array("s3://a\nstore 07".utf8))
+        }
+    }
+
     @Test func aDamagedPageIsDetectedAndFetchedAgain() throws {
         try withFolder { folder in
             let remote = CountingObjectStore()

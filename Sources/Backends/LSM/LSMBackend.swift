@@ -97,7 +97,9 @@ public struct LSMBackendFactory: KVBackendFactory {
         }
         // The pages' origin is the remote store's location: bucket, prefix and the endpoint
         // as resolved (from the configuration or the environment).
-        return try DiskCachedObjectStore(base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes)
+        // The store's identity tells a store made anew at that location (s3.md).
+        return try DiskCachedObjectStore(
+            base: objects, directory: FileOps.absolutePath(cachePath), capacityBytes: cacheBytes, identity: LSMStore.identityName)
     }
 
     public func openReplica(at path: String, options: BackendOptions) throws -> any KVBackend {

@@ -80,6 +80,8 @@ extension LSMStore {
         guard try target.list(prefix: "manifest/").isEmpty, try target.list(prefix: "sst/").isEmpty, try target.list(prefix: "wal/").isEmpty else {
             throw KVError(.alreadyExists, "the restore target already holds a store", path: target.location)
         }
+        // A new identity first: a reader that finds the manifest finds it too.
+        try target.put(identityName, newIdentity())
         for meta in pinned.levels.flatMap({ $0 }) { try copy(meta.name) }
         let segments = pinned.valueSegments
         for segment in segments.sorted() { try copy(WALFormat.name(segment)) }

@@ -185,6 +185,14 @@ final class LSMStore: @unchecked Sendable {
         // current one, and this open commits past them.
         var ids = manifestNames.compactMap(Manifest.id(of:)).sorted()
         let listedNewest = ids.last ?? 0
+        // The store's identity, written before its first manifest: a new store gets a new
+        // one (whatever a store deleted from here left), a store made before identities
+        // existed gets one. A disk cache keeps its pages for one identity only.
+        if ids.isEmpty {
+            try objects.put(Self.identityName, Self.newIdentity())
+        } else if try objects.get(Self.identityName) == nil {
+            _ = try objects.putIfAbsent(Self.identityName, Self.newIdentity())
+        }
         var loaded: (UInt64, Manifest)?
         while let newest = ids.popLast() {
             let name = Manifest.name(newest)
@@ -354,6 +362,15 @@ final class LSMStore: @unchecked Sendable {
         nextWALID = loaded.nextWALID
         version = Version(levels: [])
         version = try openVersion(loaded.levels)
+    }
+
+    /// The object holding the store's identity: 16 random bytes, written when the store is
+    /// made (created or restored) and never changed after.
+    static let identityName = "store-id"
+
+    static func newIdentity() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
 
     static func loadManifest(_ objects: any ObjectStore, _ id: UInt64) throws -> Manifest {

@@ -38,6 +38,10 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     public let capacityBytes: Int
     public let pageSize: Int
     private let cacheable: @Sendable (String) -> Bool
+    /// The object holding the store's identity (nil: the store has none), and the origin
+    /// the pages are recorded under, without it.
+    private let identity: String?
+    private let origin: String
 
     static let magic: [UInt8] = Array("ZPG2".utf8)
     static let segmentSize = 4 << 10
@@ -80,9 +84,14 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// folder whose pages came from another store, or that does not say, is emptied
     /// first: object names repeat across stores (every store has an `sst/...1.sst`), and a
     /// page is trusted by its own checksums, which another store's page passes too.
+    ///
+    /// `identity` names an object whose bytes tell one store from another kept at the same
+    /// origin (a store made anew there, or restored in place). Its bytes are part of the
+    /// recorded origin, read from the store at open; writing it through this cache (a
+    /// store being made) empties the folder.
     public init(
         base: any ObjectStore, directory: String, capacityBytes: Int, pageSize: Int = 1 << 20, origin: String? = nil,
-        cacheable: @escaping @Sendable (String) -> Bool = { $0.hasPrefix("sst/") }
+        identity: String? = nil, cacheable: @escaping @Sendable (String) -> Bool = { $0.hasPrefix("sst/") }
     ) throws {
         guard capacityBytes > 0, pageSize >= 4096 else {
             throw KVError(.invalidArgument, "a disk cache needs a positive size and pages of at least 4 KiB", path: directory)
@@ -92,9 +101,18 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         self.capacityBytes = capacityBytes
         self.pageSize = pageSize
         self.cacheable = cacheable
+        self.identity = identity
+        self.origin = origin ?? base.location
         try FileOps.makeDirectories(directory)
-        try Self.claim(directory, for: origin ?? base.location)
+        let current = try identity.flatMap { try base.get($0) }
+        try Self.claim(directory, for: Self.originText(self.origin, current))
         try loadIndex()
+    }
+
+    /// What ORIGIN holds: the origin, and on a second line the store's identity, if any.
+    static func originText(_ origin: String, _ identity: [UInt8]?) -> String {
+        guard let identity else { return origin }
+        return origin + "\nstore " + Bytes.hex(identity)
     }
 
     /// The file naming the store a cache folder's pages come from.
@@ -108,10 +126,25 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     private static func claim(_ directory: String, for origin: String) throws {
         let path = directory + "/" + originFile
         if let recorded = try? FileOps.readFile(path), recorded == Array(origin.utf8) { return }
+        try dropPageFolders(directory)
+        try FileOps.writeFileAtomically(path, Array(origin.utf8))
+    }
+
+    private static func dropPageFolders(_ directory: String) throws {
         for entry in try FileOps.list(directory) where isPageFolder(entry) && FileOps.kind(of: directory + "/" + entry) == .directory {
             try FileOps.removeTree(directory + "/" + entry)
         }
-        try FileOps.writeFileAtomically(path, Array(origin.utf8))
+    }
+
+    /// The store's identity was written: it is being made (created, or restored in place),
+    /// and no page held is its. Drops them all and records the new origin. Pages being
+    /// read keep their open files until the reads end.
+    private func adopt(identity bytes: [UInt8]) throws {
+        state.withLock { s in
+            for key in Array(s.pages.keys) { remove(&s, key) }
+        }
+        try Self.dropPageFolders(directory)
+        try FileOps.writeFileAtomically(directory + "/" + Self.originFile, Array(Self.originText(origin, bytes).utf8))
     }
 
     /// Whether `name` is one of the cache's page folders (an object name in hex).
@@ -157,11 +190,13 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     public func put(_ name: String, _ bytes: [UInt8]) throws {
         try base.put(name, bytes)
+        if name == identity { try adopt(identity: bytes) }
         if cacheable(name) { fill(name, bytes) }
     }
 
     public func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool {
         guard try base.putIfAbsent(name, bytes) else { return false }
+        if name == identity { try adopt(identity: bytes) }
         if cacheable(name) { fill(name, bytes) }
         return true
     }

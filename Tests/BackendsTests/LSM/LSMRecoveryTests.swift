@@ -234,6 +234,39 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
         #expect(error?.code == .corruption)
     }
 
+    @Test func aStoreGetsAnIdentityWhenMadeAndKeepsIt() throws {
+        // A disk cache keeps its pages for one identity (DiskCacheTests): a new store, a
+        // restored one and a store from before identities each get one; reopening keeps it.
+        let objects = try closedStore(durableWrites: 3)
+        let first = try #require(try objects.get(LSMStore.identityName))
+        #expect(first.count == 16)
+        try factory.open(objects: objects, options: BackendOptions()).close()
+        #expect(try objects.get(LSMStore.identityName) == first)
+
+        try objects.delete(LSMStore.identityName)
+        try factory.open(objects: objects, options: BackendOptions()).close()
+        let given = try #require(try objects.get(LSMStore.identityName))
+        #expect(given != first)
+
+        // Made anew where a deleted store left its identity: another one.
+        let again = MemoryObjectStore()
+        try again.put(LSMStore.identityName, given)
+        try factory.open(objects: again, options: BackendOptions()).close()
+        #expect(try again.get(LSMStore.identityName) != given)
+
+        let store = try factory.open(objects: objects, options: BackendOptions())
+        _ = try store.createCheckpoint(named: "c")
+        try store.close()
+        let target = MemoryObjectStore()
+        try target.put(LSMStore.identityName, given)
+        try factory.restoreCheckpoint(objects: objects, named: "c", into: target)
+        let restored = try #require(try target.get(LSMStore.identityName))
+        #expect(restored != given && restored.count == 16)
+        let reopened = try factory.open(objects: target, options: BackendOptions())
+        #expect(try reopened.entries().count == 3)
+        try reopened.close()
+    }
+
     @Test func aTornObjectFollowedOnlyByAFenceIsTheTail() throws {
         // A crash during open: the fence was written, the new manifest was not.
         let objects = try closedStore(durableWrites: 6)
