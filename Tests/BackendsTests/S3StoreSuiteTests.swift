@@ -124,6 +124,41 @@ struct S3LSMFactory: KVBackendFactory {
         try test.run()
     }
 
+    /// A store made anew in place (its objects deleted, another store's checkpoint
+    /// restored under the same bucket and prefix, by a process without the cache) has
+    /// another identity: the disk cache that held the old store's pages serves the new
+    /// store's tables, although they have the same names (and here the same sizes).
+    @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
+    func aStoreRestoredInPlaceIsNotServedTheOldOnesPages(_ kind: S3TestServer.Kind) throws {
+        let server = try S3TestServer(kind)
+        defer { server.stop() }
+        let factory = S3LSMFactory(endpoint: server.endpoint)
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let path = harness.freshPath("inplace")
+        let other = harness.freshPath("other")
+        func value(_ fill: UInt8) -> [UInt8] { [UInt8](repeating: fill, count: 100) }
+        func fillAndCheckpoint(_ at: String, _ fill: UInt8) throws {
+            let store = try factory.open(at: at, options: BackendOptions())
+            for i in 0..<200 { try store.put(TestBytes.key(i), value(fill)) }
+            _ = try store.createCheckpoint(named: "c")  // into a table
+            try store.close()
+        }
+        try fillAndCheckpoint(path, 1)
+        let reader = try factory.open(at: path, options: BackendOptions())
+        #expect(try reader.get(TestBytes.key(7)) == value(1), "read through the cache: its pages hold the old table")
+        try reader.close()
+        try fillAndCheckpoint(other, 2)
+
+        let raw = try S3Remote.open(factory.location(path), factory.remoteSettings)
+        for name in try raw.list(prefix: "") { try raw.delete(name) }
+        try factory.lsm.restoreCheckpoint(at: factory.location(other), named: "c", to: factory.location(path), options: factory.with(BackendOptions(), cacheFor: other))
+        let restored = try factory.open(at: path, options: BackendOptions())
+        #expect(try restored.get(TestBytes.key(7)) == value(2))
+        #expect(try restored.entries().count == 200)
+        try restored.close()
+    }
+
     /// A read-only replica with a disk cache of its own follows a writer through S3: WAL
     /// objects, flushes, compactions, collected tables, takeovers (LSMReplicaTests).
     @Test(.enabled(if: !S3StoreSuiteTests.kinds.isEmpty, S3StoreSuiteTests.noServer), arguments: S3StoreSuiteTests.kinds)
