@@ -30,6 +30,9 @@ public final class Pool: Sendable {
     /// pool's state was last loaded at (Replica.swift).
     let follower = BackgroundLoop()
     let followedGeneration = Locked<UInt64?>(nil)
+    /// The last failure of the background catch-up told on standard error (nil once one
+    /// succeeds), so a lasting one is told once.
+    let followFailure = Locked<String?>(nil)
     let pacer = Pacer()
     /// Damaged reclaim records found when the queue was loaded.
     let skippedReclaimRecords = Locked(0)

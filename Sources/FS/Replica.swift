@@ -36,9 +36,24 @@ extension Pool {
     func startFollowing() {
         let interval = Double(options.replicaPollMilliseconds) / 1000
         follower.start(name: "zerofs-follow", interval: interval, runAtOnce: false) { [weak self] in
-            // A failed round (the object store unreachable) is tried again next time; the
-            // replica keeps serving what it showed.
-            _ = try? self?.followWriter()
+            // A failed round (the object store unreachable, or the store made anew in its
+            // place) is tried again next time; the replica keeps serving what it showed.
+            // Each new failure is told once on standard error.
+            guard let self else { return }
+            do {
+                try followWriter()
+                followFailure.withLock { $0 = nil }
+            } catch {
+                let message = "\(error)"
+                let told = followFailure.withLock { last -> Bool in
+                    defer { last = message }
+                    return last == message
+                }
+                if !told {
+                    let line = "zerofs: replica: catching up with the writer failed (serving what it showed): \(message)\n"
+                    _ = line.withCString { write(2, $0, strlen($0)) }
+                }
+            }
         }
     }
 }

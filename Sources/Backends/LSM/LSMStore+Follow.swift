@@ -33,6 +33,9 @@ extension LSMStore {
     /// WAL written after it. Throws `.storeNotFound` when there is no store.
     static func openReplica(objects: any ObjectStore, options: LSMOptions) throws -> LSMStore {
         for _ in 0..<16 {
+            // Read before the manifest: a store made anew after it is found at the next
+            // catch-up.
+            let identity = try objects.get(identityName)
             guard let newest = try newestWholeManifest(objects)?.id else {
                 if try newestManifest(objects) != nil {
                     throw KVError(.corruption, "every manifest of the store is empty", path: objects.location)
@@ -41,7 +44,7 @@ extension LSMStore {
             }
             let store: LSMStore
             do {
-                store = try LSMStore(objects: objects, options: options, manifestID: newest, following: true)
+                store = try LSMStore(objects: objects, options: options, manifestID: newest, following: true, identity: identity)
             } catch {
                 // Collected between the listing and the read: a newer one exists.
                 if try newestWholeManifest(objects, above: newest) != nil { continue }
@@ -89,6 +92,12 @@ extension LSMStore {
     func catchUp() throws -> UInt64 {
         guard following else { return 0 }
         return try follow.withLock { position throws -> UInt64 in
+            // Its manifests and WAL objects would be taken for the writer's next ones.
+            if let identity = followedIdentity, try objects.get(Self.identityName) != identity {
+                throw KVError(
+                    .storeNotFound, "the store this replica follows is gone, or another was made in its place (its identity changed); start the replica again",
+                    path: objects.location)
+            }
             for _ in 0..<16 {
                 do {
                     let current = state.withLock { manifestID }

@@ -19,6 +19,9 @@ final class LSMStore: @unchecked Sendable {
     let readOnly: Bool
     /// A read-only replica that follows a writer elsewhere (LSMStore+Follow.swift).
     let following: Bool
+    /// A replica's: the store's identity when it opened (nil: the store had none), checked
+    /// at each catch-up, so that a store made anew at the same place is not mixed in.
+    let followedIdentity: [UInt8]?
     /// Where a replica is in the writer's WAL; also serializes its catching up.
     let follow = Locked(FollowState())
 
@@ -176,6 +179,7 @@ final class LSMStore: @unchecked Sendable {
         walKick = MonitorCondition(on: wal)
         readOnly = false
         following = false
+        followedIdentity = nil
         let manifestNames = try objects.list(prefix: "manifest/")
         var current: Manifest
         let currentID: UInt64
@@ -345,7 +349,7 @@ final class LSMStore: @unchecked Sendable {
     /// A read-only store over the state of one manifest (a checkpoint): no WAL, no threads.
     /// With `following`, a replica: it also replays the WAL after that manifest, and
     /// `catchUp()` moves it to what the writer wrote since.
-    init(objects: any ObjectStore, options: LSMOptions, manifestID id: UInt64, following: Bool = false) throws {
+    init(objects: any ObjectStore, options: LSMOptions, manifestID id: UInt64, following: Bool = false, identity: [UInt8]? = nil) throws {
         self.objects = objects
         self.options = options
         cache = BlockCache(capacity: options.blockCacheBytes)
@@ -353,6 +357,7 @@ final class LSMStore: @unchecked Sendable {
         walKick = MonitorCondition(on: wal)
         readOnly = true
         self.following = following
+        followedIdentity = identity
         let loaded = try Self.loadManifest(objects, id)
         manifest = loaded
         manifestID = id

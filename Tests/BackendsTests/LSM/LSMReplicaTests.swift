@@ -37,6 +37,36 @@ import Testing
         return options
     }
 
+    /// The store a replica follows is deleted and another made in its place: its
+    /// manifests and WAL objects start again at low ids, which the replica would take
+    /// for the old writer's. The identity says it is another store: catching up fails
+    /// with `.storeNotFound`, and the replica keeps showing what it showed.
+    @Test(arguments: Objects.allCases)
+    func aStoreMadeAnewInPlaceIsNotMixedIntoAReplica(_ kind: Objects) throws {
+        let (objects, cleanUp) = try makeObjects(kind)
+        defer { cleanUp() }
+        let writer = try factory.open(objects: objects, options: BackendOptions())
+        for i in 0..<5 { try writer.put(TestBytes.key(i), [1], durable: true) }
+        try writer.close()
+        let replica = try factory.openReplica(objects: objects, options: BackendOptions())
+        #expect(try replica.entries().count == 5)
+
+        for prefix in ["manifest/", "wal/", "sst/", LSMStore.identityName] {
+            for name in try objects.list(prefix: prefix) { try objects.delete(name) }
+        }
+        let other = try factory.open(objects: objects, options: BackendOptions())
+        for i in 10..<13 { try other.put(TestBytes.key(i), [2], durable: true) }
+        try other.close()
+        let error = #expect(throws: KVError.self) { _ = try replica.catchUp() }
+        #expect(error?.code == .storeNotFound)
+        #expect(try replica.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
+        try replica.close()
+
+        let fresh = try factory.openReplica(objects: objects, options: BackendOptions())
+        #expect(try fresh.entries().map(\.key) == (10..<13).map { TestBytes.key($0) })
+        try fresh.close()
+    }
+
     @Test(arguments: Objects.allCases)
     func followsWritesFlushesCompactionsAndATakeover(_ kind: Objects) throws {
         let (objects, cleanUp) = try makeObjects(kind)
