@@ -7,6 +7,13 @@ import Glibc
 import Darwin
 #endif
 
+/// Writes one line to standard error (progress and diagnostics), in one `write`, so that
+/// lines of threads writing at once do not interleave.
+public func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
 public enum FileOps {
     public enum Kind: Sendable { case missing, directory, file, other }
 

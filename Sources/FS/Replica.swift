@@ -50,8 +50,7 @@ extension Pool {
                     return last == message
                 }
                 if !told {
-                    let line = "zerofs: replica: catching up with the writer failed (serving what it showed): \(message)\n"
-                    _ = line.withCString { write(2, $0, strlen($0)) }
+                    printError("zerofs: replica: catching up with the writer failed (serving what it showed): \(message)")
                 }
             }
         }

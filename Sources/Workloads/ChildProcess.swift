@@ -193,8 +193,3 @@ public func flushStandardOutput() {
     fflush(nil)
 }
 
-/// Writes one line to standard error (progress and diagnostics).
-public func printError(_ line: String) {
-    let bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-}

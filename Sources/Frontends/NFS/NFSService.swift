@@ -54,8 +54,7 @@ public final class NFSService: Sendable {
         var r = XDRReader(reply, offset: 20)
         let accept = (try? r.uint32()).map(String.init) ?? "-"
         let status = (try? r.uint32()).map(String.init) ?? "-"
-        let line = "nfs trace: xid \(call.xid) program \(call.program) v\(call.version) procedure \(call.procedure) accept \(accept) status \(status)\n"
-        _ = Array(line.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        printError("nfs trace: xid \(call.xid) program \(call.program) v\(call.version) procedure \(call.procedure) accept \(accept) status \(status)")
     }
 
     /// NFS procedures whose repetition would fail or do something else (RFC 1813 2.3.3),

@@ -76,8 +76,7 @@ final class Listener: Sendable {
                 case EINTR, ECONNABORTED, EPROTO: continue
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM: usleep(10_000)  // out of descriptors or memory: retry soon
                 default:
-                    let message = "zerofs: NFS accept failed (errno \(errno)); no new connections\n"
-                    _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
+                    printError("zerofs: NFS accept failed (errno \(errno)); no new connections")
                     return
                 }
             }
