@@ -51,6 +51,36 @@ import Workloads
         #expect(throws: KVError.self) { try object.append(pieces: [[1]], sync: false) }
     }
 
+    /// A table block the page cache holds is read without telling the worker pool (which
+    /// would wake a thread): `readIfReady` reads it at once, with the bytes `read` gives;
+    /// a range past the end is refused as `read` refuses it.
+    @Test func readIfReadyReadsWhatThePageCacheHolds() throws {
+        let seed = TestSeed.resolve("readIfReadyReadsWhatThePageCacheHolds")
+        var random = SeededGenerator(seed: seed)
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root)
+        let bytes = (0..<40_000).map { _ in UInt8.random(in: 0...255, using: &random) }
+        try store.put("sst/1.sst", bytes)
+        let object = try #require(try store.open("sst/1.sst"))
+        for (offset, length) in [(0, 4096), (4093, 9000), (39_000, 1000), (12_345, 0)] {
+            var ready = [UInt8](repeating: 0, count: length)
+            // Just written, so in the page cache: ready on any file system that takes RWF_NOWAIT.
+            #expect(try ready.withUnsafeMutableBytes { try object.readIfReady(offset: offset, into: $0) }, "seed \(seed)")
+            let same = ready == Array(bytes[offset..<(offset + length)])
+            #expect(same, "seed \(seed), offset \(offset): other bytes than the object's")
+        }
+        var past = [UInt8](repeating: 0, count: 10)
+        #expect(throws: KVError.self) { try past.withUnsafeMutableBytes { try object.readIfReady(offset: 39_995, into: $0) } }
+        // Memory objects are always ready.
+        let memory = BytesObject(name: "m", bytes: bytes)
+        var copy = [UInt8](repeating: 0, count: 100)
+        #expect(try copy.withUnsafeMutableBytes { try memory.readIfReady(offset: 7, into: $0) })
+        let same = copy == Array(bytes[7..<107])
+        #expect(same, "seed \(seed): other bytes than the memory object's")
+    }
+
     /// Garbage collection may delete a WAL segment as soon as it is named (its records are
     /// in a committed table); the writer must not fail on it.
     @Test(arguments: [false, true])

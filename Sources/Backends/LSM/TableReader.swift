@@ -108,9 +108,14 @@ final class TableReader: Sendable {
         let key = BlockCache.key(table: meta.id, offset: offset)
         if !fromDisk, let cached = cache.get(key) { return cached }
         let object = object
-        // A miss may wait for the disk: the pool running this thread may run another.
+        // A miss may wait for the disk: the pool running this thread may then run another.
+        // Not for a block the page cache holds: telling the pool wakes a thread for a
+        // read of microseconds.
         let block = try Block.read(stored: size, what: name) { buffer in
-            do { try Blocking.during { () throws in try object.read(offset: offset, into: buffer) } } catch {
+            do {
+                if try object.readIfReady(offset: offset, into: buffer) { return }
+                try Blocking.during { () throws in try object.read(offset: offset, into: buffer) }
+            } catch {
                 throw error as? KVError ?? KVError(.io, "read failed", path: name)
             }
         }

@@ -216,20 +216,58 @@ final class LocalReadableObject: ReadableObject {
     }
 
     func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        _ = try read(offset: offset, into: buffer, waiting: true)
+    }
+
+    /// Reads what the page cache holds (`preadv2` with RWF_NOWAIT, which fails with EAGAIN
+    /// where it would wait for the disk); false without it.
+    func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+        try read(offset: offset, into: buffer, waiting: false)
+    }
+
+    /// Whether reads can be asked not to wait (`preadv2` and RWF_NOWAIT); cleared by the
+    /// first refusal (a file system or kernel without them): every read then waits.
+    private static let noWaitReads = Atomic<Bool>(preadv2 != nil)
+
+    /// glibc's `preadv2` (Swift's Glibc module leaves it out), or nil without it.
+    private static let preadv2: (@convention(c) (Int32, UnsafePointer<iovec>, Int32, Int64, Int32) -> Int)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "preadv2") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, UnsafePointer<iovec>, Int32, Int64, Int32) -> Int).self)
+    }()
+    /// RWF_NOWAIT (linux/fs.h).
+    private static let noWaitFlag: Int32 = 0x8
+
+    /// Fills `buffer` from `offset`: true. Without `waiting`, false (and `buffer` holds
+    /// nothing to rely on) where the read would have to wait for the disk.
+    private func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer, waiting: Bool) throws -> Bool {
         let length = buffer.count
         guard offset >= 0, offset + length <= size else {
             throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)
         }
+        if !waiting && !Self.noWaitReads.load(ordering: .relaxed) { return false }
         var done = 0
         while done < length {
-            let n = pread(fd, buffer.baseAddress! + done, length - done, off_t(offset + done))
+            var n: Int
+            if waiting {
+                n = pread(fd, buffer.baseAddress! + done, length - done, off_t(offset + done))
+            } else {
+                var vector = iovec(iov_base: buffer.baseAddress! + done, iov_len: length - done)
+                n = Self.preadv2!(fd, &vector, 1, Int64(offset + done), Self.noWaitFlag)
+            }
             if n < 0 {
-                if errno == EINTR { continue }
-                throw KVError.posix("pread", path: path, errno: errno)
+                switch errno {
+                case EINTR: continue
+                case EAGAIN where !waiting: return false
+                case EOPNOTSUPP where !waiting, EINVAL where !waiting, ENOSYS where !waiting:
+                    Self.noWaitReads.store(false, ordering: .relaxed)
+                    return false
+                default: throw KVError.posix(waiting ? "pread" : "preadv2", path: path, errno: errno)
+                }
             }
             if n == 0 { throw KVError(.corruption, "object ended early", path: path) }
             done += n
         }
+        return true
     }
 }
 

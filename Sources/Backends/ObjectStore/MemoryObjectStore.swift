@@ -62,4 +62,10 @@ public final class BytesObject: ReadableObject {
         }
         return Array(bytes[offset..<(offset + length)])
     }
+
+    /// Always ready: the bytes are in memory.
+    public func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool {
+        try read(offset: offset, into: buffer)
+        return true
+    }
 }

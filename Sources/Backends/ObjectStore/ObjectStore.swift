@@ -16,9 +16,18 @@ public protocol ReadableObject: AnyObject, Sendable {
     /// Reads `buffer.count` bytes at `offset` into `buffer` (a table block straight into
     /// the memory the block keeps); throws like `read(offset:length:)`.
     func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Reads like `read(offset:into:)` if that needs no wait for a device or the network
+    /// (the bytes are in memory: the kernel's page cache, or the object itself): true
+    /// when it did. False when it would have had to wait; `buffer` then holds nothing to
+    /// rely on. A caller whose thread may let another run while it waits (a block read
+    /// under `Blocking.during`) tries this first.
+    func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool
 }
 
 extension ReadableObject {
+    /// The default: it cannot tell, so it never reads.
+    public func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool { false }
+
     /// The default: `read(offset:length:)`, then a copy.
     public func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         let bytes = try read(offset: offset, length: buffer.count)
