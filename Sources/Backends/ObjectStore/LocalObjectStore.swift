@@ -247,7 +247,7 @@ final class LocalReadableObject: ReadableObject {
         if !waiting && !Self.noWaitReads.load(ordering: .relaxed) { return false }
         var done = 0
         while done < length {
-            var n: Int
+            let n: Int
             if waiting {
                 n = pread(fd, buffer.baseAddress! + done, length - done, off_t(offset + done))
             } else {
