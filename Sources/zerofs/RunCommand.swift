@@ -85,7 +85,8 @@ struct Run: ParsableCommand {
             } else {
                 kv = try factory.open(at: config.location, options: config.backendOptions)
             }
-        } catch let error as KVError where error.code == .locked {
+        } catch let error as KVError where error.code == .locked && config.url == nil {
+            // A store in S3 has no lock; there `.locked` is about its disk cache folder.
             fail(command, "the \(config.backend) store at \(location) is in use by another process: \(error.message)")
         } catch {
             fail(command, "cannot open the \(config.backend) store at \(location): \((error as? KVError)?.message ?? "\(error)")")

@@ -93,20 +93,23 @@ final class CountingObjectStore: ObjectStore {
             let first = CountingObjectStore()
             let table = Self.bytes(100_000, seed: 2)
             try first.base.put("sst/1.sst", table)
-            var cache = try DiskCachedObjectStore(base: first, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a")
-            #expect(try cache.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(table.prefix(100)))
+            var cache: DiskCachedObjectStore? = try DiskCachedObjectStore(base: first, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a")
+            #expect(try cache!.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(table.prefix(100)))
             // The same store again: its pages are kept.
             cache = try DiskCachedObjectStore(base: first, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a")
-            #expect(cache.counters.pages > 0)
+            #expect(cache!.counters.pages > 0)
             // Only the cache's own page folders go: other files in the folder stay.
             try FileOps.writeFileAtomically(folder + "/cache/keep.txt", [1])
             try FileOps.makeDirectories(folder + "/cache/notes")
             let second = CountingObjectStore()
             let other = Self.bytes(100_000, seed: 3)
             try second.base.put("sst/1.sst", other)
+            // Opened for another store only once no process uses the folder
+            // (aCacheFolderInUseForAnotherStoreIsRefused): the open above is let go first.
+            cache = nil
             cache = try DiskCachedObjectStore(base: second, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://b")
-            #expect(cache.counters.pages == 0)
-            #expect(try cache.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(other.prefix(100)))
+            #expect(cache!.counters.pages == 0)
+            #expect(try cache!.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(other.prefix(100)))
             #expect(FileOps.kind(of: folder + "/cache/keep.txt") == .file && FileOps.kind(of: folder + "/cache/notes") == .directory)
         }
     }
@@ -124,30 +127,84 @@ final class CountingObjectStore: ObjectStore {
                 try DiskCachedObjectStore(
                     base: remote, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://a", identity: "store-id")
             }
-            var cached = try cache()
-            #expect(try cached.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(old.prefix(100)))
+            var cached: DiskCachedObjectStore? = try cache()
+            #expect(try cached!.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(old.prefix(100)))
             cached = try cache()
-            #expect(cached.counters.pages > 0, "the same store: pages kept")
+            #expect(cached!.counters.pages > 0, "the same store: pages kept")
 
-            // Made anew behind the cache's back (a restore by another process).
+            // Made anew behind the cache's back (a restore by another process), and opened
+            // again once the open above is let go (it serves the old store).
             let new = Self.bytes(100_000, seed: 5)
             try remote.base.put("store-id", [9, 9, 9])
             try remote.base.put("sst/1.sst", new)
+            #expect(throws: KVError.self) { _ = try cache() }
+            cached = nil
             cached = try cache()
-            #expect(cached.counters.pages == 0)
-            #expect(try cached.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(new.prefix(100)))
+            #expect(cached!.counters.pages == 0)
+            #expect(try cached!.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(new.prefix(100)))
 
             // Made anew through the cache (a writer creating a store there): the identity's
             // write empties it at once, and the next open keeps what came after.
-            #expect(cached.counters.pages > 0)
-            try cached.put("store-id", [7])
-            #expect(cached.counters.pages == 0)
+            #expect(cached!.counters.pages > 0)
+            try cached!.put("store-id", [7])
+            #expect(cached!.counters.pages == 0)
             let newest = Self.bytes(100_000, seed: 6)
-            try cached.put("sst/1.sst", newest)
+            try cached!.put("sst/1.sst", newest)
             cached = try cache()
-            #expect(cached.counters.pages > 0)
-            #expect(try cached.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(newest.prefix(100)))
+            #expect(cached!.counters.pages > 0)
+            #expect(try cached!.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(newest.prefix(100)))
             #expect(try FileOps.readFile(folder + "/cache/ORIGIN") == Array("s3://a\nstore 07".utf8))
+        }
+    }
+
+    /// Processes that share a cache folder share it for one store: an open in front of
+    /// another store while the folder is in use fails, and takes nothing from the pages
+    /// the users have. flock() locks belong to the open file, so two opens in one process
+    /// meet as two processes would.
+    @Test func aCacheFolderInUseForAnotherStoreIsRefused() throws {
+        try withFolder { folder in
+            let first = CountingObjectStore()
+            let table = Self.bytes(100_000, seed: 8)
+            try first.base.put("sst/1.sst", table)
+            func open(_ base: CountingObjectStore, _ origin: String) throws -> DiskCachedObjectStore {
+                try DiskCachedObjectStore(base: base, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: origin)
+            }
+            var writer: DiskCachedObjectStore? = try open(first, "s3://a")
+            #expect(try writer!.get("sst/1.sst") == table)
+            // A second user of the same store shares the folder and its pages.
+            var replica: DiskCachedObjectStore? = try open(first, "s3://a")
+            #expect(replica!.counters.pages > 0)
+
+            let second = CountingObjectStore()
+            try second.base.put("sst/1.sst", Self.bytes(100_000, seed: 9))
+            do {
+                _ = try open(second, "s3://b")
+                Issue.record("a folder in use for s3://a was opened for s3://b")
+            } catch let error as KVError {
+                #expect(error.code == .locked)
+                #expect("\(error)".contains("s3://a") && "\(error)".contains("storage.path"), "\(error)")
+            }
+            let opens = first.opens.load(ordering: .relaxed)
+            #expect(try replica!.open("sst/1.sst")!.read(offset: 0, length: 100_000) == table)
+            #expect(first.opens.load(ordering: .relaxed) == opens, "the pages are still there")
+            #expect(try FileOps.readFile(folder + "/cache/ORIGIN") == Array("s3://a".utf8))
+
+            // While one user is left, still refused; with none, the folder changes hands.
+            writer = nil
+            #expect(throws: KVError.self) { _ = try open(second, "s3://b") }
+            replica = nil
+            let taken = try open(second, "s3://b")
+            #expect(taken.counters.pages == 0)
+            #expect(try FileOps.readFile(folder + "/cache/ORIGIN") == Array("s3://b".utf8))
+            // ... and the first store is refused now, until the store in front of which
+            // the folder was taken is closed: its reads go to the store from then on.
+            #expect(throws: KVError.self) { _ = try open(first, "s3://a") }
+            taken.storeClosed()
+            let again = try open(first, "s3://a")
+            #expect(again.counters.pages == 0)
+            let secondOpens = second.opens.load(ordering: .relaxed)
+            #expect(try taken.get("sst/1.sst") == Self.bytes(100_000, seed: 9))
+            #expect(second.opens.load(ordering: .relaxed) == secondOpens + 1)
         }
     }
 

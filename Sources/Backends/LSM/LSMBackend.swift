@@ -306,6 +306,7 @@ final class LSMBackend: KVBackend {
             store.wal.withLock { store.walSegment?.seal() }
             lock?.release()
         }
+        store.objects.storeClosed()
         if let failure { throw failure }
     }
 

@@ -14,6 +14,12 @@
 // time, which a hit refreshes (once a minute at most). Objects the cache holds are written
 // through: a new table lands in the cache as it is uploaded. Only names `cacheable`
 // accepts (tables) are cached; manifests and WAL objects always go to the store.
+//
+// Processes may share a cache folder only in front of one store: each holds DIR/LOCK
+// with a shared flock() while it uses the folder, and changes which store the folder
+// holds (DIR/ORIGIN, dropping the pages) only under the exclusive lock, so while no
+// other process uses the folder. One that finds the folder in use for another store
+// fails to open it (`.locked`) rather than serve that store's pages as its own.
 
 import CCRC32C
 import Engine
@@ -42,6 +48,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// the pages are recorded under, without it.
     private let identity: String?
     private let origin: String
+    /// DIR/LOCK, held shared for as long as the cache is open.
+    private let folderLock: FolderLock
 
     static let magic: [UInt8] = Array("ZPG2".utf8)
     static let segmentSize = 4 << 10
@@ -70,6 +78,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     private struct State {
         var pages: [String: Entry] = [:]  // relative path of the page file
+        /// `close` ran: the folder may be another store's now.
+        var closed = false
         var bytes = 0
         var clock: UInt64 = 0
         var openFiles = 0
@@ -105,7 +115,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         self.origin = origin ?? base.location
         try FileOps.makeDirectories(directory)
         let current = try identity.flatMap { try base.get($0) }
-        try Self.claim(directory, for: Self.originText(self.origin, current))
+        folderLock = try Self.claim(directory, for: Self.originText(self.origin, current))
         try loadIndex()
     }
 
@@ -117,17 +127,46 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     /// The file naming the store a cache folder's pages come from.
     static let originFile = "ORIGIN"
+    /// The file every process using a cache folder holds a flock() on.
+    static let lockFile = "LOCK"
+    /// The longest an open waits for another process to finish emptying the folder.
+    static let claimWait: UInt64 = 30_000_000_000
 
-    /// Drops the pages in `directory` unless they came from `origin`, then records
-    /// `origin`. Only what the cache makes goes (folders named by an object name in hex):
-    /// a cache folder set by mistake to a folder holding other files loses none of them.
-    /// (Two processes must not share a cache folder: one writing a page into a folder the
-    /// other removes fails that removal, and the open with it.)
-    private static func claim(_ directory: String, for origin: String) throws {
+    /// Takes the folder for `origin` and returns its lock, held shared. Only a process
+    /// alone in the folder (holding the lock exclusively) drops pages that came from
+    /// another store and records `origin`; then it shares the lock. Only what the cache
+    /// makes goes (folders named by an object name in hex): a cache folder set by mistake
+    /// to a folder holding other files loses none of them. Throws `.locked` when other
+    /// processes use the folder for another store.
+    private static func claim(_ directory: String, for origin: String) throws -> FolderLock {
         let path = directory + "/" + originFile
-        if let recorded = try? FileOps.readFile(path), recorded == Array(origin.utf8) { return }
-        try dropPageFolders(directory)
-        try FileOps.writeFileAtomically(path, Array(origin.utf8))
+        let wanted = Array(origin.utf8)
+        let lock = try FolderLock(path: directory + "/" + lockFile)
+        let deadline = FileOps.nowNanos() + claimWait
+        while true {
+            if try lock.take(exclusive: true, wait: false) {
+                if (try? FileOps.readFile(path)) != wanted {
+                    try dropPageFolders(directory)
+                    try FileOps.writeFileAtomically(path, wanted)
+                }
+                // Not atomic: another process may take the folder in between, and the
+                // check below then finds its store recorded.
+                _ = try lock.take(exclusive: false, wait: true)
+                break
+            }
+            if try lock.take(exclusive: false, wait: false) { break }
+            // Another process holds it exclusively: it is emptying the folder.
+            guard FileOps.nowNanos() < deadline else {
+                throw KVError(.locked, "another process has been emptying this disk cache folder for 30 s", path: directory)
+            }
+            usleep(10_000)
+        }
+        let recorded = (try? FileOps.readFile(path)) ?? []
+        guard recorded != wanted else { return lock }
+        let other = String(decoding: recorded, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "an unknown store"
+        throw KVError(
+            .locked, "its disk cache folder \(directory) is in use by another process for another store (\(other)); give each store its own storage.path",
+            path: directory)
     }
 
     private static func dropPageFolders(_ directory: String) throws {
@@ -138,7 +177,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     /// The store's identity was written: it is being made (created, or restored in place),
     /// and no page held is its. Drops them all and records the new origin. Pages being
-    /// read keep their open files until the reads end.
+    /// read keep their open files until the reads end. (Under the shared lock: a process
+    /// that shares the folder serves the store that was there before, which is gone.)
     private func adopt(identity bytes: [UInt8]) throws {
         state.withLock { s in
             for key in Array(s.pages.keys) { remove(&s, key) }
@@ -217,6 +257,17 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     }
 
     public func setInService(_ inService: Bool) { base.setInService(inService) }
+
+    /// Lets go of the folder (its lock), so that another process may take it for another
+    /// store; reads and writes of tables go to the store from then on.
+    public func storeClosed() {
+        state.withLock { s in
+            for key in Array(s.pages.keys) { remove(&s, key) }
+            s.closed = true
+        }
+        folderLock.release()
+        base.storeClosed()
+    }
 
     public func makeWriter(_ name: String) throws -> any ObjectWriter {
         let writer = try base.makeWriter(name)
@@ -359,6 +410,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     /// Stores one page (best effort: a cache that cannot write only misses more).
     func storePage(_ name: String, _ index: Int, objectSize: Int, _ payload: UnsafeRawBufferPointer) {
+        guard !state.withLock({ $0.closed }) else { return }
         let key = Self.pageKey(name, index)
         let path = directory + "/" + key
         let temporary = path + ".tmp.\(UInt64.random(in: 0...UInt64.max))"
@@ -577,5 +629,39 @@ final class WriteThrough: ObjectWriter {
     func abort() {
         base.abort()
         pages = []
+    }
+}
+
+/// A flock() on a cache folder's lock file, let go by `release` or when the object goes.
+private final class FolderLock: Sendable {
+    private let fd: Atomic<Int32>
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        let opened = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard opened >= 0 else { throw KVError.posix("open", path: path, errno: errno) }
+        fd = Atomic(opened)
+    }
+
+    deinit { release() }
+
+    func release() {
+        let old = fd.exchange(-1, ordering: .acquiringAndReleasing)
+        if old >= 0 { close(old) }
+    }
+
+    /// Takes (or converts to) the shared or exclusive lock; false when another holder
+    /// keeps it from being taken at once and `wait` is false. A conversion that fails
+    /// leaves no lock held (flock(2)).
+    func take(exclusive: Bool, wait: Bool) throws -> Bool {
+        let operation = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)
+        while flock(fd.load(ordering: .acquiring), operation) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK && !wait { return false }
+            throw KVError.posix("flock", path: path, errno: code)
+        }
+        return true
     }
 }

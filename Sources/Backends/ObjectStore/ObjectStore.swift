@@ -69,10 +69,15 @@ public protocol ObjectStore: AnyObject, Sendable {
     /// remote store may wait out an outage of its endpoint while in service rather than
     /// fail (S3's `on_outage`); the default does nothing.
     func setInService(_ inService: Bool)
+
+    /// The store kept here was closed: lets go of what is held for it (a disk cache's
+    /// hold on its folder). The default does nothing.
+    func storeClosed()
 }
 
 extension ObjectStore {
     public func setInService(_ inService: Bool) {}
+    public func storeClosed() {}
 }
 
 /// An object being written in pieces (so large objects never sit whole in memory).
