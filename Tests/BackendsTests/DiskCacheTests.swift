@@ -101,6 +101,7 @@ final class CountingObjectStore: ObjectStore {
             // Only the cache's own page folders go: other files in the folder stay.
             try FileOps.writeFileAtomically(folder + "/cache/keep.txt", [1])
             try FileOps.makeDirectories(folder + "/cache/notes")
+            try FileOps.writeFileAtomically(folder + "/cache/notes/n.txt", [2])
             let second = CountingObjectStore()
             let other = Self.bytes(100_000, seed: 3)
             try second.base.put("sst/1.sst", other)
@@ -110,7 +111,7 @@ final class CountingObjectStore: ObjectStore {
             cache = try DiskCachedObjectStore(base: second, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: 64 << 10, origin: "s3://b")
             #expect(cache!.counters.pages == 0)
             #expect(try cache!.open("sst/1.sst")!.read(offset: 0, length: 100) == Array(other.prefix(100)))
-            #expect(FileOps.kind(of: folder + "/cache/keep.txt") == .file && FileOps.kind(of: folder + "/cache/notes") == .directory)
+            #expect(FileOps.kind(of: folder + "/cache/keep.txt") == .file && FileOps.kind(of: folder + "/cache/notes/n.txt") == .file)
         }
     }
 
@@ -137,7 +138,8 @@ final class CountingObjectStore: ObjectStore {
             let new = Self.bytes(100_000, seed: 5)
             try remote.base.put("store-id", [9, 9, 9])
             try remote.base.put("sst/1.sst", new)
-            #expect(throws: KVError.self) { _ = try cache() }
+            let refused = #expect(throws: KVError.self) { _ = try cache() }
+            #expect(refused?.message.contains("an earlier store made at s3://a") == true, "\(String(describing: refused))")
             cached = nil
             cached = try cache()
             #expect(cached!.counters.pages == 0)

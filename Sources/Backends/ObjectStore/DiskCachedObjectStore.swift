@@ -78,8 +78,10 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     private struct State {
         var pages: [String: Entry] = [:]  // relative path of the page file
-        /// `close` ran: the folder may be another store's now.
+        /// `storeClosed` ran: the folder may be another store's now.
         var closed = false
+        /// Operations on the folder running now (`usingFolder`).
+        var inUse = 0
         var bytes = 0
         var clock: UInt64 = 0
         var openFiles = 0
@@ -130,7 +132,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// The file every process using a cache folder holds a flock() on.
     static let lockFile = "LOCK"
     /// The longest an open waits for another process to finish emptying the folder.
-    static let claimWait: UInt64 = 30_000_000_000
+    static let claimWait = Duration.seconds(30)
 
     /// Takes the folder for `origin` and returns its lock, held shared. Only a process
     /// alone in the folder (holding the lock exclusively) drops pages that came from
@@ -142,7 +144,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let path = directory + "/" + originFile
         let wanted = Array(origin.utf8)
         let lock = try FolderLock(path: directory + "/" + lockFile)
-        let deadline = FileOps.nowNanos() + claimWait
+        let deadline = ContinuousClock.now + claimWait
         while true {
             if try lock.take(exclusive: true, wait: false) {
                 if (try? FileOps.readFile(path)) != wanted {
@@ -156,14 +158,20 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
             }
             if try lock.take(exclusive: false, wait: false) { break }
             // Another process holds it exclusively: it is emptying the folder.
-            guard FileOps.nowNanos() < deadline else {
+            guard ContinuousClock.now < deadline else {
                 throw KVError(.locked, "another process has been emptying this disk cache folder for 30 s", path: directory)
             }
             usleep(10_000)
         }
         let recorded = (try? FileOps.readFile(path)) ?? []
         guard recorded != wanted else { return lock }
-        let other = String(decoding: recorded, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "an unknown store"
+        // The first line is the origin; a second names the store's identity.
+        let recordedOrigin = String(decoding: recorded, as: UTF8.self).split(separator: "\n").first.map(String.init)
+        let other = switch recordedOrigin {
+        case nil: "an unknown store"
+        case origin.split(separator: "\n").first.map(String.init): "an earlier store made at \(recordedOrigin!)"
+        case let recordedOrigin?: recordedOrigin
+        }
         throw KVError(
             .locked, "its disk cache folder \(directory) is in use by another process for another store (\(other)); give each store its own storage.path",
             path: directory)
@@ -180,11 +188,26 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// read keep their open files until the reads end. (Under the shared lock: a process
     /// that shares the folder serves the store that was there before, which is gone.)
     private func adopt(identity bytes: [UInt8]) throws {
-        state.withLock { s in
-            for key in Array(s.pages.keys) { remove(&s, key) }
+        try usingFolder { () throws in
+            state.withLock { s in
+                for key in Array(s.pages.keys) { remove(&s, key) }
+            }
+            try Self.dropPageFolders(directory)
+            try FileOps.writeFileAtomically(directory + "/" + Self.originFile, Array(Self.originText(origin, bytes).utf8))
         }
-        try Self.dropPageFolders(directory)
-        try FileOps.writeFileAtomically(directory + "/" + Self.originFile, Array(Self.originText(origin, bytes).utf8))
+    }
+
+    /// Runs `body`, an operation on the folder, unless the store was closed (nil then):
+    /// `storeClosed` lets go of the folder only once the ones running have ended.
+    private func usingFolder<R>(_ body: () throws -> R) rethrows -> R? {
+        let open = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.inUse += 1
+            return true
+        }
+        guard open else { return nil }
+        defer { state.withLock { $0.inUse -= 1 } }
+        return try body()
     }
 
     /// Whether `name` is one of the cache's page folders (an object name in hex).
@@ -252,19 +275,23 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
             for key in keys { remove(&s, key) }
             return keys
         }
-        for key in gone { unlink(directory + "/" + key) }
-        rmdir(directory + "/" + folder)
+        usingFolder {
+            for key in gone { unlink(directory + "/" + key) }
+            rmdir(directory + "/" + folder)
+        }
     }
 
     public func setInService(_ inService: Bool) { base.setInService(inService) }
 
-    /// Lets go of the folder (its lock), so that another process may take it for another
-    /// store; reads and writes of tables go to the store from then on.
+    /// Lets go of the folder (its lock), once the operations on it that are running have
+    /// ended, so that another process may take it for another store; reads and writes of
+    /// tables go to the store from then on.
     public func storeClosed() {
         state.withLock { s in
             for key in Array(s.pages.keys) { remove(&s, key) }
             s.closed = true
         }
+        while state.withLock({ $0.inUse }) > 0 { usleep(100) }
         folderLock.release()
         base.storeClosed()
     }
@@ -293,6 +320,10 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// object's size the page records, nil when the page is absent or damaged (a damaged
     /// page is deleted, and `deliver` is not called).
     func readPage(_ name: String, _ index: Int, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
+        usingFolder { readPageInFolder(name, index, from: from, to: to, deliver) } ?? nil
+    }
+
+    private func readPageInFolder(_ name: String, _ index: Int, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
         let key = Self.pageKey(name, index)
         guard let known = state.withLock({ $0.pages[key] }) else { return nil }
         let path = directory + "/" + key
@@ -410,7 +441,10 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
 
     /// Stores one page (best effort: a cache that cannot write only misses more).
     func storePage(_ name: String, _ index: Int, objectSize: Int, _ payload: UnsafeRawBufferPointer) {
-        guard !state.withLock({ $0.closed }) else { return }
+        usingFolder { storePageInFolder(name, index, objectSize: objectSize, payload) }
+    }
+
+    private func storePageInFolder(_ name: String, _ index: Int, objectSize: Int, _ payload: UnsafeRawBufferPointer) {
         let key = Self.pageKey(name, index)
         let path = directory + "/" + key
         let temporary = path + ".tmp.\(UInt64.random(in: 0...UInt64.max))"
@@ -484,7 +518,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// files an interrupted write left are removed.
     private func loadIndex() throws {
         var found: [(key: String, bytes: Int, modified: Int)] = []
-        for folder in try FileOps.list(directory) where FileOps.kind(of: directory + "/" + folder) == .directory {
+        for folder in try FileOps.list(directory) where Self.isPageFolder(folder) && FileOps.kind(of: directory + "/" + folder) == .directory {
             for file in try FileOps.list(directory + "/" + folder) {
                 let path = directory + "/" + folder + "/" + file
                 guard file.hasSuffix(".page") else {
@@ -639,7 +673,7 @@ private final class FolderLock: Sendable {
 
     init(path: String) throws {
         self.path = path
-        let opened = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let opened = Glibc.open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard opened >= 0 else { throw KVError.posix("open", path: path, errno: errno) }
         fd = Atomic(opened)
     }

@@ -71,7 +71,8 @@ public protocol ObjectStore: AnyObject, Sendable {
     func setInService(_ inService: Bool)
 
     /// The store kept here was closed: lets go of what is held for it (a disk cache's
-    /// hold on its folder). The default does nothing.
+    /// hold on its folder). An object store serves one open store: the lsm backend calls
+    /// this when that store closes, and a wrapper forwards it. The default does nothing.
     func storeClosed()
 }
 

@@ -267,6 +267,8 @@ final class ReadOnlyObjects: ObjectStore, @unchecked Sendable {
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { throw refuse("putIfAbsent", name) }
     func delete(_ name: String) throws { throw refuse("delete", name) }
     func makeWriter(_ name: String) throws -> any ObjectWriter { throw refuse("makeWriter", name) }
+    func setInService(_ inService: Bool) { base.setInService(inService) }
+    func storeClosed() { base.storeClosed() }
 }
 
 /// Forwards to an object store; runs a hook once, before the next listing of the WAL.
@@ -285,4 +287,6 @@ final class HookedObjects: ObjectStore, @unchecked Sendable {
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try base.putIfAbsent(name, bytes) }
     func delete(_ name: String) throws { try base.delete(name) }
     func makeWriter(_ name: String) throws -> any ObjectWriter { try base.makeWriter(name) }
+    func setInService(_ inService: Bool) { base.setInService(inService) }
+    func storeClosed() { base.storeClosed() }
 }
