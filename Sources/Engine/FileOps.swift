@@ -190,6 +190,19 @@ public enum FileOps {
         try syncDirectory(destination)
     }
 
+    /// Whether `path` is missing or a folder whose tree holds folders only.
+    public static func holdsNoFile(_ path: String) throws(KVError) -> Bool {
+        switch kind(of: path) {
+        case .missing: return true
+        case .directory:
+            for name in try list(path) {
+                if try !holdsNoFile(path + "/" + name) { return false }
+            }
+            return true
+        default: return false
+        }
+    }
+
     /// Removes a file or a whole directory tree; a missing path is not an error.
     public static func removeTree(_ path: String) throws(KVError) {
         switch kind(of: path) {

@@ -1,8 +1,9 @@
 // A store on local disk is a folder with a marker file naming its backend and format, and
 // a lock file held with flock() while the store is open. See Docs/format-store-folder.md.
 //
-//   PATH/ZEROFS-STORE      "zerofs-store 1\nbackend NAME\n", then "ready\n" once the
-//                          backend created its files (before that, creation can restart)
+//   PATH/ZEROFS-STORE      "zerofs-store 1\nbackend NAME\ncreating\n", then the same
+//                          with "ready\n" as its third line once the backend created its
+//                          files (before that, creation can restart)
 //   PATH/LOCK              holds the PID of the process that has the store open
 //   PATH/...               the backend's own files
 
@@ -102,6 +103,20 @@ public enum StoreDirectory {
         }
         let marker = try readMarker(path: path, expecting: backend)
         let hasMarker = marker != nil
+        if marker == .unfinished {
+            // Versions before 2026-12-06 wrote this while creating; a ready marker that
+            // lost its last line reads the same. Started over only when nothing of the
+            // backend's is there to lose.
+            let files = try FileOps.list(path).filter { $0 != markerName && $0 != lockName && !$0.hasPrefix(markerName + ".tmp.") }
+            var nothingToLose = true
+            for name in files where nothingToLose { nothingToLose = try FileOps.holdsNoFile(path + "/" + name) }
+            guard nothingToLose else {
+                throw KVError(
+                    .corruption,
+                    "\(markerName) says neither 'ready' nor 'creating' but the folder holds the backend's files: if the store is whole, its marker lost its last line (make it 'ready'); if its creation was cut short, remove the folder",
+                    path: path)
+            }
+        }
         if !hasMarker {
             // What an interrupted create leaves (the lock, a marker's temporary file) does
             // not make a folder foreign; anything else does, and is never touched.
@@ -111,7 +126,7 @@ public enum StoreDirectory {
             }
             guard createIfMissing else { throw KVError(.storeNotFound, "no store here", path: path) }
         }
-        if marker == false && !createIfMissing {
+        if hasMarker && marker != .ready && !createIfMissing {
             throw KVError(.storeNotFound, "the store's creation was cut short; open it with creation allowed to start over", path: path)
         }
         let lock = try StoreLock(path: path + "/" + lockName, storePath: path)
@@ -121,7 +136,7 @@ public enum StoreDirectory {
             }
             try writeMarker(path: path, backend: backend, ready: false)
         }
-        return StoreFolder(lock: lock, isNew: marker != true)
+        return StoreFolder(lock: lock, isNew: marker != .ready)
     }
 
     /// Records that the backend finished creating its files: from now on missing files
@@ -143,10 +158,22 @@ public enum StoreDirectory {
         }
     }
 
-    /// Writes the marker that makes `path` a store of `backend`; `ready` once its files exist.
+    /// Writes the marker that makes `path` a store of `backend`: `creating` while the
+    /// backend makes its files, `ready` once they exist.
     public static func writeMarker(path: String, backend: String, ready: Bool = true) throws(KVError) {
-        let text = "zerofs-store \(formatVersion)\nbackend \(backend)\n" + (ready ? "ready\n" : "")
+        let text = "zerofs-store \(formatVersion)\nbackend \(backend)\n" + (ready ? "ready\n" : "creating\n")
         try FileOps.writeFileAtomically(path + "/" + markerName, Array(text.utf8))
+    }
+
+    /// What a marker says of the store's creation.
+    public enum MarkerState: Sendable {
+        /// Done: missing files are damage.
+        case ready
+        /// Running or cut short: the folder may start over.
+        case creating
+        /// Two lines, neither: a creation by a version before 2026-12-06, or a ready
+        /// marker that lost its last line.
+        case unfinished
     }
 
     /// The backend named by the marker at `path`, or nil when there is no marker.
@@ -154,13 +181,13 @@ public enum StoreDirectory {
         try marker(at: path)?.backend
     }
 
-    /// The marker's backend and whether creation finished, or nil when there is none.
-    public static func marker(at path: String) throws(KVError) -> (backend: String, ready: Bool)? {
+    /// The marker's backend and what it says of the creation, or nil when there is none.
+    public static func marker(at path: String) throws(KVError) -> (backend: String, state: MarkerState)? {
         let markerPath = path + "/" + markerName
         guard FileOps.kind(of: markerPath) == .file else { return nil }
         let text = String(decoding: try FileOps.readFile(markerPath), as: UTF8.self)
         let lines = text.split(separator: "\n").map(String.init)
-        guard lines.count == 2 || (lines.count == 3 && lines[2] == "ready"), lines[0].hasPrefix("zerofs-store "),
+        guard lines.count == 2 || (lines.count == 3 && (lines[2] == "ready" || lines[2] == "creating")), lines[0].hasPrefix("zerofs-store "),
               lines[1].hasPrefix("backend ")
         else {
             throw KVError(.corruption, "malformed \(markerName) marker", path: markerPath)
@@ -168,16 +195,17 @@ public enum StoreDirectory {
         guard Int(lines[0].dropFirst("zerofs-store ".count)) == formatVersion else {
             throw KVError(.unsupportedFormat, "store folder format '\(lines[0])' is not \(formatVersion)", path: markerPath)
         }
-        return (String(lines[1].dropFirst("backend ".count)), lines.count == 3)
+        let state: MarkerState = lines.count == 2 ? .unfinished : lines[2] == "ready" ? .ready : .creating
+        return (String(lines[1].dropFirst("backend ".count)), state)
     }
 
-    /// nil without a marker; otherwise whether the store finished its creation.
-    private static func readMarker(path: String, expecting backend: String) throws(KVError) -> Bool? {
+    /// nil without a marker; otherwise what it says of the store's creation.
+    private static func readMarker(path: String, expecting backend: String) throws(KVError) -> MarkerState? {
         guard let found = try marker(at: path) else { return nil }
         guard found.backend == backend else {
             throw KVError(.wrongBackend, "folder holds a \(found.backend) store, not \(backend)", path: path)
         }
-        return found.ready
+        return found.state
     }
 }
 

@@ -67,6 +67,7 @@ public enum KVConformance {
         ("a store whose data files vanished is reported, not recreated empty", true, missingData),
         ("leftovers of an interrupted create do not block the folder", true, interruptedCreate),
         ("a creation cut short after the marker is started over", true, interruptedBackendCreation),
+        ("a marker that lost its last line is reported and the store kept", true, markerWithoutState),
         ("a store reached through a symbolic link opens", true, symbolicLink),
         ("concurrent checkpoints of one name: exactly one wins", false, checkpointRace),
     ]
@@ -625,6 +626,27 @@ public enum KVConformance {
         #expect(try store.listCheckpoints().map(\.name) == ["contested"])
     }
 
+    /// A ready marker cut to its first two lines reads like a creation by an older
+    /// version; with the backend's files there, the open reports it and removes nothing.
+    static func markerWithoutState(_ h: StoreHarness) throws {
+        let path = h.freshPath()
+        var store = try h.open(path)
+        try store.put([7], [7], durable: true)
+        try store.close()
+        try FileOps.writeFileAtomically(path + "/" + StoreDirectory.markerName, Array("zerofs-store 1\nbackend \(h.factory.name)\n".utf8))
+        for create in [false, true] {
+            var options = BackendOptions()
+            options.createIfMissing = create
+            #expect { _ = try h.factory.open(at: path, options: options) } throws: {
+                ($0 as? KVError)?.code == .corruption && "\($0)".contains("lost its last line")
+            }
+        }
+        try StoreDirectory.markReady(path: path, backend: h.factory.name)
+        store = try h.open(path)
+        #expect(try store.get([7]) == [7])
+        try store.close()
+    }
+
     static func interruptedBackendCreation(_ h: StoreHarness) throws {
         let path = h.freshPath()
         try FileOps.makeDirectories(path + "/db")
@@ -635,7 +657,7 @@ public enum KVConformance {
         var store = try h.open(path)
         try store.put([1], [1], durable: true)
         try store.close()
-        #expect(try StoreDirectory.marker(at: path)?.ready == true)
+        #expect(try StoreDirectory.marker(at: path)?.state == .ready)
         store = try h.open(path)
         #expect(try store.get([1]) == [1])
         try store.close()

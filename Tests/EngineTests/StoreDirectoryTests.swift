@@ -10,7 +10,7 @@ import Testing
         let path = harness.freshPath()
         let folder = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true)
         #expect(folder.isNew)
-        #expect(try FileOps.readFile(path + "/ZEROFS-STORE") == Array("zerofs-store 1\nbackend example\n".utf8))
+        #expect(try FileOps.readFile(path + "/ZEROFS-STORE") == Array("zerofs-store 1\nbackend example\ncreating\n".utf8))
         #expect(try StoreDirectory.backendName(at: path) == "example")
         #expect { _ = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true) } throws: {
             ($0 as? KVError)?.code == .locked
@@ -31,6 +31,28 @@ import Testing
         #expect { _ = try StoreDirectory.open(path: path, backend: "other", createIfMissing: true) } throws: {
             ($0 as? KVError)?.code == .wrongBackend
         }
+    }
+
+    /// Two lines, neither `creating` nor `ready`: what versions before 2026-12-06 wrote
+    /// while creating, and what a ready marker that lost its last line looks like. Started
+    /// over only when the folder holds no file of the backend's.
+    @Test func aMarkerOfTwoLinesStartsOverOnlyWithNothingToLose() throws {
+        let harness = StoreHarness(MemoryBackendFactory())
+        defer { harness.cleanUp() }
+        let path = harness.freshPath()
+        try FileOps.makeDirectories(path + "/db/sub")
+        try FileOps.writeFileAtomically(path + "/ZEROFS-STORE", Array("zerofs-store 1\nbackend example\n".utf8))
+        let folder = try StoreDirectory.open(path: path, backend: "example", createIfMissing: true)
+        #expect(folder.isNew)
+        folder.lock.release()
+
+        try FileOps.writeFileAtomically(path + "/db/sub/data", [1])
+        for create in [true, false] {
+            #expect { _ = try StoreDirectory.open(path: path, backend: "example", createIfMissing: create) } throws: {
+                ($0 as? KVError)?.code == .corruption
+            }
+        }
+        #expect(try FileOps.readFile(path + "/db/sub/data") == [1])
     }
 
     @Test func refusesNewerFormats() throws {
