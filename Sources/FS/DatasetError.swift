@@ -4,8 +4,8 @@
 
 public struct DatasetError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable, CaseIterable {
-        /// A name breaks the rules: 1 to 255 bytes, no '@', no NUL, '/' only between non-empty
-        /// parts (dataset names), no part "." or "..".
+        /// A name breaks the rules: 1 to 255 bytes, no '@', no control character, '/' only
+        /// between non-empty parts (dataset names), no part ".", ".." or ".snapshots".
         case invalidName
         /// The name is taken.
         case exists

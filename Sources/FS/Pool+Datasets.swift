@@ -45,38 +45,56 @@ extension Pool {
 
     static let maxNameLength = 255
 
-    /// The parts of a dataset name: 1 to 255 bytes, no '@', no NUL, '/' only between
-    /// non-empty parts, no part "." or "..".
-    static func datasetParts(_ name: String) throws(DatasetError) -> [[UInt8]] {
+    /// The parts of a dataset name: 1 to 255 bytes, no '@', no control character (NUL
+    /// included), '/' only between non-empty parts, no part ".", ".." or ".snapshots" (a
+    /// dataset "a/.snapshots" would hide the snapshots of "a": NFS exports it at the
+    /// path of their folder). Names looked up (`new` false) may break the last two rules,
+    /// which came later: what was made before stays reachable.
+    static func datasetParts(_ name: String, new: Bool = true) throws(DatasetError) -> [[UInt8]] {
         let bytes = Array(name.utf8)
-        try checkName(bytes, what: "dataset name", slash: true)
+        try checkName(bytes, what: "dataset name", slash: true, new: new)
         let parts = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init)
         for part in parts {
-            guard !part.isEmpty else { throw DatasetError(.invalidName, "dataset name \(name.debugDescription) has an empty part") }
+            guard !part.isEmpty else { throw DatasetError(.invalidName, "dataset name \(shown(bytes)) has an empty part") }
             guard part != [0x2E], part != [0x2E, 0x2E] else {
-                throw DatasetError(.invalidName, "dataset name \(name.debugDescription) has a part \".\" or \"..\"")
+                throw DatasetError(.invalidName, "dataset name \(shown(bytes)) has a part \".\" or \"..\"")
+            }
+            guard !new || part != Self.snapshotsFolderName else {
+                throw DatasetError(.invalidName, "dataset name \(shown(bytes)) has a part \".snapshots\", the name of each dataset's snapshot folder")
             }
         }
         return parts
     }
 
-    static func snapshotName(_ name: String) throws(DatasetError) -> [UInt8] {
+    static func snapshotName(_ name: String, new: Bool = true) throws(DatasetError) -> [UInt8] {
         let bytes = Array(name.utf8)
-        try checkName(bytes, what: "snapshot name", slash: false)
-        guard bytes != [0x2E], bytes != [0x2E, 0x2E] else {
-            throw DatasetError(.invalidName, "snapshot name may not be \".\" or \"..\"")
+        try checkName(bytes, what: "snapshot name", slash: false, new: new)
+        guard bytes != [0x2E], bytes != [0x2E, 0x2E], !new || bytes != Self.snapshotsFolderName else {
+            throw DatasetError(.invalidName, "snapshot name may not be \".\", \"..\" or \".snapshots\"")
         }
         return bytes
     }
 
-    private static func checkName(_ bytes: [UInt8], what: String, slash: Bool) throws(DatasetError) {
-        let shown = String(decoding: bytes, as: UTF8.self).debugDescription
+    /// The folder at each dataset's root that holds its snapshots.
+    static let snapshotsFolderName = Array(".snapshots".utf8)
+
+    /// A name for a message: quoted with escapes, and cut short when long.
+    static func shown(_ bytes: [UInt8]) -> String {
+        let limit = 64
+        let text = String(decoding: bytes.prefix(limit), as: UTF8.self).debugDescription
+        return bytes.count > limit ? text + " (\(bytes.count) bytes)" : text
+    }
+
+    private static func checkName(_ bytes: [UInt8], what: String, slash: Bool, new: Bool) throws(DatasetError) {
         guard (1...maxNameLength).contains(bytes.count) else {
-            throw DatasetError(.invalidName, "\(what) \(shown) must be 1 to \(maxNameLength) bytes, not \(bytes.count)")
+            throw DatasetError(.invalidName, "\(what) \(shown(bytes)) must be 1 to \(maxNameLength) bytes, not \(bytes.count)")
         }
-        guard !bytes.contains(0) else { throw DatasetError(.invalidName, "\(what) \(shown) contains NUL") }
-        guard !bytes.contains(UInt8(ascii: "@")) else { throw DatasetError(.invalidName, "\(what) \(shown) contains '@'") }
-        if !slash, bytes.contains(UInt8(ascii: "/")) { throw DatasetError(.invalidName, "\(what) \(shown) contains '/'") }
+        guard !bytes.contains(0) else { throw DatasetError(.invalidName, "\(what) \(shown(bytes)) contains NUL") }
+        guard !new || !bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+            throw DatasetError(.invalidName, "\(what) \(shown(bytes)) contains a control character")
+        }
+        guard !bytes.contains(UInt8(ascii: "@")) else { throw DatasetError(.invalidName, "\(what) \(shown(bytes)) contains '@'") }
+        if !slash, bytes.contains(UInt8(ascii: "/")) { throw DatasetError(.invalidName, "\(what) \(shown(bytes)) contains '/'") }
     }
 
     /// "DATASET@SNAP" split at its "@", or nil for a name without one. Done on bytes, as
@@ -95,14 +113,14 @@ extension Pool {
 
     static func resolve(_ name: String, in forest: Forest) throws(DatasetError) -> UInt64 {
         if let parts = splitSnapshotName(name) {
-            let snapshot = try snapshotName(parts.snapshot)
+            let snapshot = try snapshotName(parts.snapshot, new: false)
             let dataset = try resolve(parts.dataset, in: forest)
             guard let id = forest.snapshot(of: dataset, named: snapshot) else {
                 throw DatasetError(.notFound, "no snapshot \(name.debugDescription)")
             }
             return id
         }
-        _ = try datasetParts(name)
+        _ = try datasetParts(name, new: false)
         guard let id = forest.dataset(named: Array(name.utf8)) else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
         return id
     }
@@ -485,7 +503,7 @@ extension Pool {
     /// Rolls `dataset` back to its snapshot `snapshot` (a name without "@"): its head
     /// becomes a new version on top of the snapshot. Every snapshot, older or newer, stays.
     public func rollback(_ dataset: String, to snapshot: String) throws(DatasetError) {
-        let snapName = try Self.snapshotName(snapshot)
+        let snapName = try Self.snapshotName(snapshot, new: false)
         let (id, origin) = try state.withLock { s throws(DatasetError) -> (UInt64, UInt64) in
             let record = try writableDataset(dataset, s)
             guard let origin = s.forest.snapshot(of: record.id, named: snapName) else {

@@ -215,8 +215,15 @@ public enum DatasetSuite {
         expectDatasetError(.exists, "a duplicate nested") { try pool.createDataset("a/b") }
         expectDatasetError(.notFound, "a missing parent") { try pool.createDataset("x/y") }
         let long = String(repeating: "x", count: 256)
-        for bad in ["", long, "a@b", "a\u{0}b", "a//b", "/a", "a/", ".", "a/.."] {
+        for bad in ["", long, "a@b", "a\u{0}b", "a//b", "/a", "a/", ".", "a/..", ".snapshots", "a/.snapshots", "a\nb", "a\tb", "a\u{1b}[31m", "a\u{7f}"] {
             expectDatasetError(.invalidName, "name \(bad.debugDescription)") { try pool.createDataset(bad) }
+        }
+        // A name in an error is cut short.
+        do throws(DatasetError) {
+            try pool.createDataset(String(repeating: "z", count: 5000))
+            Issue.record("a name of 5,000 bytes was taken")
+        } catch {
+            #expect(error.kind == .invalidName && "\(error)".count < 300, "\(error)")
         }
         _ = try pool.createDataset(String(repeating: "y", count: 255))
         #expect(try pool.listDatasets().map(\.name) == ["a", "a/b", "root", String(repeating: "y", count: 255)])
@@ -234,6 +241,8 @@ public enum DatasetSuite {
         expectDatasetError(.notFound, "clone a missing snapshot") { try pool.clone("a@nope", to: "c") }
         expectDatasetError(.invalidName, "snapshot name with '/'") { try pool.snapshot("a", "x/y") }
         expectDatasetError(.invalidName, "snapshot name with '@'") { try pool.snapshot("a", "x@y") }
+        expectDatasetError(.invalidName, "snapshot name .snapshots") { try pool.snapshot("a", ".snapshots") }
+        expectDatasetError(.invalidName, "snapshot name with a control character") { try pool.snapshot("a", "x\u{7}") }
         expectDatasetError(.notFound, "rollback to nothing") { try pool.rollback("a", to: "nope") }
         try pool.snapshot("root", "only-root")
         expectDatasetError(.wrongDataset, "rollback to another dataset's snapshot") { try pool.rollback("a", to: "only-root") }
