@@ -87,6 +87,19 @@ public struct ZeroFSConfig: Sendable, Equatable {
     public var nfsLoopbackCongestion = "reno"
     // [servers.rpc]
     public var rpcAddresses = [ServerAddress(host: "127.0.0.1", port: 7000)]
+
+    /// An address named twice among the NFS and RPC addresses (port 0, any free port,
+    /// aside), which one of the servers could not bind: the message, or nil.
+    public var addressClash: String? {
+        let named = nfsAddresses.map { ("servers.nfs.addresses", $0) } + rpcAddresses.map { ("servers.rpc.addresses", $0) }
+        for (index, (list, address)) in named.enumerated() where address.port != 0 {
+            if let (other, _) = named[(index + 1)...].first(where: { $0.1 == address }) {
+                let place = list == other ? "twice in \(list)" : "in both \(list) and \(other)"
+                return "\(address) is named \(place); each server needs an address of its own"
+            }
+        }
+        return nil
+    }
     // [logging]
     public var logLevel = LogLevel.info
 
@@ -185,7 +198,8 @@ public struct ZeroFSConfig: Sendable, Equatable {
         let bytes: [UInt8]
         do { bytes = try FileOps.readFile(path) } catch {
             throw ConfigError(file: path, key: "", reason: FileOps.kind(of: path, followingLinks: true) == .missing
-                ? "no such file (make one with `zerofs init \(path)`)" : error.message)
+                ? "no such file (make one with `zerofs init \(path)`)" : FileOps.kind(of: path, followingLinks: true) == .directory
+                ? "is a folder, not a config file" : error.detail)
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError(file: path, key: "", reason: "not UTF-8 text")
@@ -210,13 +224,13 @@ private struct Reader {
 
     func subtable(_ table: TOMLTable, _ key: String, _ section: String) throws(ConfigError) -> TOMLTable? {
         guard let value = table[key] else { return nil }
-        guard let sub = value.table else { throw fail(section, "must be a table ([\(section)]), not a \(value.type)") }
+        guard let sub = value.table else { throw fail(section, "must be a table ([\(section)]), not \(withArticle(value.type))") }
         return sub
     }
 
     func string(_ table: TOMLTable, _ key: String, _ name: String) throws(ConfigError) -> String? {
         guard let value = table[key] else { return nil }
-        guard let text = value.string else { throw fail(name, "must be a string, not a \(value.type)") }
+        guard let text = value.string else { throw fail(name, "must be a string, not \(withArticle(value.type))") }
         return try expand(text, name)
     }
 
@@ -228,7 +242,7 @@ private struct Reader {
         } else if let text = value.string, let parsed = Int(try expand(text, name)) {
             number = parsed  // "${VAR}" holding a number
         } else {
-            throw fail(name, "must be a whole number, not a \(value.type)")
+            throw fail(name, "must be a whole number, not \(withArticle(value.type))")
         }
         guard range.contains(number) else { throw fail(name, "must be in \(range.lowerBound)...\(range.upperBound), got \(number)") }
         return number
@@ -244,15 +258,15 @@ private struct Reader {
             default: break
             }
         }
-        throw fail(name, "must be true or false, not a \(value.type)")
+        throw fail(name, "must be true or false, not \(withArticle(value.type))")
     }
 
     func addresses(_ table: TOMLTable, _ name: String) throws(ConfigError) -> [ServerAddress]? {
         guard let value = table["addresses"] else { return nil }
-        guard let array = value.array else { throw fail(name, "must be an array of \"HOST:PORT\" strings, not a \(value.type)") }
+        guard let array = value.array else { throw fail(name, "must be an array of \"HOST:PORT\" strings, not \(withArticle(value.type))") }
         var out: [ServerAddress] = []
         for element in array {
-            guard let text = element.string else { throw fail(name, "must hold only \"HOST:PORT\" strings, found a \(element.type)") }
+            guard let text = element.string else { throw fail(name, "must hold only \"HOST:PORT\" strings, found \(withArticle(element.type))") }
             let expanded = try expand(text, name)
             guard let address = ServerAddress(expanded) else {
                 throw fail(name, "\"\(expanded)\" is not HOST:PORT with HOST an IP address (127.0.0.1, [::1]) and PORT in 0...65535")
@@ -325,7 +339,7 @@ private struct Reader {
                     } else if let bool = value.bool {
                         config.s3[key] = String(bool)
                     } else {
-                        throw fail(full, "must be a number, a string or a boolean, not a \(value.type)")
+                        throw fail(full, "must be a number, a string or a boolean, not \(withArticle(value.type))")
                     }
                 }
             }
@@ -347,7 +361,7 @@ private struct Reader {
                     } else if let bool = value.bool {
                         tuning[key] = String(bool)
                     } else {
-                        throw fail(full, "must be a number or a string, not a \(value.type)")
+                        throw fail(full, "must be a number or a string, not \(withArticle(value.type))")
                     }
                 }
                 if !tuning.isEmpty { config.tuning[name] = tuning }
@@ -398,4 +412,11 @@ private struct Reader {
             }
         }
     }
+}
+
+/// "a string", "an integer": a TOML type's name for a message.
+func withArticle(_ type: some CustomStringConvertible) -> String {
+    let word = "\(type)"
+    guard let first = word.first else { return word }
+    return ("aeiou".contains(first) ? "an " : "a ") + word
 }

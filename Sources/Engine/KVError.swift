@@ -45,6 +45,15 @@ public struct KVError: Error, Sendable, CustomStringConvertible, Equatable {
         self.cause = cause
     }
 
+    /// The message with the path (when the message does not name it) and the cause,
+    /// without the code: one line for a command's error.
+    public var detail: String {
+        var text = message
+        if let path, !message.contains(path) { text += " (\(path))" }
+        if let cause { text += ": \(cause)" }
+        return text
+    }
+
     public var description: String {
         var text = "\(code.rawValue): \(message)"
         if let path { text += " (\(path))" }

@@ -203,7 +203,9 @@ public enum StoreDirectory {
     private static func readMarker(path: String, expecting backend: String) throws(KVError) -> MarkerState? {
         guard let found = try marker(at: path) else { return nil }
         guard found.backend == backend else {
-            throw KVError(.wrongBackend, "folder holds a \(found.backend) store, not \(backend)", path: path)
+            // "an lsm", "an lmdb": the names are read letter by letter.
+            let article = found.backend.hasPrefix("l") ? "an" : "a"
+            throw KVError(.wrongBackend, "folder holds \(article) \(found.backend) store, not \(backend)", path: path)
         }
         return found.state
     }

@@ -40,7 +40,10 @@ struct StoreOptions: ParsableArguments {
             guard ZeroFSConfig.backends.contains(backend) else { fail(command, "--backend must be lsm, rocksdb or lmdb, got '\(backend)'") }
             config.backend = backend
         }
-        if let path { config.path = path }
+        if let path {
+            guard !path.isEmpty else { fail(command, "--path must name a folder, got ''") }
+            config.path = path
+        }
         if let rpcAddress {
             guard let address = ServerAddress(rpcAddress) else { fail(command, "--rpc-address must be HOST:PORT, got '\(rpcAddress)'") }
             config.rpcAddresses = [address]
@@ -104,7 +107,9 @@ final class AdminSession {
         if listening(address) {
             let served: String
             do {
-                served = try AdminClient.with(.remote(host: address.host, port: address.port)) { client in
+                // A listener that never answers (a stuck server, another program) must
+                // not hang the command; the calls after this one may take long (a scrub).
+                served = try AdminClient.with(.remote(host: address.host, port: address.port), within: .seconds(10)) { client in
                     var request = Zerofs_Admin_V1_GetStatsRequest()
                     request.brief = true
                     return try await client.getStats(request).path

@@ -72,11 +72,12 @@ struct CheckpointRestore: ParsableCommand {
 
     func run() {
         let command = "zerofs checkpoint restore"
+        guard !to.isEmpty else { fail(command, "--to must name a folder, got ''") }
         let config = store.load(command)
         do {
             try BackendCatalog.standard.factory(named: config.backend).restoreCheckpoint(at: config.location, named: name, to: to, options: config.backendOptions)
         } catch {
-            fail(command, (error as? KVError)?.message ?? "\(error)")
+            fail(command, (error as? KVError)?.detail ?? "\(error)")
         }
         print("restored checkpoint \(name) of \(config.location) into a new \(config.backend) store at \(to)")
         print("serve it with: zerofs run --backend \(config.backend) --path \(to)")
@@ -96,7 +97,7 @@ struct Init: ParsableCommand {
         do {
             try FileOps.writeFileAtomically(path, Array(ZeroFSConfig.defaultFileText.utf8))
         } catch {
-            fail("zerofs init", error.message)
+            fail("zerofs init", "cannot write \(path): \(error.detail)")
         }
         print("wrote \(path); start the server with: zerofs run -c \(path)")
     }

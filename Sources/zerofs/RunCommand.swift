@@ -40,6 +40,7 @@ struct Run: ParsableCommand {
             guard let address = ServerAddress(nfsAddress) else { fail(command, "--nfs-address must be HOST:PORT, got '\(nfsAddress)'") }
             config.nfsAddresses = [address]
         }
+        if let clash = config.addressClash { fail(command, clash) }
         if let threads {
             guard (1...1024).contains(threads) else { fail(command, "--threads must be 1 to 1024 (as servers.nfs.threads), got \(threads)") }
             config.nfsThreads = threads
@@ -89,7 +90,7 @@ struct Run: ParsableCommand {
             // A store in S3 has no lock; there `.locked` is about its disk cache folder.
             fail(command, "the \(config.backend) store at \(location) is in use by another process: \(error.message)")
         } catch {
-            fail(command, "cannot open the \(config.backend) store at \(location): \((error as? KVError)?.message ?? "\(error)")")
+            fail(command, "cannot open the \(config.backend) store at \(location): \((error as? KVError)?.detail ?? "\(error)")")
         }
         let pool: Pool
         do {

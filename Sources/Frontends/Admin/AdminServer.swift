@@ -10,7 +10,10 @@ import Synchronization
 
 /// Runs `body` to completion from synchronous code (the command line, `zerofs run`),
 /// blocking this thread; never call it from an async context.
-public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+///
+/// With `timeout`, gives up waiting after it (`.deadlineExceeded`); `body` then runs on
+/// unwatched, so only for a caller about to end the process.
+public func runBlocking<T: Sendable>(within timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) throws -> T {
     let outcome = Locked<Result<T, any Error>?>(nil)
     let done = DispatchSemaphore(value: 0)
     Task {
@@ -19,7 +22,15 @@ public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws
         outcome.withLock { $0 = result }
         done.signal()
     }
-    done.wait()
+    if let timeout {
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        guard done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else {
+            throw RPCError(code: .deadlineExceeded, message: "no answer within \(timeout)")
+        }
+    } else {
+        done.wait()
+    }
     return try outcome.withLock { $0! }.get()
 }
 
@@ -73,10 +84,12 @@ public enum AdminClient {
     /// Calls `body` with a client of the service at `endpoint`, blocking this thread until
     /// it returns: for synchronous callers only (never from a task: a blocked thread of the
     /// cooperative pool may be the one the call needs).
+    /// With `timeout`, an answer that does not come in time is `.deadlineExceeded`.
     public static func with<T: Sendable>(
-        _ endpoint: AdminEndpoint, _ body: @escaping @Sendable (any Zerofs_Admin_V1_AdminService.ClientProtocol) async throws -> T
+        _ endpoint: AdminEndpoint, within timeout: Duration? = nil,
+        _ body: @escaping @Sendable (any Zerofs_Admin_V1_AdminService.ClientProtocol) async throws -> T
     ) throws -> T {
-        try runBlocking { try await connect(endpoint, body) }
+        try runBlocking(within: timeout) { try await connect(endpoint, body) }
     }
 
     /// Calls `body` with a client of the service at `endpoint`.
