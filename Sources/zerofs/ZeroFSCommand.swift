@@ -39,8 +39,9 @@ struct ZeroFS: ParsableCommand {
     /// heap, and up to 32 MiB freed at the top of an arena stays: three rounds of a 200 MiB
     /// NFS write and read took 16,284 page faults instead of 36,730 (with 256 MiB kept),
     /// at the same peak (about 100 MiB). Keeping 256 MiB let the server grow round after
-    /// round of the NFS benchmark's phases (241 MiB after four rounds of 4,000 files and
-    /// 316 MiB after three of 10,000, where 32 MiB kept it at 213 MiB at the same speed).
+    /// round of the NFS benchmark's phases: 241 MiB after four rounds of 4,000 files
+    /// (213 MiB keeping 32 MiB, at the same speed); Engine/AllocatorTrimmer.swift gives
+    /// back what stays below live blocks (Docs/nfs.md, "Memory").
     static func tuneMalloc() {
         #if canImport(Glibc)
         let environment = ProcessInfo.processInfo.environment

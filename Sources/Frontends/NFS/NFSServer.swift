@@ -7,6 +7,7 @@
 // replies holds at most that many in the server. A record longer than `maxRecord` closes
 // that connection only.
 
+import Engine
 import FS
 import NIOCore
 import NIOPosix
@@ -35,6 +36,8 @@ public final class NFSServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let workers: WorkerPool
     private let listener: Listener
+    /// This server holds the process's `AllocatorTrimmer` until it stops.
+    private let holdsTrimmer = Atomic<Bool>(true)
 
     private init(service: NFSService, group: MultiThreadedEventLoopGroup, workers: WorkerPool, listener: Listener) {
         self.service = service
@@ -79,6 +82,8 @@ public final class NFSServer: Sendable {
                 .withConnectedSocket(socket)
                 .whenFailure { _ in writer.close() }
         }
+        // Bursts of calls leave free memory with the allocator; it goes back once they end.
+        AllocatorTrimmer.shared.hold()
         return NFSServer(service: service, group: group, workers: workers, listener: listener)
     }
 
@@ -95,6 +100,7 @@ public final class NFSServer: Sendable {
         listener.stop()
         workers.shutdown()
         try? group.syncShutdownGracefully()
+        if holdsTrimmer.exchange(false, ordering: .acquiringAndReleasing) { AllocatorTrimmer.shared.release() }
     }
 }
 
