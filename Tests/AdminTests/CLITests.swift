@@ -222,18 +222,9 @@ final class ServerProcess {
     /// Something that takes connections at the admin address and never answers (a stuck
     /// server, another program): the command gives up after its probe's 10 s.
     @Test func aListenerThatNeverAnswersDoesNotHangACommand() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound && listen(fd, 8) == 0)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let listener = try #require(LoopbackListener())
+        defer { listener.close() }
+        let port = listener.port
         let started = ContinuousClock.now
         let result = try zerofs(["dataset", "list", "--rpc-address", "127.0.0.1:\(port)"], status: 1)
         #expect(result.err.contains("does not answer as a zerofs server"), "\(result.err)")

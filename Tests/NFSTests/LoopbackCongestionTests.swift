@@ -3,6 +3,7 @@
 // congestion control (or keeps the system's with ""), and that a name the kernel does
 // not have is reported, not fatal.
 
+import KVTestSupport
 @testable import NFS
 import Foundation
 import Testing
@@ -43,21 +44,14 @@ import Glibc
 
     /// A connected pair over IPv4 loopback: the accepted socket and the client's.
     func pair() throws -> (accepted: Int32, client: Int32) {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
-        }
-        try #require(bound && listen(listener, 4) == 0)
+        let listener = try #require(LoopbackListener(backlog: 4))
+        defer { listener.close() }
+        var address = listener.address
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        let accepted = accept(listener, nil, nil)
+        let accepted = accept(listener.fd, nil, nil)
         if connected != 0 || accepted < 0 {
             close(client)
             if accepted >= 0 { close(accepted) }
