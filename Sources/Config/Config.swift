@@ -46,9 +46,15 @@ public struct ServerAddress: Sendable, Equatable, CustomStringConvertible {
               let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
         else { return nil }
         var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         var scratch = in6_addr()
-        guard inet_pton(AF_INET, host, &scratch) == 1 || inet_pton(AF_INET6, host, &scratch) == 1 else { return nil }
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            // "[::1]:2049": brackets only around an IPv6 address.
+            host = String(host.dropFirst().dropLast())
+            guard inet_pton(AF_INET6, host, &scratch) == 1 else { return nil }
+        } else {
+            // An IPv6 address without brackets ("::1:2049") reads two ways: refused.
+            guard inet_pton(AF_INET, host, &scratch) == 1 else { return nil }
+        }
         self.host = host
         self.port = port
     }
@@ -239,8 +245,11 @@ private struct Reader {
         let number: Int
         if let int = value.int {
             number = int
-        } else if let text = value.string, let parsed = Int(try expand(text, name)) {
-            number = parsed  // "${VAR}" holding a number
+        } else if let text = value.string {
+            // "${VAR}" holding a number
+            let expanded = try expand(text, name)
+            guard let parsed = Int(expanded) else { throw fail(name, "must be a whole number, got \"\(expanded)\"") }
+            number = parsed
         } else {
             throw fail(name, "must be a whole number, not \(withArticle(value.type))")
         }

@@ -47,9 +47,15 @@ public struct KVError: Error, Sendable, CustomStringConvertible, Equatable {
 
     /// The message with the path (when the message does not name it) and the cause,
     /// without the code: one line for a command's error.
-    public var detail: String {
+    public var detail: String { detail(besides: nil) }
+
+    /// `detail` for a line that names `place` already: the path is left out when it is
+    /// that place.
+    public func detail(besides place: String?) -> String {
         var text = message
-        if let path, !message.contains(path) { text += " (\(path))" }
+        if let path, !message.contains(path), place.map({ FileOps.absolutePath($0) != FileOps.absolutePath(path) }) ?? true {
+            text += " (\(path))"
+        }
         if let cause { text += ": \(cause)" }
         return text
     }

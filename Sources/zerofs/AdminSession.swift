@@ -158,7 +158,7 @@ final class AdminSession {
         } catch let error as KVError where error.code == .storeNotFound {
             fail(command, "no \(config.backend) store at \(config.path) (start one with `zerofs run`)")
         } catch {
-            fail(command, "cannot open the \(config.backend) store at \(config.path): \(error)")
+            fail(command, "cannot open the \(config.backend) store at \(config.path): \((error as? KVError)?.detail(besides: config.path) ?? "\(error)")")
         }
     }
 

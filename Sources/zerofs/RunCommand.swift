@@ -90,7 +90,7 @@ struct Run: ParsableCommand {
             // A store in S3 has no lock; there `.locked` is about its disk cache folder.
             fail(command, "the \(config.backend) store at \(location) is in use by another process: \(error.message)")
         } catch {
-            fail(command, "cannot open the \(config.backend) store at \(location): \((error as? KVError)?.detail ?? "\(error)")")
+            fail(command, "cannot open the \(config.backend) store at \(location): \((error as? KVError)?.detail(besides: location) ?? "\(error)")")
         }
         let pool: Pool
         do {

@@ -242,8 +242,16 @@ import Testing
         #expect(ServerAddress("127.0.0.1:0") == ServerAddress(host: "127.0.0.1", port: 0))
         #expect(ServerAddress("[::1]:7000") == ServerAddress(host: "::1", port: 7000))
         #expect(ServerAddress("[::1]:7000")?.description == "[::1]:7000")
-        for bad in ["", ":7000", "host", "host:", "127.0.0.1:-1", "127.0.0.1:65536", "a b:1", "localhost:7000", "300.1.1.1:1"] {
+        for bad in ["", ":7000", "host", "host:", "127.0.0.1:-1", "127.0.0.1:65536", "a b:1", "localhost:7000", "300.1.1.1:1",
+                    "::1:7000", "[127.0.0.1]:7000"] {
             #expect(ServerAddress(bad) == nil, "\(bad)")
         }
+    }
+
+    /// A number given as a string (for "${VAR}") must be one; the message shows the text.
+    @Test func aNumberInAStringMustBeOne() throws {
+        let bad = error("[servers.nfs]\nthreads = \"8x\"")
+        #expect(bad?.key == "servers.nfs.threads" && bad?.reason == "must be a whole number, got \"8x\"", "\(String(describing: bad))")
+        #expect(try parse("[servers.nfs]\nthreads = \"8\"").nfsThreads == 8)
     }
 }
