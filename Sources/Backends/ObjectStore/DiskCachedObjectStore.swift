@@ -148,7 +148,6 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         return try body()
     }
 
-
     /// What the cache has done since it opened (bytes and pages: what it holds now).
     public var counters: DiskCacheCounters {
         state.withLock { s in
@@ -254,12 +253,20 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// object's size the page records, nil when the page is absent or damaged (a damaged
     /// page is deleted, and `deliver` is not called).
     func readPage(_ name: String, _ index: Int, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
-        usingFolder { readPageInFolder(name, index, from: from, to: to, deliver) } ?? nil
+        let key = Self.pageKey(name, index)
+        // Counted in use (`usingFolder`) under the lock it is found under: `storeClosed`
+        // empties the index, then waits for the reads that found a page.
+        let found = state.withLock { s -> Entry? in
+            guard !s.closed, let entry = s.pages[key] else { return nil }
+            s.inUse += 1
+            return entry
+        }
+        guard let known = found else { return nil }
+        defer { state.withLock { $0.inUse -= 1 } }
+        return readPageInFolder(key, known, from: from, to: to, deliver)
     }
 
-    private func readPageInFolder(_ name: String, _ index: Int, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
-        let key = Self.pageKey(name, index)
-        guard let known = state.withLock({ $0.pages[key] }) else { return nil }
+    private func readPageInFolder(_ key: String, _ known: Entry, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
         let path = directory + "/" + key
         func damaged() -> Int? {
             state.withLock { $0.counters.corruptPages += 1 }
