@@ -492,7 +492,7 @@ final class PageFile: Sendable {
         if fd < 0 { return nil }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 }
 
 /// An object read through the cache: each page from disk when held and sound, else from
@@ -580,6 +580,8 @@ final class WriteThrough: ObjectWriter {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) throws {
+        // Committed or aborted (the pages are gone): the base writer says so, or this.
+        guard !pages.isEmpty else { throw KVError(.io, "object writer is closed", path: name) }
         try base.append(bytes)
         var rest = bytes
         while !rest.isEmpty {

@@ -403,7 +403,7 @@ final class LocalAppendableObject: AppendableObject {
         guard direct else { return }
         var memory: UnsafeMutableRawPointer?
         guard posix_memalign(&memory, Self.alignment, Self.stageBytes) == 0, let memory else {
-            close(fd)
+            closeInInit()
             throw KVError(.io, "out of memory for a WAL write buffer", path: path)
         }
         header.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: header.count) }
@@ -419,15 +419,23 @@ final class LocalAppendableObject: AppendableObject {
         let code = errno
         memory.deallocate()
         guard probe < 0 && code == EINVAL else {
-            close(fd)
+            closeInInit()
             throw KVError.posix("pwrite", path: path, errno: probe < 0 ? code : EIO)
         }
         let flags = fcntl(fd, F_GETFL)
         guard flags >= 0, fcntl(fd, F_SETFL, flags & ~Self.directFlag) == 0 else {
             let code = errno
-            close(fd)
+            closeInInit()
             throw KVError.posix("fcntl", path: path, errno: code)
         }
+    }
+
+    /// Closes the descriptor of an init that is about to throw: deinit runs for the object
+    /// all the same (its stored properties are set) and must not close the number again,
+    /// which by then may be another thread's file or socket.
+    private func closeInInit() {
+        close(fd)
+        fd = -1
     }
 
     deinit {
