@@ -237,6 +237,13 @@ private func pattern(_ count: Int) -> [UInt8] {
         #expect(refusal(S3Settings(bucket: "b", prefix: "/db", endpoint: "https://s3.example.com", credentials: credentials))?.code == .invalidArgument)
         #expect(refusal(S3Settings(bucket: "b", endpoint: "https://s3.example.com/path", credentials: credentials))?.code == .invalidArgument)
         #expect(refusal(S3Settings(bucket: "", endpoint: "https://s3.example.com", credentials: credentials))?.code == .invalidArgument)
+        // Times become nanosecond counts and random ranges: infinite or huge ones are refused.
+        for (timeout, backoff) in [(Double.infinity, 5.0), (1e300, 5.0), (30, Double.infinity), (30, 1e12), (Double.nan, 5)] {
+            var settings = S3Settings(bucket: "b", endpoint: "https://s3.example.com", credentials: credentials)
+            settings.requestTimeout = timeout
+            settings.maxBackoff = backoff
+            #expect(refusal(settings)?.code == .invalidArgument, "timeout \(timeout), backoff \(backoff)")
+        }
     }
 
     @Test func endpointsAndAddressing() throws {

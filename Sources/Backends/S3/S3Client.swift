@@ -9,6 +9,7 @@ import Engine
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Synchronization
 
 struct S3Request {
@@ -79,6 +80,12 @@ final class S3Client: Sendable {
     /// status. Throws `.io` when no reply came after every attempt. While the store is in
     /// service with `on_outage = wait`, a request whose retries are used up keeps trying.
     func send(_ request: S3Request) throws -> S3Response {
+        // A request waits for its reply, which SwiftNIO forbids on its event loop threads
+        // (it traps): a store or writer let go of on one (its deinit closing or aborting)
+        // gets this error instead.
+        if MultiThreadedEventLoopGroup.currentEventLoop != nil {
+            throw KVError(.io, "an S3 request cannot wait on a network event loop thread", path: describe(request.key))
+        }
         let payloadHash = SigV4.sha256Hex(request.body)
         var attempt = 1
         var outage = Outage()

@@ -90,9 +90,10 @@ public struct S3Settings: Sendable, CustomStringConvertible {
         if prefix.hasPrefix("/") || prefix.hasSuffix("/") { throw refuse("prefix '\(prefix)' must not start or end with '/'") }
         if region.isEmpty { throw refuse("region is empty") }
         if credentials.accessKey.isEmpty || credentials.secretKey.isEmpty { throw refuse("access key or secret key is empty") }
-        if !(requestTimeout > 0) { throw refuse("request timeout must be positive") }
-        if retries < 0 || !(initialBackoff >= 0) || !(maxBackoff >= initialBackoff) {
-            throw refuse("retries and backoffs must be non-negative, the maximum backoff at least the initial one")
+        // Finite and bounded: they become nanosecond counts and random ranges.
+        if !(requestTimeout > 0 && requestTimeout <= 3600) { throw refuse("request timeout must be above 0 and at most 3600 seconds") }
+        if retries < 0 || !(initialBackoff >= 0) || !(maxBackoff >= initialBackoff) || !(maxBackoff <= 3600) {
+            throw refuse("retries and backoffs must be non-negative, the maximum backoff at least the initial one and at most 3600 seconds")
         }
         if !(1...1000).contains(listPageSize) { throw refuse("list page size must be 1 to 1000") }
         if !(1...1000).contains(deleteBatchSize) { throw refuse("delete batch size must be 1 to 1000") }
