@@ -206,6 +206,9 @@ public final class SeaweedFS {
         let start = FileOps.nowNanos()
         while true {
             do {
+                // Until the port takes connections, a plain connect says so: the store's
+                // HTTP client is not put through a refused connection every 100 ms.
+                guard acceptsConnections(settings.endpoint) else { throw KVError(.io, "\(settings.endpoint) refuses connections") }
                 try store.createBucket()
                 _ = try store.list(prefix: "")
                 return
@@ -241,6 +244,22 @@ public final class SeaweedFS {
               let port = Int(first)
         else { return 32_768 }
         return port
+    }
+
+    /// Whether something takes TCP connections at `endpoint` ("http://127.0.0.1:PORT");
+    /// true for an endpoint of another form (the request then finds out).
+    static func acceptsConnections(_ endpoint: String) -> Bool {
+        guard endpoint.hasPrefix("http://127.0.0.1:"), let port = UInt16(endpoint.dropFirst("http://127.0.0.1:".count)) else { return true }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(port.bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     private static func isFree(_ port: Int) -> Bool {

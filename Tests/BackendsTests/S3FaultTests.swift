@@ -132,7 +132,11 @@ final class DurableWriter: @unchecked Sendable {
         let harness = StoreHarness(S3LSMFactory(endpoint: server.endpoint, extra: extra))
         defer { harness.cleanUp() }
         let path = harness.freshPath()
-        try body(server, harness, path, try harness.open(path))
+        // Closed whatever the test did (closing again is nothing): a store left open goes
+        // on writing, and retrying, against a server that is gone, for the rest of the run.
+        let store = try harness.open(path)
+        defer { try? store.close() }
+        try body(server, harness, path, store)
     }
 
     /// The model-based test through a proxy that fails, slows and drops requests, and cuts
@@ -169,6 +173,7 @@ final class DurableWriter: @unchecked Sendable {
         try onSeaweedFS(["retries": "1", "on_outage": mode]) { server, harness, path, store in
             let writer = DurableWriter()
             writer.start(store)
+            defer { _ = writer.stop() }
             Thread.sleep(forTimeInterval: 0.5)
             server.crash()
             Thread.sleep(forTimeInterval: 3)
@@ -223,6 +228,7 @@ final class DurableWriter: @unchecked Sendable {
         try onSeaweedFS(["retries": "10"]) { server, harness, path, store in
             let writer = DurableWriter()
             writer.start(store)
+            defer { _ = writer.stop() }
             Thread.sleep(forTimeInterval: 1)
             server.crash()
             Thread.sleep(forTimeInterval: 1.5)
