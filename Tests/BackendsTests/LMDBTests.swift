@@ -1,4 +1,6 @@
-// LMDB-specific behaviour beyond the shared contract: the map grows instead of failing.
+// LMDB-specific behaviour beyond the shared contract: the map grows instead of failing;
+// a map larger than the address space given is refused with the setting named, and a
+// smaller one then makes the store.
 
 import Engine
 import KVTestSupport
@@ -36,5 +38,23 @@ import Testing
         let reopened = try harness.open(path, options: options)
         #expect(try reopened.entries().count == 128)
         try reopened.close()
+    }
+
+    @Test func aMapBeyondTheAddressSpaceIsRefusedByName() throws {
+        let harness = StoreHarness(LMDBBackendFactory())
+        defer { harness.cleanUp() }
+        var options = BackendOptions()
+        options.tuning = ["map_size": "\(1 << 62)"]
+        let path = harness.freshPath()
+        var refused: KVError?
+        do { _ = try harness.open(path, options: options) } catch { refused = error as? KVError }
+        #expect(refused?.code == .invalidArgument, "\(String(describing: refused))")
+        #expect(refused?.message.contains("map_size") == true, "\(String(describing: refused))")
+        // Nothing was made but the start of a creation: a sane map size makes the store.
+        options.tuning = [:]
+        let store = try harness.open(path, options: options)
+        try store.put([1], [2])
+        #expect(try store.get([1]) == [2])
+        try store.close()
     }
 }

@@ -128,7 +128,7 @@ final class LMDBEnvironment: @unchecked Sendable {
         var created: OpaquePointer?
         try LMDBError.check(mdb_env_create(&created), "env create", path: path)
         guard let env = created else { throw KVError(.io, "lmdb returned no environment", path: path) }
-        do {
+        do throws(KVError) {
             try LMDBError.check(mdb_env_set_mapsize(env, settings.mapSize), "set map size", path: path)
             try LMDBError.check(mdb_env_set_maxreaders(env, settings.maxReaders), "set max readers", path: path)
             // NOTLS: read transactions belong to objects, not threads. NOSYNC is toggled per
@@ -136,7 +136,15 @@ final class LMDBEnvironment: @unchecked Sendable {
             var flags = UInt32(MDB_NOTLS | MDB_NORDAHEAD)
             // A checkpoint is never written by anyone, so readers need no lock file in it.
             flags |= readOnly ? UInt32(MDB_RDONLY | MDB_NOLOCK) : UInt32(MDB_NOSYNC)
-            try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "open", path: path)
+            let opened = mdb_env_open(env, path, flags, 0o644)
+            // The map is reserved at open (mmap): ENOMEM is address space, not memory.
+            guard opened != ENOMEM else {
+                throw KVError(
+                    .invalidArgument,
+                    "lmdb cannot reserve a map of \(settings.mapSize) bytes (map_size): more address space than the system gives this process; set a smaller [storage.lmdb] map_size",
+                    path: path)
+            }
+            try LMDBError.check(opened, "open", path: path)
             var dead: Int32 = 0
             try LMDBError.check(mdb_reader_check(env, &dead), "reader check", path: path)
             var txn: OpaquePointer?
