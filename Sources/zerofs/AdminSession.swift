@@ -105,20 +105,24 @@ final class AdminSession {
         let address = config.rpcAddresses[0]
         let storePath = config.url ?? FileOps.canonicalPath(config.path)
         if listening(address) {
-            let served: String
+            let served: (path: String, backend: String)
             do {
                 // A listener that never answers (a stuck server, another program) must
                 // not hang the command; the calls after this one may take long (a scrub).
                 served = try AdminClient.with(.remote(host: address.host, port: address.port), within: .seconds(10)) { client in
                     var request = Zerofs_Admin_V1_GetStatsRequest()
                     request.brief = true
-                    return try await client.getStats(request).path
+                    let stats = try await client.getStats(request)
+                    return (stats.path, stats.backend)
                 }
             } catch {
                 fail(command, "something listens at \(address) but does not answer as a zerofs server: \(AdminErrors.status(error).message)")
             }
-            guard served == storePath else {
-                fail(command, "the server at \(address) serves \(served), not \(storePath); pass its config with -c or --rpc-address")
+            guard served.path == storePath else {
+                fail(command, "the server at \(address) serves \(served.path), not \(storePath); pass its config with -c or --rpc-address")
+            }
+            guard served.backend == config.backend else {
+                fail(command, "the server at \(address) serves \(storePath) with the \(served.backend) backend, not \(config.backend); pass its config with -c or --backend \(served.backend)")
             }
             endpoint = .remote(host: address.host, port: address.port)
             return

@@ -136,7 +136,8 @@ final class ServerProcess {
         let info = try zerofs(["dataset", "info", "--name", "projects@monday"] + store).out
         #expect(info.contains("type         snapshot") && info.contains("readonly     yes"), "\(info)")
         try zerofs(["dataset", "rename-snapshot", "--name", "scratch@only", "--new-name", "renamed"] + store)
-        try zerofs(["dataset", "delete-snapshot", "--name", "renamed"] + store)  // a bare name used by one dataset
+        // A bare name used by one dataset: the answer says whose snapshot went.
+        #expect(try zerofs(["dataset", "delete-snapshot", "--name", "renamed"] + store).out == "deleted snapshot scratch@renamed\n")
         let ambiguous = try zerofs(["dataset", "delete-snapshot", "--name", "monday"] + store, status: 1)
         #expect(ambiguous.err.contains("ambiguous") && ambiguous.err.contains("INVALID_ARGUMENT"), "\(ambiguous.err)")
 
@@ -203,6 +204,9 @@ final class ServerProcess {
         // A server for another store at the address is not talked to.
         let other = try zerofs(["dataset", "list", "--path", path + "-other", "--rpc-address", "127.0.0.1:\(server.rpcPort)"], status: 1)
         #expect(other.err.contains("serves \(FileOps.absolutePath(path))"), "\(other.err)")
+        // Nor is one serving the path with another backend than the command names.
+        let otherBackend = try zerofs(["dataset", "list", "--backend", "rocksdb", "--path", path, "--rpc-address", "127.0.0.1:\(server.rpcPort)"], status: 1)
+        #expect(otherBackend.err.contains("with the lsm backend, not rocksdb") && otherBackend.err.contains("--backend lsm"), "\(otherBackend.err)")
 
         let (status, lines) = server.stop()
         #expect(status == 0)
