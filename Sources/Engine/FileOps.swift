@@ -75,7 +75,9 @@ public enum FileOps {
     /// Writes a whole file durably: a temporary name, fsync, rename over `path`, fsync of
     /// the directory. Readers see the old or the new content, never a mix.
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(KVError) {
-        let temporary = path + ".tmp.\(getpid())"
+        // Unique per call, not only per process: two threads writing one file must not
+        // truncate each other's temporary.
+        let temporary = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .posix("open", path: temporary, errno: errno) }
         do throws(KVError) {

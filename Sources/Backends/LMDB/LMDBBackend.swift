@@ -101,7 +101,8 @@ struct LMDBSettings: Sendable {
             if parent == probe { return 1 << 40 }
             probe = parent
         }
-        let capacity = Int(info.f_blocks) &* Int(info.f_frsize)
+        // Clamped: a file system may report an unknown size as all ones.
+        let capacity = Int(clamping: info.f_blocks) &* Int(clamping: info.f_frsize)
         return min(max(capacity &* 2, 1 << 40), 1 << 46)
     }
 }

@@ -159,7 +159,7 @@ final class LSMStore: @unchecked Sendable {
             // was collected, or is a segment tables point into that must stay missing,
             // not come back empty): a restored store is not plugged from id 1.
             let handedOut = max(newest + 1, replayFrom, next >= Self.plugBelowNext ? next - Self.plugBelowNext : 0)
-            for id in handedOut..<fence { _ = try objects.putIfAbsent(WALFormat.name(id), WALFormat.header()) }
+            for id in handedOut..<max(handedOut, fence) { _ = try objects.putIfAbsent(WALFormat.name(id), WALFormat.header()) }
             return fence
         }
         throw KVError(.fenced, "another writer kept writing WAL objects at the ids this open tried to fence", path: objects.location)

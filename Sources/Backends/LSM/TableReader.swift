@@ -55,13 +55,16 @@ final class TableReader: Sendable {
         var magic: UInt64 = 0
         try footer.withUnsafeBytes { raw in
             reader = ByteReader(raw, what: name)
-            for _ in 0..<4 { handles.append((Int(try reader.fixed64()), Int(try reader.fixed32()))) }
+            // Damaged bytes may hold any offset: one past Int.max becomes -1, which the
+            // check below refuses, instead of trapping here before the magic is seen.
+            for _ in 0..<4 { handles.append((Int(truncatingIfNeeded: try reader.fixed64()), Int(try reader.fixed32()))) }
             version = try reader.fixed32()
             magic = try reader.fixed64()
         }
         guard magic == TableFormat.magic else { throw KVError(.corruption, "not a table (bad magic number)", path: name) }
         guard version == TableFormat.version else { throw KVError(.unsupportedFormat, "table format \(version) is not \(TableFormat.version)", path: name) }
-        for (offset, size) in handles where offset < 0 || size < BlockFrame.trailerSize || offset + size > object.size - TableFormat.footerSize {
+        let body = object.size - TableFormat.footerSize
+        for (offset, size) in handles where offset < 0 || size < BlockFrame.trailerSize || size > body || offset > body - size {
             throw KVError(.corruption, "table footer points outside the table", path: name)
         }
         func load(_ handle: (Int, Int)) throws -> [UInt8] {

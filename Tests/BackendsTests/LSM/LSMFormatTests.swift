@@ -213,6 +213,19 @@ import Testing
         // [key00500, key00510) for older tables.
         #expect(Array("key00505".utf8).withUnsafeBytes { table.tombstoneCovers($0) })
         #expect(!Array("key00510".utf8).withUnsafeBytes { table.tombstoneCovers($0) })
+        // A footer whose block offsets are damaged (beyond Int.max, or just past the end)
+        // is corruption, not a trap.
+        let footerStart = bytes.count - TableFormat.footerSize
+        for offset: UInt64 in [UInt64.max, UInt64(1) << 63, UInt64(Int.max), UInt64(bytes.count)] {
+            var damaged = bytes
+            withUnsafeBytes(of: offset.littleEndian) { for (i, byte) in $0.enumerated() { damaged[footerStart + i] = byte } }
+            do {
+                _ = try TableReader(meta: meta, object: BytesObject(name: "sst/9", bytes: damaged), cache: BlockCache(capacity: 1 << 20))
+                Issue.record("a footer pointing at \(offset) was taken")
+            } catch {
+                #expect((error as? KVError)?.code == .corruption, "\(error)")
+            }
+        }
     }
 
     /// Point reads answered again from the table's row cache give what the blocks give:
