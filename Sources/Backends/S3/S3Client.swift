@@ -1,4 +1,4 @@
-// The HTTP side of the S3 store: one AsyncHTTPClient per store; every request signed
+// The HTTP side of the S3 store: AsyncHTTPClients shared by the process; every request signed
 // (SigV4, with the real SHA-256 of its body) and retried with capped exponential backoff
 // and full jitter after connection errors, timeouts, 5xx and throttling. The caller's
 // thread blocks on the reply, so this must never be called on an event loop (the wait
@@ -51,24 +51,34 @@ final class S3Client: Sendable {
         self.counters = counters
         endpoint = try S3Endpoint(settings.endpoint, allowHTTP: settings.allowHTTP)
         signer = SigV4Signer(credentials: settings.credentials, region: settings.region)
-        var configuration = HTTPClient.Configuration()
-        // A redirect (a wrong region, say) would need a new signature: report it instead.
-        configuration.redirectConfiguration = .disallow
-        // Failed connections are retried here, with the backoff of the settings, not also
-        // inside the pool until the deadline.
-        configuration.connectionPool.retryConnectionEstablishment = false
-        // Idle limits: no byte read, or none written, for a request timeout ends the attempt.
-        configuration.timeout = HTTPClient.Configuration.Timeout(
-            connect: .nanoseconds(S3Client.nanoseconds(min(settings.requestTimeout, 10))),
-            read: .nanoseconds(S3Client.nanoseconds(settings.requestTimeout)),
-            write: .nanoseconds(S3Client.nanoseconds(settings.requestTimeout)))
-        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        http = Self.sharedClient(requestTimeout: settings.requestTimeout)
     }
 
-    deinit {
-        // Asynchronous: the last reference may go on any thread, and shutdown completes on
-        // its own queue.
-        http.shutdown(queue: .global()) { _ in }
+    /// The process's HTTP clients, one per request timeout (the only setting of theirs a
+    /// store chooses), never shut down. A client pools connections per endpoint, signs
+    /// nothing and holds no credentials, so stores share them: a store that opens and
+    /// closes makes no client, and no shutdown of one races its connections (a process
+    /// that opened and closed stores by the hundred, as the tests do, made and shut
+    /// down a client, with its connection pool, for each).
+    private static let clients = Mutex<[Int64: HTTPClient]>([:])
+
+    static func sharedClient(requestTimeout: Double) -> HTTPClient {
+        let timeout = nanoseconds(requestTimeout)
+        return clients.withLock { clients in
+            if let client = clients[timeout] { return client }
+            var configuration = HTTPClient.Configuration()
+            // A redirect (a wrong region, say) would need a new signature: report it instead.
+            configuration.redirectConfiguration = .disallow
+            // Failed connections are retried here, with the backoff of the settings, not also
+            // inside the pool until the deadline.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            // Idle limits: no byte read, or none written, for a request timeout ends the attempt.
+            configuration.timeout = HTTPClient.Configuration.Timeout(
+                connect: .nanoseconds(min(timeout, 10_000_000_000)), read: .nanoseconds(timeout), write: .nanoseconds(timeout))
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[timeout] = client
+            return client
+        }
     }
 
     /// "s3://bucket/key" (or "s3://bucket"), for messages.
