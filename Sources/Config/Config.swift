@@ -69,6 +69,8 @@ public struct ZeroFSConfig: Sendable, Equatable {
 
     // [storage]
     public var backend = "lsm"
+    /// The backend was named (storage.backend, or a flag), not left at its default.
+    public var backendNamed = false
     public var path = "zerofs-data"
     public var cacheBytes = 64 << 20
     public var compression = CompressionKind.none
@@ -325,6 +327,7 @@ private struct Reader {
                     throw fail("storage.backend", "must be lsm, rocksdb or lmdb, got \"\(backend)\"")
                 }
                 config.backend = backend
+                config.backendNamed = true
             }
             if let path = try string(storage, "path", "storage.path") {
                 guard !path.isEmpty else { throw fail("storage.path", "must not be empty") }

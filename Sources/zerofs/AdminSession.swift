@@ -39,6 +39,7 @@ struct StoreOptions: ParsableArguments {
         if let backend {
             guard ZeroFSConfig.backends.contains(backend) else { fail(command, "--backend must be lsm, rocksdb or lmdb, got '\(backend)'") }
             config.backend = backend
+            config.backendNamed = true
         }
         if let path {
             guard !path.isEmpty else { fail(command, "--path must name a folder, got ''") }
@@ -121,7 +122,8 @@ final class AdminSession {
             guard served.path == storePath else {
                 fail(command, "the server at \(address) serves \(served.path), not \(storePath); pass its config with -c or --rpc-address")
             }
-            guard served.backend == config.backend else {
+            // Only a backend the command names: left at its default, the server's is taken.
+            guard served.backend == config.backend || !config.backendNamed else {
                 fail(command, "the server at \(address) serves \(storePath) with the \(served.backend) backend, not \(config.backend); pass its config with -c or --backend \(served.backend)")
             }
             endpoint = .remote(host: address.host, port: address.port)

@@ -223,19 +223,11 @@ struct DatasetDeleteSnapshot: ParsableCommand {
     @Option(help: "DATASET@SNAPSHOT, or a snapshot name only one dataset uses.") var name: String
 
     func run() {
-        let (reply, deleted) = withAdmin("zerofs dataset delete-snapshot", store) { [name] client in
-            // A bare snapshot name is found among the snapshots first, so the answer says
-            // whose it was (the service resolves it the same way, and refuses an ambiguous one).
-            var request = Zerofs_Admin_V1_DeleteSnapshotRequest()
-            request.name = name
-            if !name.contains("@") {
-                let matches = try await client.listSnapshots(Zerofs_Admin_V1_ListSnapshotsRequest()).snapshots.map(\.name)
-                    .filter { $0.hasSuffix("@" + name) }
-                if matches.count == 1 { request.name = matches[0] }
-            }
-            return (try await client.deleteSnapshot(request), request.name)
-        }
-        Output.emit(output.json, reply) { "deleted snapshot \(deleted)" }
+        var request = Zerofs_Admin_V1_DeleteSnapshotRequest()
+        request.name = name
+        let reply = withAdmin("zerofs dataset delete-snapshot", store) { [request] client in try await client.deleteSnapshot(request) }
+        // The service names the snapshot it deleted (a bare name resolved).
+        Output.emit(output.json, reply) { "deleted snapshot \(reply.name.isEmpty ? name : reply.name)" }
     }
 }
 

@@ -29,12 +29,16 @@ import Testing
 
     @Test func theInitFileParsesBackToTheDefaults() throws {
         let config = try parse(ZeroFSConfig.defaultFileText)
-        #expect(config == ZeroFSConfig())
+        // The defaults, with the backend named (the file says lsm).
+        var named = ZeroFSConfig()
+        named.backendNamed = true
+        #expect(config == named)
         #expect(config.backend == "lsm")
         #expect(config.path == "zerofs-data")
         #expect(config.nfsAddresses == [ServerAddress(host: "127.0.0.1", port: 2049)])
         #expect(config.rpcAddresses == [ServerAddress(host: "127.0.0.1", port: 7000)])
         #expect(try parse("") == ZeroFSConfig())
+        #expect(try !parse("").backendNamed)
     }
 
     @Test func everyKeyIsRead() throws {

@@ -37,6 +37,7 @@ import Glibc
                     guard poll(&ready, 1, 50) > 0 else { continue }
                     let client = accept(fd, nil, nil)
                     guard client >= 0 else { continue }
+                    _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                     turn += 1
                     if turn % 2 == 0 {
                         // Kept alive for a few requests, then closed after a short while,

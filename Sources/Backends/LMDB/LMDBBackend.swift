@@ -101,9 +101,10 @@ struct LMDBSettings: Sendable {
             if parent == probe { return 1 << 40 }
             probe = parent
         }
-        // Clamped: a file system may report an unknown size as all ones.
-        let capacity = Int(clamping: info.f_blocks) &* Int(clamping: info.f_frsize)
-        return min(max(capacity &* 2, 1 << 40), 1 << 46)
+        // Saturating: a file system may report an unknown size as all ones.
+        let (capacity, overflow) = Int(clamping: info.f_blocks).multipliedReportingOverflow(by: Int(clamping: info.f_frsize))
+        let doubled = overflow || capacity > Int.max / 2 ? Int.max : capacity * 2
+        return min(max(doubled, 1 << 40), 1 << 46)
     }
 }
 

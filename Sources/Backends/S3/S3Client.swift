@@ -72,6 +72,9 @@ final class S3Client: Sendable {
             // Failed connections are retried here, with the backoff of the settings, not also
             // inside the pool until the deadline.
             configuration.connectionPool.retryConnectionEstablishment = false
+            // The stores of the process share the connections to an endpoint (it was 8 per
+            // store, AsyncHTTPClient's default, when each store had its own client).
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 32
             // Idle limits: no byte read, or none written, for a request timeout ends the attempt.
             configuration.timeout = HTTPClient.Configuration.Timeout(
                 connect: .nanoseconds(min(timeout, 10_000_000_000)), read: .nanoseconds(timeout), write: .nanoseconds(timeout))

@@ -185,8 +185,10 @@ public final class AdminService: Zerofs_Admin_V1_AdminService.SimpleServiceProto
     public func deleteSnapshot(request: Zerofs_Admin_V1_DeleteSnapshotRequest, context: ServerContext) async throws -> Zerofs_Admin_V1_DeleteSnapshotResponse {
         try await call("DeleteSnapshot") { [pool] in
             try self.requireWritable()
-            try pool.deleteSnapshot(try Self.snapshotName(pool, request.name))
-            return Zerofs_Admin_V1_DeleteSnapshotResponse()
+            var response = Zerofs_Admin_V1_DeleteSnapshotResponse()
+            response.name = try Self.snapshotName(pool, request.name)
+            try pool.deleteSnapshot(response.name)
+            return response
         }
     }
 

@@ -345,7 +345,7 @@ def maintenance(c, state):
 
 @group("deleting")
 def deleting(c, state):
-    c.succeeds("DeleteSnapshot", name="py/child@s1")
+    c.equal(c.call("DeleteSnapshot", name="py/child@s1").name, "py/child@s1", "DeleteSnapshot(name='py/child@s1').name")
     c.equal(c.names(c.call("ListSnapshots", source="py/child").snapshots), [], "ListSnapshots(source='py/child') after DeleteSnapshot")
     c.expect_error("NOT_FOUND", "GetDatasetInfo", name="py/child@s1")
     # Deletes py/child and py@s2 too; the clone stays, its origin gone.
