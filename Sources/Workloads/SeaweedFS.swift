@@ -249,20 +249,8 @@ public final class SeaweedFS {
     /// Whether something takes TCP connections at `endpoint` ("http://127.0.0.1:PORT");
     /// true for an endpoint of another form (the request then finds out).
     static func acceptsConnections(_ endpoint: String) -> Bool {
-        guard endpoint.hasPrefix("http://127.0.0.1:"), let port = UInt16(endpoint.dropFirst("http://127.0.0.1:".count)) else { return true }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return true }
-        defer { close(fd) }
-        // A full listen queue would hold a blocking connect for minutes.
-        var limit = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(port.bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        guard endpoint.hasPrefix("http://127.0.0.1:"), let port = Int(endpoint.dropFirst("http://127.0.0.1:".count)) else { return true }
+        return acceptsTCPConnections(host: "127.0.0.1", port: port, within: 1) ?? true
     }
 
     private static func isFree(_ port: Int) -> Bool {

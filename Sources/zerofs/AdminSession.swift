@@ -77,18 +77,7 @@ func currentEnvironment() -> [String: String] {
 /// Whether something accepts TCP connections at host:port (a refused or unreachable
 /// address answers false at once; an address that does not answer, after 2 seconds).
 func listening(_ address: ServerAddress) -> Bool {
-    var hints = addrinfo()
-    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-    hints.ai_flags = AI_NUMERICSERV
-    var result: UnsafeMutablePointer<addrinfo>?
-    guard getaddrinfo(address.host, String(address.port), &hints, &result) == 0, let info = result else { return false }
-    defer { freeaddrinfo(result) }
-    let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 2, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    return connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0
+    acceptsTCPConnections(host: address.host, port: address.port, within: 2) ?? false
 }
 
 /// An open connection to the AdminService, remote or over a store opened here.

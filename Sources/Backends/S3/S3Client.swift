@@ -1,8 +1,8 @@
 // The HTTP side of the S3 store: AsyncHTTPClients shared by the process; every request signed
 // (SigV4, with the real SHA-256 of its body) and retried with capped exponential backoff
 // and full jitter after connection errors, timeouts, 5xx and throttling. The caller's
-// thread blocks on the reply, so this must never be called on an event loop (the wait
-// would deadlock it); the storage stack calls it from its own threads.
+// thread blocks on the reply, so a call made on an event loop thread fails (`send`); the
+// storage stack calls it from its own threads.
 
 import AsyncHTTPClient
 import Engine
