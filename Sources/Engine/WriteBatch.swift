@@ -112,9 +112,13 @@ public struct WriteBatch: Sendable, Equatable {
         violation = nil
     }
 
-    /// Throws `.invalidArgument` if any operation broke the key or value size limits.
+    /// Throws `.invalidArgument` if any operation broke the key or value size limits, or
+    /// the batch is larger than `KVLimits.maxBatchSize`.
     public func validate() throws(KVError) {
         if let violation { throw KVError(.invalidArgument, violation) }
+        if rep.count > KVLimits.maxBatchSize {
+            throw KVError(.invalidArgument, "write batch of \(rep.count) bytes exceeds the limit of \(KVLimits.maxBatchSize)")
+        }
     }
 
     /// Calls `body` for each operation in order with borrowed bytes: the key (or range

@@ -5,6 +5,9 @@ public struct FSOptions: Sendable {
     public static let validChunkSizes: Set<Int> = [4096, 8192, 16384, 32768, 65536, 131_072, 262_144, 524_288, 1_048_576]
     /// The largest file size: offsets at or beyond it are EFBIG.
     public static let maxFileSize: UInt64 = 1 << 50
+    /// The most bytes one `write` call takes (EINVAL beyond): a write is one batch, held
+    /// in memory whole and under the store's batch limit (`KVLimits.maxBatchSize`).
+    public static let maxWriteSize = 256 << 20
     public static let maxNameLength = 255
     public static let maxSymlinkLength = 4096
 

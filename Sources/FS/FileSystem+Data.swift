@@ -131,6 +131,9 @@ extension FileSystem {
         guard !overflow, end <= FSOptions.maxFileSize else {
             throw FSError(.EFBIG, "a write ending at \(overflow ? "overflow" : "\(end)") exceeds the maximum file size")
         }
+        guard data.count <= FSOptions.maxWriteSize else {
+            throw FSError(.EINVAL, "a write of \(data.count) bytes exceeds the limit of \(FSOptions.maxWriteSize) bytes per call")
+        }
         return try mutate([ino]) { () throws(FSError) -> (Inode, PendingSync) in
             var file = try inode(ino)
             try checkRegular(file)

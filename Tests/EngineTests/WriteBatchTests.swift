@@ -64,22 +64,20 @@ import Testing
         batch.removeAll()
         #expect(throws: Never.self) { try batch.validate() }
     }
-}
 
-@Suite struct BytesTests {
-    @Test func comparesUnsignedWithPrefixesFirst() {
-        #expect(Bytes.compare([], [0]) < 0)
-        #expect(Bytes.compare([0x7F], [0x80]) < 0)
-        #expect(Bytes.compare([0xFF], [0x00, 0x00]) > 0)
-        #expect(Bytes.compare([1, 2], [1, 2]) == 0)
-        #expect(Bytes.compare([1, 2], [1, 2, 0]) < 0)
-    }
-
-    @Test func prefixSuccessorSkipsTrailingFF() {
-        #expect(Bytes.prefixSuccessor([1, 2]) == [1, 3])
-        #expect(Bytes.prefixSuccessor([1, 0xFF]) == [2])
-        #expect(Bytes.prefixSuccessor([0xFF, 0xFF]) == nil)
-        #expect(Bytes.prefixSuccessor([]) == nil)
-        #expect(KeyRange.prefix([5, 0xFF]) == KeyRange(start: [5, 0xFF], end: [6]))
+    @Test func aBatchOverTheSizeLimitIsRefused() {
+        // Fifteen values at the value limit, then one sized to fill the batch to its limit
+        // exactly (a put of a 1-byte key and a 4-byte length costs 7 bytes besides).
+        let value = [UInt8](repeating: 7, count: KVLimits.maxValueSize)
+        var batch = WriteBatch()
+        for index in 0..<15 { batch.put([UInt8(index)], value) }
+        batch.put([99], [UInt8](repeating: 8, count: KVLimits.maxBatchSize - batch.byteSize - 7))
+        #expect(batch.byteSize == KVLimits.maxBatchSize)
+        #expect(throws: Never.self) { try batch.validate() }
+        batch.delete([1])
+        #expect { try batch.validate() } throws: { error in
+            guard let error = error as? KVError else { return false }
+            return error.code == .invalidArgument && "\(error)".contains("exceeds the limit of \(KVLimits.maxBatchSize)")
+        }
     }
 }

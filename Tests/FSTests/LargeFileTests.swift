@@ -21,6 +21,23 @@ import Testing
     }
 
     @Test(arguments: LargeFileTests.names)
+    func aWriteOverTheLimitPerCallIsRefused(_ backend: String) throws {
+        let f = try fixture(backend)
+        defer { f.close() }
+        let file = try f.fs.create(.root, FileSystem.rootInode, n("big"), mode: 0o644)
+        try f.fs.write(.root, file.ino, offset: 0, n("kept"))
+        let data = [UInt8](repeating: 3, count: FSOptions.maxWriteSize + 1)
+        #expect { try f.fs.write(.root, file.ino, offset: 2, data) } throws: { ($0 as? FSError)?.code == .EINVAL }
+        #expect(try f.fs.read(.root, file.ino, offset: 0, count: 100) == ReadResult(data: n("kept"), eof: true))
+        if backend == "memory" {
+            // At the limit it is one batch, under the store's limit.
+            try f.fs.write(.root, file.ino, offset: 2, Array(data.dropLast()))
+            #expect(try f.fs.getattr(file.ino).size == UInt64(FSOptions.maxWriteSize) + 2)
+        }
+        try f.expectClean()
+    }
+
+    @Test(arguments: LargeFileTests.names)
     func sparseTenGiB(_ backend: String) throws {
         let f = try fixture(backend)
         defer { f.close() }
