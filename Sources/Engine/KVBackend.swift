@@ -58,12 +58,19 @@ public protocol KVIterator: AnyObject {
     func seek(_ key: [UInt8]) throws
 
     /// Moves to the next entry, or makes the iterator invalid at the end of its range.
-    /// REQUIRES: `isValid`. Throws as `seek`.
+    /// Throws as `seek`, and `.invalidArgument` (`KVError.iteratorNotValid`) when the
+    /// iterator is not on an entry.
     func next() throws
 
-    /// Lends the current key and value to `body`. REQUIRES: `isValid`. Throws `.closed`
-    /// when the store was closed, and whatever `body` throws.
+    /// Lends the current key and value to `body`. Throws `.closed` when the store was
+    /// closed, `.invalidArgument` when the iterator is not on an entry, and whatever
+    /// `body` throws.
     func withCurrent<R>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R) throws -> R
+}
+
+extension KVError {
+    /// What `next` and `withCurrent` throw on an iterator that is not on an entry.
+    public static let iteratorNotValid = KVError(.invalidArgument, "the iterator is not on an entry (isValid is false)")
 }
 
 /// An iterator that passes every call to another: wrappers that count or observe (fsck's

@@ -226,6 +226,13 @@ public enum KVConformance {
         try iterator.seek(TestBytes.key(28))
         try iterator.next()
         #expect(!iterator.isValid, "the end bound is exclusive")
+        // Reading or stepping an iterator off its entries is an error, not a crash.
+        #expect { try iterator.next() } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        #expect { _ = try iterator.entry() } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        let empty = try store.makeIterator(KeyRange(start: TestBytes.key(200)))
+        #expect(!empty.isValid)
+        #expect { _ = try empty.entry() } throws: { ($0 as? KVError)?.code == .invalidArgument }
+        #expect { try empty.next() } throws: { ($0 as? KVError)?.code == .invalidArgument }
         try iterator.seek(TestBytes.key(12))
         #expect(iterator.isValid, "an iterator can seek again after running off its end")
         var count = 0

@@ -103,7 +103,10 @@ final class LMDBIterator: KVIterator {
     }
 
     func next() throws {
-        try txn.use { _ in try settle(mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) }
+        try txn.use { _ in
+            guard isValid else { throw KVError.iteratorNotValid }
+            try settle(mdb_cursor_get(cursor, &key, &value, MDB_NEXT))
+        }
     }
 
     private func settle(_ rc: Int32) throws {
@@ -128,7 +131,8 @@ final class LMDBIterator: KVIterator {
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try txn.use { _ in
-            try body(currentKey, UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
+            guard isValid else { throw KVError.iteratorNotValid }
+            return try body(currentKey, UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
         }
     }
 }

@@ -431,11 +431,13 @@ final class LSMIterator: KVIterator {
 
     func next() throws {
         try lifetime.ensureOpen()
+        guard isValid else { throw KVError.iteratorNotValid }
         try stream.step()
     }
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try lifetime.ensureOpen()
+        guard isValid else { throw KVError.iteratorNotValid }
         return try body(stream.key, try stream.source.value)
     }
 }

@@ -271,12 +271,13 @@ final class MemoryIterator: KVIterator {
 
     func next() throws {
         try lifetime.shared {}
+        guard isValid else { throw KVError.iteratorNotValid }
         cursor.next()
     }
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try lifetime.shared {}
-        let node = cursor.current!
+        guard isValid, let node = cursor.current else { throw KVError.iteratorNotValid }
         return try node.key.withUnsafeBytes { k in try node.value.withUnsafeBytes { v in try body(k, v) } }
     }
 }

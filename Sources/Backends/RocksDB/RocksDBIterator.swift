@@ -100,6 +100,7 @@ final class RocksDBIterator: KVIterator {
 
     func next() throws {
         try owner.lifetime.shared {
+            guard isValid else { throw KVError.iteratorNotValid }
             rocksdb_iter_next(pointer)
             try settle()
         }
@@ -116,6 +117,7 @@ final class RocksDBIterator: KVIterator {
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
         try owner.lifetime.shared {
+            guard isValid else { throw KVError.iteratorNotValid }
             var keyLength = 0
             var valueLength = 0
             let key = rocksdb_iter_key(pointer, &keyLength)
