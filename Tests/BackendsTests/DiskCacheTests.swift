@@ -159,6 +159,43 @@ final class CountingObjectStore: ObjectStore {
         }
     }
 
+    /// A store made anew through the cache empties the folder under the shared lock; a
+    /// process still serving the old store may write pages of it afterwards (an object it
+    /// had open). Those are another store's pages to the new store's processes: misses,
+    /// never its data, even for an object of the same name and size.
+    @Test func pagesWrittenForTheOldStoreAfterItWasMadeAnewAreNotServed() throws {
+        try withFolder { folder in
+            let remote = CountingObjectStore()
+            try remote.base.put("store-id", [1, 2, 3])
+            let pageSize = 64 << 10
+            let old = Self.bytes(100_000, seed: 11)
+            try remote.base.put("sst/1.sst", old)
+            func cache() throws -> DiskCachedObjectStore {
+                try DiskCachedObjectStore(
+                    base: remote, directory: folder + "/cache", capacityBytes: 8 << 20, pageSize: pageSize, origin: "s3://a", identity: "store-id")
+            }
+            let writer = try cache()
+            let stale = try cache()
+            try writer.put("store-id", [7])
+            let new = Self.bytes(100_000, seed: 12)
+            try remote.base.put("sst/1.sst", new)
+            // The process still serving the old store stores the first page of its table.
+            old.withUnsafeBytes { stale.storePage("sst/1.sst", 0, objectSize: old.count, UnsafeRawBufferPointer(rebasing: $0[0..<pageSize])) }
+            // ... and a page from before tags (0 where the tag goes) sits at the second.
+            let untagged = DiskCachedObjectStore.encode(objectSize: old.count, tag: 0, old.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[pageSize...]) })
+            try FileOps.writeFileAtomically(folder + "/cache/" + DiskCachedObjectStore.pageKey("sst/1.sst", 1), untagged)
+
+            let reader = try cache()
+            #expect(reader.counters.pages == 2, "the index holds both pages until they are read")
+            let opens = remote.opens.load(ordering: .relaxed)
+            #expect(try reader.get("sst/1.sst") == new)
+            #expect(remote.opens.load(ordering: .relaxed) > opens, "read from the store, not the pages")
+            #expect(reader.counters.corruptPages == 0, "another store's page is not damage")
+            #expect(try reader.get("sst/1.sst") == new, "its own pages now")
+            _ = stale
+        }
+    }
+
     /// Processes that share a cache folder share it for one store: an open in front of
     /// another store while the folder is in use fails, and takes nothing from the pages
     /// the users have. flock() locks belong to the open file, so two opens in one process

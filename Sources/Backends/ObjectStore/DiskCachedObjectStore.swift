@@ -3,8 +3,9 @@
 //
 // The cache holds pages: fixed ranges of one object (1 MiB by default), each a file
 //   DIR/<object name, hex>/<page index>.page = magic "ZPG2" | object size (fixed64) |
-//   payload length (fixed32) | segment size (fixed32) | one CRC-32C per segment of the
-//   payload (fixed32 each) | CRC-32C of everything before it (fixed32) | payload
+//   payload length (fixed32) | segment size (fixed32) | store tag (fixed32) | one CRC-32C
+//   per segment of the payload (fixed32 each) | CRC-32C of everything before it
+//   (fixed32) | payload
 // written to a temporary name and renamed (never synced: a torn or lost page is only a
 // miss). A read loads and checks the page's header once, then reads and checks only the
 // segments it needs (4 KiB each), so a 4 KiB block costs one pread of 4 to 8 KiB on a
@@ -19,7 +20,11 @@
 // with a shared flock() while it uses the folder, and changes which store the folder
 // holds (DIR/ORIGIN, dropping the pages) only under the exclusive lock, so while no
 // other process uses the folder. One that finds the folder in use for another store
-// fails to open it (`.locked`) rather than serve that store's pages as its own.
+// fails to open it (`.locked`) rather than serve that store's pages as its own. The one
+// change made under the shared lock, a store made anew through the cache (`adopt`), is
+// why each page carries its store's tag (the CRC-32C of the recorded origin): a page that
+// a process still serving the old store writes afterwards is another store's page to
+// the new one's processes, a miss (and deleted), never its data.
 
 import CCRC32C
 import Engine
@@ -64,7 +69,16 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         var payloadLength: Int
         var segmentSize: Int
         var crcs: [UInt32]
+        /// The tag of the store the page came from (`storeTag`).
+        var tag: UInt32
         var payloadOffset: Int { 24 + 4 * crcs.count + 4 }
+    }
+
+    /// A store's tag in its pages: the CRC-32C of the origin text recorded for it, never 0
+    /// (the pad that pages of earlier versions hold there).
+    static func storeTag(_ originText: String) -> UInt32 {
+        let crc = Array(originText.utf8).withUnsafeBytes { zerofs_crc32c(0, $0.baseAddress, $0.count) }
+        return crc == 0 ? 1 : crc
     }
 
     private struct Entry {
@@ -86,6 +100,8 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         var clock: UInt64 = 0
         var openFiles = 0
         var counters = DiskCacheCounters()
+        /// The tag pages of this store carry (`storeTag`); changed by `adopt`.
+        var tag: UInt32 = 0
     }
 
     private let state = Locked(State())
@@ -117,7 +133,9 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         self.origin = origin ?? base.location
         try FileOps.makeDirectories(directory)
         let current = try identity.flatMap { try base.get($0) }
-        folderLock = try Self.claim(directory, for: Self.originText(self.origin, current))
+        let recorded = Self.originText(self.origin, current)
+        folderLock = try Self.claim(directory, for: recorded)
+        state.withLock { $0.tag = Self.storeTag(recorded) }
         try loadIndex()
     }
 
@@ -126,12 +144,14 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     /// read keep their open files until the reads end. (Under the shared lock: a process
     /// that shares the folder serves the store that was there before, which is gone.)
     private func adopt(identity bytes: [UInt8]) throws {
+        let recorded = Self.originText(origin, bytes)
         try usingFolder { () throws in
             state.withLock { s in
                 for key in Array(s.pages.keys) { remove(&s, key) }
+                s.tag = Self.storeTag(recorded)
             }
             try Self.dropPageFolders(directory)
-            try FileOps.writeFileAtomically(directory + "/" + Self.originFile, Array(Self.originText(origin, bytes).utf8))
+            try FileOps.writeFileAtomically(directory + "/" + Self.originFile, Array(recorded.utf8))
         }
     }
 
@@ -256,17 +276,19 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let key = Self.pageKey(name, index)
         // Counted in use (`usingFolder`) under the lock it is found under: `storeClosed`
         // empties the index, then waits for the reads that found a page.
-        let found = state.withLock { s -> Entry? in
+        let found = state.withLock { s -> (Entry, UInt32)? in
             guard !s.closed, let entry = s.pages[key] else { return nil }
             s.inUse += 1
-            return entry
+            return (entry, s.tag)
         }
-        guard let known = found else { return nil }
+        guard let (known, tag) = found else { return nil }
         defer { state.withLock { $0.inUse -= 1 } }
-        return readPageInFolder(key, known, from: from, to: to, deliver)
+        return readPageInFolder(key, known, tag: tag, from: from, to: to, deliver)
     }
 
-    private func readPageInFolder(_ key: String, _ known: Entry, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int? {
+    private func readPageInFolder(
+        _ key: String, _ known: Entry, tag: UInt32, from: Int, to: Int?, _ deliver: (UnsafeRawBufferPointer) -> Void
+    ) -> Int? {
         let path = directory + "/" + key
         func damaged() -> Int? {
             state.withLock { $0.counters.corruptPages += 1 }
@@ -287,6 +309,12 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
             file = opened
         }
         guard let header = known.header ?? Self.readHeader(file.fd) else { return damaged() }
+        guard header.tag == tag else {
+            // Another store's page (or one from before tags): not damaged, not ours.
+            forget(key)
+            unlink(path)
+            return nil
+        }
         let end = min(to ?? header.payloadLength, header.payloadLength)
         guard from >= 0, from <= end else { return damaged() }
         // Whole segments covering the range, each checked against its CRC.
@@ -345,10 +373,11 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
     static func readHeader(_ fd: Int32) -> PageHeader? {
         var fixed = [UInt8](repeating: 0, count: 24)
         guard fixed.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 24, 0) }) == 24, Array(fixed[0..<4]) == magic else { return nil }
-        let (size, length, segment) = fixed.withUnsafeBytes {
+        let (size, length, segment, tag) = fixed.withUnsafeBytes {
             ($0.loadUnaligned(fromByteOffset: 4, as: UInt64.self).littleEndian,
              Int($0.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian),
-             Int($0.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian))
+             Int($0.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian),
+             $0.loadUnaligned(fromByteOffset: 20, as: UInt32.self).littleEndian)
         }
         guard size <= UInt64(Int.max), segment >= 512, segment <= 1 << 24, length <= 1 << 30 else { return nil }
         let count = (length + segment - 1) / segment
@@ -359,15 +388,15 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         crc = rest.withUnsafeBytes { zerofs_crc32c(crc, $0.baseAddress, 4 * count) }
         guard crc == stored else { return nil }
         let crcs = rest.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian } }
-        return PageHeader(objectSize: Int(size), payloadLength: length, segmentSize: segment, crcs: crcs)
+        return PageHeader(objectSize: Int(size), payloadLength: length, segmentSize: segment, crcs: crcs, tag: tag)
     }
 
-    static func encode(objectSize: Int, _ payload: UnsafeRawBufferPointer) -> [UInt8] {
+    static func encode(objectSize: Int, tag: UInt32, _ payload: UnsafeRawBufferPointer) -> [UInt8] {
         var raw = magic
         withUnsafeBytes(of: UInt64(objectSize).littleEndian) { raw.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { raw.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(segmentSize).littleEndian) { raw.append(contentsOf: $0) }
-        withUnsafeBytes(of: UInt32(0).littleEndian) { raw.append(contentsOf: $0) }  // pads the fixed part to 24
+        withUnsafeBytes(of: tag.littleEndian) { raw.append(contentsOf: $0) }
         var start = 0
         while start < payload.count {
             let end = min(payload.count, start + segmentSize)
@@ -389,7 +418,7 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         let key = Self.pageKey(name, index)
         let path = directory + "/" + key
         let temporary = path + ".tmp.\(UInt64.random(in: 0...UInt64.max))"
-        let raw = Self.encode(objectSize: objectSize, payload)
+        let raw = Self.encode(objectSize: objectSize, tag: state.withLock { $0.tag }, payload)
         do {
             try FileOps.makeDirectories(directory + "/" + Self.folder(name))
             let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
