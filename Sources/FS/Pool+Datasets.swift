@@ -300,34 +300,43 @@ extension Pool {
     /// datasets and every snapshot of them go too (clones stay: they are independent).
     /// Returns at once: the collector reclaims the space in the background.
     public func deleteDataset(_ name: String, recursive: Bool = false) throws(DatasetError) {
-        let targets = try state.withLock { s throws(DatasetError) -> [UInt64] in
-            let record = try writableDataset(name, s)
-            let subtree = s.forest.subtree(record.id)
-            if subtree.contains(FileSystem.rootDataset) { throw DatasetError(.isRoot, "the root dataset cannot be deleted") }
-            if subtree.contains(s.defaultDataset) {
-                throw DatasetError(.isDefault, "\(s.forest.fullName(s.defaultDataset).debugDescription) is the default dataset")
-            }
-            if !recursive {
-                let snapshots = s.forest.snapshots(of: record.id)
-                let clones = snapshots.flatMap { s.forest.clones(of: $0) }
-                let dependents = subtree.dropFirst() + snapshots + clones
-                if !dependents.isEmpty {
-                    let shown = dependents.prefix(5).map { s.forest.fullName($0) }.joined(separator: ", ")
-                    throw DatasetError(.hasDependents, "\(name.debugDescription) has nested datasets, snapshots or clones (\(shown)); delete recursively")
+        while true {
+            let targets = try state.withLock { s throws(DatasetError) in try deletionTargets(name, recursive: recursive, s) }
+            let deleted = try finish(try exclusively(targets) { () throws(DatasetError) -> (Bool, PendingSync) in
+                try change { s, batch throws(DatasetError) -> Bool in
+                    // Checked again at the commit: between the look above and the barriers a
+                    // call may have made the dataset the default, or added a nested dataset
+                    // or a snapshot. Other targets than those the barriers hold: once more.
+                    guard Set(try deletionTargets(name, recursive: recursive, s)) == Set(targets) else { return false }
+                    let gone = targets + targets.flatMap { s.forest.snapshots(of: $0) }
+                    for id in gone { remove(id, &s, &batch) }
+                    return true
                 }
-            }
-            return subtree
+            })
+            if deleted { break }
         }
-        try finish(try exclusively(targets) { () throws(DatasetError) in
-            try change { s, batch throws(DatasetError) in
-                for id in targets where s.forest.datasets[id] == nil {
-                    throw DatasetError(.notFound, "dataset \(id) went meanwhile")
-                }
-                let gone = targets + targets.flatMap { s.forest.snapshots(of: $0) }
-                for id in gone { remove(id, &s, &batch) }
-            }
-        })
         worker.wake()
+    }
+
+    /// The datasets deleting `name` removes (the dataset, then those nested in it), or why
+    /// it is refused.
+    private func deletionTargets(_ name: String, recursive: Bool, _ s: PoolState) throws(DatasetError) -> [UInt64] {
+        let record = try writableDataset(name, s)
+        let subtree = s.forest.subtree(record.id)
+        if subtree.contains(FileSystem.rootDataset) { throw DatasetError(.isRoot, "the root dataset cannot be deleted") }
+        if subtree.contains(s.defaultDataset) {
+            throw DatasetError(.isDefault, "\(s.forest.fullName(s.defaultDataset).debugDescription) is the default dataset")
+        }
+        if !recursive {
+            let snapshots = s.forest.snapshots(of: record.id)
+            let clones = snapshots.flatMap { s.forest.clones(of: $0) }
+            let dependents = subtree.dropFirst() + snapshots + clones
+            if !dependents.isEmpty {
+                let shown = dependents.prefix(5).map { s.forest.fullName($0) }.joined(separator: ", ")
+                throw DatasetError(.hasDependents, "\(name.debugDescription) has nested datasets, snapshots or clones (\(shown)); delete recursively")
+            }
+        }
+        return subtree
     }
 
     private func remove(_ id: UInt64, _ s: inout PoolState, _ batch: inout WriteBatch) {
