@@ -179,7 +179,7 @@ extension Pool {
 
     private func merge(_ version: UInt64, into child: UInt64, parentView: VersionView?) throws(FSError) {
         let limit = options.reclaimBatchSize
-        let (childView, below) = state.withLock { s in (s.forest.view(child), s.forest.descendants(child)) }
+        let childView = state.withLock { $0.forest.view(child) }
         // The child's whiteouts to look at when it becomes a root: its own changes. Moved
         // entries bring none (a whiteout moving into a root shadows nothing and is
         // dropped). After a crash this list also holds what the first run moved: more
@@ -205,7 +205,14 @@ extension Pool {
                     var batch = FSBatch(view: VersionView(head: child), background: true)
                     // Content moving down to the child must stay below the content
                     // version of every inode record that can see it (before it moves).
-                    if resume == nil { try raiseContentVersions(ino, to: child, in: below, &batch) }
+                    // The versions below the child are read here, under the inode's lock:
+                    // a snapshot during the merge puts a new head below the child, and a
+                    // change there copies this inode's record, content version and all.
+                    // Records made after this batch copy a raised one.
+                    if resume == nil {
+                        let below = state.withLock { $0.forest.descendants(child) }
+                        try raiseContentVersions(ino, to: child, in: below, &batch)
+                    }
                     let page = try entries(ino, version, after: resume, limit: limit)
                     let entries = page.entries
                     for entry in entries {

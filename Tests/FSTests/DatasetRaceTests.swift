@@ -1,0 +1,210 @@
+// Dataset operations racing other calls: the collector merging a dead version while a
+// snapshot makes a new version below the child, and a dataset delete waiting for its
+// barrier while another call changes what the delete had checked. Each race is forced
+// with a store that runs a step, or holds one back, at a chosen call.
+
+@testable import FS
+import Engine
+import Foundation
+import FSTestSupport
+import KVTestSupport
+import MemoryBackend
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A store that runs `onScan` once, on the thread of the first scan whose range starts at
+/// `scanStart`, and holds back the next write after `holdNextWrite` until `release`.
+final class SteeredBackend: ForwardingBackend, @unchecked Sendable {
+    private struct Steering {
+        var scanStart: [UInt8]?
+        var onScan: (@Sendable () -> Void)?
+        var holding = false
+    }
+
+    private let steering = Mutex(Steering())
+    private let held = NSCondition()
+    private var released = false
+    private var waiting = false
+
+    func onFirstScan(from start: [UInt8], _ body: @escaping @Sendable () -> Void) {
+        steering.withLock { $0.scanStart = start; $0.onScan = body }
+    }
+
+    func holdNextWrite() {
+        steering.withLock { $0.holding = true }
+    }
+
+    /// Waits until a held write is waiting.
+    func waitForHeldWrite() {
+        held.lock()
+        while !waiting { held.wait() }
+        held.unlock()
+    }
+
+    func release() {
+        held.lock()
+        released = true
+        held.broadcast()
+        held.unlock()
+    }
+
+    override func makeIterator(_ range: KeyRange) throws -> any KVIterator {
+        let hook = steering.withLock { s -> (@Sendable () -> Void)? in
+            guard let start = s.scanStart, range.start == start else { return nil }
+            defer { s.scanStart = nil; s.onScan = nil }
+            return s.onScan
+        }
+        hook?()
+        return try inner.makeIterator(range)
+    }
+
+    override func write(_ batch: WriteBatch, durable: Bool) throws {
+        let hold = steering.withLock { s -> Bool in
+            defer { s.holding = false }
+            return s.holding
+        }
+        if hold {
+            held.lock()
+            waiting = true
+            held.broadcast()
+            while !released { held.wait() }
+            held.unlock()
+        }
+        try inner.write(batch, durable: durable)
+    }
+}
+
+/// Runs `body` on a thread of its own; `join` waits for it.
+final class Joinable: @unchecked Sendable {
+    private let done = NSCondition()
+    private var finished = false
+    private var thread: Thread?
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        let thread = Thread { [self] in
+            body()
+            done.lock()
+            finished = true
+            done.broadcast()
+            done.unlock()
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func join() {
+        done.lock()
+        while !finished { done.wait() }
+        done.unlock()
+    }
+}
+
+@Suite struct DatasetRaceTests {
+    func open() throws -> (StoreHarness, String, SteeredBackend, FileSystem) {
+        let harness = StoreHarness(MemoryBackendFactory())
+        let path = harness.freshPath()
+        let store = SteeredBackend(try harness.open(path))
+        return (harness, path, store, try FileSystem.open(store, options: FSFixture.testOptions))
+    }
+
+    /// A dead version merges into its only child, the live head, one inode at a time. A
+    /// snapshot taken meanwhile puts a new head below that child, and a chmod there copies
+    /// a file's record with the dead version as its content version, before the collector
+    /// reaches the file: the collector must raise that record too when it moves the file's
+    /// data into the child, or reads at the new head miss the data and find an older one.
+    @Test func aSnapshotDuringAMergeKeepsTheNewHeadOnItsData() throws {
+        let (harness, _, store, fs) = try open()
+        defer {
+            try? fs.close()
+            try? store.close()
+            harness.cleanUp()
+        }
+        let pool = fs.pool
+        let early = try fs.create(.root, fs.root, n("early"), mode: 0o644)
+        let file = try fs.create(.root, fs.root, n("file"), mode: 0o644)
+        #expect(early.ino < file.ino, "the collector reaches the early file first")
+        try fs.write(.root, file.ino, offset: 0, n("old data"))
+        try pool.snapshot("root", "s1")
+        try fs.write(.root, file.ino, offset: 0, n("new data"))
+        try fs.write(.root, early.ino, offset: 0, n("early"))
+        try pool.snapshot("root", "s2")
+        try pool.deleteSnapshot("root@s2")
+
+        // While the collector holds the early file (its first scan), a snapshot and a
+        // chmod of the later file run on another thread.
+        let failures = Mutex<[String]>([])
+        store.onFirstScan(from: FSKeys.inode(early.ino)) {
+            Joinable {
+                do {
+                    try pool.snapshot("root", "s3")
+                    _ = try fs.setattr(.root, file.ino, SetAttributes(mode: 0o600))
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }.join()
+        }
+        try pool.collectNow()
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(try pool.listSnapshots(of: "root", used: false).count == 2)
+        fs.inodeCache.reset()
+        #expect(try fs.read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
+        #expect(try pool.filesystem(named: "root@s3").read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
+        #expect(try pool.filesystem(named: "root@s1").read(.root, file.ino, offset: 0, count: 100).data == n("old data"))
+    }
+
+    /// A delete waits for the dataset's barrier while a write on it is applied; a call that
+    /// makes the dataset the default meanwhile must make the delete fail (or fail itself),
+    /// never both succeed: the default would then name a dataset that is gone, and the
+    /// pool could not open again.
+    @Test func aDeleteWaitingForItsBarrierSeesTheDefaultChangedMeanwhile() throws {
+        let (harness, path, store, fs) = try open()
+        defer { harness.cleanUp() }
+        let pool = fs.pool
+        try pool.createDataset("a")
+        let a = try pool.filesystem(named: "a")
+        let file = try a.create(.root, a.root, n("f"), mode: 0o644)
+
+        // A write on "a" is held inside the store, holding a's barrier shared.
+        store.holdNextWrite()
+        let writer = Joinable { _ = try? a.write(.root, file.ino, offset: 0, n("x")) }
+        store.waitForHeldWrite()
+        let outcomes = Mutex<(deleted: String?, madeDefault: String?)>((nil, nil))
+        let deleter = Joinable {
+            do {
+                try pool.deleteDataset("a")
+                outcomes.withLock { $0.deleted = "ok" }
+            } catch {
+                outcomes.withLock { $0.deleted = "\(error)" }
+            }
+        }
+        let setter = Joinable {
+            do {
+                try pool.setDefault("a")
+                outcomes.withLock { $0.madeDefault = "ok" }
+            } catch {
+                outcomes.withLock { $0.madeDefault = "\(error)" }
+            }
+        }
+        // Both calls get as far as they can before the write goes on.
+        usleep(200_000)
+        store.release()
+        writer.join()
+        deleter.join()
+        setter.join()
+        let (deleted, madeDefault) = outcomes.withLock { $0 }
+        #expect(deleted != "ok" || madeDefault != "ok", "both the delete and the set-default succeeded")
+        #expect(deleted == "ok" || madeDefault == "ok", "one of them succeeds: \(String(describing: deleted)), \(String(describing: madeDefault))")
+        try fs.close()
+        try store.close()
+        // The pool opens again, with a default that exists.
+        let again = try harness.open(path)
+        defer { try? again.close() }
+        let reopened = try FileSystem.open(again, options: FSFixture.testOptions)
+        #expect(try reopened.pool.getDefault().name == (madeDefault == "ok" ? "a" : "root"))
+        try reopened.close()
+    }
+}
