@@ -40,35 +40,81 @@ public final class AdminServer: Sendable {
     private let serving: Task<Void, any Error>
     public let host: String
     public let port: Int
+    let graceTime: Duration
 
-    private init(server: GRPCServer<HTTP2ServerTransport.Posix>, serving: Task<Void, any Error>, host: String, port: Int) {
+    private init(server: GRPCServer<HTTP2ServerTransport.Posix>, serving: Task<Void, any Error>, host: String, port: Int, graceTime: Duration) {
         self.server = server
         self.serving = serving
         self.host = host
         self.port = port
+        self.graceTime = graceTime
     }
 
+    /// How long `stop` lets running calls finish before it closes their connections: a
+    /// client that opened a call and never finished sending it (or stopped reading its
+    /// reply) would otherwise hold `zerofs run` from stopping.
+    public static let defaultGraceTime = Duration.seconds(5)
+
     /// Starts serving `service` on host:port (port 0: any free port) and returns once the
-    /// socket listens. Throws when the address cannot be bound.
-    public static func start(_ service: AdminService, host: String, port: Int) throws -> AdminServer {
+    /// socket listens. Throws when the address cannot be bound. Blocks this thread: for
+    /// synchronous callers (`zerofs run`); tasks use `serve`.
+    public static func start(_ service: AdminService, host: String, port: Int, graceTime: Duration = defaultGraceTime) throws -> AdminServer {
+        try runBlocking { try await serve(service, host: host, port: port, graceTime: graceTime) }
+    }
+
+    /// `start` for tasks.
+    public static func serve(_ service: AdminService, host: String, port: Int, graceTime: Duration = defaultGraceTime) async throws -> AdminServer {
         let address: GRPCNIOTransportCore.SocketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
-        let transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext)
+        let config = HTTP2ServerTransport.Posix.Config.defaults { $0.connection.maxGraceTime = graceTime }
+        let transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext, config: config)
         let server = GRPCServer(transport: transport, services: [service])
         let serving = Task { try await server.serve() }
         do {
-            let bound = try runBlocking { try await transport.listeningAddress }
+            let bound = try await transport.listeningAddress
             let port = bound.ipv4?.port ?? bound.ipv6?.port ?? port
-            return AdminServer(server: server, serving: serving, host: host, port: port)
+            return AdminServer(server: server, serving: serving, host: host, port: port, graceTime: graceTime)
         } catch {
             server.beginGracefulShutdown()
             throw KVError(.io, "cannot serve gRPC on \(host):\(port): \(error)")
         }
     }
 
-    /// Stops taking calls, lets running ones finish, and returns when the server is down.
+    /// Stops taking calls, lets running ones finish (for the grace time at most: then their
+    /// connections close), and returns when the server is down. A client whose HTTP/2
+    /// stack does not answer the shutdown's PING never starts that grace time: after it
+    /// and two seconds more the server is cancelled, and `stop` returns a second later
+    /// at most (its calls may run on; the caller is about to close what they use).
+    /// Blocks this thread: for synchronous callers; tasks use `shutDown`.
     public func stop() {
+        _ = try? runBlocking { await self.shutDown() }
+    }
+
+    /// `stop` for tasks.
+    public func shutDown() async {
         server.beginGracefulShutdown()
-        _ = try? runBlocking { [serving] in try await serving.value }
+        if await awaitEnd(of: serving, within: graceTime + .seconds(2)) { return }
+        serving.cancel()
+        _ = await awaitEnd(of: serving, within: .seconds(1))
+    }
+}
+
+/// Waits for `task` to end, for `limit` at most: whether it ended. (Awaiting a task's
+/// value is deaf to cancellation, so the wait is a race between two tasks; the losing
+/// one runs on to its end.)
+func awaitEnd<T: Sendable, F: Error>(of task: Task<T, F>, within limit: Duration) async -> Bool {
+    let answered = Locked(false)
+    return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+        let answer: @Sendable (Bool) -> Void = { ended in
+            if answered.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: ended) }
+        }
+        Task {
+            _ = await task.result
+            answer(true)
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            answer(false)
+        }
     }
 }
 
