@@ -26,9 +26,11 @@ public struct FSBenchOptions: Sendable {
     public init() {}
 
     public func validate() throws(KVError) {
-        guard files >= 1, fileMiB >= 1, ioKiB >= 4, randomOps >= 1 else {
-            throw KVError(.invalidArgument, "--files, --file-mib and --random-ops must be positive, --io-kib at least 4")
+        guard files >= 1, fileMiB >= 1, randomOps >= 1 else {
+            throw KVError(.invalidArgument, "--files, --file-mib and --random-ops must be positive")
         }
+        // The calls take their bytes from a 2 MiB buffer of random data.
+        guard (4...1024).contains(ioKiB) else { throw KVError(.invalidArgument, "--io-kib must be 4 to 1024, not \(ioKiB)") }
         for workload in workloads where !FSBench.allWorkloads.contains(workload) {
             throw KVError(.invalidArgument, "unknown workload '\(workload)'; known: \(FSBench.allWorkloads.joined(separator: ", "))")
         }

@@ -16,7 +16,7 @@ struct BenchFS: ParsableCommand {
     @OptionGroup var target: BenchTarget
     @Option(help: "Files for create, stat, readdir, rename and unlink.") var files = 10_000
     @Option(help: "Size of the sequential-I/O file in MiB.") var fileMib = 1024
-    @Option(help: "Bytes per sequential read or write call, in KiB.") var ioKib = 1024
+    @Option(help: "Bytes per sequential read or write call, in KiB (4 to 1024).") var ioKib = 1024
     @Option(help: "4 KiB random writes and reads.") var randomOps = 20_000
     @Option(help: "Chunk size in bytes.") var chunkSize = 32768
     @Option(help: "Chunk compression: zstd or none.") var compression = "zstd"

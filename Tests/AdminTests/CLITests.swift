@@ -235,6 +235,17 @@ final class ServerProcess {
         #expect(ContinuousClock.now - started < .seconds(60))
     }
 
+    /// A bench option out of range is refused by name before any work.
+    @Test func benchOptionsOutOfRangeAreRefused() throws {
+        // `bench` reads no config: run without the `-c` the other commands get. A bad
+        // option value is a usage error (64).
+        for io in ["2048", "3", "-1"] {
+            let result = try ChildProcess.run([ZeroFSProgram.path, "bench", "fs", "--backend", "memory", "--io-kib=\(io)", "--files", "1"])
+            let errors = String(decoding: result.errors, as: UTF8.self)
+            #expect(result.status == 64 && errors.contains("--io-kib must be 4 to 1024"), "\(result.status): \(errors)")
+        }
+    }
+
     @Test func quickStartWithAConfigFile() throws {
         let directory = harness.freshPath("cli-quickstart")
         try FileOps.makeDirectories(directory)
