@@ -186,6 +186,8 @@ extension Pool {
         // work, the same outcome.
         var own: [UInt64] = []
         if parentView == nil {
+            // Changes at the child from here on are noted for `finishRootMerge`.
+            state.withLock { $0.rootMerges[child] = [] }
             var after: UInt64?
             while true {
                 let page = try changedInodes(child, after: after, limit: 4096)
@@ -201,6 +203,10 @@ extension Pool {
                 // Each batch decides and commits under the inode's lock: a writer at the
                 // child (a live head) cannot slip in between.
                 let last = try locks.withLocks([ino]) { () throws(FSError) -> Bool in
+                    // Lookups that read a hint before this batch and search after it look
+                    // again (the batch and the cache slots it clears are done by the end).
+                    mergeBatches.add(1, ordering: .sequentiallyConsistent)
+                    defer { mergeBatches.add(1, ordering: .sequentiallyConsistent) }
                     let inode = try visibleInode(ino, childView)
                     var batch = FSBatch(view: VersionView(head: child), background: true)
                     // Content moving down to the child must stay below the content
@@ -250,7 +256,40 @@ extension Pool {
         }
         // With no parent the child starts a tree of its own: none of its whiteouts shadows
         // anything. Done before the node goes, so a crash in between repeats it on resume.
-        if parentView == nil { try dropWhiteouts(child, of: own) }
+        if parentView == nil {
+            try dropWhiteouts(child, of: own)
+            try finishRootMerge(version, into: child)
+        } else {
+            try removeVersionNode(version)
+        }
+    }
+
+    /// Drops the whiteouts (and queues the shrink marks) that changes at `child` wrote while
+    /// the dead root `version` merged into it, then removes `version`: until then a change
+    /// there writes whiteouts. Taken until none are left, then once more, and the node
+    /// removed, with the datasets whose head `child` is held still (their barriers), so
+    /// that no change lands between the last look and the removal.
+    private func finishRootMerge(_ version: UInt64, into child: UInt64) throws(FSError) {
+        func take() -> [UInt64] {
+            state.withLock { s in
+                defer { s.rootMerges[child] = [] }
+                return (s.rootMerges[child] ?? []).sorted()
+            }
+        }
+        defer { state.withLock { $0.rootMerges[child] = nil } }
+        var touched = take()
+        while !touched.isEmpty {
+            try dropWhiteouts(child, of: touched)
+            touched = take()
+        }
+        let heads = state.withLock { s in s.forest.datasets.values.filter { !$0.isSnapshot && $0.version == child }.map(\.id).sorted() }
+        var held: [FileSystem] = []
+        for id in heads {
+            if let handle = try? filesystem(id) { held.append(handle) }
+        }
+        for handle in held { handle.barrier.lockExclusive() }
+        defer { for handle in held.reversed() { handle.barrier.unlockExclusive() } }
+        try dropWhiteouts(child, of: take())
         try removeVersionNode(version)
     }
 

@@ -199,11 +199,25 @@ public final class FileSystem: Sendable {
         // So it is read again after the ticket: a change that lands before that read shows
         // in it, and one that lands after moves the entry's slot, and this read fills nothing.
         // (A view that changes meanwhile moves the cache's epoch: nothing is filled either.)
-        var hint = hint
-        if hint != 0, !view.ancestors.isEmpty { hint = try inode(dir).contentVersion }
-        let entry = try storedEntry(dir, name, hint: hint)
-        entryCache.fill(key, entry, ticket)
-        return entry
+        guard hint != 0, !view.ancestors.isEmpty else {
+            let entry = try storedEntry(dir, name, hint: hint)
+            entryCache.fill(key, entry, ticket)
+            return entry
+        }
+        // Without the directory's lock a merge batch of the collector may move the entry
+        // above the hint read here before the search below it: then it looks again.
+        while true {
+            let before = pool.mergeBatches.load(ordering: .sequentiallyConsistent)
+            if before & 1 == 1 {
+                sched_yield()
+                continue
+            }
+            let entry = try storedEntry(dir, name, hint: try inode(dir).contentVersion)
+            if pool.mergeBatches.load(ordering: .sequentiallyConsistent) == before {
+                entryCache.fill(key, entry, ticket)
+                return entry
+            }
+        }
     }
 
     /// `entry`, read from the store past the cache.

@@ -23,6 +23,11 @@ public final class Pool: Sendable {
     let collected = Locked(CollectedCount())
 
     let locks = LockTable()
+    /// Odd while a merge batch of the collector moves entries down to a child and raises
+    /// content hints (Collector.swift); even otherwise. A lookup that reads a hint and
+    /// then searches below it without the directory's lock looks again when this moved
+    /// (`FileSystem.entry`).
+    let mergeBatches = Atomic<UInt64>(0)
     let syncGate = SyncGate()
     let worker = BackgroundLoop()
     let readAhead = ReadAhead()
@@ -74,6 +79,10 @@ public final class Pool: Sendable {
         /// the forest changes shape (`branchPointsGeneration`).
         var branchPoints: [UInt64: Set<UInt64>] = [:]
         var branchPointsGeneration = UInt64.max
+        /// Heads a dead root version is merging into (Collector.merge), each with the inodes
+        /// batches there touched since the collector last took them: their whiteouts (and
+        /// shrink marks) were written with the dead version still below.
+        var rootMerges: [UInt64: Set<UInt64>] = [:]
 
         /// Notes that a batch at `view`'s head touched `touched` (Collector, "pruning").
         mutating func noteTouched(_ view: VersionView, _ touched: [UInt64]) {
@@ -354,7 +363,10 @@ public final class Pool: Sendable {
             if let dataset = batch.dataset, let counters {
                 s.counters[dataset] = counters
                 if !newlyChanged.isEmpty { s.changed[batch.view.head, default: []].formUnion(newlyChanged) }
-                if !batch.touched.isEmpty { s.noteTouched(batch.view, batch.touched) }
+                if !batch.touched.isEmpty {
+                    s.noteTouched(batch.view, batch.touched)
+                    if s.rootMerges[batch.view.head] != nil { s.rootMerges[batch.view.head]!.formUnion(batch.touched) }
+                }
             }
             for (version, node) in nodes { s.forest.setWritten(version, node.written) }
             return syncGate.noteApplied()

@@ -17,11 +17,14 @@ import Glibc
 #endif
 
 /// A store that runs `onScan` once, on the thread of the first scan whose range starts at
-/// `scanStart`, and holds back the next write after `holdNextWrite` until `release`.
+/// `scanStart`, runs `onGet` once before the first get of `getKey`, and holds back the
+/// next write after `holdNextWrite` until `release`.
 final class SteeredBackend: ForwardingBackend, @unchecked Sendable {
     private struct Steering {
         var scanStart: [UInt8]?
         var onScan: (@Sendable () -> Void)?
+        var getKey: [UInt8]?
+        var onGet: (@Sendable () -> Void)?
         var holding = false
     }
 
@@ -32,6 +35,20 @@ final class SteeredBackend: ForwardingBackend, @unchecked Sendable {
 
     func onFirstScan(from start: [UInt8], _ body: @escaping @Sendable () -> Void) {
         steering.withLock { $0.scanStart = start; $0.onScan = body }
+    }
+
+    func beforeFirstGet(of key: [UInt8], _ body: @escaping @Sendable () -> Void) {
+        steering.withLock { $0.getKey = key; $0.onGet = body }
+    }
+
+    override func get(_ key: [UInt8]) throws -> [UInt8]? {
+        let hook = steering.withLock { s -> (@Sendable () -> Void)? in
+            guard let wanted = s.getKey, key == wanted else { return nil }
+            defer { s.getKey = nil; s.onGet = nil }
+            return s.onGet
+        }
+        hook?()
+        return try inner.get(key)
     }
 
     func holdNextWrite() {
@@ -154,6 +171,77 @@ final class Joinable: @unchecked Sendable {
         #expect(try fs.read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
         #expect(try pool.filesystem(named: "root@s3").read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
         #expect(try pool.filesystem(named: "root@s1").read(.root, file.ino, offset: 0, count: 100).data == n("old data"))
+    }
+
+    /// A lookup reads the directory's content hint, then searches for the entry at and
+    /// below it, without the directory's lock. A merge batch that moves the directory's
+    /// entries down to the child (and raises the hint) in between must not make the name
+    /// vanish: the lookup looks again.
+    @Test func aLookupDuringAMergeStillFindsTheName() throws {
+        let (harness, _, store, fs) = try open()
+        defer {
+            try? fs.close()
+            try? store.close()
+            harness.cleanUp()
+        }
+        let pool = fs.pool
+        let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
+        try pool.snapshot("root", "s1")
+        let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
+        try pool.snapshot("root", "s2")
+        let dead = try #require(pool.state.withLock { s in s.forest.datasets.values.first { $0.isSnapshot && $0.name == n("s2") }?.version })
+        try pool.deleteSnapshot("root@s2")
+        #expect(try fs.inode(dir.ino).contentVersion == dead, "the directory's hint names the dead version")
+
+        // The lookup's first read of the entry, at the hint, waits for the whole merge.
+        let failures = Mutex<[String]>([])
+        store.beforeFirstGet(of: FSKeys.versioned(FSKeys.dirEntry(dir.ino, n("f")), dead)) {
+            Joinable {
+                do { try pool.collectNow() } catch { failures.withLock { $0.append("\(error)") } }
+            }.join()
+        }
+        fs.entryCache.reset()
+        let found = try fs.lookup(.root, dir.ino, n("f"))
+        #expect(found.ino == file.ino)
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the merge ran")
+    }
+
+    /// A dead root version merges into its child, the live head, which becomes a root. A
+    /// removal at the head while that runs writes whiteouts (the dead version is still
+    /// below it), here in a directory the merge has passed: once the merge ends nothing
+    /// lies below them, and the collector must drop them, or fsck finds whiteouts with
+    /// nothing to hide.
+    @Test func aRemovalDuringARootMergeLeavesNoWhiteouts() throws {
+        let (harness, _, store, fs) = try open()
+        defer {
+            try? fs.close()
+            try? store.close()
+            harness.cleanUp()
+        }
+        let pool = fs.pool
+        let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
+        let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
+        try fs.write(.root, file.ino, offset: 0, n("data"))
+        let late = try fs.create(.root, fs.root, n("late"), mode: 0o644)
+        #expect(dir.ino < file.ino && file.ino < late.ino)
+        try pool.snapshot("root", "s1")
+        try pool.deleteSnapshot("root@s1")
+
+        // When the collector reaches the last file, the directory is merged: remove its
+        // file then.
+        let failures = Mutex<[String]>([])
+        store.onFirstScan(from: FSKeys.inode(late.ino)) {
+            Joinable {
+                do { try fs.unlink(.root, dir.ino, n("f")) } catch { failures.withLock { $0.append("\(error)") } }
+            }.join()
+        }
+        try pool.collectNow()
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(pool.state.withLock { s in s.forest.versions.values.allSatisfy { $0.parent == 0 } }, "one version left, a root")
+        #expect(throws: FSError.self) { _ = try fs.lookup(.root, dir.ino, n("f")) }
+        let report = try Fsck.check(store, collectorIdle: true)
+        #expect(report.problems == [])
     }
 
     /// A delete waits for the dataset's barrier while a write on it is applied; a call that
