@@ -132,7 +132,7 @@ extension FileSystem {
                 parent.nlink = try Self.incremented(parent.nlink, "link count of directory \(dir)", code: .EMLINK)
                 batch.putUnversioned(FSKeys.cookieCounter(node.ino), SystemRecords.encodeUInt64(1))
             }
-            batch.putInode(node)
+            batch.putNewInode(node)
             batch.putInode(parent)
             batch.inodeDelta = 1
             batch.bytesDelta = Int64(node.size)

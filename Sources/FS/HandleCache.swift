@@ -19,7 +19,10 @@
 // began: it takes a ticket (the cache's epoch and the slot's stamp) before it reads its
 // view and the store, and each of the above moves one of them. A commit stores its values
 // after applying them and before its operation releases the lock, so two writers of one
-// key store in their order.
+// key store in their order. A new inode's record is the exception: its creator holds only
+// the directory's lock, and once the batch is applied another caller may find the inode,
+// lock it and commit a change before the creator's commit gets to the cache; so that
+// commit forgets the new inode's slot instead (FSBatch.putNewInode).
 
 import Engine
 

@@ -376,7 +376,11 @@ public final class Pool: Sendable {
             handle?.inodeVersions.committed(batch.touched, at: batch.view.head)
             // Only the dataset's own handle sees its head (a snapshot moves the head on).
             if let handle {
-                handle.inodeCache.apply(handle.accessTimesWritten(batch.inodes))
+                var written = handle.accessTimesWritten(batch.inodes)
+                if !batch.created.isEmpty {
+                    written = written.map { change in batch.created.contains(change.0) ? (change.0, nil) : change }
+                }
+                handle.inodeCache.apply(written)
                 handle.entryCache.apply(batch.entries)
             }
         } else if batch.dataset == nil {

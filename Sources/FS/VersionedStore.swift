@@ -196,6 +196,18 @@ struct FSBatch {
         inodes.append((inode.ino, inode))
     }
 
+    /// Puts the record of an inode this batch creates. Its creator does not hold its lock
+    /// (nobody can name it before the commit), but from the commit on another caller can
+    /// find it, lock it and change it: so the commit forgets its cache slot rather than
+    /// store this value after that caller's (`created`).
+    mutating func putNewInode(_ inode: Inode) {
+        putInode(inode)
+        created.append(inode.ino)
+    }
+
+    /// Inodes whose records this batch creates (`putNewInode`).
+    private(set) var created: [UInt64] = []
+
     /// Removes inode `ino`'s record.
     mutating func removeInode(_ ino: UInt64) {
         remove(FSKeys.inode(ino))

@@ -86,6 +86,27 @@ import Testing
 
     /// Entries cache absent names too: a create stores its entry over the absence, a
     /// removal stores the absence, and a forgotten name is read again.
+    /// A create holds only its directory's lock: from its commit on, another caller can
+    /// find the new inode and change it under the inode's lock before the create stores
+    /// anything in the cache. So the create stores nothing for the new inode (its slot is
+    /// forgotten), and the first read fills it from the store; the parent is stored.
+    @Test func aCreateLeavesTheNewInodeToItsFirstRead() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        let fs = f.fs
+        _ = try fs.getattr(fs.root)
+        let before = try fs.create(.root, fs.root, n("first"), mode: 0o644)
+        _ = try fs.getattr(before.ino)
+        let made = try fs.create(.root, fs.root, n("new"), mode: 0o644)
+        #expect(fs.inodeCache.lookup(made.ino).value == nil, "the create stored the new inode")
+        #expect(fs.inodeCache.lookup(fs.root).value?.entryCount == 2, "the parent, whose lock it held, is stored")
+        #expect(try fs.getattr(made.ino) == made)
+        #expect(fs.inodeCache.lookup(made.ino).value == made)
+        let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
+        #expect(fs.inodeCache.lookup(dir.ino).value == nil)
+        try f.expectClean()
+    }
+
     @Test func entriesCacheAbsenceAndPresence() {
         let cache = EntryCache(entries: 64)
         let key = EntryKey(dir: 1, name: n("a"))
