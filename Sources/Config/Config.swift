@@ -126,6 +126,14 @@ public struct ZeroFSConfig: Sendable, Equatable {
         return options
     }
 
+    /// The options to open another store than this configuration's (a restore's new
+    /// store): the same settings, without this store's disk cache folder.
+    public var backendOptionsForAnotherStore: BackendOptions {
+        var options = backendOptions
+        options.remote.removeValue(forKey: LSMBackendFactory.diskCachePathKey)
+        return options
+    }
+
     /// Where the store is: the S3 location, or the local folder.
     public var location: String { url ?? path }
 

@@ -112,6 +112,20 @@ public final class Pool: Sendable {
         return pool
     }
 
+    /// Gives the filesystem in `store` a new incarnation, so that file handles of the old
+    /// one answer STALE on it (format-nfs-handle.md): for a store restored from a
+    /// checkpoint, which is another store holding the same numbers. Returns it; nil when
+    /// `store` holds no filesystem.
+    public static func renewIncarnation(_ store: any KVBackend) throws(FSError) -> UInt64? {
+        let key = FSKeys.system(SystemRecords.incarnationName)
+        guard try kv({ try store.get(key) }) != nil else { return nil }
+        let incarnation = UInt64.random(in: 1...UInt64.max)
+        var batch = WriteBatch()
+        batch.put(key, SystemRecords.encodeUInt64(incarnation))
+        try kv { try store.write(batch, durable: true) }
+        return incarnation
+    }
+
     private init(store: any KVBackend, options: FSOptions) throws(FSError) {
         self.store = store
         self.options = options

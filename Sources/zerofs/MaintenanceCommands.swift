@@ -74,10 +74,23 @@ struct CheckpointRestore: ParsableCommand {
         let command = "zerofs checkpoint restore"
         guard !to.isEmpty else { fail(command, "--to must name a folder, got ''") }
         let config = store.load(command)
+        let factory: any KVBackendFactory
         do {
-            try BackendCatalog.standard.factory(named: config.backend).restoreCheckpoint(at: config.location, named: name, to: to, options: config.backendOptions)
+            factory = try BackendCatalog.standard.factory(named: config.backend)
+            try factory.restoreCheckpoint(at: config.location, named: name, to: to, options: config.backendOptions)
         } catch {
             fail(command, (error as? KVError)?.detail ?? "\(error)")
+        }
+        // The new store holds the old one's numbers: a new incarnation makes the old
+        // store's NFS file handles STALE on it instead of naming whatever has them now.
+        do {
+            let restored = try factory.open(at: to, options: config.backendOptionsForAnotherStore)
+            defer { try? restored.close() }
+            _ = try Pool.renewIncarnation(restored)
+            try restored.close()
+        } catch {
+            fail(command, "restored checkpoint \(name) into \(to), but could not give its filesystem a new incarnation "
+                + "(old NFS file handles would work on it): \((error as? KVError)?.detail ?? "\(error)"); run the command again on a new --to")
         }
         print("restored checkpoint \(name) of \(config.location) into a new \(config.backend) store at \(to)")
         print("serve it with: zerofs run --backend \(config.backend) --path \(to)")

@@ -4,7 +4,9 @@
 // with one line on stderr, the README's quick start with libnfs's nfs-cp and nfs-cat, a
 // checkpoint served read-only and restored, and scrub finding a damaged table.
 
+import BackendCatalog
 import Engine
+import FS
 import Foundation
 import KVTestSupport
 import MemoryBackend
@@ -323,6 +325,15 @@ final class ServerProcess {
         let names = try zerofs(["dataset", "list", "--json", "--backend", "lsm", "--path", restored, "--rpc-address", "127.0.0.1:1"]).json
         #expect((names["datasets"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["docs", "root"])
         #expect(try zerofs(["fsck", "--backend", "lsm", "--path", restored, "--rpc-address", "127.0.0.1:1"]).out.hasSuffix("0 problems\n"))
+        // Another incarnation: the old store's NFS file handles are STALE on the new one.
+        func incarnation(_ path: String) throws -> UInt64 {
+            let kv = try BackendCatalog.standard.factory(named: "lsm").open(at: path, options: BackendOptions())
+            defer { try? kv.close() }
+            let pool = try Pool.open(kv, options: FSOptions())
+            defer { try? pool.close() }
+            return pool.incarnation
+        }
+        #expect(try incarnation(path) != incarnation(restored))
     }
 
     @Test func scrubNamesADamagedTable() throws {
