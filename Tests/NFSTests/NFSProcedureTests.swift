@@ -390,6 +390,17 @@ import Testing
         #expect(try c.lookup(snapshots, "..") == ds)
         #expect(try c.read(try c.lookup(viaDir, "f"), 0, 10).data == Array("old".utf8))
         #expect(!(try c.list(ds)).contains(".snapshots"))
+        // Reached through the dataset's root: a caller who may not search the root may
+        // not look it up, list it or look up in it.
+        let dataset = try pool.filesystem(named: "ds")
+        _ = try dataset.setattr(.root, dataset.root, SetAttributes(mode: 0o700))
+        c.uid = 1000
+        let acces = NFSStatus.acces.rawValue
+        #expect(Self.status { _ = try c.lookup(ds, ".snapshots") } == acces)
+        #expect(Self.status { _ = try c.list(snapshots) } == acces)
+        #expect(Self.status { _ = try c.lookup(snapshots, "s1") } == acces)
+        c.uid = 0
+        _ = try dataset.setattr(.root, dataset.root, SetAttributes(mode: 0o755))
 
         let rofs = NFSStatus.rofs.rawValue
         #expect(Self.status { _ = try c.write(old, 0, [1]) } == rofs)

@@ -29,9 +29,11 @@ extension NFSProgram {
             let found: NFSFileHandle
             let objectAttributes: NFSAttributes?
             if dir.isSnapshots {
+                try requireRootSearch(dir.fs, cred)
                 let (fs, handle) = try lookupSnapshot(dir.fs, op.name)
                 (found, objectAttributes) = (handle, handle.kind == .snapshotsDirectory ? snapshotsAttributes(fs) : attributes(fs, handle.ino))
             } else if isReserved(dir, op.name) {
+                try requireRootSearch(dir.fs, cred)
                 (found, objectAttributes) = (snapshotsHandle(dir.fs), snapshotsAttributes(dir.fs))
             } else {
                 let inode = try nfs { () throws(FSError) in
@@ -48,6 +50,14 @@ extension NFSProgram {
             w.status(error)
             w.postOp(resolvedDir.flatMap { attributes($0) })
         }
+    }
+
+    /// `.snapshots` is reached through the dataset's root: a caller who may not search the
+    /// root (execute) may not look it up, list it or look up in it either (NFS3ERR_ACCES),
+    /// as with any name there.
+    func requireRootSearch(_ fs: FileSystem, _ cred: Credentials) throws(NFSStatus) {
+        let root = try nfs { () throws(FSError) in try fs.getattr(fs.root) }
+        guard root.permits(cred, .execute) else { throw .acces }
     }
 
     /// A name in dataset `fs`'s `.snapshots`: ".", "..", or one of its snapshots' roots.

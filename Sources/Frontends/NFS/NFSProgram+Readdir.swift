@@ -126,6 +126,7 @@ extension NFSProgram {
             dots.append(Listed(fileid: parent, name: [0x2E, 0x2E], cookie: Self.dotDotCookie))
         }
         if dir.isSnapshots {
+            try requireRootSearch(fs, cred)
             guard let info = try? pool.info(fs.dataset, used: false),
                   let snapshots = try? pool.listSnapshots(of: info.name, used: false)
             else { throw .stale }
