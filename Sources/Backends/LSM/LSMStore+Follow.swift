@@ -142,6 +142,11 @@ extension LSMStore {
         let fresh = Memtable(firstWAL: loaded.walReplayFrom)
         var next = FollowState(walID: loaded.walReplayFrom, offset: 0, generation: position.generation)
         let applied = try replayWAL(into: fresh, from: &next, manifestID: id, fencedBelow: loaded.fences.max() ?? 0) ?? 0
+        // The writer collects WAL objects below a newer manifest's replay start as soon as
+        // it commits it: a listing made meanwhile misses what they held, which only that
+        // manifest's tables have. Checked after the replay: if the listing missed one, the
+        // newer manifest was there before it.
+        if try Self.newestWholeManifest(objects, above: id) != nil { throw Superseded() }
         state.withLock {
             manifest = loaded
             manifestID = id
@@ -149,7 +154,8 @@ extension LSMStore {
             version = opened
             mem = fresh
             immutables = []
-            lastSeq = max(loaded.lastSeq, applied)
+            // What it replayed, not the manifest's (LSMStore.init).
+            lastSeq = applied
         }
         position = next
     }

@@ -362,7 +362,12 @@ final class LSMStore: @unchecked Sendable {
         manifest = loaded
         manifestID = id
         nextTableID = loaded.nextTableID
-        lastSeq = loaded.lastSeq
+        // A replica reads at the newest sequence number it replayed, never the manifest's:
+        // the writer records the numbers its memtable holds, some not yet in any WAL
+        // object, and records replayed later at or below that number would show one
+        // operation at a time. Tables carry no sequence numbers, so a checkpoint's reads
+        // do not depend on it.
+        lastSeq = following ? 0 : loaded.lastSeq
         mem = Memtable(firstWAL: loaded.nextWALID)
         nextWALID = loaded.nextWALID
         version = Version(levels: [])
