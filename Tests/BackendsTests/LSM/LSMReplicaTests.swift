@@ -210,6 +210,69 @@ import Testing
         try writer.close()
     }
 
+    /// The writer commits a manifest that moves nothing (a checkpoint deleted), then,
+    /// while the replica installs it and lists the WAL, another that flushes the memtable
+    /// and collects the WAL objects below it: the listing misses them. The replica must
+    /// go on to the newer manifest without showing the older one's tables with nothing
+    /// replayed, which would show what those objects held as gone meanwhile.
+    @Test func anInstallOvertakenWhileListingTheWALIsNeverShown() throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+        defer { try? writer.close() }
+        _ = try writer.createCheckpoint(named: "c0")
+        let hooked = HookedObjects(objects)
+        let replica = try factory.openReplica(objects: hooked, options: tinyLSMOptions())
+        defer { try? replica.close() }
+        for i in 0..<20 { try writer.put(TestBytes.key(i), [UInt8(i)], durable: true) }
+        _ = try replica.catchUp()
+        #expect(try replica.get(TestBytes.key(3)) == [3])
+        try writer.deleteCheckpoint(named: "c0")
+        let seen = Mutex<[UInt8]??>(nil)
+        hooked.beforeWALListing.withLock {
+            $0 = {
+                _ = try? writer.createCheckpoint(named: "c1")
+                // At the next listing, what the replica shows then.
+                hooked.beforeWALListing.withLock { $0 = { seen.withLock { $0 = .some(try? replica.get(TestBytes.key(3))) } } }
+            }
+        }
+        _ = try replica.catchUp()
+        #expect(seen.withLock { $0 } == .some([3]), "the replica showed the overtaken manifest's tables alone")
+        for i in 0..<20 { #expect(try replica.get(TestBytes.key(i)) == [UInt8(i)], "key \(i)") }
+    }
+
+    /// The writer's manifest records the sequence numbers its memtable holds, some not yet
+    /// in any WAL object. A replica reads at what it replayed: a record replayed later is
+    /// not shown to a read view opened before it, and shows once the catch-up ends.
+    @Test func aReadViewOpenedBeforeACatchUpKeepsItsPointInTime() throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: tinyLSMOptions())
+        try writer.put([0x01], [1], durable: true)
+        try writer.close()
+        let newest = try #require(try LSMStore.newestWholeManifest(objects))
+        var manifest = try Manifest.decode(newest.bytes, name: Manifest.name(newest.id))
+        let recorded = manifest.lastSeq
+        manifest.lastSeq += 100
+        try objects.put(Manifest.name(newest.id + 1), manifest.encode())
+
+        let replica = try factory.openReplica(objects: objects, options: tinyLSMOptions())
+        defer { try? replica.close() }
+        #expect(try replica.get([0x01]) == [1])
+        let view = try replica.readView()
+        defer { view.close() }
+        // The WAL record of a later batch lands, numbered above what the WAL held (the
+        // manifest may predate the first put) and below the manifest's figure.
+        let wal = (try objects.list(prefix: "wal/").compactMap(WALFormat.id(of:)).max() ?? manifest.walReplayFrom) + 1
+        var bytes = WALFormat.header()
+        var batch = WriteBatch()
+        batch.put([0x02], [2])
+        batch.put([0x03], [3])
+        WALFormat.appendRecord(&bytes, seq: recorded + 50, batch: batch)
+        try objects.put(WALFormat.name(max(wal, manifest.walReplayFrom)), bytes)
+        _ = try replica.catchUp()
+        #expect(try view.get([0x02]) == nil, "a read view opened before the record saw it")
+        #expect(try replica.get([0x02]) == [2] && replica.get([0x03]) == [3])
+    }
+
     /// A replica of nothing is refused; backends without replicas say so.
     @Test func refusals() throws {
         #expect { _ = try factory.openReplica(objects: MemoryObjectStore(), options: BackendOptions()) } throws: {
