@@ -128,49 +128,69 @@ final class Joinable: @unchecked Sendable {
         return (harness, path, store, try FileSystem.open(store, options: FSFixture.testOptions))
     }
 
-    /// A dead version merges into its only child, the live head, one inode at a time. A
-    /// snapshot taken meanwhile puts a new head below that child, and a chmod there copies
-    /// a file's record with the dead version as its content version, before the collector
-    /// reaches the file: the collector must raise that record too when it moves the file's
-    /// data into the child, or reads at the new head miss the data and find an older one.
-    @Test func aSnapshotDuringAMergeKeepsTheNewHeadOnItsData() throws {
+    /// Runs `body` with a filesystem on a steered store, then closes both.
+    func withFS(_ body: (SteeredBackend, FileSystem) throws -> Void) throws {
         let (harness, _, store, fs) = try open()
         defer {
             try? fs.close()
             try? store.close()
             harness.cleanUp()
         }
-        let pool = fs.pool
-        let early = try fs.create(.root, fs.root, n("early"), mode: 0o644)
-        let file = try fs.create(.root, fs.root, n("file"), mode: 0o644)
-        #expect(early.ino < file.ino, "the collector reaches the early file first")
-        try fs.write(.root, file.ino, offset: 0, n("old data"))
-        try pool.snapshot("root", "s1")
-        try fs.write(.root, file.ino, offset: 0, n("new data"))
-        try fs.write(.root, early.ino, offset: 0, n("early"))
-        try pool.snapshot("root", "s2")
-        try pool.deleteSnapshot("root@s2")
+        try body(store, fs)
+    }
 
-        // While the collector holds the early file (its first scan), a snapshot and a
-        // chmod of the later file run on another thread.
-        let failures = Mutex<[String]>([])
-        store.onFirstScan(from: FSKeys.inode(early.ino)) {
+    /// What the steps run aside (from a store's hook) threw.
+    final class Aside: @unchecked Sendable {
+        private let failures = Mutex<[String]>([])
+
+        /// Runs `step` on a thread of its own and waits for it.
+        func run(_ step: @escaping @Sendable () throws -> Void) {
             Joinable {
-                do {
-                    try pool.snapshot("root", "s3")
-                    _ = try fs.setattr(.root, file.ino, SetAttributes(mode: 0o600))
-                } catch {
-                    failures.withLock { $0.append("\(error)") }
-                }
+                do { try step() } catch { self.failures.withLock { $0.append("\(error)") } }
             }.join()
         }
-        try pool.collectNow()
-        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
-        #expect(try pool.listSnapshots(of: "root", used: false).count == 2)
-        fs.inodeCache.reset()
-        #expect(try fs.read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
-        #expect(try pool.filesystem(named: "root@s3").read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
-        #expect(try pool.filesystem(named: "root@s1").read(.root, file.ino, offset: 0, count: 100).data == n("old data"))
+
+        func expectNone(sourceLocation: SourceLocation = #_sourceLocation) {
+            let failed = failures.withLock { $0 }
+            #expect(failed.isEmpty, "\(failed)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// A dead version merges into its only child, the live head, one inode at a time. A
+    /// snapshot taken meanwhile puts a new head below that child, and a chmod there copies
+    /// a file's record with the dead version as its content version, before the collector
+    /// reaches the file: the collector must raise that record too when it moves the file's
+    /// data into the child, or reads at the new head miss the data and find an older one.
+    @Test func aSnapshotDuringAMergeKeepsTheNewHeadOnItsData() throws {
+        try withFS { store, fs in
+            let pool = fs.pool
+            let early = try fs.create(.root, fs.root, n("early"), mode: 0o644)
+            let file = try fs.create(.root, fs.root, n("file"), mode: 0o644)
+            #expect(early.ino < file.ino, "the collector reaches the early file first")
+            try fs.write(.root, file.ino, offset: 0, n("old data"))
+            try pool.snapshot("root", "s1")
+            try fs.write(.root, file.ino, offset: 0, n("new data"))
+            try fs.write(.root, early.ino, offset: 0, n("early"))
+            try pool.snapshot("root", "s2")
+            try pool.deleteSnapshot("root@s2")
+
+            // While the collector holds the early file (its first scan), a snapshot and a
+            // chmod of the later file run on another thread.
+            let aside = Aside()
+            store.onFirstScan(from: FSKeys.inode(early.ino)) {
+                aside.run {
+                    try pool.snapshot("root", "s3")
+                    _ = try fs.setattr(.root, file.ino, SetAttributes(mode: 0o600))
+                }
+            }
+            try pool.collectNow()
+            aside.expectNone()
+            #expect(try pool.listSnapshots(of: "root", used: false).count == 2)
+            fs.inodeCache.reset()
+            #expect(try fs.read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
+            #expect(try pool.filesystem(named: "root@s3").read(.root, file.ino, offset: 0, count: 100).data == n("new data"))
+            #expect(try pool.filesystem(named: "root@s1").read(.root, file.ino, offset: 0, count: 100).data == n("old data"))
+        }
     }
 
     /// A lookup reads the directory's content hint, then searches for the entry at and
@@ -178,33 +198,27 @@ final class Joinable: @unchecked Sendable {
     /// entries down to the child (and raises the hint) in between must not make the name
     /// vanish: the lookup looks again.
     @Test func aLookupDuringAMergeStillFindsTheName() throws {
-        let (harness, _, store, fs) = try open()
-        defer {
-            try? fs.close()
-            try? store.close()
-            harness.cleanUp()
-        }
-        let pool = fs.pool
-        let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
-        try pool.snapshot("root", "s1")
-        let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
-        try pool.snapshot("root", "s2")
-        let dead = try #require(pool.state.withLock { s in s.forest.datasets.values.first { $0.isSnapshot && $0.name == n("s2") }?.version })
-        try pool.deleteSnapshot("root@s2")
-        #expect(try fs.inode(dir.ino).contentVersion == dead, "the directory's hint names the dead version")
+        try withFS { store, fs in
+            let pool = fs.pool
+            let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
+            try pool.snapshot("root", "s1")
+            let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
+            try pool.snapshot("root", "s2")
+            let dead = try #require(pool.state.withLock { s in s.forest.datasets.values.first { $0.isSnapshot && $0.name == n("s2") }?.version })
+            try pool.deleteSnapshot("root@s2")
+            #expect(try fs.inode(dir.ino).contentVersion == dead, "the directory's hint names the dead version")
 
-        // The lookup's first read of the entry, at the hint, waits for the whole merge.
-        let failures = Mutex<[String]>([])
-        store.beforeFirstGet(of: FSKeys.versioned(FSKeys.dirEntry(dir.ino, n("f")), dead)) {
-            Joinable {
-                do { try pool.collectNow() } catch { failures.withLock { $0.append("\(error)") } }
-            }.join()
+            // The lookup's first read of the entry, at the hint, waits for the whole merge.
+            let aside = Aside()
+            store.beforeFirstGet(of: FSKeys.versioned(FSKeys.dirEntry(dir.ino, n("f")), dead)) {
+                aside.run { try pool.collectNow() }
+            }
+            fs.entryCache.reset()
+            let found = try fs.lookup(.root, dir.ino, n("f"))
+            #expect(found.ino == file.ino)
+            aside.expectNone()
+            #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the merge ran")
         }
-        fs.entryCache.reset()
-        let found = try fs.lookup(.root, dir.ino, n("f"))
-        #expect(found.ino == file.ino)
-        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
-        #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the merge ran")
     }
 
     /// A dead root version merges into its child, the live head, which becomes a root. A
@@ -213,35 +227,29 @@ final class Joinable: @unchecked Sendable {
     /// lies below them, and the collector must drop them, or fsck finds whiteouts with
     /// nothing to hide.
     @Test func aRemovalDuringARootMergeLeavesNoWhiteouts() throws {
-        let (harness, _, store, fs) = try open()
-        defer {
-            try? fs.close()
-            try? store.close()
-            harness.cleanUp()
-        }
-        let pool = fs.pool
-        let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
-        let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
-        try fs.write(.root, file.ino, offset: 0, n("data"))
-        let late = try fs.create(.root, fs.root, n("late"), mode: 0o644)
-        #expect(dir.ino < file.ino && file.ino < late.ino)
-        try pool.snapshot("root", "s1")
-        try pool.deleteSnapshot("root@s1")
+        try withFS { store, fs in
+            let pool = fs.pool
+            let dir = try fs.mkdir(.root, fs.root, n("dir"), mode: 0o755)
+            let file = try fs.create(.root, dir.ino, n("f"), mode: 0o644)
+            try fs.write(.root, file.ino, offset: 0, n("data"))
+            let late = try fs.create(.root, fs.root, n("late"), mode: 0o644)
+            #expect(dir.ino < file.ino && file.ino < late.ino)
+            try pool.snapshot("root", "s1")
+            try pool.deleteSnapshot("root@s1")
 
-        // When the collector reaches the last file, the directory is merged: remove its
-        // file then.
-        let failures = Mutex<[String]>([])
-        store.onFirstScan(from: FSKeys.inode(late.ino)) {
-            Joinable {
-                do { try fs.unlink(.root, dir.ino, n("f")) } catch { failures.withLock { $0.append("\(error)") } }
-            }.join()
+            // When the collector reaches the last file, the directory is merged: remove its
+            // file then.
+            let aside = Aside()
+            store.onFirstScan(from: FSKeys.inode(late.ino)) {
+                aside.run { try fs.unlink(.root, dir.ino, n("f")) }
+            }
+            try pool.collectNow()
+            aside.expectNone()
+            #expect(pool.state.withLock { s in s.forest.versions.values.allSatisfy { $0.parent == 0 } }, "one version left, a root")
+            #expect(throws: FSError.self) { _ = try fs.lookup(.root, dir.ino, n("f")) }
+            let report = try Fsck.check(store, collectorIdle: true)
+            #expect(report.problems == [])
         }
-        try pool.collectNow()
-        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
-        #expect(pool.state.withLock { s in s.forest.versions.values.allSatisfy { $0.parent == 0 } }, "one version left, a root")
-        #expect(throws: FSError.self) { _ = try fs.lookup(.root, dir.ino, n("f")) }
-        let report = try Fsck.check(store, collectorIdle: true)
-        #expect(report.problems == [])
     }
 
     /// A delete waits for the dataset's barrier while a write on it is applied; a call that
@@ -260,30 +268,28 @@ final class Joinable: @unchecked Sendable {
         store.holdNextWrite()
         let writer = Joinable { _ = try? a.write(.root, file.ino, offset: 0, n("x")) }
         store.waitForHeldWrite()
-        let outcomes = Mutex<(deleted: String?, madeDefault: String?)>((nil, nil))
-        let deleter = Joinable {
-            do {
-                try pool.deleteDataset("a")
-                outcomes.withLock { $0.deleted = "ok" }
-            } catch {
-                outcomes.withLock { $0.deleted = "\(error)" }
+        /// Runs `call` on a thread of its own: "ok", or what it threw.
+        func started(_ call: @escaping @Sendable () throws -> Void) -> (Joinable, Locked<String?>) {
+            let outcome = Locked<String?>(nil)
+            let thread = Joinable {
+                do {
+                    try call()
+                    outcome.withLock { $0 = "ok" }
+                } catch {
+                    outcome.withLock { $0 = "\(error)" }
+                }
             }
+            return (thread, outcome)
         }
-        let setter = Joinable {
-            do {
-                try pool.setDefault("a")
-                outcomes.withLock { $0.madeDefault = "ok" }
-            } catch {
-                outcomes.withLock { $0.madeDefault = "\(error)" }
-            }
-        }
+        let (deleter, deleteOutcome) = started { try pool.deleteDataset("a") }
+        let (setter, setOutcome) = started { try pool.setDefault("a") }
         // Both calls get as far as they can before the write goes on.
         usleep(200_000)
         store.release()
         writer.join()
         deleter.join()
         setter.join()
-        let (deleted, madeDefault) = outcomes.withLock { $0 }
+        let (deleted, madeDefault) = (deleteOutcome.withLock { $0 }, setOutcome.withLock { $0 })
         #expect(deleted != "ok" || madeDefault != "ok", "both the delete and the set-default succeeded")
         #expect(deleted == "ok" || madeDefault == "ok", "one of them succeeds: \(String(describing: deleted)), \(String(describing: madeDefault))")
         try fs.close()
