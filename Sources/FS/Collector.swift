@@ -203,10 +203,6 @@ extension Pool {
                 // Each batch decides and commits under the inode's lock: a writer at the
                 // child (a live head) cannot slip in between.
                 let last = try locks.withLocks([ino]) { () throws(FSError) -> Bool in
-                    // Lookups that read a hint before this batch and search after it look
-                    // again (the batch and the cache slots it clears are done by the end).
-                    mergeBatches.add(1, ordering: .sequentiallyConsistent)
-                    defer { mergeBatches.add(1, ordering: .sequentiallyConsistent) }
                     let inode = try visibleInode(ino, childView)
                     var batch = FSBatch(view: VersionView(head: child), background: true)
                     // Content moving down to the child must stay below the content
@@ -247,6 +243,10 @@ extension Pool {
                     // (a crash may end the run between two batches).
                     if moved { batch.putUnversioned(FSKeys.changeIndex(child, ino), []) }
                     if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
+                    // Lookups that read a hint before this commit and search after it look
+                    // again (the commit and the cache slots it clears are done by the end).
+                    mergeBatches.add(1, ordering: .sequentiallyConsistent)
+                    defer { mergeBatches.add(1, ordering: .sequentiallyConsistent) }
                     _ = try commit(&batch, op: "collect", durable: false)
                     resume = entries.last?.key
                     return last

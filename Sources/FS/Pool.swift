@@ -23,8 +23,8 @@ public final class Pool: Sendable {
     let collected = Locked(CollectedCount())
 
     let locks = LockTable()
-    /// Odd while a merge batch of the collector moves entries down to a child and raises
-    /// content hints (Collector.swift); even otherwise. A lookup that reads a hint and
+    /// Odd while the collector commits a merge batch, which moves entries down to a child
+    /// and raises content hints (Collector.swift); even otherwise. A lookup that reads a hint and
     /// then searches below it without the directory's lock looks again when this moved
     /// (`FileSystem.entry`).
     let mergeBatches = Atomic<UInt64>(0)
