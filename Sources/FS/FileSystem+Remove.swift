@@ -24,9 +24,10 @@ extension FileSystem {
         try awaitDurable(pending)
     }
 
-    /// The shared body of unlink and rmdir: under the entry's locks, checks permission,
-    /// existence, `check` (the operation's own rules) and the sticky bit, in that order,
-    /// then removes the name, lets `parent` adjust the directory, and drops the link.
+    /// The shared body of unlink and rmdir: under the entry's locks, checks search
+    /// permission, existence, write permission, `check` (the operation's own rules) and
+    /// the sticky bit, in that order, then removes the name, lets `parent` adjust the
+    /// directory, and drops the link.
     private func removeName(
         _ cred: Credentials, _ dir: UInt64, _ name: [UInt8], op: String,
         check: (Inode) throws(FSError) -> Void, parent adjust: (inout Inode) throws(FSError) -> Void
@@ -35,8 +36,11 @@ extension FileSystem {
         try checkWritable()
         return try withEntryLocked(dir, name) { found throws(FSError) -> PendingSync in
             var parent = try directory(dir)
-            try parent.require(cred, [.write, .execute])
+            // Finding the name needs search permission only: a missing one is ENOENT
+            // before the check of write permission (as on Linux).
+            try parent.require(cred, .execute)
             guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
+            try parent.require(cred, [.write, .execute])
             var child = try inode(found.ino)
             try check(child)
             guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }

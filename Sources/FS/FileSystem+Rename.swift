@@ -42,10 +42,15 @@ extension FileSystem {
     ) throws(FSError) -> PendingSync {
         var dirs: [UInt64: Inode] = [sd: try directory(sd)]
         if dd != sd { dirs[dd] = try directory(dd) }
-        try dirs[sd]!.require(cred, [.write, .execute])
-        try dirs[dd]!.require(cred, [.write, .execute])
+        // As Linux: finding the names needs search permission only, so a missing source
+        // is ENOENT and a rename onto the same file (a name onto itself, or onto another
+        // link of it) does nothing, before the checks of write permission and sticky bits.
+        try dirs[sd]!.require(cred, .execute)
+        try dirs[dd]!.require(cred, .execute)
         guard let source else { throw FSError(.ENOENT, "no such entry to rename") }
         if let target, target.ino == source.ino { return .none }
+        try dirs[sd]!.require(cred, [.write, .execute])
+        try dirs[dd]!.require(cred, [.write, .execute])
         var moving = try inode(source.ino)
         guard dirs[sd]!.allowsRemoval(of: moving, by: cred) else { throw FSError(.EPERM, "sticky source directory") }
         var replaced = try target.map { t throws(FSError) in try inode(t.ino) }

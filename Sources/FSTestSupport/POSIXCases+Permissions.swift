@@ -17,6 +17,12 @@ extension POSIXSuite {
         #expect(try fs.read(Users.root, secret.ino, offset: 0, count: 4).data == n("mine"), "root bypasses")
         expectErrno(.EACCES, "bob may not create in alice's directory") { _ = try fs.create(Users.bob, home.ino, n("b"), mode: 0o644) }
         expectErrno(.EACCES, "bob may not unlink in alice's directory") { try fs.unlink(Users.bob, home.ino, n("secret")) }
+        // As on Linux, finding a name needs search permission only: a missing name is
+        // ENOENT, and a rename onto the same file does nothing, before write is checked.
+        expectErrno(.ENOENT, "a missing name is missing, writable or not") { try fs.unlink(Users.bob, home.ino, n("none")) }
+        expectErrno(.ENOENT) { try fs.rename(Users.bob, home.ino, n("none"), home.ino, n("other")) }
+        try fs.rename(Users.bob, home.ino, n("secret"), home.ino, n("secret"))
+        expectErrno(.EACCES, "another name needs write permission") { try fs.rename(Users.bob, home.ino, n("secret"), home.ino, n("other")) }
         // Group bits, through a supplementary group.
         let shared = try fs.create(Users.alice, home.ino, n("shared"), mode: 0o640)
         #expect(try fs.read(Users.carol, shared.ino, offset: 0, count: 1).eof)
