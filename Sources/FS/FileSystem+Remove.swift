@@ -40,7 +40,7 @@ extension FileSystem {
             // before the check of write permission (as on Linux).
             try parent.require(cred, .execute)
             guard let found else { throw FSError(.ENOENT, "no entry named \(Self.show(name))") }
-            try parent.require(cred, [.write, .execute])
+            try parent.require(cred, .write)
             var child = try inode(found.ino)
             try check(child)
             guard parent.allowsRemoval(of: child, by: cred) else { throw FSError(.EPERM, "sticky directory") }

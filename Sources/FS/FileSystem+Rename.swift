@@ -49,8 +49,8 @@ extension FileSystem {
         try dirs[dd]!.require(cred, .execute)
         guard let source else { throw FSError(.ENOENT, "no such entry to rename") }
         if let target, target.ino == source.ino { return .none }
-        try dirs[sd]!.require(cred, [.write, .execute])
-        try dirs[dd]!.require(cred, [.write, .execute])
+        try dirs[sd]!.require(cred, .write)
+        try dirs[dd]!.require(cred, .write)
         var moving = try inode(source.ino)
         guard dirs[sd]!.allowsRemoval(of: moving, by: cred) else { throw FSError(.EPERM, "sticky source directory") }
         var replaced = try target.map { t throws(FSError) in try inode(t.ino) }

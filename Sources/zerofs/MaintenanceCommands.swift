@@ -85,8 +85,12 @@ struct CheckpointRestore: ParsableCommand {
         // store's NFS file handles STALE on it instead of naming whatever has them now.
         do {
             let restored = try factory.open(at: to, options: config.backendOptionsForAnotherStore)
-            defer { try? restored.close() }
-            _ = try Pool.renewIncarnation(restored)
+            do {
+                _ = try Pool.renewIncarnation(restored)
+            } catch {
+                try? restored.close()
+                throw error
+            }
             try restored.close()
         } catch {
             fail(command, "restored checkpoint \(name) into \(to), but could not give its filesystem a new incarnation "
