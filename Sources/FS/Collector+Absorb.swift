@@ -46,7 +46,10 @@ extension Pool {
                         batch.deleteUnversioned(entry.key)
                         batch.addWritten(version, -entry.value.count)
                     }
-                    if !hidden.isEmpty { _ = try commit(&batch, op: "collect", durable: false) }
+                    if !hidden.isEmpty {
+                        _ = try commit(&batch, op: "collect", durable: false)
+                        pacer.step()
+                    }
                     if page.done { break }
                     resume = page.entries.last?.key
                 }
@@ -97,6 +100,7 @@ extension Pool {
                     try moveReclaimRecord(ino, from: child, to: version, inode: inode, rootMarks: parentView == nil, &batch)
                 }
                 _ = try commit(&batch, op: "collect", durable: false)
+                pacer.step()
                 if page.done { break }
                 resume = page.entries.last?.key
             }

@@ -83,6 +83,7 @@ extension Pool {
                 let last = page.done
                 if last { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
                 _ = try commit(&batch, op: "collect", durable: false)
+                pacer.step()
                 if last { break }
                 resume = entries.last?.key
             }
@@ -148,6 +149,7 @@ extension Pool {
             let last = page.done
             if last, !kept { batch.deleteUnversioned(FSKeys.changeIndex(version, ino)) }
             _ = try commit(&batch, op: "collect", durable: false)
+            pacer.step()
             if last { break }
             resume = entries.last?.key
         }
@@ -251,13 +253,15 @@ extension Pool {
                     resume = entries.last?.key
                     return last
                 }
+                // Paced with the inode's lock released.
+                pacer.step()
                 if last { break }
             }
         }
         // With no parent the child starts a tree of its own: none of its whiteouts shadows
         // anything. Done before the node goes, so a crash in between repeats it on resume.
         if parentView == nil {
-            try dropWhiteouts(child, of: own)
+            try dropWhiteouts(child, of: own, paced: true)
             try finishRootMerge(version, into: child)
         } else {
             try removeVersionNode(version)
@@ -279,7 +283,7 @@ extension Pool {
         defer { state.withLock { $0.rootMerges[child] = nil } }
         var touched = take()
         while !touched.isEmpty {
-            try dropWhiteouts(child, of: touched)
+            try dropWhiteouts(child, of: touched, paced: true)
             touched = take()
         }
         let heads = state.withLock { s in s.forest.datasets.values.filter { !$0.isSnapshot && $0.version == child }.map(\.id).sorted() }
@@ -289,7 +293,7 @@ extension Pool {
         }
         for handle in held { handle.barrier.lockExclusive() }
         defer { for handle in held.reversed() { handle.barrier.unlockExclusive() } }
-        try dropWhiteouts(child, of: take())
+        try dropWhiteouts(child, of: take(), paced: false)
         try removeVersionNode(version)
     }
 
@@ -392,8 +396,9 @@ extension Pool {
 
     /// Deletes every whiteout that `inodes` have at `version`, which has no ancestors left,
     /// and queues a shrink record for each of them there with shrink marks: nothing above
-    /// can hold what they hide any more, so the reclaimer may now drop them.
-    private func dropWhiteouts(_ version: UInt64, of inodes: [UInt64]) throws(FSError) {
+    /// can hold what they hide any more, so the reclaimer may now drop them. `paced`: rest
+    /// between batches (not while the caller holds barriers).
+    private func dropWhiteouts(_ version: UInt64, of inodes: [UInt64], paced: Bool) throws(FSError) {
         let limit = options.reclaimBatchSize
         for ino in inodes {
             var resume: [UInt8]?
@@ -412,6 +417,7 @@ extension Pool {
                     resume = page.entries.last?.key
                     return page.done
                 }
+                if paced { pacer.step() }
                 if last { break }
             }
         }

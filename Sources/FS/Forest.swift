@@ -125,7 +125,14 @@ struct Forest: Sendable {
 
     func fullNameBytes(_ id: UInt64) -> [UInt8] {
         guard let record = datasets[id] else { return Array("#\(id)".utf8) }
-        if record.isSnapshot { return fullNameBytes(record.parent) + [UInt8(ascii: "@")] + record.name }
+        if record.isSnapshot {
+            // A snapshot belongs to a dataset; a damaged record naming a snapshot (itself,
+            // or one naming it back) is shown by number rather than followed (fsck reports it).
+            guard let parent = datasets[record.parent], !parent.isSnapshot else {
+                return Array("#\(record.parent)@".utf8) + record.name
+            }
+            return fullNameBytes(record.parent) + [UInt8(ascii: "@")] + record.name
+        }
         var parts = [record.name]
         var current = record.container
         var steps = 0

@@ -387,6 +387,10 @@ extension Pool {
     /// Sets the read-only property of a dataset (snapshots are always read-only).
     public func setReadonly(_ name: String, _ readonly: Bool) throws(DatasetError) {
         let id = try state.withLock { s throws(DatasetError) in try writableDataset(name, s).id }
+        // Atimes deferred by reads so far are written while the dataset can still take
+        // them: once read-only, its notes are dropped (AccessTimes.swift), and an atime a
+        // client was shown would go back.
+        if readonly { try? handles.withLock({ $0[id] })?.flushAccessTimes() }
         try finish(try exclusively([id]) { () throws(DatasetError) in
             try change { s, batch throws(DatasetError) in
                 guard var record = s.forest.datasets[id] else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }

@@ -407,9 +407,8 @@ public final class Pool: Sendable {
             }
         }
         try crashPoints.pass("\(op).after-commit")
-        if batch.background {
-            pacer.step()
-        } else if batch.reclaims.contains(where: { $0.kind != nil }) {
+        // A background batch is paced by its worker, once its locks are released.
+        if !batch.background, batch.reclaims.contains(where: { $0.kind != nil }) {
             // New work for the reclaimer (a large file deleted, a file shrunk).
             worker.wake()
         }

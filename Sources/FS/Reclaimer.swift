@@ -72,7 +72,8 @@ final class Pacer: Sendable {
         state.withLock { $0 = (active, Pacer.now()) }
     }
 
-    /// Called after each background batch.
+    /// Called after each background batch, by the worker once it holds no inode lock and
+    /// no barrier: clients must not wait for it to rest.
     func step() {
         let rest = state.withLock { s -> UInt64 in
             guard s.active else { return 0 }
@@ -155,11 +156,21 @@ extension Pool {
         reclaimQueue.withLock { $0 = queue }
     }
 
+    /// Deletes every chunk of the unlinked (ino, version), a batch at a time. Each batch
+    /// goes on from the chunk after the last one deleted: nothing writes chunks to an inode
+    /// that is gone, and starting from chunk 0 again stepped over every deletion marker of
+    /// the batches before (and every chunk other versions hold), which made a large
+    /// file's deletion take time in the square of its size.
     private func reclaimDeleted(_ ino: UInt64, _ version: UInt64) throws(FSError) {
+        var from: UInt64 = 0
         while true {
-            let found = try chunkEntries(ino, version, from: 0) { _, _ in true }
-            if found.isEmpty { break }
+            let found = try chunkEntries(ino, version, from: from) { _, _ in true }
+            guard let last = found.last else { break }
             try deleteChunks(found, version)
+            pacer.step()
+            let index: UInt64 = last.key.withUnsafeBytes { $0.readBigEndian(at: 9) }
+            if index == UInt64.max { break }
+            from = index + 1
         }
         var batch = FSBatch(view: VersionView(head: version), background: true)
         batch.deleteUnversioned(FSKeys.reclaim(ino, version))
@@ -184,7 +195,9 @@ extension Pool {
                 let owner = s.forest.datasets.values.first { !$0.isSnapshot && $0.version == version }
                 return (owner?.id, s.forest.versions[version] == nil ? nil : s.forest.view(version))
             }
-            let step = { (clearMarks: Bool) throws(FSError) -> Bool in
+            // `clearMarks`: at a dataset's head, whether that dataset is writable; nil at a
+            // frozen version, whose marks stay.
+            let step = { (clearMarks: Bool?) throws(FSError) -> Bool in
                 let reads = VersionedStore(store: self.store, view: view ?? VersionView(head: version))
                 guard view != nil, let value = try reads.get(FSKeys.inode(ino)) else {
                     // The inode went after the queue was read: unlink replaced this record
@@ -210,14 +223,21 @@ extension Pool {
                 }
                 if let last = hidden.last {
                     try self.deleteChunks(hidden, version)
-                    resumeAt = last.key.withUnsafeBytes { $0.readBigEndian(at: 9) } + 1
+                    // A damaged key at the last index leaves nothing after it (`.max` ends
+                    // the scan).
+                    let index: UInt64 = last.key.withUnsafeBytes { $0.readBigEndian(at: 9) }
+                    resumeAt = index == UInt64.max ? index : index + 1
                     return false
                 }
                 var batch = FSBatch(view: VersionView(head: version), background: true)
-                if clearMarks, view?.ancestors.isEmpty == true, !file.shrinkMarks.isEmpty {
+                if let writable = clearMarks, view?.ancestors.isEmpty == true, !file.shrinkMarks.isEmpty {
                     file.shrinkMarks = []
                     batch.putInode(file)
-                    batch.dataset = head
+                    // A read-only dataset takes no change of its own, but the marks hide
+                    // nothing any more: clearing them changes nothing a reader sees, and
+                    // the record must not go while they stay (fsck). Without the dataset,
+                    // the commit clears every cached copy of the inode instead.
+                    batch.dataset = writable ? head : nil
                 }
                 batch.deleteUnversioned(FSKeys.reclaim(ino, version))
                 _ = try self.commit(&batch, op: "reclaim-finish", durable: false)
@@ -232,9 +252,12 @@ extension Pool {
                     return try step(handle.isWritable)
                 }
             } else {
-                done = try locks.withLocks([ino]) { () throws(FSError) in try step(false) }
+                done = try locks.withLocks([ino]) { () throws(FSError) in try step(nil) }
             }
             if done { break }
+            // Paced with the lock released: clients of the inode (and of the dataset,
+            // whose barrier the step held) do not wait out the rest.
+            pacer.step()
         }
         if deletedMeanwhile { try reclaimDeleted(ino, version) }
     }

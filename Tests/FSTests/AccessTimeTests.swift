@@ -48,6 +48,23 @@ import Testing
         #expect(try f.fs.getattr(second).atime == seen)
     }
 
+    /// A dataset made read-only keeps the atimes its reads showed: they are written first
+    /// (a read-only dataset's deferred notes are dropped).
+    @Test func makingADatasetReadOnlyKeepsTheAtimesReadsShowed() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        let ino = try Self.staleFile(f.fs, "f")
+        _ = try f.fs.read(.root, ino, offset: 0, count: 4)
+        let moved = try f.fs.getattr(ino).atime
+        try f.fs.pool.setReadonly("root", true)
+        #expect(try f.fs.storedInode(ino).atime == moved)
+        _ = try f.fs.flushAccessTimes()
+        f.fs.inodeCache.reset()
+        #expect(try f.fs.getattr(ino).atime == moved, "the atime went back")
+        try f.fs.pool.setReadonly("root", false)
+        try f.expectClean()
+    }
+
     @Test func aChangeWritesTheDeferredAtimeAndASetAtimeWins() throws {
         let f = try FSFixture(MemoryBackendFactory())
         defer { f.close() }

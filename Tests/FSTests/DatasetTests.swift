@@ -78,4 +78,24 @@ import Testing
         #expect(try again.pool.listSnapshots().map(\.name) == ["root@first"])
         try again.close()
     }
+
+    /// A file truncated at a read-only dataset's head, whose older chunks a deleted
+    /// snapshot held: the collector moves its shrink marks down and queues them, and the
+    /// reclaimer drops the marks with the record (clearing them changes nothing a reader
+    /// sees), so fsck finds no marks without a record.
+    @Test func shrinkMarksOfAReadOnlyDatasetGoWithTheirRecord() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { f.close() }
+        _ = try f.fs.pool.createDataset("d")
+        let d = try f.fs.pool.filesystem(named: "d")
+        let file = try d.create(.root, d.root, n("f"), mode: 0o644)
+        _ = try d.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: 3 * Int(FSFixture.testOptions.chunkSize)))
+        try f.fs.pool.snapshot("d", "s")
+        _ = try d.setattr(.root, file.ino, SetAttributes(size: 10))
+        try f.fs.pool.setReadonly("d", true)
+        try f.fs.pool.deleteSnapshot("d@s")
+        try f.fs.pool.collectGarbage()
+        #expect(try d.read(.root, file.ino, offset: 0, count: 100).data == [UInt8](repeating: 7, count: 10))
+        #expect(try f.fsck().problems == [])
+    }
 }
