@@ -7,6 +7,7 @@
 // Cases that need data to outlive the process declare it; `memory` runs all the others.
 
 import Engine
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -56,6 +57,7 @@ public enum KVConformance {
         ("firstEntry(from:prefix:)", false, firstEntry),
         ("firstVersion(from:prefix:suffixLength:) matches a model across flushes", false, firstVersionMatchesModel),
         ("read views and iterators are isolated from later writes", false, readViewIsolation),
+        ("a view is read again from inside its iterator's withCurrent", false, nestedViewReads),
         ("100,000-key bulk load and full scan", false, bulkLoad),
         ("concurrent writers and readers keep a batch invariant", false, concurrentInvariant),
         ("reopen keeps every durable write", false, reopenKeepsWrites),
@@ -333,6 +335,38 @@ public enum KVConformance {
         view.close()
         #expect { _ = try view.get([1]) } throws: { ($0 as? KVError)?.code == .closed }
         #expect(try viewIterator.key() == [1], "iterators outlive the view they came from")
+    }
+
+    /// Reading a view (a get, another iterator) from inside the closure of one of its
+    /// iterators: nothing in the contract forbids it. Run on a thread of its own, so a
+    /// backend that waits for itself fails the case instead of hanging the suite.
+    static func nestedViewReads(_ h: StoreHarness) throws {
+        let store = try h.open(h.freshPath())
+        // A reader stuck for ever would hold the close up for ever too: left open then.
+        var stuck = false
+        defer { if !stuck { try? store.close() } }
+        for i in 0..<3 { try store.put([UInt8(i)], [UInt8(10 + i)]) }
+        let view = try store.readView()
+        defer { if !stuck { view.close() } }
+        let seen = Mutex<[[UInt8]]>([])
+        let call = BackgroundCall {
+            let outer = try view.makeIterator(.all)
+            while outer.isValid {
+                try outer.withCurrent { key, _ in
+                    let again = try view.get(Array(key))
+                    let inner = try view.makeIterator(.all)
+                    try inner.next()
+                    let second = try inner.withCurrent { key, _ in Array(key) }
+                    seen.withLock { $0.append((again ?? []) + second) }
+                }
+                try outer.next()
+            }
+        }
+        call.wait(until: .now + .seconds(60))
+        stuck = !call.finished
+        #expect(call.finished, "a read from inside withCurrent is still waiting after 60 s")
+        #expect(call.finished && !call.failed)
+        #expect(seen.withLock { $0 } == [[10, 1], [11, 1], [12, 1]])
     }
 
     static func bulkLoad(_ h: StoreHarness) throws {

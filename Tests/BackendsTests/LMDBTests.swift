@@ -4,10 +4,29 @@
 
 import Engine
 import KVTestSupport
-import LMDBBackend
+@testable import LMDBBackend
 import Testing
 
 @Suite struct LMDBTests {
+    /// A map that cannot double (64 TiB: 128 TiB is more than a process's address space)
+    /// fails the growth with `.io` and leaves the store as it was: LMDB, asked to map the
+    /// new size, would have unmapped the old map first, and the next read crashed.
+    @Test func aMapThatCannotGrowLeavesTheStoreUsable() throws {
+        let harness = StoreHarness(LMDBBackendFactory())
+        defer { harness.cleanUp() }
+        var options = BackendOptions()
+        options.tuning = ["map_size": String(64 << 40)]
+        let store = try harness.open(harness.freshPath(), options: options)
+        try store.put([1], [1])
+        let backend = try #require(store as? LMDBBackend)
+        #expect { try backend.env.grow() } throws: { ($0 as? KVError)?.code == .io }
+        #expect(backend.env.isUsable)
+        #expect(try store.get([1]) == [1])
+        try store.put([2], [2], durable: true)
+        #expect(try store.entries().count == 2)
+        try store.close()
+    }
+
     @Test func aFullMapGrowsInsteadOfFailing() throws {
         let harness = StoreHarness(LMDBBackendFactory())
         defer { harness.cleanUp() }

@@ -11,6 +11,7 @@
 
 import CLMDB
 import Engine
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +39,17 @@ public struct LMDBBackendFactory: KVBackendFactory {
             throw KVError(.corruption, "the store's lmdb data file is missing", path: root + "/db/data.mdb")
         }
         let env = try LMDBEnvironment.open(root + "/db", settings: settings, readOnly: false)
-        if folder.isNew { try StoreDirectory.markReady(path: root, backend: name) }
+        if folder.isNew {
+            do {
+                // LMDB created data.mdb and lock.mdb: their names must outlast a crash
+                // before the store is marked ready (its syncs cover their contents only).
+                try FileOps.syncDirectory(root + "/db")
+                try StoreDirectory.markReady(path: root, backend: name)
+            } catch {
+                env.close()
+                throw error
+            }
+        }
         return LMDBBackend(env: env, root: root, lock: folder.lock)
     }
 
@@ -165,10 +176,43 @@ final class LMDBEnvironment: @unchecked Sendable {
         }
     }
 
+    /// Set when growing the map failed after LMDB had unmapped the old one: LMDB then
+    /// holds pointers into the unmapped range, and any transaction would read them. Every
+    /// later call fails instead (`requireUsable`); guarded by the backend's lifetime and
+    /// writer serialization like `mapSize`, read under `lifetime`.
+    private let unusable = Mutex<KVError?>(nil)
+
+    /// Throws the error that left the environment unusable, if any.
+    func requireUsable() throws(KVError) {
+        if let error = unusable.withLock({ $0 }) { throw error }
+    }
+
+    var isUsable: Bool { unusable.withLock { $0.map { _ in false } ?? true } }
+
     /// Doubles the map. REQUIRES: no transaction of this process is active.
+    ///
+    /// LMDB unmaps the old map before it maps the new one, and a failed map leaves the
+    /// environment pointing into unmapped memory (a crash at the next transaction). So the
+    /// address space is tried first with a reservation of the new size that is given back
+    /// at once; the map stays as it was when that fails (a map beyond the address space,
+    /// or a limit such as `ulimit -v`). Should LMDB's own map still fail, the environment
+    /// is marked unusable and every later call reports it.
     func grow() throws(KVError) {
-        let size = mapSize * 2
-        try LMDBError.check(mdb_env_set_mapsize(env, size), "grow map", path: path)
+        try requireUsable()
+        let (size, overflow) = mapSize.multipliedReportingOverflow(by: 2)
+        guard !overflow else { throw KVError(.io, "lmdb map is full and cannot grow beyond \(mapSize) bytes", path: path) }
+        let probe = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let probe, probe != MAP_FAILED else {
+            throw KVError(.io, "lmdb map is full and cannot grow to \(size) bytes: \(String(cString: strerror(errno))) (no address space for it)", path: path)
+        }
+        munmap(probe, size)
+        do {
+            try LMDBError.check(mdb_env_set_mapsize(env, size), "grow map", path: path)
+        } catch {
+            let failure = KVError(.io, "lmdb could not map \(size) bytes after unmapping its map; reopen the store", path: path, cause: "\(error)")
+            unusable.withLock { $0 = failure }
+            throw failure
+        }
         mapSize = size
     }
 

@@ -34,6 +34,14 @@ final class LMDBReadTxn: @unchecked Sendable {
             try gate.withLock { _ in try body(pointer) }
         }
     }
+
+    /// Runs `body`, which makes no LMDB call, while the store is open: bytes LMDB lent
+    /// from the map stay valid until then. Not one caller at a time: `body` may read this
+    /// transaction again (a get from inside an iterator's `withCurrent`), which `use`
+    /// would wait for itself to allow.
+    func whileOpen<R>(_ body: () throws -> R) throws -> R {
+        try backend.lifetime.shared(body)
+    }
 }
 
 final class LMDBReadView: KVReadView {
@@ -77,15 +85,18 @@ final class LMDBIterator: KVIterator {
     init(txn: LMDBReadTxn, range: KeyRange) throws {
         self.txn = txn
         self.range = range
-        let opened: OpaquePointer = try txn.use { pointer in
+        // Registered while the store cannot close, so a close frees the cursor.
+        let (opened, resource) = try txn.use { pointer -> (OpaquePointer, NativeResource) in
             var cursor: OpaquePointer?
             try LMDBError.check(mdb_cursor_open(pointer, txn.backend.env.dbi, &cursor), "cursor open", path: txn.backend.env.path)
-            return cursor!
+            guard let opened = cursor else { throw KVError(.io, "lmdb returned no cursor", path: txn.backend.env.path) }
+            nonisolated(unsafe) let unsafeCursor = opened
+            let resource = NativeResource(rank: 0) { mdb_cursor_close(unsafeCursor) }
+            txn.backend.resources.register(resource)
+            return (opened, resource)
         }
         cursor = opened
-        nonisolated(unsafe) let unsafeCursor = opened
-        resource = NativeResource(rank: 0) { mdb_cursor_close(unsafeCursor) }
-        txn.backend.resources.register(resource)
+        self.resource = resource
         try seek(range.start)
     }
 
@@ -130,7 +141,8 @@ final class LMDBIterator: KVIterator {
     }
 
     func withCurrent<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try txn.use { _ in
+        // The bytes were read by the last seek or next; `body` may use the view again.
+        try txn.whileOpen {
             guard isValid else { throw KVError.iteratorNotValid }
             return try body(currentKey, UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
         }

@@ -75,6 +75,7 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
     /// Begins a read-only transaction (counted by enterReader). Pooled transactions are
     /// renewed instead of allocated.
     func beginRead() throws -> OpaquePointer {
+        try env.requireUsable()
         enterReader()
         if let pooled = monitor.withLock({ readerPool.popLast() }) {
             if mdb_txn_renew(pooled) == 0 { return pooled }
@@ -185,6 +186,7 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
 
     /// Applies a group of batches in one write transaction, growing the map when full.
     private func commit(_ group: [PendingWrite]) throws {
+        try env.requireUsable()
         let durable = group.contains { $0.durable }
         let lastCommitted = lastTransactionID()
         while true {
@@ -304,6 +306,7 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
     func flush() throws {
         try lifetime.shared {
             guard !isReadOnly else { return }
+            try env.requireUsable()
             try LMDBError.check(mdb_env_sync(env.env, 1), "sync", path: env.path)
         }
     }
@@ -315,7 +318,10 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
             for txn in monitor.withLock({ readerPool }) { mdb_txn_abort(txn) }
             monitor.withLock { readerPool.removeAll() }
             if !isReadOnly {
-                do throws(KVError) { try LMDBError.check(mdb_env_sync(env.env, 1), "sync", path: env.path) } catch { failure = error }
+                do throws(KVError) {
+                    try env.requireUsable()
+                    try LMDBError.check(mdb_env_sync(env.env, 1), "sync", path: env.path)
+                } catch { failure = error }
             }
             env.close()
             lock?.release()
@@ -332,6 +338,7 @@ final class LMDBBackend: KVBackend, @unchecked Sendable {
             try checkpoints.create(named: name) { folder in
                 try FileOps.makeDirectories(folder + "/db")
                 // The copy runs its own read transaction: count it so the map never moves.
+                try env.requireUsable()
                 enterReader()
                 let rc = mdb_env_copy2(env.env, folder + "/db", UInt32(MDB_CP_COMPACT))
                 exitReader()

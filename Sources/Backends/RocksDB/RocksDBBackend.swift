@@ -29,7 +29,16 @@ public struct RocksDBBackendFactory: KVBackendFactory {
             throw KVError(.corruption, "the store's rocksdb database is missing", path: root + "/db")
         }
         let db = try RocksDBHandle.open(settings, path: root + "/db", readOnly: false)
-        if folder.isNew { try StoreDirectory.markReady(path: root, backend: name) }
+        if folder.isNew {
+            do {
+                try StoreDirectory.markReady(path: root, backend: name)
+            } catch {
+                // Closed before the store's lock goes: an open in this process again must
+                // not find RocksDB's own lock held.
+                db.close()
+                throw error
+            }
+        }
         return RocksDBBackend(db: db, settings: settings, root: root, lock: folder.lock, readOnly: false)
     }
 
