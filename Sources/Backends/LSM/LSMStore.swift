@@ -188,7 +188,7 @@ final class LSMStore: @unchecked Sendable {
         // heard back, so nothing depended on them: the newest manifest with bytes is the
         // current one, and this open commits past them.
         var ids = manifestNames.compactMap(Manifest.id(of:)).sorted()
-        let listedNewest = ids.last ?? 0
+        var listedNewest = ids.last ?? 0
         // The store's identity, written before its first manifest: a new store gets a new
         // one (whatever a store deleted from here left), a store made before identities
         // existed gets one. A disk cache keeps its pages for one identity only.
@@ -198,9 +198,22 @@ final class LSMStore: @unchecked Sendable {
             _ = try objects.putIfAbsent(Self.identityName, Self.newIdentity())
         }
         var loaded: (UInt64, Manifest)?
+        // A writer still running (the one this open takes over from) may commit a newer
+        // manifest and collect the listed one before it is read: then the listing is taken
+        // again. A manifest that vanished with nothing newer is damage.
+        var relistings = 0
         while let newest = ids.popLast() {
             let name = Manifest.name(newest)
-            guard let bytes = try objects.get(name) else { throw KVError(.corruption, "manifest object is missing", path: name) }
+            guard let bytes = try objects.get(name) else {
+                let again = try objects.list(prefix: "manifest/").compactMap(Manifest.id(of:)).sorted()
+                guard let newer = again.last, newer > newest, relistings < 100 else {
+                    throw KVError(.corruption, "manifest object is missing", path: name)
+                }
+                relistings += 1
+                ids = again
+                listedNewest = max(listedNewest, newer)
+                continue
+            }
             if bytes.isEmpty { continue }
             loaded = (newest, try Manifest.decode(bytes, name: name))
             break

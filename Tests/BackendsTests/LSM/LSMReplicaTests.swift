@@ -210,6 +210,30 @@ import Testing
         try writer.close()
     }
 
+    /// A writer still running commits a newer manifest and collects the one a new opener
+    /// listed, before the opener reads it: the opener lists again and takes over, instead
+    /// of reporting the store damaged ("manifest object is missing").
+    @Test func anOpenerWhoseListedManifestWasCollectedTakesOver() throws {
+        let objects = MemoryObjectStore()
+        let writer = try factory.open(objects: objects, options: options(graceSeconds: 0))
+        defer { try? writer.close() }
+        try writer.put([0x01], [1], durable: true)
+        let listed = Set(try objects.list(prefix: "manifest/"))
+        let hooked = HookedObjects(objects)
+        hooked.beforeManifestGet.withLock {
+            $0 = {
+                _ = try? writer.createCheckpoint(named: "mid")
+                try? writer.put([0x02], [2], durable: true)
+            }
+        }
+        let opener = try factory.open(objects: hooked, options: options(graceSeconds: 0))
+        defer { try? opener.close() }
+        #expect(hooked.beforeManifestGet.withLock { $0 } == nil, "the hook ran")
+        #expect(listed.isDisjoint(with: try objects.list(prefix: "manifest/")), "the listed manifests were collected")
+        #expect(try opener.get([0x01]) == [1])
+        #expect(try opener.get([0x02]) == [2])
+    }
+
     /// The writer commits a manifest that moves nothing (a checkpoint deleted), then,
     /// while the replica installs it and lists the WAL, another that flushes the memtable
     /// and collects the WAL objects below it: the listing misses them. The replica must
@@ -334,13 +358,18 @@ final class ReadOnlyObjects: ObjectStore, @unchecked Sendable {
     func storeClosed() { base.storeClosed() }
 }
 
-/// Forwards to an object store; runs a hook once, before the next listing of the WAL.
+/// Forwards to an object store; runs a hook once, before the next listing of the WAL, and
+/// another once, before the next read of a manifest.
 final class HookedObjects: ObjectStore, @unchecked Sendable {
     let base: any ObjectStore
     let beforeWALListing = Mutex<(@Sendable () -> Void)?>(nil)
+    let beforeManifestGet = Mutex<(@Sendable () -> Void)?>(nil)
     init(_ base: any ObjectStore) { self.base = base }
     var location: String { base.location }
-    func get(_ name: String) throws -> [UInt8]? { try base.get(name) }
+    func get(_ name: String) throws -> [UInt8]? {
+        if name.hasPrefix("manifest/"), let hook = beforeManifestGet.withLock({ hook in defer { hook = nil }; return hook }) { hook() }
+        return try base.get(name)
+    }
     func open(_ name: String) throws -> (any ReadableObject)? { try base.open(name) }
     func list(prefix: String) throws -> [String] {
         if prefix == "wal/", let hook = beforeWALListing.withLock({ hook in defer { hook = nil }; return hook }) { hook() }
