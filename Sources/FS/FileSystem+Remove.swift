@@ -6,20 +6,30 @@
 extension FileSystem {
     public func unlink(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
         if Self.isDotOrDotDot(name) { throw FSError(.EINVAL, "cannot unlink \(Self.show(name))") }
-        let pending = try removeName(cred, dir, name, op: "unlink") { child throws(FSError) in
-            guard child.type != .directory else { throw FSError(.EISDIR, "\(Self.show(name)) is a directory") }
-        } parent: { _ throws(FSError) in }
+        let pending: PendingSync
+        do throws(FSError) {
+            pending = try removeName(cred, dir, name, op: "unlink") { child throws(FSError) in
+                guard child.type != .directory else { throw FSError(.EISDIR, "\(Self.show(name)) is a directory") }
+            } parent: { _ throws(FSError) in }
+        } catch {
+            try answerAfterApplied(error)
+        }
         try awaitDurable(pending)
     }
 
     public func rmdir(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) {
         if name == [0x2E] { throw FSError(.EINVAL, "cannot remove \".\"") }
         if name == [0x2E, 0x2E] { throw FSError(.ENOTEMPTY, "cannot remove \"..\"") }
-        let pending = try removeName(cred, dir, name, op: "rmdir") { child throws(FSError) in
-            guard child.type == .directory else { throw FSError(.ENOTDIR, "\(Self.show(name)) is not a directory") }
-            guard child.entryCount == 0 else { throw FSError(.ENOTEMPTY, "\(Self.show(name)) is not empty") }
-        } parent: { parent throws(FSError) in
-            parent.nlink = try Self.decremented(parent.nlink, "link count of directory \(dir)")
+        let pending: PendingSync
+        do throws(FSError) {
+            pending = try removeName(cred, dir, name, op: "rmdir") { child throws(FSError) in
+                guard child.type == .directory else { throw FSError(.ENOTDIR, "\(Self.show(name)) is not a directory") }
+                guard child.entryCount == 0 else { throw FSError(.ENOTEMPTY, "\(Self.show(name)) is not empty") }
+            } parent: { parent throws(FSError) in
+                parent.nlink = try Self.decremented(parent.nlink, "link count of directory \(dir)")
+            }
+        } catch {
+            try answerAfterApplied(error)
         }
         try awaitDurable(pending)
     }

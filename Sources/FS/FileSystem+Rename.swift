@@ -11,10 +11,14 @@ extension FileSystem {
         }
         try checkWritable()
         let pending: PendingSync
-        if fromDir == toDir {
-            pending = try renameLocked(cred, fromDir, fromName, toDir, toName)
-        } else {
-            pending = try renameLock.withLock { () throws(FSError) in try renameLocked(cred, fromDir, fromName, toDir, toName) }
+        do throws(FSError) {
+            if fromDir == toDir {
+                pending = try renameLocked(cred, fromDir, fromName, toDir, toName)
+            } else {
+                pending = try renameLock.withLock { () throws(FSError) in try renameLocked(cred, fromDir, fromName, toDir, toName) }
+            }
+        } catch {
+            try answerAfterApplied(error)
         }
         // Outside the rename mutex and every inode lock: other renames need not wait for our sync.
         try awaitDurable(pending)

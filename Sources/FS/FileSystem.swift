@@ -310,9 +310,29 @@ public final class FileSystem: Sendable {
     /// durability before returning the result.
     func mutate<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> (R, PendingSync)) throws(FSError) -> R {
         try checkWritable()
-        let (result, pending) = try locked(inodes, body)
+        let result: R
+        let pending: PendingSync
+        do throws(FSError) {
+            (result, pending) = try locked(inodes, body)
+        } catch {
+            try answerAfterApplied(error)
+        }
         try awaitDurable(pending)
         return result
+    }
+
+    /// Throws `error`; first, when it answers whether a name is there (EEXIST, ENOENT,
+    /// ENOTEMPTY) and metadata is durable, waits until every batch applied so far is
+    /// durable: the name may have come or gone with another caller's change that is
+    /// applied but not yet synced, and a crash before that sync would make the answer
+    /// wrong (an EEXIST for a file that never existed). The success paths wait the same
+    /// way (`makeNode`). REQUIRES: no lock held. Inside `DurabilityDeferral.deferring`,
+    /// the wait goes to the caller, as every wait does.
+    func answerAfterApplied(_ error: FSError) throws(FSError) -> Never {
+        if options.durableMetadata, [.EEXIST, .ENOENT, .ENOTEMPTY].contains(error.code) {
+            try awaitDurable(PendingSync(sequence: syncGate.lastApplied))
+        }
+        throw error
     }
 }
 

@@ -102,6 +102,45 @@ import Testing
         #expect(throws: NFSCallError.self) { _ = try s.client.lookup(s.root, "b") }
     }
 
+    /// An answer that a name is absent (or present) when that comes from another call's
+    /// change not yet durable waits for its sync: a crash before it would bring the name
+    /// back (or take it away) after the client was told otherwise.
+    @Test func anAnswerAboutANameWaitsForTheChangeItSaw() throws {
+        let s = try Setup()
+        defer { s.close() }
+        _ = try s.client.create(s.root, "a")
+        s.store.hold(true)
+        let first = s.send(s.remove("a"))
+        #expect(s.store.waitForBlockedSync(timeout: 10), "the first REMOVE never reached its sync")
+        // The name is gone from the tree, not yet from the disk.
+        let second = s.send(s.remove("a"))
+        #expect(second.handled.wait(timeout: .now() + 10) == .success)
+        #expect(second.answered.wait(timeout: .now() + 0.2) == .timedOut, "NOENT answered before the REMOVE it saw was durable")
+        // CREATE GUARDED of a name another call's CREATE applied: EXIST waits the same way.
+        let create = s.record(8) { w in
+            w.opaque(s.root)
+            w.opaque(Array("n".utf8))
+            w.uint32(1)  // GUARDED
+            for _ in 0..<6 { w.bool(false) }  // sattr3: nothing set
+        }
+        let made = s.send(create)
+        #expect(made.handled.wait(timeout: .now() + 10) == .success)
+        let again = s.send(s.record(8) { w in
+            w.opaque(s.root)
+            w.opaque(Array("n".utf8))
+            w.uint32(1)
+            for _ in 0..<6 { w.bool(false) }
+        })
+        #expect(again.handled.wait(timeout: .now() + 10) == .success)
+        #expect(again.answered.wait(timeout: .now() + 0.2) == .timedOut, "EXIST answered before the CREATE it saw was durable")
+        s.store.hold(false)
+        for call in [first, second, made, again] { #expect(call.answered.wait(timeout: .now() + 10) == .success) }
+        #expect(try Self.status(first.reply.withLock { $0 }) == 0)
+        #expect(try Self.status(second.reply.withLock { $0 }) == NFSStatus.noent.rawValue)
+        #expect(try Self.status(made.reply.withLock { $0 }) == 0)
+        #expect(try Self.status(again.reply.withLock { $0 }) == NFSStatus.exist.rawValue)
+    }
+
     /// A sync that fails answers NFS3ERR_IO, with the empty attributes of the result's
     /// failure arm: two FALSE words (wcc_data), three for LINK, four for RENAME.
     @Test func aFailedSyncAnswersIO() throws {

@@ -178,7 +178,10 @@ public final class NFSService: Sendable {
 }
 
 /// Replies of recent non-idempotent calls by (client, xid), checked against a digest of
-/// the whole call so a reused xid with other arguments runs as new. Oldest entries go first.
+/// the whole call so a reused xid with other arguments runs as new. Oldest entries go
+/// first, but never one whose call is still running: its retransmission would run the call
+/// a second time beside the first (the cache then holds more than `capacity` entries until
+/// those calls end; at most the calls in flight on every connection).
 final class DuplicateRequestCache: Sendable {
     /// A call: who sent it, its xid, and its length and digest (not its bytes).
     struct Key: Hashable, Sendable {
@@ -221,13 +224,21 @@ final class DuplicateRequestCache: Sendable {
             if let entry = s.entries[key] { return entry.map { .done($0) } ?? .running }
             s.entries[key] = .some(nil)
             s.order.append(key)
-            if s.order.count - s.head > capacity {
-                s.entries[s.order[s.head]] = nil
+            // Running entries met on the way go to the back, each at most once per call.
+            var running = 0
+            while s.order.count - s.head > capacity, running < s.order.count - s.head {
+                let oldest = s.order[s.head]
                 s.head += 1
-                if s.head > capacity {
-                    s.order.removeFirst(s.head)
-                    s.head = 0
+                if case .some(.none) = s.entries[oldest] {
+                    s.order.append(oldest)
+                    running += 1
+                } else {
+                    s.entries[oldest] = nil
                 }
+            }
+            if s.head > capacity {
+                s.order.removeFirst(s.head)
+                s.head = 0
             }
             return .new
         }

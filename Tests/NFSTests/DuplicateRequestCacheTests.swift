@@ -1,0 +1,52 @@
+// The duplicate-request cache (NFSService.swift): a retransmission of a call still
+// running is dropped and one of a finished call gets its reply; the oldest finished
+// entries go when the cache is full, never a running one.
+
+@testable import NFS
+import Testing
+
+@Suite struct DuplicateRequestCacheTests {
+    private func key(_ xid: UInt32) -> DuplicateRequestCache.Key {
+        DuplicateRequestCache.Key(client: "127.0.0.1:700", xid: xid, record: [1, 2, 3, UInt8(truncatingIfNeeded: xid)])
+    }
+
+    private func isNew(_ begin: DuplicateRequestCache.Begin) -> Bool {
+        if case .new = begin { return true }
+        return false
+    }
+
+    private func isRunning(_ begin: DuplicateRequestCache.Begin) -> Bool {
+        if case .running = begin { return true }
+        return false
+    }
+
+    @Test func aRunningCallIsNeverEvicted() {
+        let cache = DuplicateRequestCache(capacity: 4)
+        #expect(isNew(cache.begin(key(1))))
+        // Far more calls than the capacity begin and end while call 1 still runs.
+        for xid in UInt32(2)..<100 {
+            #expect(isNew(cache.begin(key(xid))))
+            cache.finish(key(xid), [UInt8(xid)])
+        }
+        #expect(isRunning(cache.begin(key(1))), "the running call's entry was evicted: a retransmission would run it again")
+        cache.finish(key(1), [42])
+        if case .done(let reply) = cache.begin(key(1)) {
+            #expect(reply == [42])
+        } else {
+            Issue.record("the finished call's reply is not cached")
+        }
+        // The newest finished calls are still answered, the oldest are gone.
+        if case .done(let reply) = cache.begin(key(99)) { #expect(reply == [99]) } else { Issue.record("call 99 was evicted") }
+        #expect(isNew(cache.begin(key(2))))
+    }
+
+    @Test func runningCallsMayHoldTheCacheOverItsCapacity() {
+        let cache = DuplicateRequestCache(capacity: 2)
+        for xid in UInt32(1)...5 { #expect(isNew(cache.begin(key(xid)))) }
+        for xid in UInt32(1)...5 { #expect(isRunning(cache.begin(key(xid))), "call \(xid)") }
+        for xid in UInt32(1)...5 { cache.finish(key(xid), [UInt8(xid)]) }
+        #expect(isNew(cache.begin(key(6))))
+        // Finished entries go again once a new call needs room.
+        if case .done = cache.begin(key(1)) { Issue.record("the cache kept call 1 past its capacity") }
+    }
+}
