@@ -178,8 +178,7 @@ final class LMDBEnvironment: @unchecked Sendable {
 
     /// Set when growing the map failed after LMDB had unmapped the old one: LMDB then
     /// holds pointers into the unmapped range, and any transaction would read them. Every
-    /// later call fails instead (`requireUsable`); guarded by the backend's lifetime and
-    /// writer serialization like `mapSize`, read under `lifetime`.
+    /// later call fails instead (`requireUsable`).
     private let unusable = Mutex<KVError?>(nil)
 
     /// Throws the error that left the environment unusable, if any.
