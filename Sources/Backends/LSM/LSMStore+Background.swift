@@ -258,8 +258,8 @@ extension LSMStore {
         }
         next.nextWALID = wal.withLock { nextWALID }
         next.tornWAL = next.tornWAL.filter { $0 >= next.walReplayFrom }
-        guard try objects.putIfAbsent(Manifest.name(id + 1), next.encode()) else {
-            throw KVError(.fenced, "another writer took over this store (manifest \(id + 1) exists)", path: objects.location)
+        let committed = try Self.commitManifest(objects, next.encode(), from: id + 1) { taken in
+            KVError(.fenced, "another writer took over this store (manifest \(taken) exists)", path: objects.location)
         }
         // WAL segments below the new replay start hold only records now in tables.
         let obsolete = wal.withLock { () -> [any AppendableObject] in
@@ -275,7 +275,7 @@ extension LSMStore {
         }
         state.withLock {
             manifest = next
-            manifestID = id + 1
+            manifestID = committed
             version = Version(levels: levels)
             immutables.removeFirst(removed)
             if version.l0Pressure >= options.l0CompactionTrigger { compactionPending = true }

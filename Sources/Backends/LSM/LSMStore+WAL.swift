@@ -62,7 +62,9 @@ extension LSMStore {
         mem.walEnd = tail.end
         immutables.append(mem)
         mem = Memtable(firstWAL: first)
-        return tail
+        var claim = tail
+        claim.nextMemtable = mem
+        return claim
     }
 
     /// Waits until the WAL is written up to `position` (or has failed: its error).
@@ -77,7 +79,8 @@ extension LSMStore {
 
     /// Writes the records `rotateMemtable` claimed and seals their segment.
     func finishRotation(_ tail: WALClaim) throws {
-        let written = writeWAL(tail)
+        var tail = tail
+        let written = writeWAL(&tail)
         try wal.withLock { try settleWAL(tail, written) }
     }
 
@@ -107,6 +110,9 @@ extension LSMStore {
         var markerInSealed: Bool
         /// The segment the records go to held a sync marker already.
         var segmentMarked: Bool
+        /// A rotation's claim: the memtable that took the frozen one's place, whose first
+        /// WAL object moves up if these records have to go to a later one.
+        var nextMemtable: Memtable?
     }
 
     /// Takes every buffered record for writing and marks the WAL busy (`walFlushing`).
@@ -150,8 +156,12 @@ extension LSMStore {
     }
 
     /// Writes a claim's records (no lock held): the segment they went to (nil when none),
-    /// or the failure.
-    private func writeWAL(_ claim: WALClaim) -> Result<(any AppendableObject)?, KVError> {
+    /// or the failure. Where each write is an object of its own, an upload of ours cut
+    /// short that the server kept empty moves the records to the next WAL id (`claim.id`
+    /// changes): another writer taking over may have read the empty object as the torn
+    /// end of the log, so filling it in later would slip records in behind its back.
+    /// Readers pass over empty WAL objects (format-wal.md).
+    private func writeWAL(_ claim: inout WALClaim) -> Result<(any AppendableObject)?, KVError> {
         do {
             // Records in sealed segments must be durable before this sync promises
             // prefix durability.
@@ -200,8 +210,29 @@ extension LSMStore {
                 return .success(segment)
             } else if !(claim.sealing && claim.records.isEmpty) {
                 let object = claim.records.reduce(into: WALFormat.header()) { WALFormat.appendRecord(&$0, seq: $1.seq, batch: $1.batch) }
-                if try !objects.putIfAbsent(WALFormat.name(claim.id), object) {
-                    throw KVError(.fenced, "another writer took over this store (WAL object \(claim.id) exists)", path: objects.location)
+                var cuts = 0
+                while true {
+                    switch try objects.putIfAbsentOrCut(WALFormat.name(claim.id), object) {
+                    case .written:
+                        break
+                    case .taken:
+                        throw KVError(.fenced, "another writer took over this store (WAL object \(claim.id) exists)", path: objects.location)
+                    case .cutShort:
+                        cuts += 1
+                        guard cuts < Self.cutShortAttempts else {
+                            throw KVError(.io, "\(cuts) uploads in a row were cut short", path: WALFormat.name(claim.id))
+                        }
+                        // Nothing else takes WAL ids while this flush runs (`walFlushing`).
+                        let nextMemtable = claim.nextMemtable
+                        claim.id = wal.withLock { () -> UInt64 in
+                            let id = nextWALID
+                            nextWALID += 1
+                            nextMemtable?.moveFirstWAL(to: nextWALID)
+                            return id
+                        }
+                        continue
+                    }
+                    break
                 }
             }
             return .success(nil)
@@ -356,9 +387,9 @@ extension LSMStore {
                 wal.wait()
                 continue
             }
-            let claim = claimWAL(sync: sync, sealing: false)
+            var claim = claimWAL(sync: sync, sealing: false)
             wal.unlock()
-            let written = writeWAL(claim)
+            let written = writeWAL(&claim)
             wal.lock()
             try settleWAL(claim, written)
         }

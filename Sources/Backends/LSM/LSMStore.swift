@@ -167,6 +167,28 @@ final class LSMStore: @unchecked Sendable {
 
     /// Opens (or creates) the store in `objects`: reads the newest manifest, takes over as
     /// writer (a new epoch, a fence in the WAL), replays the WAL into the memtable.
+    /// Attempts of one WAL write or manifest commit whose uploads were cut short (the
+    /// server kept an empty object) before it gives up with `.io`.
+    static let cutShortAttempts = 8
+
+    /// Puts a manifest under the first free id from `first` on: the id it went to. An id
+    /// another writer took throws `taken(id)`; an upload of ours cut short, kept empty by
+    /// the server, moves on to the next id (readers pass over empty manifests, and another
+    /// opener may have read this one empty and committed past it: filling it in would
+    /// make a commit it never saw).
+    static func commitManifest(_ objects: any ObjectStore, _ bytes: [UInt8], from first: UInt64, taken: (UInt64) -> KVError) throws -> UInt64 {
+        var id = first
+        while true {
+            switch try objects.putIfAbsentOrCut(Manifest.name(id), bytes) {
+            case .written: return id
+            case .taken: throw taken(id)
+            case .cutShort:
+                guard id - first + 1 < cutShortAttempts else { throw KVError(.io, "\(cutShortAttempts) uploads in a row were cut short", path: Manifest.name(id)) }
+                id += 1
+            }
+        }
+    }
+
     /// Table ids each writer has to itself (2^40: more than any writer makes; 2^24 opens
     /// before the ids run out, and after that writers share one range again).
     static let tableIDsPerEpoch: UInt64 = 1 << 40
@@ -260,6 +282,14 @@ final class LSMStore: @unchecked Sendable {
                 }
                 throw KVError(.io, "WAL object vanished while the store was opening", path: WALFormat.name(id))
             }
+            // An empty object where each WAL write is an object of its own is an upload cut
+            // off before its body (SeaweedFS keeps those): it never held a record, and its
+            // writer put the records under the next id (or died first). It is passed over
+            // wherever it stands, not taken for a torn end.
+            if bytes.isEmpty && !(objects is any AppendableObjectStore) {
+                decoded.append((id, WALFormat.Contents(records: [], tear: nil)))
+                continue
+            }
             decoded.append((id, try WALFormat.decode(bytes, name: WALFormat.name(id))))
         }
         // A torn object is the tail of the log when nothing after it holds records (only
@@ -345,9 +375,8 @@ final class LSMStore: @unchecked Sendable {
         current.nextWALID = fenceID + 1
         current.tornWAL = torn.filter { $0 >= replayFrom }.sorted()
         current.lastSeq = lastSeq
-        let committing = max(currentID, listedNewest) + 1
-        guard try objects.putIfAbsent(Manifest.name(committing), current.encode()) else {
-            throw KVError(.fenced, "another writer committed manifest \(committing) while this store was opening", path: objects.location)
+        let committing = try Self.commitManifest(objects, current.encode(), from: max(currentID, listedNewest) + 1) { taken in
+            KVError(.fenced, "another writer committed manifest \(taken) while this store was opening", path: objects.location)
         }
         manifest = current
         manifestID = committing

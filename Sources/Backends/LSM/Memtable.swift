@@ -11,6 +11,7 @@
 
 import Engine
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -39,8 +40,15 @@ final class Memtable: @unchecked Sendable {
     /// Point deletions added.
     private(set) var deletions = 0
     private var rangeDeletes: [(start: [UInt8], end: [UInt8], seq: UInt64)] = []
-    /// The first WAL object holding this memtable's data.
-    let firstWAL: UInt64
+    /// The first WAL object holding this memtable's data. Moved up (`moveFirstWAL`) only
+    /// before any of its data is written, when the frozen memtable's last records had to go
+    /// to a later WAL object than planned (an upload cut short, LSMStore+WAL.swift).
+    var firstWAL: UInt64 { firstWALValue.load(ordering: .acquiring) }
+    private let firstWALValue: Atomic<UInt64>
+
+    func moveFirstWAL(to id: UInt64) {
+        firstWALValue.store(id, ordering: .releasing)
+    }
     /// Set when frozen (under the store's state lock): the WAL position (`walAppended`) of
     /// its last record. Its flush commits only once the WAL is written up to there.
     var walEnd: UInt64 = 0
@@ -58,7 +66,7 @@ final class Memtable: @unchecked Sendable {
     private var batches: [(rep: [UInt8], seq: UInt64)] = []
 
     init(firstWAL: UInt64) {
-        self.firstWAL = firstWAL
+        firstWALValue = Atomic(firstWAL)
         head = UnsafeMutableRawPointer.allocate(byteCount: 24 + 8 * Self.maxHeight, alignment: 8)
         head.initializeMemory(as: UInt8.self, repeating: 0, count: 24 + 8 * Self.maxHeight)
     }

@@ -217,6 +217,14 @@ public final class DiskCachedObjectStore: ObjectStore, ObjectOperationCounting {
         return true
     }
 
+    public func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8]) throws -> PutIfAbsentOutcome {
+        let outcome = try base.putIfAbsentOrCut(name, bytes)
+        guard outcome == .written else { return outcome }
+        if name == identity { try adopt(identity: bytes) }
+        if cacheable(name) { fill(name, bytes) }
+        return outcome
+    }
+
     public func list(prefix: String) throws -> [String] { try base.list(prefix: prefix) }
 
     public func delete(_ name: String) throws {

@@ -74,9 +74,32 @@ public protocol ObjectStore: AnyObject, Sendable {
     /// hold on its folder). An object store serves one open store: the lsm backend calls
     /// this when that store closes, and a wrapper forwards it. The default does nothing.
     func storeClosed()
+
+    /// `putIfAbsent` for names whose emptiness a reader acts on (WAL objects, manifests):
+    /// when an earlier attempt of this very put was cut off and the server kept what it
+    /// got (an empty object: SeaweedFS does, s3.md), the answer is `.cutShort` and the
+    /// object is left as it is, where `putIfAbsent` fills it in. Another writer may have
+    /// read it empty meanwhile and acted on that; the caller puts its bytes under the next
+    /// name instead. The default: `putIfAbsent` (no store but S3 keeps cut uploads).
+    func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8]) throws -> PutIfAbsentOutcome
+}
+
+/// What a put-if-absent did (`putIfAbsentOrCut`).
+public enum PutIfAbsentOutcome: Sendable, Equatable {
+    /// The object is in place, whole.
+    case written
+    /// Another writer's object has the name; nothing was written.
+    case taken
+    /// An attempt of this put was cut short and the server kept an empty object under
+    /// the name, which stays as it is.
+    case cutShort
 }
 
 extension ObjectStore {
+    public func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8]) throws -> PutIfAbsentOutcome {
+        try putIfAbsent(name, bytes) ? .written : .taken
+    }
+
     public func setInService(_ inService: Bool) {}
     public func storeClosed() {}
 }

@@ -71,15 +71,28 @@ public final class S3ObjectStore: ObjectStore, ObjectOperationCounting {
 
     /// putIfAbsent with a given id (tests choose it to play a lost reply).
     func putIfAbsent(_ name: String, _ bytes: [UInt8], putID: String) throws -> Bool {
+        switch try putIfAbsentOrCut(name, bytes, putID: putID) {
+        case .written: return true
+        case .taken: return false
+        case .cutShort: return try replaceCut(name, bytes)
+        }
+    }
+
+    public func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8]) throws -> PutIfAbsentOutcome {
+        try putIfAbsentOrCut(name, bytes, putID: Self.newPutID())
+    }
+
+    /// putIfAbsentOrCut with a given id (tests choose it).
+    func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8], putID: String) throws -> PutIfAbsentOutcome {
         let request = S3Request(
             method: .PUT, key: key(name), headers: [("if-none-match", "*"), (Self.putIDHeader, putID)], body: bytes, kind: .put)
         let response = try client.send(request)
-        if response.isSuccess { return true }
+        if response.isSuccess { return .written }
         guard response.status == 412 else { throw client.failure(response, "PUT if absent", key: key(name)) }
         switch try refusedPut(name, putID: putID, attempts: response.attempts, size: bytes.count) {
-        case .theirs: return false
-        case .ours: return true
-        case .oursCut: return try replaceCut(name, bytes)
+        case .theirs: return .taken
+        case .ours: return .written
+        case .oursCut: return .cutShort
         }
     }
 
