@@ -390,7 +390,7 @@ extension Pool {
         // Atimes deferred by reads so far are written while the dataset can still take
         // them: once read-only, its notes are dropped (AccessTimes.swift), and an atime a
         // client was shown would go back.
-        if readonly { try? handles.withLock({ $0[id] })?.flushAccessTimes() }
+        if readonly { _ = try? handles.withLock({ $0[id] })?.flushAccessTimes() }
         try finish(try exclusively([id]) { () throws(DatasetError) in
             try change { s, batch throws(DatasetError) in
                 guard var record = s.forest.datasets[id] else { throw DatasetError(.notFound, "no dataset \(name.debugDescription)") }
@@ -415,7 +415,7 @@ extension Pool {
             return recursive ? s.forest.subtree(record.id) : [record.id]
         }
         // Atimes deferred by reads so far are in the snapshot (AccessTimes.swift).
-        for id in targets { try? handles.withLock({ $0[id] })?.flushAccessTimes() }
+        for id in targets { _ = try? handles.withLock({ $0[id] })?.flushAccessTimes() }
         let ids = try finish(try exclusively(targets) { () throws(DatasetError) in
             try change { s, batch throws(DatasetError) -> [UInt64] in
                 for id in targets {
