@@ -93,6 +93,10 @@ public struct ZeroFSConfig: Sendable, Equatable {
     public var nfsThreads = 8
     /// TCP congestion control for loopback clients; "" keeps the system's.
     public var nfsLoopbackCongestion = "reno"
+    /// Connections each NFS address serves at once.
+    public var nfsMaxConnections = 1024
+    /// MiB of replies each NFS address holds for clients that have not read them.
+    public var nfsMaxUnsentReplyMiB = 128
     // [servers.rpc]
     public var rpcAddresses = [ServerAddress(host: "127.0.0.1", port: 7000)]
 
@@ -405,9 +409,11 @@ private struct Reader {
         if let servers = try subtable(root, "servers", "servers") {
             try keys(servers, "servers", allowed: ["nfs", "rpc"])
             if let nfs = try subtable(servers, "nfs", "servers.nfs") {
-                try keys(nfs, "servers.nfs", allowed: ["addresses", "threads", "loopback_congestion"])
+                try keys(nfs, "servers.nfs", allowed: ["addresses", "threads", "loopback_congestion", "max_connections", "max_unsent_reply_mib"])
                 if let addresses = try addresses(nfs, "servers.nfs.addresses") { config.nfsAddresses = addresses }
                 if let threads = try integer(nfs, "threads", "servers.nfs.threads", 1...1024) { config.nfsThreads = threads }
+                if let count = try integer(nfs, "max_connections", "servers.nfs.max_connections", 1...65536) { config.nfsMaxConnections = count }
+                if let mib = try integer(nfs, "max_unsent_reply_mib", "servers.nfs.max_unsent_reply_mib", 1...65536) { config.nfsMaxUnsentReplyMiB = mib }
                 if let name = try string(nfs, "loopback_congestion", "servers.nfs.loopback_congestion") {
                     // A kernel name of an algorithm: at most 15 characters (TCP_CA_NAME_MAX).
                     let valid = name.count <= 15 && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }

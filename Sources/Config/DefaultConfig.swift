@@ -71,6 +71,11 @@ extension ZeroFSConfig {
         # TCP congestion control for clients on this machine (loopback): unlike BBR,
         # reno does not pace replies; "" keeps the system's choice.
         loopback_congestion = "reno"
+        # Connections served at once (one more is closed at once).
+        max_connections = 1024
+        # MiB of replies held for clients that have not read them; a connection that
+        # would hold more than its first closes (its client reconnects and resends).
+        max_unsent_reply_mib = 128
 
         [servers.rpc]
         # The gRPC AdminService, used by the zerofs command line.

@@ -115,6 +115,8 @@ struct Run: ParsableCommand {
             options.port = address.port
             options.threads = config.nfsThreads
             options.loopbackCongestion = config.nfsLoopbackCongestion
+            options.maxConnections = config.nfsMaxConnections
+            options.maxUnsentReplyBytes = config.nfsMaxUnsentReplyMiB << 20
             do {
                 nfsServers.append(try NFSServer.start(nfs, options: options))
             } catch {

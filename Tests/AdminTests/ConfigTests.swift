@@ -67,6 +67,8 @@ import Testing
             addresses = ["127.0.0.1:12049", "[::1]:12050"]
             threads = 4
             loopback_congestion = "cubic"
+            max_connections = 16
+            max_unsent_reply_mib = 32
             [servers.rpc]
             addresses = ["127.0.0.1:17000"]
             [logging]
@@ -88,6 +90,7 @@ import Testing
         #expect(!config.fsOptions.compressChunks)
         #expect(config.nfsAddresses == [ServerAddress(host: "127.0.0.1", port: 12049), ServerAddress(host: "::1", port: 12050)])
         #expect(config.nfsThreads == 4)
+        #expect(config.nfsMaxConnections == 16 && config.nfsMaxUnsentReplyMiB == 32)
         #expect(config.nfsLoopbackCongestion == "cubic")
         #expect(config.rpcAddresses == [ServerAddress(host: "127.0.0.1", port: 17000)])
         #expect(config.logLevel == .debug)
@@ -136,6 +139,8 @@ import Testing
             ("[servers.nfs]\nloopback_congestion = \"Reno!\"", "servers.nfs.loopback_congestion", "congestion control name"),
             ("[servers.nfs]\nloopback_congestion = \"a_name_longer_than_15\"", "servers.nfs.loopback_congestion", "congestion control name"),
             ("[servers.nfs]\nloopback_congestion = 1", "servers.nfs.loopback_congestion", "string"),
+            ("[servers.nfs]\nmax_connections = 0", "servers.nfs.max_connections", "1"),
+            ("[servers.nfs]\nmax_unsent_reply_mib = 70000", "servers.nfs.max_unsent_reply_mib", "65536"),
             ("[servers.rpc]\naddresses = [7000]", "servers.rpc.addresses", "HOST:PORT"),
             ("[logging]\nlevel = \"loud\"", "logging.level", "one of"),
             ("storage = 1", "storage", "table"),

@@ -170,4 +170,101 @@ final class RawConnection {
         }
         #expect(xids == Set(1...48))
     }
+
+    /// A NULL call on `connection` answered, or nil when the server closed it.
+    private func null(_ connection: RawConnection, xid: UInt32) -> Reply? {
+        connection.send(RecordDecoder.frame(Call.record(xid: xid, program: 100_003, version: 3, procedure: 0)))
+        var decoder = RecordDecoder(limit: 1 << 20)
+        var pending: [[UInt8]] = []
+        return connection.receiveRecord(decoder: &decoder, pending: &pending).flatMap { try? Reply($0) }
+    }
+
+    @Test func aConnectionBeyondTheLimitIsClosedAtOnce() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { try? f.fs.close() }
+        var options = NFSServer.Options()
+        options.port = 0
+        options.maxConnections = 2
+        let server = try NFSServer.start(NFSService(pool: f.fs.pool), options: options)
+        defer { server.stop() }
+        var first: RawConnection? = try RawConnection(port: server.port)
+        let second = try RawConnection(port: server.port)
+        #expect(null(try #require(first), xid: 1)?.xid == 1)
+        #expect(null(second, xid: 2)?.xid == 2)
+        let third = try RawConnection(port: server.port)
+        #expect(null(third, xid: 3) == nil, "a third connection was served beyond the limit of 2")
+        // Once one ends, a new one is served.
+        first = nil
+        let deadline = Date().addingTimeInterval(10)
+        while server.connections.current > 1, Date() < deadline { usleep(10_000) }
+        let fourth = try RawConnection(port: server.port)
+        #expect(null(fourth, xid: 4)?.xid == 4)
+        #expect(null(second, xid: 5)?.xid == 5)
+    }
+
+    /// Clients that pipeline 1 MiB READs on several connections and read no replies: the
+    /// server holds their replies within its budget (plus one reply per connection), not
+    /// `maxInFlight` per connection, by closing a connection that would hold more; a
+    /// client that reads its replies is served all along.
+    @Test func repliesNobodyReadsStayWithinTheBudget() throws {
+        let f = try FSFixture(MemoryBackendFactory())
+        defer { try? f.fs.close() }
+        let direct = NFSTestClient(NFSService(pool: f.fs.pool))
+        let root = try direct.mount("/")
+        let file = try direct.create(root, "big")
+        let content = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 10) }
+        _ = try direct.write(file, 0, content)
+
+        var options = NFSServer.Options()
+        options.port = 0
+        options.threads = 2
+        options.maxUnsentReplyBytes = 4 << 20
+        let server = try NFSServer.start(NFSService(pool: f.fs.pool), options: options)
+        defer { server.stop() }
+        func reads(_ count: Int, from xid: Int) -> [UInt8] {
+            var stream: [UInt8] = []
+            for n in xid..<(xid + count) {
+                let args = Call.args { w in
+                    w.opaque(file)
+                    w.uint64(0)
+                    w.uint32(1 << 20)
+                }
+                stream += RecordDecoder.frame(Call.record(xid: UInt32(n), program: 100_003, version: 3, procedure: 6, args: args))
+            }
+            return stream
+        }
+        let stuck = try (0..<4).map { _ in try RawConnection(port: server.port) }
+        for connection in stuck {
+            let sending = UncheckedBox((connection, reads(32, from: 1)))
+            Thread { sending.value.0.send(sending.value.1) }.start()
+        }
+        Thread.sleep(forTimeInterval: 1)
+
+        // A client that reads its replies gets every one, whole.
+        let reader = try RawConnection(port: server.port)
+        reader.send(reads(8, from: 100))
+        var decoder = RecordDecoder(limit: 2 << 20)
+        var pending: [[UInt8]] = []
+        for _ in 0..<8 {
+            var reply = try Reply(try #require(reader.receiveRecord(decoder: &decoder, pending: &pending)))
+            #expect(try reply.body.uint32() == 0)
+            try NFSTestClient.skipPostOp(&reply.body)
+            #expect(try reply.body.uint32() == 1 << 20)
+            _ = try reply.body.bool()
+            #expect(try reply.body.opaque(limit: 2 << 20) == content)
+        }
+        let bound = options.maxUnsentReplyBytes + 5 * ((1 << 20) + 4096)
+        #expect(server.replyBudget.peakBytesHeld <= bound, "held \(server.replyBudget.peakBytesHeld) bytes of replies nobody read")
+        #expect(server.replyBudget.peakBytesHeld >= options.maxUnsentReplyBytes / 2, "the stuck clients never filled the budget: the test proves nothing")
+        // Some stuck connection was closed before its 32 replies.
+        var closed = 0
+        for connection in stuck {
+            var decoder = RecordDecoder(limit: 2 << 20)
+            var pending: [[UInt8]] = []
+            var got = 0
+            while got < 32, connection.receiveRecord(decoder: &decoder, pending: &pending) != nil { got += 1 }
+            if got < 32 { closed += 1 }
+        }
+        #expect(closed >= 1)
+    }
 }

@@ -5,7 +5,10 @@
 // matched by xid); with `maxInFlight` calls whose replies are not yet written it stops
 // reading, and running the calls it has read, until replies go out: a client that reads no
 // replies holds at most that many in the server. A record longer than `maxRecord` closes
-// that connection only.
+// that connection only. Over every connection, the replies clients have not taken are held
+// within `maxUnsentReplyBytes` (ReplyWriter); at most `maxConnections` connections are
+// served at once (one more is closed at once); TCP keepalive closes a connection whose
+// client is gone.
 
 import Engine
 import FS
@@ -24,6 +27,11 @@ public final class NFSServer: Sendable {
         public var threads = 8
         public var maxRecord = (1 << 20) + 4096
         public var maxInFlight = 64
+        /// Connections served at once; one accepted beyond them is closed at once.
+        public var maxConnections = 1024
+        /// Bytes of replies the server holds for clients that have not read them, over
+        /// every connection (ReplyBudget).
+        public var maxUnsentReplyBytes = 128 << 20
         /// TCP congestion control for clients on the loopback interface ("" keeps the
         /// system's): reno, which does not pace (CongestionControl, Docs/nfs.md).
         public var loopbackCongestion = "reno"
@@ -33,15 +41,23 @@ public final class NFSServer: Sendable {
 
     public let service: NFSService
     public let port: Int
+    /// Replies held for clients that have not read them.
+    let replyBudget: ReplyBudget
+    /// Connections being served.
+    let connections: ConnectionCount
     private let group: MultiThreadedEventLoopGroup
     private let workers: WorkerPool
     private let listener: Listener
     /// This server holds the process's `AllocatorTrimmer` until it stops.
     private let holdsTrimmer = Atomic<Bool>(true)
 
-    private init(service: NFSService, group: MultiThreadedEventLoopGroup, workers: WorkerPool, listener: Listener) {
+    private init(
+        service: NFSService, group: MultiThreadedEventLoopGroup, workers: WorkerPool, listener: Listener, replyBudget: ReplyBudget, connections: ConnectionCount
+    ) {
         self.service = service
         self.port = listener.port
+        self.replyBudget = replyBudget
+        self.connections = connections
         self.group = group
         self.workers = workers
         self.listener = listener
@@ -58,17 +74,27 @@ public final class NFSServer: Sendable {
             throw error
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let budget = ReplyBudget(limit: options.maxUnsentReplyBytes)
+        let connections = ConnectionCount(limit: options.maxConnections)
         listener.start { socket in
+            guard connections.enter() else {
+                close(socket)
+                connections.noteRefused(options.maxConnections)
+                return
+            }
             var one: Int32 = 1
             setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            Keepalive.enable(socket)
             CongestionControl.prepare(socket, options.loopbackCongestion)
             // The workers' descriptor; SwiftNIO owns (and closes) the accepted one.
             let writing = fcntl(socket, F_DUPFD_CLOEXEC, 0)
             guard writing >= 0 else {
                 close(socket)
+                connections.leave()
                 return
             }
-            let writer = ReplyWriter(fd: writing)
+            let slot = ConnectionSlot(connections)
+            let writer = ReplyWriter(fd: writing, budget: budget)
             ClientBootstrap(group: group)
                 // Reads of up to a whole 1 MiB WRITE at once, growing only while reads fill them.
                 .channelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: options.maxRecord))
@@ -77,14 +103,18 @@ public final class NFSServer: Sendable {
                         writer.attach(channel)
                         let handler = RPCConnectionHandler(service: service, workers: workers, writer: writer, options: options)
                         try channel.pipeline.syncOperations.addHandler(handler)
+                        channel.closeFuture.whenComplete { _ in slot.release() }
                     }
                 }
                 .withConnectedSocket(socket)
-                .whenFailure { _ in writer.close() }
+                .whenFailure { _ in
+                    writer.close()
+                    slot.release()
+                }
         }
         // Bursts of calls leave free memory with the allocator; it goes back once they end.
         AllocatorTrimmer.shared.hold()
-        return NFSServer(service: service, group: group, workers: workers, listener: listener)
+        return NFSServer(service: service, group: group, workers: workers, listener: listener, replyBudget: budget, connections: connections)
     }
 
     /// Why the congestion control `name` cannot be set on this machine (not built into
@@ -222,5 +252,73 @@ final class RPCConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// The connections a server serves, at most `limit`.
+final class ConnectionCount: Sendable {
+    let limit: Int
+    private let count = Atomic<Int>(0)
+    /// When a refusal was last reported (ns, wall clock), so a flood is one line per 10 s.
+    private let lastReport = Atomic<UInt64>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    var current: Int { count.load(ordering: .relaxed) }
+
+    /// Counts a new connection; false (not counted) when `limit` are served.
+    func enter() -> Bool {
+        if count.wrappingAdd(1, ordering: .relaxed).newValue <= limit { return true }
+        count.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func leave() {
+        count.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    func noteRefused(_ limit: Int) {
+        let now = FileOps.nowNanos()
+        let last = lastReport.load(ordering: .relaxed)
+        guard now &- last >= 10_000_000_000 || last == 0,
+              lastReport.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        printError("zerofs: NFS: \(limit) connections are served (servers.nfs.max_connections); new ones are closed until some end")
+    }
+}
+
+/// One served connection's place in `ConnectionCount`, given back once.
+final class ConnectionSlot: Sendable {
+    private let connections: ConnectionCount
+    private let released = Atomic<Bool>(false)
+
+    init(_ connections: ConnectionCount) {
+        self.connections = connections
+    }
+
+    func release() {
+        if !released.exchange(true, ordering: .relaxed) { connections.leave() }
+    }
+}
+
+/// TCP keepalive on an accepted connection: a client machine that went away without
+/// closing (a crash, a cable) is found after about two minutes of silence (60 s idle, then
+/// six probes 10 s apart) and its connection closed, instead of holding its descriptors
+/// and its place among `maxConnections` for ever.
+enum Keepalive {
+    static let idleSeconds: Int32 = 60
+    static let intervalSeconds: Int32 = 10
+    static let probes: Int32 = 6
+
+    static func enable(_ fd: Int32) {
+        func set(_ level: Int32, _ name: Int32, _ value: Int32) {
+            var value = value
+            setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
+        }
+        set(SOL_SOCKET, SO_KEEPALIVE, 1)
+        set(Int32(IPPROTO_TCP), TCP_KEEPIDLE, idleSeconds)
+        set(Int32(IPPROTO_TCP), TCP_KEEPINTVL, intervalSeconds)
+        set(Int32(IPPROTO_TCP), TCP_KEEPCNT, probes)
     }
 }

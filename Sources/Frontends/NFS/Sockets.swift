@@ -158,6 +158,40 @@ enum CongestionControl {
     }
 }
 
+/// The bytes of replies that clients' sockets have not taken yet, over every connection of
+/// a server (what the event loops hold for them), and the most it may hold.
+final class ReplyBudget: Sendable {
+    let limit: Int
+    private let held = Atomic<Int>(0)
+    /// The most held at once.
+    private let peak = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    var bytesHeld: Int { held.load(ordering: .relaxed) }
+    var peakBytesHeld: Int { peak.load(ordering: .relaxed) }
+
+    /// Takes `bytes` if the total stays within the limit (or `always`); false otherwise.
+    func take(_ bytes: Int, always: Bool) -> Bool {
+        var current = held.load(ordering: .relaxed)
+        while true {
+            if !always && current + bytes > limit { return false }
+            let (exchanged, original) = held.compareExchange(expected: current, desired: current + bytes, ordering: .relaxed)
+            if exchanged {
+                _ = peak.max(current + bytes, ordering: .relaxed)
+                return true
+            }
+            current = original
+        }
+    }
+
+    func give(_ bytes: Int) {
+        held.subtract(bytes, ordering: .relaxed)
+    }
+}
+
 /// The write side of one connection, shared by the workers running its calls. One worker
 /// at a time writes: a worker that finds another writing leaves its reply in the queue,
 /// and the writing worker sends it after its own, so no worker waits for another (waiting
@@ -171,6 +205,13 @@ enum CongestionControl {
 /// its bytes are all in the socket, or dropped with a closed connection: the connection
 /// counts a call until then, so a client that does not read its replies stops its own
 /// calls being read (NFSServer).
+///
+/// What the event loops hold for slow clients counts against the server's `ReplyBudget`.
+/// A connection's first held reply always goes; one more that the budget has no room for
+/// closes the connection instead (its replies are dropped: the client reconnects and sends
+/// its calls again, and the duplicate-request cache answers the ones that change things).
+/// So clients that pipeline calls and read no replies, over many connections, hold at most
+/// the budget plus one reply per connection, not 64 (`maxInFlight`) per connection.
 final class ReplyWriter: Sendable {
     typealias Written = @Sendable () -> Void
 
@@ -189,12 +230,18 @@ final class ReplyWriter: Sendable {
         var viaLoop = 0
         /// `close` came while a worker was writing: that worker closes.
         var closeWhenDone = false
+        /// Bytes handed to the event loop and not yet written (taken from `budget`).
+        var heldBytes = 0
+        /// The budget had no room for a reply: the channel is being closed.
+        var overBudget = false
     }
 
     private let state: Locked<State>
+    private let budget: ReplyBudget
 
-    init(fd: Int32) {
+    init(fd: Int32, budget: ReplyBudget) {
         state = Locked(State(fd: fd))
+        self.budget = budget
     }
 
     func attach(_ channel: any Channel) {
@@ -213,19 +260,21 @@ final class ReplyWriter: Sendable {
     /// Writes the record mark and `reply`, or leaves them to the worker writing now or to
     /// the event loop.
     func send(_ reply: [UInt8]) {
+        var dropped: Written?
         let fd = state.withLock { s -> Int32? in
             guard s.fd >= 0, let channel = s.channel else { return nil }
             if s.writing {
                 s.queue.append(reply)
                 return nil
             }
-            if s.viaLoop > 0 {
-                handToLoop(&s, channel, reply, sent: 0)
+            if s.viaLoop > 0 || s.overBudget {
+                if !handToLoop(&s, channel, reply, sent: 0) { dropped = s.written }
                 return nil
             }
             s.writing = true
             return s.fd
         }
+        dropped?()
         guard let fd else { return }
         var next = reply
         while true {
@@ -244,8 +293,8 @@ final class ReplyWriter: Sendable {
                     return nil
                 }
                 if sent < next.count + 4, let channel = s.channel {
-                    handToLoop(&s, channel, next, sent: sent)
-                    for queued in s.queue { handToLoop(&s, channel, queued, sent: 0) }
+                    if !handToLoop(&s, channel, next, sent: sent) { finished += 1 }
+                    for queued in s.queue where !handToLoop(&s, channel, queued, sent: 0) { finished += 1 }
                     s.queue.removeAll()
                     s.writing = false
                     return nil
@@ -284,10 +333,20 @@ final class ReplyWriter: Sendable {
     }
 
     /// Hands what is left of `reply` after `sent` bytes (of mark and reply) to the event
-    /// loop, which counts it written once it has written it (or failed to). REQUIRES: the
-    /// lock is held, so replies reach the loop in order.
-    private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int) {
-        var rest = channel.allocator.buffer(capacity: reply.count + 4 - sent)
+    /// loop, which counts it written once it has written it (or failed to); true. False
+    /// when the server's reply budget has no room for it and this connection holds
+    /// replies already: the reply is dropped (the caller counts it written) and the
+    /// connection closed. REQUIRES: the lock is held, so replies reach the loop in order.
+    private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int) -> Bool {
+        let bytes = reply.count + 4 - sent
+        if s.overBudget { return false }
+        guard budget.take(bytes, always: s.heldBytes == 0) else {
+            s.overBudget = true
+            channel.close(promise: nil)
+            return false
+        }
+        s.heldBytes += bytes
+        var rest = channel.allocator.buffer(capacity: bytes)
         if sent < 4 {
             var mark = Self.mark(reply)
             withUnsafeBytes(of: &mark) { rest.writeBytes(UnsafeRawBufferPointer(rebasing: $0[sent...])) }
@@ -296,15 +355,19 @@ final class ReplyWriter: Sendable {
             rest.writeBytes(reply[(sent - 4)...])
         }
         s.viaLoop += 1
+        let budget = budget
         channel.eventLoop.execute {
             channel.writeAndFlush(rest).whenComplete { _ in
                 let written = self.state.withLock { s in
                     s.viaLoop -= 1
+                    s.heldBytes -= bytes
                     return s.written
                 }
+                budget.give(bytes)
                 written?()
             }
         }
+        return true
     }
 
     /// The record mark of a one-fragment record (big-endian in memory).
