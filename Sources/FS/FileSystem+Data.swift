@@ -44,7 +44,10 @@ extension FileSystem {
     }
 
     /// Reads the chunks of `ino` in [from, from + count) without keeping them, so the
-    /// store caches their blocks (ReadAhead). Errors are ignored: the real read reports them.
+    /// store caches their blocks (ReadAhead), under `ReadPurpose.prefetchOnly`: a value the
+    /// store would read from a file (the lsm's values in WAL segments) is only asked to
+    /// be read ahead there, not read, copied and checksummed twice. Errors are ignored:
+    /// the real read reports them.
     /// After each `ReadAhead.yieldBytes` of chunks it yields the core: a server worker
     /// polling for calls there then looks again within microseconds, instead of after the
     /// whole range.
@@ -55,10 +58,12 @@ extension FileSystem {
         let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
         let first = from / cs
         var index = first
-        while index * cs < end {
-            _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
-            index += 1
-            if (index - first) % chunksPerYield == 0 { sched_yield() }
+        ReadPurpose.$prefetchOnly.withValue(true) {
+            while index * cs < end {
+                _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
+                index += 1
+                if (index - first) % chunksPerYield == 0 { sched_yield() }
+            }
         }
     }
 

@@ -187,7 +187,14 @@ final class TableReader: Sendable {
             rows.remember(key, hash: hash, value: nil)
             return .deleted
         }
-        if cursor.isPointer { return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) }) }
+        if cursor.isPointer {
+            if ReadPurpose.prefetchOnly {
+                let located = try locate(cursor.value)
+                located.object.willNeed(offset: located.pointer.offset, length: located.pointer.length)
+                return .value(try read(UnsafeRawBufferPointer(start: nil, count: 0)))
+            }
+            return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) })
+        }
         rows.remember(key, hash: hash, value: cursor.value)
         return .value(try read(cursor.value))
     }
