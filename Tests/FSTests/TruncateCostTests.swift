@@ -77,25 +77,18 @@ func costTestOptions() -> FSOptions {
     /// of the file in the new epoch: the pass reads each chunk entry about once, not once
     /// per batch.
     @Test func aShrinkReclaimReadsEachChunkAboutOnce() throws {
-        let harness = StoreHarness(MemoryBackendFactory())
-        defer { harness.cleanUp() }
-        let counting = ScanCountingBackend(try harness.open(harness.freshPath()))
-        var options = costTestOptions()
-        options.reclaimBatchSize = 10
-        let fs = try FileSystem.open(counting, options: options)
-        defer { try? fs.close() }
-        let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
-        _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: 400 * 4096))
-        _ = try fs.setattr(.root, file.ino, SetAttributes(size: 0))
-        _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 8, count: 300 * 4096))
-        let before = counting.lent.withLock { $0 }
-        _ = try fs.pool.reclaimNow()
-        let read = counting.lent.withLock { $0 } - before
-        // 400 chunk entries (300 rewritten, 100 hidden), deleted 10 at a time: starting each
-        // batch over from the first chunk read about 20 times as many.
-        #expect(read < 2 * 400, "the reclaim read \(read) entries")
-        #expect(try fs.read(.root, file.ino, offset: 0, count: 400 * 4096).data == [UInt8](repeating: 8, count: 300 * 4096))
-        #expect(try Fsck.check(counting).problems.isEmpty)
+        try withFileOf400Chunks { counting, fs, file in
+            _ = try fs.setattr(.root, file.ino, SetAttributes(size: 0))
+            _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 8, count: 300 * 4096))
+            let before = counting.lent.withLock { $0 }
+            _ = try fs.pool.reclaimNow()
+            let read = counting.lent.withLock { $0 } - before
+            // 400 chunk entries (300 rewritten, 100 hidden), deleted 10 at a time: starting each
+            // batch over from the first chunk read about 20 times as many.
+            #expect(read < 2 * 400, "the reclaim read \(read) entries")
+            #expect(try fs.read(.root, file.ino, offset: 0, count: 400 * 4096).data == [UInt8](repeating: 8, count: 300 * 4096))
+            #expect(try Fsck.check(counting).problems.isEmpty)
+        }
     }
 
     /// Reclaiming a deleted file in many small batches, with a snapshot holding its older
@@ -103,6 +96,27 @@ func costTestOptions() -> FSOptions {
     /// reads each entry about once (starting over at chunk 0 stepped over the snapshot's
     /// chunks again at every batch: time in the square of the file's size).
     @Test func aDeletedFilesReclaimReadsEachChunkAboutOnce() throws {
+        try withFileOf400Chunks { counting, fs, file in
+            try fs.pool.snapshot("root", "s")
+            let head = try fs.pool.filesystem(named: "root")
+            _ = try head.write(.root, file.ino, offset: 0, [UInt8](repeating: 8, count: 400 * 4096))
+            try head.unlink(.root, FileSystem.rootInode, Array("f".utf8))
+            let before = counting.lent.withLock { $0 }
+            _ = try fs.pool.reclaimNow()
+            let read = counting.lent.withLock { $0 } - before
+            // 800 chunk entries (400 at the head, deleted 10 at a time; 400 in the snapshot):
+            // starting each batch over read about ten times as many.
+            #expect(read < 2 * 800, "the reclaim read \(read) entries")
+            #expect(try Fsck.check(counting).problems.isEmpty)
+            let snapshot = try fs.pool.filesystem(named: "root@s")
+            let kept = try #require(try snapshot.lookup(.root, FileSystem.rootInode, Array("f".utf8)))
+            #expect(try snapshot.read(.root, kept.ino, offset: 0, count: 400 * 4096).data == [UInt8](repeating: 7, count: 400 * 4096))
+        }
+    }
+
+    /// Runs `body` with a filesystem over a scan-counting store, reclaiming 10 chunks per
+    /// batch, and a file "f" of 400 chunks of sevens.
+    private func withFileOf400Chunks(_ body: (ScanCountingBackend, FileSystem, Inode) throws -> Void) throws {
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let counting = ScanCountingBackend(try harness.open(harness.freshPath()))
@@ -112,20 +126,7 @@ func costTestOptions() -> FSOptions {
         defer { try? fs.close() }
         let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
         _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: 400 * 4096))
-        try fs.pool.snapshot("root", "s")
-        let head = try fs.pool.filesystem(named: "root")
-        _ = try head.write(.root, file.ino, offset: 0, [UInt8](repeating: 8, count: 400 * 4096))
-        try head.unlink(.root, FileSystem.rootInode, Array("f".utf8))
-        let before = counting.lent.withLock { $0 }
-        _ = try fs.pool.reclaimNow()
-        let read = counting.lent.withLock { $0 } - before
-        // 800 chunk entries (400 at the head, deleted 10 at a time; 400 in the snapshot):
-        // starting each batch over read about ten times as many.
-        #expect(read < 2 * 800, "the reclaim read \(read) entries")
-        #expect(try Fsck.check(counting).problems.isEmpty)
-        let snapshot = try fs.pool.filesystem(named: "root@s")
-        let kept = try #require(try snapshot.lookup(.root, FileSystem.rootInode, Array("f".utf8)))
-        #expect(try snapshot.read(.root, kept.ino, offset: 0, count: 400 * 4096).data == [UInt8](repeating: 7, count: 400 * 4096))
+        try body(counting, fs, file)
     }
 
     @Test func truncatingDownWritesTheSameKeysWhateverTheSize() throws {
