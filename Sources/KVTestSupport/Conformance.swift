@@ -7,7 +7,6 @@
 // Cases that need data to outlive the process declare it; `memory` runs all the others.
 
 import Engine
-import Synchronization
 import Testing
 
 #if canImport(Glibc)

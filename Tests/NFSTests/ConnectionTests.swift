@@ -128,17 +128,8 @@ final class RawConnection {
         // reading: the replies that do not fit go on through the event loop, and once 4
         // wait there the server runs no more of this client's calls.
         let slow = try RawConnection(port: server.port)
-        var stream: [UInt8] = []
-        for xid in 1...48 {
-            let args = Call.args { w in
-                w.opaque(file)
-                w.uint64(0)
-                w.uint32(1 << 20)
-            }
-            stream += RecordDecoder.frame(Call.record(xid: UInt32(xid), program: 100_003, version: 3, procedure: 6, args: args))
-        }
         // The send blocks once the server stops reading, so it runs on a thread of its own.
-        let sending = UncheckedBox((slow, stream))
+        let sending = UncheckedBox((slow, Self.reads(of: file, xids: 1...48)))
         Thread { sending.value.0.send(sending.value.1) }.start()
         Thread.sleep(forTimeInterval: 0.5)
 
@@ -161,14 +152,33 @@ final class RawConnection {
         for _ in 1...48 {
             var reply = try Reply(try #require(slow.receiveRecord(decoder: &decoder, pending: &pending)))
             #expect(reply.acceptStat == 0)
-            #expect(try reply.body.uint32() == 0)
-            try NFSTestClient.skipPostOp(&reply.body)
-            #expect(try reply.body.uint32() == 1 << 20)
-            _ = try reply.body.bool()
-            #expect(try reply.body.opaque(limit: 2 << 20) == content)
+            try Self.expectWholeRead(&reply, content)
             xids.insert(reply.xid)
         }
         #expect(xids == Set(1...48))
+    }
+
+    /// READ calls of the first MiB of `file`, framed, one per xid.
+    private static func reads(of file: [UInt8], xids: ClosedRange<Int>) -> [UInt8] {
+        var stream: [UInt8] = []
+        for xid in xids {
+            let args = Call.args { w in
+                w.opaque(file)
+                w.uint64(0)
+                w.uint32(1 << 20)
+            }
+            stream += RecordDecoder.frame(Call.record(xid: UInt32(xid), program: 100_003, version: 3, procedure: 6, args: args))
+        }
+        return stream
+    }
+
+    /// Checks a READ reply: NFS3_OK, and all of `content`.
+    private static func expectWholeRead(_ reply: inout Reply, _ content: [UInt8]) throws {
+        #expect(try reply.body.uint32() == 0)
+        try NFSTestClient.skipPostOp(&reply.body)
+        #expect(try reply.body.uint32() == 1 << 20)
+        _ = try reply.body.bool()
+        #expect(try reply.body.opaque(limit: 2 << 20) == content)
     }
 
     /// A NULL call on `connection` answered, or nil when the server closed it.
@@ -221,37 +231,21 @@ final class RawConnection {
         options.maxUnsentReplyBytes = 4 << 20
         let server = try NFSServer.start(NFSService(pool: f.fs.pool), options: options)
         defer { server.stop() }
-        func reads(_ count: Int, from xid: Int) -> [UInt8] {
-            var stream: [UInt8] = []
-            for n in xid..<(xid + count) {
-                let args = Call.args { w in
-                    w.opaque(file)
-                    w.uint64(0)
-                    w.uint32(1 << 20)
-                }
-                stream += RecordDecoder.frame(Call.record(xid: UInt32(n), program: 100_003, version: 3, procedure: 6, args: args))
-            }
-            return stream
-        }
         let stuck = try (0..<4).map { _ in try RawConnection(port: server.port) }
         for connection in stuck {
-            let sending = UncheckedBox((connection, reads(32, from: 1)))
+            let sending = UncheckedBox((connection, Self.reads(of: file, xids: 1...32)))
             Thread { sending.value.0.send(sending.value.1) }.start()
         }
         Thread.sleep(forTimeInterval: 1)
 
         // A client that reads its replies gets every one, whole.
         let reader = try RawConnection(port: server.port)
-        reader.send(reads(8, from: 100))
+        reader.send(Self.reads(of: file, xids: 100...107))
         var decoder = RecordDecoder(limit: 2 << 20)
         var pending: [[UInt8]] = []
         for _ in 0..<8 {
             var reply = try Reply(try #require(reader.receiveRecord(decoder: &decoder, pending: &pending)))
-            #expect(try reply.body.uint32() == 0)
-            try NFSTestClient.skipPostOp(&reply.body)
-            #expect(try reply.body.uint32() == 1 << 20)
-            _ = try reply.body.bool()
-            #expect(try reply.body.opaque(limit: 2 << 20) == content)
+            try Self.expectWholeRead(&reply, content)
         }
         let bound = options.maxUnsentReplyBytes + 5 * ((1 << 20) + 4096)
         #expect(server.replyBudget.peakBytesHeld <= bound, "held \(server.replyBudget.peakBytesHeld) bytes of replies nobody read")

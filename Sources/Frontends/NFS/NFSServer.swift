@@ -79,12 +79,10 @@ public final class NFSServer: Sendable {
         listener.start { socket in
             guard connections.enter() else {
                 close(socket)
-                connections.noteRefused(options.maxConnections)
+                connections.noteRefused()
                 return
             }
-            var one: Int32 = 1
-            setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            Keepalive.enable(socket)
+            AcceptedSocket.prepare(socket)
             CongestionControl.prepare(socket, options.loopbackCongestion)
             // The workers' descriptor; SwiftNIO owns (and closes) the accepted one.
             let writing = fcntl(socket, F_DUPFD_CLOEXEC, 0)
@@ -279,7 +277,7 @@ final class ConnectionCount: Sendable {
         count.wrappingSubtract(1, ordering: .relaxed)
     }
 
-    func noteRefused(_ limit: Int) {
+    func noteRefused() {
         let now = FileOps.nowNanos()
         let last = lastReport.load(ordering: .relaxed)
         guard now &- last >= 10_000_000_000 || last == 0,
@@ -302,20 +300,22 @@ final class ConnectionSlot: Sendable {
     }
 }
 
-/// TCP keepalive on an accepted connection: a client machine that went away without
-/// closing (a crash, a cable) is found after about two minutes of silence (60 s idle, then
-/// six probes 10 s apart) and its connection closed, instead of holding its descriptors
-/// and its place among `maxConnections` for ever.
-enum Keepalive {
+/// The options of an accepted connection: no Nagle delay (a reply goes out at once), and
+/// TCP keepalive, so a client machine that went away without closing (a crash, a cable) is
+/// found after about two minutes of silence (60 s idle, then six probes 10 s apart) and its
+/// connection closed, instead of holding its descriptors and its place among
+/// `maxConnections` for ever.
+enum AcceptedSocket {
     static let idleSeconds: Int32 = 60
     static let intervalSeconds: Int32 = 10
     static let probes: Int32 = 6
 
-    static func enable(_ fd: Int32) {
+    static func prepare(_ fd: Int32) {
         func set(_ level: Int32, _ name: Int32, _ value: Int32) {
             var value = value
             setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
         }
+        set(Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         set(SOL_SOCKET, SO_KEEPALIVE, 1)
         set(Int32(IPPROTO_TCP), TCP_KEEPIDLE, idleSeconds)
         set(Int32(IPPROTO_TCP), TCP_KEEPINTVL, intervalSeconds)
