@@ -87,6 +87,12 @@ struct Compaction {
                 }
                 try stream.step()
             }
+            // Cuts past the last key still end tables: tombstones past a table that stays
+            // go after it, not into one output spanning it.
+            while nextCut < cuts.count {
+                try finishTable(endingBefore: cuts[nextCut])
+                nextCut += 1
+            }
             try finishTable(endingBefore: nil)
         } catch {
             if let table = current {

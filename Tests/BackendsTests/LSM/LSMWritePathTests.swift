@@ -161,4 +161,29 @@ import Testing
         }
         try store.close()
     }
+
+    /// A compaction whose last key comes before a table of the output level that stays,
+    /// with a range tombstone past that table: the outputs end at the table, so no output
+    /// spans it (one that did hid its keys from point reads in that level).
+    @Test func tombstonesPastATableThatStaysGoAfterIt() throws {
+        let backend = try factory.open(objects: MemoryObjectStore(), options: BackendOptions())
+        defer { try? backend.close() }
+        let store = try #require(backend as? LSMBackend).store
+        var batch = WriteBatch()
+        batch.put(Array("a".utf8), [1])
+        batch.deleteRange(from: Array("x".utf8), to: Array("y".utf8))
+        try backend.write(batch, durable: false)
+        _ = try backend.createCheckpoint(named: "flushed")
+        let inputs = store.state.withLock { store.version.levels[0] }
+        try #require(inputs.count == 1)
+        // A table [m, n] of the output level stays: the outputs are cut at "m".
+        let outputs = try Compaction(store: store, inputs: inputs, keepDeletes: true, cuts: [Array("m".utf8)]).run()
+        defer { store.inFlightTables.withLock { for table in outputs { _ = $0.remove(table.meta.id) } } }
+        #expect(!outputs.isEmpty)
+        for table in outputs {
+            #expect(!LSMStore.overlaps(table.meta, Array("m".utf8), Array("n".utf8)),
+                    "output \(table.meta.smallest)...\(table.meta.largest) spans the table that stays")
+        }
+        #expect(outputs.contains { !$0.tombstones.isEmpty }, "the tombstone was lost")
+    }
 }
