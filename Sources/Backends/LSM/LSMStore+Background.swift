@@ -258,7 +258,8 @@ extension LSMStore {
         }
         next.nextWALID = wal.withLock { nextWALID }
         next.tornWAL = next.tornWAL.filter { $0 >= next.walReplayFrom }
-        let committed = try Self.commitManifest(objects, next.encode(), from: id + 1) { taken in
+        let committed: UInt64
+        (committed, next) = try Self.commitManifest(objects, next, from: id + 1) { taken in
             KVError(.fenced, "another writer took over this store (manifest \(taken) exists)", path: objects.location)
         }
         // WAL segments below the new replay start hold only records now in tables.
@@ -571,16 +572,29 @@ extension LSMStore {
     /// Deletes tables no manifest, checkpoint or open reader uses, WAL objects below the
     /// replay start (never fences, nor segments such tables point into) and manifests no
     /// checkpoint pins; then marks the segments to empty (`planSegmentRewrites`).
-    /// Failures are left for the next pass.
+    /// Failures are left for the next pass. A checkpoint whose manifest cannot be read
+    /// pins what nobody can tell: only manifests are collected then, and the log says so
+    /// (once per checkpoint and cause).
     func collectGarbage() {
         guard !readOnly else { return }
         let (current, id) = state.withLock { (manifest, manifestID) }
         var live = current.tableIDs
         var pinnedManifests: Set<UInt64> = [id]
+        var pinnedByCheckpoints: [Manifest] = []
+        for checkpoint in current.checkpoints { pinnedManifests.insert(checkpoint.manifestID) }
         for checkpoint in current.checkpoints {
-            pinnedManifests.insert(checkpoint.manifestID)
-            if let pinned = try? Self.loadManifest(objects, checkpoint.manifestID) { live.formUnion(pinned.tableIDs) } else { return }
+            do {
+                pinnedByCheckpoints.append(try Self.loadManifest(objects, checkpoint.manifestID))
+            } catch {
+                let note = "checkpoint '\(checkpoint.name)' (manifest \(checkpoint.manifestID)): \(error)"
+                if unreadableCheckpoints.withLock({ $0.insert(note).inserted }) {
+                    printError("zerofs: lsm \(objects.location): tables and WAL objects are not collected while this checkpoint's manifest cannot be read: \(note)")
+                }
+                collectManifests(below: id, keeping: pinnedManifests)
+                return
+            }
         }
+        for pinned in pinnedByCheckpoints { live.formUnion(pinned.tableIDs) }
         // nextTableID first: an id below it was in flight before it was handed out.
         let nextTable = state.withLock { nextTableID }
         live.formUnion(inFlightTables.withLock { $0 })
@@ -609,17 +623,15 @@ extension LSMStore {
         // table pointed into is kept `gc_grace_seconds` from the pass that first found
         // none does, as tables are.
         var pointed = current.valueSegments
-        var pinnedByCheckpoints: Set<UInt64> = []
-        for checkpoint in current.checkpoints {
-            if let pinned = try? Self.loadManifest(objects, checkpoint.manifestID) { pinnedByCheckpoints.formUnion(pinned.valueSegments) } else { return }
-        }
-        pointed.formUnion(pinnedByCheckpoints)
+        let segmentsOfCheckpoints = pinnedByCheckpoints.reduce(into: Set<UInt64>()) { $0.formUnion($1.valueSegments) }
+        pointed.formUnion(segmentsOfCheckpoints)
         openTables.withLock { open in
             for weak in open.values { if let table = weak.table { pointed.formUnion(table.meta.valueRefs.map(\.segment)) } }
         }
         let fences = Set(current.fences)
         for name in (try? objects.list(prefix: "wal/")) ?? [] {
             guard let walID = WALFormat.id(of: name), walID < current.walReplayFrom, !fences.contains(walID), !pointed.contains(walID) else { continue }
+            if isPlug(walID, name, fences: current.fences) { continue }
             let held = pointedSegments.withLock { seen -> Bool in
                 guard let entry = seen[walID] else { return false }
                 let since = entry ?? now
@@ -634,10 +646,27 @@ extension LSMStore {
             try? objects.delete(name)
         }
         pointedSegments.withLock { seen in for id in pointed where seen[id] != nil { seen[id] = .some(nil) } }
-        planSegmentRewrites(current, pinned: pinnedByCheckpoints)
+        planSegmentRewrites(current, pinned: segmentsOfCheckpoints)
+        collectManifests(below: id, keeping: pinnedManifests)
+    }
+
+    /// Deletes the manifests below `id` but `pinned`.
+    private func collectManifests(below id: UInt64, keeping pinned: Set<UInt64>) {
         for name in (try? objects.list(prefix: "manifest/")) ?? [] {
-            guard let manifestNumber = Manifest.id(of: name), manifestNumber < id, !pinnedManifests.contains(manifestNumber) else { continue }
+            guard let manifestNumber = Manifest.id(of: name), manifestNumber < id, !pinned.contains(manifestNumber) else { continue }
             try? objects.delete(name)
         }
+    }
+
+    /// Whether WAL object `walID` (`name`) is a plug an open put below one of `fences`
+    /// (`placeFence`): an object of just a header, at most `plugWindow` ids below a fence.
+    /// Plugs stay as long as their fence: deleted, a writer that was taken over from, its
+    /// put of that id still on its way (retried through an outage), would land it and
+    /// count the records acknowledged, which nobody replays.
+    private func isPlug(_ walID: UInt64, _ name: String, fences: [UInt64]) -> Bool {
+        guard fences.contains(where: { $0 > walID && $0 - walID <= Self.plugWindow }) else { return false }
+        // Unreadable: kept, as a plug would be, until a later pass can tell.
+        guard let size = try? objects.open(name)?.size else { return true }
+        return size == WALFormat.header().count
     }
 }

@@ -30,6 +30,8 @@ extension LSMStore {
             if existing.contains(where: { $0.name == name }) {
                 throw KVError(.alreadyExists, "checkpoint '\(name)' exists", path: objects.location)
             }
+            // Pins the manifest this commit writes: the next id, or a later one when
+            // uploads are cut short (commitManifest moves the record along).
             let record = CheckpointRecord(name: name, manifestID: id + 1, createdNanos: FileOps.nowNanos(), expiresNanos: 0)
             try commit { next, _ in next.checkpoints.append(record) }
             return CheckpointInfo(name: name, createdAtNanos: record.createdNanos)

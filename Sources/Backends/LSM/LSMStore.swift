@@ -125,6 +125,8 @@ final class LSMStore: @unchecked Sendable {
     struct WeakTable { weak var table: TableReader? }
     /// Tables GC found that no manifest names, with when it first did (`gc_grace_seconds`).
     let unnamedTables = Locked<[UInt64: ContinuousClock.Instant]>([:])
+    /// Checkpoints whose manifest garbage collection could not read, with why (logged once).
+    let unreadableCheckpoints = Locked<Set<String>>([])
     /// Per level, the largest key of the last table compacted from it (round robin).
     let compactPointers = Locked<[Int: [UInt8]]>([:])
 
@@ -145,6 +147,9 @@ final class LSMStore: @unchecked Sendable {
     /// times (an opener racing an opener) is reported.
     /// How many ids below the manifest's next WAL id an open plugs when they are missing.
     static let plugBelowNext: UInt64 = 16
+    /// How far below its fence an open's plugs can lie: `plugBelowNext` and the longest
+    /// jump ahead.
+    static let plugWindow: UInt64 = plugBelowNext + (1 << 10)
 
     static func placeFence(_ objects: any ObjectStore, after nextWALID: UInt64, replayFrom: UInt64) throws -> UInt64 {
         for attempt in 0..<32 {
@@ -175,12 +180,18 @@ final class LSMStore: @unchecked Sendable {
     /// another writer took throws `taken(id)`; an upload of ours cut short, kept empty by
     /// the server, moves on to the next id (readers pass over empty manifests, and another
     /// opener may have read this one empty and committed past it: filling it in would
-    /// make a commit it never saw).
-    static func commitManifest(_ objects: any ObjectStore, _ bytes: [UInt8], from first: UInt64, taken: (UInt64) -> KVError) throws -> UInt64 {
+    /// make a commit it never saw). `manifest` is encoded for each id it is put under: a
+    /// checkpoint it records that pins `first`, the manifest itself, is moved along to the
+    /// id it went to. Returns that id and the manifest as written.
+    static func commitManifest(_ objects: any ObjectStore, _ manifest: Manifest, from first: UInt64, taken: (UInt64) -> KVError) throws -> (id: UInt64, manifest: Manifest) {
         var id = first
+        var attempt = manifest
         while true {
-            switch try objects.putIfAbsentOrCut(Manifest.name(id), bytes) {
-            case .written: return id
+            for index in attempt.checkpoints.indices where attempt.checkpoints[index].manifestID == first {
+                attempt.checkpoints[index].manifestID = id
+            }
+            switch try objects.putIfAbsentOrCut(Manifest.name(id), attempt.encode()) {
+            case .written: return (id, attempt)
             case .taken: throw taken(id)
             case .cutShort:
                 guard id - first + 1 < cutShortAttempts else { throw KVError(.io, "\(cutShortAttempts) uploads in a row were cut short", path: Manifest.name(id)) }
@@ -375,9 +386,10 @@ final class LSMStore: @unchecked Sendable {
         current.nextWALID = fenceID + 1
         current.tornWAL = torn.filter { $0 >= replayFrom }.sorted()
         current.lastSeq = lastSeq
-        let committing = try Self.commitManifest(objects, current.encode(), from: max(currentID, listedNewest) + 1) { taken in
+        let (committing, written) = try Self.commitManifest(objects, current, from: max(currentID, listedNewest) + 1) { taken in
             KVError(.fenced, "another writer committed manifest \(taken) while this store was opening", path: objects.location)
         }
+        current = written
         manifest = current
         manifestID = committing
         version = try openVersion(current.levels)

@@ -14,19 +14,22 @@ import Testing
 @testable import LSMBackend
 
 /// Forwards to an object store; the first `putIfAbsentOrCut` of a name with `prefix`
-/// leaves an empty object there (an upload cut short that the server kept), runs `hook`,
+/// (once armed: at once, or after `arm()`) leaves an empty object there (an upload cut short that the server kept), runs `hook`,
 /// and answers `.cutShort`, as the S3 store does when its retry finds that object.
 final class CuttingObjects: ObjectStore, @unchecked Sendable {
     let base: any ObjectStore
     let prefix: String
     let hook = Mutex<(@Sendable () -> Void)?>(nil)
     let cut = Mutex<String?>(nil)
-    private let armed = Atomic<Bool>(true)
+    private let armed: Atomic<Bool>
 
-    init(_ base: any ObjectStore, prefix: String) {
+    init(_ base: any ObjectStore, prefix: String, armed: Bool = true) {
         self.base = base
         self.prefix = prefix
+        self.armed = Atomic(armed)
     }
+
+    func arm() { armed.store(true, ordering: .sequentiallyConsistent) }
 
     var location: String { base.location }
     func get(_ name: String) throws -> [UInt8]? { try base.get(name) }
@@ -120,5 +123,32 @@ final class CuttingObjects: ObjectStore, @unchecked Sendable {
         defer { try? again.close() }
         #expect(try again.get([0x01]) == [1])
         for i in stride(from: 0, to: 300, by: 7) { #expect(try again.get(TestBytes.key(i)) == TestBytes.value(i, size: 400), "key \(i)") }
+    }
+
+    /// A checkpoint's commit cut short: the checkpoint pins the manifest its commit went
+    /// to, not the empty one it first tried, so it opens, and collection (which reads
+    /// every pinned manifest) goes on.
+    @Test func aCheckpointWhoseCommitWasCutPinsTheManifestItWentTo() throws {
+        let objects = MemoryObjectStore()
+        let cutting = CuttingObjects(objects, prefix: "manifest/", armed: false)
+        let writer = try factory.open(objects: cutting, options: tinyLSMOptions())
+        for i in 0..<200 { try writer.put(TestBytes.key(i), TestBytes.value(i, size: 400), durable: false) }
+        // Flushed to tables by a first checkpoint, so the second one's own commit is the
+        // one cut.
+        _ = try writer.createCheckpoint(named: "flushed")
+        try writer.settleBackgroundWork()
+        cutting.arm()
+        _ = try writer.createCheckpoint(named: "before")
+        #expect(cutting.cut.withLock { $0 } != nil)
+        for i in 0..<200 { try writer.delete(TestBytes.key(i), durable: false) }
+        try writer.flush()
+        try writer.settleBackgroundWork()
+        try writer.close()
+        let pinned = try factory.openCheckpoint(objects: objects, named: "before", options: tinyLSMOptions())
+        defer { try? pinned.close() }
+        for i in stride(from: 0, to: 200, by: 9) { #expect(try pinned.get(TestBytes.key(i)) == TestBytes.value(i, size: 400), "key \(i)") }
+        let again = try factory.open(objects: objects, options: tinyLSMOptions())
+        defer { try? again.close() }
+        #expect(try again.get(TestBytes.key(0)) == nil)
     }
 }

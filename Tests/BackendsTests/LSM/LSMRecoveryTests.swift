@@ -367,6 +367,17 @@ final class StaleListingObjectStore: ObjectStore, @unchecked Sendable {
             #expect(try objects.get(WALFormat.name(id)) == WALFormat.header(), "id \(id) is not plugged")
         }
         #expect(try second.get([1]) == [1])
+        // The plugs stay once the replay start has passed them and garbage collection has
+        // run: deleted, the late put would land after all.
+        try fill(second, 0..<50, durable: true)
+        _ = try second.createCheckpoint(named: "flushed")
+        try second.deleteCheckpoint(named: "flushed")
+        try second.settleBackgroundWork()
+        let store = try #require(second as? LSMBackend).store
+        #expect(store.state.withLock { store.manifest.walReplayFrom } > newestWAL + 3)
+        for id in (newestWAL + 1)...(newestWAL + 3) {
+            #expect(try objects.putIfAbsent(WALFormat.name(id), [1, 2, 3]) == false, "the plug at \(id) was collected")
+        }
         try second.close()
     }
 
