@@ -9,6 +9,7 @@ import FSTestSupport
 import Foundation
 import KVTestSupport
 import MemoryBackend
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -213,9 +214,10 @@ final class RawConnection {
     }
 
     /// Clients that pipeline 1 MiB READs on several connections and read no replies: the
-    /// server holds their replies within its budget (plus one reply per connection), not
-    /// `maxInFlight` per connection, by closing a connection that would hold more; a
-    /// client that reads its replies is served all along.
+    /// server holds their replies within its budget (plus two replies per connection), not
+    /// `maxInFlight` per connection, by closing the connection stalled longest when one
+    /// would hold more; a client that reads its replies, pipelining them too, is served
+    /// all along.
     @Test func repliesNobodyReadsStayWithinTheBudget() throws {
         let f = try FSFixture(MemoryBackendFactory())
         defer { try? f.fs.close() }
@@ -238,16 +240,20 @@ final class RawConnection {
         }
         Thread.sleep(forTimeInterval: 1)
 
-        // A client that reads its replies gets every one, whole.
+        // A client that reads its replies, slowly, two READs at a time (what it holds alone
+        // fits in the budget), gets every one, whole.
         let reader = try RawConnection(port: server.port)
-        reader.send(Self.reads(of: file, xids: 100...107))
         var decoder = RecordDecoder(limit: 2 << 20)
         var pending: [[UInt8]] = []
-        for _ in 0..<8 {
-            var reply = try Reply(try #require(reader.receiveRecord(decoder: &decoder, pending: &pending)))
-            try Self.expectWholeRead(&reply, content)
+        for window in 0..<4 {
+            reader.send(Self.reads(of: file, xids: (100 + 2 * window)...(101 + 2 * window)))
+            for _ in 0..<2 {
+                Thread.sleep(forTimeInterval: 0.1)
+                var reply = try Reply(try #require(reader.receiveRecord(decoder: &decoder, pending: &pending)))
+                try Self.expectWholeRead(&reply, content)
+            }
         }
-        let bound = options.maxUnsentReplyBytes + 5 * ((1 << 20) + 4096)
+        let bound = options.maxUnsentReplyBytes + 2 * 5 * ((1 << 20) + 4096)
         #expect(server.replyBudget.peakBytesHeld <= bound, "held \(server.replyBudget.peakBytesHeld) bytes of replies nobody read")
         #expect(server.replyBudget.peakBytesHeld >= options.maxUnsentReplyBytes / 2, "the stuck clients never filled the budget: the test proves nothing")
         // Some stuck connection was closed before its 32 replies.
@@ -260,5 +266,27 @@ final class RawConnection {
             if got < 32 { closed += 1 }
         }
         #expect(closed >= 1)
+    }
+
+    /// The connection the budget closes to make room: the one whose socket has taken
+    /// nothing for longest, if that was before the one asking; each at most once; one that
+    /// holds nothing any more never.
+    @Test func theBudgetClosesTheConnectionStalledLongest() {
+        final class Holder: Sendable {}
+        let budget = ReplyBudget(limit: 10)
+        let (a, b, c) = (Holder(), Holder(), Holder())
+        let closed = Mutex<[String]>([])
+        budget.began(ObjectIdentifier(a), at: 100) { closed.withLock { $0.append("a") } }
+        budget.began(ObjectIdentifier(b), at: 200) { closed.withLock { $0.append("b") } }
+        budget.began(ObjectIdentifier(c), at: 300) { closed.withLock { $0.append("c") } }
+        budget.progressed(ObjectIdentifier(a), at: 400)
+        budget.stalest(before: 350, excluding: ObjectIdentifier(c))?()
+        #expect(closed.withLock { $0 } == ["b"])
+        #expect(budget.stalest(before: 350, excluding: ObjectIdentifier(c)) == nil, "b was chosen twice, or a though it got a reply out since")
+        #expect(budget.stalest(before: 250, excluding: ObjectIdentifier(a)) == nil, "c began holding after the asker's last progress")
+        budget.released(ObjectIdentifier(a))
+        #expect(budget.stalest(before: 1000, excluding: ObjectIdentifier(b)).map { $0(); return true } == true)
+        #expect(closed.withLock { $0 } == ["b", "c"])
+        #expect(budget.stalest(before: 1000, excluding: ObjectIdentifier(b)) == nil, "a holds nothing any more")
     }
 }

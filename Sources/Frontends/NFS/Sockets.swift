@@ -159,12 +159,22 @@ enum CongestionControl {
 }
 
 /// The bytes of replies that clients' sockets have not taken yet, over every connection of
-/// a server (what the event loops hold for them), and the most it may hold.
+/// a server (what the event loops hold for them), and the most it may hold; and which
+/// connections hold them, with when each last got a held reply out (or began holding):
+/// when the budget is full, the one that has made no progress the longest is closed.
 final class ReplyBudget: Sendable {
     let limit: Int
     private let held = Atomic<Int>(0)
     /// The most held at once.
     private let peak = Atomic<Int>(0)
+
+    private struct Holder {
+        /// When its socket last took a held reply, or it began holding (uptime, ns).
+        var progressed: UInt64
+        /// Closes its connection; nil once chosen (it is not chosen twice).
+        var evict: (@Sendable () -> Void)?
+    }
+    private let holders = Mutex<[ObjectIdentifier: Holder]>([:])
 
     init(limit: Int) {
         self.limit = limit
@@ -190,6 +200,38 @@ final class ReplyBudget: Sendable {
     func give(_ bytes: Int) {
         held.subtract(bytes, ordering: .relaxed)
     }
+
+    /// `holder` began holding replies at `now` (`evict` closes its connection).
+    func began(_ holder: ObjectIdentifier, at now: UInt64, evict: @escaping @Sendable () -> Void) {
+        holders.withLock { $0[holder] = Holder(progressed: now, evict: evict) }
+    }
+
+    /// `holder`, holding replies still, got one out at `now`.
+    func progressed(_ holder: ObjectIdentifier, at now: UInt64) {
+        holders.withLock { $0[holder]?.progressed = now }
+    }
+
+    /// `holder` holds no replies any more.
+    func released(_ holder: ObjectIdentifier) {
+        _ = holders.withLock { $0.removeValue(forKey: holder) }
+    }
+
+    /// For `holder`, over budget, that last made progress at `since`: what closes another
+    /// holder's connection, the one that has made none for longest, if it made none since
+    /// before `since`; nil otherwise. The one chosen is not chosen again.
+    func stalest(before since: UInt64, excluding holder: ObjectIdentifier) -> (@Sendable () -> Void)? {
+        holders.withLock { all in
+            var chosen: (key: ObjectIdentifier, progressed: UInt64)?
+            for (key, other) in all where key != holder && other.evict != nil && other.progressed < since {
+                if chosen == nil || other.progressed < chosen!.progressed { chosen = (key, other.progressed) }
+            }
+            guard let chosen else { return nil }
+            defer { all[chosen.key]!.evict = nil }
+            return all[chosen.key]!.evict
+        }
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 }
 
 /// The write side of one connection, shared by the workers running its calls. One worker
@@ -207,11 +249,15 @@ final class ReplyBudget: Sendable {
 /// calls being read (NFSServer).
 ///
 /// What the event loops hold for slow clients counts against the server's `ReplyBudget`.
-/// A connection's first held reply always goes; one more that the budget has no room for
-/// closes the connection instead (its replies are dropped: the client reconnects and sends
-/// its calls again, and the duplicate-request cache answers the ones that change things).
-/// So clients that pipeline calls and read no replies, over many connections, hold at most
-/// the budget plus one reply per connection, not 64 (`maxInFlight`) per connection.
+/// A connection's first held reply always goes. One more that the budget has no room for
+/// closes a connection: the holder whose socket has taken nothing for longest, if it
+/// stalled before this one (this reply goes then, over the budget until that one's bytes
+/// are dropped), or else this one. A closed connection's replies are dropped: the client
+/// reconnects and sends its calls again, and the duplicate-request cache answers the ones
+/// that change things. So clients that pipeline calls and read no replies, over many
+/// connections, hold at most the budget plus two replies per connection, not 64
+/// (`maxInFlight`) per connection, and a client reading its replies meanwhile is not the
+/// one closed.
 final class ReplyWriter: Sendable {
     typealias Written = @Sendable () -> Void
 
@@ -234,10 +280,15 @@ final class ReplyWriter: Sendable {
         var heldBytes = 0
         /// The budget had no room for a reply: the channel is being closed.
         var overBudget = false
+        /// When the socket last took a held reply, or holding began (ReplyBudget.now).
+        var progressed: UInt64 = 0
     }
 
     private let state: Locked<State>
     private let budget: ReplyBudget
+    /// Closed to make room in the budget (ReplyBudget.stalest): holds no more replies. Not
+    /// in `state`: the writer choosing this one holds its own lock then.
+    private let evicted = Atomic<Bool>(false)
 
     init(fd: Int32, budget: ReplyBudget) {
         state = Locked(State(fd: fd))
@@ -339,28 +390,46 @@ final class ReplyWriter: Sendable {
     /// connection closed. REQUIRES: the lock is held, so replies reach the loop in order.
     private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int) -> Bool {
         let bytes = reply.count + 4 - sent
-        if s.overBudget { return false }
-        guard budget.take(bytes, always: s.heldBytes == 0) else {
-            s.overBudget = true
-            channel.close(promise: nil)
-            return false
+        if s.overBudget || evicted.load(ordering: .relaxed) { return false }
+        let me = ObjectIdentifier(self)
+        if !budget.take(bytes, always: s.heldBytes == 0) {
+            guard let evict = budget.stalest(before: s.progressed, excluding: me) else {
+                s.overBudget = true
+                channel.close(promise: nil)
+                return false
+            }
+            evict()
+            _ = budget.take(bytes, always: true)
+        }
+        if s.heldBytes == 0 {
+            s.progressed = ReplyBudget.now()
+            budget.began(me, at: s.progressed) { [weak self] in
+                self?.evicted.store(true, ordering: .relaxed)
+                channel.close(promise: nil)
+            }
         }
         s.heldBytes += bytes
         var rest = channel.allocator.buffer(capacity: bytes)
         if sent < 4 {
             var mark = Self.mark(reply)
-            withUnsafeBytes(of: &mark) { rest.writeBytes(UnsafeRawBufferPointer(rebasing: $0[sent...])) }
+            _ = withUnsafeBytes(of: &mark) { rest.writeBytes(UnsafeRawBufferPointer(rebasing: $0[sent...])) }
             rest.writeBytes(reply)
         } else {
             rest.writeBytes(reply[(sent - 4)...])
         }
         s.viaLoop += 1
-        let budget = budget
+        let (budget, filled) = (budget, rest)
         channel.eventLoop.execute {
-            channel.writeAndFlush(rest).whenComplete { _ in
+            channel.writeAndFlush(filled).whenComplete { _ in
                 let written = self.state.withLock { s in
                     s.viaLoop -= 1
                     s.heldBytes -= bytes
+                    if s.heldBytes == 0 {
+                        budget.released(ObjectIdentifier(self))
+                    } else {
+                        s.progressed = ReplyBudget.now()
+                        budget.progressed(ObjectIdentifier(self), at: s.progressed)
+                    }
                     return s.written
                 }
                 budget.give(bytes)
