@@ -343,6 +343,9 @@ private struct Reader {
             }
             if let path = try string(storage, "path", "storage.path") {
                 guard !path.isEmpty else { throw fail("storage.path", "must not be empty") }
+                guard !path.contains("://") else {
+                    throw fail("storage.path", "is a local folder, got \"\(path)\"; a store in S3 is storage.url = \"s3://bucket/prefix\"")
+                }
                 config.path = path
             }
             if let url = try string(storage, "url", "storage.url") {

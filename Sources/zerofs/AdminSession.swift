@@ -43,7 +43,16 @@ struct StoreOptions: ParsableArguments {
         }
         if let path {
             guard !path.isEmpty else { fail(command, "--path must name a folder, got ''") }
+            // Taken for a remote store it would bypass the refusals below and open the
+            // store in S3 here, fencing the server that serves it.
+            guard !path.contains("://") else {
+                fail(command, "--path names a local folder, got '\(path)'; a store in S3 is storage.url = \"s3://bucket/prefix\" in the config (-c)")
+            }
             config.path = path
+        }
+        // The config's own checks, again with the overrides.
+        if let url = config.url, config.backend != "lsm" {
+            fail(command, "--backend \(config.backend): only the lsm backend keeps a store in S3, and the config's storage.url is \(url)")
         }
         if let rpcAddress {
             guard let address = ServerAddress(rpcAddress) else { fail(command, "--rpc-address must be HOST:PORT, got '\(rpcAddress)'") }

@@ -29,7 +29,7 @@ struct BenchFS: ParsableCommand {
         options.fileMiB = fileMib
         options.ioKiB = ioKib
         options.randomOps = randomOps
-        options.workloads = workloads.split(separator: ",").map(String.init)
+        options.workloads = try commaList(workloads, "--workloads")
         options.directory = target.dir
         options.fsOptions.chunkSize = chunkSize
         options.fsOptions.durableMetadata = !relaxedMetadata
@@ -147,7 +147,10 @@ struct BenchNFS: ParsableCommand {
 
     func run() throws {
         var options = NFSBenchOptions()
-        options.files = files.split(separator: ",").compactMap { Int($0) }
+        options.files = try commaList(files, "--files").map { entry in
+            guard let count = Int(entry) else { throw ValidationError("--files takes comma-separated counts, got '\(entry)'") }
+            return count
+        }
         options.clients = clients
         options.mib = mib
         options.rounds = rounds

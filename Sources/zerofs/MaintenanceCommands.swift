@@ -97,7 +97,13 @@ struct CheckpointRestore: ParsableCommand {
                 + "(old NFS file handles would work on it): \((error as? KVError)?.detail ?? "\(error)"); run the command again on a new --to")
         }
         print("restored checkpoint \(name) of \(config.location) into a new \(config.backend) store at \(to)")
-        print("serve it with: zerofs run --backend \(config.backend) --path \(to)")
+        if to.contains("://") {
+            print("serve it with a config whose storage.url is \"\(to)\" (with the [storage.s3] settings that reach it): zerofs run -c FILE")
+        } else if config.url != nil {
+            print("serve it with a config without storage.url and with storage.path = \"\(to)\": zerofs run -c FILE (this config serves \(config.location))")
+        } else {
+            print("serve it with: zerofs run --backend \(config.backend) --path \(to)")
+        }
     }
 }
 

@@ -72,6 +72,15 @@ struct Bench: ParsableCommand {
 }
 
 /// The options every benchmark takes: which backends, where the stores go, the output.
+/// The entries of a comma-separated option; an empty list or entry is an error.
+func commaList(_ text: String, _ option: String) throws -> [String] {
+    let entries = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    guard !text.isEmpty, !entries.contains(where: \.isEmpty) else {
+        throw ValidationError("\(option) takes a comma-separated list without empty entries, got '\(text)'")
+    }
+    return entries
+}
+
 struct BenchTarget: ParsableArguments {
     @Option(help: "Backend, or a comma-separated list (\(BackendCatalog.standard.names.joined(separator: ", "))).")
     var backend = BackendCatalog.standard.defaultName
@@ -80,7 +89,7 @@ struct BenchTarget: ParsableArguments {
 
     /// The named backends, each checked against the registry.
     func backends() throws -> [String] {
-        let names = backend.split(separator: ",").map(String.init)
+        let names = try commaList(backend, "--backend")
         do {
             for name in names { _ = try BackendCatalog.standard.factory(named: name) }
         } catch {
@@ -120,7 +129,7 @@ struct BenchKV: ParsableCommand {
         options.valueSize = valueSize
         options.batchSize = batchSize
         options.durable = durable
-        options.workloads = workloads.split(separator: ",").map(String.init)
+        options.workloads = try commaList(workloads, "--workloads")
         options.directory = target.dir
         options.backendOptions.cacheBytes = cacheBytes
         guard let kind = CompressionKind(rawValue: compression) else {

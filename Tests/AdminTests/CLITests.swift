@@ -246,6 +246,34 @@ final class ServerProcess {
             let errors = String(decoding: result.errors, as: UTF8.self)
             #expect(result.status == 64 && errors.contains("--io-kib must be 4 to 1024"), "\(result.status): \(errors)")
         }
+        // Empty lists and entries ran nothing and exited 0 (or, in process, trapped).
+        for arguments in [["kv", "--backend", ""], ["kv", "--in-process", "--backend", ""], ["fs", "--backend", ","],
+                          ["fs", "--workloads", ""], ["nfs", "--files", "2000,abc"]] {
+            let result = try ChildProcess.run([ZeroFSProgram.path, "bench"] + arguments)
+            let errors = String(decoding: result.errors, as: UTF8.self)
+            #expect(result.status == 64 && errors.contains("comma-separated"), "\(arguments): \(result.status): \(errors)")
+        }
+    }
+
+    /// A store in S3 is named only by storage.url: a path that looks like one, or a
+    /// backend flag that cannot keep one, is refused before anything opens (the path
+    /// opened the store in S3 here, fencing its server; rocksdb made an empty local
+    /// store named after the URL and served it).
+    @Test func aStoreInS3IsNamedOnlyByTheConfigsURL() throws {
+        let directory = harness.freshPath("cli-s3-names")
+        try FileOps.makeDirectories(directory)
+        defer { try? FileOps.removeTree(directory) }
+        let viaPath = try zerofs(["dataset", "list", "--path", "s3://bucket/fs"], status: 1)
+        #expect(viaPath.err.contains("--path names a local folder"), "\(viaPath.err)")
+        let config = directory + "/s3.toml"
+        try FileOps.writeFileAtomically(config, Array("[storage]\nurl = \"s3://bucket/fs\"\n".utf8))
+        let viaBackend = try zerofs(["run", "-c", config, "--backend", "rocksdb"], status: 1)
+        #expect(viaBackend.err.contains("only the lsm backend keeps a store in S3"), "\(viaBackend.err)")
+        #expect(FileOps.kind(of: "s3:") == .missing, "a local store was made")
+        let inConfig = directory + "/path.toml"
+        try FileOps.writeFileAtomically(inConfig, Array("[storage]\npath = \"s3://bucket/fs\"\n".utf8))
+        let viaConfigPath = try zerofs(["dataset", "list", "-c", inConfig], status: 1)
+        #expect(viaConfigPath.err.contains("storage.path: is a local folder"), "\(viaConfigPath.err)")
     }
 
     @Test func quickStartWithAConfigFile() throws {
