@@ -60,6 +60,36 @@ import Testing
         #expect(wasReleased, "the queued call ran only after the waiting one gave up")
     }
 
+    /// Shutting down while calls keep coming: the queued ones finish, later ones are
+    /// dropped, and the shutdown ends while the calls still come (it waited until they
+    /// stopped).
+    @Test func aShutdownEndsWhileCallsKeepComing() throws {
+        let pool = try WorkerPool(threads: 2, maxBusy: 2)
+        let submitting = Atomic<Bool>(true)
+        let stop = Atomic<Bool>(false)
+        let started = DispatchSemaphore(value: 0)
+        let submitter = Thread {
+            let deadline = Date().addingTimeInterval(20)
+            var first = true
+            while !stop.load(ordering: .relaxed), Date() < deadline {
+                for _ in 0..<4 { pool.submit { usleep(500) } }
+                if first {
+                    started.signal()
+                    first = false
+                }
+                usleep(100)
+            }
+            submitting.store(false, ordering: .sequentiallyConsistent)
+        }
+        submitter.start()
+        #expect(started.wait(timeout: .now() + 10) == .success)
+        pool.shutdown()
+        let stillSubmitting = submitting.load(ordering: .sequentiallyConsistent)
+        stop.store(true, ordering: .relaxed)
+        #expect(stillSubmitting, "the shutdown waited until the calls stopped coming")
+        while submitting.load(ordering: .sequentiallyConsistent) { usleep(1000) }
+    }
+
     @Test func everyCallRunsWithManyMoreCallsThanBusyWorkers() throws {
         let pool = try WorkerPool(threads: 8, maxBusy: 2)
         defer { pool.shutdown() }

@@ -123,7 +123,7 @@ public final class NFSServer: Sendable {
     }
 
     /// Stops accepting, lets the calls already queued finish (their replies still go
-    /// out), then closes every connection.
+    /// out; calls read after that are dropped), then closes every connection.
     public func stop() {
         listener.stop()
         workers.shutdown()

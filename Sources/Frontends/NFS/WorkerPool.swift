@@ -79,7 +79,11 @@ final class WorkerPool: BlockingObserver {
     }
 
     func submit(_ job: @escaping @Sendable () -> Void) {
-        let sleeper = state.withLock { s in
+        let sleeper = state.withLock { s -> Int? in
+            // Stopping: calls read since are not run (their clients send them again to the
+            // next server). Queued, they kept `shutdown` waiting for as long as clients
+            // kept sending.
+            guard !s.stopping else { return nil }
             s.queue.append(job)
             pending.add(1, ordering: .sequentiallyConsistent)
             return sleeperToWake(&s)
@@ -107,7 +111,8 @@ final class WorkerPool: BlockingObserver {
         busy.add(1, ordering: .sequentiallyConsistent)
     }
 
-    /// Lets queued calls finish, then stops every worker.
+    /// Lets queued calls finish, then stops every worker; calls submitted meanwhile are
+    /// dropped.
     func shutdown() {
         while running.load(ordering: .acquiring) > 0 {
             let sleepers = state.withLock { s in
