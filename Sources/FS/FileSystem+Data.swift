@@ -44,9 +44,11 @@ extension FileSystem {
     }
 
     /// Reads the chunks of `ino` in [from, from + count) without keeping them, so the
-    /// store caches their blocks (ReadAhead), under `ReadPurpose.prefetchOnly`: a value the
+    /// store caches their blocks (ReadAhead), under `ReadPurpose.prefetch`: a value the
     /// store would read from a file (the lsm's values in WAL segments) is only asked to
-    /// be read ahead there, not read, copied and checksummed twice. Errors are ignored:
+    /// be read ahead there, not read, copied and checksummed twice; and where the store
+    /// says reading ahead gains nothing (the lsm's segments in a local folder, which the
+    /// kernel reads ahead itself), the rest of the range is left. Errors are ignored:
     /// the real read reports them.
     /// After each `ReadAhead.yieldBytes` of chunks it yields the core: a server worker
     /// polling for calls there then looks again within microseconds, instead of after the
@@ -58,9 +60,11 @@ extension FileSystem {
         let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
         let first = from / cs
         var index = first
-        ReadPurpose.$prefetchOnly.withValue(true) {
+        let prefetch = ReadPurpose.Prefetch()
+        ReadPurpose.$prefetch.withValue(prefetch) {
             while index * cs < end {
                 _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
+                if prefetch.nothingToGain { return }
                 index += 1
                 if (index - first) % chunksPerYield == 0 { sched_yield() }
             }

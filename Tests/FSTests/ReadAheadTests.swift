@@ -11,21 +11,26 @@ import Testing
 
 /// A KVBackend that forwards to another and records the keys read by threads other than
 /// the one that made it (the test's): the read-ahead thread's.
+/// With `gainsNothing`, it says of every read made to read ahead that reading ahead there
+/// gains nothing (as the lsm does of values in a local folder).
 final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
     let keys = Mutex<[[UInt8]]>([])
     private let testThread = pthread_self()
+    var gainsNothing = false
 
     override func get(_ key: [UInt8]) throws -> [UInt8]? {
         if pthread_equal(pthread_self(), testThread) == 0 { keys.withLock { $0.append(key) } }
+        if gainsNothing { ReadPurpose.prefetch?.noteNothingToGain() }
         return try inner.get(key)
     }
 }
 
 @Suite struct ReadAheadTests {
-    private func withFile(_ body: (FileSystem, UInt64, ReadAheadRecorder) throws -> Void) throws {
+    private func withFile(gainsNothing: Bool = false, _ body: (FileSystem, UInt64, ReadAheadRecorder) throws -> Void) throws {
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let recorder = ReadAheadRecorder(try harness.open(harness.freshPath()))
+        recorder.gainsNothing = gainsNothing
         let fs = try FileSystem.open(recorder, options: FSOptions())
         defer { try? fs.close() }
         let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
@@ -44,6 +49,20 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
             usleepMilliseconds(10)
         } while Date() < deadline
         return found
+    }
+
+    /// A store that says reading ahead gains nothing (values in a local folder, which
+    /// the kernel reads ahead itself) has one chunk of each range looked up, not all.
+    @Test func aStoreThatGainsNothingFromReadAheadEndsTheRangeAtOnce() throws {
+        try withFile(gainsNothing: true) { fs, ino, recorder in
+            let chunk = UInt64(FSOptions().chunkSize)
+            let count = 256 << 10
+            _ = try fs.read(.root, ino, offset: 0, count: count)
+            let first = chunksReadAhead(recorder, ino, count: 1)
+            usleepMilliseconds(300)
+            let all = chunksReadAhead(recorder, ino, count: 1)
+            #expect(first == [UInt64(count) / chunk] && all == first, "read ahead: \(all.sorted())")
+        }
     }
 
     @Test func aSequentialReaderHasTheNextRangesReadAhead() throws {

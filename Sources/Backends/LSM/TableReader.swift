@@ -188,9 +188,13 @@ final class TableReader: Sendable {
             return .deleted
         }
         if cursor.isPointer {
-            if ReadPurpose.prefetchOnly {
+            if let prefetch = ReadPurpose.prefetch {
                 let located = try locate(cursor.value)
-                located.object.willNeed(offset: located.pointer.offset, length: located.pointer.length)
+                if located.object.readsAheadItself {
+                    prefetch.noteNothingToGain()
+                } else {
+                    located.object.willNeed(offset: located.pointer.offset, length: located.pointer.length)
+                }
                 return .value(try read(UnsafeRawBufferPointer(start: nil, count: 0)))
             }
             return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) })

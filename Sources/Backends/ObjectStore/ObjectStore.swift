@@ -27,6 +27,10 @@ public protocol ReadableObject: AnyObject, Sendable {
     /// that follows, without waiting or copying where the object can (a local file: the
     /// kernel's read-ahead). Errors are the later read's to report.
     func willNeed(offset: Int, length: Int)
+
+    /// Whether sequential reads of this object are read ahead without being asked (a
+    /// local file: by the kernel), so `willNeed` gains a sequential reader nothing.
+    var readsAheadItself: Bool { get }
 }
 
 extension ReadableObject {
@@ -35,6 +39,9 @@ extension ReadableObject {
     public func willNeed(offset: Int, length: Int) {
         _ = try? read(offset: offset, length: length)
     }
+
+    /// The default: nothing reads ahead but `willNeed`.
+    public var readsAheadItself: Bool { false }
 
     /// The default: it cannot tell, so it never reads.
     public func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool { false }
