@@ -385,9 +385,10 @@ final class ReplyWriter: Sendable {
 
     /// Hands what is left of `reply` after `sent` bytes (of mark and reply) to the event
     /// loop, which counts it written once it has written it (or failed to); true. False
-    /// when the server's reply budget has no room for it and this connection holds
-    /// replies already: the reply is dropped (the caller counts it written) and the
-    /// connection closed. REQUIRES: the lock is held, so replies reach the loop in order.
+    /// when this connection is closed for the budget (the budget has no room for the
+    /// reply, this connection holds replies already, and no other has stalled longer; or
+    /// another chose this one to make room): the reply is dropped (the caller counts it
+    /// written). REQUIRES: the lock is held, so replies reach the loop in order.
     private func handToLoop(_ s: inout State, _ channel: any Channel, _ reply: [UInt8], sent: Int) -> Bool {
         let bytes = reply.count + 4 - sent
         if s.overBudget || evicted.load(ordering: .relaxed) { return false }
