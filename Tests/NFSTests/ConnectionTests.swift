@@ -111,11 +111,7 @@ final class RawConnection {
     @Test func aClientThatStopsReadingHoldsUpNobodyAndGetsEveryReplyWhole() throws {
         let f = try FSFixture(MemoryBackendFactory())
         defer { try? f.fs.close() }
-        let direct = NFSTestClient(NFSService(pool: f.fs.pool))
-        let root = try direct.mount("/")
-        let file = try direct.create(root, "big")
-        let content = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
-        _ = try direct.write(file, 0, content)
+        let (file, content) = try Self.bigFile(f)
 
         var options = NFSServer.Options()
         options.port = 0
@@ -173,6 +169,15 @@ final class RawConnection {
         return stream
     }
 
+    /// Writes a file "big" of 1 MiB at the top of `f`: its handle and its bytes.
+    private static func bigFile(_ f: FSFixture) throws -> (file: [UInt8], content: [UInt8]) {
+        let direct = NFSTestClient(NFSService(pool: f.fs.pool))
+        let file = try direct.create(try direct.mount("/"), "big")
+        let content = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+        _ = try direct.write(file, 0, content)
+        return (file, content)
+    }
+
     /// Checks a READ reply: NFS3_OK, and all of `content`.
     private static func expectWholeRead(_ reply: inout Reply, _ content: [UInt8]) throws {
         #expect(try reply.body.uint32() == 0)
@@ -221,11 +226,7 @@ final class RawConnection {
     @Test func repliesNobodyReadsStayWithinTheBudget() throws {
         let f = try FSFixture(MemoryBackendFactory())
         defer { try? f.fs.close() }
-        let direct = NFSTestClient(NFSService(pool: f.fs.pool))
-        let root = try direct.mount("/")
-        let file = try direct.create(root, "big")
-        let content = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 10) }
-        _ = try direct.write(file, 0, content)
+        let (file, content) = try Self.bigFile(f)
 
         var options = NFSServer.Options()
         options.port = 0
