@@ -26,49 +26,69 @@ extension FileSystem {
     }
 
     /// Reads as `read` does, appending the bytes to `out` (the NFS server's reply, so that
-    /// 1 MiB read is copied once, from the stored chunks); returns eof. After a throw,
-    /// `out` may hold part of the data.
+    /// 1 MiB read is copied once, from the stored chunks or a range read ahead); returns
+    /// eof. After a throw, `out` may hold part of the data.
     public func read(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
         guard count >= 0 else { throw FSError(.EINVAL, "negative read count") }
+        pool.preparedReads.awaitReading(dataset, ino, at: offset)
         let before = out.count
         let eof = try readLocked(cred, ino, offset: offset, count: count, appendingTo: &out)
         let got = out.count - before
-        if got >= ReadAhead.minimumRead, !eof, sequentialReads.withLock({ $0.note(ino, offset: offset, count: got) }) {
-            // Two reads ahead, so that a read finds its range read before it comes: the
-            // first read of a file asks for both, each later one for the second.
-            let from = offset + UInt64(offset == 0 ? got : 2 * got)
-            let length = offset == 0 ? 2 * got : got
-            pool.readAhead.submit { [weak self] in self?.prefetch(ino, from: from, count: length) }
+        if got >= ReadAhead.minimumRead, got <= ReadAhead.maximumRead, !eof, !store.isReplica,
+           sequentialReads.withLock({ $0.note(ino, offset: offset, count: got) }) {
+            // The next `rangesAhead` ranges, nearest first; those kept already are skipped.
+            pool.readAhead.submit { [weak self] in
+                for k in 1...UInt64(ReadAhead.rangesAhead) {
+                    guard let self, self.prepare(ino, from: offset + k * UInt64(got), count: got, headroom: before) else { return }
+                }
+            }
         }
         return eof
     }
 
-    /// Reads the chunks of `ino` in [from, from + count) without keeping them, so the
-    /// store caches their blocks (ReadAhead), under `ReadPurpose.prefetch`: a value the
-    /// store would read from a file (the lsm's values in WAL segments) is only asked to
-    /// be read ahead there, not read, copied and checksummed twice; and where the store
-    /// says reading ahead gains nothing (the lsm's segments in a local folder, which the
-    /// kernel reads ahead itself), the rest of the range is left. Errors are ignored:
-    /// the real read reports them.
-    /// After each `ReadAhead.yieldBytes` of chunks it yields the core: a server worker
-    /// polling for calls there then looks again within microseconds, instead of after the
-    /// whole range.
-    func prefetch(_ ino: UInt64, from: UInt64, count: Int) {
-        guard (try? checkOpen()) != nil, let file = try? inode(ino), file.type == .regular else { return }
-        let end = min(file.size, from + UInt64(count))
+    /// Reads `count` bytes of `ino` from `from` (fewer at its end) and keeps them, after
+    /// `headroom` bytes of room, for the read that will ask for them (PreparedReads),
+    /// unless they are kept already or the
+    /// reader has passed them. The chunks are read without the inode's lock, so that the
+    /// reader's own reads never wait for this one; the lock stripe's generation, read
+    /// before and after, says whether the file changed meanwhile (then nothing is kept).
+    /// Errors are ignored: the real read reports them. After each `ReadAhead.yieldBytes`
+    /// of chunks it yields the core: a server worker polling for calls there then looks
+    /// again within microseconds, instead of after the whole range. False when there is
+    /// nothing more to read ahead (the range is past the file's end, or an error).
+    func prepare(_ ino: UInt64, from: UInt64, count: Int, headroom: Int = 0) -> Bool {
+        guard (try? checkOpen()) != nil else { return false }
+        if let next = sequentialReads.withLock({ $0.next(ino) }), next > from { return true }
+        guard pool.preparedReads.begin(dataset, ino, at: from) else { return true }
+        var kept: PreparedReads.Range?
+        defer { pool.preparedReads.end(keeping: kept) }
+        let plain = reads
+        let generation = { () -> (UInt64, Inode)? in
+            try? self.locks.withLocks([ino], change: false) { () throws(FSError) in (self.locks.generation(ino), try self.inode(ino)) }
+        }
+        guard let (before, file) = generation(), file.type == .regular else { return false }
+        let size = min(file.size, FSOptions.maxFileSize)
+        guard from < size else { return false }
+        let end = min(size, from + UInt64(count))
+        var bytes = [UInt8](repeating: 0, count: headroom)
+        bytes.reserveCapacity(headroom + Int(end - from) + 8)
         let cs = UInt64(chunkSize)
         let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
         let first = from / cs
         var index = first
-        let prefetch = ReadPurpose.Prefetch()
-        ReadPurpose.$prefetch.withValue(prefetch) {
+        do throws(FSError) {
             while index * cs < end {
-                _ = try? reads.withValue(FSKeys.chunk(ino, index), below: file.contentVersion) { _ throws(FSError) in () }
-                if prefetch.nothingToGain { return }
+                let chunkStart = index * cs
+                try appendChunk(file, index, from: Int(max(from, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &bytes, reads: plain)
                 index += 1
                 if (index - first) % chunksPerYield == 0 { sched_yield() }
             }
+        } catch {
+            return false
         }
+        guard let (after, _) = generation(), after == before else { return true }
+        kept = PreparedReads.Range(dataset: dataset, ino: ino, offset: from, bytes: bytes, headroom: headroom, generation: before, view: plain.view)
+        return end < size
     }
 
     private func readLocked(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
@@ -81,23 +101,37 @@ extension FileSystem {
             let size = min(file.size, FSOptions.maxFileSize)
             guard offset < size, count > 0 else { return offset >= size }
             let end = min(size, offset + UInt64(min(count, 64 << 20)))
-            out.reserveCapacity(out.count + Int(end - offset))
-            let cs = UInt64(chunkSize)
-            var index = offset / cs
-            while index * cs < end {
-                let chunkStart = index * cs
-                try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out)
-                index += 1
+            let plain = reads
+            let length = Int(end - offset)
+            if let prepared = pool.preparedReads.take(dataset, ino, at: offset, length: length, generation: locks.generation(ino), view: plain.view) {
+                if prepared.headroom == out.count, prepared.count == length {
+                    // The range becomes the buffer, what `out` held going in its room.
+                    var bytes = prepared.bytes
+                    bytes.withUnsafeMutableBytes { room in out.withUnsafeBytes { room.copyMemory(from: $0) } }
+                    out = bytes
+                } else {
+                    out.append(contentsOf: prepared.bytes[prepared.headroom..<(prepared.headroom + length)])
+                }
+            } else {
+                // Room for a few bytes more: the NFS reply's padding after the data.
+                out.reserveCapacity(out.count + length + 8)
+                let cs = UInt64(chunkSize)
+                var index = offset / cs
+                while index * cs < end {
+                    let chunkStart = index * cs
+                    try appendChunk(file, index, from: Int(max(offset, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &out, reads: plain)
+                    index += 1
+                }
             }
             try touchAccessTime(&file)
             return end == size
         }
     }
 
-    /// Appends bytes `from..<to` of chunk `index` as reads see it: zeros where it holds
-    /// none (a hole, a hidden chunk, past a short chunk's end).
-    private func appendChunk(_ file: Inode, _ index: UInt64, from: Int, to: Int, _ out: inout [UInt8]) throws(FSError) {
-        try withVisibleChunk(file, index) { (chunk: StoredChunk?) throws(FSError) in
+    /// Appends bytes `from..<to` of chunk `index` as reads through `reads` see it: zeros
+    /// where it holds none (a hole, a hidden chunk, past a short chunk's end).
+    private func appendChunk(_ file: Inode, _ index: UInt64, from: Int, to: Int, _ out: inout [UInt8], reads: VersionedStore) throws(FSError) {
+        try withVisibleChunk(file, index, reads: reads) { (chunk: StoredChunk?) throws(FSError) in
             let held = chunk.map { min(to, $0.length) } ?? from
             if let chunk, from < held {
                 if chunk.encoding == .raw {
@@ -116,9 +150,9 @@ extension FileSystem {
 
     /// Runs `body` on chunk `index` as reads see it, without copying its bytes: nil for a
     /// hole or a chunk a shrink mark hides.
-    private func withVisibleChunk<R>(_ file: Inode, _ index: UInt64, _ body: (StoredChunk?) throws(FSError) -> R) throws(FSError) -> R {
+    private func withVisibleChunk<R>(_ file: Inode, _ index: UInt64, reads: VersionedStore? = nil, _ body: (StoredChunk?) throws(FSError) -> R) throws(FSError) -> R {
         let chunkSize = chunkSize
-        return try reads.withValue(FSKeys.chunk(file.ino, index), below: file.contentVersion) { raw throws(FSError) -> R in
+        return try (reads ?? self.reads).withValue(FSKeys.chunk(file.ino, index), below: file.contentVersion) { raw throws(FSError) -> R in
             guard let raw else { return try body(nil) }
             let chunk = try ChunkRecord.header(raw, chunkSize: chunkSize)
             return try body(file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) ? nil : chunk)

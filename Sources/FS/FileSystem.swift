@@ -93,6 +93,7 @@ public final class FileSystem: Sendable {
         guard let change else { return }
         inodeCache.reset()
         entryCache.reset()
+        pool.preparedReads.removeAll(dataset)
         if let new = change.new { inodeVersions.moved(from: change.old, to: new) } else { inodeVersions.reset() }
     }
 
@@ -301,7 +302,7 @@ public final class FileSystem: Sendable {
         defer { if change { pool.syncGate.endChange() } }
         return try barrier.withShared { () throws(FSError) -> R in
             if current.withLock({ $0.deleted }) { throw FSError(.ESTALE, "the dataset was deleted") }
-            return try locks.withLocks(inodes, body)
+            return try locks.withLocks(inodes, change: change, body)
         }
     }
 

@@ -6,27 +6,48 @@ import Foundation
 final class LockTable: @unchecked Sendable {
     // NSLock is thread-safe; the array itself is never mutated after init.
     private let stripes: [NSLock]
+    /// Per stripe, how many holders that may have changed its inodes have let it go; each
+    /// read and written only under its stripe's lock (PreparedReads).
+    private let generations: UnsafeMutablePointer<UInt64>
 
     init(count: Int = 256) {
         stripes = (0..<count).map { _ in NSLock() }
+        generations = .allocate(capacity: count)
+        generations.initialize(repeating: 0, count: count)
     }
 
-    func withLocks<R>(_ inodes: [UInt64], _ body: () throws(FSError) -> R) throws(FSError) -> R {
+    deinit { generations.deallocate() }
+
+    /// Runs `body` holding the stripes of `inodes`. With `change` (the body may change
+    /// them) each stripe's generation moves on before it is let go.
+    func withLocks<R>(_ inodes: [UInt64], change: Bool = true, _ body: () throws(FSError) -> R) throws(FSError) -> R {
         // Sorted and without repeats; an operation locks one to four inodes, so an
         // insertion sort of one small array (no set to hash into).
         var indices: [Int] = []
         indices.reserveCapacity(inodes.count)
         for ino in inodes {
-            let stripe = Int(ino % UInt64(stripes.count))
+            let stripe = self.stripe(ino)
             var at = indices.count
             while at > 0, indices[at - 1] > stripe { at -= 1 }
             if at > 0, indices[at - 1] == stripe { continue }
             indices.insert(stripe, at: at)
         }
         for i in indices { stripes[i].lock() }
-        defer { for i in indices.reversed() { stripes[i].unlock() } }
+        defer {
+            for i in indices.reversed() {
+                if change { generations[i] &+= 1 }
+                stripes[i].unlock()
+            }
+        }
         return try body()
     }
+
+    /// The generation of `ino`'s stripe: it moves on whenever a holder that may have changed
+    /// `ino` lets the stripe go, so two equal readings mean `ino` did not change between
+    /// them. REQUIRES: the caller holds `ino`'s stripe (inside `withLocks`).
+    func generation(_ ino: UInt64) -> UInt64 { generations[stripe(ino)] }
+
+    private func stripe(_ ino: UInt64) -> Int { Int(ino % UInt64(stripes.count)) }
 }
 
 /// A plain lock whose body may throw FSError.

@@ -31,6 +31,8 @@ public final class Pool: Sendable {
     let syncGate = SyncGate()
     let worker = BackgroundLoop()
     let readAhead = ReadAhead()
+    /// Ranges read ahead for sequential readers, bytes and all (ReadAhead).
+    let preparedReads = PreparedReads()
     /// On a replica: the thread that follows the writer, and the store generation the
     /// pool's state was last loaded at (Replica.swift).
     let follower = BackgroundLoop()

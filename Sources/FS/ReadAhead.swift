@@ -1,9 +1,10 @@
 // Read-ahead for sequential readers. After a large read that continues the previous read
-// of the same file (or starts at its beginning), the range two reads ahead is read on a
-// background thread, so its blocks are in the store's cache when the reader asks for
-// them: the reader's turn then skips the storage reads and checksums. (One read ahead
-// raced the reader: both read the same blocks.) Advisory only: failures are ignored, and a newer request replaces one that
-// has not started.
+// of the same file (or starts at its beginning), the next `rangesAhead` ranges of its size
+// are read on a background thread, bytes and all, and kept (PreparedReads) for the reads
+// that will ask for them: such a read only copies them, while the storage reads,
+// checksums and lookups of its range were done as the client took in earlier replies.
+// Advisory only: failures are ignored, and a newer request replaces one that has not
+// started (it covers the same ranges but the one being read).
 
 import Engine
 import Foundation
@@ -20,7 +21,11 @@ final class ReadAhead: Sendable {
 
     /// Reads smaller than this are not followed (small files, random access).
     static let minimumRead = 128 << 10
-    /// Bytes of chunks read ahead between yields of the core (`FileSystem.prefetch`). A
+    /// The largest range read ahead (a larger read is not followed): NFS's largest READ.
+    static let maximumRead = 1 << 20
+    /// How many ranges the size of the last read are kept read ahead of a sequential reader.
+    static let rangesAhead = 3
+    /// Bytes of chunks read ahead between yields of the core (`FileSystem.prepare`). A
     /// server worker polling for calls yields its core while it waits; the read-ahead
     /// thread, given it, had read a whole range (about 90 µs a MiB) before the worker
     /// looked again, and a call that came meanwhile waited that long (Docs/nfs.md,
@@ -70,5 +75,101 @@ struct SequentialReads {
         if next.count >= 256, next[ino] == nil { next.removeAll(keepingCapacity: true) }
         next[ino] = offset + UInt64(count)
         return sequential
+    }
+
+    /// Where the next sequential read of `ino` would start, if it is followed.
+    func next(_ ino: UInt64) -> UInt64? { next[ino] }
+}
+
+/// Ranges of files read ahead, with their bytes (ReadAhead), until the read that asks for
+/// one takes it; one set for the pool, so that what is held is bounded whatever the
+/// number of datasets. A range's bytes follow room for what the reader's buffer held before the
+/// data at its last read (an NFS reply's header), so that they can become the reply
+/// without being copied (`FileSystem.read(appendingTo:)`). A range is good only for a read of the same view whose inode's lock
+/// stripe generation (LockTable) is the one read before and after the range was read: no
+/// change to the file, no rollback or snapshot of its dataset, came in between. At most
+/// `capacity` ranges are kept (16 MiB); the oldest goes first. A read that asks for the
+/// range being read ahead waits for it (`awaitReading`) rather than read it twice.
+final class PreparedReads: @unchecked Sendable {
+    struct Range {
+        var dataset: UInt64
+        var ino: UInt64
+        var offset: UInt64
+        /// `headroom` bytes of room, then the range's bytes, with spare capacity for 8 more.
+        var bytes: [UInt8]
+        var headroom: Int
+        var generation: UInt64
+        var view: VersionView
+
+        var count: Int { bytes.count - headroom }
+    }
+
+    static let capacity = 16
+    /// How long a read waits for its range being read ahead before it reads it itself.
+    static let waitLimit: TimeInterval = 2
+
+    // All fields are guarded by `condition`.
+    private let condition = NSCondition()
+    private var ranges: [Range] = []
+    private var reading: (dataset: UInt64, ino: UInt64, offset: UInt64)?
+
+    /// Notes that the range of `ino` at `offset` in `dataset` is being read ahead; false
+    /// (and nothing noted) when it is kept already.
+    func begin(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        if ranges.contains(where: { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }) { return false }
+        reading = (dataset, ino, offset)
+        return true
+    }
+
+    /// Ends the reading `begin` noted, keeping `range` (nil: it could not be read, or the
+    /// file changed meanwhile), and wakes the reads waiting for it.
+    func end(keeping range: Range?) {
+        condition.lock()
+        defer { condition.unlock() }
+        reading = nil
+        if let range {
+            if ranges.count >= Self.capacity { ranges.removeFirst() }
+            ranges.append(range)
+        }
+        condition.broadcast()
+    }
+
+    /// Waits while the range of `ino` at `offset` in `dataset` is being read ahead (at most
+    /// `waitLimit`).
+    func awaitReading(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date().addingTimeInterval(Self.waitLimit)
+        while let busy = reading, busy.dataset == dataset, busy.ino == ino, busy.offset == offset {
+            if !condition.wait(until: deadline) { return }
+        }
+    }
+
+    /// Whether the range of `ino` at `offset` in `dataset` is kept.
+    func holds(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return ranges.contains { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }
+    }
+
+    /// Takes the kept range of `ino` at `offset` (a stale one is dropped): the range when it
+    /// holds at least `length` bytes and still shows the file as it is (`generation`, read
+    /// under the inode's lock, and `view`), or nil.
+    func take(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64, length: Int, generation: UInt64, view: VersionView) -> Range? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let at = ranges.firstIndex(where: { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }) else { return nil }
+        let range = ranges.remove(at: at)
+        guard range.generation == generation, range.view == view, range.count >= length else { return nil }
+        return range
+    }
+
+    /// Drops the ranges of `dataset` (its view moved: they can serve no read).
+    func removeAll(_ dataset: UInt64) {
+        condition.lock()
+        defer { condition.unlock() }
+        ranges.removeAll { $0.dataset == dataset }
     }
 }

@@ -1,5 +1,7 @@
-// Read-ahead: a sequential reader's next ranges are read on the read-ahead thread (so
-// the store caches them before the reader asks); small reads are not followed.
+// Read-ahead: a sequential reader's next ranges are read on the read-ahead thread, bytes
+// and all, and the read that asks for one takes its bytes without reading the store; a
+// change to the file, or a rollback, between the two makes the read read the store
+// again. Small reads are not followed.
 
 import Engine
 @testable import FS
@@ -9,33 +11,51 @@ import MemoryBackend
 import Synchronization
 import Testing
 
-/// A KVBackend that forwards to another and records the keys read by threads other than
-/// the one that made it (the test's): the read-ahead thread's.
-/// With `gainsNothing`, it says of every read made to read ahead that reading ahead there
-/// gains nothing (as the lsm does of values in a local folder).
+/// A KVBackend that forwards to another and records the keys read, by the thread that
+/// made it (the test's) and by the others (the read-ahead thread). `onReadAhead` runs on
+/// the read-ahead thread before each read there.
 final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
     let keys = Mutex<[[UInt8]]>([])
+    let ownKeys = Mutex<[[UInt8]]>([])
+    let onReadAhead = Mutex<(@Sendable ([UInt8]) -> Void)?>(nil)
     private let testThread = pthread_self()
-    var gainsNothing = false
 
     override func get(_ key: [UInt8]) throws -> [UInt8]? {
-        if pthread_equal(pthread_self(), testThread) == 0 { keys.withLock { $0.append(key) } }
-        if gainsNothing { ReadPurpose.prefetch?.noteNothingToGain() }
+        if pthread_equal(pthread_self(), testThread) == 0 {
+            keys.withLock { $0.append(key) }
+            onReadAhead.withLock { $0 }?(key)
+        } else {
+            ownKeys.withLock { $0.append(key) }
+        }
         return try inner.get(key)
     }
 }
 
 @Suite struct ReadAheadTests {
-    private func withFile(gainsNothing: Bool = false, _ body: (FileSystem, UInt64, ReadAheadRecorder) throws -> Void) throws {
+    private func withFile(_ body: (FileSystem, UInt64, ReadAheadRecorder) throws -> Void) throws {
         let harness = StoreHarness(MemoryBackendFactory())
         defer { harness.cleanUp() }
         let recorder = ReadAheadRecorder(try harness.open(harness.freshPath()))
-        recorder.gainsNothing = gainsNothing
         let fs = try FileSystem.open(recorder, options: FSOptions())
         defer { try? fs.close() }
         let file = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644)
         _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: 7, count: 4 << 20))
         try body(fs, file.ino, recorder)
+    }
+
+    /// Waits up to 10 s for the range of `ino` at `offset` to be kept read ahead.
+    private func prepared(_ fs: FileSystem, _ ino: UInt64, at offset: Int) -> Bool {
+        let deadline = Date().addingTimeInterval(10)
+        while !fs.pool.preparedReads.holds(fs.dataset, ino, at: UInt64(offset)) {
+            if Date() >= deadline { return false }
+            usleepMilliseconds(5)
+        }
+        return true
+    }
+
+    /// The chunk keys of `ino` among `keys`.
+    private func chunkKeys(_ keys: [[UInt8]], _ ino: UInt64) -> Int {
+        keys.filter { $0.starts(with: FSKeys.chunkPrefix(ino)) }.count
     }
 
     /// The chunk indexes of `ino` read on the read-ahead thread, waiting up to 10 s for `count`.
@@ -51,17 +71,102 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
         return found
     }
 
-    /// A store that says reading ahead gains nothing (values in a local folder, which
-    /// the kernel reads ahead itself) has one chunk of each range looked up, not all.
-    @Test func aStoreThatGainsNothingFromReadAheadEndsTheRangeAtOnce() throws {
-        try withFile(gainsNothing: true) { fs, ino, recorder in
-            let chunk = UInt64(FSOptions().chunkSize)
+    /// The read of a range read ahead takes its bytes: it reads no chunk itself, and
+    /// gets the file's bytes.
+    @Test func aReadOfARangeReadAheadReadsNoChunk() throws {
+        try withFile { fs, ino, recorder in
+            let count = 256 << 10
+            _ = try fs.write(.root, ino, offset: UInt64(count), (0..<count).map { UInt8(truncatingIfNeeded: $0 * 7) })
+            _ = try fs.read(.root, ino, offset: 0, count: count)
+            #expect(prepared(fs, ino, at: count))
+            recorder.ownKeys.withLock { $0.removeAll() }
+            let second = try fs.read(.root, ino, offset: UInt64(count), count: count)
+            #expect(second.data == (0..<count).map { UInt8(truncatingIfNeeded: $0 * 7) })
+            #expect(!second.eof)
+            #expect(chunkKeys(recorder.ownKeys.withLock { $0 }, ino) == 0, "the read read the store")
+            #expect(!fs.pool.preparedReads.holds(fs.dataset, ino, at: UInt64(count)), "the range was kept after its read")
+        }
+    }
+
+    /// A range read ahead after a read into a buffer that held a header (an NFS reply's)
+    /// comes back after the next read's header, whether that is as long or not.
+    @Test func aRangeReadAheadFollowsTheCallersHeader() throws {
+        try withFile { fs, ino, _ in
+            let count = 256 << 10
+            let pattern = (0..<(4 * count)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+            _ = try fs.write(.root, ino, offset: 0, pattern)
+            var out: [UInt8] = [1, 2, 3, 4, 5]
+            _ = try fs.read(.root, ino, offset: 0, count: count, appendingTo: &out)
+            #expect(out == [1, 2, 3, 4, 5] + pattern[0..<count])
+            #expect(prepared(fs, ino, at: count) && prepared(fs, ino, at: 2 * count))
+            out = [9, 8, 7, 6, 5]
+            #expect(try !fs.read(.root, ino, offset: UInt64(count), count: count, appendingTo: &out))
+            #expect(out == [9, 8, 7, 6, 5] + pattern[count..<(2 * count)])
+            out = [4, 4]
+            _ = try fs.read(.root, ino, offset: UInt64(2 * count), count: count, appendingTo: &out)
+            #expect(out == [4, 4] + pattern[(2 * count)..<(3 * count)])
+        }
+    }
+
+    /// A write, a truncation or a rollback after a range was read ahead: the read that
+    /// asks for it gets the file as it is now.
+    @Test func aChangeAfterTheReadAheadIsSeenByTheRead() throws {
+        try withFile { fs, ino, _ in
             let count = 256 << 10
             _ = try fs.read(.root, ino, offset: 0, count: count)
-            let first = chunksReadAhead(recorder, ino, count: 1)
-            usleepMilliseconds(300)
-            let all = chunksReadAhead(recorder, ino, count: 1)
-            #expect(first == [UInt64(count) / chunk] && all == first, "read ahead: \(all.sorted())")
+            #expect(prepared(fs, ino, at: count))
+            _ = try fs.write(.root, ino, offset: UInt64(count) + 10, [1, 2, 3])
+            var expected = [UInt8](repeating: 7, count: count)
+            expected.replaceSubrange(10..<13, with: [1, 2, 3])
+            #expect(try fs.read(.root, ino, offset: UInt64(count), count: count).data == expected)
+
+            // The read at `count` went on from the first: it asked for the range at 3 x count.
+            #expect(prepared(fs, ino, at: 3 * count))
+            _ = try fs.setattr(.root, ino, SetAttributes(size: UInt64(3 * count) + 100))
+            let cut = try fs.read(.root, ino, offset: UInt64(3 * count), count: count)
+            #expect(cut.data == [UInt8](repeating: 7, count: 100) && cut.eof)
+        }
+    }
+
+    @Test func aRollbackAfterTheReadAheadIsSeenByTheRead() throws {
+        try withFile { fs, ino, _ in
+            let count = 256 << 10
+            _ = try fs.pool.snapshot("root", "sevens")
+            _ = try fs.write(.root, ino, offset: 0, [UInt8](repeating: 9, count: 4 << 20))
+            _ = try fs.read(.root, ino, offset: 0, count: count)
+            #expect(prepared(fs, ino, at: count))
+            try fs.pool.rollback("root", to: "sevens")
+            #expect(try fs.read(.root, ino, offset: UInt64(count), count: count).data == [UInt8](repeating: 7, count: count))
+        }
+    }
+
+    /// A write that lands while the read-ahead thread is reading the range (between two of
+    /// its chunks): the range is not kept, and the read gets the written bytes.
+    @Test func aWriteDuringTheReadAheadIsNotHidden() throws {
+        try withFile { fs, ino, recorder in
+            let count = 256 << 10
+            let chunk = FSOptions().chunkSize
+            let started = Locked(false)
+            let written = Locked(false)
+            recorder.onReadAhead.withLock {
+                $0 = { [fs] key in
+                    // At the range's third chunk, write into its first.
+                    guard key.starts(with: FSKeys.chunk(ino, UInt64(count / chunk + 2))),
+                          !started.withLock({ was in defer { was = true }; return was }) else { return }
+                    _ = try? fs.write(.root, ino, offset: UInt64(count), [42])
+                    written.withLock { $0 = true }
+                }
+            }
+            _ = try fs.read(.root, ino, offset: 0, count: count)
+            let deadline = Date().addingTimeInterval(10)
+            while !written.withLock({ $0 }), Date() < deadline { usleepMilliseconds(5) }
+            let wrote = written.withLock { $0 }
+            #expect(wrote)
+            // The second range (at 2 x count) may still be read ahead; the first was dropped.
+            usleepMilliseconds(100)
+            #expect(!fs.pool.preparedReads.holds(fs.dataset, ino, at: UInt64(count)), "a range read across a write was kept")
+            let read = try fs.read(.root, ino, offset: UInt64(count), count: count).data
+            #expect(read.first == 42 && read.dropFirst().allSatisfy { $0 == 7 })
         }
     }
 
@@ -69,16 +174,17 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
         try withFile { fs, ino, recorder in
             let chunk = UInt64(FSOptions().chunkSize)
             let count = 256 << 10
-            // The first read asks for the two reads after it.
+            let ahead = ReadAhead.rangesAhead
+            // The first read asks for the ranges after it.
             let read1 = try fs.read(.root, ino, offset: 0, count: count).data.count
             #expect(read1 == count)
-            let first = chunksReadAhead(recorder, ino, count: 2 * count / Int(chunk))
-            #expect(first == Set((UInt64(count) / chunk)..<(UInt64(3 * count) / chunk)))
-            // The next read continues it: the range two reads ahead follows.
+            let first = chunksReadAhead(recorder, ino, count: ahead * count / Int(chunk))
+            #expect(first == Set((UInt64(count) / chunk)..<(UInt64((1 + ahead) * count) / chunk)))
+            // The next read continues it: one more range follows.
             let read2 = try fs.read(.root, ino, offset: UInt64(count), count: count).data.count
             #expect(read2 == count)
-            let second = chunksReadAhead(recorder, ino, count: 3 * count / Int(chunk))
-            #expect(second == Set((UInt64(count) / chunk)..<(UInt64(4 * count) / chunk)))
+            let second = chunksReadAhead(recorder, ino, count: (1 + ahead) * count / Int(chunk))
+            #expect(second == Set((UInt64(count) / chunk)..<(UInt64((2 + ahead) * count) / chunk)))
         }
     }
 

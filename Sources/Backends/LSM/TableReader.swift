@@ -188,15 +188,6 @@ final class TableReader: Sendable {
             return .deleted
         }
         if cursor.isPointer {
-            if let prefetch = ReadPurpose.prefetch {
-                let located = try locate(cursor.value)
-                if located.object.readsAheadItself {
-                    prefetch.noteNothingToGain()
-                } else {
-                    located.object.willNeed(offset: located.pointer.offset, length: located.pointer.length)
-                }
-                return .value(try read(UnsafeRawBufferPointer(start: nil, count: 0)))
-            }
             return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) })
         }
         rows.remember(key, hash: hash, value: cursor.value)

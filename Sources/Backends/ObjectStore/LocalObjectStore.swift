@@ -206,14 +206,6 @@ final class LocalReadableObject: ReadableObject {
 
     deinit { close(fd) }
 
-    /// The kernel reads the range into its page cache in the background (nothing when the
-    /// pages are there already).
-    func willNeed(offset: Int, length: Int) {
-        _ = posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
-    }
-
-    var readsAheadItself: Bool { true }
-
     func read(offset: Int, length: Int) throws -> [UInt8] {
         guard offset >= 0, length >= 0, offset + length <= size else {
             throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)

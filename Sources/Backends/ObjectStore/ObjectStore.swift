@@ -22,27 +22,9 @@ public protocol ReadableObject: AnyObject, Sendable {
     /// rely on. A caller whose thread may let another run while it waits (a block read
     /// under `Blocking.during`) tries this first.
     func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool
-
-    /// Asks for `length` bytes at `offset` to be brought close (read ahead) for a read
-    /// that follows, without waiting or copying where the object can (a local file: the
-    /// kernel's read-ahead). Errors are the later read's to report.
-    func willNeed(offset: Int, length: Int)
-
-    /// Whether sequential reads of this object are read ahead without being asked (a
-    /// local file: by the kernel), so `willNeed` gains a sequential reader nothing.
-    var readsAheadItself: Bool { get }
 }
 
 extension ReadableObject {
-    /// The default: reads the bytes and lets them go (a store with a cache of its own
-    /// keeps them there).
-    public func willNeed(offset: Int, length: Int) {
-        _ = try? read(offset: offset, length: length)
-    }
-
-    /// The default: nothing reads ahead but `willNeed`.
-    public var readsAheadItself: Bool { false }
-
     /// The default: it cannot tell, so it never reads.
     public func readIfReady(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws -> Bool { false }
 

@@ -107,13 +107,11 @@ extension NFSProgram {
             w.uint32(0)
             let eof: Bool
             do {
+                // The filesystem makes room for the data and the padding after it (so the
+                // reply is not copied to grow), or hands over a range it read ahead, with
+                // this header copied into its room, as the reply.
                 eof = try w.appendInPlace { (bytes: inout [UInt8]) throws(NFSStatus) -> Bool in
-                    // Room for the data as the handle's check found the file, and for the
-                    // padding after it: the reply is then not copied to grow (a hint only).
-                    let size = t.inode?.size ?? 0
-                    let expected = offset < size ? Int(min(UInt64(count), size - offset)) : 0
-                    bytes.reserveCapacity(bytes.count + expected + 3)
-                    return try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count, appendingTo: &bytes) }
+                    try nfs { () throws(FSError) in try t.fs.read(cred, t.ino, offset: offset, count: count, appendingTo: &bytes) }
                 }
             } catch {
                 w.truncate(to: start)

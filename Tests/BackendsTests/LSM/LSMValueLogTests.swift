@@ -126,33 +126,6 @@ import Testing
         try smallStore.close()
     }
 
-    /// A read made only to read ahead (`ReadPurpose.prefetch`, the filesystem's
-    /// read-ahead) does not read a value kept in the WAL: it gets empty bytes, and the
-    /// read after it the whole value; in a local folder it is told reading ahead gains
-    /// nothing there. A value in a table block is passed as always.
-    @Test func aPrefetchOnlyReadLeavesWALValuesUnread() throws {
-        let harness = StoreHarness(factory)
-        defer { harness.cleanUp() }
-        let store = try factory.open(at: harness.freshPath(), options: options())
-        defer { try? store.close() }
-        try fill(store, 0..<10)
-        try freeze(store)
-        #expect(!pointed(store).isEmpty)
-        let forBlock = ReadPurpose.Prefetch()
-        let small = try ReadPurpose.$prefetch.withValue(forBlock) {
-            try store.withValue(TestBytes.key(100_003)) { $0.map { Array($0) } }
-        }
-        #expect(small == [3], "a value in a table block is passed as always")
-        #expect(!forBlock.nothingToGain)
-        let forSegment = ReadPurpose.Prefetch()
-        let prefetched = try ReadPurpose.$prefetch.withValue(forSegment) {
-            try store.withValue(TestBytes.key(3)) { $0?.count }
-        }
-        #expect(prefetched == 0, "the value was read and copied for a read-ahead")
-        #expect(forSegment.nothingToGain, "a local segment was not said to read ahead itself")
-        #expect(try store.withValue(TestBytes.key(3)) { $0.map { Array($0) } } == TestBytes.value(3, size: Self.valueBytes))
-    }
-
     @Test func aDamagedValueIsReportedAndNotReturned() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
