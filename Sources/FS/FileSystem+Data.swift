@@ -59,33 +59,44 @@ extension FileSystem {
     func prepare(_ ino: UInt64, from: UInt64, count: Int, headroom: Int = 0) -> Bool {
         guard (try? checkOpen()) != nil else { return false }
         if let next = sequentialReads.withLock({ $0.next(ino) }), next > from { return true }
-        guard pool.preparedReads.begin(dataset, ino, at: from) else { return true }
-        var kept: PreparedReads.Range?
-        defer { pool.preparedReads.end(keeping: kept) }
         let plain = reads
         let generation = { () -> (UInt64, Inode)? in
             try? self.locks.withLocks([ino], change: false) { () throws(FSError) in (self.locks.generation(ino), try self.inode(ino)) }
         }
         guard let (before, file) = generation(), file.type == .regular else { return false }
+        guard pool.preparedReads.begin(dataset, ino, at: from, generation: before, view: plain.view) else { return true }
+        var kept: PreparedReads.Range?
+        defer { pool.preparedReads.end(keeping: kept) }
         let size = min(file.size, FSOptions.maxFileSize)
         guard from < size else { return false }
         let end = min(size, from + UInt64(count))
-        var bytes = [UInt8](repeating: 0, count: headroom)
-        bytes.reserveCapacity(headroom + Int(end - from) + 8)
+        let length = Int(end - from)
         let cs = UInt64(chunkSize)
         let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
         let first = from / cs
-        var index = first
-        do throws(FSError) {
-            while index * cs < end {
-                let chunkStart = index * cs
-                try appendChunk(file, index, from: Int(max(from, chunkStart) - chunkStart), to: Int(min(end, chunkStart + cs) - chunkStart), &bytes, reads: plain)
-                index += 1
-                if (index - first) % chunksPerYield == 0 { sched_yield() }
+        var failed = false
+        // Room for the reply's padding after the data too (8 bytes).
+        let bytes = [UInt8](unsafeUninitializedCapacity: headroom + length + 8) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            UnsafeMutableRawBufferPointer(rebasing: raw[0..<headroom]).initializeMemory(as: UInt8.self, repeating: 0)
+            var at = headroom
+            var index = first
+            do throws(FSError) {
+                while index * cs < end {
+                    let chunkStart = index * cs
+                    let (lower, upper) = (Int(max(from, chunkStart) - chunkStart), Int(min(end, chunkStart + cs) - chunkStart))
+                    try copyChunk(file, index, from: lower, to: upper, into: UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + upper - lower)]), reads: plain)
+                    at += upper - lower
+                    index += 1
+                    if (index - first) % chunksPerYield == 0 { sched_yield() }
+                }
+                initialized = headroom + length
+            } catch {
+                failed = true
+                initialized = 0
             }
-        } catch {
-            return false
         }
+        if failed { return false }
         guard let (after, _) = generation(), after == before else { return true }
         kept = PreparedReads.Range(dataset: dataset, ino: ino, offset: from, bytes: bytes, headroom: headroom, generation: before, view: plain.view)
         return end < size
@@ -103,10 +114,12 @@ extension FileSystem {
             let end = min(size, offset + UInt64(min(count, 64 << 20)))
             let plain = reads
             let length = Int(end - offset)
-            if let prepared = pool.preparedReads.take(dataset, ino, at: offset, length: length, generation: locks.generation(ino), view: plain.view) {
+            if var prepared = pool.preparedReads.take(dataset, ino, at: offset, length: length, generation: locks.generation(ino), view: plain.view) {
                 if prepared.headroom == out.count, prepared.count == length {
-                    // The range becomes the buffer, what `out` held going in its room.
-                    var bytes = prepared.bytes
+                    // The range becomes the buffer, what `out` held going in its room. Moved
+                    // out of `prepared`, so that writing to it copies nothing.
+                    var bytes: [UInt8] = []
+                    swap(&bytes, &prepared.bytes)
                     bytes.withUnsafeMutableBytes { room in out.withUnsafeBytes { room.copyMemory(from: $0) } }
                     out = bytes
                 } else {
@@ -143,6 +156,43 @@ extension FileSystem {
             let zeros = to - max(from, held)
             if zeros > 0 { out.append(contentsOf: repeatElement(0, count: zeros)) }
         }
+    }
+
+    /// Writes bytes `from..<to` of chunk `index` as reads through `reads` see it into
+    /// `region` (`to - from` bytes), as `appendChunk` appends them. A whole chunk of a
+    /// version without ancestors (one key to read) is read with `region` as its value's
+    /// tail (ValueTail): a store that reads the value from a file puts the chunk's bytes
+    /// straight there.
+    private func copyChunk(_ file: Inode, _ index: UInt64, from: Int, to: Int, into region: UnsafeMutableRawBufferPointer, reads: VersionedStore) throws(FSError) {
+        let chunkSize = chunkSize
+        let key = FSKeys.chunk(file.ino, index)
+        let tail = from == 0 && to == chunkSize && reads.view.ancestors.isEmpty ? ValueTail(head: Self.chunkHeaderSize, buffer: region) : nil
+        try ValueTail.$current.withValue(tail, typed: { () throws(FSError) in
+            try reads.withValue(key, below: file.contentVersion) { raw throws(FSError) in
+                var held = from
+                if let raw {
+                    let placed = tail?.placed
+                    let chunk = try ChunkRecord.header(raw, chunkSize: chunkSize, placed: placed)
+                    if !file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) {
+                        held = max(from, min(to, chunk.length))
+                        if placed != nil, chunk.encoding == .raw {
+                            // In place already (from is 0 here).
+                        } else if placed != nil {
+                            let content = try ChunkRecord.content(chunk.encoding, chunk.length, UnsafeRawBufferPointer(rebasing: region[0..<placed!]))
+                            content.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<held])) }
+                        } else if chunk.encoding == .raw {
+                            region.copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk.body[from..<held]))
+                        } else {
+                            let content = try ChunkRecord.content(chunk.encoding, chunk.length, chunk.body)
+                            content.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[from..<held])) }
+                        }
+                    }
+                }
+                if held < to {
+                    UnsafeMutableRawBufferPointer(rebasing: region[(held - from)...]).initializeMemory(as: UInt8.self, repeating: 0)
+                }
+            }
+        })
     }
 
     /// A chunk's stored form, valid only inside `withVisibleChunk`.

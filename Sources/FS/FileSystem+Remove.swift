@@ -117,7 +117,7 @@ extension FileSystem {
         // One change from the first look at the entry to the batch (see SyncGate).
         pool.syncGate.beginChange()
         defer { pool.syncGate.endChange() }
-        var guess = try locked([dir]) { () throws(FSError) in try entry(dir, name) }
+        var guess = try locked([dir], change: false) { () throws(FSError) in try entry(dir, name) }
         while true {
             let inodes = [dir] + (guess.map { [$0.ino] } ?? [])
             let outcome = try locked(inodes) { () throws(FSError) -> (R?, DirEntry?) in

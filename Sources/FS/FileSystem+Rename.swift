@@ -25,7 +25,7 @@ extension FileSystem {
     }
 
     private func renameLocked(_ cred: Credentials, _ sd: UInt64, _ sn: [UInt8], _ dd: UInt64, _ dn: [UInt8]) throws(FSError) -> PendingSync {
-        var guess = try locked([sd, dd]) { () throws(FSError) in (try entry(sd, sn), try entry(dd, dn)) }
+        var guess = try locked([sd, dd], change: false) { () throws(FSError) in (try entry(sd, sn), try entry(dd, dn)) }
         while true {
             let inodes = [sd, dd] + [guess.0?.ino, guess.1?.ino].compactMap { $0 }
             let seen = guess

@@ -114,11 +114,15 @@ final class PreparedReads: @unchecked Sendable {
     private var reading: (dataset: UInt64, ino: UInt64, offset: UInt64)?
 
     /// Notes that the range of `ino` at `offset` in `dataset` is being read ahead; false
-    /// (and nothing noted) when it is kept already.
-    func begin(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) -> Bool {
+    /// (and nothing noted) when it is kept already as the file is now (`generation`,
+    /// `view`). A kept one that is stale is dropped.
+    func begin(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64, generation: UInt64, view: VersionView) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        if ranges.contains(where: { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }) { return false }
+        if let at = ranges.firstIndex(where: { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }) {
+            if ranges[at].generation == generation, ranges[at].view == view { return false }
+            ranges.remove(at: at)
+        }
         reading = (dataset, ino, offset)
         return true
     }
@@ -137,14 +141,26 @@ final class PreparedReads: @unchecked Sendable {
     }
 
     /// Waits while the range of `ino` at `offset` in `dataset` is being read ahead (at most
-    /// `waitLimit`).
+    /// `waitLimit`), as a blocked thread (Blocking: a server worker waiting here lets
+    /// another run).
     func awaitReading(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) {
         condition.lock()
         defer { condition.unlock() }
-        let deadline = Date().addingTimeInterval(Self.waitLimit)
-        while let busy = reading, busy.dataset == dataset, busy.ino == ino, busy.offset == offset {
-            if !condition.wait(until: deadline) { return }
+        guard isReading(dataset, ino, offset) else { return }
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(Self.waitLimit * 1e9)
+        Blocking.during {
+            while isReading(dataset, ino, offset) {
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard now < deadline else { return }
+                _ = condition.wait(until: Date().addingTimeInterval(Double(deadline - now) / 1e9))
+            }
         }
+    }
+
+    /// REQUIRES: `condition` is held.
+    private func isReading(_ dataset: UInt64, _ ino: UInt64, _ offset: UInt64) -> Bool {
+        guard let busy = reading else { return false }
+        return busy.dataset == dataset && busy.ino == ino && busy.offset == offset
     }
 
     /// Whether the range of `ino` at `offset` in `dataset` is kept.

@@ -108,15 +108,18 @@ struct ChunkRecord {
         return ChunkRecord(epoch: epoch, data: try content(encoding, length, body))
     }
 
-    /// The header fields and the stored body, which is not copied.
-    static func header(_ value: UnsafeRawBufferPointer, chunkSize: Int) throws(FSError)
+    /// The header fields and the stored body, which is not copied. With `placed`, `value`
+    /// is the header alone and the store put the body's `placed` bytes elsewhere
+    /// (ValueTail); the body returned is then empty.
+    static func header(_ value: UnsafeRawBufferPointer, chunkSize: Int, placed: Int? = nil) throws(FSError)
         -> (epoch: UInt64, encoding: ChunkEncoding, length: Int, body: UnsafeRawBufferPointer) {
         var r = ByteReader(value)
         guard r.u8() == ValueTag.live.rawValue, let encoding = r.u8().flatMap(ChunkEncoding.init(rawValue:)),
               let epoch = r.u64(), let length = r.u32(), Int(length) <= chunkSize
         else { throw FSError.corrupt("chunk header") }
         let body = r.rest()
-        if encoding == .raw, body.count != Int(length) { throw FSError.corrupt("chunk length") }
+        if encoding == .raw, (placed ?? body.count) != Int(length) { throw FSError.corrupt("chunk length") }
+        if placed != nil, !body.isEmpty { throw FSError.corrupt("chunk header") }
         return (epoch, encoding, Int(length), body)
     }
 

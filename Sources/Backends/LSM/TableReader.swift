@@ -188,6 +188,18 @@ final class TableReader: Sendable {
             return .deleted
         }
         if cursor.isPointer {
+            if let tail = ValueTail.current {
+                let located = try locate(cursor.value)
+                let rest = located.pointer.length - tail.head
+                if rest >= 0, rest <= tail.buffer.count {
+                    // The value's tail goes straight where the reader wants it.
+                    return .value(try withUnsafeTemporaryAllocation(byteCount: tail.head, alignment: 8) { head in
+                        try ValueLog.read(located, head: head, tail: UnsafeMutableRawBufferPointer(rebasing: tail.buffer[..<rest]), table: name)
+                        tail.place(rest)
+                        return try read(UnsafeRawBufferPointer(head))
+                    })
+                }
+            }
             return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) })
         }
         rows.remember(key, hash: hash, value: cursor.value)

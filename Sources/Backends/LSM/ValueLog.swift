@@ -120,6 +120,21 @@ final class ValueLog: Sendable {
         }
     }
 
+    /// Reads a located value split in two, its first `head.count` bytes into `head` and
+    /// the rest into `tail` (ValueTail), and checks its checksum over both.
+    static func read(_ located: (object: any ReadableObject, pointer: ValuePointer), head: UnsafeMutableRawBufferPointer,
+                     tail: UnsafeMutableRawBufferPointer, table: String) throws {
+        let (object, pointer) = located
+        precondition(head.count + tail.count == pointer.length, "a split read covers the value")
+        do { try object.read(offset: pointer.offset, into: head, tail) } catch {
+            throw error as? KVError ?? KVError(.io, "read failed", path: object.name)
+        }
+        let crc = CRC32C.extend(CRC32C.checksum(UnsafeRawBufferPointer(head)), UnsafeRawBufferPointer(tail))
+        guard CRC32C.mask(crc) == pointer.crc else {
+            throw KVError(.corruption, "value checksum mismatch at \(object.name) offset \(pointer.offset) (pointed at by \(table))", path: object.name)
+        }
+    }
+
     /// A segment's size in bytes, or nil when it cannot be opened.
     func size(of id: UInt64) -> Int? {
         (try? segment(id))??.size

@@ -225,6 +225,39 @@ final class LocalReadableObject: ReadableObject {
         try read(offset: offset, into: buffer, waiting: false)
     }
 
+    /// One `preadv` (more only after a short read).
+    func read(offset: Int, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer) throws {
+        let length = first.count + second.count
+        guard offset >= 0, offset + length <= size else {
+            throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)
+        }
+        var done = 0
+        while done < length {
+            // The vectors of what is left: some of `first` (if any), then `second`.
+            var vectors = (iovec(), iovec())
+            let n = withUnsafeMutableBytes(of: &vectors) { raw -> Int in
+                let v = raw.bindMemory(to: iovec.self)
+                var count = 0
+                if done < first.count {
+                    v[count] = iovec(iov_base: first.baseAddress! + done, iov_len: first.count - done)
+                    count += 1
+                }
+                let intoSecond = max(0, done - first.count)
+                if intoSecond < second.count {
+                    v[count] = iovec(iov_base: second.baseAddress! + intoSecond, iov_len: second.count - intoSecond)
+                    count += 1
+                }
+                return preadv(fd, v.baseAddress, Int32(count), off_t(offset + done))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KVError.posix("preadv", path: path, errno: errno)
+            }
+            if n == 0 { throw KVError(.corruption, "object ended early", path: path) }
+            done += n
+        }
+    }
+
     /// Whether reads can be asked not to wait (`preadv2` and RWF_NOWAIT); cleared by the
     /// first refusal (a file system or kernel without them): every read then waits.
     private static let noWaitReads = Atomic<Bool>(preadv2 != nil)

@@ -16,6 +16,10 @@ public protocol ReadableObject: AnyObject, Sendable {
     /// Reads `buffer.count` bytes at `offset` into `buffer` (a table block straight into
     /// the memory the block keeps); throws like `read(offset:length:)`.
     func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Reads `first.count + second.count` bytes at `offset`, the first ones into `first`
+    /// and the rest into `second` (a value's head and its tail placed elsewhere,
+    /// ValueTail); throws like `read(offset:length:)`.
+    func read(offset: Int, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer) throws
     /// Reads like `read(offset:into:)` if that needs no wait for a device or the network
     /// (the bytes are in memory: the kernel's page cache, or the object itself): true
     /// when it did. False when it would have had to wait; `buffer` then holds nothing to
@@ -32,6 +36,12 @@ extension ReadableObject {
     public func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         let bytes = try read(offset: offset, length: buffer.count)
         bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    }
+
+    /// The default: two reads.
+    public func read(offset: Int, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer) throws {
+        try read(offset: offset, into: first)
+        try read(offset: offset + first.count, into: second)
     }
 }
 

@@ -126,6 +126,53 @@ import Testing
         try smallStore.close()
     }
 
+    /// A read with room for a value's tail (ValueTail, the filesystem's read-ahead) gets a
+    /// value kept in a WAL segment split: its head passed, its tail put in the room and
+    /// checksummed there. A value in a table block, or one too long for the room, is passed
+    /// whole, and nothing is placed; a damaged tail is reported.
+    @Test func aValueInTheWALIsReadIntoTheRoomForItsTail() throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let (store, path, segments) = try pointingStore(harness, keys: 0..<20)
+        defer { try? store.close() }
+        let value = TestBytes.value(7, size: Self.valueBytes)
+        var room = [UInt8](repeating: 0, count: Self.valueBytes)
+        let (head, placed) = try room.withUnsafeMutableBytes { buffer in
+            let tail = ValueTail(head: 10, buffer: buffer)
+            let head = try ValueTail.$current.withValue(tail) { try store.withValue(TestBytes.key(7)) { $0.map { Array($0) } } }
+            return (head, tail.placed)
+        }
+        #expect(head == Array(value[0..<10]))
+        #expect(placed == Self.valueBytes - 10)
+        #expect(room[0..<(Self.valueBytes - 10)] == value[10...])
+
+        for (key, expected, roomBytes) in [(TestBytes.key(100_007), [UInt8(7)], 100), (TestBytes.key(8), TestBytes.value(8, size: Self.valueBytes), 100)] {
+            var small = [UInt8](repeating: 0, count: roomBytes)
+            let (whole, none) = try small.withUnsafeMutableBytes { buffer in
+                let tail = ValueTail(head: 10, buffer: buffer)
+                let whole = try ValueTail.$current.withValue(tail) { try store.withValue(key) { $0.map { Array($0) } } }
+                return (whole, tail.placed)
+            }
+            #expect(whole == expected && none == nil)
+        }
+
+        // Flip one byte of value 5's tail where the segment holds it.
+        let file = path + "/objects/" + WALFormat.name(try #require(segments.min()))
+        let bytes = try #require(FileManager.default.contents(atPath: file))
+        let at = try #require(Array(bytes).firstRange(of: TestBytes.value(5, size: Self.valueBytes))?.lowerBound)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: file))
+        try handle.seek(toOffset: UInt64(at + 100))
+        try handle.write(contentsOf: [bytes[at + 100] ^ 0x40])
+        try handle.close()
+        #expect {
+            try room.withUnsafeMutableBytes { buffer in
+                try ValueTail.$current.withValue(ValueTail(head: 10, buffer: buffer)) { try store.withValue(TestBytes.key(5)) { $0?.count } }
+            }
+        } throws: { error in
+            (error as? KVError)?.code == .corruption && "\(error)".contains("value checksum mismatch")
+        }
+    }
+
     @Test func aDamagedValueIsReportedAndNotReturned() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
