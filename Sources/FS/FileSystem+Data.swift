@@ -37,9 +37,11 @@ extension FileSystem {
         if got >= ReadAhead.minimumRead, got <= ReadAhead.maximumRead, !eof, !store.isReplica,
            sequentialReads.withLock({ $0.note(ino, offset: offset, count: got) }) {
             // The next `rangesAhead` ranges, nearest first; those kept already are skipped.
+            // Room for what `out` held before the data, unless that is more than a header.
+            let headroom = before <= ReadAhead.maximumHeadroom ? before : 0
             pool.readAhead.submit { [weak self] in
                 for k in 1...UInt64(ReadAhead.rangesAhead) {
-                    guard let self, self.prepare(ino, from: offset + k * UInt64(got), count: got, headroom: before) else { return }
+                    guard let self, self.prepare(ino, from: offset + k * UInt64(got), count: got, headroom: headroom) else { return }
                 }
             }
         }
@@ -48,14 +50,14 @@ extension FileSystem {
 
     /// Reads `count` bytes of `ino` from `from` (fewer at its end) and keeps them, after
     /// `headroom` bytes of room, for the read that will ask for them (PreparedReads),
-    /// unless they are kept already or the
-    /// reader has passed them. The chunks are read without the inode's lock, so that the
-    /// reader's own reads never wait for this one; the lock stripe's generation, read
-    /// before and after, says whether the file changed meanwhile (then nothing is kept).
-    /// Errors are ignored: the real read reports them. After each `ReadAhead.yieldBytes`
-    /// of chunks it yields the core: a server worker polling for calls there then looks
-    /// again within microseconds, instead of after the whole range. False when there is
-    /// nothing more to read ahead (the range is past the file's end, or an error).
+    /// unless they are kept already or the reader has passed them. The chunks are read
+    /// without the inode's lock, so that the reader's own reads never wait for this one;
+    /// the lock stripe's generation, read before and after, says whether the file changed
+    /// meanwhile (then nothing is kept). Errors are ignored: the real read reports them.
+    /// After each `ReadAhead.yieldBytes` of chunks it yields the core: a server worker
+    /// polling for calls there then looks again within microseconds, instead of after the
+    /// whole range. False when there is nothing more to read ahead (the range is past the
+    /// file's end, or an error).
     func prepare(_ ino: UInt64, from: UInt64, count: Int, headroom: Int = 0) -> Bool {
         guard (try? checkOpen()) != nil else { return false }
         if let next = sequentialReads.withLock({ $0.next(ino) }), next > from { return true }

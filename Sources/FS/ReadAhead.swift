@@ -25,6 +25,9 @@ final class ReadAhead: Sendable {
     static let maximumRead = 1 << 20
     /// How many ranges the size of the last read are kept read ahead of a sequential reader.
     static let rangesAhead = 3
+    /// The most room kept before a range's bytes for what the reader's buffer held before
+    /// the data (PreparedReads): an NFS reply's header is 128 bytes.
+    static let maximumHeadroom = 4096
     /// Bytes of chunks read ahead between yields of the core (`FileSystem.prepare`). A
     /// server worker polling for calls yields its core while it waits; the read-ahead
     /// thread, given it, had read a whole range (about 90 µs a MiB) before the worker
@@ -83,13 +86,14 @@ struct SequentialReads {
 
 /// Ranges of files read ahead, with their bytes (ReadAhead), until the read that asks for
 /// one takes it; one set for the pool, so that what is held is bounded whatever the
-/// number of datasets. A range's bytes follow room for what the reader's buffer held before the
-/// data at its last read (an NFS reply's header), so that they can become the reply
-/// without being copied (`FileSystem.read(appendingTo:)`). A range is good only for a read of the same view whose inode's lock
-/// stripe generation (LockTable) is the one read before and after the range was read: no
-/// change to the file, no rollback or snapshot of its dataset, came in between. At most
-/// `capacity` ranges are kept (16 MiB); the oldest goes first. A read that asks for the
-/// range being read ahead waits for it (`awaitReading`) rather than read it twice.
+/// number of datasets. A range's bytes follow room for what the reader's buffer held
+/// before the data at its last read (an NFS reply's header), so that they can become the
+/// reply without being copied (`FileSystem.read(appendingTo:)`). A range is good only for
+/// a read of the same view whose inode's lock stripe generation (LockTable) is the one
+/// read before and after the range was read: no change to the file, no rollback or
+/// snapshot of its dataset, came in between. At most `capacity` ranges are kept (16 MiB);
+/// the oldest goes first. A read that asks for the range being read ahead waits for it
+/// (`awaitReading`) rather than read it twice.
 final class PreparedReads: @unchecked Sendable {
     struct Range {
         var dataset: UInt64
