@@ -39,7 +39,7 @@ extension FileSystem {
             // The next `rangesAhead` ranges, nearest first; those kept already are skipped.
             // Room for what `out` held before the data, unless that is more than a header.
             let headroom = before <= ReadAhead.maximumHeadroom ? before : 0
-            pool.readAhead.submit { [weak self] in
+            pool.readAhead.submit(for: ReadAhead.File(dataset: dataset, ino: ino)) { [weak self] in
                 for k in 1...UInt64(ReadAhead.rangesAhead) {
                     guard let self, self.prepare(ino, from: offset + k * UInt64(got), count: got, headroom: headroom) else { return }
                 }

@@ -3,8 +3,9 @@
 // are read on a background thread, bytes and all, and kept (PreparedReads) for the reads
 // that will ask for them: such a read only copies them, while the storage reads,
 // checksums and lookups of its range were done as the client took in earlier replies.
-// Advisory only: failures are ignored, and a newer request replaces one that has not
-// started (it covers the same ranges but the one being read).
+// Advisory only: failures are ignored. Files' jobs wait in turn; a newer request for a
+// file replaces its one that has not started (it covers the same ranges but the one
+// being read).
 
 import Engine
 import Foundation
@@ -12,12 +13,20 @@ import Synchronization
 
 final class ReadAhead: Sendable {
     private let loop = BackgroundLoop()
+    /// The file a job reads ahead: its dataset and inode.
+    struct File: Hashable {
+        var dataset: UInt64
+        var ino: UInt64
+    }
     private struct State {
         var started = false
         var stopped = false
-        var next: (@Sendable () -> Void)?
+        /// Jobs not yet started, oldest first, one per file.
+        var pending: [(file: File, job: @Sendable () -> Void)] = []
     }
     private let state = Locked(State())
+    /// The most jobs waiting (for as many files); a job past it drops the oldest.
+    static let pendingLimit = 16
 
     /// Reads smaller than this are not followed (small files, random access).
     static let minimumRead = 128 << 10
@@ -35,19 +44,25 @@ final class ReadAhead: Sendable {
     /// "Loopback clients").
     static let yieldBytes = 128 << 10
 
-    /// Runs `job` on the read-ahead thread, replacing a job not yet started.
-    func submit(_ job: @escaping @Sendable () -> Void) {
+    /// Runs `job` for `file` on the read-ahead thread, after the jobs of other files
+    /// waiting before it; it replaces a job of the same file not yet started (it covers
+    /// that one's ranges but the one being read now).
+    func submit(for file: File, _ job: @escaping @Sendable () -> Void) {
         let start = state.withLock { s -> Bool in
             guard !s.stopped else { return false }
-            s.next = job
+            if let at = s.pending.firstIndex(where: { $0.file == file }) {
+                s.pending[at].job = job
+            } else {
+                if s.pending.count >= Self.pendingLimit { s.pending.removeFirst() }
+                s.pending.append((file, job))
+            }
             defer { s.started = true }
             return !s.started
         }
         if start {
             loop.start(name: "zerofs-read-ahead", interval: 60) { [self] in
                 while let job = state.withLock({ s -> (@Sendable () -> Void)? in
-                    defer { s.next = nil }
-                    return s.next
+                    s.pending.isEmpty ? nil : s.pending.removeFirst().job
                 }) {
                     job()
                 }
@@ -61,7 +76,7 @@ final class ReadAhead: Sendable {
     func stop() {
         state.withLock { s in
             s.stopped = true
-            s.next = nil
+            s.pending.removeAll()
         }
         loop.stop()
     }

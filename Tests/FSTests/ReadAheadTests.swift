@@ -242,6 +242,34 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
         }
     }
 
+    /// Readers of several files, while the read-ahead thread is busy: each file's job
+    /// waits its turn (none replaces another file's), so every file gets its range.
+    @Test func readersOfSeveralFilesEachHaveTheirRangesReadAhead() throws {
+        try withFile { fs, ino, recorder in
+            let count = 256 << 10
+            let others = try (0..<2).map { i -> UInt64 in
+                let file = try fs.create(.root, FileSystem.rootInode, Array("g\(i)".utf8), mode: 0o644)
+                _ = try fs.write(.root, file.ino, offset: 0, [UInt8](repeating: UInt8(i), count: 2 * count))
+                return file.ino
+            }
+            let release = DispatchSemaphore(value: 0)
+            let held = Locked(false)
+            recorder.onReadAhead.withLock {
+                $0 = { _ in
+                    // The first read of the read-ahead thread waits until both others asked.
+                    if !held.withLock({ was in defer { was = true }; return was }) { release.wait() }
+                }
+            }
+            _ = try fs.read(.root, ino, offset: 0, count: count)
+            let deadline = Date().addingTimeInterval(10)
+            while !held.withLock({ $0 }), Date() < deadline { usleepMilliseconds(5) }
+            for other in others { _ = try fs.read(.root, other, offset: 0, count: count) }
+            release.signal()
+            for other in others { #expect(prepared(fs, other, at: count), "file \(other) has nothing read ahead") }
+            #expect(prepared(fs, ino, at: count))
+        }
+    }
+
     @Test func smallAndNonSequentialReadsAreNotFollowed() throws {
         try withFile { fs, ino, recorder in
             for i in 0..<8 { _ = try fs.read(.root, ino, offset: UInt64(i) * 4096, count: 4096) }
