@@ -114,7 +114,7 @@ extension FileSystem {
         // group holds one per inode while it reads them and commits.
         for start in stride(from: 0, to: inodes.count, by: 32) {
             let group = Array(inodes[start..<min(start + 32, inodes.count)])
-            written += try locked(group) { () throws(FSError) -> Int in
+            written += try locked(group, keepsData: true) { () throws(FSError) -> Int in
                 var batch = FSBatch(view: view)
                 for ino in group {
                     // A note still there was written by no commit (a commit that writes the

@@ -296,13 +296,15 @@ public final class FileSystem: Sendable {
     /// Runs `body` with the dataset's barrier (shared) and the locks of `inodes` held,
     /// after checking the filesystem runs and the dataset still exists. A `change` is
     /// counted as in progress meanwhile, for syncs to gather (SyncGate); a read is not.
-    func locked<R>(_ inodes: [UInt64], change: Bool = true, _ body: () throws(FSError) -> R) throws(FSError) -> R {
+    /// A change that leaves the files' bytes and sizes as they are (`keepsData`: atimes)
+    /// does not move the lock stripes' generations, so ranges read ahead stay good.
+    func locked<R>(_ inodes: [UInt64], change: Bool = true, keepsData: Bool = false, _ body: () throws(FSError) -> R) throws(FSError) -> R {
         try crashPoints.checkRunning()
         if change { pool.syncGate.beginChange() }
         defer { if change { pool.syncGate.endChange() } }
         return try barrier.withShared { () throws(FSError) -> R in
             if current.withLock({ $0.deleted }) { throw FSError(.ESTALE, "the dataset was deleted") }
-            return try locks.withLocks(inodes, change: change, body)
+            return try locks.withLocks(inodes, change: change && !keepsData, body)
         }
     }
 

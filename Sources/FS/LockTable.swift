@@ -19,7 +19,8 @@ final class LockTable: @unchecked Sendable {
     deinit { generations.deallocate() }
 
     /// Runs `body` holding the stripes of `inodes`. With `change` (the body may change
-    /// them) each stripe's generation moves on before it is let go.
+    /// what reads of their bytes return: data, size, or the inodes themselves) each
+    /// stripe's generation moves on before it is let go.
     func withLocks<R>(_ inodes: [UInt64], change: Bool = true, _ body: () throws(FSError) -> R) throws(FSError) -> R {
         // Sorted and without repeats; an operation locks one to four inodes, so an
         // insertion sort of one small array (no set to hash into).
