@@ -208,15 +208,9 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
         defer { try? fs.close() }
         let count = 256 << 10
         let ino = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644).ino
-        // SplitMix64 bytes: zstd cannot shrink them.
-        var state: UInt64 = 7
-        var expected = (0..<(2 * count)).map { _ -> UInt8 in
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return UInt8(truncatingIfNeeded: z ^ (z >> 31))
-        }
+        // Pseudo-random bytes: zstd cannot shrink them.
+        var random = SeededGenerator(seed: 7)
+        var expected = (0..<(2 * count)).map { _ in UInt8.random(in: 0...255, using: &random) }
         expected += [UInt8](repeating: 0x61, count: count)        // compressible
         expected += [UInt8](repeating: 0, count: count)           // a hole
         expected += (0..<(count + 5000)).map { UInt8(truncatingIfNeeded: $0 &* 13) }
