@@ -30,7 +30,7 @@ extension FileSystem {
     /// eof. After a throw, `out` may hold part of the data.
     public func read(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
         guard count >= 0 else { throw FSError(.EINVAL, "negative read count") }
-        pool.preparedReads.awaitReading(dataset, ino, at: offset)
+        pool.preparedReads.awaitReading(place(ino, offset))
         let before = out.count
         let eof = try readLocked(cred, ino, offset: offset, count: count, appendingTo: &out)
         let got = out.count - before
@@ -66,7 +66,7 @@ extension FileSystem {
             try? self.locks.withLocks([ino], change: false) { () throws(FSError) in (self.locks.generation(ino), try self.inode(ino)) }
         }
         guard let (before, file) = generation(), file.type == .regular else { return false }
-        guard pool.preparedReads.begin(dataset, ino, at: from, generation: before, view: plain.view) else { return true }
+        guard pool.preparedReads.begin(place(ino, from), generation: before, view: plain.view) else { return true }
         var kept: PreparedReads.Range?
         defer { pool.preparedReads.end(keeping: kept) }
         let size = min(file.size, FSOptions.maxFileSize)
@@ -100,8 +100,13 @@ extension FileSystem {
         }
         if failed { return false }
         guard let (after, _) = generation(), after == before else { return true }
-        kept = PreparedReads.Range(dataset: dataset, ino: ino, offset: from, bytes: bytes, headroom: headroom, generation: before, view: plain.view)
+        kept = PreparedReads.Range(place: place(ino, from), bytes: bytes, headroom: headroom, generation: before, view: plain.view)
         return end < size
+    }
+
+    /// Where a range of `ino` at `offset` in this dataset starts (PreparedReads).
+    func place(_ ino: UInt64, _ offset: UInt64) -> PreparedReads.Place {
+        PreparedReads.Place(file: ReadAhead.File(dataset: dataset, ino: ino), offset: offset)
     }
 
     private func readLocked(_ cred: Credentials, _ ino: UInt64, offset: UInt64, count: Int, appendingTo out: inout [UInt8]) throws(FSError) -> Bool {
@@ -116,7 +121,7 @@ extension FileSystem {
             let end = min(size, offset + UInt64(min(count, 64 << 20)))
             let plain = reads
             let length = Int(end - offset)
-            if var prepared = pool.preparedReads.take(dataset, ino, at: offset, length: length, generation: locks.generation(ino), view: plain.view) {
+            if var prepared = pool.preparedReads.take(place(ino, offset), length: length, generation: locks.generation(ino), view: plain.view) {
                 if prepared.headroom == out.count, prepared.count == length {
                     // The range becomes the buffer, what `out` held going in its room. Moved
                     // out of `prepared`, so that writing to it copies nothing.

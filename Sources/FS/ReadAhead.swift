@@ -14,7 +14,7 @@ import Synchronization
 final class ReadAhead: Sendable {
     private let loop = BackgroundLoop()
     /// The file a job reads ahead: its dataset and inode.
-    struct File: Hashable {
+    struct File: Equatable {
         var dataset: UInt64
         var ino: UInt64
     }
@@ -110,10 +110,14 @@ struct SequentialReads {
 /// the oldest goes first. A read that asks for the range being read ahead waits for it
 /// (`awaitReading`) rather than read it twice.
 final class PreparedReads: @unchecked Sendable {
-    struct Range {
-        var dataset: UInt64
-        var ino: UInt64
+    /// Where a range starts: a file and an offset in it.
+    struct Place: Equatable {
+        var file: ReadAhead.File
         var offset: UInt64
+    }
+
+    struct Range {
+        var place: Place
         /// `headroom` bytes of room, then the range's bytes, with spare capacity for 8 more.
         var bytes: [UInt8]
         var headroom: Int
@@ -121,6 +125,11 @@ final class PreparedReads: @unchecked Sendable {
         var view: VersionView
 
         var count: Int { bytes.count - headroom }
+
+        /// Whether the range still shows the file as it is (no change and no new view since).
+        func isCurrent(generation: UInt64, view: VersionView) -> Bool {
+            self.generation == generation && self.view == view
+        }
     }
 
     static let capacity = 16
@@ -130,19 +139,19 @@ final class PreparedReads: @unchecked Sendable {
     // All fields are guarded by `condition`.
     private let condition = NSCondition()
     private var ranges: [Range] = []
-    private var reading: (dataset: UInt64, ino: UInt64, offset: UInt64)?
+    private var reading: Place?
 
-    /// Notes that the range of `ino` at `offset` in `dataset` is being read ahead; false
-    /// (and nothing noted) when it is kept already as the file is now (`generation`,
-    /// `view`). A kept one that is stale is dropped.
-    func begin(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64, generation: UInt64, view: VersionView) -> Bool {
+    /// Notes that the range at `place` is being read ahead; false (and nothing noted) when
+    /// it is kept already as the file is now (`generation`, `view`). A kept one that is
+    /// stale is dropped.
+    func begin(_ place: Place, generation: UInt64, view: VersionView) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        if let at = ranges.firstIndex(where: { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }) {
-            if ranges[at].generation == generation, ranges[at].view == view { return false }
+        if let at = ranges.firstIndex(where: { $0.place == place }) {
+            if ranges[at].isCurrent(generation: generation, view: view) { return false }
             ranges.remove(at: at)
         }
-        reading = (dataset, ino, offset)
+        reading = place
         return true
     }
 
@@ -159,16 +168,15 @@ final class PreparedReads: @unchecked Sendable {
         condition.broadcast()
     }
 
-    /// Waits while the range of `ino` at `offset` in `dataset` is being read ahead (at most
-    /// `waitLimit`), as a blocked thread (Blocking: a server worker waiting here lets
-    /// another run).
-    func awaitReading(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) {
+    /// Waits while the range at `place` is being read ahead (at most `waitLimit`), as a
+    /// blocked thread (Blocking: a server worker waiting here lets another run).
+    func awaitReading(_ place: Place) {
         condition.lock()
         defer { condition.unlock() }
-        guard isReading(dataset, ino, offset) else { return }
+        guard reading == place else { return }
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(Self.waitLimit * 1e9)
         Blocking.during {
-            while isReading(dataset, ino, offset) {
+            while reading == place {
                 let now = DispatchTime.now().uptimeNanoseconds
                 guard now < deadline else { return }
                 _ = condition.wait(until: Date().addingTimeInterval(Double(deadline - now) / 1e9))
@@ -176,28 +184,22 @@ final class PreparedReads: @unchecked Sendable {
         }
     }
 
-    /// REQUIRES: `condition` is held.
-    private func isReading(_ dataset: UInt64, _ ino: UInt64, _ offset: UInt64) -> Bool {
-        guard let busy = reading else { return false }
-        return busy.dataset == dataset && busy.ino == ino && busy.offset == offset
-    }
-
-    /// Whether the range of `ino` at `offset` in `dataset` is kept.
-    func holds(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64) -> Bool {
+    /// Whether the range at `place` is kept.
+    func holds(_ place: Place) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        return ranges.contains { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }
+        return ranges.contains { $0.place == place }
     }
 
-    /// Takes the kept range of `ino` at `offset` (a stale one is dropped): the range when it
-    /// holds at least `length` bytes and still shows the file as it is (`generation`, read
-    /// under the inode's lock, and `view`), or nil.
-    func take(_ dataset: UInt64, _ ino: UInt64, at offset: UInt64, length: Int, generation: UInt64, view: VersionView) -> Range? {
+    /// Takes the kept range at `place` (a stale one is dropped): the range when it holds at
+    /// least `length` bytes and still shows the file as it is (`generation`, read under the
+    /// inode's lock, and `view`), or nil.
+    func take(_ place: Place, length: Int, generation: UInt64, view: VersionView) -> Range? {
         condition.lock()
         defer { condition.unlock() }
-        guard let at = ranges.firstIndex(where: { $0.dataset == dataset && $0.ino == ino && $0.offset == offset }) else { return nil }
+        guard let at = ranges.firstIndex(where: { $0.place == place }) else { return nil }
         let range = ranges.remove(at: at)
-        guard range.generation == generation, range.view == view, range.count >= length else { return nil }
+        guard range.isCurrent(generation: generation, view: view), range.count >= length else { return nil }
         return range
     }
 
@@ -205,6 +207,6 @@ final class PreparedReads: @unchecked Sendable {
     func removeAll(_ dataset: UInt64) {
         condition.lock()
         defer { condition.unlock() }
-        ranges.removeAll { $0.dataset == dataset }
+        ranges.removeAll { $0.place.file.dataset == dataset }
     }
 }

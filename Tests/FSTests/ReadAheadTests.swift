@@ -44,10 +44,20 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
         try body(fs, file.ino, recorder)
     }
 
+    /// A filesystem on a fresh store of `factory`, and the store.
+    private func withFileSystem(_ factory: any KVBackendFactory, _ body: (any KVBackend, FileSystem) throws -> Void) throws {
+        let harness = StoreHarness(factory)
+        defer { harness.cleanUp() }
+        let store = try harness.open(harness.freshPath())
+        let fs = try FileSystem.open(store, options: FSOptions())
+        defer { try? fs.close() }
+        try body(store, fs)
+    }
+
     /// Waits up to 30 s for the range of `ino` at `offset` to be kept read ahead.
     private func prepared(_ fs: FileSystem, _ ino: UInt64, at offset: Int) -> Bool {
         let deadline = Date().addingTimeInterval(30)
-        while !fs.pool.preparedReads.holds(fs.dataset, ino, at: UInt64(offset)) {
+        while !fs.pool.preparedReads.holds(fs.place(ino, UInt64(offset))) {
             if Date() >= deadline { return false }
             usleepMilliseconds(5)
         }
@@ -88,7 +98,7 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
             #expect(same, "the bytes read differ from those written")
             #expect(!second.eof)
             #expect(chunkKeys(recorder.ownKeys.withLock { $0 }, ino) == 0, "the read read the store")
-            #expect(!fs.pool.preparedReads.holds(fs.dataset, ino, at: UInt64(count)), "the range was kept after its read")
+            #expect(!fs.pool.preparedReads.holds(fs.place(ino, UInt64(count))), "the range was kept after its read")
         }
     }
 
@@ -173,7 +183,7 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
             #expect(wrote)
             // The second range (at 2 x count) may still be read ahead; the first was dropped.
             usleepMilliseconds(100)
-            #expect(!fs.pool.preparedReads.holds(fs.dataset, ino, at: UInt64(count)), "a range read across a write was kept")
+            #expect(!fs.pool.preparedReads.holds(fs.place(ino, UInt64(count))), "a range read across a write was kept")
             let read = try fs.read(.root, ino, offset: UInt64(count), count: count).data
             #expect(read.first == 42 && read.dropFirst().allSatisfy { $0 == 7 })
         }
@@ -201,40 +211,37 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
     /// straight into the kept range (ValueTail): raw and compressed chunks, a hole, a
     /// shrunk tail and a short last chunk read as they were written.
     @Test func rangesReadAheadFromTheLSMHoldTheFile() throws {
-        let harness = StoreHarness(LSMBackendFactory())
-        defer { harness.cleanUp() }
-        let store = try harness.open(harness.freshPath())
-        let fs = try FileSystem.open(store, options: FSOptions())
-        defer { try? fs.close() }
-        let count = 256 << 10
-        let ino = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644).ino
-        // Pseudo-random bytes: zstd cannot shrink them.
-        var random = SeededGenerator(seed: 7)
-        var expected = (0..<(2 * count)).map { _ in UInt8.random(in: 0...255, using: &random) }
-        expected += [UInt8](repeating: 0x61, count: count)        // compressible
-        expected += [UInt8](repeating: 0, count: count)           // a hole
-        expected += (0..<(count + 5000)).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-        // Durable writes: their records are appended to a WAL segment (buffered ones still
-        // waiting at the flush would be written as an object of their own, not pointed at).
-        _ = try fs.write(.root, ino, offset: 0, Array(expected[0..<(3 * count)]), durable: true)
-        _ = try fs.write(.root, ino, offset: UInt64(4 * count), Array(expected[(4 * count)...]), durable: true)
-        // Shrink into the last range and grow again: the cut bytes read as zeros.
-        _ = try fs.setattr(.root, ino, SetAttributes(size: UInt64(4 * count + 3000)))
-        _ = try fs.setattr(.root, ino, SetAttributes(size: UInt64(expected.count)))
-        for i in (4 * count + 3000)..<expected.count { expected[i] = 0 }
-        _ = try store.createCheckpoint(named: "flush")
-        try store.deleteCheckpoint(named: "flush")
-        try store.settleBackgroundWork()
+        try withFileSystem(LSMBackendFactory()) { store, fs in
+            let count = 256 << 10
+            let ino = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644).ino
+            // Pseudo-random bytes: zstd cannot shrink them.
+            var random = SeededGenerator(seed: 7)
+            var expected = (0..<(2 * count)).map { _ in UInt8.random(in: 0...255, using: &random) }
+            expected += [UInt8](repeating: 0x61, count: count)        // compressible
+            expected += [UInt8](repeating: 0, count: count)           // a hole
+            expected += (0..<(count + 5000)).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+            // Durable writes: their records are appended to a WAL segment (buffered ones still
+            // waiting at the flush would be written as an object of their own, not pointed at).
+            _ = try fs.write(.root, ino, offset: 0, Array(expected[0..<(3 * count)]), durable: true)
+            _ = try fs.write(.root, ino, offset: UInt64(4 * count), Array(expected[(4 * count)...]), durable: true)
+            // Shrink into the last range and grow again: the cut bytes read as zeros.
+            _ = try fs.setattr(.root, ino, SetAttributes(size: UInt64(4 * count + 3000)))
+            _ = try fs.setattr(.root, ino, SetAttributes(size: UInt64(expected.count)))
+            for i in (4 * count + 3000)..<expected.count { expected[i] = 0 }
+            _ = try store.createCheckpoint(named: "flush")
+            try store.deleteCheckpoint(named: "flush")
+            try store.settleBackgroundWork()
 
-        var offset = 0
-        while offset < expected.count {
-            if offset > 0 { #expect(prepared(fs, ino, at: offset), "nothing read ahead at \(offset)") }
-            let read = try fs.read(.root, ino, offset: UInt64(offset), count: count)
-            let upper = min(expected.count, offset + count)
-            let same = read.data == Array(expected[offset..<upper])
-            #expect(same, "the bytes at \(offset) differ")
-            #expect(read.eof == (upper == expected.count))
-            offset += count
+            var offset = 0
+            while offset < expected.count {
+                if offset > 0 { #expect(prepared(fs, ino, at: offset), "nothing read ahead at \(offset)") }
+                let read = try fs.read(.root, ino, offset: UInt64(offset), count: count)
+                let upper = min(expected.count, offset + count)
+                let same = read.data == Array(expected[offset..<upper])
+                #expect(same, "the bytes at \(offset) differ")
+                #expect(read.eof == (upper == expected.count))
+                offset += count
+            }
         }
     }
 
@@ -275,42 +282,39 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
         var random = SeededGenerator(seed: TestSeed.resolve("readsDuringWritesShowWholeCurrentStamps"))
         let pauses = (0..<100).map { _ in Int.random(in: 0...2000, using: &random) }
         let sizes = (0..<64).map { _ in Bool.random(using: &random) ? 128 << 10 : 256 << 10 }
-        let harness = StoreHarness(factory)
-        defer { harness.cleanUp() }
-        let store = try harness.open(harness.freshPath())
-        let fs = try FileSystem.open(store, options: FSOptions())
-        defer { try? fs.close() }
-        let fileSize = 1 << 20
-        let ino = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644).ino
-        _ = try fs.write(.root, ino, offset: 0, [UInt8](repeating: 0, count: fileSize))
-        let finished = Locked(0)
-        let writer = Thread {
-            for (i, pause) in pauses.enumerated() {
-                _ = try? fs.write(.root, ino, offset: 0, [UInt8](repeating: UInt8(i + 1), count: fileSize))
-                finished.withLock { $0 = i + 1 }
-                usleep(UInt32(pause))
+        try withFileSystem(factory) { _, fs in
+            let fileSize = 1 << 20
+            let ino = try fs.create(.root, FileSystem.rootInode, Array("f".utf8), mode: 0o644).ino
+            _ = try fs.write(.root, ino, offset: 0, [UInt8](repeating: 0, count: fileSize))
+            let finished = Locked(0)
+            let writer = Thread {
+                for (i, pause) in pauses.enumerated() {
+                    _ = try? fs.write(.root, ino, offset: 0, [UInt8](repeating: UInt8(i + 1), count: fileSize))
+                    finished.withLock { $0 = i + 1 }
+                    usleep(UInt32(pause))
+                }
             }
-        }
-        writer.start()
-        var reads = 0
-        var problems: [String] = []
-        while finished.withLock({ $0 }) < pauses.count, problems.isEmpty {
-            var offset = 0
-            var step = 0
-            while offset < fileSize, problems.isEmpty {
-                let floor = finished.withLock { $0 }
-                let data = try fs.read(.root, ino, offset: UInt64(offset), count: sizes[step % sizes.count]).data
-                let stamp = data.first ?? 0
-                if !data.allSatisfy({ $0 == stamp }) { problems.append("a read at \(offset) mixes stamps") }
-                if Int(stamp) < floor { problems.append("a read at \(offset) shows stamp \(stamp) after write \(floor) finished") }
-                offset += data.count
-                step += 1
-                reads += 1
+            writer.start()
+            var reads = 0
+            var problems: [String] = []
+            while finished.withLock({ $0 }) < pauses.count, problems.isEmpty {
+                var offset = 0
+                var step = 0
+                while offset < fileSize, problems.isEmpty {
+                    let floor = finished.withLock { $0 }
+                    let data = try fs.read(.root, ino, offset: UInt64(offset), count: sizes[step % sizes.count]).data
+                    let stamp = data.first ?? 0
+                    if !data.allSatisfy({ $0 == stamp }) { problems.append("a read at \(offset) mixes stamps") }
+                    if Int(stamp) < floor { problems.append("a read at \(offset) shows stamp \(stamp) after write \(floor) finished") }
+                    offset += data.count
+                    step += 1
+                    reads += 1
+                }
             }
+            while finished.withLock({ $0 }) < pauses.count { usleepMilliseconds(5) }
+            #expect(problems.isEmpty, "\(problems.first ?? "")")
+            #expect(reads > 0)
         }
-        while finished.withLock({ $0 }) < pauses.count { usleepMilliseconds(5) }
-        #expect(problems.isEmpty, "\(problems.first ?? "")")
-        #expect(reads > 0)
     }
 
     @Test func smallAndNonSequentialReadsAreNotFollowed() throws {
