@@ -58,3 +58,47 @@ public func currentThreadName() -> String {
     guard let text = try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8) else { return "" }
     return text.trimmingCharacters(in: .newlines)
 }
+
+/// Runs `bodies` at once, each but the first on a thread of its own (the calling thread
+/// runs the first, and any the system will not give a thread), and returns when all have
+/// ended: the first error thrown, if any, after all have ended. For system calls that
+/// wait for the disk, which wait for the same device flush when they run together and
+/// one after another when they do not (a file system's journal commit).
+public func runConcurrently(_ bodies: [@Sendable () throws -> Void]) throws {
+    guard bodies.count > 1 else {
+        try bodies.first?()
+        return
+    }
+    final class Outcome: @unchecked Sendable {
+        let monitor = Monitor()
+        var running = 0
+        var error: (any Error)?
+    }
+    let outcome = Outcome()
+    func record(_ error: (any Error)?) {
+        outcome.monitor.withLock {
+            if outcome.error == nil, let error { outcome.error = error }
+        }
+    }
+    for body in bodies.dropFirst() {
+        outcome.monitor.withLock { outcome.running += 1 }
+        let code = startThreadIfPossible(named: currentThreadName()) {
+            var failure: (any Error)?
+            do { try body() } catch { failure = error }
+            outcome.monitor.withLock {
+                if outcome.error == nil, let failure { outcome.error = failure }
+                outcome.running -= 1
+                outcome.monitor.broadcast()
+            }
+        }
+        if code != 0 {
+            outcome.monitor.withLock { outcome.running -= 1 }
+            do { try body() } catch { record(error) }
+        }
+    }
+    do { try bodies[0]() } catch { record(error) }
+    try outcome.monitor.withLock {
+        while outcome.running > 0 { outcome.monitor.wait() }
+        if let error = outcome.error { throw error }
+    }
+}

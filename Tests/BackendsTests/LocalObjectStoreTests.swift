@@ -97,4 +97,30 @@ import Workloads
         #expect(try store.createAppendable("wal/2.wal", header: [9]) != nil)
         #expect(try store.createAppendable("wal/2.wal", header: [9]) == nil)
     }
+
+    /// Writers committed together (a memtable flush's tables): every object in place with
+    /// its bytes, no temporary file left, and objects of other names untouched.
+    @Test func writersCommittedTogetherAreAllInPlace() throws {
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root)
+        try store.put("sst/9.sst", [9])
+        let names = ["sst/1.sst", "sst/2.sst", "other/3.sst"]
+        // Sizes below and above the 1 MiB at which a writer starts its writeback.
+        let contents = names.indices.map { i in (0..<((i + 1) * 700_000)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) } }
+        let writers = try names.map { try store.makeWriter($0) }
+        for (writer, bytes) in zip(writers, contents) {
+            try bytes.withUnsafeBytes { try writer.append(UnsafeRawBufferPointer(rebasing: $0[..<1000])) }
+            try bytes.withUnsafeBytes { try writer.append(UnsafeRawBufferPointer(rebasing: $0[1000...])) }
+        }
+        for name in names { #expect(try store.get(name) == nil) }
+        try store.commit(writers)
+        for (name, bytes) in zip(names, contents) { #expect(try store.get(name) == bytes) }
+        #expect(try store.get("sst/9.sst") == [9])
+        let left = try FileOps.list(root + "/sst") + FileOps.list(root + "/other")
+        #expect(left.filter { $0.contains(".tmp.") }.isEmpty)
+        // Committed writers are closed: a second commit is an error, not a second rename.
+        #expect(throws: KVError.self) { try store.commit(writers) }
+    }
 }

@@ -90,13 +90,13 @@ extension LSMStore {
 
     private func flushLoop() {
         while true {
-            let next: Memtable? = state.withLock {
+            let next: [Memtable] = state.withLock {
                 while immutables.isEmpty && !closing { state.wait() }
-                return closing ? nil : immutables.first
+                return closing ? [] : immutables
             }
-            guard let table = next else { return }
+            guard !next.isEmpty else { return }
             do {
-                try flush(table)
+                try flush(next)
             } catch {
                 state.withLock {
                     backgroundError = error as? KVError ?? KVError(.io, "memtable flush failed", cause: "\(error)")
@@ -107,24 +107,71 @@ extension LSMStore {
         }
     }
 
-    /// Writes one frozen memtable as L0 tables and commits them in a new manifest: one
-    /// table, or, when the memtable holds a run of at least a sixteenth of its size of keys
-    /// with one first byte (the filesystem's file chunks: kind 0xFE), that run in a table
-    /// of its own, apart from the keys around it (inode records and directory entries of
-    /// the same moment). The tables do not overlap, so a file written in order leaves
-    /// chunk tables that later move down the levels by metadata alone (`moveTrivially`)
-    /// instead of being merged with every memtable's inode record and rewritten.
-    func flush(_ table: Memtable) throws {
+    /// Writes frozen memtables, the oldest `tables.count` in order, as L0 tables and
+    /// commits them in one new manifest. Each memtable makes one table, or, when it holds a
+    /// run of at least a sixteenth of its size of keys with one first byte (the
+    /// filesystem's file chunks: kind 0xFE), that run in a table of its own, apart from the
+    /// keys around it (inode records and directory entries of the same moment). The tables
+    /// of one memtable do not overlap, so a file written in order leaves chunk tables that
+    /// later move down the levels by metadata alone (`moveTrivially`) instead of being
+    /// merged with every memtable's inode record and rewritten.
+    ///
+    /// The flush thread takes every memtable frozen when it starts: when a large write
+    /// freezes them faster than one flush's syncs take (each waits for the writeback of the
+    /// WAL being filled), the next flush commits the ones that queued up meanwhile with the
+    /// same number of syncs, rather than one flush per memtable with writers throttled
+    /// behind (lsm.md, "Flush").
+    func flush(_ tables: [Memtable]) throws {
+        var ids: [UInt64] = []
+        defer { inFlightTables.withLock { for id in ids { _ = $0.remove(id) } } }
+        var writers: [any ObjectWriter] = []
+        defer { for writer in writers { writer.abort() } }
+        var metas: [TableMeta] = []
+        var pointed: Set<UInt64> = []
+        for table in tables {
+            let written = try writeTables(table, ids: &ids)
+            writers += written.writers
+            // Newer memtables' tables go first in L0, ahead of older ones'.
+            metas.insert(contentsOf: written.metas, at: 0)
+            pointed.formUnion(written.pointed)
+        }
+        let last = tables[tables.count - 1]
+        // The freeze may still be writing the last memtable's last records (rotateMemtable).
+        try waitForWALWritten(last.walEnd)
+        // The values the tables point at must be durable before a manifest names them.
+        // Their sync and the tables' run together: each waits for the same writeback.
+        struct Handed: @unchecked Sendable { let store: LSMStore; let writers: [any ObjectWriter] }
+        let handed = Handed(store: self, writers: writers)
+        let walEnd = last.walEnd
+        let segments = pointed
+        var syncs: [@Sendable () throws -> Void] = [{ try handed.store.objects.commit(handed.writers) }]
+        if !segments.isEmpty { syncs.append { try handed.store.syncSealed(segments, orUpTo: walEnd) } }
+        try runConcurrently(syncs)
+        let readers = try metas.map { try openTable($0) }
+        try manifestLock.withLock { _ in
+            // Deleting the WAL segments this makes obsolete is left to the compaction
+            // thread: with online discard a delete waits for the device, and the next
+            // memtable's flush should not.
+            try commit(removingImmutables: tables.count, collecting: false, idle: tables.contains { $0.frozenWhenIdle }) { _, levels in
+                levels[0].insert(contentsOf: readers, at: 0)
+            }
+        }
+    }
+
+    /// Writes one frozen memtable's tables (`flush`), not yet committed: their writers, what
+    /// each table will be, and the WAL segments they point into. Their ids join `ids`.
+    private func writeTables(_ table: Memtable, ids: inout [UInt64]) throws -> (writers: [any ObjectWriter], metas: [TableMeta], pointed: Set<UInt64>) {
         let all = UInt64.max >> 8
         let rangeDeletes = table.rangeDeletes(atOrBelow: all)
         let tombstones = Self.disjoint(rangeDeletes.map { ($0.start, $0.end) })
         // Range deletes may span the cuts: such a memtable stays one table.
         let cuts = rangeDeletes.isEmpty ? Self.flushCuts(table, separating: max(options.memtableBytes / 16, 1)) : []
-        var ids: [UInt64] = []
-        defer { inFlightTables.withLock { for id in ids { _ = $0.remove(id) } } }
         let places = try valuePlaces(table)
+        var writers: [any ObjectWriter] = []
+        var handedOver = false
+        defer { if !handedOver { for writer in writers { writer.abort() } } }
+        var metas: [TableMeta] = []
         var pointed: Set<UInt64> = []
-        var readers: [TableReader] = []
         var cursor = MemtableCursor(table, seq: all)
         cursor.seekToFirst()
         var nextCut = 0
@@ -133,7 +180,8 @@ extension LSMStore {
             let id = try allocateTableID()
             ids.append(id)
             let writer = try objects.makeWriter(TableMeta.name(id))
-            defer { writer.abort() }
+            var kept = false
+            defer { if !kept { writer.abort() } }
             var builder = TableBuilder(options: options.table) { try writer.append($0) }
             while let node = cursor.node {
                 let key = Memtable.key(node)
@@ -157,22 +205,13 @@ extension LSMStore {
             if cursor.node == nil { for t in tombstones { builder.addTombstone(t.start, t.end) } }
             if !builder.isEmpty {
                 let (_, meta) = try builder.finish(id: id)
-                try writer.commit()
-                readers.append(try openTable(meta))
+                writers.append(writer)
+                metas.append(meta)
+                kept = true
             }
         } while cursor.node != nil
-        // The freeze may still be writing this memtable's last records (rotateMemtable).
-        try waitForWALWritten(table.walEnd)
-        // The values the tables point at must be durable before a manifest names them.
-        try syncSealed(pointed, orUpTo: table.walEnd)
-        try manifestLock.withLock { _ in
-            // Deleting the WAL segments this makes obsolete is left to the compaction
-            // thread: with online discard a delete waits for the device, and the next
-            // memtable's flush should not.
-            try commit(removingImmutables: 1, collecting: false, idle: table.frozenWhenIdle) { _, levels in
-                levels[0].insert(contentsOf: readers, at: 0)
-            }
-        }
+        handedOver = true
+        return (writers, metas, pointed)
     }
 
     /// Where the values a memtable keeps in place lie in WAL segments.

@@ -92,6 +92,12 @@ public protocol ObjectStore: AnyObject, Sendable {
     /// read it empty meanwhile and acted on that; the caller puts its bytes under the next
     /// name instead. The default: `putIfAbsent` (no store but S3 keeps cut uploads).
     func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8]) throws -> PutIfAbsentOutcome
+
+    /// Commits writers this store made, as `commit()` on each would, in one go: a local
+    /// folder syncs all their files before it renames any into place and syncs each
+    /// folder once, where `commit()` syncs the folder for every object. The default
+    /// commits them one by one. On a failure some may be committed and the rest not.
+    func commit(_ writers: [any ObjectWriter]) throws
 }
 
 /// What a put-if-absent did (`putIfAbsentOrCut`).
@@ -112,6 +118,10 @@ extension ObjectStore {
 
     public func setInService(_ inService: Bool) {}
     public func storeClosed() {}
+
+    public func commit(_ writers: [any ObjectWriter]) throws {
+        for writer in writers { try writer.commit() }
+    }
 }
 
 /// An object being written in pieces (so large objects never sit whole in memory).
