@@ -123,4 +123,22 @@ import Workloads
         // Committed writers are closed: a second commit is an error, not a second rename.
         #expect(throws: KVError.self) { try store.commit(writers) }
     }
+
+    /// A segment is readable whole at once, and its first sync (which also makes its name
+    /// durable, `createAppendable`) leaves its bytes as they were.
+    @Test func aNewSegmentIsWholeBeforeAndAfterItsFirstSync() throws {
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root)
+        let object = try #require(try store.createAppendable("wal/5.wal", header: [1, 2, 3]))
+        #expect(try store.get("wal/5.wal") == [1, 2, 3])
+        try object.append(pieces: [[4, 5]], sync: false)
+        #expect(try store.get("wal/5.wal") == [1, 2, 3, 4, 5])
+        try object.sync()
+        try object.sync()
+        try store.syncObject("wal/5.wal")
+        object.seal()
+        #expect(try store.get("wal/5.wal") == [1, 2, 3, 4, 5])
+    }
 }

@@ -73,14 +73,14 @@ public final class LocalObjectStore: AppendableObjectStore {
         return LocalReadableObject(name: name, path: path(name), fd: fd, size: Int(info.st_size))
     }
 
-    private func writeTemporary(_ name: String, _ bytes: [UInt8]) throws -> String {
+    private func writeTemporary(_ name: String, _ bytes: [UInt8], sync: Bool = true) throws -> String {
         try ensureFolder(for: name)
         let temporary = path(name) + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw KVError.posix("open", path: temporary, errno: errno) }
         do {
             try FileOps.writeAll(fd, bytes, path: temporary)
-            if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: temporary, errno: errno) }
+            if sync && fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: temporary, errno: errno) }
             close(fd)
         } catch {
             close(fd)
@@ -107,7 +107,7 @@ public final class LocalObjectStore: AppendableObjectStore {
     /// Links `temporary` to `name` unless a file has that name (false then), and removes
     /// the temporary name before the folder's sync, which then makes both changes
     /// durable: a crash leaves no second name holding the object's space.
-    private func linkIntoPlace(_ temporary: String, _ name: String) throws -> Bool {
+    private func linkIntoPlace(_ temporary: String, _ name: String, syncingFolder: Bool = true) throws -> Bool {
         let linked = link(temporary, path(name)) == 0
         let code = errno
         unlink(temporary)
@@ -115,7 +115,7 @@ public final class LocalObjectStore: AppendableObjectStore {
             if code == EEXIST { return false }
             throw KVError.posix("link", path: path(name), errno: code)
         }
-        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
+        if syncingFolder { try FileOps.syncDirectory(FileOps.parentPath(path(name))) }
         return true
     }
 
@@ -133,11 +133,17 @@ public final class LocalObjectStore: AppendableObjectStore {
 
     public func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)? {
         // Built under a temporary name and linked into place, so the name never shows a
-        // file without its header, and an existing object is never touched.
+        // file without its header to a reader, and an existing object is never touched.
+        // Neither the file nor the folder is synced here: the object's first sync does
+        // both (`LocalAppendableObject.sync`). Each sync waits for the writeback of
+        // everything else in flight, 5-25 ms during a large write, and the WAL flush that
+        // makes a new segment holds every other WAL write behind it. A crash before that
+        // first sync may leave the name without the header: nothing in the object was
+        // durable yet, and replay takes it as torn (format-wal.md).
         // Opened before it is linked: the object is written through its descriptor even if
         // the name goes at once (a WAL segment that garbage collection already finds
         // obsolete, its records being in a committed table).
-        let temporary = try writeTemporary(name, header)
+        let temporary = try writeTemporary(name, header, sync: false)
         let object: LocalAppendableObject
         do {
             object = try LocalAppendableObject(opening: temporary, path: path(name), header: header, direct: directAppends, writeback: appendWriteback)
@@ -145,7 +151,9 @@ public final class LocalObjectStore: AppendableObjectStore {
             unlink(temporary)
             throw error
         }
-        return try linkIntoPlace(temporary, name) ? object : nil
+        guard try linkIntoPlace(temporary, name, syncingFolder: false) else { return nil }
+        object.folderToSync = FileOps.parentPath(path(name))
+        return object
     }
 
     /// Each sync on this machine's ext4 waits for the journal, and so for the writeback
@@ -201,6 +209,8 @@ public final class LocalObjectStore: AppendableObjectStore {
         }
         defer { close(fd) }
         if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path(name), errno: errno) }
+        // Its name too: `createAppendable` leaves that to the object's first sync.
+        try FileOps.syncDirectory(FileOps.parentPath(path(name)))
     }
 
     /// Removes the temporary files a crashed writer left under `prefix`'s folder (a
@@ -514,9 +524,17 @@ final class LocalAppendableObject: AppendableObject {
         stage?.deallocate()
     }
 
+    /// The folder whose sync makes this object's name durable, until its first sync does
+    /// (`createAppendable`).
+    var folderToSync: String?
+
     func sync() throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
         if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+        if let folder = folderToSync {
+            try FileOps.syncDirectory(folder)
+            folderToSync = nil
+        }
     }
 
     func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws {

@@ -154,11 +154,14 @@ public final class BufferedObjectWriter: ObjectWriter {
 /// The LSM uses it for WAL segments: appends instead of a new object per group commit,
 /// synced only when a durable write asks.
 public protocol AppendableObjectStore: ObjectStore {
-    /// Creates `name` holding `header`, durably, only if no object has that name (nil when
-    /// one exists).
+    /// Creates `name` holding `header` only if no object has that name (nil when one
+    /// exists). Readers see it whole at once; it is durable, name and header, after the
+    /// object's first sync: a machine crash before may leave the name with fewer bytes
+    /// than the header, or no name.
     func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)?
-    /// Makes `name`'s bytes durable: after a crash of the process that appended them they
-    /// may still be only in the operating system's cache. Nothing when it does not exist.
+    /// Makes `name`'s bytes, and its name, durable: after a crash of the process that
+    /// appended them they may still be only in the operating system's cache. Nothing when
+    /// it does not exist.
     func syncObject(_ name: String) throws
     /// Deletes `name` (nothing when absent) and makes the deletion durable.
     func deleteDurably(_ name: String) throws

@@ -196,7 +196,8 @@ final class MachineCrashStore: AppendableObjectStore, @unchecked Sendable {
 
     func createAppendable(_ name: String, header: [UInt8]) throws -> (any AppendableObject)? {
         guard try inner.putIfAbsent(name, header) else { return nil }
-        appendables.withLock { $0[name] = (header, header.count) }
+        // As on a local folder, the header is durable only once the segment is synced.
+        appendables.withLock { $0[name] = (header, 0) }
         return Segment(store: self, name: name)
     }
 
