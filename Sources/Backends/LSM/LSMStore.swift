@@ -270,7 +270,7 @@ final class LSMStore: @unchecked Sendable {
                     // Every object below the newest fence was synced by the open that wrote
                     // it: a crash cannot have cut those short.
                     let belowFence = object.id <= (current.fences.max() ?? 0)
-                    let crashed = appendable && !belowFence && later.allSatisfy { $0.marking && !$0.marked }
+                    let crashed = appendable && !belowFence && later.allSatisfy { ($0.marking || $0.headerless) && !$0.marked }
                     guard crashed || options.walRecoveryPointInTime else {
                         // Why it is not taken for a crash's tear, and what the way out costs.
                         let why = !appendable && index == lastWithRecords ? "a whole record in it is damaged, which an interrupted upload cannot leave"

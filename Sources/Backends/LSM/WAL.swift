@@ -138,6 +138,10 @@ enum WALFormat {
         var tear: Tear?
         var marked = false
         var marking = false
+        /// Fewer bytes than the header: on a local folder, a segment a machine crash caught
+        /// before its first sync, which makes the header durable (`createAppendable`), so it
+        /// never held anything acknowledged, a sync marker least of all.
+        var headerless = false
 
         var torn: Bool { tear != nil }
     }
@@ -146,7 +150,7 @@ enum WALFormat {
     /// the object: `tear` reports how (the caller decides whether a torn object may be the
     /// tail of the log).
     static func decode(_ bytes: [UInt8], name: String) throws -> Contents {
-        guard bytes.count >= headerSize else { return Contents(records: [], tear: .cut) }
+        guard bytes.count >= headerSize else { return Contents(records: [], tear: .cut, headerless: true) }
         let (magicFound, versionFound) = bytes.withUnsafeBytes {
             (UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)), UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
         }

@@ -162,6 +162,8 @@ public final class LocalObjectStore: AppendableObjectStore {
     /// are synced (and renamed) all at once, each on a thread, where syncs that run
     /// together share the journal's commits; then each folder is synced once, which makes
     /// every name durable.
+    static let concurrentSyncs = 8
+
     public func commit(_ writers: [any ObjectWriter]) throws {
         let local = writers.compactMap { $0 as? LocalObjectWriter }
         guard local.count == writers.count else {
@@ -169,12 +171,15 @@ public final class LocalObjectStore: AppendableObjectStore {
             return
         }
         for writer in local { writer.startWriteback() }
-        // Each writer is used by one thread, the one given it here.
+        // Each writer is used by one thread, the one given it here; at most
+        // `concurrentSyncs` threads at a time.
         struct Handed: @unchecked Sendable { let writer: LocalObjectWriter }
-        try runConcurrently(local.map { writer in
-            let handed = Handed(writer: writer)
-            return { try handed.writer.publish() }
-        })
+        for start in stride(from: 0, to: local.count, by: Self.concurrentSyncs) {
+            try runConcurrently(local[start..<min(start + Self.concurrentSyncs, local.count)].map { writer in
+                let handed = Handed(writer: writer)
+                return { try handed.writer.publish() }
+            })
+        }
         var folders: [String] = []
         for writer in local where !folders.contains(FileOps.parentPath(writer.final)) {
             folders.append(FileOps.parentPath(writer.final))
@@ -530,11 +535,15 @@ final class LocalAppendableObject: AppendableObject {
 
     func sync() throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
-        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+        // The folder first: its sync makes every name linked so far durable, the earlier
+        // segments' too, before this file's. A file system that logs a new file's name
+        // with its data (btrfs) could otherwise keep this name and lose an earlier one
+        // that was never synced, and replay would skip the gap.
         if let folder = folderToSync {
             try FileOps.syncDirectory(folder)
             folderToSync = nil
         }
+        if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
     }
 
     func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws {

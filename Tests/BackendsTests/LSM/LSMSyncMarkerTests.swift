@@ -129,6 +129,21 @@ import Testing
         try again.close()
     }
 
+    /// The segment after the torn one was made and never synced, so its header, which only
+    /// its first sync makes durable, is lost too (in whole or in part): the log still ends
+    /// at the tear by itself.
+    @Test(arguments: [0, 5])
+    func aSegmentAfterTheTearThatLostItsHeaderEndsTheLogToo(bytes: Int) throws {
+        let (harness, path, ids) = try crashedSegments(marked: false)
+        defer { harness.cleanUp() }
+        let objects = try LocalObjectStore(root: path + "/objects")
+        try objects.put(WALFormat.name(ids[1]), Array(WALFormat.header().prefix(bytes)))
+        let reopened = try factory.open(at: path, options: BackendOptions())
+        #expect(try reopened.entries().map(\.key) == (0..<5).map { TestBytes.key($0) })
+        try reopened.close()
+        #expect(!FileManager.default.fileExists(atPath: path + "/objects/" + WALFormat.name(ids[1])))
+    }
+
     @Test func aTearBeforeADurableWriteIsDamage() throws {
         // A marker after the tear: a durable write synced the torn segment before it, so
         // the tear is damage, and acknowledged writes follow it: the open refuses.
