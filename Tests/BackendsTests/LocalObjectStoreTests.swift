@@ -4,7 +4,7 @@
 import Engine
 import Foundation
 import KVTestSupport
-import ObjectStore
+@testable import ObjectStore
 import Testing
 import Workloads
 
@@ -140,5 +140,31 @@ import Workloads
         try store.syncObject("wal/5.wal")
         object.seal()
         #expect(try store.get("wal/5.wal") == [1, 2, 3, 4, 5])
+    }
+
+    /// What decides the order of a segment's first sync: whether a segment linked before
+    /// it (a lower id) is still not covered by a sync of the folder.
+    @Test func aFirstSyncKnowsWhetherAnEarlierNameIsNotDurableYet() throws {
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root)
+        let first = try #require(try store.createAppendable("wal/01.wal", header: [1]))
+        let second = try #require(try store.createAppendable("wal/02.wal", header: [2]))
+        let third = try #require(try store.createAppendable("wal/03.wal", header: [3]))
+        #expect(!store.hasUnsyncedLink(before: root + "/wal/01.wal"))
+        #expect(store.hasUnsyncedLink(before: root + "/wal/02.wal"))
+        // The second's first sync syncs the folder, which covers every name linked so far.
+        try second.sync()
+        #expect(!store.hasUnsyncedLink(before: root + "/wal/03.wal"))
+        let fourth = try #require(try store.createAppendable("wal/04.wal", header: [4]))
+        #expect(store.hasUnsyncedLink(before: root + "/wal/05.wal"))
+        // A deleted name needs no sync.
+        try store.delete("wal/04.wal")
+        #expect(!store.hasUnsyncedLink(before: root + "/wal/05.wal"))
+        try first.sync()
+        try third.sync()
+        for object in [first, second, third, fourth] { object.seal() }
+        #expect(try store.get("wal/03.wal") == [3])
     }
 }

@@ -14,6 +14,8 @@ public final class LocalObjectStore: AppendableObjectStore {
     public var location: String { "folder \(root)" }
     /// Folders already created (and synced into their parents).
     private let knownFolders = Locked<Set<String>>([])
+    /// The paths `createAppendable` linked that no sync of their folder has covered yet.
+    private let unsyncedLinks = Locked<Set<String>>([])
     /// Whether appendable objects (WAL segments) are written with direct I/O where the
     /// file system allows it (LocalAppendableObject).
     let directAppends: Bool
@@ -151,19 +153,24 @@ public final class LocalObjectStore: AppendableObjectStore {
             unlink(temporary)
             throw error
         }
-        guard try linkIntoPlace(temporary, name, syncingFolder: false) else { return nil }
-        object.folderToSync = FileOps.parentPath(path(name))
+        unsyncedLinks.withLock { _ = $0.insert(path(name)) }
+        guard try linkIntoPlace(temporary, name, syncingFolder: false) else {
+            unsyncedLinks.withLock { _ = $0.remove(path(name)) }
+            return nil
+        }
+        object.linkedIn = self
         return object
     }
+
+    /// At most this many syncs of `commit(_:)` run at once, a thread each.
+    static let concurrentSyncs = 8
 
     /// Each sync on this machine's ext4 waits for the journal, and so for the writeback
     /// of whatever else is in flight (a WAL segment being filled): 5-25 ms each during a
     /// large write, not the 0.3 ms of an idle disk (Docs/lsm.md, "Flush"). So the files
-    /// are synced (and renamed) all at once, each on a thread, where syncs that run
-    /// together share the journal's commits; then each folder is synced once, which makes
-    /// every name durable.
-    static let concurrentSyncs = 8
-
+    /// are synced (and renamed) together, each on a thread (`concurrentSyncs` at a
+    /// time), where syncs that run together share the journal's commits; then each
+    /// folder is synced once, which makes every name durable.
     public func commit(_ writers: [any ObjectWriter]) throws {
         let local = writers.compactMap { $0 as? LocalObjectWriter }
         guard local.count == writers.count else {
@@ -199,6 +206,22 @@ public final class LocalObjectStore: AppendableObjectStore {
         if unlink(path(name)) != 0, errno != ENOENT {
             throw KVError.posix("unlink", path: path(name), errno: errno)
         }
+        unsyncedLinks.withLock { _ = $0.remove(path(name)) }
+    }
+
+    /// Whether a name linked before `path` in its folder (a lower WAL id: names are
+    /// zero-padded) is still not durable (`LocalAppendableObject.sync`).
+    func hasUnsyncedLink(before path: String) -> Bool {
+        let folder = FileOps.parentPath(path)
+        return unsyncedLinks.withLock { links in links.contains { $0 < path && FileOps.parentPath($0) == folder } }
+    }
+
+    /// Syncs the folder holding `path`, which makes every name linked there durable.
+    func syncFolder(of path: String) throws {
+        let folder = FileOps.parentPath(path)
+        let covered = unsyncedLinks.withLock { links in links.filter { FileOps.parentPath($0) == folder } }
+        try FileOps.syncDirectory(folder)
+        unsyncedLinks.withLock { $0.subtract(covered) }
     }
 
     public func deleteDurably(_ name: String) throws {
@@ -529,21 +552,27 @@ final class LocalAppendableObject: AppendableObject {
         stage?.deallocate()
     }
 
-    /// The folder whose sync makes this object's name durable, until its first sync does
-    /// (`createAppendable`).
-    var folderToSync: String?
+    /// The store that linked this object's name and has not synced its folder since,
+    /// until this object's first sync does (`createAppendable`).
+    var linkedIn: LocalObjectStore?
 
     func sync() throws {
         guard fd >= 0 else { throw KVError(.io, "appendable object is sealed", path: path) }
-        // The folder first: its sync makes every name linked so far durable, the earlier
-        // segments' too, before this file's. A file system that logs a new file's name
-        // with its data (btrfs) could otherwise keep this name and lose an earlier one
-        // that was never synced, and replay would skip the gap.
-        if let folder = folderToSync {
-            try FileOps.syncDirectory(folder)
-            folderToSync = nil
+        guard let store = linkedIn else {
+            if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+            return
         }
+        // The first sync makes the name durable too. The folder goes first when a name
+        // linked before this one is not durable yet: a file system that logs a new file's
+        // name with its data (btrfs) could otherwise keep this name and lose the earlier
+        // one, and replay would skip the gap. Otherwise the file goes first, and on ext4
+        // its `fdatasync` commits the link with the data, so the folder's sync finds
+        // nothing left: one wait for the journal instead of two.
+        let folderFirst = store.hasUnsyncedLink(before: path)
+        if folderFirst { try store.syncFolder(of: path) }
         if fdatasync(fd) != 0 { throw KVError.posix("fdatasync", path: path, errno: errno) }
+        if !folderFirst { try store.syncFolder(of: path) }
+        linkedIn = nil
     }
 
     func append(_ bytes: UnsafeRawBufferPointer, sync: Bool) throws {

@@ -144,6 +144,20 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path + "/objects/" + WALFormat.name(ids[1])))
     }
 
+    /// A segment without its header between the tear and a segment holding a sync marker:
+    /// the marker still says acknowledged writes follow the tear, and the open refuses.
+    @Test func aSegmentWithoutItsHeaderDoesNotHideALaterMarker() throws {
+        let (harness, path, ids) = try crashedSegments(marked: true)
+        defer { harness.cleanUp() }
+        let objects = try LocalObjectStore(root: path + "/objects")
+        let marked = try #require(try objects.get(WALFormat.name(ids[1])))
+        try objects.put(WALFormat.name(ids[1] + 1), marked)
+        try objects.put(WALFormat.name(ids[1]), Array(WALFormat.header().prefix(3)))
+        #expect { try factory.open(at: path, options: BackendOptions()) } throws: {
+            ($0 as? KVError)?.code == .corruption && "\($0)".contains("holds a sync marker")
+        }
+    }
+
     @Test func aTearBeforeADurableWriteIsDamage() throws {
         // A marker after the tear: a durable write synced the torn segment before it, so
         // the tear is damage, and acknowledged writes follow it: the open refuses.
