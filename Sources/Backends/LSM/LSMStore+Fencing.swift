@@ -53,13 +53,16 @@ extension LSMStore {
     /// the server, moves on to the next id (readers pass over empty manifests, and another
     /// opener may have read this one empty and committed past it: filling it in would
     /// make a commit it never saw). `manifest` is encoded for each id it is put under: a
-    /// checkpoint it records that pins `first`, the manifest itself, is moved along to the
+    /// checkpoint it records that pins `first` (the manifest itself; a later id after a
+    /// cut upload moved it there) is moved along to the
     /// id it went to. Returns that id and the manifest as written.
     static func commitManifest(_ objects: any ObjectStore, _ manifest: Manifest, from first: UInt64, taken: (UInt64) -> KVError) throws -> (id: UInt64, manifest: Manifest) {
         var id = first
         var attempt = manifest
         while true {
-            for index in attempt.checkpoints.indices where attempt.checkpoints[index].manifestID == first {
+            // A checkpoint this commit makes pins it wherever it lands (no older record
+            // names a manifest from `first` on, which is not written yet).
+            for index in attempt.checkpoints.indices where attempt.checkpoints[index].manifestID >= first {
                 attempt.checkpoints[index].manifestID = id
             }
             switch try objects.putIfAbsentOrCut(Manifest.name(id), attempt.encode()) {

@@ -14,22 +14,24 @@ import Testing
 @testable import LSMBackend
 
 /// Forwards to an object store; the first `putIfAbsentOrCut` of a name with `prefix`
-/// (once armed: at once, or after `arm()`) leaves an empty object there (an upload cut short that the server kept), runs `hook`,
-/// and answers `.cutShort`, as the S3 store does when its retry finds that object.
+/// (once armed: at once, or after `arm()`; with `times`, that many in a row) leaves an
+/// empty object there (an upload cut short that the server kept), runs `hook`, and
+/// answers `.cutShort`, as the S3 store does when its retry finds that object.
 final class CuttingObjects: ObjectStore, @unchecked Sendable {
     let base: any ObjectStore
     let prefix: String
     let hook = Mutex<(@Sendable () -> Void)?>(nil)
     let cut = Mutex<String?>(nil)
-    private let armed: Atomic<Bool>
+    /// Cuts still to make.
+    private let armed: Mutex<Int>
 
     init(_ base: any ObjectStore, prefix: String, armed: Bool = true) {
         self.base = base
         self.prefix = prefix
-        self.armed = Atomic(armed)
+        self.armed = Mutex(armed ? 1 : 0)
     }
 
-    func arm() { armed.store(true, ordering: .sequentiallyConsistent) }
+    func arm(times: Int = 1) { armed.withLock { $0 = times } }
 
     var location: String { base.location }
     func get(_ name: String) throws -> [UInt8]? { try base.get(name) }
@@ -38,7 +40,12 @@ final class CuttingObjects: ObjectStore, @unchecked Sendable {
     func put(_ name: String, _ bytes: [UInt8]) throws { try base.put(name, bytes) }
     func putIfAbsent(_ name: String, _ bytes: [UInt8]) throws -> Bool { try base.putIfAbsent(name, bytes) }
     func putIfAbsentOrCut(_ name: String, _ bytes: [UInt8]) throws -> PutIfAbsentOutcome {
-        guard name.hasPrefix(prefix), armed.exchange(false, ordering: .sequentiallyConsistent) else {
+        let cutting = name.hasPrefix(prefix) && armed.withLock { left in
+            guard left > 0 else { return false }
+            left -= 1
+            return true
+        }
+        guard cutting else {
             return try base.putIfAbsentOrCut(name, bytes)
         }
         guard try base.putIfAbsent(name, []) else { return .taken }
@@ -125,10 +132,12 @@ final class CuttingObjects: ObjectStore, @unchecked Sendable {
         for i in stride(from: 0, to: 300, by: 7) { #expect(try again.get(TestBytes.key(i)) == TestBytes.value(i, size: 400), "key \(i)") }
     }
 
-    /// A checkpoint's commit cut short: the checkpoint pins the manifest its commit went
-    /// to, not the empty one it first tried, so it opens, and collection (which reads
-    /// every pinned manifest) goes on.
-    @Test func aCheckpointWhoseCommitWasCutPinsTheManifestItWentTo() throws {
+    /// A checkpoint's commit cut short, once or twice in a row: the checkpoint pins the
+    /// manifest its commit went to, not an empty one it tried first, so it opens, and
+    /// collection (which reads every pinned manifest) goes on. (Twice in a row it pinned
+    /// the second empty manifest: S3FaultTests met that.)
+    @Test(arguments: [1, 2])
+    func aCheckpointWhoseCommitWasCutPinsTheManifestItWentTo(cuts: Int) throws {
         let objects = MemoryObjectStore()
         let cutting = CuttingObjects(objects, prefix: "manifest/", armed: false)
         let writer = try factory.open(objects: cutting, options: tinyLSMOptions())
@@ -137,7 +146,7 @@ final class CuttingObjects: ObjectStore, @unchecked Sendable {
         // one cut.
         _ = try writer.createCheckpoint(named: "flushed")
         try writer.settleBackgroundWork()
-        cutting.arm()
+        cutting.arm(times: cuts)
         _ = try writer.createCheckpoint(named: "before")
         #expect(cutting.cut.withLock { $0 } != nil)
         for i in 0..<200 { try writer.delete(TestBytes.key(i), durable: false) }
