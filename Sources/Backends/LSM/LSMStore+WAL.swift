@@ -21,16 +21,20 @@ extension LSMStore {
     /// meanwhile.
     ///
     /// With `idleSince`, the newest sequence number an idle memtable held when the WAL
-    /// thread found it idle: it is frozen whatever its size, unless a write came since.
+    /// thread found it idle: it is frozen whatever its size, unless a write came since
+    /// (then only if it is full).
     func rotateInBackground(idleSince: UInt64? = nil) {
         guard state.withLock({ rotationWanted }) else { return }
         let upTo = wal.withLock { walAppended }
         try? flushWAL(upTo: upTo, sync: false)
         let tail = state.withLock { () -> WALClaim? in
             defer { rotationWanted = false }
-            let due = idleSince.map { $0 == lastSeq } ?? (mem.approximateBytes >= options.memtableBytes)
-            guard due, let tail = try? rotateMemtable() else { return nil }
-            immutables.last?.frozenWhenIdle = idleSince != nil
+            // A writer that filled the memtable meanwhile found the request taken (the idle
+            // one) and left it: the size decides too, or the memtable would grow on to
+            // twice its size before a writer freezes it.
+            let idle = idleSince.map { $0 == lastSeq } ?? false
+            guard idle || mem.approximateBytes >= options.memtableBytes, let tail = try? rotateMemtable() else { return nil }
+            immutables.last?.frozenWhenIdle = idle
             state.broadcast()
             return tail
         }

@@ -115,6 +115,34 @@ import Testing
         }
     }
 
+    /// The WAL thread took the rotation request for an idle memtable, and a write came
+    /// before it froze it: a writer that filled the memtable meanwhile left the request
+    /// to it, so the memtable is frozen for its size all the same (and not as idle).
+    @Test func anIdleRotationAWriteOvertookStillFreezesAFullMemtable() throws {
+        var options = BackendOptions()
+        // The WAL thread sleeps through the test: the rotations are the test's own calls.
+        options.tuning = ["memtable_bytes": "65536", "idle_flush_ms": "0", "wal_flush_interval_ms": "60000"]
+        let backend = try factory.open(objects: MemoryObjectStore(), options: options)
+        defer { try? backend.close() }
+        let store = (backend as! LSMBackend).store
+        try backend.put(TestBytes.key(0), [0], durable: false)
+        let idleSeq = store.state.withLock { store.lastSeq }
+        try backend.put(TestBytes.key(1), [1], durable: false)
+        func claim() { store.state.withLock { store.rotationWanted = true } }
+        // A write came since, and the memtable is small: nothing is frozen.
+        claim()
+        store.rotateInBackground(idleSince: idleSeq)
+        #expect(store.state.withLock { store.mem.entryCount } == 2)
+        // Filled while the request was taken: the writer does not ask again.
+        claim()
+        for i in 2..<80 { try backend.put(TestBytes.key(i), TestBytes.value(i, size: 1000), durable: false) }
+        #expect(store.state.withLock { store.mem.approximateBytes } >= 65536)
+        store.rotateInBackground(idleSince: idleSeq)
+        #expect(store.state.withLock { store.mem.entryCount } == 0)
+        #expect(store.state.withLock { store.rotationWanted } == false)
+        for i in 0..<80 { #expect(try backend.get(TestBytes.key(i)) != nil) }
+    }
+
     /// A compaction merges without the manifest lock: a memtable frozen meanwhile is
     /// flushed and committed while the merge is still writing its tables, so writers do
     /// not wait for a flush that waits for a compaction.
