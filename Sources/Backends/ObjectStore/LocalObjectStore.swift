@@ -153,11 +153,8 @@ public final class LocalObjectStore: AppendableObjectStore {
             unlink(temporary)
             throw error
         }
+        guard try linkIntoPlace(temporary, name, syncingFolder: false) else { return nil }
         unsyncedLinks.withLock { _ = $0.insert(path(name)) }
-        guard try linkIntoPlace(temporary, name, syncingFolder: false) else {
-            unsyncedLinks.withLock { _ = $0.remove(path(name)) }
-            return nil
-        }
         object.linkedIn = self
         return object
     }
