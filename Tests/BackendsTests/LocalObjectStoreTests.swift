@@ -13,8 +13,7 @@ import Workloads
     func appendsLeaveTheirBytesThenZerosAndSealCutsTheZeros(direct: Bool) throws {
         let seed = TestSeed.resolve("appendsLeaveTheirBytesThenZerosAndSealCutsTheZeros")
         var random = SeededGenerator(seed: seed)
-        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
-        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let root = try temporaryRoot()
         defer { try? FileOps.removeTree(root) }
         let store = try LocalObjectStore(root: root, directAppends: direct)
         let header: [UInt8] = Array("ZWALtest".utf8)
@@ -57,8 +56,7 @@ import Workloads
     @Test func readIfReadyReadsWhatThePageCacheHolds() throws {
         let seed = TestSeed.resolve("readIfReadyReadsWhatThePageCacheHolds")
         var random = SeededGenerator(seed: seed)
-        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
-        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let root = try temporaryRoot()
         defer { try? FileOps.removeTree(root) }
         let store = try LocalObjectStore(root: root)
         let bytes = (0..<40_000).map { _ in UInt8.random(in: 0...255, using: &random) }
@@ -85,8 +83,7 @@ import Workloads
     /// in a committed table); the writer must not fail on it.
     @Test(arguments: [false, true])
     func anAppendableWhoseNameIsDeletedAtOnceStillTakesAppends(direct: Bool) throws {
-        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
-        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let root = try temporaryRoot()
         defer { try? FileOps.removeTree(root) }
         let store = try LocalObjectStore(root: root, directAppends: direct)
         let object = try #require(try store.createAppendable("wal/2.wal", header: [1, 2, 3, 4]))
@@ -101,8 +98,7 @@ import Workloads
     /// Writers committed together (a memtable flush's tables): every object in place with
     /// its bytes, no temporary file left, and objects of other names untouched.
     @Test func writersCommittedTogetherAreAllInPlace() throws {
-        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
-        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let root = try temporaryRoot()
         defer { try? FileOps.removeTree(root) }
         let store = try LocalObjectStore(root: root)
         try store.put("sst/9.sst", [9])
@@ -127,8 +123,7 @@ import Workloads
     /// A segment is readable whole at once, and its first sync (which also makes its name
     /// durable, `createAppendable`) leaves its bytes as they were.
     @Test func aNewSegmentIsWholeBeforeAndAfterItsFirstSync() throws {
-        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
-        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let root = try temporaryRoot()
         defer { try? FileOps.removeTree(root) }
         let store = try LocalObjectStore(root: root)
         let object = try #require(try store.createAppendable("wal/5.wal", header: [1, 2, 3]))
@@ -145,8 +140,7 @@ import Workloads
     /// What decides the order of a segment's first sync: whether a segment linked before
     /// it (a lower id) is still not covered by a sync of the folder.
     @Test func aFirstSyncKnowsWhetherAnEarlierNameIsNotDurableYet() throws {
-        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
-        let root = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        let root = try temporaryRoot()
         defer { try? FileOps.removeTree(root) }
         let store = try LocalObjectStore(root: root)
         let first = try #require(try store.createAppendable("wal/01.wal", header: [1]))
@@ -166,5 +160,11 @@ import Workloads
         try third.sync()
         for object in [first, second, third, fourth] { object.seal() }
         #expect(try store.get("wal/03.wal") == [3])
+    }
+
+    /// A new empty folder under /tmp; the test removes it.
+    private func temporaryRoot() throws -> String {
+        var template = Array("/tmp/zerofs-test-XXXXXX".utf8CString)
+        return try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
     }
 }

@@ -400,11 +400,7 @@ final class LocalObjectWriter: ObjectWriter {
         guard fd >= 0 else { throw KVError(.io, "object writer is closed", path: final) }
         try FileOps.writeAll(fd, bytes, path: temporary)
         written += bytes.count
-        if written - handedToWriteback >= Self.writebackBytes {
-            // Advice only: a failure here shows again at the commit's sync.
-            _ = Self.startWriteback?(fd, Int64(handedToWriteback), Int64(written - handedToWriteback), 2)
-            handedToWriteback = written
-        }
+        if written - handedToWriteback >= Self.writebackBytes { startWriteback() }
     }
 
     func commit() throws {
@@ -412,7 +408,8 @@ final class LocalObjectWriter: ObjectWriter {
         try FileOps.syncDirectory(FileOps.parentPath(final))
     }
 
-    /// Hands the bytes not yet handed to writeback to it, without waiting.
+    /// Hands the bytes not yet handed to writeback to it, without waiting. Advice only: a
+    /// failure here shows again at the commit's sync.
     func startWriteback() {
         guard fd >= 0, written > handedToWriteback else { return }
         _ = Self.startWriteback?(fd, Int64(handedToWriteback), Int64(written - handedToWriteback), 2)
