@@ -23,10 +23,16 @@ extension Pool {
             try crashPoints.checkRunning()
             if store.isReadOnly { return 0 }
             var count = 0
-            while let (version, child, parentView) = state.withLock({ s -> (UInt64, UInt64?, VersionView?)? in
+            while let (generation, version, child, parentView) = state.withLock({ s -> (UInt64, UInt64, UInt64?, VersionView?)? in
                 guard let version = s.forest.collectable().first, let node = s.forest.versions[version] else { return nil }
-                return (version, s.forest.children[version]?.first, node.parent == 0 ? nil : s.forest.view(node.parent))
+                return (s.forest.generation, version, s.forest.children[version]?.first, node.parent == 0 ? nil : s.forest.view(node.parent))
             }) {
+                // Reads drained again whenever the forest changed since they last were: the
+                // version may have died since, with readers of its view (ReadGate).
+                if generation != drainedGeneration.withLock({ $0 }) {
+                    quiesceReads()
+                    continue
+                }
                 if let child, try absorbs(version, child: child) {
                     try absorb(child, into: version, parentView: parentView)
                 } else if let child {
@@ -99,15 +105,24 @@ extension Pool {
     /// it touched since (`PoolState.branchPoints`): a write at a head shadows the entry
     /// the version held for its key, which may have been the last view to see it.
     private func pruneInternalVersions() throws(FSError) {
-        let (generation, work, due) = state.withLock { s -> (UInt64, [(UInt64, [VersionView])], [UInt64: Set<UInt64>]) in
-            let live = s.forest.referenced
-            let views = live.map { s.forest.view($0) }
-            let dead = s.forest.versions.keys.filter { !live.contains($0) && (s.forest.children[$0]?.count ?? 0) >= 2 }
-            // Taken before the entries are read: a batch after this is noted again.
-            let due = s.branchPoints.filter { !$0.value.isEmpty }
-            for version in due.keys { s.branchPoints[version] = [] }
-            return (s.forest.generation, dead.sorted().map { v in (v, views.filter { $0.ancestors.contains(v) }) }, due)
+        // Reads drained first, for the forest the work is taken from: a snapshot just
+        // deleted may be one of the dead versions, and its readers see what is pruned.
+        var taken: (generation: UInt64, work: [(UInt64, [VersionView])], due: [UInt64: Set<UInt64>])?
+        while taken == nil {
+            let drained = drainedGeneration.withLock { $0 }
+            taken = state.withLock { s -> (UInt64, [(UInt64, [VersionView])], [UInt64: Set<UInt64>])? in
+                let live = s.forest.referenced
+                let dead = s.forest.versions.keys.filter { !live.contains($0) && (s.forest.children[$0]?.count ?? 0) >= 2 }
+                if !dead.isEmpty, s.forest.generation != drained { return nil }
+                let views = live.map { s.forest.view($0) }
+                // Taken before the entries are read: a batch after this is noted again.
+                let due = s.branchPoints.filter { !$0.value.isEmpty }
+                for version in due.keys { s.branchPoints[version] = [] }
+                return (s.forest.generation, dead.sorted().map { v in (v, views.filter { $0.ancestors.contains(v) }) }, due)
+            }
+            if taken == nil { quiesceReads() }
         }
+        guard let (generation, work, due) = taken else { return }
         do {
             if prunedGeneration.withLock({ $0 }) != generation {
                 for (version, views) in work { try forEachChangedInode(version) { ino throws(FSError) in try prune(ino, of: version, seenBy: views) } }

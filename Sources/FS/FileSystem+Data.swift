@@ -32,7 +32,7 @@ extension FileSystem {
         guard count >= 0 else { throw FSError(.EINVAL, "negative read count") }
         pool.preparedReads.awaitReading(place(ino, offset))
         let before = out.count
-        let eof = try readLocked(cred, ino, offset: offset, count: count, appendingTo: &out)
+        let eof = try reading { () throws(FSError) in try readLocked(cred, ino, offset: offset, count: count, appendingTo: &out) }
         let got = out.count - before
         if got >= ReadAhead.minimumRead, got <= ReadAhead.maximumRead, !eof, !store.isReplica,
            sequentialReads.withLock({ $0.note(ino, offset: offset, count: got) }) {
@@ -59,7 +59,10 @@ extension FileSystem {
     /// whole range. False when there is nothing more to read ahead (the range is past the
     /// file's end, or an error).
     func prepare(_ ino: UInt64, from: UInt64, count: Int, headroom: Int = 0) -> Bool {
-        guard (try? checkOpen()) != nil else { return false }
+        (try? reading { () throws(FSError) in prepareOpen(ino, from: from, count: count, headroom: headroom) }) ?? false
+    }
+
+    private func prepareOpen(_ ino: UInt64, from: UInt64, count: Int, headroom: Int) -> Bool {
         if let next = sequentialReads.withLock({ $0.next(ino) }), next > from { return true }
         let plain = reads
         let generation = { () -> (UInt64, Inode)? in

@@ -21,16 +21,14 @@ public struct StatFS: Sendable, Equatable {
 extension FileSystem {
     /// The attributes of `name` in directory `dir` ("." and ".." included).
     public func lookup(_ cred: Credentials, _ dir: UInt64, _ name: [UInt8]) throws(FSError) -> Inode {
-        try checkOpen()
-        return try lookup(cred, directory: try directory(dir), name)
+        try reading { () throws(FSError) in try lookup(cred, directory: try directory(dir), name) }
     }
 
     /// `lookup` in a directory whose inode the caller has just read (the NFS server reads
     /// it to check the handle): one read fewer.
     public func lookup(_ cred: Credentials, in parent: Inode, _ name: [UInt8]) throws(FSError) -> Inode {
-        try checkOpen()
         guard parent.type == .directory else { throw FSError(.ENOTDIR, "inode \(parent.ino) is not a directory") }
-        return try lookup(cred, directory: parent, name)
+        return try reading { () throws(FSError) in try lookup(cred, directory: parent, name) }
     }
 
     private func lookup(_ cred: Credentials, directory parent: Inode, _ name: [UInt8]) throws(FSError) -> Inode {
@@ -51,19 +49,16 @@ extension FileSystem {
     }
 
     public func getattr(_ ino: UInt64) throws(FSError) -> Inode {
-        try checkOpen()
-        return try inode(ino)
+        try reading { () throws(FSError) in try inode(ino) }
     }
 
     /// Whether `cred` may access `ino` with `mask` (NFS ACCESS).
     public func access(_ cred: Credentials, _ ino: UInt64, _ mask: AccessMask) throws(FSError) -> Bool {
-        try checkOpen()
-        return try inode(ino).permits(cred, mask)
+        try reading { () throws(FSError) in try inode(ino).permits(cred, mask) }
     }
 
     public func readlink(_ ino: UInt64) throws(FSError) -> [UInt8] {
-        try checkOpen()
-        let link = try inode(ino)
+        let link = try reading { () throws(FSError) in try inode(ino) }
         guard link.type == .symlink else { throw FSError(.EINVAL, "inode \(ino) is not a symbolic link") }
         return link.target
     }
@@ -72,8 +67,11 @@ extension FileSystem {
     /// in cookie order. Cookies never change while an entry exists, so a listing paged
     /// across concurrent changes never repeats or skips an entry that existed throughout.
     public func readdir(_ cred: Credentials, _ dir: UInt64, after cookie: UInt64, limit: Int) throws(FSError) -> ReadDirResult {
-        try checkOpen()
         guard limit > 0 else { throw FSError(.EINVAL, "readdir limit must be positive") }
+        return try reading { () throws(FSError) in try readdirOpen(cred, dir, after: cookie, limit: limit) }
+    }
+
+    private func readdirOpen(_ cred: Credentials, _ dir: UInt64, after cookie: UInt64, limit: Int) throws(FSError) -> ReadDirResult {
         let parent = try directory(dir)
         try parent.require(cred, .read)
         var entries: [DirEntry] = []

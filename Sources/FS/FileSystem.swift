@@ -293,6 +293,16 @@ public final class FileSystem: Sendable {
         if current.withLock({ $0.deleted }) { throw FSError(.ESTALE, "the dataset was deleted") }
     }
 
+    /// Runs an operation that only reads, after `checkOpen`, holding the pool's read gate:
+    /// the collector does not move what this handle's view shows until it has left, even
+    /// if the dataset is deleted or rolled back meanwhile (ReadGate).
+    func reading<R>(_ body: () throws(FSError) -> R) throws(FSError) -> R {
+        let token = pool.readGate.enter()
+        defer { pool.readGate.leave(token) }
+        try checkOpen()
+        return try body()
+    }
+
     /// Runs `body` with the dataset's barrier (shared) and the locks of `inodes` held,
     /// after checking the filesystem runs and the dataset still exists. A `change` is
     /// counted as in progress meanwhile, for syncs to gather (SyncGate); a read is not.

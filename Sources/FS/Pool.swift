@@ -33,6 +33,14 @@ public final class Pool: Sendable {
     let readAhead = ReadAhead()
     /// Ranges read ahead for sequential readers, bytes and all (ReadAhead).
     let preparedReads = PreparedReads()
+    /// Reads in progress, which the collector waits for before it moves what a dead
+    /// version showed (ReadGate).
+    let readGate = ReadGate()
+    /// Held through `refreshHandles`, so that a refresh computed from an older forest is
+    /// never applied after one computed from a newer.
+    let refreshing = Mutex(())
+    /// The forest generation reads were last drained at (`quiesceReads`).
+    let drainedGeneration = Locked<UInt64?>(nil)
     /// On a replica: the thread that follows the writer, and the store generation the
     /// pool's state was last loaded at (Replica.swift).
     let follower = BackgroundLoop()
@@ -314,15 +322,28 @@ public final class Pool: Sendable {
     /// Brings every open handle up to date with the forest (after a head moved, a version
     /// merged away, or a dataset went).
     func refreshHandles() {
-        let open = handles.withLock { Array($0.values) }
-        let records = state.withLock { s in
-            open.map { handle in s.forest.datasets[handle.dataset].map { ($0, s.forest.view($0.version)) } }
+        refreshing.withLock { _ in
+            let open = handles.withLock { Array($0.values) }
+            let records = state.withLock { s in
+                open.map { handle in s.forest.datasets[handle.dataset].map { ($0, s.forest.view($0.version)) } }
+            }
+            for (handle, record) in zip(open, records) { handle.refresh(record) }
+            // A deleted dataset's handle answers ESTALE to whoever holds it; new lookups of
+            // its id find nothing.
+            let gone = zip(open, records).filter { $0.1 == nil }.map { $0.0.dataset }
+            if !gone.isEmpty { handles.withLock { map in for id in gone { map[id] = nil } } }
         }
-        for (handle, record) in zip(open, records) { handle.refresh(record) }
-        // A deleted dataset's handle answers ESTALE to whoever holds it; new lookups of its
-        // id find nothing.
-        let gone = zip(open, records).filter { $0.1 == nil }.map { $0.0.dataset }
-        if !gone.isEmpty { handles.withLock { map in for id in gone { map[id] = nil } } }
+    }
+
+    /// Brings every handle up to date with the forest as of now, then waits for the reads
+    /// that began before (ReadGate), and notes the forest generation it did so for
+    /// (`drainedGeneration`): what a version dead by then showed may be moved, as no read
+    /// can see it any more (Collector.swift).
+    func quiesceReads() {
+        let generation = state.withLock { $0.forest.generation }
+        refreshHandles()
+        readGate.drain()
+        drainedGeneration.withLock { $0 = generation }
     }
 
     // MARK: commit

@@ -209,6 +209,9 @@ final class Joinable: @unchecked Sendable {
             #expect(try fs.inode(dir.ino).contentVersion == dead, "the directory's hint names the dead version")
 
             // The lookup's first read of the entry, at the hint, waits for the whole merge.
+            // Reads are drained first, as the collector would: the lookup starts after, so
+            // the collector need not wait for it (ReadGate).
+            pool.quiesceReads()
             let aside = Aside()
             store.beforeFirstGet(of: FSKeys.versioned(FSKeys.dirEntry(dir.ino, n("f")), dead)) {
                 aside.run { try pool.collectNow() }
@@ -300,5 +303,86 @@ final class Joinable: @unchecked Sendable {
         let reopened = try FileSystem.open(again, options: FSFixture.testOptions)
         #expect(try reopened.pool.getDefault().name == (madeDefault == "ok" ? "a" : "root"))
         try reopened.close()
+    }
+
+    /// A listing of a snapshot deleted while the listing runs. The collector merges the
+    /// snapshot's dead version into the head, a batch per inode under that inode's lock,
+    /// but a listing holds no lock: between its read of the directory and its scan of the
+    /// entries, a merge would move every entry down to the head, out of the snapshot's
+    /// view, and the listing would come back empty. The collector waits for the reads that
+    /// began before it looked (ReadGate), so the listing sees the snapshot whole; later
+    /// reads of the snapshot answer ESTALE, and the head keeps every name.
+    @Test func aListingOfASnapshotDeletedMeanwhileSeesItWhole() throws {
+        try withFS { store, fs in
+            let pool = fs.pool
+            let names = (0..<20).map { "f\($0)" }
+            for name in names { _ = try fs.create(.root, fs.root, n(name), mode: 0o644) }
+            try pool.snapshot("root", "s")
+            let snapshot = try pool.filesystem(named: "root@s")
+            let dead = snapshot.view.head
+
+            // As the listing's scan starts, after its read of the directory: delete the snapshot
+            // and start the collector, then give it time to merge before the listing goes on.
+            let aside = Aside()
+            let mergedMeanwhile = Mutex<Bool?>(nil)
+            let collector = Mutex<Joinable?>(nil)
+            store.onFirstScan(from: FSKeys.dirScan(snapshot.root, 1)) {
+                aside.run {
+                    try pool.deleteSnapshot("root@s")
+                    collector.withLock { $0 = Joinable { _ = try? pool.collectNow() } }
+                    usleep(300_000)
+                    mergedMeanwhile.withLock { $0 = pool.state.withLock { $0.forest.versions[dead] } == nil }
+                }
+            }
+            snapshot.inodeCache.reset()
+            let listing = try snapshot.readdir(.root, snapshot.root, after: 0, limit: 100)
+            aside.expectNone()
+            collector.withLock { $0 }?.join()
+            #expect(mergedMeanwhile.withLock { $0 } == false, "the collector waited for the listing")
+            #expect(listing.eof)
+            #expect(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted() == names.sorted())
+            #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the merge ran after the listing")
+            #expect(throws: FSError.self) { _ = try snapshot.readdir(.root, snapshot.root, after: 0, limit: 100) }
+            fs.entryCache.reset()
+            fs.inodeCache.reset()
+            let head = try fs.readdir(.root, fs.root, after: 0, limit: 100)
+            #expect(head.entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted() == names.sorted())
+            #expect(try Fsck.check(store, collectorIdle: true).problems == [])
+        }
+    }
+
+    /// A listing of a dataset rolled back while the listing runs: the head it started at
+    /// is dead, and the collector drops its entries. It waits for the listing, which sees
+    /// that head whole; the next listing shows the snapshot rolled back to.
+    @Test func aListingOfADatasetRolledBackMeanwhileSeesItsHeadWhole() throws {
+        try withFS { store, fs in
+            let pool = fs.pool
+            try pool.snapshot("root", "empty")
+            let names = (0..<20).map { "f\($0)" }
+            for name in names { _ = try fs.create(.root, fs.root, n(name), mode: 0o644) }
+            let dead = fs.view.head
+
+            let aside = Aside()
+            let droppedMeanwhile = Mutex<Bool?>(nil)
+            let collector = Mutex<Joinable?>(nil)
+            store.onFirstScan(from: FSKeys.dirScan(fs.root, 1)) {
+                aside.run {
+                    try pool.rollback("root", to: "empty")
+                    collector.withLock { $0 = Joinable { _ = try? pool.collectNow() } }
+                    usleep(300_000)
+                    droppedMeanwhile.withLock { $0 = pool.state.withLock { $0.forest.versions[dead] } == nil }
+                }
+            }
+            fs.inodeCache.reset()
+            fs.entryCache.reset()
+            let listing = try fs.readdir(.root, fs.root, after: 0, limit: 100)
+            aside.expectNone()
+            collector.withLock { $0 }?.join()
+            #expect(droppedMeanwhile.withLock { $0 } == false, "the collector waited for the listing")
+            #expect(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted() == names.sorted())
+            #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the old head went after the listing")
+            #expect(try fs.readdir(.root, fs.root, after: 0, limit: 100).entries.isEmpty)
+            #expect(try Fsck.check(store, collectorIdle: true).problems == [])
+        }
     }
 }
