@@ -141,6 +141,28 @@ import Testing
         #expect(try Self.status(again.reply.withLock { $0 }) == NFSStatus.exist.rawValue)
     }
 
+    /// A retransmission that arrives while its call still waits for its sync (perhaps on a
+    /// new connection, the old one gone with the reply it would have got) gets that call's
+    /// reply when it comes, without a worker waiting for it; the call runs once.
+    @Test func aRetransmissionOfACallStillRunningGetsItsReply() throws {
+        let s = try Setup()
+        defer { s.close() }
+        _ = try s.client.create(s.root, "a")
+        s.store.hold(true)
+        let record = s.remove("a")
+        let first = s.send(record)
+        #expect(s.store.waitForBlockedSync(timeout: 10), "the REMOVE never reached its sync")
+        let again = s.send(record)
+        #expect(again.handled.wait(timeout: .now() + 10) == .success, "the retransmission's worker waited")
+        #expect(again.answered.wait(timeout: .now() + 0.2) == .timedOut, "the retransmission was answered before its call")
+        s.store.hold(false)
+        #expect(first.answered.wait(timeout: .now() + 10) == .success)
+        #expect(again.answered.wait(timeout: .now() + 10) == .success)
+        let reply = first.reply.withLock { $0 }
+        #expect(try Self.status(reply) == 0, "the REMOVE ran once: a second run would answer NOENT")
+        #expect(again.reply.withLock { $0 } == reply)
+    }
+
     /// A sync that fails answers NFS3ERR_IO, with the empty attributes of the result's
     /// failure arm: two FALSE words (wcc_data), three for LINK, four for RENAME.
     @Test func aFailedSyncAnswersIO() throws {

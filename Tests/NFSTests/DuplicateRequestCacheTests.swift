@@ -1,8 +1,10 @@
 // The duplicate-request cache (NFSService.swift): a retransmission of a call still
-// running is dropped and one of a finished call gets its reply; the oldest finished
-// entries go when the cache is full, never a running one.
+// running waits for its reply (a few at most; more are dropped) and one of a finished
+// call gets its reply; the oldest finished entries go when the cache is full, never a
+// running one.
 
 @testable import NFS
+import Engine
 import Testing
 
 @Suite struct DuplicateRequestCacheTests {
@@ -48,5 +50,33 @@ import Testing
         #expect(isNew(cache.begin(key(6))))
         // Finished entries go again once a new call needs room.
         if case .done = cache.begin(key(1)) { Issue.record("the cache kept call 1 past its capacity") }
+    }
+
+    @Test func retransmissionsOfARunningCallGetItsReplyWhenItEnds() {
+        let cache = DuplicateRequestCache(capacity: 4)
+        #expect(isNew(cache.begin(key(1))))
+        let got = Locked<[[UInt8]]>([])
+        for _ in 0..<DuplicateRequestCache.waitersPerCall {
+            guard case .running(let waiting) = cache.begin(key(1), waiter: { reply in got.withLock { $0.append(reply) } }) else {
+                Issue.record("not running")
+                return
+            }
+            #expect(waiting)
+        }
+        // Past the limit a retransmission is dropped (the client sends it again).
+        if case .running(let waiting) = cache.begin(key(1), waiter: { _ in Issue.record("a waiter past the limit got the reply") }) {
+            #expect(!waiting)
+        } else {
+            Issue.record("not running")
+        }
+        #expect(got.withLock { $0 }.isEmpty)
+        cache.finish(key(1), [7])
+        #expect(got.withLock { $0 } == Array(repeating: [7], count: DuplicateRequestCache.waitersPerCall))
+        // Finished: a later retransmission gets the reply at once, and nobody waits again.
+        if case .done(let reply) = cache.begin(key(1), waiter: { _ in Issue.record("waited on a finished call") }) {
+            #expect(reply == [7])
+        } else {
+            Issue.record("the reply is not cached")
+        }
     }
 }

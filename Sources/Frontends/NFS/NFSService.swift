@@ -69,11 +69,13 @@ public final class NFSService: Sendable {
     static let syncing: Set<UInt32> = [2, 7, 8, 9, 10, 11, 12, 13, 14, 15, 21]
 
     /// The reply to `record` from `client` (its address without the port), or nil to send
-    /// nothing (not a call, or a retransmission of a call still running). The call's
+    /// nothing (not a call, or a retransmission of a call still running: this form does
+    /// not wait for that call's reply). The call's
     /// changes are durable on return.
     public func handle(_ record: [UInt8], client: String) -> [UInt8]? {
         switch begin(record, client: client) {
         case .answered(let reply): reply
+        case .waiting: nil
         case .run(let call, let key): finish(call, key, dispatch(call))
         }
     }
@@ -83,9 +85,13 @@ public final class NFSService: Sendable {
     /// it runs that sync, else by the thread that does, while this one goes on to other
     /// calls (SyncGate).
     public func handle(_ record: [UInt8], client: String, respond: @escaping @Sendable ([UInt8]?) -> Void) {
-        switch begin(record, client: client) {
+        switch begin(record, client: client, waiter: { respond($0) }) {
         case .answered(let reply):
             respond(reply)
+        case .waiting:
+            // Answered with the first call's reply when it is done (a retransmission,
+            // perhaps on a new connection).
+            break
         case .run(let call, let key):
             guard call.program == NFSProgram.program, Self.syncing.contains(call.procedure) else {
                 return respond(finish(call, key, dispatch(call)))
@@ -116,11 +122,13 @@ public final class NFSService: Sendable {
     private enum Begun {
         /// Nothing to run: the reply (nil for none).
         case answered([UInt8]?)
+        /// A retransmission of a call still running: the waiter given gets its reply.
+        case waiting
         /// A call to run, and its key in the duplicate-request cache.
         case run(RPCCall, DuplicateRequestCache.Key?)
     }
 
-    private func begin(_ record: [UInt8], client: String) -> Begun {
+    private func begin(_ record: [UInt8], client: String, waiter: DuplicateRequestCache.Waiter? = nil) -> Begun {
         let call: RPCCall
         switch RPCCall.decode(record) {
         case .dropped: return .answered(nil)
@@ -132,9 +140,9 @@ public final class NFSService: Sendable {
         // Only cached calls are digested: a WRITE carries up to 1 MiB.
         let key = cached ? DuplicateRequestCache.Key(client: client, xid: call.xid, record: record) : nil
         if let key {
-            switch replies.begin(key) {
+            switch replies.begin(key, waiter: waiter) {
             case .new: break
-            case .running: return .answered(nil)
+            case .running(let waiting): return waiting ? .waiting : .answered(nil)
             case .done(let reply): return .answered(reply)
             }
         }
@@ -181,8 +189,13 @@ public final class NFSService: Sendable {
 /// the whole call so a reused xid with other arguments runs as new. Oldest entries go
 /// first, but never one whose call is still running: its retransmission would run the call
 /// a second time beside the first (the cache then holds more than `capacity` entries until
-/// those calls end; at most the calls in flight on every connection).
+/// those calls end; at most the calls in flight on every connection). A retransmission
+/// that arrives while its call runs waits for the call's reply (`Waiter`): the client may
+/// have sent it on a new connection, the old one gone with the reply it would have got.
 final class DuplicateRequestCache: Sendable {
+    /// Where a retransmission's reply goes, once its call is done.
+    typealias Waiter = @Sendable ([UInt8]) -> Void
+
     /// A call: who sent it, its xid, and its length and digest (not its bytes).
     struct Key: Hashable, Sendable {
         var client: String
@@ -202,12 +215,22 @@ final class DuplicateRequestCache: Sendable {
 
     enum Begin {
         case new
-        case running
+        /// Running; `waiting`: the waiter given gets the reply.
+        case running(waiting: Bool)
         case done([UInt8])
     }
 
+    private enum Entry {
+        case running([Waiter])
+        case done([UInt8])
+    }
+
+    /// Retransmissions waiting for one running call, at most: more are dropped (the
+    /// client sends again).
+    static let waitersPerCall = 4
+
     private struct State {
-        var entries: [Key: [UInt8]?] = [:]
+        var entries: [Key: Entry] = [:]
         var order: [Key] = []
         var head = 0
     }
@@ -219,17 +242,27 @@ final class DuplicateRequestCache: Sendable {
         self.capacity = capacity
     }
 
-    func begin(_ key: Key) -> Begin {
+    /// `.new` when the call is to run (then `finish` it); a retransmission of a running
+    /// call gets `.running`, and `waiter`, when given, gets the call's reply.
+    func begin(_ key: Key, waiter: Waiter? = nil) -> Begin {
         state.withLock { s in
-            if let entry = s.entries[key] { return entry.map { .done($0) } ?? .running }
-            s.entries[key] = .some(nil)
+            switch s.entries[key] {
+            case .done(let reply): return .done(reply)
+            case .running(var waiters):
+                guard let waiter, waiters.count < Self.waitersPerCall else { return .running(waiting: false) }
+                waiters.append(waiter)
+                s.entries[key] = .running(waiters)
+                return .running(waiting: true)
+            case nil: break
+            }
+            s.entries[key] = .running([])
             s.order.append(key)
             // Running entries met on the way go to the back, each at most once per call.
             var running = 0
             while s.order.count - s.head > capacity, running < s.order.count - s.head {
                 let oldest = s.order[s.head]
                 s.head += 1
-                if case .some(.none) = s.entries[oldest] {
+                if case .running = s.entries[oldest] {
                     s.order.append(oldest)
                     running += 1
                 } else {
@@ -244,9 +277,14 @@ final class DuplicateRequestCache: Sendable {
         }
     }
 
+    /// Keeps the reply of a call `begin` answered `.new` to, and sends it to the
+    /// retransmissions that waited.
     func finish(_ key: Key, _ reply: [UInt8]) {
-        state.withLock { s in
-            if s.entries[key] != nil { s.entries[key] = .some(reply) }
+        let waiters = state.withLock { s -> [Waiter] in
+            guard case .running(let waiters) = s.entries[key] else { return [] }
+            s.entries[key] = .done(reply)
+            return waiters
         }
+        for waiter in waiters { waiter(reply) }
     }
 }
