@@ -231,6 +231,23 @@ extension Pool {
         try info(try resolve(name))
     }
 
+    /// The snapshots of dataset `id`, by id, each with its own name (after the "@"): found
+    /// by the dataset's id in one look at the forest, so a rename of the dataset at the
+    /// same moment changes nothing (NFS `.snapshots`).
+    public func snapshotNames(of id: UInt64) throws(DatasetError) -> [(id: UInt64, name: [UInt8])] {
+        try state.withLock { s throws(DatasetError) in
+            guard let record = s.forest.datasets[id], !record.isSnapshot else {
+                throw DatasetError(.notFound, "no dataset with id \(id)")
+            }
+            return s.forest.snapshots(of: id).compactMap { snapshot in s.forest.datasets[snapshot].map { (snapshot, $0.name) } }
+        }
+    }
+
+    /// The snapshot of dataset `id` named `name` (after the "@"), by the dataset's id.
+    public func snapshotID(of id: UInt64, named name: [UInt8]) -> UInt64? {
+        state.withLock { s in s.forest.snapshot(of: id, named: name) }
+    }
+
     /// What `id` is, with USED unless `used` is false.
     public func info(_ id: UInt64, used computeUsed: Bool = true) throws(DatasetError) -> DatasetInfo {
         guard let info = try infos(used: computeUsed, { _ in [id] }).first else {

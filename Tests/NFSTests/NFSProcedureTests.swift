@@ -4,6 +4,7 @@
 
 @testable import NFS
 import Engine
+import Foundation
 @testable import FS
 import FSTestSupport
 import KVTestSupport
@@ -422,6 +423,39 @@ import Testing
             w.opaque(Array("g".utf8))
         }
         #expect(status == rofs)
+        try f.expectClean()
+    }
+
+    /// `.snapshots` finds the dataset's snapshots by the dataset's id, in one look at the
+    /// forest: renames of the dataset while clients list and look up there change nothing
+    /// (it went by the dataset's name, and a rename between two looks answered NOENT or
+    /// STALE).
+    @Test func snapshotsFollowTheirDatasetThroughRenames() throws {
+        let (f, _, c) = try Self.make()
+        defer { try? f.fs.close() }
+        let pool = f.fs.pool
+        _ = try pool.createDataset("ds")
+        let ds = try c.mount("/ds")
+        _ = try pool.snapshot("ds", "s1")
+        let snapshots = try c.lookup(ds, ".snapshots")
+        let snapRoot = try c.lookup(snapshots, "s1")
+        let renames = 400
+        let renamer = Thread {
+            for i in 0..<renames { try? pool.renameDataset(i % 2 == 0 ? "ds" : "dt", to: i % 2 == 0 ? "dt" : "ds") }
+        }
+        renamer.start()
+        var failures: [String] = []
+        for _ in 0..<400 {
+            do {
+                if try c.lookup(snapshots, "s1") != snapRoot { failures.append("another handle") }
+                if try c.list(snapshots) != [".", "..", "s1"] { failures.append("another listing") }
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        while renamer.isExecuting || !renamer.isFinished { usleep(1_000) }
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
+        #expect(try c.list(snapshots) == [".", "..", "s1"])
         try f.expectClean()
     }
 

@@ -67,11 +67,7 @@ extension NFSProgram {
             let root = try nfs { () throws(FSError) in try fs.getattr(fs.root) }
             return (fs, handle(fs, root))
         }
-        guard !name.contains(UInt8(ascii: "@")), !name.contains(UInt8(ascii: "/")), let text = String(validating: name, as: UTF8.self),
-              let info = try? pool.info(fs.dataset, used: false),
-              let id = try? pool.resolve("\(info.name)@\(text)"),
-              let snapshot = try? pool.filesystem(id)
-        else { throw .noent }
+        guard let id = pool.snapshotID(of: fs.dataset, named: name), let snapshot = try? pool.filesystem(id) else { throw .noent }
         let root = try nfs { () throws(FSError) in try snapshot.getattr(snapshot.root) }
         return (snapshot, handle(snapshot, root))
     }

@@ -127,14 +127,11 @@ extension NFSProgram {
         }
         if dir.isSnapshots {
             try requireRootSearch(fs, cred)
-            guard let info = try? pool.info(fs.dataset, used: false),
-                  let snapshots = try? pool.listSnapshots(of: info.name, used: false)
-            else { throw .stale }
+            guard let snapshots = try? pool.snapshotNames(of: fs.dataset) else { throw .stale }
             let page = snapshots.filter { $0.id &+ 3 > cookie }.sorted { $0.id < $1.id }
             let listed = page.map { snapshot in
-                let name = Array((Pool.splitSnapshotName(snapshot.name)?.snapshot ?? snapshot.name).utf8)
                 // A fileid of the parent's fsid that no inode uses (the root's own is in the snapshot's).
-                var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: name, cookie: snapshot.id &+ 3)
+                var entry = Listed(fileid: UInt64.max &- 2 &- snapshot.id, name: snapshot.name, cookie: snapshot.id &+ 3)
                 entry.snapshot = snapshot.id
                 return entry
             }
