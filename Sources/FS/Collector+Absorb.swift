@@ -159,6 +159,8 @@ extension Pool {
             for record in moved { s.forest.put(record) }
             s.forest.removeVersion(child)
             s.changed[child] = nil
+            // Live again, with readers to come: drained again if it dies again.
+            drainedDead.withLock { _ = $0.remove(version) }
         }
         refreshHandles()
     }

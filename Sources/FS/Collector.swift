@@ -23,13 +23,13 @@ extension Pool {
             try crashPoints.checkRunning()
             if store.isReadOnly { return 0 }
             var count = 0
-            while let (generation, version, child, parentView) = state.withLock({ s -> (UInt64, UInt64, UInt64?, VersionView?)? in
+            while let (version, child, parentView) = state.withLock({ s -> (UInt64, UInt64?, VersionView?)? in
                 guard let version = s.forest.collectable().first, let node = s.forest.versions[version] else { return nil }
-                return (s.forest.generation, version, s.forest.children[version]?.first, node.parent == 0 ? nil : s.forest.view(node.parent))
+                return (version, s.forest.children[version]?.first, node.parent == 0 ? nil : s.forest.view(node.parent))
             }) {
-                // Reads drained again whenever the forest changed since they last were: the
-                // version may have died since, with readers of its view (ReadGate).
-                if generation != drainedGeneration.withLock({ $0 }) {
+                // Reads drained first when the version died after they last were: readers
+                // of its view may still be going (ReadGate).
+                if !drained([version]) {
                     quiesceReads()
                     continue
                 }
@@ -105,15 +105,14 @@ extension Pool {
     /// it touched since (`PoolState.branchPoints`): a write at a head shadows the entry
     /// the version held for its key, which may have been the last view to see it.
     private func pruneInternalVersions() throws(FSError) {
-        // Reads drained first, for the forest the work is taken from: a snapshot just
+        // Reads drained first when a version died after they last were: a snapshot just
         // deleted may be one of the dead versions, and its readers see what is pruned.
         var taken: (generation: UInt64, work: [(UInt64, [VersionView])], due: [UInt64: Set<UInt64>])?
         while taken == nil {
-            let drained = drainedGeneration.withLock { $0 }
             taken = state.withLock { s -> (UInt64, [(UInt64, [VersionView])], [UInt64: Set<UInt64>])? in
                 let live = s.forest.referenced
                 let dead = s.forest.versions.keys.filter { !live.contains($0) && (s.forest.children[$0]?.count ?? 0) >= 2 }
-                if !dead.isEmpty, s.forest.generation != drained { return nil }
+                if !drained(dead) { return nil }
                 let views = live.map { s.forest.view($0) }
                 // Taken before the entries are read: a batch after this is noted again.
                 let due = s.branchPoints.filter { !$0.value.isEmpty }

@@ -27,8 +27,10 @@ extension FileSystem {
     /// `lookup` in a directory whose inode the caller has just read (the NFS server reads
     /// it to check the handle): one read fewer.
     public func lookup(_ cred: Credentials, in parent: Inode, _ name: [UInt8]) throws(FSError) -> Inode {
-        guard parent.type == .directory else { throw FSError(.ENOTDIR, "inode \(parent.ino) is not a directory") }
-        return try reading { () throws(FSError) in try lookup(cred, directory: parent, name) }
+        try reading { () throws(FSError) in
+            guard parent.type == .directory else { throw FSError(.ENOTDIR, "inode \(parent.ino) is not a directory") }
+            return try lookup(cred, directory: parent, name)
+        }
     }
 
     private func lookup(_ cred: Credentials, directory parent: Inode, _ name: [UInt8]) throws(FSError) -> Inode {
@@ -67,8 +69,10 @@ extension FileSystem {
     /// in cookie order. Cookies never change while an entry exists, so a listing paged
     /// across concurrent changes never repeats or skips an entry that existed throughout.
     public func readdir(_ cred: Credentials, _ dir: UInt64, after cookie: UInt64, limit: Int) throws(FSError) -> ReadDirResult {
-        guard limit > 0 else { throw FSError(.EINVAL, "readdir limit must be positive") }
-        return try reading { () throws(FSError) in try readdirOpen(cred, dir, after: cookie, limit: limit) }
+        try reading { () throws(FSError) in
+            guard limit > 0 else { throw FSError(.EINVAL, "readdir limit must be positive") }
+            return try readdirOpen(cred, dir, after: cookie, limit: limit)
+        }
     }
 
     private func readdirOpen(_ cred: Credentials, _ dir: UInt64, after cookie: UInt64, limit: Int) throws(FSError) -> ReadDirResult {

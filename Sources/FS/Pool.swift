@@ -39,8 +39,10 @@ public final class Pool: Sendable {
     /// Held through `refreshHandles`, so that a refresh computed from an older forest is
     /// never applied after one computed from a newer.
     let refreshing = Mutex(())
-    /// The forest generation reads were last drained at (`quiesceReads`).
-    let drainedGeneration = Locked<UInt64?>(nil)
+    /// Versions dead when reads were last drained (`quiesceReads`): no read sees them. A
+    /// dead version stays dead, except one that absorbs its child (Collector+Absorb.swift),
+    /// which leaves this set then.
+    let drainedDead = Locked<Set<UInt64>>([])
     /// On a replica: the thread that follows the writer, and the store generation the
     /// pool's state was last loaded at (Replica.swift).
     let follower = BackgroundLoop()
@@ -336,14 +338,21 @@ public final class Pool: Sendable {
     }
 
     /// Brings every handle up to date with the forest as of now, then waits for the reads
-    /// that began before (ReadGate), and notes the forest generation it did so for
-    /// (`drainedGeneration`): what a version dead by then showed may be moved, as no read
-    /// can see it any more (Collector.swift).
+    /// that began before (ReadGate), and notes the versions dead by then (`drainedDead`):
+    /// what they showed may be moved, as no read can see it any more (Collector.swift).
     func quiesceReads() {
-        let generation = state.withLock { $0.forest.generation }
+        let dead = state.withLock { s in
+            let live = s.forest.referenced
+            return Set(s.forest.versions.keys.filter { !live.contains($0) })
+        }
         refreshHandles()
         readGate.drain()
-        drainedGeneration.withLock { $0 = generation }
+        drainedDead.withLock { $0 = dead }
+    }
+
+    /// Whether reads were drained since every one of `versions` died (`quiesceReads`).
+    func drained(_ versions: some Sequence<UInt64>) -> Bool {
+        drainedDead.withLock { dead in versions.allSatisfy { dead.contains($0) } }
     }
 
     // MARK: commit
