@@ -427,14 +427,27 @@ extension Pool {
     @discardableResult
     public func snapshot(_ dataset: String, _ name: String, recursive: Bool = false) throws(DatasetError) -> [DatasetInfo] {
         let snapName = try Self.snapshotName(name)
+        while true {
+            if let made = try snapshotOnce(dataset, name, snapName, recursive: recursive) {
+                return try made.map { id throws(DatasetError) in try info(id, used: false) }
+            }
+        }
+    }
+
+    /// `snapshot`, or nil when a recursive one found, once it held the barriers, that
+    /// datasets were nested in the target or went meanwhile: it is tried again with them.
+    private func snapshotOnce(_ dataset: String, _ name: String, _ snapName: [UInt8], recursive: Bool) throws(DatasetError) -> [UInt64]? {
         let targets = try state.withLock { s throws(DatasetError) -> [UInt64] in
             let record = try writableDataset(dataset, s)
             return recursive ? s.forest.subtree(record.id) : [record.id]
         }
         // Atimes deferred by reads so far are in the snapshot (AccessTimes.swift).
         for id in targets { _ = try? handles.withLock({ $0[id] })?.flushAccessTimes() }
-        let ids = try finish(try exclusively(targets) { () throws(DatasetError) in
-            try change { s, batch throws(DatasetError) -> [UInt64] in
+        return try finish(try exclusively(targets) { () throws(DatasetError) in
+            try change { s, batch throws(DatasetError) -> [UInt64]? in
+                // Datasets nested in the target while the barriers were awaited are in the
+                // snapshot too: taken again, with their barriers.
+                if recursive, s.forest.datasets[targets[0]] != nil, s.forest.subtree(targets[0]) != targets { return nil }
                 for id in targets {
                     guard s.forest.datasets[id] != nil else { throw DatasetError(.notFound, "dataset \(id) went meanwhile") }
                     if s.forest.snapshot(of: id, named: snapName) != nil {
@@ -469,7 +482,6 @@ extension Pool {
                 return made
             }
         })
-        return try ids.map { id throws(DatasetError) in try info(id, used: false) }
     }
 
     /// Deletes the snapshot "a@s" at once, whatever clones were made from it: their data

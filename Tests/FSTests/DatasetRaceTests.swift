@@ -385,4 +385,33 @@ final class Joinable: @unchecked Sendable {
             #expect(try Fsck.check(store, collectorIdle: true).problems == [])
         }
     }
+
+    /// A recursive snapshot takes the datasets nested in its target, then waits for their
+    /// barriers. A dataset nested in the target meanwhile is in the snapshot too: it looks
+    /// again once it holds the barriers (it missed that dataset).
+    @Test func aRecursiveSnapshotTakesADatasetNestedWhileItWaited() throws {
+        try withFS { _, fs in
+            let pool = fs.pool
+            try pool.createDataset("a")
+            let a = try pool.filesystem(named: "a")
+            // Held as another snapshot of "a" would hold it.
+            a.barrier.lockExclusive()
+            let outcome = Locked<String?>(nil)
+            let snapshotter = Joinable {
+                do {
+                    _ = try pool.snapshot("a", "s", recursive: true)
+                    outcome.withLock { $0 = "ok" }
+                } catch {
+                    outcome.withLock { $0 = "\(error)" }
+                }
+            }
+            // The snapshot takes its targets and waits for the barrier.
+            usleep(200_000)
+            try pool.createDataset("a/b")
+            a.barrier.unlockExclusive()
+            snapshotter.join()
+            #expect(outcome.withLock { $0 } == "ok")
+            #expect(try pool.listSnapshots(used: false).map(\.name).sorted() == ["a/b@s", "a@s"])
+        }
+    }
 }
