@@ -1,7 +1,7 @@
 // The duplicate-request cache (NFSService.swift): a retransmission of a call still
-// running waits for its reply (a few at most; more are dropped) and one of a finished
-// call gets its reply; the oldest finished entries go when the cache is full, never a
-// running one.
+// running waits for its reply when it came on another connection (a few at most; more
+// are dropped), and one of a finished call gets its reply; the oldest finished entries
+// go when the cache is full, never a running one.
 
 @testable import NFS
 import Engine
@@ -54,17 +54,23 @@ import Testing
 
     @Test func retransmissionsOfARunningCallGetItsReplyWhenItEnds() {
         let cache = DuplicateRequestCache(capacity: 4)
-        #expect(isNew(cache.begin(key(1))))
+        #expect(isNew(cache.begin(key(1), connection: 9)))
+        // On the call's own connection: that connection gets the call's reply anyway.
+        if case .running(let waiting) = cache.begin(key(1), connection: 9, waiter: { _ in Issue.record("a second reply on the call's connection") }) {
+            #expect(!waiting)
+        } else {
+            Issue.record("not running")
+        }
         let got = Locked<[[UInt8]]>([])
-        for _ in 0..<DuplicateRequestCache.waitersPerCall {
-            guard case .running(let waiting) = cache.begin(key(1), waiter: { reply in got.withLock { $0.append(reply) } }) else {
+        for connection in 10..<UInt64(10 + DuplicateRequestCache.waitersPerCall) {
+            guard case .running(let waiting) = cache.begin(key(1), connection: connection, waiter: { reply in got.withLock { $0.append(reply) } }) else {
                 Issue.record("not running")
                 return
             }
             #expect(waiting)
         }
         // Past the limit a retransmission is dropped (the client sends it again).
-        if case .running(let waiting) = cache.begin(key(1), waiter: { _ in Issue.record("a waiter past the limit got the reply") }) {
+        if case .running(let waiting) = cache.begin(key(1), connection: 20, waiter: { _ in Issue.record("a waiter past the limit got the reply") }) {
             #expect(!waiting)
         } else {
             Issue.record("not running")

@@ -153,6 +153,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     /// Reading is off (autoRead false) while calls wait or `maxInFlight` are in flight.
     private var paused = false
     private var client = ""
+    private let connection = NFSService.newConnectionID()
 
     final class InFlight: Sendable {
         let count = Atomic<Int>(0)
@@ -238,11 +239,12 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         inFlight.count.wrappingAdd(1, ordering: .relaxed)
         let service = service
         let client = client
+        let connection = connection
         let writer = writer
         workers.submit {
             // The reply may come from another worker: the one that syncs this call's change.
             // A call without a reply (not a call at all) ends here.
-            service.handle(record, client: client) { reply in
+            service.handle(record, client: client, connection: connection) { reply in
                 if let reply { writer.send(reply) } else { writer.countWritten() }
             }
         }

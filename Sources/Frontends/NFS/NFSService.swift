@@ -57,6 +57,11 @@ public final class NFSService: Sendable {
         printError("nfs trace: xid \(call.xid) program \(call.program) v\(call.version) procedure \(call.procedure) accept \(accept) status \(status)")
     }
 
+    private static let connections = Atomic<UInt64>(0)
+
+    /// A new connection's id for `handle` (never 0).
+    public static func newConnectionID() -> UInt64 { connections.add(1, ordering: .relaxed).newValue }
+
     /// NFS procedures whose repetition would fail or do something else (RFC 1813 2.3.3),
     /// SETATTR included (a guarded one fails once its own change moved ctime).
     static let nonIdempotent: Set<UInt32> = [2, 8, 9, 10, 11, 12, 13, 14, 15]
@@ -83,9 +88,11 @@ public final class NFSService: Sendable {
     /// Answers `record` through `respond`, called once, with nil when nothing is to be
     /// sent. A change is answered once a sync has made it durable: by this thread when
     /// it runs that sync, else by the thread that does, while this one goes on to other
-    /// calls (SyncGate).
-    public func handle(_ record: [UInt8], client: String, respond: @escaping @Sendable ([UInt8]?) -> Void) {
-        switch begin(record, client: client, waiter: { respond($0) }) {
+    /// calls (SyncGate). `connection` names the connection the record came on (0: not
+    /// known; `NFSService.newConnectionID`): a retransmission of a call still running
+    /// waits for its reply only when it came on another.
+    public func handle(_ record: [UInt8], client: String, connection: UInt64 = 0, respond: @escaping @Sendable ([UInt8]?) -> Void) {
+        switch begin(record, client: client, connection: connection, waiter: { respond($0) }) {
         case .answered(let reply):
             respond(reply)
         case .waiting:
@@ -128,7 +135,7 @@ public final class NFSService: Sendable {
         case run(RPCCall, DuplicateRequestCache.Key?)
     }
 
-    private func begin(_ record: [UInt8], client: String, waiter: DuplicateRequestCache.Waiter? = nil) -> Begun {
+    private func begin(_ record: [UInt8], client: String, connection: UInt64 = 0, waiter: DuplicateRequestCache.Waiter? = nil) -> Begun {
         let call: RPCCall
         switch RPCCall.decode(record) {
         case .dropped: return .answered(nil)
@@ -140,7 +147,7 @@ public final class NFSService: Sendable {
         // Only cached calls are digested: a WRITE carries up to 1 MiB.
         let key = cached ? DuplicateRequestCache.Key(client: client, xid: call.xid, record: record) : nil
         if let key {
-            switch replies.begin(key, waiter: waiter) {
+            switch replies.begin(key, connection: connection, waiter: waiter) {
             case .new: break
             case .running(let waiting): return waiting ? .waiting : .answered(nil)
             case .done(let reply): return .answered(reply)
@@ -221,7 +228,8 @@ final class DuplicateRequestCache: Sendable {
     }
 
     private enum Entry {
-        case running([Waiter])
+        /// The call runs; it came on connection `origin` (0: not known).
+        case running(origin: UInt64, waiters: [Waiter])
         case done([UInt8])
     }
 
@@ -243,19 +251,22 @@ final class DuplicateRequestCache: Sendable {
     }
 
     /// `.new` when the call is to run (then `finish` it); a retransmission of a running
-    /// call gets `.running`, and `waiter`, when given, gets the call's reply.
-    func begin(_ key: Key, waiter: Waiter? = nil) -> Begin {
+    /// call gets `.running`, and `waiter`, when given, gets the call's reply, unless it
+    /// came on the call's own `connection` (0: not known), which gets that reply anyway.
+    func begin(_ key: Key, connection: UInt64 = 0, waiter: Waiter? = nil) -> Begin {
         state.withLock { s in
             switch s.entries[key] {
             case .done(let reply): return .done(reply)
-            case .running(var waiters):
-                guard let waiter, waiters.count < Self.waitersPerCall else { return .running(waiting: false) }
+            case .running(let origin, var waiters):
+                guard let waiter, waiters.count < Self.waitersPerCall, connection == 0 || connection != origin else {
+                    return .running(waiting: false)
+                }
                 waiters.append(waiter)
-                s.entries[key] = .running(waiters)
+                s.entries[key] = .running(origin: origin, waiters: waiters)
                 return .running(waiting: true)
             case nil: break
             }
-            s.entries[key] = .running([])
+            s.entries[key] = .running(origin: connection, waiters: [])
             s.order.append(key)
             // Running entries met on the way go to the back, each at most once per call.
             var running = 0
@@ -281,7 +292,7 @@ final class DuplicateRequestCache: Sendable {
     /// retransmissions that waited.
     func finish(_ key: Key, _ reply: [UInt8]) {
         let waiters = state.withLock { s -> [Waiter] in
-            guard case .running(let waiters) = s.entries[key] else { return [] }
+            guard case .running(_, let waiters) = s.entries[key] else { return [] }
             s.entries[key] = .done(reply)
             return waiters
         }
