@@ -262,6 +262,10 @@ extension Pool {
     private func infos(
         used computeUsed: Bool, _ select: (PoolState) throws(DatasetError) -> [UInt64]
     ) throws(DatasetError) -> [DatasetInfo] {
+        // USED reads what versions show: the collector leaves them as they are until it is
+        // done (ReadGate). Entered before the forest is looked at.
+        let token = computeUsed ? readGate.enter() : nil
+        defer { if let token { readGate.leave(token) } }
         let (found, forest) = try state.withLock { s throws(DatasetError) -> ([DatasetInfo], Forest?) in
             (try select(s).compactMap { Self.describe($0, s) }, computeUsed ? s.forest : nil)
         }

@@ -414,4 +414,40 @@ final class Joinable: @unchecked Sendable {
             #expect(try pool.listSnapshots(used: false).map(\.name).sorted() == ["a/b@s", "a@s"])
         }
     }
+
+    /// USED of a snapshot is counted by reading what its version holds: when the snapshot
+    /// is deleted meanwhile, the collector waits for the count (ReadGate), which comes out
+    /// as it would have without the delete.
+    @Test func aSnapshotsUsedIsCountedWholeWhileItIsDeleted() throws {
+        try withFS { store, fs in
+            let pool = fs.pool
+            let file = try fs.create(.root, fs.root, n("f"), mode: 0o644)
+            let size = 3 * fs.chunkSize
+            try fs.write(.root, file.ino, offset: 0, (0..<size).map { UInt8(truncatingIfNeeded: $0 % 251 + 1) })
+            try pool.snapshot("root", "s")
+            try fs.write(.root, file.ino, offset: 0, (0..<size).map { UInt8(truncatingIfNeeded: $0 % 241 + 3) })
+            let version = try pool.filesystem(named: "root@s").view.head
+            let expected = try #require(try pool.listSnapshots(of: "root").first?.usedBytes)
+            #expect(expected > 0, "the snapshot alone holds the first data")
+            pool.usedCache.withLock { $0.removeAll() }
+
+            let aside = Aside()
+            let mergedMeanwhile = Mutex<Bool?>(nil)
+            let collector = Mutex<Joinable?>(nil)
+            store.onFirstScan(from: FSKeys.changeIndexPrefix(version)) {
+                aside.run {
+                    try pool.deleteSnapshot("root@s")
+                    collector.withLock { $0 = Joinable { _ = try? pool.collectNow() } }
+                    usleep(300_000)
+                    mergedMeanwhile.withLock { $0 = pool.state.withLock { $0.forest.versions[version] } == nil }
+                }
+            }
+            let counted = try pool.listSnapshots(of: "root").first?.usedBytes
+            aside.expectNone()
+            collector.withLock { $0 }?.join()
+            #expect(mergedMeanwhile.withLock { $0 } == false, "the collector waited for the count")
+            #expect(counted == expected)
+            #expect(pool.state.withLock { $0.forest.versions[version] } == nil, "the merge ran after the count")
+        }
+    }
 }
