@@ -156,6 +156,38 @@ final class Joinable: @unchecked Sendable {
         }
     }
 
+    /// The collector started from a store's hook while a read runs: `start` runs `change`
+    /// (which makes `version` dead), starts the collector on a thread of its own and gives
+    /// it 300 ms; `finish` waits for it and tells whether it had collected `version` by
+    /// then.
+    final class CollectorRace: @unchecked Sendable {
+        let pool: Pool
+        let version: UInt64
+        private let aside = Aside()
+        private let collectedEarly = Mutex<Bool?>(nil)
+        private let collector = Mutex<Joinable?>(nil)
+
+        init(_ pool: Pool, _ version: UInt64) {
+            self.pool = pool
+            self.version = version
+        }
+
+        func start(_ change: @escaping @Sendable () throws -> Void) {
+            aside.run {
+                try change()
+                self.collector.withLock { $0 = Joinable { _ = try? self.pool.collectNow() } }
+                usleep(300_000)
+                self.collectedEarly.withLock { $0 = self.pool.state.withLock { $0.forest.versions[self.version] } == nil }
+            }
+        }
+
+        func finish(sourceLocation: SourceLocation = #_sourceLocation) -> Bool? {
+            aside.expectNone(sourceLocation: sourceLocation)
+            collector.withLock { $0 }?.join()
+            return collectedEarly.withLock { $0 }
+        }
+    }
+
     /// A dead version merges into its only child, the live head, one inode at a time. A
     /// snapshot taken meanwhile puts a new head below that child, and a chmod there copies
     /// a file's record with the dead version as its content version, before the collector
@@ -323,22 +355,11 @@ final class Joinable: @unchecked Sendable {
 
             // As the listing's scan starts, after its read of the directory: delete the snapshot
             // and start the collector, then give it time to merge before the listing goes on.
-            let aside = Aside()
-            let mergedMeanwhile = Mutex<Bool?>(nil)
-            let collector = Mutex<Joinable?>(nil)
-            store.onFirstScan(from: FSKeys.dirScan(snapshot.root, 1)) {
-                aside.run {
-                    try pool.deleteSnapshot("root@s")
-                    collector.withLock { $0 = Joinable { _ = try? pool.collectNow() } }
-                    usleep(300_000)
-                    mergedMeanwhile.withLock { $0 = pool.state.withLock { $0.forest.versions[dead] } == nil }
-                }
-            }
+            let race = CollectorRace(pool, dead)
+            store.onFirstScan(from: FSKeys.dirScan(snapshot.root, 1)) { race.start { try pool.deleteSnapshot("root@s") } }
             snapshot.inodeCache.reset()
             let listing = try snapshot.readdir(.root, snapshot.root, after: 0, limit: 100)
-            aside.expectNone()
-            collector.withLock { $0 }?.join()
-            #expect(mergedMeanwhile.withLock { $0 } == false, "the collector waited for the listing")
+            #expect(race.finish() == false, "the collector waited for the listing")
             #expect(listing.eof)
             #expect(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted() == names.sorted())
             #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the merge ran after the listing")
@@ -362,23 +383,12 @@ final class Joinable: @unchecked Sendable {
             for name in names { _ = try fs.create(.root, fs.root, n(name), mode: 0o644) }
             let dead = fs.view.head
 
-            let aside = Aside()
-            let droppedMeanwhile = Mutex<Bool?>(nil)
-            let collector = Mutex<Joinable?>(nil)
-            store.onFirstScan(from: FSKeys.dirScan(fs.root, 1)) {
-                aside.run {
-                    try pool.rollback("root", to: "empty")
-                    collector.withLock { $0 = Joinable { _ = try? pool.collectNow() } }
-                    usleep(300_000)
-                    droppedMeanwhile.withLock { $0 = pool.state.withLock { $0.forest.versions[dead] } == nil }
-                }
-            }
+            let race = CollectorRace(pool, dead)
+            store.onFirstScan(from: FSKeys.dirScan(fs.root, 1)) { race.start { try pool.rollback("root", to: "empty") } }
             fs.inodeCache.reset()
             fs.entryCache.reset()
             let listing = try fs.readdir(.root, fs.root, after: 0, limit: 100)
-            aside.expectNone()
-            collector.withLock { $0 }?.join()
-            #expect(droppedMeanwhile.withLock { $0 } == false, "the collector waited for the listing")
+            #expect(race.finish() == false, "the collector waited for the listing")
             #expect(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted() == names.sorted())
             #expect(pool.state.withLock { $0.forest.versions[dead] } == nil, "the old head went after the listing")
             #expect(try fs.readdir(.root, fs.root, after: 0, limit: 100).entries.isEmpty)
@@ -431,21 +441,10 @@ final class Joinable: @unchecked Sendable {
             #expect(expected > 0, "the snapshot alone holds the first data")
             pool.usedCache.withLock { $0.removeAll() }
 
-            let aside = Aside()
-            let mergedMeanwhile = Mutex<Bool?>(nil)
-            let collector = Mutex<Joinable?>(nil)
-            store.onFirstScan(from: FSKeys.changeIndexPrefix(version)) {
-                aside.run {
-                    try pool.deleteSnapshot("root@s")
-                    collector.withLock { $0 = Joinable { _ = try? pool.collectNow() } }
-                    usleep(300_000)
-                    mergedMeanwhile.withLock { $0 = pool.state.withLock { $0.forest.versions[version] } == nil }
-                }
-            }
+            let race = CollectorRace(pool, version)
+            store.onFirstScan(from: FSKeys.changeIndexPrefix(version)) { race.start { try pool.deleteSnapshot("root@s") } }
             let counted = try pool.listSnapshots(of: "root").first?.usedBytes
-            aside.expectNone()
-            collector.withLock { $0 }?.join()
-            #expect(mergedMeanwhile.withLock { $0 } == false, "the collector waited for the count")
+            #expect(race.finish() == false, "the collector waited for the count")
             #expect(counted == expected)
             #expect(pool.state.withLock { $0.forest.versions[version] } == nil, "the merge ran after the count")
         }
