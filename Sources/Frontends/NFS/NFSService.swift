@@ -92,7 +92,7 @@ public final class NFSService: Sendable {
     /// known; `NFSService.newConnectionID`): a retransmission of a call still running
     /// waits for its reply only when it came on another.
     public func handle(_ record: [UInt8], client: String, connection: UInt64 = 0, respond: @escaping @Sendable ([UInt8]?) -> Void) {
-        switch begin(record, client: client, connection: connection, waiter: { respond($0) }) {
+        switch begin(record, client: client, connection: connection, respond: respond) {
         case .answered(let reply):
             respond(reply)
         case .waiting:
@@ -129,13 +129,15 @@ public final class NFSService: Sendable {
     private enum Begun {
         /// Nothing to run: the reply (nil for none).
         case answered([UInt8]?)
-        /// A retransmission of a call still running: the waiter given gets its reply.
+        /// A retransmission of a call still running: `respond` gets its reply.
         case waiting
         /// A call to run, and its key in the duplicate-request cache.
         case run(RPCCall, DuplicateRequestCache.Key?)
     }
 
-    private func begin(_ record: [UInt8], client: String, connection: UInt64 = 0, waiter: DuplicateRequestCache.Waiter? = nil) -> Begun {
+    private func begin(
+        _ record: [UInt8], client: String, connection: UInt64 = 0, respond: (@Sendable ([UInt8]?) -> Void)? = nil
+    ) -> Begun {
         let call: RPCCall
         switch RPCCall.decode(record) {
         case .dropped: return .answered(nil)
@@ -147,6 +149,9 @@ public final class NFSService: Sendable {
         // Only cached calls are digested: a WRITE carries up to 1 MiB.
         let key = cached ? DuplicateRequestCache.Key(client: client, xid: call.xid, record: record) : nil
         if let key {
+            // The waiter is made here, for cached calls only: not for every read.
+            var waiter: DuplicateRequestCache.Waiter?
+            if let respond { waiter = { reply in respond(reply) } }
             switch replies.begin(key, connection: connection, waiter: waiter) {
             case .new: break
             case .running(let waiting): return waiting ? .waiting : .answered(nil)
