@@ -129,6 +129,19 @@ public protocol KVReader: AnyObject, Sendable {
     /// reads chunks this way, straight into a reply. Throws like `get`, and what `body`
     /// throws.
     func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R
+
+    /// `withValue` for each of `keys`: `body` runs once per key, in no set order, with the
+    /// key's index and value (nil when absent). Where `tails` gives room for a value's bytes
+    /// after its first `head`, a backend that would read the value from a file may put
+    /// them straight there, checked against its checksum, and pass `body` only the first
+    /// `head` bytes with `placed`, the count it put; otherwise `placed` is nil and the
+    /// value is passed whole. Many keys at once let such a backend read neighbouring values
+    /// with one system call (the filesystem's read-ahead reads a range's chunks so, into
+    /// the range). Throws like `get`, and what `body` throws (some bodies may have run).
+    func withValues(
+        _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
+        _ body: (_ index: Int, _ value: UnsafeRawBufferPointer?, _ placed: Int?) throws -> Void
+    ) throws
 }
 
 extension KVReader {
@@ -141,6 +154,14 @@ extension KVReader {
     public func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
         guard let value = try get(key) else { return try body(nil) }
         return try value.withUnsafeBytes { try body($0) }
+    }
+
+    /// The default: `withValue` for each key in turn, every value passed whole.
+    public func withValues(
+        _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
+        _ body: (_ index: Int, _ value: UnsafeRawBufferPointer?, _ placed: Int?) throws -> Void
+    ) throws {
+        for (index, key) in keys.enumerated() { try withValue(key) { try body(index, $0, nil) } }
     }
 }
 

@@ -54,10 +54,9 @@ extension FileSystem {
     /// without the inode's lock, so that the reader's own reads never wait for this one;
     /// the lock stripe's generation, read before and after, says whether the file changed
     /// meanwhile (then nothing is kept). Errors are ignored: the real read reports them.
-    /// After each `ReadAhead.yieldBytes` of chunks it yields the core: a server worker
-    /// polling for calls there then looks again within microseconds, instead of after the
-    /// whole range. False when there is nothing more to read ahead (the range is past the
-    /// file's end, or an error).
+    /// The range's chunks are read with one `KVReader.withValues` (on the lsm, one vectored
+    /// read for chunks written in order). False when there is nothing more to read ahead
+    /// (the range is past the file's end, or an error).
     func prepare(_ ino: UInt64, from: UInt64, count: Int, headroom: Int = 0) -> Bool {
         (try? reading { () throws(FSError) in prepareOpen(ino, from: from, count: count, headroom: headroom) }) ?? false
     }
@@ -76,25 +75,15 @@ extension FileSystem {
         guard from < size else { return false }
         let end = min(size, from + UInt64(count))
         let length = Int(end - from)
-        let cs = UInt64(chunkSize)
-        let chunksPerYield = UInt64(max(1, ReadAhead.yieldBytes / chunkSize))
-        let first = from / cs
         var failed = false
         // Room for the reply's padding after the data too (8 bytes).
         let bytes = [UInt8](unsafeUninitializedCapacity: headroom + length + 8) { buffer, initialized in
             let raw = UnsafeMutableRawBufferPointer(buffer)
             UnsafeMutableRawBufferPointer(rebasing: raw[0..<headroom]).initializeMemory(as: UInt8.self, repeating: 0)
-            var at = headroom
-            var index = first
+            let cs = UInt64(chunkSize)
             do throws(FSError) {
-                while index * cs < end {
-                    let chunkStart = index * cs
-                    let (lower, upper) = (Int(max(from, chunkStart) - chunkStart), Int(min(end, chunkStart + cs) - chunkStart))
-                    try copyChunk(file, index, from: lower, to: upper, into: UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + upper - lower)]), reads: plain)
-                    at += upper - lower
-                    index += 1
-                    if (index - first) % chunksPerYield == 0 { sched_yield() }
-                }
+                try copyChunks(file, (from / cs)..<((end - 1) / cs + 1), from: from, to: end,
+                               into: UnsafeMutableRawBufferPointer(rebasing: raw[headroom..<(headroom + length)]), reads: plain)
                 initialized = headroom + length
             } catch {
                 failed = true
@@ -168,41 +157,55 @@ extension FileSystem {
         }
     }
 
-    /// Writes bytes `from..<to` of chunk `index` as reads through `reads` see it into
-    /// `region` (`to - from` bytes), as `appendChunk` appends them. A whole chunk of a
-    /// version without ancestors (one key to read) is read with `region` as its value's
-    /// tail (ValueTail): a store that reads the value from a file puts the chunk's bytes
-    /// straight there.
-    private func copyChunk(_ file: Inode, _ index: UInt64, from: Int, to: Int, into region: UnsafeMutableRawBufferPointer, reads: VersionedStore) throws(FSError) {
-        let chunkSize = chunkSize
-        let key = FSKeys.chunk(file.ino, index)
-        let tail = from == 0 && to == chunkSize && reads.view.ancestors.isEmpty ? ValueTail(head: Self.chunkHeaderSize, buffer: region) : nil
-        try ValueTail.$current.withValue(tail, typed: { () throws(FSError) in
-            try reads.withValue(key, below: file.contentVersion) { raw throws(FSError) in
-                var held = from
-                if let raw {
-                    let placed = tail?.placed
-                    let chunk = try ChunkRecord.header(raw, chunkSize: chunkSize, placed: placed)
-                    if !file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) {
-                        held = max(from, min(to, chunk.length))
-                        if placed != nil, chunk.encoding == .raw {
-                            // In place already (from is 0 here).
-                        } else if placed != nil {
-                            let content = try ChunkRecord.content(chunk.encoding, chunk.length, UnsafeRawBufferPointer(rebasing: region[0..<placed!]))
-                            content.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<held])) }
-                        } else if chunk.encoding == .raw {
-                            region.copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk.body[from..<held]))
-                        } else {
-                            let content = try ChunkRecord.content(chunk.encoding, chunk.length, chunk.body)
-                            content.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[from..<held])) }
-                        }
-                    }
-                }
-                if held < to {
-                    UnsafeMutableRawBufferPointer(rebasing: region[(held - from)...]).initializeMemory(as: UInt8.self, repeating: 0)
+    /// Writes the bytes of chunks `indices` that lie in `from..<end` of the file, as reads
+    /// through `reads` see them, into `range` (which holds the file's bytes from `from`),
+    /// as `appendChunk` appends them. Whole chunks are read with their place in `range` as
+    /// the room for their values' tails (KVReader.withValues): a store that reads values
+    /// from files puts the chunks' bytes straight there, neighbours with one system call.
+    private func copyChunks(_ file: Inode, _ indices: Range<UInt64>, from: UInt64, to end: UInt64,
+                            into range: UnsafeMutableRawBufferPointer, reads: VersionedStore) throws(FSError) {
+        let cs = UInt64(chunkSize)
+        // Each chunk's bytes lower..<upper, and where they go in `range`.
+        let parts = indices.map { index -> (lower: Int, upper: Int, region: UnsafeMutableRawBufferPointer) in
+            let chunkStart = index * cs
+            let (lower, upper) = (max(from, chunkStart) - chunkStart, min(end, chunkStart + cs) - chunkStart)
+            let at = Int(chunkStart + lower - from)
+            return (Int(lower), Int(upper), UnsafeMutableRawBufferPointer(rebasing: range[at..<(at + Int(upper - lower))]))
+        }
+        let tails = parts.map { $0.lower == 0 && $0.upper == chunkSize ? $0.region : nil }
+        try reads.withValues(indices.map { FSKeys.chunk(file.ino, $0) }, below: file.contentVersion, head: Self.chunkHeaderSize,
+                             tails: tails) { k, raw, placed throws(FSError) in
+            let part = parts[k]
+            try placeChunk(file, indices.lowerBound + UInt64(k), part.lower, part.upper, into: part.region, raw: raw, placed: placed)
+        }
+    }
+
+    /// Writes bytes `from..<to` of chunk `index` into `region` (`to - from` bytes) from its
+    /// stored value `raw` (nil for none; with `placed`, only the value's first bytes, the
+    /// `placed` after them being in `region` already): zeros where it holds none.
+    private func placeChunk(_ file: Inode, _ index: UInt64, _ from: Int, _ to: Int, into region: UnsafeMutableRawBufferPointer,
+                            raw: UnsafeRawBufferPointer?, placed: Int?) throws(FSError) {
+        var held = from
+        if let raw {
+            let chunk = try ChunkRecord.header(raw, chunkSize: chunkSize, placed: placed)
+            if !file.hides(chunkIndex: index, epoch: chunk.epoch, chunkSize: chunkSize) {
+                held = max(from, min(to, chunk.length))
+                if placed != nil, chunk.encoding == .raw {
+                    // In place already (from is 0 here).
+                } else if let placed {
+                    let content = try ChunkRecord.content(chunk.encoding, chunk.length, UnsafeRawBufferPointer(rebasing: region[0..<placed]))
+                    content.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<held])) }
+                } else if chunk.encoding == .raw {
+                    region.copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk.body[from..<held]))
+                } else {
+                    let content = try ChunkRecord.content(chunk.encoding, chunk.length, chunk.body)
+                    content.withUnsafeBytes { region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[from..<held])) }
                 }
             }
-        })
+        }
+        if held < to {
+            UnsafeMutableRawBufferPointer(rebasing: region[(held - from)...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
     }
 
     /// A chunk's stored form, valid only inside `withVisibleChunk`.

@@ -37,12 +37,6 @@ final class ReadAhead: Sendable {
     /// The most room kept before a range's bytes for what the reader's buffer held before
     /// the data (PreparedReads): an NFS reply's header is 128 bytes.
     static let maximumHeadroom = 4096
-    /// Bytes of chunks read ahead between yields of the core (`FileSystem.prepare`). A
-    /// server worker polling for calls yields its core while it waits; the read-ahead
-    /// thread, given it, had read a whole range (about 90 µs a MiB) before the worker
-    /// looked again, and a call that came meanwhile waited that long (Docs/nfs.md,
-    /// "Loopback clients").
-    static let yieldBytes = 128 << 10
 
     /// Runs `job` for `file` on the read-ahead thread, after the jobs of other files
     /// waiting before it; it replaces a job of the same file not yet started (it covers

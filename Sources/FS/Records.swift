@@ -110,7 +110,7 @@ struct ChunkRecord {
 
     /// The header fields and the stored body, which is not copied. With `placed`, `value`
     /// is the header alone and the store put the body's `placed` bytes elsewhere
-    /// (ValueTail); the body returned is then empty.
+    /// (KVReader.withValues); the body returned is then empty.
     static func header(_ value: UnsafeRawBufferPointer, chunkSize: Int, placed: Int? = nil) throws(FSError)
         -> (epoch: UInt64, encoding: ChunkEncoding, length: Int, body: UnsafeRawBufferPointer) {
         var r = ByteReader(value)

@@ -77,6 +77,29 @@ struct VersionedStore {
         return try result.get()
     }
 
+    /// `withValue` for many keys (KVReader.withValues): a version without ancestors reads
+    /// its keys so, the values' bytes after `head` put straight in `tails` where the store
+    /// can (`placed`); otherwise each key is looked up and its value passed whole. `body`
+    /// runs once per key, in no set order, with nil for one absent or whited out.
+    func withValues(
+        _ logicals: [[UInt8]], below hint: UInt64 = 0, head: Int, tails: [UnsafeMutableRawBufferPointer?],
+        _ body: (_ index: Int, _ value: UnsafeRawBufferPointer?, _ placed: Int?) throws(FSError) -> Void
+    ) throws(FSError) {
+        guard view.ancestors.isEmpty else {
+            for (index, logical) in logicals.enumerated() {
+                try withValue(logical, below: hint) { raw throws(FSError) in try body(index, raw, nil) }
+            }
+            return
+        }
+        let live = ValueTag.live.rawValue
+        try kv {
+            try store.withValues(logicals.map { FSKeys.versioned($0, view.head) }, head: head, tails: tails) { index, raw, placed in
+                // `kv` passes the FSError on as it is.
+                try body(index, raw.flatMap { $0.first == live ? $0 : nil }, placed)
+            }
+        }
+    }
+
     /// The entry of `logical` this view sees, live or whiteout, with its version.
     ///
     /// With a hint, the entry at the hint itself is tried first with a point get: when it

@@ -66,6 +66,17 @@ public struct ModelBasedTest {
                     let inView = try s.withValue(key) { $0.map { Array($0) } }
                     guard try inView == m.get(key) else { return fail(step, action, "withValue in a read view differs from the model's") }
                 }
+                // Many keys at once, some with room for their values' tails, at "now" and in
+                // the newest read view.
+                let keys = [key] + (0..<Int.random(in: 0...6, using: &random)).map { _ in randomKey(&random) }
+                let head = Int.random(in: 0...16, using: &random)
+                let rooms = keys.map { _ in Int.random(in: 0..<3, using: &random) == 0 ? nil : Int.random(in: 0...5000, using: &random) }
+                if let wrong = try differences(subject, model, keys, head: head, rooms: rooms) {
+                    return fail(step, action + ", withValues \(keys) head \(head) rooms \(rooms)", wrong)
+                }
+                if let (s, m) = views.last, let wrong = try differences(s, m, keys, head: head, rooms: rooms) {
+                    return fail(step, action + ", withValues in a read view", wrong)
+                }
             case 45..<55:
                 let range = randomRange(&random)
                 action = "scan \(range)"
@@ -144,6 +155,36 @@ public struct ModelBasedTest {
             s.close()
             m.close()
         }
+    }
+
+    /// How `withValues` on `subject` differs from the model's values of `keys` (nil: it
+    /// does not): each key's body runs once, with the value whole or its first `head`
+    /// bytes and the rest placed at the start of the key's room.
+    private func differences(_ subject: any KVReader, _ model: any KVReader, _ keys: [[UInt8]], head: Int, rooms: [Int?]) throws -> String? {
+        let buffers = rooms.map { room in room.map { UnsafeMutableRawBufferPointer.allocate(byteCount: $0, alignment: 8) } }
+        defer { for buffer in buffers { buffer?.deallocate() } }
+        var got = [[UInt8]?](repeating: nil, count: keys.count)
+        var calls = [Int](repeating: 0, count: keys.count)
+        var wrong: String?
+        try subject.withValues(keys, head: head, tails: buffers) { index, value, placed in
+            calls[index] += 1
+            guard let value else { return }
+            if let placed {
+                guard let tail = buffers[index], value.count == head, placed <= tail.count else {
+                    wrong = "key \(index) placed \(placed) bytes with a head of \(value.count) and room for \(buffers[index]?.count ?? -1)"
+                    return
+                }
+                got[index] = Array(value) + Array(tail[..<placed])
+            } else {
+                got[index] = Array(value)
+            }
+        }
+        if let wrong { return wrong }
+        if let k = calls.firstIndex(where: { $0 != 1 }) { return "key \(k)'s body ran \(calls[k]) times" }
+        for (k, key) in keys.enumerated() where try got[k] != model.get(key) {
+            return "key \(k) (\(key)) got \(got[k]?.count ?? -1) bytes, not the model's"
+        }
+        return nil
     }
 
     private func fail(_ step: Int, _ action: String, _ what: String) {

@@ -79,6 +79,46 @@ import Workloads
         #expect(same, "seed \(seed): other bytes than the memory object's")
     }
 
+    /// A vectored read fills its parts in order with the object's bytes from its offset:
+    /// empty parts, more parts than one `preadv` takes (1,024), and the default of other
+    /// objects (a read per part); a read past the end is refused and fills nothing.
+    @Test func aVectoredReadFillsItsPartsInOrder() throws {
+        let seed = TestSeed.resolve("aVectoredReadFillsItsPartsInOrder")
+        var random = SeededGenerator(seed: seed)
+        let root = try temporaryRoot()
+        defer { try? FileOps.removeTree(root) }
+        let store = try LocalObjectStore(root: root)
+        let bytes = (0..<200_000).map { _ in UInt8.random(in: 0...255, using: &random) }
+        try store.put("wal/1.wal", bytes)
+        let file = try #require(try store.open("wal/1.wal"))
+        let memory = BytesObject(name: "m", bytes: bytes)
+        for parts in [1, 3, 40, 1500] {
+            let sizes = (0..<parts).map { _ in Bool.random(using: &random) ? 0 : Int.random(in: 1...100, using: &random) }
+            let offset = Int.random(in: 0...(bytes.count - sizes.reduce(0, +)), using: &random)
+            for object in [file, memory] as [any ReadableObject] {
+                var room = [UInt8](repeating: 0, count: sizes.reduce(0, +))
+                try room.withUnsafeMutableBytes { raw in
+                    var at = 0
+                    var buffers: [UnsafeMutableRawBufferPointer] = []
+                    for size in sizes {
+                        buffers.append(UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + size)]))
+                        at += size
+                    }
+                    try object.read(offset: offset, into: buffers)
+                }
+                let same = room == Array(bytes[offset..<(offset + room.count)])
+                #expect(same, "seed \(seed), \(parts) parts at \(offset) from \(object.name)")
+            }
+        }
+        var past = [UInt8](repeating: 7, count: 20)
+        #expect(throws: KVError.self) {
+            try past.withUnsafeMutableBytes { raw in
+                try file.read(offset: bytes.count - 10, into: [UnsafeMutableRawBufferPointer(rebasing: raw[..<10]), UnsafeMutableRawBufferPointer(rebasing: raw[10...])])
+            }
+        }
+        #expect(past.allSatisfy { $0 == 7 })
+    }
+
     /// Garbage collection may delete a WAL segment as soon as it is named (its records are
     /// in a committed table); the writer must not fail on it.
     @Test(arguments: [false, true])

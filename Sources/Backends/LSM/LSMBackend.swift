@@ -254,6 +254,22 @@ final class LSMBackend: KVBackend {
         return try reading { try store.withValue(key, at: store.snapshot(), body) }
     }
 
+    func withValues(
+        _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
+        _ body: (Int, UnsafeRawBufferPointer?, Int?) throws -> Void
+    ) throws {
+        for key in keys { try checkKey(key) }
+        // A replica's retry (`reading`) reads only the keys whose bodies have not run.
+        var passed = [Bool](repeating: false, count: keys.count)
+        try reading {
+            let left = keys.indices.filter { !passed[$0] }
+            try store.withValues(left.map { keys[$0] }, at: store.snapshot(), head: head, tails: left.map { tails[$0] }) { k, value, placed in
+                passed[left[k]] = true
+                try body(left[k], value, placed)
+            }
+        }
+    }
+
     func makeIterator(_ range: KeyRange) throws -> any KVIterator {
         // Positioning reads the first blocks: on a replica behind the writer, a collected
         // table then catches up and positions again.
@@ -361,6 +377,14 @@ final class LSMReadView: KVReadView {
     func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
         try checkKey(key)
         return try open { try store.withValue(key, at: snapshot, body) }
+    }
+
+    func withValues(
+        _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
+        _ body: (Int, UnsafeRawBufferPointer?, Int?) throws -> Void
+    ) throws {
+        for key in keys { try checkKey(key) }
+        try open { try store.withValues(keys, at: snapshot, head: head, tails: tails, body) }
     }
 
     func makeIterator(_ range: KeyRange) throws -> any KVIterator {

@@ -504,17 +504,55 @@ final class LSMStore: @unchecked Sendable {
                  absent: { try body(nil) })
     }
 
+    /// `withValue` for many keys (KVReader.withValues): every key is looked up first, and
+    /// the values kept in WAL segments whose tails fit their room are read after, together
+    /// (ValueLog.read: neighbours with one system call); the others are passed as found.
+    func withValues(
+        _ keys: [[UInt8]], at snap: Snapshot, head: Int, tails: [UnsafeMutableRawBufferPointer?],
+        _ body: (_ index: Int, _ value: UnsafeRawBufferPointer?, _ placed: Int?) throws -> Void
+    ) throws {
+        var pointed: [PointedValue] = []
+        pointed.reserveCapacity(keys.count)
+        // `find`'s `pointed` is optional, so escaping: the bodies it calls must be too.
+        try withoutActuallyEscaping(body) { body in
+            for (index, key) in keys.enumerated() {
+                let found: PointedValue? = try find(
+                    key, at: snap,
+                    inMemory: { v in try v.withUnsafeBytes { try body(index, $0, nil) }; return nil },
+                    inTable: { v in try body(index, v, nil); return nil },
+                    pointed: { object, pointer, table in
+                        let rest = pointer.length - head
+                        if let tail = tails[index], rest >= 0, rest <= tail.count {
+                            return PointedValue(index: index, object: object, pointer: pointer, table: table,
+                                                tail: UnsafeMutableRawBufferPointer(rebasing: tail[..<rest]))
+                        }
+                        // No room for it: read whole, as `withValue` would.
+                        var whole = [UInt8](unsafeUninitializedCapacity: pointer.length) { _, count in count = pointer.length }
+                        try whole.withUnsafeMutableBytes { try ValueLog.read((object, pointer), into: $0, table: table) }
+                        try whole.withUnsafeBytes { try body(index, $0, nil) }
+                        return nil
+                    },
+                    absent: { try body(index, nil, nil); return nil })
+                if let found { pointed.append(found) }
+            }
+            try ValueLog.read(pointed, head: head) { index, first, placed in try body(index, first, placed) }
+        }
+    }
+
     /// The newest entry of `key` at `snap`: `inMemory` gets a memtable's value (a copy),
-    /// `inTable` a table's (borrowed from its block), `absent` runs when there is none.
+    /// `inTable` a table's (borrowed from its block), `pointed` (when given) where a table
+    /// says a value kept in a WAL segment lies, `absent` runs when there is none.
     private func find<R>(_ key: [UInt8], at snap: Snapshot, inMemory: ([UInt8]) throws -> R,
-                         inTable: (UnsafeRawBufferPointer) throws -> R, absent: () throws -> R) throws -> R {
+                         inTable: (UnsafeRawBufferPointer) throws -> R,
+                         pointed: ((any ReadableObject, ValuePointer, String) throws -> R)? = nil,
+                         absent: () throws -> R) throws -> R {
         try key.withUnsafeBytes { k in
             switch findInMemory(k, at: snap) {
             case .value(let v): return try inMemory(v)
             case .deleted: return try absent()
             case .absent: break
             }
-            switch try snap.version.get(k, inTable) {
+            switch try snap.version.get(k, pointed: pointed, inTable) {
             case .value(let r): return r
             case .deleted, .absent: return try absent()
             }

@@ -162,8 +162,12 @@ final class TableReader: Sendable {
     /// Looks `key` up, copying a value out.
     func get(_ key: UnsafeRawBufferPointer) throws -> Lookup<[UInt8]> { try get(key) { Array($0) } }
 
-    /// `read` gets the value's bytes in the block, valid only during the call.
-    func get<R>(_ key: UnsafeRawBufferPointer, _ read: (UnsafeRawBufferPointer) throws -> R) throws -> Lookup<R> {
+    /// `read` gets the value's bytes in the block, valid only during the call; `pointed`,
+    /// when given, gets a value kept in a WAL segment unread: where it lies.
+    func get<R>(
+        _ key: UnsafeRawBufferPointer, pointed: ((any ReadableObject, ValuePointer, String) throws -> R)? = nil,
+        _ read: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> Lookup<R> {
         let hidden: Lookup<R> = tombstoneCovers(key) ? .deleted : .absent
         guard mayContain(key) else { return hidden }
         let hash = Bytes.hash64(key)
@@ -188,17 +192,9 @@ final class TableReader: Sendable {
             return .deleted
         }
         if cursor.isPointer {
-            if let tail = ValueTail.current {
+            if let pointed {
                 let located = try locate(cursor.value)
-                let rest = located.pointer.length - tail.head
-                if rest >= 0, rest <= tail.buffer.count {
-                    // The value's tail goes straight where the reader wants it.
-                    return .value(try withUnsafeTemporaryAllocation(byteCount: tail.head, alignment: 8) { head in
-                        try ValueLog.read(located, head: head, tail: UnsafeMutableRawBufferPointer(rebasing: tail.buffer[..<rest]), table: name)
-                        tail.place(rest)
-                        return try read(UnsafeRawBufferPointer(head))
-                    })
-                }
+                return .value(try pointed(located.object, located.pointer, name))
             }
             return .value(try resolve(cursor.value).withUnsafeBytes { try read($0) })
         }

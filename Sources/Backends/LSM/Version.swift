@@ -3,6 +3,7 @@
 // tables open and their files from garbage collection until the readers are released.
 
 import Engine
+import ObjectStore
 
 final class Version: Sendable {
     let levels: [[TableReader]]
@@ -67,16 +68,19 @@ final class Version: Sendable {
     }
 
     /// Looks `key` up, newest table first; stops at the first table that knows the key.
-    func get<R>(_ key: UnsafeRawBufferPointer, _ read: (UnsafeRawBufferPointer) throws -> R) throws -> Lookup<R> {
+    func get<R>(
+        _ key: UnsafeRawBufferPointer, pointed: ((any ReadableObject, ValuePointer, String) throws -> R)? = nil,
+        _ read: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> Lookup<R> {
         for table in levels[0] {
             guard table.meta.covers(key) else { continue }
-            let found = try table.get(key, read)
+            let found = try table.get(key, pointed: pointed, read)
             if case .absent = found { continue }
             return found
         }
         for level in 1..<levels.count {
             guard let table = table(level: level, covering: key) else { continue }
-            let found = try table.get(key, read)
+            let found = try table.get(key, pointed: pointed, read)
             if case .absent = found { continue }
             return found
         }

@@ -286,29 +286,18 @@ final class LocalReadableObject: ReadableObject {
         try read(offset: offset, into: buffer, waiting: false)
     }
 
-    /// One `preadv` (more only after a short read).
-    func read(offset: Int, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer) throws {
-        let length = first.count + second.count
+    /// One `preadv` for up to `IOV_MAX` parts (more only after a short read).
+    func read(offset: Int, into parts: [UnsafeMutableRawBufferPointer]) throws {
+        let length = parts.reduce(0) { $0 + $1.count }
         guard offset >= 0, offset + length <= size else {
             throw KVError(.corruption, "read of \(length) bytes at \(offset) is past the end (\(size) bytes)", path: path)
         }
+        var vectors = parts.compactMap { part in part.isEmpty ? nil : iovec(iov_base: part.baseAddress, iov_len: part.count) }
+        var first = 0
         var done = 0
         while done < length {
-            // The vectors of what is left: some of `first` (if any), then `second`.
-            var vectors = (iovec(), iovec())
-            let n = withUnsafeMutableBytes(of: &vectors) { raw -> Int in
-                let v = raw.bindMemory(to: iovec.self)
-                var count = 0
-                if done < first.count {
-                    v[count] = iovec(iov_base: first.baseAddress! + done, iov_len: first.count - done)
-                    count += 1
-                }
-                let intoSecond = max(0, done - first.count)
-                if intoSecond < second.count {
-                    v[count] = iovec(iov_base: second.baseAddress! + intoSecond, iov_len: second.count - intoSecond)
-                    count += 1
-                }
-                return preadv(fd, v.baseAddress, Int32(count), off_t(offset + done))
+            let n = vectors.withUnsafeBufferPointer { v in
+                preadv(fd, v.baseAddress! + first, Int32(min(v.count - first, Self.vectorLimit)), off_t(offset + done))
             }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -316,8 +305,21 @@ final class LocalReadableObject: ReadableObject {
             }
             if n == 0 { throw KVError(.corruption, "object ended early", path: path) }
             done += n
+            // Drop the vectors filled; the first one left may be partly filled.
+            var left = n
+            while left > 0, left >= vectors[first].iov_len {
+                left -= vectors[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                vectors[first].iov_base += left
+                vectors[first].iov_len -= left
+            }
         }
     }
+
+    /// The most vectors one `preadv` takes (IOV_MAX on Linux).
+    private static let vectorLimit = 1024
 
     /// Whether reads can be asked not to wait (`preadv2` and RWF_NOWAIT); cleared by the
     /// first refusal (a file system or kernel without them): every read then waits.

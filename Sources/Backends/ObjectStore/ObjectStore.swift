@@ -16,10 +16,10 @@ public protocol ReadableObject: AnyObject, Sendable {
     /// Reads `buffer.count` bytes at `offset` into `buffer` (a table block straight into
     /// the memory the block keeps); throws like `read(offset:length:)`.
     func read(offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
-    /// Reads `first.count + second.count` bytes at `offset`, the first ones into `first`
-    /// and the rest into `second` (a value's head and its tail placed elsewhere,
-    /// ValueTail); throws like `read(offset:length:)`.
-    func read(offset: Int, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer) throws
+    /// Reads the parts' total length at `offset`, filling them in order (values read
+    /// straight into their readers' memory, the bytes around them to the side:
+    /// `KVReader.withValues`); throws like `read(offset:length:)`.
+    func read(offset: Int, into parts: [UnsafeMutableRawBufferPointer]) throws
     /// Reads like `read(offset:into:)` if that needs no wait for a device or the network
     /// (the bytes are in memory: the kernel's page cache, or the object itself): true
     /// when it did. False when it would have had to wait; `buffer` then holds nothing to
@@ -38,10 +38,13 @@ extension ReadableObject {
         bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
 
-    /// The default: two reads.
-    public func read(offset: Int, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer) throws {
-        try read(offset: offset, into: first)
-        try read(offset: offset + first.count, into: second)
+    /// The default: a read per part.
+    public func read(offset: Int, into parts: [UnsafeMutableRawBufferPointer]) throws {
+        var at = offset
+        for part in parts {
+            try read(offset: at, into: part)
+            at += part.count
+        }
     }
 }
 

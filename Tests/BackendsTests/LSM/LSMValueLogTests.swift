@@ -126,34 +126,56 @@ import Testing
         try smallStore.close()
     }
 
-    /// A read with room for a value's tail (ValueTail, the filesystem's read-ahead) gets a
-    /// value kept in a WAL segment split: its head passed, its tail put in the room and
-    /// checksummed there. A value in a table block, or one too long for the room, is passed
-    /// whole, and nothing is placed; a damaged tail is reported.
-    @Test func aValueInTheWALIsReadIntoTheRoomForItsTail() throws {
+    /// `withValues` with room for the values' tails (the filesystem's read-ahead): values
+    /// kept in a WAL segment are read split, the head passed and the tail put in the room
+    /// and checksummed there, neighbours and values far apart alike; a value in a table
+    /// block, one too long for its room, one without room, and one of a key written since
+    /// (in the memtable) are passed whole; an absent key gets nil. Every key's body runs
+    /// once, in a read view too. A damaged tail is reported.
+    @Test func valuesInTheWALAreReadIntoTheRoomForTheirTails() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
         let (store, path, segments) = try pointingStore(harness, keys: 0..<20)
         defer { try? store.close() }
-        let value = TestBytes.value(7, size: Self.valueBytes)
-        var room = [UInt8](repeating: 0, count: Self.valueBytes)
-        let (head, placed) = try room.withUnsafeMutableBytes { buffer in
-            let tail = ValueTail(head: 10, buffer: buffer)
-            let head = try ValueTail.$current.withValue(tail) { try store.withValue(TestBytes.key(7)) { $0.map { Array($0) } } }
-            return (head, tail.placed)
-        }
-        #expect(head == Array(value[0..<10]))
-        #expect(placed == Self.valueBytes - 10)
-        #expect(room[0..<(Self.valueBytes - 10)] == value[10...])
-
-        for (key, expected, roomBytes) in [(TestBytes.key(100_007), [UInt8(7)], 100), (TestBytes.key(8), TestBytes.value(8, size: Self.valueBytes), 100)] {
-            var small = [UInt8](repeating: 0, count: roomBytes)
-            let (whole, none) = try small.withUnsafeMutableBytes { buffer in
-                let tail = ValueTail(head: 10, buffer: buffer)
-                let whole = try ValueTail.$current.withValue(tail) { try store.withValue(key) { $0.map { Array($0) } } }
-                return (whole, tail.placed)
+        // Written after the flush: in the memtable.
+        try store.put(TestBytes.key(30), TestBytes.value(30, size: Self.valueBytes), durable: false)
+        let head = 10
+        let big = Self.valueBytes - head
+        // key, room (nil: none), the value expected, whether it is placed.
+        let cases: [(key: [UInt8], room: Int?, value: [UInt8]?, placed: Bool)] = [
+            (TestBytes.key(3), big, TestBytes.value(3, size: Self.valueBytes), true),
+            (TestBytes.key(4), big + 5, TestBytes.value(4, size: Self.valueBytes), true),
+            (TestBytes.key(5), big, TestBytes.value(5, size: Self.valueBytes), true),
+            (TestBytes.key(9), big, TestBytes.value(9, size: Self.valueBytes), true),
+            (TestBytes.key(100_007), 100, [UInt8(7)], false),
+            (TestBytes.key(8), 100, TestBytes.value(8, size: Self.valueBytes), false),
+            (TestBytes.key(10), nil, TestBytes.value(10, size: Self.valueBytes), false),
+            (TestBytes.key(30), big, TestBytes.value(30, size: Self.valueBytes), false),
+            (TestBytes.key(55), big, nil, false),
+            (TestBytes.key(11), big, TestBytes.value(11, size: Self.valueBytes), true),
+        ]
+        func readAll(_ reader: any KVReader) throws -> [(value: [UInt8]?, placed: Int?, calls: Int)] {
+            var rooms = cases.map { [UInt8](repeating: 0, count: $0.room ?? 0) }
+            var got = [(value: [UInt8]?, placed: Int?, calls: Int)](repeating: (nil, nil, 0), count: cases.count)
+            try withRooms(&rooms) { tails in
+                try reader.withValues(cases.map(\.key), head: head, tails: cases.indices.map { cases[$0].room == nil ? nil : tails[$0] }) { index, value, placed in
+                    got[index].calls += 1
+                    got[index].placed = placed
+                    got[index].value = value.map { Array($0) + Array(tails[index][..<(placed ?? 0)]) }
+                }
             }
-            #expect(whole == expected && none == nil)
+            return got
+        }
+        let view = try store.readView()
+        defer { view.close() }
+        for (name, reader) in [("store", store as any KVReader), ("read view", view)] {
+            let got = try readAll(reader)
+            for (k, expected) in cases.enumerated() {
+                #expect(got[k].calls == 1, "\(name), case \(k): \(got[k].calls) calls")
+                #expect(got[k].value == expected.value, "\(name), case \(k): other bytes")
+                #expect((got[k].placed != nil) == expected.placed, "\(name), case \(k): placed \(String(describing: got[k].placed))")
+                if expected.placed { #expect(got[k].placed == big) }
+            }
         }
 
         // Flip one byte of value 5's tail where the segment holds it.
@@ -165,12 +187,24 @@ import Testing
         try handle.write(contentsOf: [bytes[at + 100] ^ 0x40])
         try handle.close()
         #expect {
-            try room.withUnsafeMutableBytes { buffer in
-                try ValueTail.$current.withValue(ValueTail(head: 10, buffer: buffer)) { try store.withValue(TestBytes.key(5)) { $0?.count } }
+            var rooms = [[UInt8](repeating: 0, count: big), [UInt8](repeating: 0, count: big)]
+            try withRooms(&rooms) { tails in
+                try store.withValues([TestBytes.key(4), TestBytes.key(5)], head: head, tails: tails) { _, _, _ in }
             }
         } throws: { error in
             (error as? KVError)?.code == .corruption && "\(error)".contains("value checksum mismatch")
         }
+    }
+
+    /// Runs `body` with the rooms' memory.
+    func withRooms(_ rooms: inout [[UInt8]], _ body: ([UnsafeMutableRawBufferPointer]) throws -> Void) throws {
+        func nest(_ k: Int, _ held: [UnsafeMutableRawBufferPointer], _ rooms: inout [[UInt8]]) throws {
+            guard k < rooms.count else { return try body(held) }
+            var room = rooms[k]
+            try room.withUnsafeMutableBytes { raw in try nest(k + 1, held + [raw], &rooms) }
+            rooms[k] = room
+        }
+        try nest(0, [], &rooms)
     }
 
     @Test func aDamagedValueIsReportedAndNotReturned() throws {
