@@ -131,13 +131,15 @@ public protocol KVReader: AnyObject, Sendable {
     func withValue<R>(_ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R
 
     /// `withValue` for each of `keys`: `body` runs once per key, in no set order, with the
-    /// key's index and value (nil when absent). Where `tails` gives room for a value's bytes
-    /// after its first `head`, a backend that would read the value from a file may put
-    /// them straight there, checked against its checksum, and pass `body` only the first
-    /// `head` bytes with `placed`, the count it put; otherwise `placed` is nil and the
-    /// value is passed whole. Many keys at once let such a backend read neighbouring values
-    /// with one system call (the filesystem's read-ahead reads a range's chunks so, into
-    /// the range). Throws like `get`, and what `body` throws (some bodies may have run).
+    /// key's index and value (nil when absent). `tails` has one entry per key (a backend
+    /// may refuse other counts with `.invalidArgument`). Where it gives room for a value's
+    /// bytes after its first `head`, a backend that would read the value from a file may
+    /// put them straight there, checked against its checksum, and pass `body` only the
+    /// first `head` bytes with `placed`, the count it put; otherwise `placed` is nil and
+    /// the value is passed whole. Many keys at once let such a backend read neighbouring
+    /// values with one system call (the filesystem's read-ahead reads a range's chunks so,
+    /// into the range). Throws like `get`, and what `body` throws (some bodies may have
+    /// run).
     func withValues(
         _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
         _ body: (_ index: Int, _ value: UnsafeRawBufferPointer?, _ placed: Int?) throws -> Void

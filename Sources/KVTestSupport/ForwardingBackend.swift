@@ -1,6 +1,6 @@
 // A KVBackend that passes every call to another: tests subclass it to count, record or
-// hold back the calls they care about. `firstVersion` and `withValue` take the protocol's
-// defaults, so they too arrive as `firstEntry` and `get`.
+// hold back the calls they care about. `firstVersion`, `withValue` and `withValues` take
+// the protocol's defaults, so they too arrive as `firstEntry` and `get`.
 
 import Engine
 

@@ -208,7 +208,7 @@ final class ReadAheadRecorder: ForwardingBackend, @unchecked Sendable {
     }
 
     /// On the lsm, whose chunks flushed to tables stay in WAL segments and are read ahead
-    /// straight into the kept range (ValueTail): raw and compressed chunks, a hole, a
+    /// straight into the kept range (KVReader.withValues): raw and compressed chunks, a hole, a
     /// shrunk tail and a short last chunk read as they were written.
     @Test func rangesReadAheadFromTheLSMHoldTheFile() throws {
         try withFileSystem(LSMBackendFactory()) { store, fs in

@@ -258,14 +258,20 @@ final class LSMBackend: KVBackend {
         _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
         _ body: (Int, UnsafeRawBufferPointer?, Int?) throws -> Void
     ) throws {
-        for key in keys { try checkKey(key) }
-        // A replica's retry (`reading`) reads only the keys whose bodies have not run.
+        try checkValues(keys, tails)
+        // A replica's retry (`reading`) reads only the keys whose bodies have not run, and
+        // not at all after a body threw: that error is the call's.
         var passed = [Bool](repeating: false, count: keys.count)
+        var failed: (any Error)?
         try reading {
+            if let failed { throw failed }
             let left = keys.indices.filter { !passed[$0] }
             try store.withValues(left.map { keys[$0] }, at: store.snapshot(), head: head, tails: left.map { tails[$0] }) { k, value, placed in
                 passed[left[k]] = true
-                try body(left[k], value, placed)
+                do { try body(left[k], value, placed) } catch {
+                    failed = error
+                    throw error
+                }
             }
         }
     }
@@ -353,6 +359,14 @@ func checkKey(_ key: [UInt8]) throws {
     }
 }
 
+/// `withValues`'s arguments: keys within the limit, one room (or nil) per key.
+func checkValues(_ keys: [[UInt8]], _ tails: [UnsafeMutableRawBufferPointer?]) throws {
+    guard tails.count == keys.count else {
+        throw KVError(.invalidArgument, "\(tails.count) rooms for the tails of \(keys.count) values")
+    }
+    for key in keys { try checkKey(key) }
+}
+
 final class LSMReadView: KVReadView {
     private let store: LSMStore
     private let snapshot: LSMStore.Snapshot
@@ -383,7 +397,7 @@ final class LSMReadView: KVReadView {
         _ keys: [[UInt8]], head: Int, tails: [UnsafeMutableRawBufferPointer?],
         _ body: (Int, UnsafeRawBufferPointer?, Int?) throws -> Void
     ) throws {
-        for key in keys { try checkKey(key) }
+        try checkValues(keys, tails)
         try open { try store.withValues(keys, at: snapshot, head: head, tails: tails, body) }
     }
 

@@ -131,7 +131,8 @@ import Testing
     /// and checksummed there, neighbours and values far apart alike; a value in a table
     /// block, one too long for its room, one without room, and one of a key written since
     /// (in the memtable) are passed whole; an absent key gets nil. Every key's body runs
-    /// once, in a read view too. A damaged tail is reported.
+    /// once, in a read view too. Rooms not one per key are refused; a damaged tail is
+    /// reported.
     @Test func valuesInTheWALAreReadIntoTheRoomForTheirTails() throws {
         let harness = StoreHarness(factory)
         defer { harness.cleanUp() }
@@ -176,6 +177,13 @@ import Testing
                 #expect((got[k].placed != nil) == expected.placed, "\(name), case \(k): placed \(String(describing: got[k].placed))")
                 if expected.placed { #expect(got[k].placed == big) }
             }
+        }
+
+        // Not one room per key: refused.
+        #expect {
+            try store.withValues([TestBytes.key(3), TestBytes.key(4)], head: head, tails: [nil]) { _, _, _ in }
+        } throws: { error in
+            (error as? KVError)?.code == .invalidArgument
         }
 
         // Flip one byte of value 5's tail where the segment holds it.
