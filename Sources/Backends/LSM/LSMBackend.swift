@@ -263,12 +263,17 @@ final class LSMBackend: KVBackend {
         // not at all after a body threw: that error is the call's.
         var passed = [Bool](repeating: false, count: keys.count)
         var failed: (any Error)?
+        var retry = false
         try reading {
             if let failed { throw failed }
-            let left = keys.indices.filter { !passed[$0] }
-            try store.withValues(left.map { keys[$0] }, at: store.snapshot(), head: head, tails: left.map { tails[$0] }) { k, value, placed in
-                passed[left[k]] = true
-                do { try body(left[k], value, placed) } catch {
+            // The first try passes the keys as they are; only a retry picks the ones left.
+            let left = retry ? keys.indices.filter { !passed[$0] } : nil
+            retry = true
+            let (asked, rooms) = left.map { l in (l.map { keys[$0] }, l.map { tails[$0] }) } ?? (keys, tails)
+            try store.withValues(asked, at: store.snapshot(), head: head, tails: rooms) { k, value, placed in
+                let index = left?[k] ?? k
+                passed[index] = true
+                do { try body(index, value, placed) } catch {
                     failed = error
                     throw error
                 }

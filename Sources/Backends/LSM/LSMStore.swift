@@ -527,9 +527,7 @@ final class LSMStore: @unchecked Sendable {
                                                 tail: UnsafeMutableRawBufferPointer(rebasing: tail[..<rest]))
                         }
                         // No room for it: read whole, as `withValue` would.
-                        var whole = [UInt8](unsafeUninitializedCapacity: pointer.length) { _, count in count = pointer.length }
-                        try whole.withUnsafeMutableBytes { try ValueLog.read((object, pointer), into: $0, table: table) }
-                        try whole.withUnsafeBytes { try body(index, $0, nil) }
+                        try ValueLog.read((object, pointer), table: table).withUnsafeBytes { try body(index, $0, nil) }
                         return nil
                     },
                     absent: { try body(index, nil, nil); return nil })

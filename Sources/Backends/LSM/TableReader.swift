@@ -204,11 +204,7 @@ final class TableReader: Sendable {
 
     /// The value a pointer entry of this table points at.
     func resolve(_ pointer: UnsafeRawBufferPointer) throws -> [UInt8] {
-        let located = try locate(pointer)
-        return try [UInt8](unsafeUninitializedCapacity: located.pointer.length) { buffer, count in
-            try ValueLog.read(located, into: UnsafeMutableRawBufferPointer(buffer), table: name)
-            count = located.pointer.length
-        }
+        try ValueLog.read(try locate(pointer), table: name)
     }
 
     /// Where a pointer entry's value lies (checked against its segment's size).

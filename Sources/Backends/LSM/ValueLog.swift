@@ -120,6 +120,14 @@ final class ValueLog: Sendable {
     }
 
     /// Reads a located value into `buffer` (its length) and checks it against the CRC.
+    /// A located value read whole into a new array, checked against its CRC.
+    static func read(_ located: (object: any ReadableObject, pointer: ValuePointer), table: String) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: located.pointer.length) { buffer, count in
+            try read(located, into: UnsafeMutableRawBufferPointer(buffer), table: table)
+            count = located.pointer.length
+        }
+    }
+
     static func read(_ located: (object: any ReadableObject, pointer: ValuePointer), into buffer: UnsafeMutableRawBufferPointer, table: String) throws {
         let (object, pointer) = located
         do { try object.read(offset: pointer.offset, into: buffer) } catch {
