@@ -235,7 +235,18 @@ final class LSMStore: @unchecked Sendable {
                 decoded.append((id, WALFormat.Contents(records: [], tear: nil)))
                 continue
             }
-            decoded.append((id, try WALFormat.decode(bytes, name: WALFormat.name(id))))
+            var contents = try WALFormat.decode(bytes, name: WALFormat.name(id))
+            // A segment holding its header and nothing else (but reserved zeros) was cut
+            // to its header by a machine crash: the writer makes a segment only to put
+            // records or a sync marker in it, and its first sync makes the header durable
+            // with them. It is taken as torn at its start, so that later segments' records
+            // are not replayed after the gap. Not below the newest fence (an open after it
+            // synced it as it is), nor where WAL objects are written whole.
+            if objects is any AppendableObjectStore, contents.records.isEmpty, !contents.torn, !contents.marked,
+               id > (current.fences.max() ?? 0) {
+                contents.tear = .cut
+            }
+            decoded.append((id, contents))
         }
         // A torn object is the tail of the log when nothing after it holds records (only
         // fences of opens that followed), or when an earlier open already accepted it.

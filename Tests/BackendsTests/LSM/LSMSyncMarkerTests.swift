@@ -144,6 +144,30 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path + "/objects/" + WALFormat.name(ids[1])))
     }
 
+    /// The sealed segment kept its header and lost every record: a crash's tear at its
+    /// start, so key 6 in the next segment is not replayed after the lost keys 3 to 5.
+    @Test func aSealedSegmentCutToItsHeaderEndsTheLogByItself() throws {
+        let (harness, path, ids) = try crashedSegments(marked: false)
+        defer { harness.cleanUp() }
+        let objects = try LocalObjectStore(root: path + "/objects")
+        try objects.put(WALFormat.name(ids[0]), WALFormat.header() + [UInt8](repeating: 0, count: 64))
+        let reopened = try factory.open(at: path, options: BackendOptions())
+        #expect(try reopened.entries().map(\.key) == (0..<3).map { TestBytes.key($0) })
+        try reopened.close()
+        #expect(!FileManager.default.fileExists(atPath: path + "/objects/" + WALFormat.name(ids[1])))
+    }
+
+    /// The same with a sync marker after it: acknowledged writes follow, the open refuses.
+    @Test func aSegmentCutToItsHeaderBeforeADurableWriteIsDamage() throws {
+        let (harness, path, ids) = try crashedSegments(marked: true)
+        defer { harness.cleanUp() }
+        let objects = try LocalObjectStore(root: path + "/objects")
+        try objects.put(WALFormat.name(ids[0]), WALFormat.header())
+        #expect { try factory.open(at: path, options: BackendOptions()) } throws: {
+            ($0 as? KVError)?.code == .corruption && "\($0)".contains("holds a sync marker")
+        }
+    }
+
     /// A segment without its header between the tear and a segment holding a sync marker:
     /// the marker still says acknowledged writes follow the tear, and the open refuses.
     @Test func aSegmentWithoutItsHeaderDoesNotHideALaterMarker() throws {
