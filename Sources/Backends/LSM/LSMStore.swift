@@ -215,6 +215,7 @@ final class LSMStore: @unchecked Sendable {
         // manifest lists them); any other damage is corruption.
         let walIDs = existingWAL.filter { $0 >= replayFrom && $0 < fenceID }.sorted()
         var decoded: [(id: UInt64, contents: WALFormat.Contents)] = []
+        var headerOnly: Set<UInt64> = []
         for id in walIDs {
             // Listed a moment ago, and only this writer deletes WAL objects: one that cannot
             // be read now is not skipped (its records would be lost once a flush moves the
@@ -245,6 +246,7 @@ final class LSMStore: @unchecked Sendable {
             if objects is any AppendableObjectStore, contents.records.isEmpty, !contents.torn, !contents.marked,
                id > (current.fences.max() ?? 0) {
                 contents.tear = .cut
+                headerOnly.insert(id)
             }
             decoded.append((id, contents))
         }
@@ -293,8 +295,14 @@ final class LSMStore: @unchecked Sendable {
                         throw KVError(.corruption, "\(what): \(why) (lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
                     }
                     if crashed {
+                        // A segment holding only its header may be an open's fence or plug left
+                        // by a crash before its first sync (nothing lost), not a cut segment.
                         let lost = later.reduce(0) { $0 + $1.records.count }
-                        let note = "zerofs lsm: \(objects.location): WAL object \(WALFormat.name(object.id)) was cut short by a machine crash before it was synced; the log ends there (\(lost) later records, none acknowledged as durable, are dropped)\n"
+                        let what = headerOnly.contains(object.id)
+                            ? "holds nothing after its header (a crash came before its first sync)"
+                            : "was cut short by a machine crash before it was synced"
+                        let after = lost == 0 ? "no later WAL object holds records" : "\(lost) later records, none acknowledged as durable, are dropped"
+                        let note = "zerofs lsm: \(objects.location): WAL object \(WALFormat.name(object.id)) \(what); the log ends there (\(after))\n"
                         FileHandle.standardError.write(Data(note.utf8))
                     }
                     endedAt = object.id
