@@ -238,9 +238,9 @@ final class LSMStore: @unchecked Sendable {
             }
             var contents = try WALFormat.decode(bytes, name: WALFormat.name(id))
             // A segment holding its header and nothing else (but reserved zeros) was cut
-            // to its header by a machine crash: the writer makes a segment only to put
-            // records or a sync marker in it, and its first sync makes the header durable
-            // with them. It is taken as torn at its start, so that later segments' records
+            // to its header by a machine crash, or is an open's fence or plug that a crash
+            // left before its first sync: the writer makes a segment only to put records
+            // or a sync marker in it, and its first sync makes the header durable with them. It is taken as torn at its start, so that later segments' records
             // are not replayed after the gap. Not below the newest fence (an open after it
             // synced it as it is), nor where WAL objects are written whole.
             if objects is any AppendableObjectStore, contents.records.isEmpty, !contents.torn, !contents.marked,
@@ -295,8 +295,8 @@ final class LSMStore: @unchecked Sendable {
                         throw KVError(.corruption, "\(what): \(why) (lsm tuning wal_recovery = point_in_time ends the log there and drops what follows)", path: WALFormat.name(object.id))
                     }
                     if crashed {
-                        // A segment holding only its header may be an open's fence or plug left
-                        // by a crash before its first sync (nothing lost), not a cut segment.
+                        // For a header-only segment (`headerOnly`) the note does not claim records
+                        // were cut: it may be a fence or plug, and nothing was lost with it.
                         let lost = later.reduce(0) { $0 + $1.records.count }
                         let what = headerOnly.contains(object.id)
                             ? "holds nothing after its header (a crash came before its first sync)"
