@@ -349,7 +349,7 @@ extension LSMStore {
             let busy = try state.withLock { () throws -> Bool in
                 if let backgroundError { throw backgroundError }
                 if closing { throw KVError(.closed, "the store is closing") }
-                return !immutables.isEmpty || compacting || pickCompaction(version) != nil
+                return !immutables.isEmpty || compacting || pickCompaction(version, overlaps: false) != nil
             }
             guard busy else { return }
             Thread.sleep(forTimeInterval: 0.005)
@@ -361,7 +361,7 @@ extension LSMStore {
     private func compactionLoop() {
         while true {
             let (stop, collect) = state.withLock { () -> (Bool, Bool) in
-                while !closing && !compactionPending && !garbagePending && pickCompaction(version) == nil { _ = state.wait(seconds: 1) }
+                while !closing && !compactionPending && !garbagePending && pickCompaction(version, overlaps: false) == nil { _ = state.wait(seconds: 1) }
                 defer { compactionPending = false; garbagePending = false }
                 return (closing, garbagePending)
             }
@@ -397,11 +397,18 @@ extension LSMStore {
         var inline: Set<UInt64> = []
     }
 
-    func pickCompaction(_ version: Version) -> CompactionPlan? {
+    /// The next compaction due, or nil. Without `overlaps` the plan leaves out the tables
+    /// of the next level its inputs merge with (`overlapping`, which reads table blocks):
+    /// whether a compaction is due does not depend on them, and the waits that only ask
+    /// that hold the state lock, which every write takes.
+    func pickCompaction(_ version: Version, overlaps: Bool = true) -> CompactionPlan? {
         let levels = version.levels
+        func overlapping(_ inputs: [TableReader], below level: Int) -> [TableReader] {
+            overlaps && level + 1 < levels.count ? Self.overlapping(inputs, in: levels[level + 1]) : []
+        }
         if version.l0Pressure >= options.l0CompactionTrigger {
             let inputs = levels[0]
-            let below = levels.count > 1 ? Self.overlapping(inputs, in: levels[1]) : []
+            let below = overlapping(inputs, below: 0)
             return CompactionPlan(level: 0, inputs: inputs + below, overlapping: below)
         }
         for level in 1..<max(levels.count, 1) where level < options.maxLevels - 1 {
@@ -410,13 +417,13 @@ extension LSMStore {
             // The table after the last one compacted at this level, round robin by key.
             let pointer = compactPointers.withLock { $0[level] }
             let table = levels[level].first { pointer == nil || Bytes.compare($0.meta.smallest, pointer!) > 0 } ?? levels[level][0]
-            let below = level + 1 < levels.count ? Self.overlapping([table], in: levels[level + 1]) : []
+            let below = overlapping([table], below: level)
             return CompactionPlan(level: level, inputs: [table] + below, overlapping: below)
         }
         // After an idle flush: L0 down, whatever its pressure, while a table it held stays.
         let idle = idleCompaction.withLock { $0 }
         if !idle.isEmpty, levels[0].contains(where: { idle.contains($0.meta.id) }) {
-            let below = levels.count > 1 ? Self.overlapping(levels[0], in: levels[1]) : []
+            let below = overlapping(levels[0], below: 0)
             return CompactionPlan(level: 0, inputs: levels[0] + below, overlapping: below)
         }
         // Nothing else is due: the table below L0 pointing at the most bytes in mostly dead
