@@ -66,6 +66,19 @@ public protocol KVIterator: AnyObject {
     /// closed, `.invalidArgument` when the iterator is not on an entry, and whatever
     /// `body` throws.
     func withCurrent<R>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R) throws -> R
+
+    /// Lends the current key and its value's length in bytes, without reading a value
+    /// that the backend keeps apart from its keys (lsm: one kept in a WAL segment), so
+    /// that a walk over keys alone (deleting a large file's chunks) does not read the data.
+    /// Throws as `withCurrent`.
+    func withCurrentKey<R>(_ body: (_ key: UnsafeRawBufferPointer, _ valueLength: Int) throws -> R) throws -> R
+}
+
+extension KVIterator {
+    /// The default: `withCurrent`, whose value the backend holds with its key anyway.
+    public func withCurrentKey<R>(_ body: (_ key: UnsafeRawBufferPointer, _ valueLength: Int) throws -> R) throws -> R {
+        try withCurrent { key, value in try body(key, value.count) }
+    }
 }
 
 extension KVError {
@@ -87,6 +100,9 @@ open class ForwardingIterator: KVIterator {
     open func next() throws { try base.next() }
     open func withCurrent<R>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R) throws -> R {
         try base.withCurrent(body)
+    }
+    open func withCurrentKey<R>(_ body: (_ key: UnsafeRawBufferPointer, _ valueLength: Int) throws -> R) throws -> R {
+        try base.withCurrentKey(body)
     }
 }
 
@@ -292,6 +308,19 @@ extension KVReader {
         let iterator = try makeIterator(range)
         while iterator.isValid {
             guard try iterator.withCurrent(body) else { return }
+            try iterator.next()
+        }
+    }
+
+    /// `scan` with each value's length instead of its bytes (`KVIterator.withCurrentKey`):
+    /// values a backend keeps apart from their keys are not read.
+    public func scanKeys(
+        _ range: KeyRange,
+        _ body: (_ key: UnsafeRawBufferPointer, _ valueLength: Int) throws -> Bool
+    ) throws {
+        let iterator = try makeIterator(range)
+        while iterator.isValid {
+            guard try iterator.withCurrentKey(body) else { return }
             try iterator.next()
         }
     }

@@ -164,7 +164,7 @@ extension Pool {
     private func reclaimDeleted(_ ino: UInt64, _ version: UInt64) throws(FSError) {
         var from: UInt64 = 0
         while true {
-            let found = try chunkEntries(ino, version, from: from) { _, _ in true }
+            let found = try chunkEntries(ino, version, from: from, nil)
             guard let last = found.last else { break }
             try deleteChunks(found, version)
             pacer.step()
@@ -275,44 +275,53 @@ extension Pool {
     /// there are more than `atMost` (or more than 8 × `atMost` entries of any version to
     /// step over: the caller then leaves them to the reclaimer).
     func chunkEntries(_ ino: UInt64, _ version: UInt64, atMost: Int) throws(FSError) -> [(key: [UInt8], size: Int)]? {
-        let (found, complete) = try chunkEntries(ino, version, from: 0, limit: atMost + 1, steps: 8 * atMost) { _, _ in true }
+        let (found, complete) = try chunkEntries(ino, version, from: 0, limit: atMost + 1, steps: 8 * atMost, nil)
         return complete && found.count <= atMost ? found : nil
     }
 
     /// Up to one batch of chunk entries (key, stored size) of exactly `version`, from chunk
-    /// index `from` on, that `select(index, epoch)` accepts.
+    /// index `from` on, that `select(index, epoch)` accepts (nil: all of them).
     private func chunkEntries(
-        _ ino: UInt64, _ version: UInt64, from: UInt64, _ select: (UInt64, UInt64) -> Bool
+        _ ino: UInt64, _ version: UInt64, from: UInt64, _ select: ((UInt64, UInt64) -> Bool)?
     ) throws(FSError) -> [(key: [UInt8], size: Int)] {
         try chunkEntries(ino, version, from: from, limit: options.reclaimBatchSize, steps: .max, select).found
     }
 
     /// Chunk entries of exactly `version` from chunk index `from` on that `select(index,
-    /// epoch)` accepts, at most `limit` of them, stepping over at most `steps` entries of
-    /// any version; `complete` when the scan reached the end of the inode's chunks.
+    /// epoch)` accepts (nil: all of them), at most `limit` of them, stepping over at most
+    /// `steps` entries of any version; `complete` when the scan reached the end of the
+    /// inode's chunks. Without `select` only keys and value sizes are walked (`scanKeys`):
+    /// deleting a file whose data the store keeps apart (lsm: in its WAL) reads none of it.
     private func chunkEntries(
-        _ ino: UInt64, _ version: UInt64, from: UInt64, limit: Int, steps: Int, _ select: (UInt64, UInt64) -> Bool
+        _ ino: UInt64, _ version: UInt64, from: UInt64, limit: Int, steps: Int, _ select: ((UInt64, UInt64) -> Bool)?
     ) throws(FSError) -> (found: [(key: [UInt8], size: Int)], complete: Bool) {
         guard from != UInt64.max else { return ([], true) }
         var found: [(key: [UInt8], size: Int)] = []
         var complete = true
         var stepped = 0
+        // Whether to go on after the entry `key` of `size` bytes, which `selected` says to take.
+        func visit(_ key: UnsafeRawBufferPointer, _ size: Int, _ selected: (UInt64) -> Bool) -> Bool {
+            stepped += 1
+            guard stepped <= steps else {
+                complete = false
+                return false
+            }
+            guard key.count == 25, UInt64.max - key.readBigEndian(at: 17) == version else { return true }
+            if selected(key.readBigEndian(at: 9)) { found.append((Array(key), size)) }
+            if found.count >= limit {
+                complete = false
+                return false
+            }
+            return true
+        }
         let range = KeyRange(start: FSKeys.chunk(ino, from), end: Bytes.prefixSuccessor(FSKeys.chunkPrefix(ino)))
         try kv {
-            try store.scan(range) { key, value in
-                stepped += 1
-                guard stepped <= steps else {
-                    complete = false
-                    return false
+            if let select {
+                try store.scan(range) { key, value in
+                    visit(key, value.count) { index in select(index, value.count >= 10 ? value.readBigEndian(at: 2) : 0) }
                 }
-                guard key.count == 25, UInt64.max - key.readBigEndian(at: 17) == version else { return true }
-                let epoch = value.count >= 10 ? value.readBigEndian(at: 2) : 0
-                if select(key.readBigEndian(at: 9), epoch) { found.append((Array(key), value.count)) }
-                if found.count >= limit {
-                    complete = false
-                    return false
-                }
-                return true
+            } else {
+                try store.scanKeys(range) { key, size in visit(key, size) { _ in true } }
             }
         }
         return (found, complete)

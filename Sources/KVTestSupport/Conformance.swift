@@ -47,7 +47,7 @@ public enum KVConformance {
     static let all: [(name: String, persistent: Bool, body: Body)] = [
         ("empty key and empty value", false, emptyKeyAndValue),
         ("binary keys sort by unsigned bytes", false, binaryKeyOrder),
-        ("values of 0 B, 100 B, 1 MiB and 16 MiB", false, valueSizes),
+        ("values of 0 B, 100 B, 1 MiB and 16 MiB; their lengths in a walk over keys", false, valueSizes),
         ("overwrite and delete", false, overwriteAndDelete),
         ("delete-range", false, deleteRange),
         ("batches apply in order and atomically", false, batchSemantics),
@@ -114,6 +114,22 @@ public enum KVConformance {
         defer { try? store.close() }
         for (i, size) in sizes.enumerated() { #expect(try store.get(TestBytes.key(i))?.count == size) }
         #expect(try store.get(TestBytes.key(3)) == TestBytes.value(3, size: 16 << 20))
+        // A walk over keys gives each value's length (after the reopen, from wherever the
+        // backend keeps the values now), and stops where its body says.
+        var walked: [([UInt8], Int)] = []
+        try store.scanKeys(.all) { key, length in
+            walked.append((Array(key), length))
+            return true
+        }
+        #expect(walked.map(\.0) == sizes.indices.map { TestBytes.key($0) })
+        #expect(walked.map(\.1) == sizes)
+        var steps = 0
+        try store.scanKeys(KeyRange(start: TestBytes.key(1))) { key, _ in
+            steps += 1
+            #expect(Array(key) == TestBytes.key(1))
+            return false
+        }
+        #expect(steps == 1)
     }
 
     static func overwriteAndDelete(_ h: StoreHarness) throws {

@@ -483,6 +483,17 @@ final class LSMIterator: KVIterator {
         guard isValid else { throw KVError.iteratorNotValid }
         return try body(stream.key, try stream.source.value)
     }
+
+    /// A pointer entry's length comes from its pointer: the value stays in its WAL segment.
+    func withCurrentKey<R>(_ body: (UnsafeRawBufferPointer, Int) throws -> R) throws -> R {
+        try lifetime.ensureOpen()
+        guard isValid else { throw KVError.iteratorNotValid }
+        let source = stream.source
+        guard source.isPointer else { return try body(stream.key, source.storedValue.count) }
+        // A pointer that does not decode is read as a value, which reports it.
+        guard let pointer = ValuePointer(source.storedValue) else { return try body(stream.key, try source.value.count) }
+        return try body(stream.key, pointer.length)
+    }
 }
 
 extension LSMBackend {
