@@ -106,7 +106,8 @@ extension FileSystem {
         var found: [(key: [UInt8], size: Int)] = []
         for index in 0..<file.size.quotientRoundingUp(chunkSize) {
             let key = FSKeys.versioned(FSKeys.chunk(file.ino, index), view.head)
-            if let value = try kv({ try store.get(key) }) { found.append((key, value.count)) }
+            // Only the size: the value is borrowed (a cached block's bytes), not copied out.
+            if let size = try kv({ try store.withValue(key) { $0?.count } }) { found.append((key, size)) }
         }
         return found
     }
