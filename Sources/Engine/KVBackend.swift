@@ -305,11 +305,7 @@ extension KVReader {
         _ range: KeyRange,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
     ) throws {
-        let iterator = try makeIterator(range)
-        while iterator.isValid {
-            guard try iterator.withCurrent(body) else { return }
-            try iterator.next()
-        }
+        try walk(range) { try $0.withCurrent(body) }
     }
 
     /// `scan` with each value's length instead of its bytes (`KVIterator.withCurrentKey`):
@@ -318,9 +314,14 @@ extension KVReader {
         _ range: KeyRange,
         _ body: (_ key: UnsafeRawBufferPointer, _ valueLength: Int) throws -> Bool
     ) throws {
+        try walk(range) { try $0.withCurrentKey(body) }
+    }
+
+    /// Calls `visit` on an iterator at each entry of `range` in turn until it returns false.
+    private func walk(_ range: KeyRange, _ visit: (any KVIterator) throws -> Bool) throws {
         let iterator = try makeIterator(range)
         while iterator.isValid {
-            guard try iterator.withCurrentKey(body) else { return }
+            guard try visit(iterator) else { return }
             try iterator.next()
         }
     }
