@@ -398,9 +398,9 @@ extension LSMStore {
     }
 
     /// The next compaction due, or nil. Without `overlaps` the plan leaves out the tables
-    /// of the next level its inputs merge with (`overlapping`, which reads table blocks):
-    /// whether a compaction is due does not depend on them, and the waits that only ask
-    /// that hold the state lock, which every write takes.
+    /// of the next level its inputs merge with (`overlapping`, which reads table blocks).
+    /// Whether a compaction is due does not depend on them, and the waits that ask only
+    /// that hold the state lock, which every write and read takes.
     func pickCompaction(_ version: Version, overlaps: Bool = true) -> CompactionPlan? {
         let levels = version.levels
         func overlapping(_ inputs: [TableReader], below level: Int) -> [TableReader] {

@@ -240,8 +240,9 @@ final class LSMStore: @unchecked Sendable {
             // A segment holding its header and nothing else (but reserved zeros) was cut
             // to its header by a machine crash, or is an open's fence or plug that a crash
             // left before its first sync: the writer makes a segment only to put records
-            // or a sync marker in it, and its first sync makes the header durable with them. It is taken as torn at its start, so that later segments' records
-            // are not replayed after the gap. Not below the newest fence (an open after it
+            // or a sync marker in it, and its first sync makes the header durable with
+            // them. It is taken as torn at its start, so that later segments' records are
+            // not replayed after the gap. Not below the newest fence (an open after it
             // synced it as it is), nor where WAL objects are written whole.
             if objects is any AppendableObjectStore, contents.records.isEmpty, !contents.torn, !contents.marked,
                id > (current.fences.max() ?? 0) {
