@@ -124,4 +124,32 @@ import Testing
         #expect(stopped.load(ordering: .relaxed) == 3, "the started workers did not stop")
     }
 
+    /// A worker polls until its spin has passed, and stops sooner at a yield that came back
+    /// late (the core had other work).
+    @Test func pollingEndsAtItsDeadlineOrAtALateYield() {
+        let start = ContinuousClock.now
+        let us = { (n: Int) in start.advanced(by: .microseconds(n)) }
+        var steady = PollWindow(start: start, spin: .microseconds(200), lateYield: .microseconds(20))
+        var at = 0
+        var yields = 0
+        while true {
+            at += 5
+            yields += 1
+            if !steady.goesOn(at: us(at)) { break }
+        }
+        #expect(at == 200, "polling with prompt yields ended at \(at) µs, not at its spin's end")
+        #expect(yields == 40)
+
+        var interrupted = PollWindow(start: start, spin: .microseconds(200), lateYield: .microseconds(20))
+        let prompt = interrupted.goesOn(at: us(5))
+        let notLate = interrupted.goesOn(at: us(24))
+        let late = interrupted.goesOn(at: us(44))
+        #expect(prompt)
+        #expect(notLate, "a yield 19 µs after the last is not late")
+        #expect(!late, "a yield 20 µs after the last is late")
+
+        var firstLate = PollWindow(start: start, spin: .microseconds(200), lateYield: .microseconds(20))
+        let first = firstLate.goesOn(at: us(30))
+        #expect(!first, "the first yield is measured from the poll's start")
+    }
 }
